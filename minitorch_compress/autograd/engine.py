@@ -102,7 +102,7 @@ def backward(root: Tensor, grad: np.ndarray | None = None) -> None:
         input_grads = node._op.backward(node._ctx, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
-        for parent, pg in zip(node._parents, input_grads):
+        for parent, pg in zip(node._parents, input_grads, strict=False):
             if pg is None or not parent.requires_grad:
                 continue
             pg = _unbroadcast(pg, parent.shape)
