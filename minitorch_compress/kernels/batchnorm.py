@@ -1,0 +1,416 @@
+"""Fast batch-norm (+ optional fused ReLU) and residual add + ReLU kernels in numba.
+
+Layout NCHW; batch-norm statistics are per channel over (N, H, W). Inside the kernels an
+(N, C, H, W) array is viewed as (N, C, P) with P = H*W, so each (n, c) plane is one
+contiguous run of P numbers that the compiler turns into SIMD code.
+
+Training forward = two passes over x: per-channel sums (parallel over channels), then
+``y = relu?(x * a + b)`` with ``a = gamma*invstd`` and ``b = beta - mean*a`` (parallel over
+(n, c) planes). Training backward = two passes too: per-channel ``sum(g)`` and
+``sum(g * (x - mean))``, then the closed-form input gradient. Sums are accumulated in
+float64 whatever the data type, so a channel of 256*32*32 float32 numbers keeps full float32
+accuracy. The elementwise passes run in the data's own dtype (float32 SIMD is twice as wide).
+
+The numba kernels are plain Python loops over arrays: ``NUMBA_DISABLE_JIT=1`` turns them
+into ordinary Python you can step through. `kernels/reference.py` holds slow NumPy twins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from minitorch_compress.kernels.conv import result_float_dtype
+
+# Reductions may be reordered (so LLVM can vectorise them and keep several partial sums);
+# no other fast-math flag, so NaN and inf still propagate the IEEE way.
+_REDUCE_MATH = {"reassoc", "contract"}
+
+
+# ---------------------------------------------------------------------- numba kernels
+@njit(cache=True, parallel=True, fastmath=_REDUCE_MATH)
+def _channel_mean_var(x3, mean, var):
+    """mean[c], var[c] = mean and biased variance of x3[:, c, :]; x3: (N, C, P)."""
+    n_img, n_ch, p_len = x3.shape
+    count = n_img * p_len
+    for c in prange(n_ch):
+        # shift by one sample of the channel: sums of (x - x0) do not cancel catastrophically
+        # when |mean| >> std, unlike the raw sum of squares
+        x0 = np.float64(x3[0, c, 0])
+        s = 0.0
+        ss = 0.0
+        for n in range(n_img):
+            for p in range(p_len):
+                d = np.float64(x3[n, c, p]) - x0
+                s += d
+                ss += d * d
+        mu = s / count
+        mean[c] = x0 + mu
+        var[c] = max(ss / count - mu * mu, 0.0)
+
+
+@njit(cache=True, parallel=True)
+def _scale_shift(x3, a, b, relu, y3):
+    """y3[n, c, p] = relu?(x3[n, c, p] * a[c] + b[c]); a, b in the dtype of x3."""
+    n_img, n_ch, p_len = x3.shape
+    for task in prange(n_img * n_ch):
+        n = task // n_ch
+        c = task - n * n_ch
+        ac = a[c]
+        bc = b[c]
+        if relu:
+            for p in range(p_len):
+                y3[n, c, p] = max(x3[n, c, p] * ac + bc, 0.0)
+        else:
+            for p in range(p_len):
+                y3[n, c, p] = x3[n, c, p] * ac + bc
+
+
+@njit(cache=True, parallel=True, fastmath=_REDUCE_MATH)
+def _grad_sums(g3, x3, y3, mean, relu, sum_g, sum_gxc):
+    """Per channel: sum_g[c] = sum(g), sum_gxc[c] = sum(g * (x - mean[c])) where
+    g = g3 masked by y3 > 0 when relu. All (N, C, P); sums in float64."""
+    n_img, n_ch, p_len = x3.shape
+    for c in prange(n_ch):
+        mc = mean[c]
+        s = 0.0
+        sx = 0.0
+        for n in range(n_img):
+            for p in range(p_len):
+                g = np.float64(g3[n, c, p])
+                if relu and not y3[n, c, p] > 0:
+                    g = 0.0
+                s += g
+                sx += g * (np.float64(x3[n, c, p]) - mc)
+        sum_g[c] = s
+        sum_gxc[c] = sx
+
+
+@njit(cache=True, parallel=True)
+def _grad_input(g3, x3, y3, mean, a, k, d, relu, dx3):
+    """dx = a[c]*g - k[c]*(x - mean[c]) + d[c], g masked by y3 > 0 when relu.
+
+    With a = gamma*invstd, k = a*invstd*mean(g*xhat), d = -a*mean(g) this is the batch-norm
+    formula ``gamma*invstd*(g - mean(g) - xhat*mean(g*xhat))``; eval mode passes k = d = 0.
+    """
+    n_img, n_ch, p_len = x3.shape
+    for task in prange(n_img * n_ch):
+        n = task // n_ch
+        c = task - n * n_ch
+        ac = a[c]
+        kc = k[c]
+        dc = d[c]
+        mc = mean[c]
+        for p in range(p_len):
+            g = g3[n, c, p]
+            if relu and not y3[n, c, p] > 0:
+                g = 0.0
+            dx3[n, c, p] = ac * g - kc * (x3[n, c, p] - mc) + dc
+
+
+@njit(cache=True, parallel=True)
+def _add_relu(a, b, y):
+    """y = max(a + b, 0) over flat arrays."""
+    for i in prange(a.size):
+        y[i] = max(a[i] + b[i], 0.0)
+
+
+@njit(cache=True, parallel=True)
+def _relu_mask(g, y, out):
+    """out = g where y > 0 else 0, over flat arrays."""
+    for i in prange(g.size):
+        out[i] = g[i] if y[i] > 0 else 0.0
+
+
+# ------------------------------------------------------------------------ validation
+def _as3d(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """C-contiguous (N, C, H*W) view of an NCHW array in `dtype` (copied only if needed)."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a.reshape(a.shape[0], a.shape[1], a.shape[2] * a.shape[3])
+
+
+def _check_x(name: str, x: np.ndarray) -> int:
+    """Check that x is NCHW and return its channel count."""
+    if np.ndim(x) != 4:
+        raise ValueError(f"{name}: input must be 4-D (N, C, H, W), got shape {np.shape(x)}")
+    return int(np.shape(x)[1])
+
+
+def _check_same_shape(name: str, what: str, a: np.ndarray, x: np.ndarray) -> None:
+    if np.shape(a) != np.shape(x):
+        raise ValueError(
+            f"{name}: {what} has shape {np.shape(a)} but the input has shape {np.shape(x)}"
+        )
+
+
+def _channel_vector(name: str, what: str, v: np.ndarray, channels: int) -> np.ndarray:
+    """Validate a per-channel parameter and return it as float64 (C,)."""
+    if np.shape(v) != (channels,):
+        raise ValueError(
+            f"{name}: {what} must have shape ({channels},) for an input with {channels} "
+            f"channels, got shape {np.shape(v)}"
+        )
+    return np.asarray(v, dtype=np.float64)
+
+
+def _check_eps(name: str, eps: float) -> float:
+    eps = float(eps)
+    if not eps >= 0.0:
+        raise ValueError(f"{name}: eps must be >= 0, got {eps}")
+    return eps
+
+
+# ------------------------------------------------------------------------ public API
+def batchnorm_train_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, relu: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training-mode batch-norm with batch statistics, optionally fused with ReLU.
+
+    ``y = relu?(gamma * (x - mean) * invstd + beta)`` per channel, with mean and biased
+    variance over (N, H, W) and ``invstd = 1 / sqrt(var + eps)``.
+
+    Args:
+        x: input, shape (N, C, H, W).
+        gamma: scale, shape (C,).
+        beta: shift, shape (C,).
+        eps: added to the variance, >= 0 (1e-5 in ResNet-20).
+        relu: apply ``max(., 0)`` to the output.
+
+    Returns:
+        ``(y, mean, var, invstd)``: y of shape (N, C, H, W); mean, biased variance and
+        invstd of shape (C,). The caller derives the unbiased variance for the running
+        statistics as ``var * m / (m - 1)`` with ``m = N*H*W``. All outputs are float64 if
+        x, gamma or beta is float64, else float32.
+
+    Raises:
+        ValueError: on a non-4-D input, parameters of the wrong shape, or eps < 0.
+    """
+    name = "batchnorm_train_forward"
+    ch = _check_x(name, x)
+    eps = _check_eps(name, eps)
+    dtype = result_float_dtype(x, gamma, beta)
+    gamma64 = _channel_vector(name, "gamma", gamma, ch)
+    beta64 = _channel_vector(name, "beta", beta, ch)
+    if np.size(x) == 0:
+        raise ValueError(f"{name}: cannot compute batch statistics of an empty input")
+    x3 = _as3d(x, dtype)
+    mean = np.empty(ch)
+    var = np.empty(ch)
+    _channel_mean_var(x3, mean, var)
+    invstd = 1.0 / np.sqrt(var + eps)
+    a = gamma64 * invstd
+    b = beta64 - mean * a
+    y = np.empty(np.shape(x), dtype=dtype)
+    _scale_shift(x3, a.astype(dtype), b.astype(dtype), bool(relu), y.reshape(x3.shape))
+    return y, mean.astype(dtype), var.astype(dtype), invstd.astype(dtype)
+
+
+def batchnorm_train_backward(
+    grad_y: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    gamma: np.ndarray,
+    mean: np.ndarray,
+    invstd: np.ndarray,
+    relu: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of `batchnorm_train_forward`.
+
+    With ``m = N*H*W``, ``xhat = (x - mean) * invstd`` and ``g = grad_y`` (masked by
+    ``y > 0`` when relu): ``grad_x = gamma*invstd*(g - mean(g) - xhat*mean(g*xhat))``,
+    ``grad_gamma = sum(g*xhat)``, ``grad_beta = sum(g)``, means and sums per channel over
+    (N, H, W).
+
+    Args:
+        grad_y: upstream gradient, shape (N, C, H, W).
+        x: forward input, shape (N, C, H, W).
+        y: forward output, shape (N, C, H, W); only read when relu (for the mask).
+        gamma: scale, shape (C,).
+        mean: batch mean returned by the forward, shape (C,).
+        invstd: ``1/sqrt(var + eps)`` returned by the forward, shape (C,).
+        relu: whether the forward applied ReLU.
+
+    Returns:
+        ``(grad_x, grad_gamma, grad_beta)`` of shapes (N, C, H, W), (C,), (C,); float64 if
+        grad_y, x or gamma is float64, else float32.
+
+    Raises:
+        ValueError: on inconsistent shapes.
+    """
+    name = "batchnorm_train_backward"
+    ch = _check_x(name, x)
+    _check_same_shape(name, "grad_y", grad_y, x)
+    _check_same_shape(name, "y", y, x)
+    dtype = result_float_dtype(grad_y, x, gamma)
+    gamma64 = _channel_vector(name, "gamma", gamma, ch)
+    mean64 = _channel_vector(name, "mean", mean, ch)
+    invstd64 = _channel_vector(name, "invstd", invstd, ch)
+    g3 = _as3d(grad_y, dtype)
+    x3 = _as3d(x, dtype)
+    y3 = _as3d(y, dtype) if relu else x3  # y is not read without relu
+    count = x3.shape[0] * x3.shape[2]
+    sum_g = np.empty(ch)
+    sum_gxc = np.empty(ch)
+    _grad_sums(g3, x3, y3, mean64, bool(relu), sum_g, sum_gxc)
+    grad_gamma = sum_gxc * invstd64  # sum(g * xhat)
+    a = gamma64 * invstd64
+    k = a * invstd64 * grad_gamma / max(count, 1)
+    d = -a * sum_g / max(count, 1)
+    dx = np.empty(np.shape(x), dtype=dtype)
+    _grad_input(
+        g3,
+        x3,
+        y3,
+        mean64.astype(dtype),
+        a.astype(dtype),
+        k.astype(dtype),
+        d.astype(dtype),
+        bool(relu),
+        dx.reshape(x3.shape),
+    )
+    return dx, grad_gamma.astype(dtype), sum_g.astype(dtype)
+
+
+def batchnorm_eval_forward(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    eps: float,
+    relu: bool = False,
+) -> np.ndarray:
+    """Eval-mode batch-norm: ``y = relu?(gamma * (x - running_mean) / sqrt(running_var + eps)
+    + beta)``.
+
+    Args:
+        x: input, shape (N, C, H, W).
+        gamma: scale, shape (C,).
+        beta: shift, shape (C,).
+        running_mean: shape (C,).
+        running_var: shape (C,).
+        eps: added to the variance, >= 0.
+        relu: apply ``max(., 0)`` to the output.
+
+    Returns:
+        y, shape (N, C, H, W); float64 if x, gamma or beta is float64, else float32.
+
+    Raises:
+        ValueError: on a non-4-D input, parameters of the wrong shape, or eps < 0.
+    """
+    name = "batchnorm_eval_forward"
+    ch = _check_x(name, x)
+    eps = _check_eps(name, eps)
+    dtype = result_float_dtype(x, gamma, beta)
+    gamma64 = _channel_vector(name, "gamma", gamma, ch)
+    beta64 = _channel_vector(name, "beta", beta, ch)
+    rmean = _channel_vector(name, "running_mean", running_mean, ch)
+    rvar = _channel_vector(name, "running_var", running_var, ch)
+    x3 = _as3d(x, dtype)
+    a = gamma64 / np.sqrt(rvar + eps)
+    b = beta64 - rmean * a
+    y = np.empty(np.shape(x), dtype=dtype)
+    _scale_shift(x3, a.astype(dtype), b.astype(dtype), bool(relu), y.reshape(x3.shape))
+    return y
+
+
+def batchnorm_eval_backward(
+    grad_y: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    eps: float,
+    relu: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of `batchnorm_eval_forward` (the running statistics are constants).
+
+    With ``invstd = 1/sqrt(running_var + eps)``, ``xhat = (x - running_mean) * invstd`` and
+    ``g = grad_y`` (masked by ``y > 0`` when relu): ``grad_x = gamma * invstd * g``,
+    ``grad_gamma = sum(g * xhat)``, ``grad_beta = sum(g)`` per channel.
+
+    Args:
+        grad_y: upstream gradient, shape (N, C, H, W).
+        x: forward input, shape (N, C, H, W).
+        y: forward output, shape (N, C, H, W); only read when relu.
+        gamma, beta, running_mean, running_var: shape (C,) (beta is only shape-checked:
+            the gradient does not depend on it).
+        eps: added to the variance, >= 0.
+        relu: whether the forward applied ReLU.
+
+    Returns:
+        ``(grad_x, grad_gamma, grad_beta)`` of shapes (N, C, H, W), (C,), (C,); float64 if
+        grad_y, x or gamma is float64, else float32.
+
+    Raises:
+        ValueError: on inconsistent shapes or eps < 0.
+    """
+    name = "batchnorm_eval_backward"
+    ch = _check_x(name, x)
+    eps = _check_eps(name, eps)
+    _check_same_shape(name, "grad_y", grad_y, x)
+    _check_same_shape(name, "y", y, x)
+    dtype = result_float_dtype(grad_y, x, gamma)
+    gamma64 = _channel_vector(name, "gamma", gamma, ch)
+    _channel_vector(name, "beta", beta, ch)
+    rmean = _channel_vector(name, "running_mean", running_mean, ch)
+    invstd = 1.0 / np.sqrt(_channel_vector(name, "running_var", running_var, ch) + eps)
+    g3 = _as3d(grad_y, dtype)
+    x3 = _as3d(x, dtype)
+    y3 = _as3d(y, dtype) if relu else x3
+    sum_g = np.empty(ch)
+    sum_gxc = np.empty(ch)
+    _grad_sums(g3, x3, y3, rmean, bool(relu), sum_g, sum_gxc)
+    zeros = np.zeros(ch, dtype=dtype)
+    dx = np.empty(np.shape(x), dtype=dtype)
+    a = (gamma64 * invstd).astype(dtype)
+    _grad_input(g3, x3, y3, rmean.astype(dtype), a, zeros, zeros, bool(relu), dx.reshape(x3.shape))
+    return dx, (sum_gxc * invstd).astype(dtype), sum_g.astype(dtype)
+
+
+def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Residual add + ReLU of a ResNet block: ``y = max(a + b, 0)``, one pass, no temporary.
+
+    Args:
+        a: any shape (the block's main branch).
+        b: same shape as `a` (the shortcut).
+
+    Returns:
+        y, same shape; float64 if a or b is float64, else float32.
+
+    Raises:
+        ValueError: if the shapes differ (no broadcasting here, by design).
+    """
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"add_relu_forward: shapes differ: {np.shape(a)} and {np.shape(b)}")
+    dtype = result_float_dtype(a, b)
+    a = np.ascontiguousarray(a, dtype=dtype)
+    b = np.ascontiguousarray(b, dtype=dtype)
+    y = np.empty(a.shape, dtype=dtype)
+    _add_relu(a.reshape(-1), b.reshape(-1), y.reshape(-1))
+    return y
+
+
+def relu_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient through a ReLU whose output was `y`: ``grad_y * (y > 0)``.
+
+    Args:
+        grad_y: upstream gradient, any shape.
+        y: the ReLU's output, same shape.
+
+    Returns:
+        The masked gradient, same shape; dtype of `grad_y` (float32 unless float64).
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    if np.shape(grad_y) != np.shape(y):
+        raise ValueError(f"relu_backward: shapes differ: {np.shape(grad_y)} and {np.shape(y)}")
+    dtype = result_float_dtype(grad_y)
+    g = np.ascontiguousarray(grad_y, dtype=dtype)
+    y = np.ascontiguousarray(y)
+    out = np.empty(g.shape, dtype=dtype)
+    _relu_mask(g.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
