@@ -222,6 +222,30 @@ def best_k_sparse(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, flo
     return best_W, best_L
 
 
+def lasso_kkt_violation(W: np.ndarray, X: np.ndarray, y: np.ndarray, lam: float) -> float:
+    """How far W is from minimising L(W) + lam * ||W||_1 (0 exactly at the minimiser).
+
+    The optimality conditions are: grad_j L(W) + lam * sign(w_j) = 0 where w_j != 0, and
+    |grad_j L(W)| <= lam where w_j = 0. This returns the largest violation over j, so a run can
+    be checked without knowing the answer.
+
+    Args:
+        W: (d,) weights.
+        X: (n, d) data.
+        y: (n,) targets.
+        lam: L1 strength.
+
+    Returns:
+        max_j violation, >= 0.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    g = gradient(W, X, y)
+    nonzero = W != 0
+    on_support = np.abs(g[nonzero] + lam * np.sign(W[nonzero]))
+    off_support = np.maximum(np.abs(g[~nonzero]) - lam, 0.0)
+    return float(np.max(np.concatenate([on_support, off_support]), initial=0.0))
+
+
 @dataclass
 class History:
     """What ``run`` records: L and W at every step, step 0 being the starting point.
