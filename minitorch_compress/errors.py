@@ -12,6 +12,7 @@ __all__ = [
     "MinitorchError",
     "CheckpointError",
     "UnsafeCheckpointError",
+    "DatasetError",
     "DatasetNotFoundError",
     "DownloadError",
 ]
@@ -32,7 +33,11 @@ class UnsafeCheckpointError(CheckpointError):
     """
 
 
-class DatasetNotFoundError(MinitorchError):
+class DatasetError(MinitorchError):
+    """A dataset file is present but unreadable, truncated or not in the expected format."""
+
+
+class DatasetNotFoundError(DatasetError):
     """CIFAR-10 was not found in any of the places we looked."""
 
 
