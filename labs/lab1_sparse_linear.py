@@ -168,7 +168,8 @@ def write_figures(results: dict[str, dict[Setting, History]], fig_dir: Path) -> 
             ax_w.axhline(0.0, color="grey", lw=0.5)
             ax_w.set(xlabel="step", ylabel="value", title="entries of W")
             ax_w.legend(fontsize=8, ncol=5, loc="best")
-            fig.suptitle(f"{PART_TITLES[s.part]} {s.label} [{schedule}]".strip(), fontsize=10)
+            setting = f", {s.label}" if s.label else ""
+            fig.suptitle(f"{PART_TITLES[s.part]}{setting}  [{schedule}]", fontsize=10)
             # Fixed margins: tight_layout would triple the plotting time of this lab.
             fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.84, wspace=0.22)
             path = fig_dir / f"{schedule}_{s.slug}.png"
