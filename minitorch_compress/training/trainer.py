@@ -1,0 +1,258 @@
+"""The finetuning loop every lab shares: SGD recipe, hooks, progress, logs, best/last checkpoints.
+
+A run lives in a folder `run_dir`:
+
+* `last.npz`  - everything needed to continue (model, momentum buffers, hook state such as
+  pruning masks, epoch, RNG state, history), rewritten atomically after every epoch;
+* `best.npz`  - the model (and masks) of the epoch with the best test accuracy so far;
+* `log.jsonl` - one JSON line per finished epoch.
+
+`fit(resume=True)` continues after the last completed epoch and produces exactly the numbers an
+uninterrupted run would have: the data order and augmentation come from one
+`numpy.random.Generator` whose state is checkpointed with the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from minitorch_compress import ops
+from minitorch_compress.autograd.tensor import Tensor
+from minitorch_compress.data.loader import iterate_batches
+from minitorch_compress.errors import MinitorchError
+from minitorch_compress.io.checkpoint import (
+    generator_from_state,
+    generator_state,
+    load_checkpoint,
+    save_checkpoint,
+)
+from minitorch_compress.nn.module import Module
+from minitorch_compress.optim.sgd import SGD
+from minitorch_compress.training.evaluate import evaluate
+
+
+class TrainingDivergedError(MinitorchError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class FinetuneConfig:
+    """The course's finetuning recipe (SPEC: SGD, batch 256, lr 0.002, momentum 0.875, wd 1e-4,
+    20 epochs, test after each epoch, keep the best)."""
+
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 0.002
+    momentum: float = 0.875
+    weight_decay: float = 1e-4
+    seed: int = 0
+    eval_batch_size: int = 500
+
+
+class Hook:
+    """Base class of trainer hooks (pruning, quantization, ...); every method is optional."""
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        """Before the first step of `epoch` (0-based)."""
+
+    def after_step(self, trainer: Trainer) -> None:
+        """Right after each `optimizer.step()`."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
+        """After the epoch's test evaluation; may add entries to `metrics` for the log."""
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Arrays to checkpoint for resume (e.g. masks)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `state_dict` returned."""
+
+
+def _call_hooks(hooks: Sequence[Any], name: str, *args: Any) -> None:
+    for hook in hooks:
+        method = getattr(hook, name, None)
+        if method is not None:
+            method(*args)
+
+
+class Trainer:
+    """Finetunes `model` on (train_images, train_labels), testing after every epoch.
+
+    Args:
+        model: the network; its parameters are optimised in place.
+        train: (uint8 images (N, 3, 32, 32), int labels (N,)).
+        test: the same for the test set (all 10,000 images in the labs).
+        config: the recipe.
+        hooks: objects with any of the `Hook` methods (duck-typed).
+        run_dir: where checkpoints and the log go; None keeps everything in memory.
+        progress: show tqdm bars.
+    """
+
+    def __init__(self, model: Module, train: tuple[np.ndarray, np.ndarray],
+                 test: tuple[np.ndarray, np.ndarray], config: FinetuneConfig | None = None,
+                 hooks: Sequence[Any] = (), run_dir: str | Path | None = None,
+                 progress: bool = True) -> None:
+        self.model = model
+        self.train_images, self.train_labels = train
+        self.test_images, self.test_labels = test
+        self.config = config or FinetuneConfig()
+        self.hooks = list(hooks)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        self.optimizer = SGD(model.parameters(), lr=self.config.lr,
+                             momentum=self.config.momentum,
+                             weight_decay=self.config.weight_decay)
+        self.rng = np.random.default_rng(self.config.seed)
+        self.epoch = 0  # number of completed epochs
+        self.history: list[dict[str, Any]] = []
+        self.best_accuracy = -1.0
+        self.best_state: dict[str, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        arrays.update({f"optim.{k}": v for k, v in self.optimizer.state_dict().items()})
+        for i, hook in enumerate(self.hooks):
+            state = hook.state_dict() if hasattr(hook, "state_dict") else {}
+            arrays.update({f"hook{i}.{k}": v for k, v in state.items()})
+        return arrays
+
+    def _save(self) -> None:
+        if self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "epoch": self.epoch, "history": self.history, "best_accuracy": self.best_accuracy,
+            "rng": generator_state(self.rng), "config": asdict(self.config),
+        }
+        save_checkpoint(self.run_dir / "last.npz", self._checkpoint_arrays(), meta)
+
+    def _save_best(self, accuracy: float) -> None:
+        self.best_state = self.model.state_dict()
+        if self.run_dir is None:
+            return
+        arrays = {f"model.{k}": v for k, v in self.best_state.items()}
+        for i, hook in enumerate(self.hooks):
+            state = hook.state_dict() if hasattr(hook, "state_dict") else {}
+            arrays.update({f"hook{i}.{k}": v for k, v in state.items()})
+        save_checkpoint(self.run_dir / "best.npz", arrays,
+                        {"epoch": self.epoch, "accuracy": accuracy})
+
+    def _resume(self) -> bool:
+        path = self.run_dir / "last.npz" if self.run_dir is not None else None
+        if path is None or not path.exists():
+            return False
+        arrays, meta = load_checkpoint(path)
+        if meta.get("config") != asdict(self.config):
+            raise MinitorchError(
+                f"{path} was written with a different recipe ({meta.get('config')}); "
+                "resume with the same settings or use a fresh --run-dir"
+            )
+        self.model.load_state_dict(
+            {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+        self.optimizer.load_state_dict(
+            {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
+        for i, hook in enumerate(self.hooks):
+            prefix = f"hook{i}."
+            if hasattr(hook, "load_state_dict"):
+                hook.load_state_dict(
+                    {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+        self.epoch = int(meta["epoch"])
+        self.history = list(meta["history"])
+        self.best_accuracy = float(meta["best_accuracy"])
+        self.rng = generator_from_state(meta["rng"])
+        best_path = self.run_dir / "best.npz"
+        if best_path.exists():
+            best_arrays, _ = load_checkpoint(best_path)
+            self.best_state = {k[len("model."):]: v for k, v in best_arrays.items()
+                               if k.startswith("model.")}
+        return True
+
+    # ------------------------------------------------------------------ training
+    def train_one_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the shuffled, augmented training set; returns loss/accuracy/img/s."""
+        self.model.train()
+        n = len(self.train_images)
+        total_loss, correct, seen = 0.0, 0, 0
+        start = time.perf_counter()
+        bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="img",
+                   disable=not self.progress, leave=False, dynamic_ncols=True, mininterval=1.0)
+        batches = iterate_batches(self.train_images, self.train_labels, self.config.batch_size,
+                                  rng=self.rng, shuffle=True, augment=True)
+        try:
+            for step, (images, labels) in enumerate(batches):
+                logits = self.model(Tensor(images))
+                loss = ops.cross_entropy(logits, labels)
+                loss_value = float(loss.data)
+                if not math.isfinite(loss_value):
+                    raise TrainingDivergedError(
+                        f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; "
+                        "lower the learning rate or check the inputs (the last good checkpoint "
+                        f"is in {self.run_dir or 'memory'})"
+                    )
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                _call_hooks(self.hooks, "after_step", self)
+                batch = len(labels)
+                total_loss += loss_value * batch
+                correct += int((logits.data.argmax(axis=1) == labels).sum())
+                seen += batch
+                bar.update(batch)
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                img_s=f"{seen / (time.perf_counter() - start):.0f}")
+        finally:
+            bar.close()
+        wall = time.perf_counter() - start
+        return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+                "train_img_per_s": seen / wall, "train_wall_s": wall}
+
+    def fit(self, resume: bool = False) -> list[dict[str, Any]]:
+        """Train for `config.epochs` epochs (continuing a saved run when `resume`).
+
+        Returns:
+            The per-epoch history: dicts with epoch, train_loss, train_accuracy, test_accuracy,
+            wall times and whatever the hooks add.
+        """
+        if resume and self._resume():
+            print(f"resumed {self.run_dir} after epoch {self.epoch}/{self.config.epochs}")
+        elif self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "log.jsonl").write_text("")
+        while self.epoch < self.config.epochs:
+            epoch = self.epoch
+            epoch_start = time.perf_counter()
+            _call_hooks(self.hooks, "on_epoch_start", self, epoch)
+            metrics: dict[str, Any] = {"epoch": epoch + 1}
+            metrics.update(self.train_one_epoch(epoch))
+            metrics["test_accuracy"] = evaluate(
+                self.model, self.test_images, self.test_labels, self.config.eval_batch_size,
+                progress=self.progress, desc=f"test {epoch + 1}")
+            _call_hooks(self.hooks, "on_epoch_end", self, epoch, metrics)
+            metrics["epoch_wall_s"] = time.perf_counter() - epoch_start
+            self.epoch += 1
+            self.history.append(metrics)
+            if metrics["test_accuracy"] > self.best_accuracy:
+                self.best_accuracy = metrics["test_accuracy"]
+                self._save_best(self.best_accuracy)
+            self._save()
+            if self.run_dir is not None:
+                with open(self.run_dir / "log.jsonl", "a") as log:
+                    log.write(json.dumps(metrics) + "\n")
+            if self.progress:
+                print(f"epoch {epoch + 1}/{self.config.epochs}: "
+                      f"loss {metrics['train_loss']:.4f}  train acc "
+                      f"{metrics['train_accuracy']:.4f}  test acc {metrics['test_accuracy']:.4f}"
+                      f"  ({metrics['train_img_per_s']:.0f} img/s, "
+                      f"{metrics['epoch_wall_s']:.0f} s)", flush=True)
+        return self.history
