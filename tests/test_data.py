@@ -189,8 +189,18 @@ def test_bad_subsets(tmp_path):
     folder = make_folder(tmp_path)
     with pytest.raises(ValueError, match="only 20"):
         load_cifar10(folder, subset=21)
-    with pytest.raises(ValueError, match="positive"):
-        load_cifar10(folder, subset=0)
+    with pytest.raises(ValueError, match=">= 0"):
+        load_cifar10(folder, subset=-1)
+
+
+def test_subset_zero_reads_no_training_file(tmp_path):
+    folder = make_folder(tmp_path)
+    for name in BATCH_NAMES[:5]:
+        (folder / name).write_bytes(b"corrupt: must not be read")
+    data = load_cifar10(folder, subset=0, test_subset=3)
+    assert data.x_train.shape == (0, 3, 32, 32) and data.x_train.dtype == np.uint8
+    assert data.y_train.shape == (0,) and data.y_train.dtype == np.int64
+    np.testing.assert_array_equal(data.y_test, _expected()[3][:3])
 
 
 def test_incomplete_folder_and_corrupt_batch(tmp_path):

@@ -268,8 +268,8 @@ def _ordered_batches(
 
 
 def _check_subset(count: int | None, what: str) -> None:
-    if count is not None and count < 1:
-        raise ValueError(f"{what} must be a positive number of images, got {count}")
+    if count is not None and count < 0:
+        raise ValueError(f"{what} must be a number of images >= 0, got {count}")
 
 
 def _read_split(
@@ -277,8 +277,11 @@ def _read_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first ``count`` (default: all) images and labels of the batches ``names``.
 
-    Stops reading as soon as ``count`` images are in, so a small subset reads one file.
+    Stops reading as soon as ``count`` images are in, so a small subset reads one file and
+    ``count=0`` reads none (evaluation-only runs skip the 150 MB training set).
     """
+    if count == 0:
+        return np.empty((0, *IMAGE_SHAPE), dtype=np.uint8), np.empty(0, dtype=np.int64)
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     total = 0
@@ -310,8 +313,8 @@ def load_cifar10(
     Args:
         data_dir: Explicit location (see ``find_cifar10`` for the search order otherwise).
         subset: Keep only the first ``subset`` training images (quick runs); only the batch
-            files needed are read.
-        test_subset: Keep only the first ``test_subset`` test images.
+            files needed are read, none for ``subset=0`` (evaluation only).
+        test_subset: Keep only the first ``test_subset`` test images (0: none).
         download: If the data is not found, download it (into ``data_dir``, else
             ``$MINITORCH_DATA``, else ``./data``) instead of raising.
 
@@ -323,7 +326,7 @@ def load_cifar10(
         DatasetNotFoundError: Nothing found and ``download`` is False.
         DownloadError: ``download`` was needed and failed.
         DatasetError: A file is present but corrupt or incomplete.
-        ValueError: ``subset``/``test_subset`` not positive or more than there are.
+        ValueError: ``subset``/``test_subset`` negative or more than there are.
     """
     _check_subset(subset, "subset")
     _check_subset(test_subset, "test_subset")
