@@ -73,8 +73,11 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 IMAGE_SHAPE = (3, 32, 32)
 
-# Where the shared copy lives on the course machines: ``<repo root>/../shared/data``.
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+def _repo_root() -> Path:
+    """The repository this package was installed from (editable install), resolved lazily
+    so that importing the module touches no files."""
+    return Path(__file__).resolve().parents[2]
 
 
 class Cifar10(NamedTuple):
@@ -104,7 +107,8 @@ def default_search_dirs() -> list[Path]:
     Returns:
         The candidate locations, in search order (``./data`` relative to the current folder).
     """
-    return [Path("data"), _REPO_ROOT.parent / "shared" / "data"]
+    # The shared copy on the course machines sits beside the repository.
+    return [Path("data"), _repo_root().parent / "shared" / "data"]
 
 
 def _is_batch_folder(folder: Path) -> bool:
