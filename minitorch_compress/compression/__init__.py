@@ -1,4 +1,4 @@
-"""Model compression (Labs 2 and 3): masks, magnitude pruning, reports."""
+"""Model compression (Labs 2 and 3): masks, magnitude pruning, STE quantization, reports."""
 
 from minitorch_compress.compression.masks import (
     MaskHook,
@@ -25,6 +25,19 @@ from minitorch_compress.compression.prune import (
     prune_by_percentage,
     prune_model_by_percentage,
 )
+from minitorch_compress.compression.quant import (
+    MODES,
+    QuantizeSTE,
+    QuantMode,
+    WeightQuantizer,
+    clear_weight_quantization,
+    quantization_step,
+    quantize_array,
+    quantize_ste,
+    quantized_state,
+    set_weight_quantization,
+    zeros_destroyed,
+)
 
 __all__ = [
     "Masks", "MaskHook", "apply_masks", "layers_by_name", "mask_from_weights",
@@ -32,4 +45,7 @@ __all__ = [
     "count_levels", "format_sparsity_table", "plot_sparsity", "sparsity_report",
     "IterativePruningHook", "global_prune_by_percentage", "magnitude_mask",
     "percentile_threshold", "prune_by_percentage", "prune_model_by_percentage",
+    "MODES", "QuantMode", "QuantizeSTE", "WeightQuantizer", "clear_weight_quantization",
+    "quantization_step", "quantize_array", "quantize_ste", "quantized_state",
+    "set_weight_quantization", "zeros_destroyed",
 ]
