@@ -40,6 +40,10 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"call Module.__init__() before assigning {name!r}")
+        if name in self._buffers and isinstance(value, np.ndarray):
+            self._buffers[name] = value  # e.g. `self.num_batches_tracked += 1`
+            object.__setattr__(self, name, value)
+            return
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)
         if isinstance(value, Parameter):

@@ -22,7 +22,7 @@ def evaluate(model: Module, images: np.ndarray, labels: np.ndarray, batch_size: 
     """
     was_training = model.training
     model.eval()
-    correct = 0
+    correct = seen = 0
     start = time.perf_counter()
     bar = tqdm(total=len(images), desc=desc, unit="img", disable=not progress, leave=False,
                dynamic_ncols=True)
@@ -32,9 +32,10 @@ def evaluate(model: Module, images: np.ndarray, labels: np.ndarray, batch_size: 
                 batch = normalize(images[begin:begin + batch_size])
                 logits = model(Tensor(batch)).data
                 correct += int((logits.argmax(axis=1) == labels[begin:begin + batch_size]).sum())
+                seen += len(batch)
                 bar.update(len(batch))
-                bar.set_postfix(acc=f"{correct / bar.n:.4f}",
-                                img_s=f"{bar.n / (time.perf_counter() - start):.0f}")
+                bar.set_postfix(acc=f"{correct / seen:.4f}",
+                                img_s=f"{seen / (time.perf_counter() - start):.0f}")
     finally:
         bar.close()
         model.train(was_training)
