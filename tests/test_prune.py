@@ -242,6 +242,10 @@ def test_masked_finetuning_keeps_pruned_weights_exactly_zero(seed, q, conv):
             assert not np.signbit(layer.weight.data[pruned]).any()
             i = next(k for k, p in enumerate(trainer.optimizer.params) if p is layer.weight)
             assert np.all(trainer.optimizer.momentum_buffers[i][pruned] == 0)
+    metrics: dict[str, float] = {}
+    hook.on_epoch_end(trainer, 0, metrics)
+    assert metrics["sparsity"] >= sum((m == 0).sum() for m in masks.values()) / sum(
+        m.size for m in masks.values())
     # the kept weights did train (the test would not notice a hook that froze everything)
     assert any(not np.array_equal(layer.weight.data[masks[n] == 1], before[n][masks[n] == 1])
                for n, layer in prunable_layers(model).items())
@@ -336,3 +340,54 @@ def test_sparsity_report_table_and_plot(tmp_path):
     assert table.splitlines()[-1].endswith("|   0.8333 |")
     plot_sparsity(per_layer, tmp_path / "sparsity.png", "test")
     assert (tmp_path / "sparsity.png").stat().st_size > 0
+
+
+# ------------------------------------------------------- with the shared trainer
+class _Interrupt(Exception):
+    pass
+
+
+class _StopBefore:
+    """A hook that crashes the run before a given epoch, as a killed job would."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer, epoch: int) -> None:
+        if epoch == self.epoch:
+            raise _Interrupt
+
+
+def cifar_sized_net() -> Sequential:
+    rng = np.random.default_rng(0)
+    return Sequential(Conv2d(3, 4, 3, stride=2, padding=1, rng=rng), ReLU(), GlobalAvgPool2d(),
+                      Linear(4, 10, rng=rng))
+
+
+def test_iterative_pruning_in_the_trainer_resumes_exactly(tmp_path, tiny_cifar):
+    from minitorch_compress.training import FinetuneConfig, Trainer
+
+    train, test = tiny_cifar
+    config = FinetuneConfig(epochs=4, batch_size=16, lr=0.05, seed=3, eval_batch_size=32)
+
+    def run(run_dir, stop_before=None, resume=False):
+        model = cifar_sized_net()
+        hooks = [IterativePruningHook(0.5, prune_epochs=2)]
+        if stop_before is not None:
+            hooks.append(_StopBefore(stop_before))
+        trainer = Trainer(model, train, test, config, hooks, run_dir=run_dir, progress=False)
+        try:
+            trainer.fit(resume=resume)
+        except _Interrupt:
+            pass
+        return model, trainer
+
+    straight, trainer = run(tmp_path / "a")
+    assert [m["mask_fixed"] for m in trainer.history] == [False, True, True, True]
+    assert [m["sparsity_target"] for m in trainer.history] == [0.25, 0.5, 0.5, 0.5]
+    assert all(m["sparsity"] >= 0.5 - 1 / 40 for m in trainer.history[1:])
+    run(tmp_path / "b", stop_before=3)  # killed after epoch 3, with the mask fixed
+    resumed, _ = run(tmp_path / "b", resume=True)
+    for (name, p), (_, q) in zip(straight.named_parameters(), resumed.named_parameters(),
+                                 strict=True):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)

@@ -167,6 +167,13 @@ class MaskHook:
         """Undo whatever the step did to pruned weights and their momentum."""
         self.apply(trainer)
 
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, metrics: dict[str, Any]) -> None:
+        """Log ``sparsity``: the fraction of exactly-zero weights over the masked layers."""
+        layers = layers_by_name(trainer.model, list(self.masks))
+        zeros = sum(layer.weight.size - np.count_nonzero(layer.weight.data)
+                    for layer in layers.values())
+        metrics["sparsity"] = zeros / max(1, sum(layer.weight.size for layer in layers.values()))
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """The masks, keyed by layer name (copies)."""
         return {name: m.copy() for name, m in self.masks.items()}

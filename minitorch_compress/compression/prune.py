@@ -27,6 +27,7 @@ from minitorch_compress.compression.masks import (
     sparsity_of_masks,
     zero_masked_momentum,
 )
+from minitorch_compress.compression.metrics import sparsity_report
 from minitorch_compress.nn import Module
 
 
@@ -199,6 +200,14 @@ class IterativePruningHook:
         """Keep the fixed mask once the pruning phase is over (no-op while weights regrow)."""
         if self._mask_hook is not None:
             self._mask_hook.apply(trainer)
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, metrics: dict[str, Any]) -> None:
+        """Log ``sparsity`` (actual, over the prunable layers), ``sparsity_target`` and
+        ``mask_fixed``: before the mask is fixed the model has regrown and is less sparse
+        than the target, so pick the best epoch among those with ``mask_fixed``."""
+        metrics["sparsity"] = sparsity_report(trainer.model)[1]
+        metrics["sparsity_target"] = self.current_sparsity_target
+        metrics["mask_fixed"] = self.mask_fixed
 
     def _fix(self, masks: Masks) -> None:
         self._mask_hook = MaskHook(masks)
