@@ -1,0 +1,1 @@
+"""The labs' experiments as functions; `labs/*.py` only parse arguments and call these."""
