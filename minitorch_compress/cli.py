@@ -99,6 +99,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return reproduce(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from minitorch_compress.models.pretrained import REPO_ROOT
+    from minitorch_compress.report import write_report
+
+    out_dir = args.out_dir or REPO_ROOT / "results"
+    print(f"wrote {write_report(out_dir, smoke=out_dir.name == 'quick')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m minitorch_compress",
                                      description=__doc__.splitlines()[0])
@@ -121,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce_parser.add_argument("--full", action="store_true",
                                   help="full-size runs (hours on 2 cores; resumable)")
     reproduce_parser.set_defaults(func=cmd_reproduce)
+    report_parser = sub.add_parser("report", help="rebuild results/REPORT.md from result files")
+    report_parser.add_argument("--out-dir", type=Path, default=None,
+                               help="results folder (default: results/)")
+    report_parser.set_defaults(func=cmd_report)
     return parser
 
 
