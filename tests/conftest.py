@@ -33,3 +33,56 @@ def tiny_cifar():
         return images, labels.astype(np.int64)
 
     return make(64), make(32)
+
+
+# --------------------------------------------------------------------------------------------
+# Lab scripts end to end: a synthetic CIFAR-10 folder in the official format and random
+# "pretrained" weights, so the labs run on any machine in seconds (appended for Lab 3).
+# --------------------------------------------------------------------------------------------
+
+
+def write_cifar10_folder(parent: Path, n_per_batch: int = 64, seed: int = 0) -> Path:
+    """Write ``parent/cifar-10-batches-py`` with `n_per_batch` random images per batch.
+
+    Same layout as the official download (pickled dicts with ``b"data"``: uint8
+    (n, 3072), ``b"labels"``: list of ints, plus ``batches.meta``), so the real loader reads it.
+
+    Returns:
+        The folder (pass it as ``--data-dir``).
+    """
+    import pickle
+
+    from minitorch_compress.data.cifar10 import CLASSES, FOLDER_NAME
+
+    rng = np.random.default_rng(seed)
+    folder = parent / FOLDER_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in rng.integers(0, 10, n_per_batch)],
+            b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+            b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(n_per_batch)],
+        }
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_cifar10_dir(tmp_path_factory) -> Path:
+    """A CIFAR-10 folder with 64 random images in each training batch and in the test batch."""
+    return write_cifar10_folder(tmp_path_factory.mktemp("cifar10"))
+
+
+@pytest.fixture(scope="session")
+def random_resnet20_weights(tmp_path_factory) -> Path:
+    """An ``.npz`` (`save_checkpoint`) of a randomly initialised ResNet-20's state_dict, usable
+    as ``--weights`` in place of the course checkpoint (accuracy near chance)."""
+    from minitorch_compress.io.checkpoint import save_checkpoint
+    from minitorch_compress.models import resnet20
+
+    path = tmp_path_factory.mktemp("weights") / "random_resnet20.npz"
+    save_checkpoint(path, resnet20(rng=np.random.default_rng(0)).state_dict(), {})
+    return path
