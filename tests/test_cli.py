@@ -1,0 +1,88 @@
+"""The command line: user mistakes end in one clear line (exit 2), never a traceback."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from minitorch_compress.cli import main
+from minitorch_compress.io.checkpoint import save_checkpoint
+from minitorch_compress.models import resnet20
+
+
+def run(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.err.strip()
+
+
+@pytest.fixture
+def empty_data_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("MINITORCH_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "nothing_here"
+    folder.mkdir()
+    return folder
+
+
+def assert_one_line(code, err, *fragments):
+    assert code == 2
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_missing_data_folder(empty_data_dir, capsys):
+    code, err = run(["evaluate", "--data-dir", str(empty_data_dir)], capsys)
+    assert_one_line(code, err, "--download")
+
+
+def test_corrupt_checkpoint(tmp_path, capsys, synthetic_cifar10_dir):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip archive")
+    code, err = run(["evaluate", "--data-dir", str(synthetic_cifar10_dir), "--weights", str(bad)],
+                    capsys)
+    assert_one_line(code, err, "broken.pt")
+
+
+def test_checkpoint_asking_for_a_foreign_global(tmp_path, capsys, synthetic_cifar10_dir):
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, ("echo pwned > /dev/null",))
+
+    path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"w": Evil()}, protocol=2))
+    code, err = run(["evaluate", "--data-dir", str(synthetic_cifar10_dir), "--weights", str(path)],
+                    capsys)
+    assert_one_line(code, err, "system")
+
+
+def test_state_dict_of_the_wrong_shape(tmp_path, capsys, synthetic_cifar10_dir):
+    state = resnet20().state_dict()
+    state["final_fc.linear.weight"] = np.zeros((100, 64), np.float32)
+    path = tmp_path / "wrong.npz"
+    save_checkpoint(path, state, {})
+    code, err = run(["evaluate", "--data-dir", str(synthetic_cifar10_dir), "--weights", str(path)],
+                    capsys)
+    assert_one_line(code, err, "final_fc.linear.weight: checkpoint (100, 64) vs model (10, 64)")
+
+
+def test_evaluate_and_finetune_run_on_tiny_data(tmp_path, capsys, synthetic_cifar10_dir,
+                                                random_resnet20_weights):
+    weights = random_resnet20_weights
+    assert main(["evaluate", "--data-dir", str(synthetic_cifar10_dir), "--weights", str(weights),
+                 "--no-progress"]) == 0
+    assert "test accuracy:" in capsys.readouterr().out
+    argv = ["finetune", "--data-dir", str(synthetic_cifar10_dir), "--weights", str(weights),
+            "--epochs", "1", "--batch-size", "16", "--run-dir", str(tmp_path / "run"),
+            "--no-progress"]
+    assert main(argv) == 0
+    assert (tmp_path / "run" / "best.npz").is_file()
+    assert main([*argv, "--resume"]) == 0  # nothing left to do: resumes and stops
+    assert "resumed" in capsys.readouterr().out
