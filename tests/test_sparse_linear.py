@@ -360,8 +360,9 @@ def test_lasso_kkt_violation_detects_a_non_minimiser():
 def load_lab1(monkeypatch):
     """Import labs/lab1_sparse_linear.py as a module (labs/ is not a package, no sys.path edit).
 
-    The module is registered in sys.modules for the duration of the test because dataclasses
-    look their module up there.
+    The experiment itself lives in minitorch_compress.experiments.lab1; the script is only its
+    command line. The module is registered in sys.modules for the duration of the test, as
+    importlib expects of a module being executed.
     """
     path = Path(__file__).resolve().parent.parent / "labs" / "lab1_sparse_linear.py"
     spec = importlib.util.spec_from_file_location("lab1_sparse_linear", path)
@@ -397,6 +398,9 @@ def test_lab_script_writes_json_table_and_figures(tmp_path, monkeypatch):
 
     table = (tmp_path / "lab1.md").read_text()
     assert "python labs/lab1_sparse_linear.py" in table and "40 steps" in table
+    for part in "bcdef":  # overview figures embedded, linked relative to lab1.md's folder
+        link = f"(lab1/overview_{part}.png)"
+        assert link in table and (tmp_path / link[1:-1]).exists()
     figures = sorted((tmp_path / "lab1").glob("*.png"))
     assert len(figures) == 2 * 14 + 5
     assert all(f.stat().st_size > 1000 for f in figures)
@@ -405,6 +409,9 @@ def test_lab_script_writes_json_table_and_figures(tmp_path, monkeypatch):
 
 
 def test_importing_the_package_does_not_import_matplotlib():
-    code = "import sys, minitorch_compress.linear; print('matplotlib' in sys.modules)"
+    code = (
+        "import sys, minitorch_compress.linear, minitorch_compress.experiments.lab1; "
+        "print('matplotlib' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
