@@ -86,3 +86,37 @@ def random_resnet20_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "random_resnet20.npz"
     save_checkpoint(path, resnet20(rng=np.random.default_rng(0)).state_dict(), {})
     return path
+
+
+@pytest.fixture(scope="session")
+def make_cifar_folder():
+    """Factory: write a tiny CIFAR-10 folder in the official python-pickle layout.
+
+    ``make_cifar_folder(parent, per_batch=16, test=16)`` writes ``parent/cifar-10-batches-py``
+    with data_batch_1..5 (``per_batch`` images each), test_batch (``test`` images) and
+    batches.meta, and returns that folder (pass it as ``--data-dir``). Pixels as in
+    `tiny_cifar`: class c images are brighter in channel c % 3, so training can learn a bit.
+    """
+    import pickle
+
+    from minitorch_compress.data.cifar10 import CLASSES, FOLDER_NAME
+
+    def make(parent: Path, per_batch: int = 16, test: int = 16) -> Path:
+        folder = parent / FOLDER_NAME
+        folder.mkdir(parents=True)
+        names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+        for seed, name in enumerate(names):
+            n = test if name == "test_batch" else per_batch
+            rng = np.random.default_rng(4321 + seed)
+            labels = rng.integers(0, 10, size=n)
+            images = rng.integers(0, 120, size=(n, 3, 32, 32)).astype(np.uint8)
+            images[np.arange(n), labels % 3] += 100
+            batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in labels],
+                     b"data": images.reshape(n, 3072),
+                     b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(n)]}
+            (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        meta = {b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}
+        (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+        return folder
+
+    return make

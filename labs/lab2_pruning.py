@@ -1,0 +1,60 @@
+"""Lab 2: magnitude pruning of the pretrained ResNet-20 on CIFAR-10, parts (a)-(e).
+
+Usage (from the repository root)::
+
+    python labs/lab2_pruning.py --part a        # pretrained accuracy (evaluation only)
+    python labs/lab2_pruning.py --part b        # one-shot pruning at 40/60/80 % (evaluation only)
+    python labs/lab2_pruning.py --part c        # prune 80 % + 20 epochs of masked finetuning
+    python labs/lab2_pruning.py --part all --resume   # everything; continues interrupted runs
+
+Each part writes ``results/lab2_<part>.json``; ``results/lab2.md`` and the figures in
+``results/lab2/`` are regenerated after every part from the JSON files present. The best
+checkpoints of (c)-(e) go to ``runs/lab2_<part>/best.npz`` (Lab 3 starts from them).
+``--epochs N --subset M --test-subset K`` make a quick smoke run (labelled as such in the
+report; the iterative schedule of (d)/(e) is then compressed to max(1, N // 2) pruning
+epochs); point ``--out-dir``/``--run-root`` elsewhere so it does not replace real results.
+The experiments live in ``minitorch_compress.experiments.lab2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from minitorch_compress.cli import run_cli
+from minitorch_compress.experiments import lab2
+from minitorch_compress.experiments.common import lab_parser, load_lab_data
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The shared lab options (--part, --epochs, --subset, --resume, --out-dir, ...)."""
+    return lab_parser(__doc__.split("\n\n")[0], lab2.PARTS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen parts in order, rewriting the report after each one."""
+    parts = list(lab2.PARTS) if args.part == "all" else [args.part]
+    if lab2.evaluation_only(parts):
+        # (a)/(b) only evaluate: skip reading the 50,000 training images
+        args = argparse.Namespace(**{**vars(args), "subset": 0})
+    data = load_lab_data(args)
+    for part in parts:
+        result = lab2.run_part(part, args, data)
+        headline = result.get("accuracy", result.get("best_accuracy"))
+        print(f"({part}) {headline if isinstance(headline, dict) else f'{headline:.4f}'}",
+              flush=True)
+        report = lab2.write_report(args.out_dir)
+    print(f"wrote {report} and the figures in {args.out_dir / 'lab2'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; user errors (missing data or weights, ...) print one line, exit status 2."""
+    args = build_parser().parse_args(argv)
+    if args.epochs < 1:
+        build_parser().error("--epochs must be >= 1")
+    return run_cli(lambda: run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""Lab 2 end to end on a synthetic CIFAR-10 and random weights, plus what the lab adds.
+
+The end-to-end run uses a tiny official-format CIFAR-10 folder (conftest `make_cifar_folder`)
+and a randomly initialised ResNet-20 saved as ``--weights``, so it needs neither ../shared nor
+the course checkpoint. Its numbers mean nothing; the tests check shapes, sparsity, files,
+resume and the "best only with the final mask" rule.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minitorch_compress.compression import IterativePruningHook, prunable_layers, sparsity_report
+from minitorch_compress.errors import MinitorchError
+from minitorch_compress.experiments import lab2
+from minitorch_compress.io.checkpoint import load_checkpoint, save_checkpoint
+from minitorch_compress.models import resnet20
+from minitorch_compress.nn import Conv2d, GlobalAvgPool2d, Linear, ReLU, Sequential
+from minitorch_compress.training import FinetuneConfig, Trainer
+
+EPOCHS = 2
+FINETUNED = ("c", "d", "e")
+
+
+def load_lab2_script():
+    """Import labs/lab2_pruning.py as a module (labs/ is not a package, no sys.path edit)."""
+    path = Path(__file__).resolve().parent.parent / "labs" / "lab2_pruning.py"
+    spec = importlib.util.spec_from_file_location("lab2_pruning", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, make_cifar_folder):
+    """One `--part all` smoke run; returns its folders, options and a snapshot of its outputs."""
+    root = tmp_path_factory.mktemp("lab2")
+    data_dir = make_cifar_folder(root / "data", per_batch=16, test=64)
+    weights = root / "random_resnet20.npz"
+    save_checkpoint(weights, resnet20(rng=np.random.default_rng(0)).state_dict(),
+                    {"note": "randomly initialised, for tests"})
+    out_dir, run_root = root / "results", root / "runs"
+    argv = ["--data-dir", str(data_dir), "--weights", str(weights), "--subset", "64",
+            "--test-subset", "64", "--epochs", str(EPOCHS), "--out-dir", str(out_dir),
+            "--run-root", str(run_root), "--no-progress"]
+    script = load_lab2_script()
+    assert script.main(["--part", "all", *argv]) == 0
+    snapshot = {p: (out_dir / f"lab2_{p}.json").read_text() for p in lab2.PARTS}
+    checkpoints = {p: {f: (run_root / f"lab2_{p}" / f).read_bytes()
+                       for f in ("best.npz", "last.npz", "log.jsonl")} for p in FINETUNED}
+    return {"script": script, "argv": argv, "out": out_dir, "runs": run_root,
+            "json": snapshot, "checkpoints": checkpoints}
+
+
+def result(smoke, part: str) -> dict:
+    return json.loads(smoke["json"][part])
+
+
+def test_json_shapes(smoke):
+    a = result(smoke, "a")
+    assert isinstance(a["accuracy"], float) and 0.0 <= a["accuracy"] <= 1.0
+    b = result(smoke, "b")
+    assert set(b["accuracy"]) == {"0.4", "0.6", "0.8"}
+    assert all(isinstance(v, float) for v in b["accuracy"].values())
+    for q, total in b["total_sparsity"].items():  # one-shot pruning hits q in every layer
+        assert total == pytest.approx(float(q), abs=1e-3)
+    for part in FINETUNED:
+        r = result(smoke, part)
+        assert r["epochs"] == EPOCHS and len(r["history"]) == EPOCHS
+        assert r["best_accuracy"] == max(h["test_accuracy"] for h in r["log"]
+                                         if h["eligible_for_best"])
+        assert r["final_accuracy"] == r["history"][-1]
+        assert list(r["sparsity"]) == list(prunable_layers(resnet20()))
+        assert isinstance(r["total_sparsity"], float) and r["wall_s"] > 0
+    for part in lab2.PARTS:  # test subset 64 < 10,000: every part is a smoke result
+        meta = result(smoke, part)["_meta"]
+        assert meta["smoke"] is True and meta["command"] and meta["commit"]
+    assert result(smoke, "a")["_meta"]["epochs"] is None  # (a)/(b) train nothing
+    assert result(smoke, "d")["prune_epochs"] == lab2.prune_epochs_for(EPOCHS) == 1
+
+
+def _assert_about_80_percent(zeros: int, size: int, where: str, thresholds: int = 1) -> None:
+    # q = 0.8 prunes ceil(0.8 (n - 1)) of n distinct magnitudes, within one weight of 0.8 n
+    # per threshold (one per layer, or one global)
+    assert abs(zeros - 0.8 * size) <= thresholds, f"{where}: {zeros} zeros of {size}"
+
+
+@pytest.mark.parametrize("part", FINETUNED)
+def test_best_models_are_80_percent_sparse(smoke, part):
+    with pytest.warns(UserWarning, match="smoke run"):
+        model, masks = lab2.load_sparse_best(smoke["runs"], part)
+    layers = prunable_layers(model)
+    assert set(masks) == set(layers)
+    for name, layer in layers.items():
+        assert np.all(layer.weight.data[masks[name] == 0] == 0), name  # the mask held
+        if part in ("c", "d"):
+            _assert_about_80_percent(int((layer.weight.data == 0).sum()), layer.weight.size,
+                                     name)
+    zeros = sum(int((layer.weight.data == 0).sum()) for layer in layers.values())
+    _assert_about_80_percent(zeros, sum(layer.weight.size for layer in layers.values()), part,
+                             thresholds=1 if part == "e" else len(layers))
+    per_layer, total = sparsity_report(model)
+    r = result(smoke, part)
+    assert r["sparsity"] == pytest.approx(per_layer) and r["total_sparsity"] == pytest.approx(total)
+    if part == "e":  # one global threshold: the layers end up unequally sparse
+        assert max(per_layer.values()) - min(per_layer.values()) > 0.1
+
+
+def test_report_and_figures(smoke):
+    report = (smoke["out"] / "lab2.md").read_text()
+    for needle in ("0.9151", "0.8790", "0.8739", "0.8868", "SMOKE", "not a reproduction",
+                   "body_op.8.conv2.0.conv", "~0.16", "0.8000",
+                   result(smoke, "c")["_meta"]["command"], result(smoke, "c")["_meta"]["commit"]):
+        assert needle in report, needle
+    for figure in ("accuracy_per_epoch", "pruning_fraction", "sparsity_c", "sparsity_d",
+                   "sparsity_e"):
+        path = smoke["out"] / "lab2" / f"{figure}.png"
+        assert path.stat().st_size > 0 and f"lab2/{figure}.png" in report
+
+
+def test_resume_after_a_finished_run_does_not_retrain(smoke):
+    assert smoke["script"].main(["--part", "all", "--resume", *smoke["argv"]]) == 0
+    for part in ("a", "b"):  # reused as they were
+        assert (smoke["out"] / f"lab2_{part}.json").read_text() == smoke["json"][part]
+    for part in FINETUNED:
+        now = json.loads((smoke["out"] / f"lab2_{part}.json").read_text())
+        before = result(smoke, part)
+        assert now["history"] == before["history"] and now["log"] == before["log"]
+        assert now["sparsity"] == before["sparsity"]
+        for name, content in smoke["checkpoints"][part].items():
+            assert (smoke["runs"] / f"lab2_{part}" / name).read_bytes() == content, name
+
+
+def test_resume_with_other_data_is_refused(smoke, capsys):
+    argv = [a if a != "64" else "32" for a in smoke["argv"]]  # --subset/--test-subset 32
+    assert smoke["script"].main(["--part", "c", "--resume", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "subset" in err and len(err.splitlines()) == 1
+
+
+def test_missing_data_is_one_line(tmp_path, capsys):
+    script = load_lab2_script()
+    assert script.main(["--part", "a", "--data-dir", str(tmp_path / "nowhere"),
+                        "--out-dir", str(tmp_path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_load_sparse_best_says_which_command_to_run(tmp_path):
+    with pytest.raises(MinitorchError, match=r"python labs/lab2_pruning.py --part c"):
+        lab2.load_sparse_best(tmp_path)
+    with pytest.raises(MinitorchError, match="c, d or e"):
+        lab2.load_sparse_best(tmp_path, "b")
+
+
+def test_report_without_results(tmp_path):
+    text = lab2.write_report(tmp_path).read_text()
+    assert "No part has been run yet" in text
+
+
+@pytest.mark.parametrize(("epochs", "prune_epochs"),
+                         [(20, 10), (30, 10), (19, 9), (4, 2), (3, 1), (2, 1), (1, 1)])
+def test_smoke_runs_compress_the_iterative_schedule(epochs, prune_epochs):
+    assert lab2.prune_epochs_for(epochs) == prune_epochs
+    assert prune_epochs <= epochs  # the final mask is always reached within the run
+
+
+def test_only_epochs_with_the_final_mask_can_be_best(tmp_path, tiny_cifar):
+    """Before the last pruning step the model is less sparse: such epochs never win."""
+    train, test = tiny_cifar
+    rng = np.random.default_rng(0)
+    model = Sequential(Conv2d(3, 6, 3, stride=2, padding=1, rng=rng), ReLU(), GlobalAvgPool2d(),
+                       Linear(6, 10, rng=rng))
+    pruning = IterativePruningHook(0.8, prune_epochs=2)
+    trainer = Trainer(model, train, test, FinetuneConfig(epochs=3, batch_size=16, lr=0.05,
+                                                         seed=1, eval_batch_size=32),
+                      hooks=[pruning, lab2.BestOnlyWithFinalMask(pruning)], run_dir=tmp_path,
+                      progress=False)
+    history = trainer.fit()
+    assert [h["eligible_for_best"] for h in history] == [False, True, True]
+    assert trainer.best_accuracy == max(h["test_accuracy"] for h in history[1:])
+    arrays, meta = load_checkpoint(tmp_path / "best.npz")
+    assert meta["epoch"] >= 2 and any(k.startswith("hook0.mask.") for k in arrays)
+    weights = [arrays["model.0.weight"], arrays["model.3.weight"]]
+    for name, w in zip(("conv", "linear"), weights, strict=True):
+        _assert_about_80_percent(int((w == 0).sum()), w.size, name)
