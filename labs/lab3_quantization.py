@@ -1,0 +1,40 @@
+"""Lab 3: fixed-point quantization of ResNet-20's weights with a straight-through estimator.
+
+Usage (from the repository root)::
+
+    python labs/lab3_quantization.py --part b               # 6..2-bit body, evaluation only
+    python labs/lab3_quantization.py --part b --symmetric   # the same, symmetric quantizer
+    python labs/lab3_quantization.py --part c               # QAT at 4/3/2 bits, 20 epochs each
+    python labs/lab3_quantization.py --part d               # needs Lab 2 (c): runs/lab2_c/best.npz
+    python labs/lab3_quantization.py --part d --naive-quantizer   # the published ~0.10, explained
+    python labs/lab3_quantization.py --part all --resume    # everything; continues interrupted runs
+
+Each part writes ``results/lab3_<part>.json`` (``_symmetric`` / ``_naive`` variants beside it);
+``results/lab3.md`` and the figures in ``results/lab3/`` are regenerated after every part from
+the JSON files present. ``--epochs N --subset M --test-subset K`` make a quick smoke run
+(labelled as such in the report); point ``--out-dir``/``--run-root`` elsewhere so it does not
+replace real results. ``--sparse-from-pretrained`` lets (d) start from the pretrained model
+pruned to 80 % without finetuning, when Lab 2 (c) has not been run. The experiments live in
+``minitorch_compress.experiments.lab3``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from minitorch_compress.cli import run_cli
+from minitorch_compress.experiments import lab3
+from minitorch_compress.experiments.common import lab_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; user errors (missing data, weights or Lab 2 run) print one line, exit 2."""
+    parser = lab_parser(__doc__.split("\n\n")[0], lab3.PARTS)
+    lab3.add_arguments(parser)
+    args = parser.parse_args(argv)
+    lab3.check_arguments(args, parser)
+    return run_cli(lambda: lab3.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""Lab 3 end to end: `labs/lab3_quantization.py` on a synthetic CIFAR-10 and random weights.
+
+One smoke run of every part (1 epoch, 64 training and 64 test images) is shared by the tests
+that inspect its JSON files, checkpoints and report; the numbers are meaningless (random
+weights), the shapes, the sparsity and the quantization levels are not.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minitorch_compress.compression import (
+    prunable_layers,
+    prune_model_by_percentage,
+    quantize_array,
+    sparsity_report,
+)
+from minitorch_compress.io.checkpoint import load_checkpoint
+from minitorch_compress.models import resnet20
+from minitorch_compress.models.pretrained import REPO_ROOT, load_pretrained
+
+BITS = ("4", "3", "2")
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location(
+        "lab3_quantization", REPO_ROOT / "labs" / "lab3_quantization.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+lab3_script = _load_script()
+
+
+def _smoke_args(cifar: Path, weights: Path, out: Path, runs: Path) -> list[str]:
+    return ["--data-dir", str(cifar), "--weights", str(weights), "--subset", "64",
+            "--test-subset", "64", "--epochs", "1", "--out-dir", str(out),
+            "--run-root", str(runs), "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, synthetic_cifar10_dir, random_resnet20_weights):
+    """Run ``--part all --sparse-from-pretrained`` once; returns (out_dir, run_root, weights)."""
+    root = tmp_path_factory.mktemp("lab3")
+    out, runs = root / "results", root / "runs"
+    argv = ["--part", "all", "--sparse-from-pretrained",
+            *_smoke_args(synthetic_cifar10_dir, random_resnet20_weights, out, runs)]
+    assert lab3_script.main(argv) == 0
+    return out, runs, random_resnet20_weights
+
+
+def _read(out: Path, name: str) -> dict:
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def _is_accuracy(value) -> bool:
+    return isinstance(value, float) and 0.0 <= value <= 1.0
+
+
+def _model_from_run(run_dir: Path):
+    arrays, _ = load_checkpoint(run_dir / "best.npz")
+    model = resnet20()
+    model.load_state_dict({k[len("model."):]: v for k, v in arrays.items()
+                           if k.startswith("model.")})
+    return model
+
+
+def test_part_b_shape(smoke_run):
+    out, _, _ = smoke_run
+    result = _read(out, "lab3_b")
+    assert set(result["accuracy"]) == {"float", "6", "5", "4", "3", "2"}
+    assert all(_is_accuracy(v) for v in result["accuracy"].values())
+    assert result["mode"] == "asymmetric"
+    # the body: 9 blocks x 2 convs + the 2 shortcut convs; head conv and final FC stay float
+    assert len(result["quantized_layers"]) == 20
+    assert all(n.startswith("body_op.") for n in result["quantized_layers"])
+    assert all(result["max_nonzero_levels"][b] <= 2 ** int(b) for b in ("6", "5", "4", "3", "2"))
+    # an evaluation on a cut test set is smoke, whatever the training options
+    assert result["_meta"]["smoke"] is True and result["_meta"]["epochs"] is None
+
+
+def test_part_c_shape(smoke_run):
+    out, _, _ = smoke_run
+    result = _read(out, "lab3_c")
+    assert set(result["best_accuracy"]) == set(BITS) == set(result["history"])
+    assert all(_is_accuracy(v) for v in result["best_accuracy"].values())
+    assert all(len(h) == 1 and _is_accuracy(h[0]) for h in result["history"].values())
+    assert all(result["max_nonzero_levels"][b] <= 2 ** int(b) for b in BITS)
+    assert result["_meta"]["smoke"] is True
+
+
+def test_part_d_keeps_the_mask_and_has_at_most_2_to_the_b_levels(smoke_run):
+    out, runs, weights = smoke_run
+    result = _read(out, "lab3_d")
+    assert set(result["before"]) == set(result["after"]) == set(BITS)
+    assert all(_is_accuracy(result[k][b]) for k in ("before", "after") for b in BITS)
+    assert "--sparse-from-pretrained" in result["start"]["source"]
+    # the start: the same weights pruned to 80 % per layer, as --sparse-from-pretrained does
+    start = load_pretrained(weights)
+    start_masks = prune_model_by_percentage(start, 0.8)
+    for b in BITS:
+        assert result["sparsity"][b] == pytest.approx(0.8, abs=1e-3)
+        model = _model_from_run(runs / f"lab3_d_{b}bit_from_pretrained")
+        for name, layer in prunable_layers(model).items():
+            np.testing.assert_array_equal(layer.weight.data != 0, start_masks[name] != 0,
+                                          err_msg=f"{b} bits: {name} lost its mask")
+        assert sparsity_report(model)[1] == pytest.approx(result["sparsity"][b])
+        for name, layer in model.named_modules():
+            if name.startswith("body_op.") and hasattr(layer, "weight_transform"):
+                q = quantize_array(layer.weight.data, int(b), "masked")
+                assert np.all(q[layer.weight.data == 0] == 0), name
+                assert np.unique(q[q != 0]).size <= 2 ** int(b), name
+
+
+def test_part_e_is_80_percent_sparse(smoke_run):
+    out, runs, _ = smoke_run
+    result = _read(out, "lab3_e")
+    assert _is_accuracy(result["best_accuracy"]) and _is_accuracy(result["final_accuracy"])
+    assert result["total_sparsity"] == pytest.approx(0.8, abs=1e-4)
+    assert set(result["sparsity"]) == set(prunable_layers(resnet20()))
+    # one global threshold: layers end up unequally sparse
+    assert len({round(v, 3) for v in result["sparsity"].values()}) > 1
+    assert result["prune_epochs"] == 1 and result["best_epoch"] == 1
+    model = _model_from_run(runs / "lab3_e")
+    assert sparsity_report(model)[1] == pytest.approx(result["total_sparsity"])
+
+
+def test_report_marks_smoke_results_and_draws_the_figures(smoke_run):
+    out, _, _ = smoke_run
+    report = (out / "lab3.md").read_text()
+    assert "**Smoke results**" in report and "**SMOKE**" in report
+    for published in ("0.9149", "0.8977", "0.3342", "0.7479"):
+        assert published in report
+    for figure in ("accuracy_vs_bits", "per_epoch_c", "per_epoch_d", "per_epoch_e",
+                   "sparsity_e"):
+        assert (out / "lab3" / f"{figure}.png").stat().st_size > 0
+        assert f"lab3/{figure}.png" in report
+
+
+def test_naive_quantizer_destroys_zeros_and_symmetric_b(smoke_run, synthetic_cifar10_dir):
+    out, runs, weights = smoke_run
+    args = _smoke_args(synthetic_cifar10_dir, weights, out, runs)
+    assert lab3_script.main(["--part", "d", "--naive-quantizer", "--sparse-from-pretrained",
+                             *args]) == 0
+    naive = _read(out, "lab3_d_naive")
+    assert set(naive["before"]) == set(naive["masked_before"]) == set(BITS)
+    # random weights have no level exactly at 0: (nearly) every zero moves
+    assert naive["zeros"] > 0
+    assert all(0.9 * naive["zeros"] <= naive["zeros_destroyed"][b] <= naive["zeros"]
+               for b in BITS)
+    assert all(naive["quantized_sparsity"][b] < 0.5 for b in BITS)
+    assert lab3_script.main(["--part", "b", "--symmetric", *args]) == 0
+    symmetric = _read(out, "lab3_b_symmetric")
+    assert symmetric["mode"] == "symmetric"
+    assert all(symmetric["max_nonzero_levels"][b] <= 2 ** int(b) - 1 for b in ("4", "3", "2"))
+    report = (out / "lab3.md").read_text()
+    assert "plain asymmetric (the mistake)" in report and "(b) symmetric" in report
+
+
+def test_missing_lab2_checkpoint_is_one_clear_line(tmp_path, capsys, synthetic_cifar10_dir,
+                                                    random_resnet20_weights):
+    argv = ["--part", "d", *_smoke_args(synthetic_cifar10_dir, random_resnet20_weights,
+                                        tmp_path / "results", tmp_path / "runs")]
+    assert lab3_script.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "lab2_c" in err and "lab2_pruning.py --part c" in err
+    assert "--sparse-from-pretrained" in err
+    assert not (tmp_path / "results").exists()  # failed before doing anything
+
+
+def test_incompatible_options_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lab3_script.main(["--part", "d", "--naive-quantizer", "--symmetric"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        lab3_script.main(["--part", "b", "--sparse-from-pretrained"])
+    assert "part d only" in capsys.readouterr().err
