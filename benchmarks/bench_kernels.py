@@ -2,19 +2,23 @@
 
 Usage::
 
-    python benchmarks/bench_kernels.py [--batch 256] [--repeats 5]
+    python benchmarks/bench_kernels.py [--batch 256] [--repeats 5] [--min-seconds 0]
 
-Prints, per distinct layer shape, the best-of-`repeats` time in ms and the GFLOP/s (2 flops
-per multiply-add) of the conv forward, grad-input, grad-weight and the fused backward, then
-the batch-norm / add+ReLU kernels per activation shape, and finally the totals for one
-ResNet-20 forward and one backward over all 19 3x3 convs + 2 shortcut convs (+ 21 BNs and 9
-residual add+ReLUs). The first call of each kernel (numba compilation or cache load) is not
-timed. Timings are noisy on a shared 2-core machine: take the minimum over several runs.
+Prints, per distinct layer shape, the best time in ms and the GFLOP/s (2 flops per
+multiply-add) of the conv forward, grad-input, grad-weight and the fused backward, then the
+batch-norm / add+ReLU kernels per activation shape, and finally the totals for one ResNet-20
+forward and one backward over all 19 3x3 convs + 2 shortcut convs (+ 21 BNs and 9 residual
+add+ReLUs). The first call of each kernel (numba compilation or cache load) is not timed.
+
+Timings are noisy on a shared 2-core machine: each kernel runs `repeats` times and, with
+``--min-seconds S``, keeps running for at least S seconds; the minimum is reported, and the
+load average before and after is printed so you can tell a quiet run from a busy one.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass
 
@@ -59,14 +63,21 @@ LAYERS = [
 BN_SHAPES = [(16, 32, 4, 3, 3), (32, 16, 3, 4, 3), (64, 8, 3, 4, 3)]
 
 
+MIN_SECONDS = 0.0  # set from --min-seconds
+
+
 def best_ms(fn, repeats: int) -> float:
-    """Best wall time of `fn()` in ms over `repeats` runs, after one untimed warm-up."""
+    """Best wall time of `fn()` in ms over at least `repeats` runs (and MIN_SECONDS of
+    running), after one untimed warm-up."""
     fn()
     best = float("inf")
-    for _ in range(repeats):
+    runs = 0
+    start = time.perf_counter()
+    while runs < repeats or time.perf_counter() - start < MIN_SECONDS:
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
+        runs += 1
     return best * 1e3
 
 
@@ -156,9 +167,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--min-seconds", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    global MIN_SECONDS
+    MIN_SECONDS = args.min_seconds
     rng = np.random.default_rng(args.seed)
+    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     conv_fwd, conv_bwd, macs = bench_convs(args.batch, args.repeats, rng)
     bn_fwd, bn_bwd = bench_bn(args.batch, args.repeats, rng)
     print(f"\nResNet-20 at batch {args.batch}: {macs / args.batch / 1e6:.1f} M MACs per image")
@@ -171,6 +186,7 @@ def main() -> None:
         f"  total        : {fwd:8.1f} ms forward ({args.batch / fwd * 1e3:6.0f} img/s), "
         f"{bwd:8.1f} ms backward; forward+backward {args.batch / (fwd + bwd) * 1e3:5.0f} img/s"
     )
+    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

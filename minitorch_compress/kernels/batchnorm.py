@@ -4,12 +4,14 @@ Layout NCHW; batch-norm statistics are per channel over (N, H, W). Inside the ke
 (N, C, H, W) array is viewed as (N, C, P) with P = H*W, so each (n, c) plane is one
 contiguous run of P numbers that the compiler turns into SIMD code.
 
-Training forward = two passes over x: per-channel sums (parallel over channels), then
-``y = relu?(x * a + b)`` with ``a = gamma*invstd`` and ``b = beta - mean*a`` (parallel over
-(n, c) planes). Training backward = two passes too: per-channel ``sum(g)`` and
-``sum(g * (x - mean))``, then the closed-form input gradient. Sums are accumulated in
-float64 whatever the data type, so a channel of 256*32*32 float32 numbers keeps full float32
-accuracy. The elementwise passes run in the data's own dtype (float32 SIMD is twice as wide).
+Training forward = two passes over each channel: shifted sums for the mean and variance,
+then ``y = relu?(x * a + b)`` with ``a = gamma*invstd`` and ``b = beta - mean*a``. Training
+backward = two passes too: ``sum(g)`` and ``sum(g * (x - mean))``, then the closed-form
+input gradient. Sums are accumulated in float64 whatever the data type, so a channel of
+256*32*32 float32 numbers keeps full float32 accuracy; the elementwise passes run in the
+data's own dtype (float32 SIMD is twice as wide). All kernels run their loop over channels
+(or elements) in parallel with numba's ``prange``: unlike the conv helpers, each is one
+memory-bound sweep between two BLAS-heavy convolutions, where the second core pays.
 
 The numba kernels are plain Python loops over arrays: ``NUMBA_DISABLE_JIT=1`` turns them
 into ordinary Python you can step through. `kernels/reference.py` holds slow NumPy twins.
@@ -28,98 +30,145 @@ _REDUCE_MATH = {"reassoc", "contract"}
 
 
 # ---------------------------------------------------------------------- numba kernels
+# Each kernel handles one channel per parallel task and makes both of its passes over that
+# channel back to back, so the second pass finds the channel's data still in cache (a
+# channel of a (256, 16, 32, 32) float32 batch is 1 MB; the whole array is 16 MB).
+# Per-channel coefficients are stored in a small array of the data's dtype before the
+# elementwise pass, so that pass runs in float32 SIMD for float32 data.
+
+
 @njit(cache=True, parallel=True, fastmath=_REDUCE_MATH)
-def _channel_mean_var(x3, mean, var):
-    """mean[c], var[c] = mean and biased variance of x3[:, c, :]; x3: (N, C, P)."""
+def _bn_train_forward(x3, gamma, beta, eps, relu, y3, mean, var, invstd, coef):
+    """Batch statistics and normalisation, one channel per task.
+
+    x3, y3: (N, C, P); gamma, beta: (C,) float64; outputs mean, var, invstd: (C,) float64;
+    coef: (C, 2) scratch in the dtype of x3 holding a = gamma*invstd and b = beta - mean*a,
+    so that ``y = relu?(x*a + b)``.
+    """
     n_img, n_ch, p_len = x3.shape
     count = n_img * p_len
+    zero = x3.dtype.type(0)
     for c in prange(n_ch):
-        # shift by one sample of the channel: sums of (x - x0) do not cancel catastrophically
-        # when |mean| >> std, unlike the raw sum of squares
+        # pass 1: shifted sums. Sums of (x - x0) with x0 one sample of the channel do not
+        # cancel catastrophically when |mean| >> std, unlike the raw sum of squares
         x0 = np.float64(x3[0, c, 0])
         s = 0.0
         ss = 0.0
         for n in range(n_img):
+            row = x3[n, c]
             for p in range(p_len):
-                d = np.float64(x3[n, c, p]) - x0
+                d = np.float64(row[p]) - x0
                 s += d
                 ss += d * d
         mu = s / count
         mean[c] = x0 + mu
         var[c] = max(ss / count - mu * mu, 0.0)
+        invstd[c] = 1.0 / np.sqrt(var[c] + eps)
+        coef[c, 0] = gamma[c] * invstd[c]
+        coef[c, 1] = beta[c] - mean[c] * gamma[c] * invstd[c]
+        # pass 2: y = relu?(x*a + b)
+        a = coef[c, 0]
+        b = coef[c, 1]
+        for n in range(n_img):
+            src = x3[n, c]
+            dst = y3[n, c]
+            for p in range(p_len):
+                v = src[p] * a + b
+                if relu and not v > zero:
+                    v = zero
+                dst[p] = v
 
 
 @njit(cache=True, parallel=True)
-def _scale_shift(x3, a, b, relu, y3):
-    """y3[n, c, p] = relu?(x3[n, c, p] * a[c] + b[c]); a, b in the dtype of x3."""
+def _bn_eval_forward(x3, coef, relu, y3):
+    """y = relu?(x*a + b) with per-channel (a, b) = coef[c]; x3, y3: (N, C, P)."""
     n_img, n_ch, p_len = x3.shape
+    zero = x3.dtype.type(0)
+    # one task per (image, channel) row: eval batches can have fewer channels than cores
     for task in prange(n_img * n_ch):
         n = task // n_ch
         c = task - n * n_ch
-        ac = a[c]
-        bc = b[c]
-        if relu:
-            for p in range(p_len):
-                y3[n, c, p] = max(x3[n, c, p] * ac + bc, 0.0)
-        else:
-            for p in range(p_len):
-                y3[n, c, p] = x3[n, c, p] * ac + bc
+        a = coef[c, 0]
+        b = coef[c, 1]
+        src = x3[n, c]
+        dst = y3[n, c]
+        for p in range(p_len):
+            v = src[p] * a + b
+            if relu and not v > zero:
+                v = zero
+            dst[p] = v
 
 
 @njit(cache=True, parallel=True, fastmath=_REDUCE_MATH)
-def _grad_sums(g3, x3, y3, mean, relu, sum_g, sum_gxc):
-    """Per channel: sum_g[c] = sum(g), sum_gxc[c] = sum(g * (x - mean[c])) where
-    g = g3 masked by y3 > 0 when relu. All (N, C, P); sums in float64."""
+def _bn_backward(g3, x3, y3, gamma, mean, invstd, relu, batch_stats, dx3, dgamma, dbeta, coef):
+    """Batch-norm input, scale and shift gradients, one channel per task.
+
+    g3, x3, y3, dx3: (N, C, P); gamma, mean, invstd: (C,) float64; outputs dgamma, dbeta:
+    (C,) float64; coef: (C, 4) scratch in the dtype of x3. The upstream gradient g is
+    masked by y > 0 when relu. With ``xhat = (x - mean)*invstd`` and m = N*P:
+
+    * ``dgamma = sum(g*xhat)``, ``dbeta = sum(g)``;
+    * batch statistics (training): ``dx = gamma*invstd*(g - dbeta/m - xhat*dgamma/m)``,
+      written as ``a*g - k*(x - mean) + d``;
+    * running statistics (eval): they are constants, so ``dx = gamma*invstd*g`` (k = d = 0).
+    """
     n_img, n_ch, p_len = x3.shape
+    count = n_img * p_len
+    zero = x3.dtype.type(0)
     for c in prange(n_ch):
+        # pass 1: sum(g) and sum(g*(x - mean)) in float64
         mc = mean[c]
         s = 0.0
         sx = 0.0
         for n in range(n_img):
+            g_row = g3[n, c]
+            x_row = x3[n, c]
+            y_row = y3[n, c]
             for p in range(p_len):
-                g = np.float64(g3[n, c, p])
-                if relu and not y3[n, c, p] > 0:
+                g = np.float64(g_row[p])
+                if relu and not y_row[p] > 0:
                     g = 0.0
                 s += g
-                sx += g * (np.float64(x3[n, c, p]) - mc)
-        sum_g[c] = s
-        sum_gxc[c] = sx
-
-
-@njit(cache=True, parallel=True)
-def _grad_input(g3, x3, y3, mean, a, k, d, relu, dx3):
-    """dx = a[c]*g - k[c]*(x - mean[c]) + d[c], g masked by y3 > 0 when relu.
-
-    With a = gamma*invstd, k = a*invstd*mean(g*xhat), d = -a*mean(g) this is the batch-norm
-    formula ``gamma*invstd*(g - mean(g) - xhat*mean(g*xhat))``; eval mode passes k = d = 0.
-    """
-    n_img, n_ch, p_len = x3.shape
-    for task in prange(n_img * n_ch):
-        n = task // n_ch
-        c = task - n * n_ch
-        ac = a[c]
-        kc = k[c]
-        dc = d[c]
-        mc = mean[c]
-        for p in range(p_len):
-            g = g3[n, c, p]
-            if relu and not y3[n, c, p] > 0:
-                g = 0.0
-            dx3[n, c, p] = ac * g - kc * (x3[n, c, p] - mc) + dc
+                sx += g * (np.float64(x_row[p]) - mc)
+        dbeta[c] = s
+        dgamma[c] = sx * invstd[c]
+        a64 = gamma[c] * invstd[c]
+        coef[c, 0] = a64
+        coef[c, 1] = a64 * invstd[c] * dgamma[c] / count if batch_stats else 0.0
+        coef[c, 2] = -a64 * s / count if batch_stats else 0.0
+        coef[c, 3] = mc
+        # pass 2: dx = a*g - k*(x - mean) + d, in the data's dtype
+        a = coef[c, 0]
+        k = coef[c, 1]
+        d = coef[c, 2]
+        m = coef[c, 3]
+        for n in range(n_img):
+            g_row = g3[n, c]
+            x_row = x3[n, c]
+            y_row = y3[n, c]
+            dst = dx3[n, c]
+            for p in range(p_len):
+                g = g_row[p]
+                if relu and not y_row[p] > zero:
+                    g = zero
+                dst[p] = a * g - k * (x_row[p] - m) + d
 
 
 @njit(cache=True, parallel=True)
 def _add_relu(a, b, y):
     """y = max(a + b, 0) over flat arrays."""
+    zero = y.dtype.type(0)
     for i in prange(a.size):
-        y[i] = max(a[i] + b[i], 0.0)
+        v = a[i] + b[i]
+        y[i] = v if v > zero else zero
 
 
 @njit(cache=True, parallel=True)
 def _relu_mask(g, y, out):
     """out = g where y > 0 else 0, over flat arrays."""
+    zero = out.dtype.type(0)
     for i in prange(g.size):
-        out[i] = g[i] if y[i] > 0 else 0.0
+        out[i] = g[i] if y[i] > 0 else zero
 
 
 # ------------------------------------------------------------------------ validation
@@ -160,6 +209,21 @@ def _check_eps(name: str, eps: float) -> float:
     return eps
 
 
+def _backward(grad_y, x, y, gamma64, mean64, invstd64, relu, batch_stats, dtype):
+    """Shared body of the train and eval backward passes (validated inputs)."""
+    g3 = _as3d(grad_y, dtype)
+    x3 = _as3d(x, dtype)
+    y3 = _as3d(y, dtype) if relu else x3  # y is only read for the ReLU mask
+    ch = x3.shape[1]
+    dx = np.empty(x3.shape, dtype=dtype)
+    dgamma, dbeta = np.empty(ch), np.empty(ch)
+    coef = np.empty((ch, 4), dtype=dtype)
+    _bn_backward(
+        g3, x3, y3, gamma64, mean64, invstd64, bool(relu), batch_stats, dx, dgamma, dbeta, coef
+    )
+    return dx.reshape(np.shape(x)), dgamma.astype(dtype), dbeta.astype(dtype)
+
+
 # ------------------------------------------------------------------------ public API
 def batchnorm_train_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, relu: bool = False
@@ -194,14 +258,12 @@ def batchnorm_train_forward(
     if np.size(x) == 0:
         raise ValueError(f"{name}: cannot compute batch statistics of an empty input")
     x3 = _as3d(x, dtype)
-    mean = np.empty(ch)
-    var = np.empty(ch)
-    _channel_mean_var(x3, mean, var)
-    invstd = 1.0 / np.sqrt(var + eps)
-    a = gamma64 * invstd
-    b = beta64 - mean * a
     y = np.empty(np.shape(x), dtype=dtype)
-    _scale_shift(x3, a.astype(dtype), b.astype(dtype), bool(relu), y.reshape(x3.shape))
+    mean, var, invstd = np.empty(ch), np.empty(ch), np.empty(ch)
+    coef = np.empty((ch, 2), dtype=dtype)
+    _bn_train_forward(
+        x3, gamma64, beta64, eps, bool(relu), y.reshape(x3.shape), mean, var, invstd, coef
+    )
     return y, mean.astype(dtype), var.astype(dtype), invstd.astype(dtype)
 
 
@@ -245,30 +307,7 @@ def batchnorm_train_backward(
     gamma64 = _channel_vector(name, "gamma", gamma, ch)
     mean64 = _channel_vector(name, "mean", mean, ch)
     invstd64 = _channel_vector(name, "invstd", invstd, ch)
-    g3 = _as3d(grad_y, dtype)
-    x3 = _as3d(x, dtype)
-    y3 = _as3d(y, dtype) if relu else x3  # y is not read without relu
-    count = x3.shape[0] * x3.shape[2]
-    sum_g = np.empty(ch)
-    sum_gxc = np.empty(ch)
-    _grad_sums(g3, x3, y3, mean64, bool(relu), sum_g, sum_gxc)
-    grad_gamma = sum_gxc * invstd64  # sum(g * xhat)
-    a = gamma64 * invstd64
-    k = a * invstd64 * grad_gamma / max(count, 1)
-    d = -a * sum_g / max(count, 1)
-    dx = np.empty(np.shape(x), dtype=dtype)
-    _grad_input(
-        g3,
-        x3,
-        y3,
-        mean64.astype(dtype),
-        a.astype(dtype),
-        k.astype(dtype),
-        d.astype(dtype),
-        bool(relu),
-        dx.reshape(x3.shape),
-    )
-    return dx, grad_gamma.astype(dtype), sum_g.astype(dtype)
+    return _backward(grad_y, x, y, gamma64, mean64, invstd64, relu, True, dtype)
 
 
 def batchnorm_eval_forward(
@@ -308,9 +347,9 @@ def batchnorm_eval_forward(
     rvar = _channel_vector(name, "running_var", running_var, ch)
     x3 = _as3d(x, dtype)
     a = gamma64 / np.sqrt(rvar + eps)
-    b = beta64 - rmean * a
+    coef = np.stack([a, beta64 - rmean * a], axis=1).astype(dtype)
     y = np.empty(np.shape(x), dtype=dtype)
-    _scale_shift(x3, a.astype(dtype), b.astype(dtype), bool(relu), y.reshape(x3.shape))
+    _bn_eval_forward(x3, coef, bool(relu), y.reshape(x3.shape))
     return y
 
 
@@ -357,17 +396,7 @@ def batchnorm_eval_backward(
     _channel_vector(name, "beta", beta, ch)
     rmean = _channel_vector(name, "running_mean", running_mean, ch)
     invstd = 1.0 / np.sqrt(_channel_vector(name, "running_var", running_var, ch) + eps)
-    g3 = _as3d(grad_y, dtype)
-    x3 = _as3d(x, dtype)
-    y3 = _as3d(y, dtype) if relu else x3
-    sum_g = np.empty(ch)
-    sum_gxc = np.empty(ch)
-    _grad_sums(g3, x3, y3, rmean, bool(relu), sum_g, sum_gxc)
-    zeros = np.zeros(ch, dtype=dtype)
-    dx = np.empty(np.shape(x), dtype=dtype)
-    a = (gamma64 * invstd).astype(dtype)
-    _grad_input(g3, x3, y3, rmean.astype(dtype), a, zeros, zeros, bool(relu), dx.reshape(x3.shape))
-    return dx, (sum_gxc * invstd).astype(dtype), sum_g.astype(dtype)
+    return _backward(grad_y, x, y, gamma64, rmean, invstd, relu, False, dtype)
 
 
 def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
