@@ -8,6 +8,7 @@ resume and the "best only with the final mask" rule.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -188,3 +189,18 @@ def test_only_epochs_with_the_final_mask_can_be_best(tmp_path, tiny_cifar):
     weights = [arrays["model.0.weight"], arrays["model.3.weight"]]
     for name, w in zip(("conv", "linear"), weights, strict=True):
         _assert_about_80_percent(int((w == 0).sum()), w.size, name)
+
+
+def test_fresh_run_clears_old_checkpoints_and_resume_keeps_them(tmp_path):
+    run_dir = tmp_path / "lab2_d"
+    run_dir.mkdir()
+    for name in ("best.npz", "last.npz"):
+        (run_dir / name).write_bytes(b"previous run")
+    args = argparse.Namespace(run_root=tmp_path, resume=True, epochs=2, subset=8,
+                              test_subset=8, weights=None)
+    lab2.prepare_run_dir(args, "d")  # resumable: nothing removed
+    assert (run_dir / "best.npz").read_bytes() == b"previous run"
+    args.resume = False
+    lab2.prepare_run_dir(args, "d")  # a fresh run must not leave the old best model behind
+    assert not (run_dir / "best.npz").exists() and not (run_dir / "last.npz").exists()
+    assert json.loads((run_dir / "provenance.json").read_text())["train_subset"] == 8

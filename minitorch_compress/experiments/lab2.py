@@ -160,7 +160,7 @@ def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
 def _finetune_payload(model: ResNet20, data: Cifar10, args: argparse.Namespace, part: str,
                       hooks: list[Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Run (or resume) the finetuning of `part` and describe its best model."""
-    _check_run_provenance(args, part)
+    prepare_run_dir(args, part)
     result = finetune(model, data, args, run_name(part), hooks=hooks)
     if result["epochs"] == 0:
         raise MinitorchError(f"part ({part}) ran no epoch; use --epochs >= 1")
@@ -257,17 +257,25 @@ def _reusable_evaluation(args: argparse.Namespace, part: str) -> dict[str, Any] 
     return previous if same else None
 
 
-def _check_run_provenance(args: argparse.Namespace, part: str) -> None:
-    """Refuse to --resume a run started on other data; record how a fresh run is started.
+def prepare_run_dir(args: argparse.Namespace, part: str) -> None:
+    """Get ``<run-root>/lab2_<part>`` ready: check a resumed run, clean up for a fresh one.
+
+    Refuses to --resume a run started on other data and records how a fresh run is started.
 
     The trainer already refuses a different recipe (epochs, seed, ...); the training and test
-    subsets are not part of it, so `runs/lab2_<part>/provenance.json` remembers them.
+    subsets are not part of it, so `runs/lab2_<part>/provenance.json` remembers them. A fresh
+    run also deletes the previous run's checkpoints: the trainer would overwrite them only
+    after its first (for best.npz: first eligible) epoch, and until then `load_sparse_best`
+    would hand Lab 3 the old run's model.
+
+    Raises:
+        MinitorchError: --resume of a run started with other subsets or epochs.
     """
     run_dir = args.run_root / run_name(part)
     path = run_dir / "provenance.json"
     meta = provenance(args)
-    if args.resume and path.is_file() and (run_dir / "last.npz").is_file():
-        started = json.loads(path.read_text())
+    if args.resume and (run_dir / "last.npz").is_file():
+        started = json.loads(path.read_text()) if path.is_file() else meta
         for key in ("train_subset", "test_subset", "epochs"):
             if started.get(key) != meta[key]:
                 raise MinitorchError(
@@ -275,6 +283,8 @@ def _check_run_provenance(args: argparse.Namespace, part: str) -> None:
                     f"{meta[key]}; resume with the same options or drop --resume")
         return
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("best.npz", "last.npz"):
+        (run_dir / stale).unlink(missing_ok=True)
     text = json.dumps({**meta, "part": part, "weights": args.weights}, indent=2) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
 
