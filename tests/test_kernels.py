@@ -118,6 +118,32 @@ def test_conv_backward_matches_reference(s: ConvSetting, dtype, seed: int, chunk
         assert_close(got, gw_ref, gw_mag)
 
 
+@pytest.mark.parametrize(
+    "kh, kw, stride, padding",
+    [
+        (2, 3, 1, 0),  # non-square, even kernel
+        (3, 1, 1, 2),  # non-square: grad_x takes the scatter (col2im) path
+        (3, 3, 1, 2),  # stride 1, padding kh-1: flipped-weight grad_x with padding 0
+        (3, 3, 1, 3),  # padding > kh-1: scatter path even at stride 1
+        (5, 5, 3, 2),  # stride 3
+        (4, 4, 2, 3),
+    ],
+)
+def test_conv_general_geometry_matches_reference(kh: int, kw: int, stride: int, padding: int):
+    # the hypothesis tests draw ResNet-like settings; these cover the rest of the API
+    s = ConvSetting(n=3, c=2, k=3, h=7, w=8, kh=kh, kw=kw, stride=stride, padding=padding)
+    x, w, gy = _conv_arrays(s, np.float64, 7)
+    y = conv.conv2d_forward(x, w, stride, padding)
+    gx, gw = conv.conv2d_backward(gy, x, w, stride, padding)
+    np.testing.assert_allclose(y, ref.conv2d_forward(x, w, stride, padding), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        gx, ref.conv2d_grad_input(gy, w, s.x_shape, stride, padding), rtol=1e-10, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        gw, ref.conv2d_grad_weight(gy, x, s.w_shape, stride, padding), rtol=1e-10, atol=1e-10
+    )
+
+
 @pytest.mark.parametrize("need_x, need_w", [(True, False), (False, True), (False, False)])
 def test_conv_backward_skips_unrequested_gradients(need_x: bool, need_w: bool):
     s = ConvSetting(n=2, c=3, k=4, h=5, w=6, kh=3, kw=3, stride=2, padding=1)
