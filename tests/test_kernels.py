@@ -16,6 +16,7 @@ float64.
 
 from __future__ import annotations
 
+from contextlib import ExitStack, contextmanager
 from unittest import mock
 
 import numpy as np
@@ -30,9 +31,13 @@ from minitorch_compress.kernels import reference as ref
 
 RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
-# None: the kernels' own chunk size (every drawn batch fits in one chunk); 1 byte: one image
-# per chunk; 4000 bytes: a few images per chunk and usually a shorter last chunk
+# None: the kernels' own chunk sizes (every drawn batch fits in one chunk); 1 byte: one
+# image per chunk; 4000 bytes: a few images per chunk and usually a shorter last chunk
 chunk_bytes = st.sampled_from([None, 1, 4000])
+
+# which stride-1 forward the conv kernels take: their own choice (the full im2col for these
+# small shapes), or the row-cols path (`conv._forward_rows`) forced on for every shape
+row_paths = st.sampled_from(["auto", "rows"])
 
 
 def assert_close(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray) -> None:
@@ -49,11 +54,17 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray
     )
 
 
-def _chunked(chunk: int | None):
-    """Context manager that sets the conv kernels' chunk size (no-op for None)."""
-    if chunk is None:
-        return mock.patch.object(conv, "_CHUNK_BYTES", conv._CHUNK_BYTES)
-    return mock.patch.object(conv, "_CHUNK_BYTES", chunk)
+@contextmanager
+def _conv_config(chunk: int | None, row_path: str = "auto"):
+    """Temporarily set the conv kernels' chunk sizes and choice of stride-1 forward."""
+    with ExitStack() as stack:
+        if chunk is not None:
+            stack.enter_context(mock.patch.object(conv, "_CHUNK_BYTES", chunk))
+            stack.enter_context(mock.patch.object(conv, "_ROW_CHUNK_BYTES", chunk))
+        if row_path == "rows":
+            stack.enter_context(mock.patch.object(conv, "_ROWS_MAX_K", 10**9))
+            stack.enter_context(mock.patch.object(conv, "_ROWS_MIN_HO", 0))
+        yield
 
 
 def _conv_arrays(s: ConvSetting, dtype, seed: int):
@@ -90,10 +101,10 @@ def test_reference_conv_gradients_are_adjoints(s: ConvSetting, seed: int):
 
 # ------------------------------------------------------------------- conv: fast == ref
 @settings(deadline=None, max_examples=60)
-@given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes)
-def test_conv_forward_matches_reference(s: ConvSetting, dtype, seed: int, chunk):
+@given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes, path=row_paths)
+def test_conv_forward_matches_reference(s: ConvSetting, dtype, seed: int, chunk, path: str):
     x, w, _ = _conv_arrays(s, dtype, seed)
-    with _chunked(chunk):
+    with _conv_config(chunk, path):
         y = conv.conv2d_forward(x, w, stride=s.stride, padding=s.padding)
     expected = ref.conv2d_forward(x, w, s.stride, s.padding)
     magnitude = ref.conv2d_forward(np.abs(x), np.abs(w), s.stride, s.padding)
@@ -101,10 +112,10 @@ def test_conv_forward_matches_reference(s: ConvSetting, dtype, seed: int, chunk)
 
 
 @settings(deadline=None, max_examples=60)
-@given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes)
-def test_conv_backward_matches_reference(s: ConvSetting, dtype, seed: int, chunk):
+@given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes, path=row_paths)
+def test_conv_backward_matches_reference(s: ConvSetting, dtype, seed: int, chunk, path: str):
     x, w, gy = _conv_arrays(s, dtype, seed)
-    with _chunked(chunk):
+    with _conv_config(chunk, path):
         gx, gw = conv.conv2d_backward(gy, x, w, s.stride, s.padding)
         gx_only = conv.conv2d_grad_input(gy, w, s.x_shape, s.stride, s.padding)
         gw_only = conv.conv2d_grad_weight(gy, x, s.w_shape, s.stride, s.padding)
@@ -129,18 +140,59 @@ def test_conv_backward_matches_reference(s: ConvSetting, dtype, seed: int, chunk
         (4, 4, 2, 3),
     ],
 )
-def test_conv_general_geometry_matches_reference(kh: int, kw: int, stride: int, padding: int):
+@pytest.mark.parametrize("path", ["auto", "rows"])
+def test_conv_general_geometry_matches_reference(
+    kh: int, kw: int, stride: int, padding: int, path: str
+):
     # the hypothesis tests draw ResNet-like settings; these cover the rest of the API
     s = ConvSetting(n=3, c=2, k=3, h=7, w=8, kh=kh, kw=kw, stride=stride, padding=padding)
     x, w, gy = _conv_arrays(s, np.float64, 7)
-    y = conv.conv2d_forward(x, w, stride, padding)
-    gx, gw = conv.conv2d_backward(gy, x, w, stride, padding)
+    with _conv_config(None, path):
+        y = conv.conv2d_forward(x, w, stride, padding)
+        gx, gw = conv.conv2d_backward(gy, x, w, stride, padding)
     np.testing.assert_allclose(y, ref.conv2d_forward(x, w, stride, padding), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(
         gx, ref.conv2d_grad_input(gy, w, s.x_shape, stride, padding), rtol=1e-10, atol=1e-10
     )
     np.testing.assert_allclose(
         gw, ref.conv2d_grad_weight(gy, x, s.w_shape, stride, padding), rtol=1e-10, atol=1e-10
+    )
+
+
+# (C, K, H, kernel, stride, padding) of every conv shape in ResNet-20
+RESNET20_CONVS = [
+    (3, 16, 32, 3, 1, 1),
+    (16, 16, 32, 3, 1, 1),
+    (16, 32, 32, 3, 2, 1),
+    (32, 32, 16, 3, 1, 1),
+    (32, 64, 16, 3, 2, 1),
+    (64, 64, 8, 3, 1, 1),
+    (16, 32, 32, 1, 2, 0),
+    (32, 64, 16, 1, 2, 0),
+]
+
+
+@pytest.mark.parametrize("c, k, size, ksize, stride, padding", RESNET20_CONVS)
+def test_conv_resnet20_shapes_match_reference(c, k, size, ksize, stride, padding):
+    # the real shapes (2 images), on whatever path the kernels pick for them
+    s = ConvSetting(2, c, k, size, size, ksize, ksize, stride, padding)
+    x, w, gy = _conv_arrays(s, np.float32, 11)
+    y = conv.conv2d_forward(x, w, stride, padding)
+    gx, gw = conv.conv2d_backward(gy, x, w, stride, padding)
+    assert_close(
+        y,
+        ref.conv2d_forward(x, w, stride, padding),
+        ref.conv2d_forward(np.abs(x), np.abs(w), stride, padding),
+    )
+    assert_close(
+        gx,
+        ref.conv2d_grad_input(gy, w, s.x_shape, stride, padding),
+        ref.conv2d_grad_input(np.abs(gy), np.abs(w), s.x_shape, stride, padding),
+    )
+    assert_close(
+        gw,
+        ref.conv2d_grad_weight(gy, x, s.w_shape, stride, padding),
+        ref.conv2d_grad_weight(np.abs(gy), np.abs(x), s.w_shape, stride, padding),
     )
 
 

@@ -6,6 +6,9 @@ kernel walks the batch in chunks of `nc` images:
 * forward:      ``cols = im2col(x[chunk])``              (C*kh*kw, nc*Ho*Wo)
                 ``out  = w2d @ cols``                     (K, nc*Ho*Wo)
                 ``y[chunk] = out`` re-laid out as        (nc, K, Ho, Wo)
+                For stride 1 and few output channels (stage 1 of ResNet-20) a variant
+                unrolls only the kw horizontal taps and adds the kh kernel rows up after
+                the GEMM (`_forward_rows`).
 * grad-weight:  ``grad_w.T += cols @ gy2d.T`` with gy2d = grad_y[chunk] laid out as
                 (K, nc*Ho*Wo)
 * grad-input:   stride 1 (all 3x3 stride-1 convs of ResNet-20): a forward convolution of
@@ -41,6 +44,13 @@ from numba import njit
 # two cores) between the im2col that writes it and the GEMM that reads it. Measured on
 # ResNet-20's shapes, 4-8 MB were equally good, 2 MB and 16 MB slower.
 _CHUNK_BYTES = 6 * 1024 * 1024
+# When `_forward_rows` replaces the full im2col (stride 1, few output channels, large
+# images: stage 1 of ResNet-20 and the grad-input of its convs), and its chunk size: it
+# measured 1.5x faster for K = 16 at 32x32, no faster for K = 32 at 16x16 and slower for
+# K = 64 at 8x8; small chunks (a few images) were best, on one core and on two.
+_ROWS_MAX_K = 16
+_ROWS_MIN_HO = 16
+_ROW_CHUNK_BYTES = 512 * 1024
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -105,9 +115,9 @@ def _check_grad_y(shape: tuple[int, ...], n: int, k: int, ho: int, wo: int) -> N
         )
 
 
-def _images_per_chunk(n: int, cols_bytes_per_image: int) -> int:
-    """How many images fit in one `_CHUNK_BYTES` cols buffer (at least 1, at most n)."""
-    return max(1, min(n, _CHUNK_BYTES // max(1, cols_bytes_per_image)))
+def _images_per_chunk(n: int, cols_bytes_per_image: int, chunk_bytes: int) -> int:
+    """How many images fit in a `chunk_bytes` cols buffer (at least 1, at most n)."""
+    return max(1, min(n, chunk_bytes // max(1, cols_bytes_per_image)))
 
 
 class _ChunkBuffers:
@@ -122,7 +132,7 @@ class _ChunkBuffers:
         self.ho, self.wo, self.padding = ho, wo, padding
         self.hp, self.wp = h + 2 * padding, w + 2 * padding
         self.rows = c * kh * kw
-        self.nc = _images_per_chunk(n, self.rows * ho * wo * dtype.itemsize)
+        self.nc = _images_per_chunk(n, self.rows * ho * wo * dtype.itemsize, _CHUNK_BYTES)
         self._cols = np.empty(self.rows * self.nc * ho * wo, dtype=dtype)
         self._kmajor = np.empty(k * self.nc * ho * wo, dtype=dtype)
         self._dtype = dtype
@@ -255,6 +265,48 @@ def _col2im(dcols, n0, kh, kw, stride, padding, gxp, gx):
 
 
 @njit(cache=True)
+def _im2col_rows(xp, kw, cols):
+    """cols[(c, kx), i, py, ox] = xp[i, c, py, ox + kx] for every padded row py.
+
+    The stride-1 path's "row cols": only the kw horizontal taps are unrolled, for all rows
+    of the padded input, so the buffer is kw (not kh*kw) times the input; the kh vertical
+    taps are applied later by shifting rows (`_sum_row_taps`).
+    xp: (nc, C, Hp, Wp); cols: (C*kw, nc, Hp, Wo)."""
+    nc, c_in, hp, _ = xp.shape
+    _, _, _, wo = cols.shape
+    for i in range(nc):
+        for c in range(c_in):
+            for kx in range(kw):
+                r = c * kw + kx
+                for py in range(hp):
+                    dst = cols[r, i, py]
+                    src = xp[i, c, py, kx:]
+                    for ox in range(wo):
+                        dst[ox] = src[ox]
+
+
+@njit(cache=True)
+def _sum_row_taps(rt, n0, y):
+    """y[n0 + i, k, oy, ox] = sum_ky rt[ky, k, i, oy + ky, ox].
+
+    rt: (kh, K, nc, Hp, Wo), the GEMM of the stacked kernel rows with the row cols: for
+    each kernel row ky, the contribution of every padded input row. y: (N, K, Ho, Wo)."""
+    kh, k_out, nc, _, wo = rt.shape
+    ho = y.shape[2]
+    for i in range(nc):
+        for k in range(k_out):
+            for oy in range(ho):
+                dst = y[n0 + i, k, oy]
+                src = rt[0, k, i, oy]
+                for ox in range(wo):
+                    dst[ox] = src[ox]
+                for ky in range(1, kh):
+                    src = rt[ky, k, i, oy + ky]
+                    for ox in range(wo):
+                        dst[ox] += src[ox]
+
+
+@njit(cache=True)
 def _kmajor_to_nchw(buf, n0, y):
     """y[n0 + i, k, p] = buf[k, i, p]: GEMM result (K, nc, P) -> NCHW rows of y (N, K, P),
     P = Ho*Wo."""
@@ -309,6 +361,15 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, stride: int = 1, padding: int =
 
 def _forward(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
     """`conv2d_forward` on validated, C-contiguous arrays of one float dtype."""
+    k, _, kh, _ = w.shape
+    ho = x.shape[2] + 2 * padding - kh + 1
+    if stride == 1 and kh > 1 and k <= _ROWS_MAX_K and ho >= _ROWS_MIN_HO:
+        return _forward_rows(x, w, padding)
+    return _forward_cols(x, w, stride, padding)
+
+
+def _forward_cols(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """The classic path: full im2col, one GEMM, re-layout (used for stride > 1 and 1x1)."""
     n, c, h, wd = x.shape
     k, _, kh, kw = w.shape
     ho, wo = conv2d_output_size(h, wd, kh, kw, stride, padding)
@@ -326,6 +387,53 @@ def _forward(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndar
     return y
 
 
+def _padded_chunks(x: np.ndarray, padding: int, nc: int):
+    """Yield (n0, n1, xp) with xp the zero-padded images x[n0:n1], (n1-n0, C, Hp, Wp)."""
+    n, c, h, w = x.shape
+    hp, wp = h + 2 * padding, w + 2 * padding
+    # zeros: _pad_chunk never writes the border, so it stays zero for every chunk
+    xp_flat = np.zeros(nc * c * hp * wp, dtype=x.dtype) if padding else None
+    for n0 in range(0, n, nc):
+        n1 = min(n, n0 + nc)
+        if padding:
+            xp = xp_flat[: (n1 - n0) * c * hp * wp].reshape(n1 - n0, c, hp, wp)
+            _pad_chunk(x, n0, padding, xp)
+        else:
+            xp = x[n0:n1]  # a contiguous view: nothing to copy
+        yield n0, n1, xp
+
+
+def _forward_rows(x: np.ndarray, w: np.ndarray, padding: int) -> np.ndarray:
+    """Stride-1 path: im2col over the kw horizontal taps only, one GEMM for all kh kernel
+    rows at once, then a shifted sum over the kernel rows.
+
+    With ``rt[ky, k, i, py, ox] = sum_{c,kx} w[k,c,ky,kx] * xpad[i, c, py, ox+kx]`` for
+    every padded row py, the output is ``y[i, k, oy, ox] = sum_ky rt[ky, k, i, oy+ky, ox]``.
+    Compared with the full im2col this writes a kh times smaller cols buffer and gives the
+    GEMM kh*K rows instead of K (48 instead of 16 in stage 1), at the price of computing
+    Hp instead of Ho rows (6 % more flops at 32x32, 25 % at 8x8). See `_ROWS_MAX_K` for
+    where it pays.
+    """
+    n, c, h, wd = x.shape
+    k, _, kh, kw = w.shape
+    hp = h + 2 * padding
+    wo = wd + 2 * padding - kw + 1
+    # w_rows[(ky, k), (c, kx)] = w[k, c, ky, kx]: the kh kernel rows stacked as GEMM rows
+    w_rows = np.ascontiguousarray(w.transpose(2, 0, 1, 3)).reshape(kh * k, c * kw)
+    y = np.empty((n, k, hp - kh + 1, wo), dtype=x.dtype)
+    nc = _images_per_chunk(n, c * kw * hp * wo * x.dtype.itemsize, _ROW_CHUNK_BYTES)
+    cols_flat = np.empty(c * kw * nc * hp * wo, dtype=x.dtype)
+    rt_flat = np.empty(kh * k * nc * hp * wo, dtype=x.dtype)
+    for n0, n1, xp in _padded_chunks(x, padding, nc):
+        m = n1 - n0
+        cols = cols_flat[: c * kw * m * hp * wo].reshape(c * kw, m, hp, wo)
+        _im2col_rows(xp, kw, cols)
+        rt = rt_flat[: kh * k * m * hp * wo].reshape(kh, k, m, hp, wo)
+        np.dot(w_rows, cols.reshape(c * kw, -1), out=rt.reshape(kh * k, -1))
+        _sum_row_taps(rt, n0, y)
+    return y
+
+
 def _backward(grad_y, x, x_shape, w, w_shape, stride, padding, need_gx, need_gw):
     """Shared body of the three gradient entry points (x is None when only grad_x is
     wanted, w is None when only grad_w is wanted)."""
@@ -337,7 +445,7 @@ def _backward(grad_y, x, x_shape, w, w_shape, stride, padding, need_gx, need_gw)
     dtype = result_float_dtype(*(a for a in (grad_y, x, w) if a is not None))
     grad_y = _as_float(grad_y, dtype)
     rows = c * kh * kw
-    gx = gw_t = w2d = None
+    gx = gw = gw_t = w2d = None
     scatter_gx = False
     if need_gx:
         w = _as_float(w, dtype)
@@ -375,7 +483,8 @@ def _backward(grad_y, x, x_shape, w, w_shape, stride, padding, need_gx, need_gw)
             dcols = bufs.cols(n1 - n0)  # free again once grad_w has used it
             np.dot(w2d.T, gy2d, out=dcols.reshape(rows, -1))
             _col2im(dcols, n0, kh, kw, stride, padding, bufs.planes(n1 - n0), gx)
-    gw = np.ascontiguousarray(gw_t.T).reshape(w_shape) if need_gw else None
+    if need_gw:
+        gw = np.ascontiguousarray(gw_t.T).reshape(w_shape)
     return gx, gw
 
 
