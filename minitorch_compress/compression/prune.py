@@ -208,6 +208,9 @@ class IterativePruningHook:
         metrics["sparsity"] = sparsity_report(trainer.model)[1]
         metrics["sparsity_target"] = self.current_sparsity_target
         metrics["mask_fixed"] = self.mask_fixed
+        # an epoch before the final mask is less sparse than the target: it must not be
+        # picked as the experiment's best model
+        metrics["eligible_for_best"] = metrics.get("eligible_for_best", True) and self.mask_fixed
 
     def _fix(self, masks: Masks) -> None:
         self._mask_hook = MaskHook(masks)

@@ -273,7 +273,7 @@ def _ordered_batches(
 
 def _check_subset(count: int | None, what: str) -> None:
     if count is not None and count < 0:
-        raise ValueError(f"{what} must be a number of images >= 0, got {count}")
+        raise DatasetError(f"{what} must be a number of images >= 0, got {count}")
 
 
 def _read_split(

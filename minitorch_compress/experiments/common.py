@@ -22,6 +22,7 @@ import numpy as np
 
 from minitorch_compress.cli import add_data_arguments, load_data
 from minitorch_compress.data.cifar10 import Cifar10
+from minitorch_compress.errors import MinitorchError
 from minitorch_compress.io.checkpoint import atomic_write
 from minitorch_compress.models.pretrained import REPO_ROOT, load_pretrained
 from minitorch_compress.nn.module import Module
@@ -65,10 +66,18 @@ def is_smoke(args: argparse.Namespace) -> bool:
         or bool(args.test_subset is not None and args.test_subset < 10_000)
 
 
+def _command_line() -> str:
+    """How this process was started, as a student would type it from the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    if script.is_relative_to(REPO_ROOT):
+        script = script.relative_to(REPO_ROOT)
+    return "python " + " ".join(shlex.quote(a) for a in [str(script), *sys.argv[1:]])
+
+
 def provenance(args: argparse.Namespace, wall_s: float | None = None) -> dict[str, Any]:
     """The `_meta` entry of a result file."""
     return {
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": _command_line(),
         "commit": git_commit(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "epochs": args.epochs,
@@ -130,8 +139,12 @@ def finetune(model: Module, data: Cifar10, args: argparse.Namespace, run_name: s
                       hooks=hooks, run_dir=args.run_root / run_name,
                       progress=not args.no_progress)
     history = trainer.fit(resume=args.resume)
-    if trainer.best_state is not None:
-        model.load_state_dict(trainer.best_state)
+    if trainer.best_state is None:
+        raise MinitorchError(
+            f"no epoch of {run_name} was eligible as best (e.g. iterative pruning never "
+            "reached its final mask): run more epochs"
+        )
+    model.load_state_dict(trainer.best_state)
     return {
         "best_accuracy": trainer.best_accuracy,
         "final_accuracy": history[-1]["test_accuracy"] if history else None,

@@ -137,8 +137,13 @@ class Trainer:
         meta = {
             "epoch": self.epoch, "history": self.history, "best_accuracy": self.best_accuracy,
             "rng": generator_state(self.rng), "config": asdict(self.config),
+            "data": self._data_signature(),
         }
         save_checkpoint(self.run_dir / "last.npz", self._checkpoint_arrays(), meta)
+
+    def _data_signature(self) -> dict[str, int]:
+        """Sizes of the data a run trains and tests on: resuming on other data is refused."""
+        return {"train_images": len(self.train_images), "test_images": len(self.test_images)}
 
     def _save_best(self, accuracy: float) -> None:
         self.best_state = self.model.state_dict()
@@ -149,7 +154,8 @@ class Trainer:
             state = hook.state_dict() if hasattr(hook, "state_dict") else {}
             arrays.update({f"hook{i}.{k}": v for k, v in state.items()})
         save_checkpoint(self.run_dir / "best.npz", arrays,
-                        {"epoch": self.epoch, "accuracy": accuracy})
+                        {"epoch": self.epoch, "accuracy": accuracy,
+                         "config": asdict(self.config), "data": self._data_signature()})
 
     def _resume(self) -> bool:
         path = self.run_dir / "last.npz" if self.run_dir is not None else None
@@ -160,6 +166,12 @@ class Trainer:
             raise MinitorchError(
                 f"{path} was written with a different recipe ({meta.get('config')}); "
                 "resume with the same settings or use a fresh --run-dir"
+            )
+        if meta.get("data") != self._data_signature():
+            raise MinitorchError(
+                f"{path} was trained on other data ({meta.get('data')}, now "
+                f"{self._data_signature()}); resume with the same --subset/--test-subset or use "
+                "a fresh --run-dir"
             )
         self.model.load_state_dict(
             {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
@@ -230,7 +242,11 @@ class Trainer:
         if resume and self._resume():
             print(f"resumed {self.run_dir} after epoch {self.epoch}/{self.config.epochs}")
         elif self.run_dir is not None:
+            # a fresh run: nothing of an earlier run in this folder may survive (a stale
+            # best.npz could otherwise be mistaken for this run's best model)
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stale in ("last.npz", "best.npz"):
+                (self.run_dir / stale).unlink(missing_ok=True)
             (self.run_dir / "log.jsonl").write_text("")
         while self.epoch < self.config.epochs:
             epoch = self.epoch
