@@ -670,6 +670,8 @@ def _summary(results: dict[str, dict[str, Any]]) -> list[str]:
             r = results[name]
             rows.append((f"{_variant(name, r)}: float model", r["accuracy"]["float"],
                          PUBLISHED_FLOAT, r))
+            rows += [(f"{_variant(name, r)}: body at {b} bits, no finetuning",
+                      r["accuracy"][b], None, r) for b in BITS_B]
     for name in ("lab3_c", "lab3_c_symmetric"):
         if name in results:
             r = results[name]
@@ -712,11 +714,20 @@ def _section_b(results: dict[str, dict[str, Any]]) -> list[str]:
                             for n in names) if b != "float" else "—"
         pub = _fmt(PUBLISHED_FLOAT) if b == "float" else "—"
         L.append(f"| {b} | " + " | ".join(cells) + f" | {pub} | {levels} |")
+    L.append("")
     for n in names:
-        L.append("")
         L.append(f"{_variant(n, results[n])}: {_run_label(results[n]['_meta'])}, "
                  f"{results[n].get('test_images', '?')} test images.")
-    L.append("")
+        L.append("")
+    L += ["Reading the table: the asymmetric quantizer has 2^b levels spread over [min(w), "
+          "max(w)]; the symmetric one has 2^b - 1 levels over [-max|w|, max|w|], so at the "
+          "same b it has one level fewer and wastes part of its range when min(w) != "
+          "-max(w). At 2 bits the symmetric levels are -s, 0, s with s = max|w|: every weight "
+          "below max|w| / 2 in magnitude computes as 0. The asymmetric 2-bit levels are "
+          "min(w), min(w) + alpha/3, min(w) + 2 alpha/3, max(w): in general none of them is 0, "
+          "and every weight moves by up to alpha / 6. \"max non-zero levels\" is the largest "
+          "number of distinct non-zero values in one layer (at most 2^b, resp. 2^b - 1); (c) "
+          "shows how much finetuning with the quantizer in the loop recovers.", ""]
     return L
 
 
