@@ -213,13 +213,11 @@ def _quantized_layer_zeros(model: ResNet20) -> int:
 
 
 def _prepare_run_dir(args: argparse.Namespace, name: str) -> None:
-    """Get ``<run-root>/<name>`` ready: check a resumed run, clean up for a fresh one.
+    """Get ``<run-root>/<name>`` ready: check a resumed run, record how a fresh one starts.
 
-    The trainer already refuses to resume with another recipe (epochs, seed, ...); the
-    training and test subsets and the weights are not part of it, so ``provenance.json``
-    records them when a run starts and --resume must match them. A fresh run deletes the old
-    checkpoints, which the trainer would only replace after its first epoch: a run killed
-    before that must not leave an older run's ``last.npz`` behind for a later --resume.
+    The trainer refuses to resume with another recipe or other data sizes (and clears the
+    checkpoints of a fresh run); which weights and subsets a run started from are not part
+    of that, so ``provenance.json`` records them and --resume must match them.
 
     Raises:
         MinitorchError: --resume of a run started with other subsets, epochs or weights.
@@ -236,8 +234,6 @@ def _prepare_run_dir(args: argparse.Namespace, name: str) -> None:
                     "resume with the same options or drop --resume")
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("best.npz", "last.npz"):
-        (run_dir / stale).unlink(missing_ok=True)
     text = json.dumps({**meta, "run": name}, indent=2) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -413,7 +409,7 @@ def part_e(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     """(e) Global iterative pruning to 80 % with 4-bit masked QAT of the body throughout.
 
     The schedule is Lab 2 (e)'s (`lab2.prune_epochs_for`): prune to 80 % * e / P before epoch
-    e = 1..P, then the mask is fixed; epochs before that cannot be the best one.
+    e = 1..P, then the mask is fixed; the hook itself vetoes the earlier epochs as best.
 
     Returns:
         {"best_accuracy", "final_accuracy", "best_epoch", "history", "sparsity": {layer:
@@ -425,9 +421,7 @@ def part_e(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     pruning = IterativePruningHook(TARGET, prune_epochs, global_=True)
     model = pretrained(args)
     set_weight_quantization(model, BITS_E, QUANTIZED_LAYERS, mode)
-    # pruning first: it is hook0 in best.npz, and its on_epoch_end has run when the veto asks
-    result = _finetune(model, data, args, run_name("e", args),
-                       [pruning, lab2.BestOnlyWithFinalMask(pruning)])
+    result = _finetune(model, data, args, run_name("e", args), [pruning])
     per_layer, total = sparsity_report(model)
     payload = {key: result[key] for key in (
         "best_accuracy", "final_accuracy", "best_epoch", "history", "epochs", "wall_s")}
