@@ -21,7 +21,20 @@ def _default_rng(rng: np.random.Generator | None) -> np.random.Generator:
     return rng if rng is not None else np.random.default_rng(0)
 
 
-class Conv2d(Module):
+class _WeightedLayer(Module):
+    """A layer with a `weight` Parameter and an optional `weight_transform` applied to it."""
+
+    weight: Parameter
+    weight_transform: WeightTransform | None
+
+    def effective_weight(self) -> Tensor:
+        """The weight used in forward: the parameter, or its transform (e.g. quantized)."""
+        if self.weight_transform is None:
+            return self.weight
+        return self.weight_transform(self.weight)
+
+
+class Conv2d(_WeightedLayer):
     """2-D convolution over NCHW input; weight (out_channels, in_channels, k, k).
 
     `weight_transform`, when set, is applied to the weight on every forward (e.g. fixed-point
@@ -40,12 +53,6 @@ class Conv2d(Module):
         self.bias = Parameter(np.zeros(out_channels, np.float32)) if bias else None
         self.weight_transform: WeightTransform | None = None
 
-    def effective_weight(self) -> Tensor:
-        """The weight used in forward: the parameter, or its transform (e.g. quantized)."""
-        if self.weight_transform is None:
-            return self.weight
-        return self.weight_transform(self.weight)
-
     def forward(self, x: Tensor) -> Tensor:
         """x (N, in_channels, H, W) -> (N, out_channels, Ho, Wo)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -59,7 +66,7 @@ class Conv2d(Module):
                 f"stride={self.stride}, padding={self.padding}")
 
 
-class Linear(Module):
+class Linear(_WeightedLayer):
     """y = x @ W.T + b: x (N, in_features) -> (N, out_features); weight (out, in)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -70,12 +77,6 @@ class Linear(Module):
         self.weight = Parameter(uniform_fan_in((out_features, in_features), in_features, rng))
         self.bias = Parameter(uniform_fan_in((out_features,), in_features, rng)) if bias else None
         self.weight_transform: WeightTransform | None = None
-
-    def effective_weight(self) -> Tensor:
-        """The weight used in forward: the parameter, or its transform (e.g. quantized)."""
-        if self.weight_transform is None:
-            return self.weight
-        return self.weight_transform(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 2 or x.shape[1] != self.in_features:
