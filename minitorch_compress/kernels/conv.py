@@ -40,10 +40,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# Bytes of one chunk's `cols` buffer. A few MB keeps it in the 32 MB L3 cache (shared by the
-# two cores) between the im2col that writes it and the GEMM that reads it. Measured on
-# ResNet-20's shapes, 4-8 MB were equally good, 2 MB and 16 MB slower.
-_CHUNK_BYTES = 6 * 1024 * 1024
+# Bytes of one chunk's `cols` buffer. A few MB keeps it in cache (1 MB L2 per core, 32 MB
+# shared L3) between the im2col that writes it and the GEMM that reads it. Measured on
+# ResNet-20's shapes: 16 MB and more clearly slower; on one core 1-3 MB beat 6 MB by 5-10 %,
+# while two-thread GEMMs preferred ~5 MB by about as much. 3 MB splits the difference.
+_CHUNK_BYTES = 3 * 1024 * 1024
 # When `_forward_rows` replaces the full im2col (stride 1, few output channels, large
 # images: stage 1 of ResNet-20 and the grad-input of its convs), and its chunk size: it
 # measured 1.5x faster for K = 16 at 32x32, no faster for K = 32 at 16x16 and slower for
