@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_arguments(reproduce_parser)
     reproduce_parser.add_argument("--full", action="store_true",
                                   help="full-size runs (hours on 2 cores; resumable)")
+    reproduce_parser.add_argument("--out-dir", type=Path, default=None,
+                                  help="results folder (default: results/quick, or results/ "
+                                       "with --full)")
+    reproduce_parser.add_argument("--run-root", type=Path, default=None,
+                                  help="run checkpoints (default: runs/quick, or runs/ with "
+                                       "--full)")
     reproduce_parser.set_defaults(func=cmd_reproduce)
     report_parser = sub.add_parser("report", help="rebuild results/REPORT.md from result files")
     report_parser.add_argument("--out-dir", type=Path, default=None,

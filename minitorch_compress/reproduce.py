@@ -16,6 +16,7 @@ import argparse
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.models.pretrained import REPO_ROOT
@@ -41,41 +42,48 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def output_folders(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(results folder, run-checkpoint folder) of this mode, unless given explicitly."""
+    default_out = REPO_ROOT / "results" if args.full else REPO_ROOT / "results" / "quick"
+    default_runs = REPO_ROOT / "runs" if args.full else REPO_ROOT / "runs" / "quick"
+    return Path(args.out_dir or default_out), Path(args.run_root or default_runs)
+
+
 def lab_commands(args: argparse.Namespace) -> list[list[str]]:
     """The lab invocations of this mode, in dependency order (Lab 3 (d) needs Lab 2 (c))."""
     common = _forwarded(args)
+    out_dir, run_root = output_folders(args)
+    folders = ["--out-dir", str(out_dir), "--run-root", str(run_root)]
     if args.full:
-        out = ["--out-dir", str(REPO_ROOT / "results"), "--resume"]
+        full = [*folders, "--resume", *common]
         return [
-            ["lab1_sparse_linear.py", "--out-dir", str(REPO_ROOT / "results")],
-            ["lab2_pruning.py", "--part", "all", *out, *common],
-            ["lab3_quantization.py", "--part", "all", *out, *common],
-            ["lab3_quantization.py", "--part", "b", "--symmetric", *out, *common],
+            ["lab1_sparse_linear.py", "--out-dir", str(out_dir)],
+            ["lab2_pruning.py", "--part", "all", *full],
+            ["lab3_quantization.py", "--part", "all", *full],
+            ["lab3_quantization.py", "--part", "b", "--symmetric", *full],
             # the published solution's mistake, measured on our Lab 2 (c) model
-            ["lab3_quantization.py", "--part", "d", "--naive-quantizer", *out, *common],
+            ["lab3_quantization.py", "--part", "d", "--naive-quantizer", *full],
         ]
-    quick_dir = str(REPO_ROOT / "results" / "quick")
     subset = args.subset if args.subset is not None else QUICK_SUBSET
-    smoke = ["--out-dir", quick_dir, "--run-root", str(REPO_ROOT / "runs" / "quick"),
-             "--epochs", str(QUICK_EPOCHS), "--subset", str(subset)]
-    smoke += ["--test-subset", str(args.test_subset or QUICK_TEST_SUBSET)]
-    evaluation = ["--out-dir", quick_dir]
+    smoke = [*folders, "--epochs", str(QUICK_EPOCHS), "--subset", str(subset),
+             "--test-subset", str(args.test_subset or QUICK_TEST_SUBSET), *common]
+    evaluation = [*folders, *common]
     if args.test_subset is not None:
         evaluation += ["--test-subset", str(args.test_subset)]
     return [
-        ["lab1_sparse_linear.py", "--out-dir", quick_dir],
-        ["lab2_pruning.py", "--part", "a", *evaluation, *common],
-        ["lab2_pruning.py", "--part", "b", *evaluation, *common],
-        ["lab3_quantization.py", "--part", "b", *evaluation, *common],
-        *[["lab2_pruning.py", "--part", part, *smoke, *common] for part in "cde"],
-        *[["lab3_quantization.py", "--part", part, *smoke, *common] for part in "cde"],
-        ["lab3_quantization.py", "--part", "d", "--naive-quantizer", *smoke, *common],
+        ["lab1_sparse_linear.py", "--out-dir", str(out_dir)],
+        ["lab2_pruning.py", "--part", "a", *evaluation],
+        ["lab2_pruning.py", "--part", "b", *evaluation],
+        ["lab3_quantization.py", "--part", "b", *evaluation],
+        *[["lab2_pruning.py", "--part", part, *smoke] for part in "cde"],
+        *[["lab3_quantization.py", "--part", part, *smoke] for part in "cde"],
+        ["lab3_quantization.py", "--part", "d", "--naive-quantizer", *smoke],
     ]
 
 
 def reproduce(args: argparse.Namespace) -> int:
     """Run the labs of the chosen mode one after the other, then write the report."""
-    out_dir = REPO_ROOT / "results" if args.full else REPO_ROOT / "results" / "quick"
+    out_dir, _ = output_folders(args)
     mode = "full-size" if args.full else "quick (smoke finetuning)"
     commands = lab_commands(args)
     print(f"reproduce: {mode} mode, {len(commands)} lab runs, results in {out_dir}", flush=True)

@@ -1,0 +1,42 @@
+"""The main job end to end: `python -m minitorch_compress reproduce` in quick mode.
+
+Runs every lab script as a subprocess, exactly as the README's first command does, on a
+synthetic CIFAR-10 folder and random weights (so it needs no ../shared), and checks that
+every result file and the report appear.
+"""
+
+from __future__ import annotations
+
+import json
+
+from minitorch_compress.cli import build_parser, main
+from minitorch_compress.reproduce import lab_commands
+
+
+def test_quick_mode_runs_every_lab_and_writes_the_report(tmp_path, synthetic_cifar10_dir,
+                                                         random_resnet20_weights, capsys):
+    out_dir, run_root = tmp_path / "results", tmp_path / "runs"
+    argv = ["reproduce", "--data-dir", str(synthetic_cifar10_dir),
+            "--weights", str(random_resnet20_weights), "--subset", "32", "--test-subset", "32",
+            "--out-dir", str(out_dir), "--run-root", str(run_root), "--no-progress"]
+    assert main(argv) == 0
+    for name in ["lab1", "lab2_a", "lab2_b", "lab2_c", "lab2_d", "lab2_e", "lab3_b", "lab3_c",
+                 "lab3_d", "lab3_e", "lab3_d_naive"]:
+        assert (out_dir / f"{name}.json").is_file(), name
+    smoke = json.loads((out_dir / "lab2_c.json").read_text())["_meta"]
+    assert smoke["smoke"] is True
+    report = (out_dir / "REPORT.md").read_text()
+    assert "Quick mode" in report
+    assert "## Lab 1" in report and "## Lab 2" in report and "## Lab 3" in report
+    assert "not run yet" not in report
+    assert "**smoke run**" in report
+
+
+def test_full_mode_resumes_and_never_writes_into_the_quick_folder():
+    args = build_parser().parse_args(["reproduce", "--full"])
+    commands = lab_commands(args)
+    assert all("--resume" in c for c in commands if c[0] != "lab1_sparse_linear.py")
+    assert all("quick" not in " ".join(c) for c in commands)
+    quick = lab_commands(build_parser().parse_args(["reproduce"]))
+    assert all(str(x).endswith("quick") for c in quick for i, x in enumerate(c)
+               if i > 0 and c[i - 1] in ("--out-dir", "--run-root"))
