@@ -17,35 +17,38 @@ requires_shared = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def tiny_cifar():
-    """(train, test): uint8 images (N, 3, 32, 32) whose label is visible in the pixels.
+def label_visible_images(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` uint8 images (n, 3, 32, 32) and int64 labels; the label is visible in the pixels.
 
     Class c images are brighter in channel c % 3, so a few steps of training can learn
     something and accuracies are not constant.
     """
+    labels = rng.integers(0, 10, size=n)
+    images = rng.integers(0, 120, size=(n, 3, 32, 32)).astype(np.uint8)
+    images[np.arange(n), labels % 3] += 100
+    return images, labels.astype(np.int64)
+
+
+@pytest.fixture
+def tiny_cifar():
+    """(train, test): 64 and 32 images from `label_visible_images`."""
     rng = np.random.default_rng(1234)
-
-    def make(n: int):
-        labels = rng.integers(0, 10, size=n)
-        images = rng.integers(0, 120, size=(n, 3, 32, 32)).astype(np.uint8)
-        images[np.arange(n), labels % 3] += 100
-        return images, labels.astype(np.int64)
-
-    return make(64), make(32)
+    return label_visible_images(rng, 64), label_visible_images(rng, 32)
 
 
 # --------------------------------------------------------------------------------------------
 # Lab scripts end to end: a synthetic CIFAR-10 folder in the official format and random
-# "pretrained" weights, so the labs run on any machine in seconds (appended for Lab 3).
+# "pretrained" weights, so the labs run on any machine in seconds.
 # --------------------------------------------------------------------------------------------
 
 
-def write_cifar10_folder(parent: Path, n_per_batch: int = 64, seed: int = 0) -> Path:
-    """Write ``parent/cifar-10-batches-py`` with `n_per_batch` random images per batch.
+def write_cifar10_folder(parent: Path, per_batch: int = 64, test: int = 64,
+                         seed: int = 0) -> Path:
+    """Write ``parent/cifar-10-batches-py`` with `label_visible_images`.
 
-    Same layout as the official download (pickled dicts with ``b"data"``: uint8
-    (n, 3072), ``b"labels"``: list of ints, plus ``batches.meta``), so the real loader reads it.
+    Same layout as the official download (pickled dicts with ``b"data"``: uint8 (n, 3072),
+    ``b"labels"``: list of ints, plus ``batches.meta``), so the real loader reads it:
+    data_batch_1..5 with `per_batch` images each and test_batch with `test` images.
 
     Returns:
         The folder (pass it as ``--data-dir``).
@@ -58,11 +61,13 @@ def write_cifar10_folder(parent: Path, n_per_batch: int = 64, seed: int = 0) -> 
     folder = parent / FOLDER_NAME
     folder.mkdir(parents=True, exist_ok=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        n = test if name == "test_batch" else per_batch
+        images, labels = label_visible_images(rng, n)
         batch = {
             b"batch_label": name.encode(),
-            b"labels": [int(v) for v in rng.integers(0, 10, n_per_batch)],
-            b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-            b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(n_per_batch)],
+            b"labels": [int(v) for v in labels],
+            b"data": images.reshape(n, 3072),
+            b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(n)],
         }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
     meta = {b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}
@@ -72,7 +77,8 @@ def write_cifar10_folder(parent: Path, n_per_batch: int = 64, seed: int = 0) -> 
 
 @pytest.fixture(scope="session")
 def synthetic_cifar10_dir(tmp_path_factory) -> Path:
-    """A CIFAR-10 folder with 64 random images in each training batch and in the test batch."""
+    """A CIFAR-10 folder (read only) with 64 images in each training batch and in the test
+    batch (`write_cifar10_folder`)."""
     return write_cifar10_folder(tmp_path_factory.mktemp("cifar10"))
 
 
@@ -86,37 +92,3 @@ def random_resnet20_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "random_resnet20.npz"
     save_checkpoint(path, resnet20(rng=np.random.default_rng(0)).state_dict(), {})
     return path
-
-
-@pytest.fixture(scope="session")
-def make_cifar_folder():
-    """Factory: write a tiny CIFAR-10 folder in the official python-pickle layout.
-
-    ``make_cifar_folder(parent, per_batch=16, test=16)`` writes ``parent/cifar-10-batches-py``
-    with data_batch_1..5 (``per_batch`` images each), test_batch (``test`` images) and
-    batches.meta, and returns that folder (pass it as ``--data-dir``). Pixels as in
-    `tiny_cifar`: class c images are brighter in channel c % 3, so training can learn a bit.
-    """
-    import pickle
-
-    from minitorch_compress.data.cifar10 import CLASSES, FOLDER_NAME
-
-    def make(parent: Path, per_batch: int = 16, test: int = 16) -> Path:
-        folder = parent / FOLDER_NAME
-        folder.mkdir(parents=True)
-        names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-        for seed, name in enumerate(names):
-            n = test if name == "test_batch" else per_batch
-            rng = np.random.default_rng(4321 + seed)
-            labels = rng.integers(0, 10, size=n)
-            images = rng.integers(0, 120, size=(n, 3, 32, 32)).astype(np.uint8)
-            images[np.arange(n), labels % 3] += 100
-            batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in labels],
-                     b"data": images.reshape(n, 3072),
-                     b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(n)]}
-            (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-        meta = {b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}
-        (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-        return folder
-
-    return make

@@ -1,9 +1,9 @@
 """Lab 2 end to end on a synthetic CIFAR-10 and random weights, plus what the lab adds.
 
-The end-to-end run uses a tiny official-format CIFAR-10 folder (conftest `make_cifar_folder`)
-and a randomly initialised ResNet-20 saved as ``--weights``, so it needs neither ../shared nor
-the course checkpoint. Its numbers mean nothing; the tests check shapes, sparsity, files,
-resume and the "best only with the final mask" rule.
+The end-to-end run uses a tiny official-format CIFAR-10 folder and a randomly initialised
+ResNet-20 as ``--weights`` (conftest `synthetic_cifar10_dir`, `random_resnet20_weights`), so
+it needs neither ../shared nor the course checkpoint. Its numbers mean nothing; the tests
+check shapes, sparsity, files, resume and the "best only with the final mask" rule.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 
 from minitorch_compress.compression import IterativePruningHook, prunable_layers, sparsity_report
 from minitorch_compress.errors import MinitorchError
-from minitorch_compress.experiments import lab2
-from minitorch_compress.io.checkpoint import load_checkpoint, save_checkpoint
+from minitorch_compress.experiments import common, lab2
+from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models import resnet20
 from minitorch_compress.nn import Conv2d, GlobalAvgPool2d, Linear, ReLU, Sequential
 from minitorch_compress.training import FinetuneConfig, Trainer
@@ -38,17 +38,13 @@ def load_lab2_script():
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory, make_cifar_folder):
+def smoke(tmp_path_factory, synthetic_cifar10_dir, random_resnet20_weights):
     """One `--part all` smoke run; returns its folders, options and a snapshot of its outputs."""
     root = tmp_path_factory.mktemp("lab2")
-    data_dir = make_cifar_folder(root / "data", per_batch=16, test=64)
-    weights = root / "random_resnet20.npz"
-    save_checkpoint(weights, resnet20(rng=np.random.default_rng(0)).state_dict(),
-                    {"note": "randomly initialised, for tests"})
     out_dir, run_root = root / "results", root / "runs"
-    argv = ["--data-dir", str(data_dir), "--weights", str(weights), "--subset", "64",
-            "--test-subset", "64", "--epochs", str(EPOCHS), "--out-dir", str(out_dir),
-            "--run-root", str(run_root), "--no-progress"]
+    argv = ["--data-dir", str(synthetic_cifar10_dir), "--weights", str(random_resnet20_weights),
+            "--subset", "64", "--test-subset", "64", "--epochs", str(EPOCHS),
+            "--out-dir", str(out_dir), "--run-root", str(run_root), "--no-progress"]
     script = load_lab2_script()
     assert script.main(["--part", "all", *argv]) == 0
     snapshot = {p: (out_dir / f"lab2_{p}.json").read_text() for p in lab2.PARTS}
@@ -82,6 +78,9 @@ def test_json_shapes(smoke):
         meta = result(smoke, part)["_meta"]
         assert meta["smoke"] is True and meta["command"] and meta["commit"]
     assert result(smoke, "a")["_meta"]["epochs"] is None  # (a)/(b) train nothing
+    # the command is the lab's own, not pytest's, even though main(argv) ran in-process
+    assert result(smoke, "c")["_meta"]["command"].startswith(
+        "python labs/lab2_pruning.py --part all --data-dir ")
     assert result(smoke, "d")["prune_epochs"] == lab2.prune_epochs_for(EPOCHS) == 1
 
 
@@ -198,9 +197,20 @@ def test_fresh_run_clears_old_checkpoints_and_resume_keeps_them(tmp_path):
         (run_dir / name).write_bytes(b"previous run")
     args = argparse.Namespace(run_root=tmp_path, resume=True, epochs=2, subset=8,
                               test_subset=8, weights=None)
-    lab2.prepare_run_dir(args, "d")  # resumable: nothing removed
+    common.prepare_run_dir(args, lab2.run_name("d"))  # resumable: nothing removed
     assert (run_dir / "best.npz").read_bytes() == b"previous run"
     args.resume = False
-    lab2.prepare_run_dir(args, "d")  # a fresh run must not leave the old best model behind
+    common.prepare_run_dir(args, lab2.run_name("d"))  # fresh: the old best model must go
     assert not (run_dir / "best.npz").exists() and not (run_dir / "last.npz").exists()
     assert json.loads((run_dir / "provenance.json").read_text())["train_subset"] == 8
+
+
+def test_evaluations_are_smoke_only_on_a_cut_test_set():
+    """(a)/(b) use neither --epochs nor --subset: on all 10,000 test images they are full."""
+    args = argparse.Namespace(epochs=2, subset=64, test_subset=None, argv=["--part", "all"])
+    assert common.is_smoke(args) and not common.is_smoke(args, trains=False)
+    meta = common.provenance(args, trains=False, script=lab2.SCRIPT)
+    assert (meta["epochs"], meta["train_subset"], meta["smoke"]) == (None, 0, False)
+    assert meta["command"] == "python labs/lab2_pruning.py --part all"
+    args.test_subset = 100
+    assert common.is_smoke(args, trains=False)

@@ -83,6 +83,9 @@ def test_part_b_shape(smoke_run):
     assert all(result["max_nonzero_levels"][b] <= 2 ** int(b) for b in ("6", "5", "4", "3", "2"))
     # an evaluation on a cut test set is smoke, whatever the training options
     assert result["_meta"]["smoke"] is True and result["_meta"]["epochs"] is None
+    # main(argv) ran in-process: the command is the lab's, not pytest's
+    assert result["_meta"]["command"].startswith(
+        "python labs/lab3_quantization.py --part all --sparse-from-pretrained ")
 
 
 def test_part_c_shape(smoke_run):

@@ -1,8 +1,11 @@
-"""What every lab experiment shares: options, data, finetuning runs, result files, plots.
+"""What every lab experiment shares: options, data, finetuning runs, result files, reports.
 
 Result files carry their provenance: each JSON written by `write_result` has a `_meta` entry
 with the command line, the git commit, the date, the training subset and epochs, and whether
-it was a smoke run (anything short of the full recipe on all 50,000 images).
+it was a smoke run. A part that trains is smoke when it falls short of the full recipe (20
+epochs on all 50,000 training images, tested on all 10,000 test images); an evaluation-only
+part (``trains=False``) records ``epochs: null, train_subset: 0`` and is smoke only when the
+test set was cut.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +29,35 @@ from minitorch_compress.errors import MinitorchError
 from minitorch_compress.io.checkpoint import atomic_write
 from minitorch_compress.models.pretrained import REPO_ROOT, load_pretrained
 from minitorch_compress.nn.module import Module
+from minitorch_compress.training.evaluate import evaluate
 from minitorch_compress.training.trainer import FinetuneConfig, Trainer
 
 FULL_TRAIN_SIZE = 50_000
+FULL_TEST_SIZE = 10_000
+RECIPE_EPOCHS = 20
+
+
+class LabParser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` that keeps the arguments it parsed as ``args.argv``.
+
+    `provenance` records them, so a lab's ``main(argv)`` called in-process (as the tests do)
+    is recorded with its own arguments rather than the test runner's command line.
+    """
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        """`argparse.ArgumentParser.parse_args`, plus ``argv``: the arguments parsed."""
+        parsed = super().parse_args(args, namespace)
+        parsed.argv = list(sys.argv[1:] if args is None else args)
+        return parsed
 
 
 def lab_parser(description: str, parts: Sequence[str]) -> argparse.ArgumentParser:
-    """Options common to the lab scripts: --part, --epochs, --subset, --resume, output folders."""
-    parser = argparse.ArgumentParser(description=description)
+    """Options common to the lab scripts: --part, --epochs, --subset, --resume, output folders.
+
+    The parsed options also hold ``argv``, the arguments as given (see `LabParser`).
+    """
+    parser = LabParser(description=description)
     parser.add_argument("--part", choices=[*parts, "all"], default="all")
     parser.add_argument("--epochs", type=int, default=20,
                         help="finetuning epochs (the recipe: 20)")
@@ -60,41 +84,75 @@ def git_commit() -> str:
         return "unknown"
 
 
-def is_smoke(args: argparse.Namespace) -> bool:
-    """Whether these options fall short of the full recipe (all training images, 20 epochs)."""
-    return bool(args.subset is not None and args.subset < FULL_TRAIN_SIZE) or args.epochs < 20 \
-        or bool(args.test_subset is not None and args.test_subset < 10_000)
+def is_smoke(args: argparse.Namespace, trains: bool = True) -> bool:
+    """Whether these options fall short of a full result.
+
+    Args:
+        args: the lab options (--epochs, --subset, --test-subset).
+        trains: whether the part trains. An evaluation uses neither --epochs nor --subset:
+            on all 10,000 test images it is a full result, even inside ``--part all
+            --epochs 2``.
+    """
+    if args.test_subset is not None and args.test_subset < FULL_TEST_SIZE:
+        return True
+    return trains and (args.epochs < RECIPE_EPOCHS
+                       or (args.subset is not None and args.subset < FULL_TRAIN_SIZE))
 
 
-def _command_line() -> str:
-    """How this process was started, as a student would type it from the repository root."""
-    script = Path(sys.argv[0]).resolve()
-    if script.is_relative_to(REPO_ROOT):
-        script = script.relative_to(REPO_ROOT)
-    return "python " + " ".join(shlex.quote(a) for a in [str(script), *sys.argv[1:]])
+def _command_line(args: argparse.Namespace, script: str | None) -> str:
+    """How this run was started, as a student would type it from the repository root.
+
+    The arguments are ``args.argv`` when the parser recorded them (`LabParser`), else this
+    process's; the script is `script` (e.g. ``labs/lab2_pruning.py``), else this process's.
+    """
+    argv = getattr(args, "argv", None)
+    if argv is None:
+        argv = sys.argv[1:]
+    if script is None:
+        path = Path(sys.argv[0]).resolve()
+        script = str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
+    return "python " + " ".join(shlex.quote(a) for a in [script, *argv])
 
 
-def provenance(args: argparse.Namespace, wall_s: float | None = None) -> dict[str, Any]:
-    """The `_meta` entry of a result file."""
+def provenance(args: argparse.Namespace, wall_s: float | None = None, *, trains: bool = True,
+               script: str | None = None) -> dict[str, Any]:
+    """The `_meta` entry of a result file.
+
+    Args:
+        args: the lab options.
+        wall_s: the run's wall time, if known.
+        trains: False for an evaluation-only part: ``epochs`` is then None, ``train_subset``
+            0 and ``smoke`` depends on the test set only (`is_smoke`).
+        script: the lab script, e.g. ``labs/lab2_pruning.py`` (default: this process's).
+    """
     return {
-        "command": _command_line(),
+        "command": _command_line(args, script),
         "commit": git_commit(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "epochs": args.epochs,
-        "train_subset": args.subset,
+        "epochs": args.epochs if trains else None,
+        "train_subset": args.subset if trains else 0,
         "test_subset": args.test_subset,
-        "smoke": is_smoke(args),
+        "smoke": is_smoke(args, trains),
         "machine": f"{os.cpu_count()} cores",
         **({"wall_s": round(wall_s, 1)} if wall_s is not None else {}),
     }
 
 
+def weights_id(args: argparse.Namespace) -> str | None:
+    """The --weights option as recorded in result and run files (None: the default)."""
+    return None if args.weights is None else str(args.weights)
+
+
 def write_result(out_dir: Path, name: str, payload: dict[str, Any],
-                 args: argparse.Namespace, wall_s: float | None = None) -> Path:
-    """Write `out_dir/name.json` atomically, with `_meta` provenance; returns the path."""
+                 args: argparse.Namespace, wall_s: float | None = None, *, trains: bool = True,
+                 script: str | None = None) -> Path:
+    """Write `out_dir/name.json` atomically, with `_meta` provenance; returns the path.
+
+    `trains` and `script` are passed to `provenance`.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    document = {**payload, "_meta": provenance(args, wall_s)}
+    document = {**payload, "_meta": provenance(args, wall_s, trains=trains, script=script)}
     text = json.dumps(document, indent=2, default=_jsonable) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
     return path
@@ -104,6 +162,49 @@ def read_result(out_dir: Path, name: str) -> dict[str, Any] | None:
     """The JSON written by `write_result`, or None when that part has not been run."""
     path = out_dir / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def reusable_evaluation(args: argparse.Namespace, name: str) -> dict[str, Any] | None:
+    """With --resume, the finished evaluation ``<out-dir>/<name>.json`` if it was made on the
+    same test set with the same weights; otherwise (or without --resume) None."""
+    if not args.resume:
+        return None
+    previous = read_result(args.out_dir, name)
+    if previous is None or previous.get("_meta", {}).get("test_subset") != args.test_subset:
+        return None
+    return previous if previous.get("weights") == weights_id(args) else None
+
+
+def run_and_write(args: argparse.Namespace, name: str, part: str, title: str,
+                  compute: Callable[[], dict[str, Any]], *, trains: bool,
+                  script: str | None = None) -> dict[str, Any]:
+    """Run one lab part, write ``<out-dir>/<name>.json`` and return what was written.
+
+    Args:
+        args: the lab options.
+        name: the result file's name, without ``.json``.
+        part: the part's letter, for the messages.
+        title: printed before the part starts.
+        compute: runs the part and returns its JSON payload.
+        trains: whether the part trains. An evaluation is reused with --resume when
+            `reusable_evaluation` finds one; its payload gets "weights" and "wall_s" (the
+            whole evaluation). A finetuning payload brings its own "wall_s_total" or "wall_s",
+            training plus testing summed over epochs, so a resumed run counts each epoch once.
+        script: the lab script, for the provenance.
+    """
+    if not trains and (previous := reusable_evaluation(args, name)) is not None:
+        print(f"({part}) reusing {args.out_dir / name}.json (--resume)")
+        return previous
+    print(f"{title} ...", flush=True)
+    start = time.perf_counter()
+    payload = compute()
+    wall = time.perf_counter() - start
+    if trains:
+        wall = payload.get("wall_s_total", payload.get("wall_s"))
+    else:
+        payload.update(weights=weights_id(args), wall_s=round(wall, 1))
+    write_result(args.out_dir, name, payload, args, wall, trains=trains, script=script)
+    return read_result(args.out_dir, name) or payload
 
 
 def _jsonable(value: Any) -> Any:
@@ -124,27 +225,77 @@ def pretrained(args: argparse.Namespace) -> Module:
     return load_pretrained(args.weights)
 
 
+def accuracy_on_test_set(model: Module, data: Cifar10, args: argparse.Namespace,
+                         desc: str) -> float:
+    """`evaluate` on the test images of `data`, with a progress bar unless --no-progress."""
+    return evaluate(model, data.x_test, data.y_test, progress=not args.no_progress, desc=desc)
+
+
+def prepare_run_dir(args: argparse.Namespace, run_name: str, *,
+                    script: str | None = None) -> None:
+    """Get ``<run-root>/<run_name>`` ready: check a resumed run, clean up for a fresh one.
+
+    The trainer refuses to resume with another recipe (epochs, seed, ...); the training and
+    test subsets and the starting weights are not part of it, so ``provenance.json`` in the
+    run folder records them (with `provenance` and ``"run": run_name``) and --resume must
+    match them. A fresh run also deletes the previous run's checkpoints: until its first
+    (for best.npz: first eligible) epoch they would still describe the old run, e.g. to
+    Lab 3's `lab2.load_sparse_best`.
+
+    Raises:
+        MinitorchError: --resume of a run started with other subsets, epochs or weights.
+    """
+    run_dir = args.run_root / run_name
+    path = run_dir / "provenance.json"
+    meta = {**provenance(args, script=script), "weights": weights_id(args)}
+    if args.resume and (run_dir / "last.npz").is_file():
+        started = json.loads(path.read_text()) if path.is_file() else meta
+        for key in ("train_subset", "test_subset", "epochs", "weights"):
+            if started.get(key) != meta[key]:
+                raise MinitorchError(
+                    f"{run_dir} was started with {key}={started.get(key)}, not {meta[key]}; "
+                    "resume with the same options or drop --resume")
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("best.npz", "last.npz"):
+        (run_dir / stale).unlink(missing_ok=True)
+    text = json.dumps({**meta, "run": run_name}, indent=2) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
 def finetune(model: Module, data: Cifar10, args: argparse.Namespace, run_name: str,
-             hooks: Sequence[Any] = ()) -> dict[str, Any]:
+             hooks: Sequence[Any] = (), *, script: str | None = None) -> dict[str, Any]:
     """Finetune with the course recipe in `runs/<run_name>`; resumable with --resume.
+
+    The run folder is checked and recorded first (`prepare_run_dir`, with `script` for its
+    provenance).
 
     Returns:
         {"best_accuracy", "final_accuracy", "epochs", "history" (test accuracy per epoch),
         "log" (the full per-epoch metrics), "wall_s" (training + testing time summed over
-        epochs, so a resumed run counts each epoch once)}. The model is left holding the
-        weights of the best epoch.
+        epochs, so a resumed run counts each epoch once), "best_epoch" (the best epoch among
+        those eligible, see the trainer's ``eligible_for_best``)}. The model is left holding
+        the weights of the best epoch.
+
+    Raises:
+        MinitorchError: the run ran no epoch, or no epoch was eligible as best; see also
+            `prepare_run_dir`.
     """
+    prepare_run_dir(args, run_name, script=script)
     config = FinetuneConfig(epochs=args.epochs, seed=args.seed)
     trainer = Trainer(model, (data.x_train, data.y_train), (data.x_test, data.y_test), config,
                       hooks=hooks, run_dir=args.run_root / run_name,
                       progress=not args.no_progress)
     history = trainer.fit(resume=args.resume)
+    if not history:
+        raise MinitorchError(f"{run_name} ran no epoch; use --epochs >= 1")
     if trainer.best_state is None:
         raise MinitorchError(
             f"no epoch of {run_name} was eligible as best (e.g. iterative pruning never "
             "reached its final mask): run more epochs"
         )
     model.load_state_dict(trainer.best_state)
+    eligible = [h for h in history if h.get("eligible_for_best", True)]
     return {
         "best_accuracy": trainer.best_accuracy,
         "final_accuracy": history[-1]["test_accuracy"] if history else None,
@@ -152,6 +303,8 @@ def finetune(model: Module, data: Cifar10, args: argparse.Namespace, run_name: s
         "history": [h["test_accuracy"] for h in history],
         "log": history,
         "wall_s": round(sum(h["epoch_wall_s"] for h in history), 1),
+        "best_epoch": (max(eligible, key=lambda h: h["test_accuracy"])["epoch"]
+                       if eligible else None),
     }
 
 
@@ -179,3 +332,100 @@ def plot_histories(histories: dict[str, list[float]], path: Path, title: str,
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ reports
+def fmt(value: float | None) -> str:
+    """An accuracy or fraction with 4 decimals; "—" for a missing one."""
+    return "—" if value is None else f"{value:.4f}"
+
+
+def fmt_diff(ours: float | None, published: float | None) -> str:
+    """``ours - published`` with a sign and 4 decimals; "—" when either is missing."""
+    return "—" if ours is None or published is None else f"{ours - published:+.4f}"
+
+
+def fmt_wall(seconds: float | None) -> str:
+    """A wall time in s, min or h; "—" for a missing one."""
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
+def run_label(meta: dict[str, Any]) -> str:
+    """"full", or a loud SMOKE label listing what was cut, for a result's `_meta`."""
+    if not meta.get("smoke"):
+        return "full"
+    cut = []
+    if meta.get("epochs") is not None:
+        cut.append(f"{meta['epochs']} ep")
+    if meta.get("train_subset") not in (None, 0):
+        cut.append(f"{meta['train_subset']} train img")
+    if meta.get("test_subset") is not None:
+        cut.append(f"{meta['test_subset']} test img")
+    return f"**SMOKE** ({', '.join(cut)}), not a reproduction"
+
+
+def smoke_tag(result: dict[str, Any]) -> str:
+    """" [SMOKE]" for a smoke result (figure titles), else ""."""
+    return " [SMOKE]" if result["_meta"].get("smoke") else ""
+
+
+def report_head(title: str, script: str, prefix: str, any_results: bool,
+                smoke_where: str) -> list[str]:
+    """The opening lines of a lab report (markdown).
+
+    Args:
+        title: e.g. "Lab 2 — pruning ResNet-20".
+        script: the lab script, e.g. ``labs/lab2_pruning.py``.
+        prefix: the result files' prefix, e.g. "lab2".
+        any_results: False: say that no part has been run yet.
+        smoke_where: which results are smoke runs, e.g. "part(s) (c), (d)"; "" for none.
+    """
+    L = [f"# {title}", "",
+         f"Generated by `python {script}` from the `{prefix}_*.json` files beside this "
+         "report; every number comes with the command, commit and wall time that produced "
+         "it (see *Provenance*). Published numbers: SPEC, \"Published numbers to match or "
+         "beat\" (finetuning is stochastic: compare best-of-run).", ""]
+    if not any_results:
+        L += [f"No part has been run yet: `python {script} --part all`.", ""]
+    if smoke_where:
+        L += [f"> **Smoke results** in {smoke_where}: fewer epochs and/or a subset of the "
+              "images, to check that the code runs. They are NOT reproductions of the "
+              "published numbers and their differences mean nothing.", ""]
+    return L
+
+
+def report_tail(figures: Sequence[Path], figure_dir: str, first_column: str,
+                rows: Sequence[tuple[str, dict[str, Any], float | None]],
+                wall_note: str) -> list[str]:
+    """The closing sections of a lab report: *Figures* and *Provenance* (when present).
+
+    Args:
+        figures: the figures written, in ``<out-dir>/<figure_dir>/``.
+        figure_dir: e.g. "lab2".
+        first_column: the heading of the provenance table's first column (e.g. "part").
+        rows: (label, `_meta`, wall time in seconds) per result.
+        wall_note: what the wall times count, printed under the table.
+    """
+    L: list[str] = []
+    if figures:
+        L += ["## Figures", "", *[f"![{f.stem}]({figure_dir}/{f.name})" for f in figures], ""]
+    if rows:
+        L += ["## Provenance", "",
+              f"| {first_column} | command | commit | date | wall time | machine | run |",
+              "|---|---|---|---|---:|---|---|"]
+        L += [f"| {label} | `{m.get('command', '?')}` | `{m.get('commit', '?')}` | "
+              f"{m.get('date', '?')} | {fmt_wall(wall)} | {m.get('machine', '?')} | "
+              f"{run_label(m)} |" for label, m, wall in rows]
+        L += ["", wall_note, ""]
+    return L
+
+
+def write_markdown(path: Path, lines: Sequence[str]) -> Path:
+    """Write `lines` to `path` (creating its folder); returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -45,24 +44,30 @@ from minitorch_compress.compression import (
 from minitorch_compress.data.cifar10 import Cifar10
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.experiments.common import (
+    RECIPE_EPOCHS,
+    accuracy_on_test_set,
     finetune,
+    fmt,
+    fmt_diff,
     plot_histories,
     pretrained,
-    provenance,
     read_result,
-    write_result,
+    report_head,
+    report_tail,
+    run_and_write,
+    run_label,
+    smoke_tag,
+    write_markdown,
 )
-from minitorch_compress.io.checkpoint import atomic_write, load_checkpoint
+from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.resnet import ResNet20
-from minitorch_compress.training.evaluate import evaluate
 
 PARTS = ("a", "b", "c", "d", "e")
 FINETUNE_PARTS = ("c", "d", "e")
 FRACTIONS = ("0.4", "0.6", "0.8")  # part (b); the strings are the JSON keys
 TARGET = 0.8  # sparsity of parts (c)-(e)
 PRUNE_EPOCHS = 10  # the course's iterative schedule: 8 % more before each of epochs 1..10
-RECIPE_EPOCHS = 20
-FULL_TEST_SIZE = 10_000
+SCRIPT = "labs/lab2_pruning.py"  # as recorded in the provenance of the results
 
 TITLES = {
     "a": "(a) pretrained float model",
@@ -119,10 +124,6 @@ class BestOnlyWithFinalMask:
 
 
 # ------------------------------------------------------------------------------ the parts
-def _test_accuracy(model: ResNet20, data: Cifar10, args: argparse.Namespace, desc: str) -> float:
-    return evaluate(model, data.x_test, data.y_test, progress=not args.no_progress, desc=desc)
-
-
 def part_a(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     """(a) Test accuracy of the pretrained float model.
 
@@ -130,7 +131,7 @@ def part_a(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         {"accuracy": float, "test_images": int}.
     """
     model = pretrained(args)
-    return {"accuracy": _test_accuracy(model, data, args, "(a) float"),
+    return {"accuracy": accuracy_on_test_set(model, data, args, "(a) float"),
             "test_images": len(data.y_test)}
 
 
@@ -150,7 +151,7 @@ def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         model = pretrained(args)
         prune_model_by_percentage(model, float(q))
         total_sparsity[q] = sparsity_report(model)[1]
-        accuracy[q] = _test_accuracy(model, data, args, f"(b) q={q}")
+        accuracy[q] = accuracy_on_test_set(model, data, args, f"(b) q={q}")
         print(f"  (b) q = {q}: accuracy {accuracy[q]:.4f}, sparsity {total_sparsity[q]:.4f}",
               flush=True)
     return {"accuracy": accuracy, "total_sparsity": total_sparsity,
@@ -160,15 +161,10 @@ def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
 def _finetune_payload(model: ResNet20, data: Cifar10, args: argparse.Namespace, part: str,
                       hooks: list[Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Run (or resume) the finetuning of `part` and describe its best model."""
-    prepare_run_dir(args, part)
-    result = finetune(model, data, args, run_name(part), hooks=hooks)
-    if result["epochs"] == 0:
-        raise MinitorchError(f"part ({part}) ran no epoch; use --epochs >= 1")
+    result = finetune(model, data, args, run_name(part), hooks=hooks, script=SCRIPT)
     # `finetune` leaves the model holding the best eligible epoch's weights
     per_layer, total = sparsity_report(model)
-    eligible = [h for h in result["log"] if h.get("eligible_for_best", True)]
-    best_epoch = max(eligible, key=lambda h: h["test_accuracy"])["epoch"] if eligible else None
-    return {**result, "best_epoch": best_epoch, "sparsity": per_layer, "total_sparsity": total,
+    return {**result, "sparsity": per_layer, "total_sparsity": total,
             "train_images": len(data.y_train), "test_images": len(data.y_test), **extra}
 
 
@@ -225,70 +221,6 @@ def evaluation_only(parts: list[str]) -> bool:
     return not set(parts) & set(FINETUNE_PARTS)
 
 
-def _write_evaluation_result(out_dir: Path, name: str, payload: dict[str, Any],
-                             args: argparse.Namespace, wall_s: float) -> Path:
-    """`write_result` for (a)/(b), whose provenance must not depend on the training options.
-
-    `common.is_smoke` counts --epochs and --subset, which (a) and (b) never use: an
-    evaluation on all 10,000 test images is a full result even inside ``--part all
-    --epochs 2``. So the `_meta` of these parts says ``epochs: null, train_subset: 0`` and
-    is smoke only when the test set was cut.
-    """
-    meta = provenance(args, wall_s)
-    meta.update(epochs=None, train_subset=0,
-                smoke=args.test_subset is not None and args.test_subset < FULL_TEST_SIZE)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.json"
-    text = json.dumps({**payload, "_meta": meta}, indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
-    return path
-
-
-def _reusable_evaluation(args: argparse.Namespace, part: str) -> dict[str, Any] | None:
-    """With --resume, a finished (a)/(b) result made with the same test set and weights."""
-    if not args.resume:
-        return None
-    previous = read_result(args.out_dir, f"lab2_{part}")
-    if previous is None:
-        return None
-    meta = previous.get("_meta", {})
-    same = meta.get("test_subset") == args.test_subset and previous.get("weights") == (
-        None if args.weights is None else str(args.weights))
-    return previous if same else None
-
-
-def prepare_run_dir(args: argparse.Namespace, part: str) -> None:
-    """Get ``<run-root>/lab2_<part>`` ready: check a resumed run, clean up for a fresh one.
-
-    Refuses to --resume a run started on other data and records how a fresh run is started.
-
-    The trainer already refuses a different recipe (epochs, seed, ...); the training and test
-    subsets are not part of it, so `runs/lab2_<part>/provenance.json` remembers them. A fresh
-    run also deletes the previous run's checkpoints: the trainer would overwrite them only
-    after its first (for best.npz: first eligible) epoch, and until then `load_sparse_best`
-    would hand Lab 3 the old run's model.
-
-    Raises:
-        MinitorchError: --resume of a run started with other subsets or epochs.
-    """
-    run_dir = args.run_root / run_name(part)
-    path = run_dir / "provenance.json"
-    meta = provenance(args)
-    if args.resume and (run_dir / "last.npz").is_file():
-        started = json.loads(path.read_text()) if path.is_file() else meta
-        for key in ("train_subset", "test_subset", "epochs"):
-            if started.get(key) != meta[key]:
-                raise MinitorchError(
-                    f"{run_dir} was started with {key}={started.get(key)}, not "
-                    f"{meta[key]}; resume with the same options or drop --resume")
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("best.npz", "last.npz"):
-        (run_dir / stale).unlink(missing_ok=True)
-    text = json.dumps({**meta, "part": part, "weights": args.weights}, indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
 def run_part(part: str, args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     """Run one part, write ``<out-dir>/lab2_<part>.json`` and return what was written.
 
@@ -302,24 +234,9 @@ def run_part(part: str, args: argparse.Namespace, data: Cifar10) -> dict[str, An
         raise MinitorchError(f"unknown Lab 2 part {part!r}; choose from {', '.join(PARTS)}")
     if part in FINETUNE_PARTS and len(data.y_train) == 0:
         raise MinitorchError(f"part ({part}) finetunes: it needs training images (--subset > 0)")
-    name = f"lab2_{part}"
-    if part not in FINETUNE_PARTS:
-        previous = _reusable_evaluation(args, part)
-        if previous is not None:
-            print(f"({part}) reusing {args.out_dir / name}.json (--resume)")
-            return previous
-    print(f"{TITLES[part]} ...", flush=True)
-    start = time.perf_counter()
-    payload = PART_FUNCTIONS[part](args, data)
-    wall = time.perf_counter() - start
-    if part in FINETUNE_PARTS:
-        # the summed epoch times, so a resumed run reports its whole training time
-        write_result(args.out_dir, name, payload, args, payload["wall_s"])
-    else:
-        payload["weights"] = None if args.weights is None else str(args.weights)
-        payload["wall_s"] = round(wall, 1)
-        _write_evaluation_result(args.out_dir, name, payload, args, wall)
-    return read_result(args.out_dir, name) or payload
+    return run_and_write(args, f"lab2_{part}", part, TITLES[part],
+                         lambda: PART_FUNCTIONS[part](args, data),
+                         trains=part in FINETUNE_PARTS, script=SCRIPT)
 
 
 # ------------------------------------------------------------------------------ for Lab 3
@@ -380,27 +297,6 @@ def _warn_if_not_a_full_run(run_dir: Path, part: str) -> None:
 
 
 # ------------------------------------------------------------------------------ report
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"
-
-
-def _diff(ours: float | None, published: float | None) -> str:
-    return "—" if ours is None or published is None else f"{ours - published:+.4f}"
-
-
-def _smoke_label(meta: dict[str, Any]) -> str:
-    if not meta.get("smoke"):
-        return "full"
-    bits = []
-    if meta.get("epochs") is not None:
-        bits.append(f"{meta['epochs']} ep")
-    if meta.get("train_subset") not in (None, 0):
-        bits.append(f"{meta['train_subset']} train img")
-    if meta.get("test_subset") is not None:
-        bits.append(f"{meta['test_subset']} test img")
-    return f"**SMOKE** ({', '.join(bits)}), not a reproduction"
-
-
 def _headline(part: str, result: dict[str, Any]) -> float | None:
     """The number compared with the published one (best-of-run for the finetuning parts)."""
     if part == "a":
@@ -435,7 +331,7 @@ def write_figures(out_dir: Path, results: dict[str, dict[str, Any]]) -> list[Pat
         if p in results:
             path = fig_dir / f"sparsity_{p}.png"
             title = (f"Lab 2 {TITLES[p]}: best model, total {results[p]['total_sparsity']:.4f}"
-                     + (" [SMOKE]" if results[p]["_meta"].get("smoke") else ""))
+                     + smoke_tag(results[p]))
             plot_sparsity(results[p]["sparsity"], path, title)
             written.append(path)
     if "b" in results:
@@ -469,7 +365,7 @@ def _sparsity_table(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["| layer | " + " | ".join(f"({p})" for p in parts) + " |",
              "|---|" + "---:|" * len(parts)]
     for name in names:
-        cells = [_fmt(results[p]["sparsity"].get(name)) for p in parts]
+        cells = [fmt(results[p]["sparsity"].get(name)) for p in parts]
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     lines.append("| **total** | " + " | ".join(
         f"**{results[p]['total_sparsity']:.4f}**" for p in parts) + " |")
@@ -486,32 +382,21 @@ def write_report(out_dir: str | Path) -> Path:
     results = {p: r for p in PARTS if (r := read_result(out_dir, f"lab2_{p}")) is not None}
     figures = write_figures(out_dir, results) if results else []
     smoke_parts = [p for p, r in results.items() if r["_meta"].get("smoke")]
-    L = ["# Lab 2 — pruning ResNet-20", "",
-         "Generated by `python labs/lab2_pruning.py` from the `lab2_*.json` files beside this "
-         "report; each number comes with the command, commit and wall time that produced it "
-         "(see *Provenance*). Published numbers: SPEC, \"Published numbers to match or "
-         "beat\" (finetuning is stochastic: compare best-of-run).", ""]
-    if not results:
-        L += ["No part has been run yet: `python labs/lab2_pruning.py --part all`.", ""]
-    if smoke_parts:
-        L += [f"> **Smoke results** in part(s) {', '.join(f'({p})' for p in smoke_parts)}: "
-              "fewer epochs and/or a subset of the images, to check that the code runs. "
-              "They are NOT reproductions of the published numbers and their differences "
-              "mean nothing.", ""]
-
+    L = report_head("Lab 2 — pruning ResNet-20", SCRIPT, "lab2", bool(results),
+                    f"part(s) {', '.join(f'({p})' for p in smoke_parts)}" if smoke_parts else "")
     L += ["## Summary", "",
           "| part | experiment | ours | published | difference | run |",
           "|---|---|---:|---:|---:|---|"]
     for p, r in results.items():
         if p == "b":
             for q, acc in r["accuracy"].items():
-                L.append(f"| (b) | prune {float(q):.0%} per layer, no finetuning | {_fmt(acc)} "
-                         f"| — | — | {_smoke_label(r['_meta'])} |")
+                L.append(f"| (b) | prune {float(q):.0%} per layer, no finetuning | {fmt(acc)} "
+                         f"| — | — | {run_label(r['_meta'])} |")
             continue
         ours = _headline(p, r)
         what = TITLES[p][4:] + ("" if p == "a" else " (best epoch)")
-        L.append(f"| ({p}) | {what} | {_fmt(ours)} | {_fmt(PUBLISHED.get(p))} | "
-                 f"{_diff(ours, PUBLISHED.get(p))} | {_smoke_label(r['_meta'])} |")
+        L.append(f"| ({p}) | {what} | {fmt(ours)} | {fmt(PUBLISHED.get(p))} | "
+                 f"{fmt_diff(ours, PUBLISHED.get(p))} | {run_label(r['_meta'])} |")
     L.append("")
 
     if "b" in results:
@@ -522,7 +407,7 @@ def write_report(out_dir: str | Path) -> Path:
               "The spec publishes no number for (b); chance level for 10 classes is 0.10, "
               "so a collapse at 80 % is what the finetuning of (c)-(e) has to repair.", "",
               "| q | test accuracy | sparsity of the prunable layers |", "|---:|---:|---:|"]
-        L += [f"| {q} | {_fmt(acc)} | {_fmt(r.get('total_sparsity', {}).get(q))} |"
+        L += [f"| {q} | {fmt(acc)} | {fmt(r.get('total_sparsity', {}).get(q))} |"
               for q, acc in r["accuracy"].items()]
         L.append("")
 
@@ -540,15 +425,15 @@ def write_report(out_dir: str | Path) -> Path:
               "| run |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for p in finetuned:
             r = results[p]
-            L.append(f"| ({p}) | {_fmt(r['best_accuracy'])} | {r.get('best_epoch') or '—'} | "
-                     f"{_fmt(r['final_accuracy'])} | {r['epochs']} | "
-                     f"{r.get('prune_epochs', '—')} | {_fmt(PUBLISHED[p])} | "
-                     f"{_diff(r['best_accuracy'], PUBLISHED[p])} | {_smoke_label(r['_meta'])} |")
+            L.append(f"| ({p}) | {fmt(r['best_accuracy'])} | {r.get('best_epoch') or '—'} | "
+                     f"{fmt(r['final_accuracy'])} | {r['epochs']} | "
+                     f"{r.get('prune_epochs', '—')} | {fmt(PUBLISHED[p])} | "
+                     f"{fmt_diff(r['best_accuracy'], PUBLISHED[p])} | {run_label(r['_meta'])} |")
         L += ["", "Test accuracy per epoch:", "",
               "| epoch | " + " | ".join(f"({p})" for p in finetuned) + " |",
               "|---:|" + "---:|" * len(finetuned)]
         for e in range(max(len(results[p]["history"]) for p in finetuned)):
-            cells = [_fmt(results[p]["history"][e]) if e < len(results[p]["history"]) else ""
+            cells = [fmt(results[p]["history"][e]) if e < len(results[p]["history"]) else ""
                      for p in finetuned]
             L.append(f"| {e + 1} | " + " | ".join(cells) + " |")
         L += ["", "### Per-layer sparsity of the best models", "",
@@ -563,37 +448,14 @@ def write_report(out_dir: str | Path) -> Path:
                   "total 0.8000.", "",
                   "| layer | ours (e) | published (approx.) |", "|---|---:|---:|"]
             for name, value in PUBLISHED_GLOBAL_SPARSITY.items():
-                L.append(f"| `{name}` | {_fmt(r['sparsity'].get(name))} | ~{value:.2f} |")
-            L += [f"| **total** | {_fmt(r['total_sparsity'])} | {PUBLISHED_GLOBAL_TOTAL:.4f} |",
+                L.append(f"| `{name}` | {fmt(r['sparsity'].get(name))} | ~{value:.2f} |")
+            L += [f"| **total** | {fmt(r['total_sparsity'])} | {PUBLISHED_GLOBAL_TOTAL:.4f} |",
                   f"| range over layers | {min(r['sparsity'].values()):.4f} – "
                   f"{max(r['sparsity'].values()):.4f} | ~0.16 – ~0.98 |", ""]
 
-    if figures:
-        L += ["## Figures", ""]
-        L += [f"![{f.stem}](lab2/{f.name})" for f in figures]
-        L.append("")
-
-    if results:
-        L += ["## Provenance", "",
-              "| part | command | commit | date | wall time | machine | run |",
-              "|---|---|---|---|---:|---|---|"]
-        for p, r in results.items():
-            m = r["_meta"]
-            wall = m.get("wall_s", r.get("wall_s"))
-            L.append(f"| ({p}) | `{m.get('command', '?')}` | `{m.get('commit', '?')}` | "
-                     f"{m.get('date', '?')} | {_fmt_wall(wall)} | {m.get('machine', '?')} | "
-                     f"{_smoke_label(m)} |")
-        L += ["", "Wall time: (a)/(b) the whole evaluation; (c)-(e) training plus testing "
-              "summed over epochs (a resumed run counts each epoch once).", ""]
-    path = out_dir / "lab2.md"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(L), encoding="utf-8")
-    return path
-
-
-def _fmt_wall(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+    L += report_tail(figures, "lab2", "part", [
+        (f"({p})", r["_meta"], r["_meta"].get("wall_s", r.get("wall_s")))
+        for p, r in results.items()],
+        "Wall time: (a)/(b) the whole evaluation; (c)-(e) training plus testing summed over "
+        "epochs (a resumed run counts each epoch once).")
+    return write_markdown(out_dir / "lab2.md", L)

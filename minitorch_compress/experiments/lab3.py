@@ -29,8 +29,7 @@ and writes ``*_symmetric.json``. `write_report` rebuilds ``lab3.md`` and the fig
 from __future__ import annotations
 
 import argparse
-import json
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +54,24 @@ from minitorch_compress.data.cifar10 import Cifar10
 from minitorch_compress.errors import CheckpointError, MinitorchError
 from minitorch_compress.experiments import lab2
 from minitorch_compress.experiments.common import (
+    accuracy_on_test_set,
     finetune,
+    fmt,
+    fmt_diff,
     load_lab_data,
     plot_histories,
     pretrained,
-    provenance,
     read_result,
-    write_result,
+    report_head,
+    report_tail,
+    run_and_write,
+    run_label,
+    smoke_tag,
+    weights_id,
+    write_markdown,
 )
-from minitorch_compress.io.checkpoint import atomic_write, load_checkpoint
+from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.resnet import ResNet20
-from minitorch_compress.training.evaluate import evaluate
 
 PARTS = ("b", "c", "d", "e")
 FINETUNE_PARTS = ("c", "d", "e")
@@ -74,7 +80,7 @@ BITS_QAT = ("4", "3", "2")  # parts (c) and (d)
 BITS_E = 4
 TARGET = lab2.TARGET  # 80 % sparsity in (d) and (e)
 QUANTIZED_LAYERS = "body"  # set_weight_quantization's selection: body_op.*, shortcuts included
-FULL_TEST_SIZE = 10_000
+SCRIPT = "labs/lab3_quantization.py"  # as recorded in the provenance of the results
 
 TITLES = {
     "b": "(b) body quantized to b bits, no finetuning",
@@ -175,10 +181,6 @@ def check_sparse_start(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------ helpers
-def _test_accuracy(model: ResNet20, data: Cifar10, args: argparse.Namespace, desc: str) -> float:
-    return evaluate(model, data.x_test, data.y_test, progress=not args.no_progress, desc=desc)
-
-
 def quantized_model(state: dict[str, np.ndarray], bits: int, mode: QuantMode) -> ResNet20:
     """A ResNet-20 holding `state` (float weights) whose body computes with `bits`-bit weights.
 
@@ -212,45 +214,6 @@ def _quantized_layer_zeros(model: ResNet20) -> int:
                for layer in weight_layers(model).values() if layer.weight_transform is not None)
 
 
-def _prepare_run_dir(args: argparse.Namespace, name: str) -> None:
-    """Get ``<run-root>/<name>`` ready: check a resumed run, record how a fresh one starts.
-
-    The trainer refuses to resume with another recipe or other data sizes (and clears the
-    checkpoints of a fresh run); which weights and subsets a run started from are not part
-    of that, so ``provenance.json`` records them and --resume must match them.
-
-    Raises:
-        MinitorchError: --resume of a run started with other subsets, epochs or weights.
-    """
-    run_dir = args.run_root / name
-    path = run_dir / "provenance.json"
-    meta = {**provenance(args), "weights": None if args.weights is None else str(args.weights)}
-    if args.resume and (run_dir / "last.npz").is_file():
-        started = json.loads(path.read_text()) if path.is_file() else meta
-        for key in ("train_subset", "test_subset", "epochs", "weights"):
-            if started.get(key) != meta[key]:
-                raise MinitorchError(
-                    f"{run_dir} was started with {key}={started.get(key)}, not {meta[key]}; "
-                    "resume with the same options or drop --resume")
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({**meta, "run": name}, indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def _finetune(model: ResNet20, data: Cifar10, args: argparse.Namespace, name: str,
-              hooks: list[Any]) -> dict[str, Any]:
-    """`common.finetune` in ``<run-root>/<name>`` plus the best eligible epoch's number."""
-    _prepare_run_dir(args, name)
-    result = finetune(model, data, args, name, hooks=hooks)
-    if result["epochs"] == 0:
-        raise MinitorchError(f"{name} ran no epoch; use --epochs >= 1")
-    eligible = [h for h in result["log"] if h.get("eligible_for_best", True)]
-    result["best_epoch"] = (max(eligible, key=lambda h: h["test_accuracy"])["epoch"]
-                            if eligible else None)
-    return result
-
-
 # ------------------------------------------------------------------------------ the parts
 def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     """(b) Test accuracy with the body quantized to 6..2 bits (head conv and FC float).
@@ -262,14 +225,14 @@ def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     """
     mode = quantizer_mode("b", args)
     model = pretrained(args)
-    accuracy = {"float": _test_accuracy(model, data, args, "(b) float")}
+    accuracy = {"float": accuracy_on_test_set(model, data, args, "(b) float")}
     print(f"  (b) float: {accuracy['float']:.4f}", flush=True)
     levels: dict[str, int] = {}
     layers: list[str] = []
     for bits in BITS_B:
         # the float weights are never changed: each width quantizes the same pretrained model
         layers = set_weight_quantization(model, int(bits), QUANTIZED_LAYERS, mode)
-        accuracy[bits] = _test_accuracy(model, data, args, f"(b) {bits} bits")
+        accuracy[bits] = accuracy_on_test_set(model, data, args, f"(b) {bits} bits")
         levels[bits] = max(nonzero_levels(model).values())
         print(f"  (b) {bits} bits ({mode}): {accuracy[bits]:.4f}", flush=True)
     return {"accuracy": accuracy, "mode": mode, "quantized_layers": layers,
@@ -291,7 +254,7 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     for bits in BITS_QAT:
         model = pretrained(args)
         set_weight_quantization(model, int(bits), QUANTIZED_LAYERS, mode)
-        result = _finetune(model, data, args, run_name("c", args, bits), hooks=[])
+        result = finetune(model, data, args, run_name("c", args, bits), script=SCRIPT)
         for key in ("best_accuracy", "history", "final_accuracy", "best_epoch", "wall_s"):
             out[key][bits] = result[key]
         out["max_nonzero_levels"][bits] = max(nonzero_levels(model).values())
@@ -325,7 +288,7 @@ def sparse_start(args: argparse.Namespace, data: Cifar10
         _, meta = load_checkpoint(lab2_checkpoint(args))
         source = (f"{lab2_checkpoint(args)} (Lab 2 (c) best epoch {meta.get('epoch')}, test "
                   f"accuracy {meta.get('accuracy')})")
-    accuracy = _test_accuracy(model, data, args, "(d) sparse float")
+    accuracy = accuracy_on_test_set(model, data, args, "(d) sparse float")
     info = {"source": source, "float_accuracy": accuracy, "sparsity": sparsity_of_masks(masks)}
     print(f"  (d) start: {source}; float accuracy {accuracy:.4f}, sparsity "
           f"{info['sparsity']:.4f}", flush=True)
@@ -354,8 +317,9 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         "final_accuracy", "best_epoch", "wall_s")}
     for bits in BITS_QAT:
         model = quantized_model(state, int(bits), mode)
-        out["before"][bits] = _test_accuracy(model, data, args, f"(d) {bits} bits before")
-        result = _finetune(model, data, args, run_name("d", args, bits), [MaskHook(masks)])
+        out["before"][bits] = accuracy_on_test_set(model, data, args, f"(d) {bits} bits before")
+        result = finetune(model, data, args, run_name("d", args, bits), [MaskHook(masks)],
+                          script=SCRIPT)
         out["after"][bits] = result["best_accuracy"]
         for key in ("history", "final_accuracy", "best_epoch", "wall_s"):
             out[key][bits] = result[key]
@@ -395,9 +359,9 @@ def part_d_naive(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
             zeros_destroyed(layer.weight.data, int(bits), "asymmetric")
             for layer in weight_layers(naive).values() if layer.weight_transform is not None)
         out["quantized_sparsity"][bits] = sparsity_report(naive, effective=True)[1]
-        out["before"][bits] = _test_accuracy(naive, data, args, f"(d) {bits} bits naive")
+        out["before"][bits] = accuracy_on_test_set(naive, data, args, f"(d) {bits} bits naive")
         masked = quantized_model(state, int(bits), "masked")
-        out["masked_before"][bits] = _test_accuracy(masked, data, args, f"(d) {bits} bits")
+        out["masked_before"][bits] = accuracy_on_test_set(masked, data, args, f"(d) {bits} bits")
         print(f"  (d naive) {bits} bits: plain asymmetric {out['before'][bits]:.4f} "
               f"({out['zeros_destroyed'][bits]} of {zeros} zeros destroyed), masked "
               f"{out['masked_before'][bits]:.4f}", flush=True)
@@ -421,7 +385,7 @@ def part_e(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     pruning = IterativePruningHook(TARGET, prune_epochs, global_=True)
     model = pretrained(args)
     set_weight_quantization(model, BITS_E, QUANTIZED_LAYERS, mode)
-    result = _finetune(model, data, args, run_name("e", args), [pruning])
+    result = finetune(model, data, args, run_name("e", args), [pruning], script=SCRIPT)
     per_layer, total = sparsity_report(model)
     payload = {key: result[key] for key in (
         "best_accuracy", "final_accuracy", "best_epoch", "history", "epochs", "wall_s")}
@@ -443,33 +407,6 @@ def is_evaluation(part: str, args: argparse.Namespace) -> bool:
     return part == "b" or (part == "d" and args.naive_quantizer)
 
 
-def _write_evaluation_result(out_dir: Path, name: str, payload: dict[str, Any],
-                             args: argparse.Namespace, wall_s: float) -> Path:
-    """`write_result` for evaluation-only parts, smoke only when the test set was cut.
-
-    `common.is_smoke` also counts --epochs and --subset, which these parts never use.
-    """
-    meta = provenance(args, wall_s)
-    meta.update(epochs=None, train_subset=0,
-                smoke=args.test_subset is not None and args.test_subset < FULL_TEST_SIZE)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.json"
-    text = json.dumps({**payload, "_meta": meta}, indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
-    return path
-
-
-def _reusable_evaluation(args: argparse.Namespace, name: str) -> dict[str, Any] | None:
-    """With --resume, a finished evaluation made on the same test set with the same weights."""
-    if not args.resume:
-        return None
-    previous = read_result(args.out_dir, name)
-    if previous is None or previous.get("_meta", {}).get("test_subset") != args.test_subset:
-        return None
-    weights = None if args.weights is None else str(args.weights)
-    return previous if previous.get("weights") == weights else None
-
-
 def run_part(part: str, args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     """Run one part, write its JSON under --out-dir and return what was written.
 
@@ -486,22 +423,10 @@ def run_part(part: str, args: argparse.Namespace, data: Cifar10) -> dict[str, An
     if not evaluation and len(data.y_train) == 0:
         raise MinitorchError(f"part ({part}) finetunes: it needs training images (--subset > 0)")
     name = result_name(part, args)
-    if evaluation and (previous := _reusable_evaluation(args, name)) is not None:
-        print(f"({part}) reusing {args.out_dir / name}.json (--resume)")
-        return previous
-    print(f"{TITLES['d_naive' if name == 'lab3_d_naive' else part]} ...", flush=True)
-    start = time.perf_counter()
-    payload = PART_FUNCTIONS[part](args, data)
-    wall = time.perf_counter() - start
-    payload["weights"] = None if args.weights is None else str(args.weights)
-    if evaluation:
-        payload["wall_s"] = round(wall, 1)
-        _write_evaluation_result(args.out_dir, name, payload, args, wall)
-    else:
-        # training + testing summed over epochs, so a resumed run counts each epoch once
-        wall_s = payload.get("wall_s_total", payload.get("wall_s"))
-        write_result(args.out_dir, name, payload, args, wall_s)
-    return read_result(args.out_dir, name) or payload
+    # every Lab 3 result records the weights it started from (Lab 2's evaluations only)
+    return run_and_write(args, name, part, TITLES["d_naive" if name == "lab3_d_naive" else part],
+                         lambda: {**PART_FUNCTIONS[part](args, data), "weights": weights_id(args)},
+                         trains=not evaluation, script=SCRIPT)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -524,40 +449,6 @@ def run(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ report
 RESULT_NAMES = ("lab3_b", "lab3_b_symmetric", "lab3_c", "lab3_c_symmetric", "lab3_d",
                 "lab3_d_symmetric", "lab3_d_naive", "lab3_e", "lab3_e_symmetric")
-
-
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"
-
-
-def _diff(ours: float | None, published: float | None) -> str:
-    return "—" if ours is None or published is None else f"{ours - published:+.4f}"
-
-
-def _fmt_wall(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
-
-
-def _run_label(meta: dict[str, Any]) -> str:
-    """"full", or a loud SMOKE label listing what was cut."""
-    if not meta.get("smoke"):
-        return "full"
-    cut = []
-    if meta.get("epochs") is not None:
-        cut.append(f"{meta['epochs']} ep")
-    if meta.get("train_subset") not in (None, 0):
-        cut.append(f"{meta['train_subset']} train img")
-    if meta.get("test_subset") is not None:
-        cut.append(f"{meta['test_subset']} test img")
-    return f"**SMOKE** ({', '.join(cut)}), not a reproduction"
-
-
-def _smoke_tag(result: dict[str, Any]) -> str:
-    return " [SMOKE]" if result["_meta"].get("smoke") else ""
 
 
 def _variant(name: str, result: dict[str, Any]) -> str:
@@ -588,7 +479,7 @@ def write_figures(out_dir: Path, results: dict[str, dict[str, Any]]) -> list[Pat
             published = PUBLISHED_C if name.startswith("lab3_c") else PUBLISHED_D_AFTER
             path = fig_dir / f"per_epoch_{name[5:]}.png"
             plot_histories({f"{b} bits": r["history"][b] for b in r["history"]}, path,
-                           f"Lab 3 {_variant(name, r)} QAT{_smoke_tag(r)}",
+                           f"Lab 3 {_variant(name, r)} QAT{smoke_tag(r)}",
                            published={f"{b} bits": v for b, v in published.items()})
             written.append(path)
     for name in ("lab3_e", "lab3_e_symmetric"):
@@ -596,13 +487,13 @@ def write_figures(out_dir: Path, results: dict[str, dict[str, Any]]) -> list[Pat
             r = results[name]
             path = fig_dir / f"per_epoch_{name[5:]}.png"
             plot_histories({"4 bits, 80 % global": r["history"]}, path,
-                           f"Lab 3 {_variant(name, r)}: prune + QAT{_smoke_tag(r)}",
+                           f"Lab 3 {_variant(name, r)}: prune + QAT{smoke_tag(r)}",
                            published={"4 bits, 80 % global": PUBLISHED_E})
             written.append(path)
             path = fig_dir / f"sparsity_{name[5:]}.png"
             plot_sparsity(r["sparsity"], path,
                           f"Lab 3 {_variant(name, r)}: best model, total "
-                          f"{r['total_sparsity']:.4f}{_smoke_tag(r)}")
+                          f"{r['total_sparsity']:.4f}{smoke_tag(r)}")
             written.append(path)
     return written
 
@@ -616,22 +507,22 @@ def _plot_bits(results: dict[str, dict[str, Any]], path: Path) -> Path:
     for name in ("lab3_b", "lab3_b_symmetric"):
         if name in results:
             r = results[name]
-            lines.append((f"{_variant(name, r)}, no finetuning{_smoke_tag(r)}",
+            lines.append((f"{_variant(name, r)}, no finetuning{smoke_tag(r)}",
                           {b: r["accuracy"][b] for b in BITS_B}, "o-"))
     for name in ("lab3_d", "lab3_d_symmetric"):
         if name in results:
             r = results[name]
-            lines.append((f"{_variant(name, r)}, before finetuning{_smoke_tag(r)}",
+            lines.append((f"{_variant(name, r)}, before finetuning{smoke_tag(r)}",
                           r["before"], "v:"))
     if "lab3_d_naive" in results:
         r = results["lab3_d_naive"]
-        lines.append((f"(d) plain asymmetric on the sparse model{_smoke_tag(r)}", r["before"],
+        lines.append((f"(d) plain asymmetric on the sparse model{smoke_tag(r)}", r["before"],
                       "x:"))
     for name in ("lab3_c", "lab3_c_symmetric", "lab3_d", "lab3_d_symmetric"):
         if name in results:
             r = results[name]
             key = "best_accuracy" if name.startswith("lab3_c") else "after"
-            lines.append((f"{_variant(name, r)}, best after QAT{_smoke_tag(r)}", r[key], "s-"))
+            lines.append((f"{_variant(name, r)}, best after QAT{smoke_tag(r)}", r[key], "s-"))
     for label, accuracy, style in lines:
         bits = sorted(accuracy, key=int)
         ax.plot([int(b) for b in bits], [accuracy[b] for b in bits], style, label=label)
@@ -644,7 +535,7 @@ def _plot_bits(results: dict[str, dict[str, Any]], path: Path) -> Path:
     if "lab3_b" in results:
         r = results["lab3_b"]
         ax.axhline(r["accuracy"]["float"], color="black", lw=0.8,
-                   label=f"float, ours{_smoke_tag(r)}")
+                   label=f"float, ours{smoke_tag(r)}")
     ax.set_xticks([2, 3, 4, 5, 6])
     ax.set_xlabel("bits of the body's weights")
     ax.set_ylabel("test accuracy")
@@ -682,8 +573,8 @@ def _summary(results: dict[str, dict[str, Any]]) -> list[str]:
             rows.append((f"{_variant(name, r)}: global 80 % + 4-bit QAT (best)",
                          r["best_accuracy"], PUBLISHED_E, r))
     lines = ["| experiment | ours | published | difference | run |", "|---|---:|---:|---:|---|"]
-    lines += [f"| {what} | {_fmt(ours)} | {_fmt(pub)} | {_diff(ours, pub)} | "
-              f"{_run_label(r['_meta'])} |" for what, ours, pub, r in rows]
+    lines += [f"| {what} | {fmt(ours)} | {fmt(pub)} | {fmt_diff(ours, pub)} | "
+              f"{run_label(r['_meta'])} |" for what, ours, pub, r in rows]
     return lines
 
 
@@ -703,14 +594,14 @@ def _section_b(results: dict[str, dict[str, Any]]) -> list[str]:
          + " | published | max non-zero levels per layer |",
          "|---|" + "---:|" * len(names) + "---:|---|"]
     for b in ("float", *BITS_B):
-        cells = [_fmt(results[n]["accuracy"][b]) for n in names]
+        cells = [fmt(results[n]["accuracy"][b]) for n in names]
         levels = " / ".join(str(results[n].get("max_nonzero_levels", {}).get(b, "—"))
                             for n in names) if b != "float" else "—"
-        pub = _fmt(PUBLISHED_FLOAT) if b == "float" else "—"
+        pub = fmt(PUBLISHED_FLOAT) if b == "float" else "—"
         L.append(f"| {b} | " + " | ".join(cells) + f" | {pub} | {levels} |")
     L.append("")
     for n in names:
-        L.append(f"{_variant(n, results[n])}: {_run_label(results[n]['_meta'])}, "
+        L.append(f"{_variant(n, results[n])}: {run_label(results[n]['_meta'])}, "
                  f"{results[n].get('test_images', '?')} test images.")
         L.append("")
     L += ["Reading the table: the asymmetric quantizer has 2^b levels spread over [min(w), "
@@ -726,74 +617,84 @@ def _section_b(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _history_table(r: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
-    L = ["| epoch | " + " | ".join(f"{k} bits" for k in keys) + " |",
+    """"Test accuracy per epoch:" and its table, one column per bit width in `keys`."""
+    L = ["", "Test accuracy per epoch:", "",
+         "| epoch | " + " | ".join(f"{k} bits" for k in keys) + " |",
          "|---:|" + "---:|" * len(keys)]
     for e in range(max(len(r["history"][k]) for k in keys)):
-        cells = [_fmt(r["history"][k][e]) if e < len(r["history"][k]) else "" for k in keys]
+        cells = [fmt(r["history"][k][e]) if e < len(r["history"][k]) else "" for k in keys]
         L.append(f"| {e + 1} | " + " | ".join(cells) + " |")
+    return L + [""]
+
+
+def _section(results: dict[str, dict[str, Any]], part: str, heading: str, not_run: str,
+             intro: str, per_variant: Callable[[str, dict[str, Any]], list[str]]) -> list[str]:
+    """The report section of a finetuning part: "Not run yet" (saying how to run it), or the
+    intro and, for each quantizer variant present, a sub-heading with its run label followed
+    by ``per_variant(name, result)``."""
+    L = [f"## {heading}", ""]
+    names = [n for n in (f"lab3_{part}", f"lab3_{part}_symmetric") if n in results]
+    if not names:
+        return L + [f"_Not run yet: {not_run}._", ""]
+    L += [intro, ""]
+    for n in names:
+        r = results[n]
+        L += [f"### {_variant(n, r)} — {run_label(r['_meta'])}", "", *per_variant(n, r)]
     return L
 
 
 def _section_c(results: dict[str, dict[str, Any]]) -> list[str]:
-    L = ["## (c) quantization-aware finetuning", ""]
-    names = [n for n in ("lab3_c", "lab3_c_symmetric") if n in results]
-    if not names:
-        return L + ["_Not run yet: `python labs/lab3_quantization.py --part c` (20 epochs per "
-                    "bit width)._", ""]
-    L += ["The recipe (SGD, batch 256, lr 0.002, momentum 0.875, weight decay 1e-4, test "
-          "after every epoch, keep the best) with the STE quantizer in the forward: every test "
-          "accuracy below is that of the quantized weights; the float weights receive the "
-          "gradient unchanged. \"before\" is (b)'s number for the same quantizer.", ""]
-    for n in names:
-        r = results[n]
-        b_result = results.get("lab3_b_symmetric" if n.endswith("symmetric") else "lab3_b")
-        L += [f"### {_variant(n, r)} — {_run_label(r['_meta'])}", "",
-              "| bits | before (b) | best | best epoch | final | published | difference |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    def variant(name: str, r: dict[str, Any]) -> list[str]:
+        b_result = results.get("lab3_b_symmetric" if name.endswith("symmetric") else "lab3_b")
+        L = ["| bits | before (b) | best | best epoch | final | published | difference |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
         for b in BITS_QAT:
             before = b_result["accuracy"][b] if b_result else None
-            L.append(f"| {b} | {_fmt(before)} | {_fmt(r['best_accuracy'][b])} | "
+            L.append(f"| {b} | {fmt(before)} | {fmt(r['best_accuracy'][b])} | "
                      f"{r.get('best_epoch', {}).get(b, '—')} | "
-                     f"{_fmt(r.get('final_accuracy', {}).get(b))} | {_fmt(PUBLISHED_C[b])} | "
-                     f"{_diff(r['best_accuracy'][b], PUBLISHED_C[b])} |")
-        L += ["", "Test accuracy per epoch:", "", *_history_table(r, BITS_QAT), ""]
-    return L
+                     f"{fmt(r.get('final_accuracy', {}).get(b))} | {fmt(PUBLISHED_C[b])} | "
+                     f"{fmt_diff(r['best_accuracy'][b], PUBLISHED_C[b])} |")
+        return L + _history_table(r, BITS_QAT)
+
+    return _section(
+        results, "c", "(c) quantization-aware finetuning",
+        "`python labs/lab3_quantization.py --part c` (20 epochs per bit width)",
+        "The recipe (SGD, batch 256, lr 0.002, momentum 0.875, weight decay 1e-4, test "
+        "after every epoch, keep the best) with the STE quantizer in the forward: every test "
+        "accuracy below is that of the quantized weights; the float weights receive the "
+        "gradient unchanged. \"before\" is (b)'s number for the same quantizer.", variant)
 
 
 def _section_d(results: dict[str, dict[str, Any]]) -> list[str]:
-    L = ["## (d) 80 %-sparse and quantized", ""]
-    names = [n for n in ("lab3_d", "lab3_d_symmetric") if n in results]
-    if not names:
-        return L + ["_Not run yet: `python labs/lab2_pruning.py --part c`, then "
-                    "`python labs/lab3_quantization.py --part d`._", ""]
-    L += ["Start: Lab 2 (c)'s best 80 %-sparse model. The quantizer treats exact zeros as "
-          "pruned (mode \"masked\": min/max and the levels come from the non-zero weights, "
-          "zeros stay exactly 0; the symmetric quantizer keeps zeros by construction) and the "
-          "80 % mask is fixed during the finetuning (pruned float weights and their momentum "
-          "are zeroed after every step). \"sparsity\" is the fraction of exactly-zero float "
-          "weights over the prunable layers of the best model; \"quantized\" counts the "
-          "weights the layers compute with (a non-zero weight may round to a level that is "
-          "exactly 0, so it can only be higher).", ""]
-    for n in names:
-        r = results[n]
+    def variant(_: str, r: dict[str, Any]) -> list[str]:
         start = r.get("start", {})
-        L += [f"### {_variant(n, r)} — {_run_label(r['_meta'])}", "",
-              f"Started from {start.get('source', '?')}: float accuracy "
-              f"{_fmt(start.get('float_accuracy'))}, sparsity {_fmt(start.get('sparsity'))}.",
-              "",
-              "| bits | before | published before | after (best) | published after | "
-              "difference | final | sparsity | quantized | max non-zero levels |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        L = [f"Started from {start.get('source', '?')}: float accuracy "
+             f"{fmt(start.get('float_accuracy'))}, sparsity {fmt(start.get('sparsity'))}.", "",
+             "| bits | before | published before | after (best) | published after | "
+             "difference | final | sparsity | quantized | max non-zero levels |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for b in BITS_QAT:
-            L.append(f"| {b} | {_fmt(r['before'][b])} | ~{PUBLISHED_D_BEFORE_APPROX:.2f} | "
-                     f"{_fmt(r['after'][b])} | {_fmt(PUBLISHED_D_AFTER[b])} | "
-                     f"{_diff(r['after'][b], PUBLISHED_D_AFTER[b])} | "
-                     f"{_fmt(r.get('final_accuracy', {}).get(b))} | "
-                     f"{_fmt(r['sparsity'][b])} | "
-                     f"{_fmt(r.get('quantized_sparsity', {}).get(b))} | "
+            L.append(f"| {b} | {fmt(r['before'][b])} | ~{PUBLISHED_D_BEFORE_APPROX:.2f} | "
+                     f"{fmt(r['after'][b])} | {fmt(PUBLISHED_D_AFTER[b])} | "
+                     f"{fmt_diff(r['after'][b], PUBLISHED_D_AFTER[b])} | "
+                     f"{fmt(r.get('final_accuracy', {}).get(b))} | "
+                     f"{fmt(r['sparsity'][b])} | "
+                     f"{fmt(r.get('quantized_sparsity', {}).get(b))} | "
                      f"{r.get('max_nonzero_levels', {}).get(b, '—')} |")
-        L += ["", "Test accuracy per epoch:", "", *_history_table(r, BITS_QAT), ""]
-    return L
+        return L + _history_table(r, BITS_QAT)
+
+    return _section(
+        results, "d", "(d) 80 %-sparse and quantized",
+        "`python labs/lab2_pruning.py --part c`, then `python labs/lab3_quantization.py "
+        "--part d`",
+        "Start: Lab 2 (c)'s best 80 %-sparse model. The quantizer treats exact zeros as "
+        "pruned (mode \"masked\": min/max and the levels come from the non-zero weights, "
+        "zeros stay exactly 0; the symmetric quantizer keeps zeros by construction) and the "
+        "80 % mask is fixed during the finetuning (pruned float weights and their momentum "
+        "are zeroed after every step). \"sparsity\" is the fraction of exactly-zero float "
+        "weights over the prunable layers of the best model; \"quantized\" counts the "
+        "weights the layers compute with (a non-zero weight may round to a level that is "
+        "exactly 0, so it can only be higher).", variant)
 
 
 def _section_naive(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -817,9 +718,9 @@ def _section_naive(results: dict[str, dict[str, Any]]) -> list[str]:
                     "--part d --naive-quantizer` (evaluation only)._", ""]
     r = results["lab3_d_naive"]
     start = r.get("start", {})
-    L += [f"Our measurement — {_run_label(r['_meta'])}, {r.get('test_images', '?')} test "
+    L += [f"Our measurement — {run_label(r['_meta'])}, {r.get('test_images', '?')} test "
           f"images, start: {start.get('source', '?')} (float accuracy "
-          f"{_fmt(start.get('float_accuracy'))}, sparsity {_fmt(start.get('sparsity'))}), no "
+          f"{fmt(start.get('float_accuracy'))}, sparsity {fmt(start.get('sparsity'))}), no "
           "finetuning:", "",
           "| bits | plain asymmetric (the mistake) | mask-aware | published | zeros destroyed "
           "| sparsity computed with, plain asymmetric |",
@@ -828,9 +729,9 @@ def _section_naive(results: dict[str, dict[str, Any]]) -> list[str]:
         zeros = r.get("zeros") or 0
         destroyed = r["zeros_destroyed"][b]
         share = f" ({destroyed / zeros:.1%})" if zeros else ""
-        L.append(f"| {b} | {_fmt(r['before'][b])} | {_fmt(r['masked_before'][b])} | "
+        L.append(f"| {b} | {fmt(r['before'][b])} | {fmt(r['masked_before'][b])} | "
                  f"~{PUBLISHED_D_BEFORE_APPROX:.2f} | {destroyed:,} of {zeros:,}{share} | "
-                 f"{_fmt(r['quantized_sparsity'][b])} |")
+                 f"{fmt(r['quantized_sparsity'][b])} |")
     L += ["", "(\"zeros destroyed\": exact zeros of the quantized (body) layers that the "
           "quantizer moves to a non-zero level, `zeros_destroyed`; the sparsity column counts "
           "the weights the prunable layers compute with.)", "",
@@ -843,44 +744,40 @@ def _section_naive(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _section_e(results: dict[str, dict[str, Any]]) -> list[str]:
-    L = ["## (e) global iterative pruning to 80 % with 4-bit QAT", ""]
-    names = [n for n in ("lab3_e", "lab3_e_symmetric") if n in results]
-    if not names:
-        return L + ["_Not run yet: `python labs/lab3_quantization.py --part e` (20 epochs)._",
-                    ""]
-    L += ["From the pretrained model: before epoch e = 1..P the prunable layers are pruned "
-          "with one global threshold to 80 % * e / P (P = 10 in the recipe, max(1, N // 2) "
-          "for a smoke run of N < 20 epochs), pruned weights may regrow until the last "
-          "pruning step, then the mask is fixed; the body computes with 4-bit weights "
-          "throughout. Only epochs with the final mask in force can be the best one. Note "
-          "that while weights regrow the mask-aware quantizer sees them as kept: a regrown "
-          "weight, however small, rounds to the level nearest 0 of the non-zero range; from "
-          "the last pruning step on, pruned weights are exactly 0 and stay 0.", ""]
-    for n in names:
-        r = results[n]
-        L += [f"### {_variant(n, r)} — {_run_label(r['_meta'])}", "",
-              "| best | best epoch | final | published | difference | total sparsity | "
-              "quantized | P |", "|---:|---:|---:|---:|---:|---:|---:|---:|",
-              f"| {_fmt(r['best_accuracy'])} | {r.get('best_epoch', '—')} | "
-              f"{_fmt(r['final_accuracy'])} | {_fmt(PUBLISHED_E)} | "
-              f"{_diff(r['best_accuracy'], PUBLISHED_E)} | {_fmt(r['total_sparsity'])} | "
-              f"{_fmt(r.get('quantized_total_sparsity'))} | {r.get('prune_epochs', '—')} |",
-              "", "Per-layer sparsity of the best model (published: from ~0.16 for the final "
-              "FC and ~0.31 for the head conv to ~0.98 for the last conv of stage 3, total "
-              "0.8000):", "", "| layer | sparsity | published (approx.) |", "|---|---:|---:|"]
+    def variant(_: str, r: dict[str, Any]) -> list[str]:
+        L = ["| best | best epoch | final | published | difference | total sparsity | "
+             "quantized | P |", "|---:|---:|---:|---:|---:|---:|---:|---:|",
+             f"| {fmt(r['best_accuracy'])} | {r.get('best_epoch', '—')} | "
+             f"{fmt(r['final_accuracy'])} | {fmt(PUBLISHED_E)} | "
+             f"{fmt_diff(r['best_accuracy'], PUBLISHED_E)} | {fmt(r['total_sparsity'])} | "
+             f"{fmt(r.get('quantized_total_sparsity'))} | {r.get('prune_epochs', '—')} |",
+             "", "Per-layer sparsity of the best model (published: from ~0.16 for the final "
+             "FC and ~0.31 for the head conv to ~0.98 for the last conv of stage 3, total "
+             "0.8000):", "", "| layer | sparsity | published (approx.) |", "|---|---:|---:|"]
         for layer, value in r["sparsity"].items():
             published = lab2.PUBLISHED_GLOBAL_SPARSITY.get(layer)
-            L.append(f"| `{layer}` | {_fmt(value)} | "
+            L.append(f"| `{layer}` | {fmt(value)} | "
                      f"{'—' if published is None else f'~{published:.2f}'} |")
-        L += [f"| **total** | **{_fmt(r['total_sparsity'])}** | "
+        L += [f"| **total** | **{fmt(r['total_sparsity'])}** | "
               f"{lab2.PUBLISHED_GLOBAL_TOTAL:.4f} |", "",
               "Test accuracy and sparsity per epoch:", "", "| epoch | accuracy | sparsity |",
               "|---:|---:|---:|"]
         per_epoch = r.get("sparsity_per_epoch") or [None] * len(r["history"])
-        L += [f"| {e + 1} | {_fmt(acc)} | {_fmt(s)} |"
+        L += [f"| {e + 1} | {fmt(acc)} | {fmt(s)} |"
               for e, (acc, s) in enumerate(zip(r["history"], per_epoch, strict=False))]
-        L.append("")
-    return L
+        return L + [""]
+
+    return _section(
+        results, "e", "(e) global iterative pruning to 80 % with 4-bit QAT",
+        "`python labs/lab3_quantization.py --part e` (20 epochs)",
+        "From the pretrained model: before epoch e = 1..P the prunable layers are pruned "
+        "with one global threshold to 80 % * e / P (P = 10 in the recipe, max(1, N // 2) "
+        "for a smoke run of N < 20 epochs), pruned weights may regrow until the last "
+        "pruning step, then the mask is fixed; the body computes with 4-bit weights "
+        "throughout. Only epochs with the final mask in force can be the best one. Note "
+        "that while weights regrow the mask-aware quantizer sees them as kept: a regrown "
+        "weight, however small, rounds to the level nearest 0 of the non-zero range; from "
+        "the last pruning step on, pruned weights are exactly 0 and stay 0.", variant)
 
 
 def write_report(out_dir: str | Path) -> Path:
@@ -893,38 +790,14 @@ def write_report(out_dir: str | Path) -> Path:
     results = {n: r for n in RESULT_NAMES if (r := read_result(out_dir, n)) is not None}
     figures = write_figures(out_dir, results) if results else []
     smoke = [n for n, r in results.items() if r["_meta"].get("smoke")]
-    L = ["# Lab 3 — fixed-point quantization with a straight-through estimator", "",
-         "Generated by `python labs/lab3_quantization.py` from the `lab3_*.json` files beside "
-         "this report; every number comes with the command, commit and wall time that "
-         "produced it (see *Provenance*). Published numbers: SPEC, \"Published numbers to "
-         "match or beat\" (finetuning is stochastic: compare best-of-run).", ""]
-    if not results:
-        L += ["No part has been run yet: `python labs/lab3_quantization.py --part all`.", ""]
-    if smoke:
-        L += [f"> **Smoke results** in {', '.join(f'`{n}.json`' for n in smoke)}: fewer "
-              "epochs and/or a subset of the images, to check that the code runs. They are "
-              "NOT reproductions of the published numbers and their differences mean "
-              "nothing.", ""]
+    L = report_head("Lab 3 — fixed-point quantization with a straight-through estimator",
+                    SCRIPT, "lab3", bool(results), ", ".join(f"`{n}.json`" for n in smoke))
     if results:
         L += ["## Summary", "", *_summary(results), ""]
     L += _section_b(results) + _section_c(results) + _section_d(results)
     L += _section_naive(results) + _section_e(results)
-    if figures:
-        L += ["## Figures", ""]
-        L += [f"![{f.stem}](lab3/{f.name})" for f in figures]
-        L.append("")
-    if results:
-        L += ["## Provenance", "",
-              "| result | command | commit | date | wall time | machine | run |",
-              "|---|---|---|---|---:|---|---|"]
-        for n, r in results.items():
-            m = r["_meta"]
-            L.append(f"| `{n}.json` | `{m.get('command', '?')}` | `{m.get('commit', '?')}` | "
-                     f"{m.get('date', '?')} | {_fmt_wall(m.get('wall_s'))} | "
-                     f"{m.get('machine', '?')} | {_run_label(m)} |")
-        L += ["", "Wall time: evaluations, the whole part; finetuning, training plus testing "
-              "summed over epochs and bit widths (a resumed run counts each epoch once).", ""]
-    path = out_dir / "lab3.md"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(L), encoding="utf-8")
-    return path
+    L += report_tail(figures, "lab3", "result", [
+        (f"`{n}.json`", r["_meta"], r["_meta"].get("wall_s")) for n, r in results.items()],
+        "Wall time: evaluations, the whole part; finetuning, training plus testing summed "
+        "over epochs and bit widths (a resumed run counts each epoch once).")
+    return write_markdown(out_dir / "lab3.md", L)
