@@ -187,9 +187,9 @@ def test_subsets_are_the_first_images(tmp_path, kind, subset, test_subset):
 
 def test_bad_subsets(tmp_path):
     folder = make_folder(tmp_path)
-    with pytest.raises(ValueError, match="only 20"):
+    with pytest.raises(DatasetError, match="only 20"):
         load_cifar10(folder, subset=21)
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(DatasetError, match=">= 0"):
         load_cifar10(folder, subset=-1)
 
 

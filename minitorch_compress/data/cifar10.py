@@ -297,7 +297,7 @@ def _read_split(
             break
     if count is not None:
         if total < count:
-            raise ValueError(f"{what}={count} but {source} has only {total} such images")
+            raise DatasetError(f"{what}={count} but {source} has only {total} such images")
         keep = len(xs[-1]) - (total - count)
         xs[-1], ys[-1] = xs[-1][:keep], ys[-1][:keep]
     if len(xs) == 1 and count is None:
@@ -330,7 +330,8 @@ def load_cifar10(
         DatasetNotFoundError: Nothing found and ``download`` is False.
         DownloadError: ``download`` was needed and failed.
         DatasetError: A file is present but corrupt or incomplete.
-        ValueError: ``subset``/``test_subset`` negative or more than there are.
+        DatasetError: ``subset``/``test_subset`` negative or more than there are (a user
+            mistake, so the CLI reports it in one line).
     """
     _check_subset(subset, "subset")
     _check_subset(test_subset, "test_subset")
