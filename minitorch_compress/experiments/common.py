@@ -111,7 +111,15 @@ def _command_line(args: argparse.Namespace, script: str | None) -> str:
     if script is None:
         path = Path(sys.argv[0]).resolve()
         script = str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
-    return "python " + " ".join(shlex.quote(a) for a in [script, *argv])
+    return "python " + " ".join(shlex.quote(_relative(a)) for a in [script, *argv])
+
+
+def _relative(argument: str) -> str:
+    """An absolute path inside the repository, shown relative to its root (as typed there)."""
+    path = Path(argument)
+    if path.is_absolute() and path.is_relative_to(REPO_ROOT):
+        return str(path.relative_to(REPO_ROOT)) or "."
+    return argument
 
 
 def provenance(args: argparse.Namespace, wall_s: float | None = None, *, trains: bool = True,
