@@ -51,7 +51,10 @@ def summary_table(out_dir: Path) -> str:
         document = _load(out_dir, name)
         ours = _lookup(document, path) if document else None
         if ours is None:
-            rows.append(f"| {label} | not run yet | {published:.4f} | | |")
+            partial = out_dir / f"{name}_in_progress.md"
+            status = (f"run in progress, see [{partial.name}]({partial.name})"
+                      if partial.is_file() else "not run yet")
+            rows.append(f"| {label} | {status} | {published:.4f} | | |")
             continue
         meta = document.get("_meta", {})
         kind = "**smoke run**" if meta.get("smoke") else "full size"
