@@ -354,14 +354,18 @@ def test_batchnorm_statistics_survive_a_large_offset():
 
 
 @settings(deadline=None, max_examples=20)
-@given(shape=nchw_shapes(min_per_channel=1), dtype=float_dtypes, seed=seeds)
-def test_add_relu_and_relu_backward_match_reference(shape, dtype, seed: int):
+@given(shape=nchw_shapes(min_per_channel=1), dtype=float_dtypes, seed=seeds,
+       min_elements=st.sampled_from([1, 7, None]))
+def test_add_relu_and_relu_backward_match_reference(shape, dtype, seed: int, min_elements):
+    """Also with the arrays split between the cores (small `_MIN_ELEMENTS`), which the
+    drawn shapes are too small to trigger at the kernels' own threshold."""
     rng = np.random.default_rng(seed)
     a, b, gy = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
-    y = bn.add_relu_forward(a, b)
+    with mock.patch.object(bn, "_MIN_ELEMENTS", min_elements or bn._MIN_ELEMENTS):
+        y = bn.add_relu_forward(a, b)
+        g = bn.relu_backward(gy, y)
     np.testing.assert_array_equal(y, ref.add_relu_forward(a, b))
     assert y.dtype == dtype
-    g = bn.relu_backward(gy, y)
     np.testing.assert_array_equal(g, ref.relu_backward(gy, y))
     assert g.dtype == dtype
 

@@ -9,9 +9,10 @@ then ``y = relu?(x * a + b)`` with ``a = gamma*invstd`` and ``b = beta - mean*a`
 backward = two passes too: ``sum(g)`` and ``sum(g * (x - mean))``, then the closed-form
 input gradient. Sums are accumulated in float64 whatever the data type, so a channel of
 256*32*32 float32 numbers keeps full float32 accuracy; the elementwise passes run in the
-data's own dtype (float32 SIMD is twice as wide). All kernels run their loop over channels
-(or elements) in parallel with numba's ``prange``: unlike the conv helpers, each is one
-memory-bound sweep between two BLAS-heavy convolutions, where the second core pays.
+data's own dtype (float32 SIMD is twice as wide). Each kernel is serial over a slice of the
+channels (or images, or elements) given as a ``[start, stop)`` range, and the public
+functions run one slice per core through `kernels/parallel.py` (not numba's ``prange``,
+whose idle threads spin and steal the cores from the convolutions that follow).
 
 The numba kernels are plain Python loops over arrays: ``NUMBA_DISABLE_JIT=1`` turns them
 into ordinary Python you can step through. `kernels/reference.py` holds slow NumPy twins.
@@ -20,35 +21,39 @@ into ordinary Python you can step through. `kernels/reference.py` holds slow Num
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from minitorch_compress.kernels.conv import result_float_dtype
+from minitorch_compress.kernels.parallel import run_parallel, split_range
 
 # Reductions may be reordered (so LLVM can vectorise them and keep several partial sums);
 # no other fast-math flag, so NaN and inf still propagate the IEEE way.
 _REDUCE_MATH = {"reassoc", "contract"}
+# Elementwise kernels only split arrays larger than this between the cores: below it a
+# thread hand-off costs more than the sweep.
+_MIN_ELEMENTS = 1 << 15
 
 
 # ---------------------------------------------------------------------- numba kernels
-# Each kernel handles one channel per parallel task and makes both of its passes over that
-# channel back to back, so the second pass finds the channel's data still in cache (a
+# The per-channel kernels make both of their passes over one channel back to back, so the
+# second pass finds the channel's data still in cache (a
 # channel of a (256, 16, 32, 32) float32 batch is 1 MB; the whole array is 16 MB).
 # Per-channel coefficients are stored in a small array of the data's dtype before the
 # elementwise pass, so that pass runs in float32 SIMD for float32 data.
 
 
-@njit(cache=True, parallel=True, fastmath=_REDUCE_MATH)
-def _bn_train_forward(x3, gamma, beta, eps, relu, y3, mean, var, invstd, coef):
-    """Batch statistics and normalisation, one channel per task.
+@njit(cache=True, nogil=True, fastmath=_REDUCE_MATH)
+def _bn_train_forward(x3, gamma, beta, eps, relu, y3, mean, var, invstd, coef, c0, c1):
+    """Batch statistics and normalisation of channels c0..c1-1.
 
     x3, y3: (N, C, P); gamma, beta: (C,) float64; outputs mean, var, invstd: (C,) float64;
     coef: (C, 2) scratch in the dtype of x3 holding a = gamma*invstd and b = beta - mean*a,
     so that ``y = relu?(x*a + b)``.
     """
-    n_img, n_ch, p_len = x3.shape
+    n_img, _, p_len = x3.shape
     count = n_img * p_len
     zero = x3.dtype.type(0)
-    for c in prange(n_ch):
+    for c in range(c0, c1):
         # pass 1: shifted sums. Sums of (x - x0) with x0 one sample of the channel do not
         # cancel catastrophically when |mean| >> std, unlike the raw sum of squares
         x0 = np.float64(x3[0, c, 0])
@@ -79,29 +84,29 @@ def _bn_train_forward(x3, gamma, beta, eps, relu, y3, mean, var, invstd, coef):
                 dst[p] = v
 
 
-@njit(cache=True, parallel=True)
-def _bn_eval_forward(x3, coef, relu, y3):
-    """y = relu?(x*a + b) with per-channel (a, b) = coef[c]; x3, y3: (N, C, P)."""
-    n_img, n_ch, p_len = x3.shape
+@njit(cache=True, nogil=True)
+def _bn_eval_forward(x3, coef, relu, y3, n0, n1):
+    """y = relu?(x*a + b) with per-channel (a, b) = coef[c], for images n0..n1-1;
+    x3, y3: (N, C, P)."""
+    _, n_ch, p_len = x3.shape
     zero = x3.dtype.type(0)
-    # one task per (image, channel) row: eval batches can have fewer channels than cores
-    for task in prange(n_img * n_ch):
-        n = task // n_ch
-        c = task - n * n_ch
-        a = coef[c, 0]
-        b = coef[c, 1]
-        src = x3[n, c]
-        dst = y3[n, c]
-        for p in range(p_len):
-            v = src[p] * a + b
-            if relu and not v > zero:
-                v = zero
-            dst[p] = v
+    for n in range(n0, n1):
+        for c in range(n_ch):
+            a = coef[c, 0]
+            b = coef[c, 1]
+            src = x3[n, c]
+            dst = y3[n, c]
+            for p in range(p_len):
+                v = src[p] * a + b
+                if relu and not v > zero:
+                    v = zero
+                dst[p] = v
 
 
-@njit(cache=True, parallel=True, fastmath=_REDUCE_MATH)
-def _bn_backward(g3, x3, y3, gamma, mean, invstd, relu, batch_stats, dx3, dgamma, dbeta, coef):
-    """Batch-norm input, scale and shift gradients, one channel per task.
+@njit(cache=True, nogil=True, fastmath=_REDUCE_MATH)
+def _bn_backward(g3, x3, y3, gamma, mean, invstd, relu, batch_stats, dx3, dgamma, dbeta, coef,
+                 c0, c1):
+    """Batch-norm input, scale and shift gradients of channels c0..c1-1.
 
     g3, x3, y3, dx3: (N, C, P); gamma, mean, invstd: (C,) float64; outputs dgamma, dbeta:
     (C,) float64; coef: (C, 4) scratch in the dtype of x3. The upstream gradient g is
@@ -112,10 +117,10 @@ def _bn_backward(g3, x3, y3, gamma, mean, invstd, relu, batch_stats, dx3, dgamma
       written as ``a*g - k*(x - mean) + d``;
     * running statistics (eval): they are constants, so ``dx = gamma*invstd*g`` (k = d = 0).
     """
-    n_img, n_ch, p_len = x3.shape
+    n_img, _, p_len = x3.shape
     count = n_img * p_len
     zero = x3.dtype.type(0)
-    for c in prange(n_ch):
+    for c in range(c0, c1):
         # pass 1: sum(g) and sum(g*(x - mean)) in float64
         mc = mean[c]
         s = 0.0
@@ -154,20 +159,20 @@ def _bn_backward(g3, x3, y3, gamma, mean, invstd, relu, batch_stats, dx3, dgamma
                 dst[p] = a * g - k * (x_row[p] - m) + d
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _add_relu(a, b, y):
-    """y = max(a + b, 0) over flat arrays."""
+    """y = max(a + b, 0) over flat arrays (one slice of the whole)."""
     zero = y.dtype.type(0)
-    for i in prange(a.size):
+    for i in range(a.size):
         v = a[i] + b[i]
         y[i] = v if v > zero else zero
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _relu_mask(g, y, out):
-    """out = g where y > 0 else 0, over flat arrays."""
+    """out = g where y > 0 else 0, over flat arrays (one slice of the whole)."""
     zero = out.dtype.type(0)
-    for i in prange(g.size):
+    for i in range(g.size):
         out[i] = g[i] if y[i] > 0 else zero
 
 
@@ -218,9 +223,9 @@ def _backward(grad_y, x, y, gamma64, mean64, invstd64, relu, batch_stats, dtype)
     dx = np.empty(x3.shape, dtype=dtype)
     dgamma, dbeta = np.empty(ch), np.empty(ch)
     coef = np.empty((ch, 4), dtype=dtype)
-    _bn_backward(
-        g3, x3, y3, gamma64, mean64, invstd64, bool(relu), batch_stats, dx, dgamma, dbeta, coef
-    )
+    args = (g3, x3, y3, gamma64, mean64, invstd64, bool(relu), batch_stats, dx, dgamma, dbeta,
+            coef)
+    run_parallel([(_bn_backward, (*args, c0, c1)) for c0, c1 in split_range(ch)])
     return dx.reshape(np.shape(x)), dgamma.astype(dtype), dbeta.astype(dtype)
 
 
@@ -261,9 +266,8 @@ def batchnorm_train_forward(
     y = np.empty(np.shape(x), dtype=dtype)
     mean, var, invstd = np.empty(ch), np.empty(ch), np.empty(ch)
     coef = np.empty((ch, 2), dtype=dtype)
-    _bn_train_forward(
-        x3, gamma64, beta64, eps, bool(relu), y.reshape(x3.shape), mean, var, invstd, coef
-    )
+    args = (x3, gamma64, beta64, eps, bool(relu), y.reshape(x3.shape), mean, var, invstd, coef)
+    run_parallel([(_bn_train_forward, (*args, c0, c1)) for c0, c1 in split_range(ch)])
     return y, mean.astype(dtype), var.astype(dtype), invstd.astype(dtype)
 
 
@@ -349,7 +353,8 @@ def batchnorm_eval_forward(
     a = gamma64 / np.sqrt(rvar + eps)
     coef = np.stack([a, beta64 - rmean * a], axis=1).astype(dtype)
     y = np.empty(np.shape(x), dtype=dtype)
-    _bn_eval_forward(x3, coef, bool(relu), y.reshape(x3.shape))
+    args = (x3, coef, bool(relu), y.reshape(x3.shape))
+    run_parallel([(_bn_eval_forward, (*args, n0, n1)) for n0, n1 in split_range(x3.shape[0])])
     return y
 
 
@@ -418,7 +423,11 @@ def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a, dtype=dtype)
     b = np.ascontiguousarray(b, dtype=dtype)
     y = np.empty(a.shape, dtype=dtype)
-    _add_relu(a.reshape(-1), b.reshape(-1), y.reshape(-1))
+    a, b, y_flat = a.reshape(-1), b.reshape(-1), y.reshape(-1)
+    # slices, not index ranges: a loop from a start index the compiler cannot prove
+    # non-negative gets a wrap-around check per element and no SIMD (20x slower here)
+    run_parallel([(_add_relu, (a[i:j], b[i:j], y_flat[i:j]))
+                  for i, j in split_range(a.size, _MIN_ELEMENTS)])
     return y
 
 
@@ -441,5 +450,7 @@ def relu_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
     g = np.ascontiguousarray(grad_y, dtype=dtype)
     y = np.ascontiguousarray(y)
     out = np.empty(g.shape, dtype=dtype)
-    _relu_mask(g.reshape(-1), y.reshape(-1), out.reshape(-1))
+    g, y, out_flat = g.reshape(-1), y.reshape(-1), out.reshape(-1)
+    run_parallel([(_relu_mask, (g[i:j], y[i:j], out_flat[i:j]))
+                  for i, j in split_range(g.size, _MIN_ELEMENTS)])
     return out

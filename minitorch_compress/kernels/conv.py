@@ -26,9 +26,8 @@ contracts over K*kh*kw like the forward GEMM and gathers instead of scatter-addi
 
 Why numba for the re-layouts and BLAS (through numpy) for the products: a GEMM written in
 numba reaches a fraction of OpenBLAS's speed, while the gathers/scatters around it are
-simple loops that numba compiles to tight SIMD code. They run on one thread on purpose:
-they alternate with the GEMMs many times per call, and a second thread pool (numba's) next
-to OpenBLAS's made both stall each other, badly so when other processes share the cores.
+simple loops that numba compiles to tight SIMD code. Each is serial: the two cores are used
+by giving each half of the batch to its own thread (`kernels/parallel.py`).
 
 The numba kernels are plain Python loops over arrays, so ``NUMBA_DISABLE_JIT=1`` runs them
 as ordinary (slow) Python you can step through in a debugger. `kernels/reference.py` holds
@@ -37,14 +36,13 @@ the slow NumPy twins the tests compare against.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from numba import njit
+
+from minitorch_compress.kernels.parallel import run_parallel, split_range
 
 # Bytes of one chunk's `cols` buffer. A few MB keeps it in cache (1 MB L2 per core, 32 MB
 # shared L3) between the im2col that writes it and the GEMM that reads it. Measured on
@@ -59,45 +57,20 @@ _ROWS_MAX_K = 16
 _ROWS_MIN_HO = 16
 _ROW_CHUNK_BYTES = 512 * 1024
 
-# Data parallelism: the batch is cut into one part per core and each part runs the serial
-# kernels (numba helpers compiled with nogil, and a one-thread BLAS) on its own thread.
-# Measured on the 2-core box: one core alone ran ResNet-20 faster than OpenBLAS's own two
-# threads did on the small per-chunk GEMMs, because those threads synchronise on every call;
-# two independent halves of the batch keep both cores busy without that. Parts smaller than
+# Data parallelism (see `kernels/parallel.py`): the batch is cut into one part per core and
+# each part runs the serial kernels below on its own thread. Parts smaller than
 # `_MIN_IMAGES_PER_PART` are not worth a thread hand-off.
-_WORKERS = max(1, min(2, os.cpu_count() or 1))
 _MIN_IMAGES_PER_PART = 2
-_pool: ThreadPoolExecutor | None = None
-_blas: Any = None
-_setup_lock = threading.Lock()
 
 
 def _batch_parts(n: int) -> list[tuple[int, int]]:
     """[(start, stop)] ranges of images, one per worker (a single range for small batches)."""
-    parts = max(1, min(_WORKERS, n // _MIN_IMAGES_PER_PART))
-    bounds = [n * i // parts for i in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return split_range(n, _MIN_IMAGES_PER_PART)
 
 
 def _run_parts(tasks: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
-    """Run `fn(*args)` for each task, in parallel when there are several; results in order.
-
-    While the parts run, BLAS is held to one thread (threadpoolctl), so the two cores are
-    shared out by us rather than oversubscribed by BLAS's own threads.
-    """
-    if len(tasks) == 1:
-        fn, args = tasks[0]
-        return [fn(*args)]
-    global _pool, _blas
-    with _setup_lock:
-        if _pool is None:
-            from threadpoolctl import ThreadpoolController
-
-            _pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="conv")
-            _blas = ThreadpoolController()
-    with _blas.limit(limits=1, user_api="blas"):
-        futures = [_pool.submit(fn, *args) for fn, args in tasks]
-        return [f.result() for f in futures]
+    """Run the per-part tasks in parallel, BLAS held to one thread; results in order."""
+    return run_parallel(tasks, blas_single_thread=True)
 
 
 # ----------------------------------------------------------------------------- helpers
