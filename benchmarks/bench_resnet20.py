@@ -10,6 +10,12 @@ backward, SGD update; median of --repeats after warm-up), inference images/s at 
 and 256 in eval mode, the wall time of the full 10,000-image test evaluation (--eval-10k,
 needs CIFAR-10), peak RSS during our training, and a per-op time breakdown of our training
 step with the convolutions' achieved GFLOP/s. Speed is measured here, never asserted in tests.
+
+PyTorch runs in a child process of its own, as a student would run it: importing
+minitorch_compress changes a malloc setting for its process (`kernels/memory.py`), and the
+PyTorch figure should not inherit it. ``--torch-malloc-like-ours`` gives the child the same
+setting (through glibc's MALLOC_* variables), to show what that setting alone would do for
+PyTorch.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -164,7 +171,32 @@ def breakdown(train_step: Callable[[], None], repeats: int) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- PyTorch
+def bench_torch_in_child(repeats: int, threads: int, malloc_like_ours: bool) -> dict | None:
+    """Run `bench_torch` in a fresh interpreter (no minitorch_compress imported there).
+
+    Returns its figures, or None when torch is not importable."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    if malloc_like_ours:
+        from minitorch_compress.kernels import memory
+
+        env["MALLOC_MMAP_THRESHOLD_"] = str(memory.MMAP_THRESHOLD_BYTES)
+        env["MALLOC_TRIM_THRESHOLD_"] = str(memory.TRIM_THRESHOLD_BYTES)
+    cmd = [sys.executable, os.path.abspath(__file__), "--torch-child", "--threads",
+           str(threads), "--repeats", str(repeats)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        raise SystemExit(f"the PyTorch benchmark child failed (exit {out.returncode})")
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    if figures is not None:
+        figures["malloc_like_ours"] = malloc_like_ours
+    return figures
+
+
 def bench_torch(repeats: int, threads: int) -> dict | None:
+    """PyTorch's figures for the same network and step, or None without torch."""
     try:
         import torch
         from torch import nn
@@ -231,11 +263,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the full 10,000-image test evaluation (needs CIFAR-10)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    parser.add_argument("--torch-malloc-like-ours", action="store_true",
+                        help="run PyTorch with our malloc setting too (see the module notes)")
+    parser.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
     args = parser.parse_args(argv)
+    if args.torch_child:  # internal: the PyTorch side, printed as one JSON line
+        print(json.dumps(bench_torch(args.repeats, args.threads)))
+        return 0
 
     ours = bench_ours(args.repeats, args.eval_10k, args.data_dir)
-    theirs = None if args.no_torch else bench_torch(args.repeats, args.threads)
+    theirs = None if args.no_torch else bench_torch_in_child(
+        args.repeats, args.threads, args.torch_malloc_like_ours)
 
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
           f"threads: {args.threads}; numpy {np.__version__}")

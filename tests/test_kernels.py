@@ -112,6 +112,40 @@ def test_conv_forward_matches_reference(s: ConvSetting, dtype, seed: int, chunk,
 
 
 @settings(deadline=None, max_examples=60)
+@given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes, path=row_paths,
+       relu=st.booleans(), with_residual=st.booleans())
+def test_conv_affine_forward_equals_conv_then_batchnorm_then_add_relu(
+    s: ConvSetting, dtype, seed: int, chunk, path: str, relu: bool, with_residual: bool
+):
+    """The fused inference epilogue is bit for bit the three separate kernels."""
+    x, w, residual = _conv_arrays(s, dtype, seed)
+    rng = np.random.default_rng(seed + 1)
+    gamma, beta, mean = (rng.standard_normal(s.k).astype(dtype) for _ in range(3))
+    var = rng.uniform(0.1, 3.0, s.k).astype(dtype)
+    coef = bn.eval_coefficients(gamma, beta, mean, var, 1e-5, s.k, np.dtype(dtype))
+    with _conv_config(chunk, path):
+        y = conv.conv2d_affine_forward(x, w, s.stride, s.padding, coef, relu=relu,
+                                       residual=residual if with_residual else None)
+        separate = conv.conv2d_forward(x, w, stride=s.stride, padding=s.padding)
+    if with_residual:
+        separate = bn.batchnorm_eval_forward(separate, gamma, beta, mean, var, 1e-5)
+        separate = separate + residual
+        separate = np.maximum(separate, 0, dtype=dtype) if relu else separate
+    else:
+        separate = bn.batchnorm_eval_forward(separate, gamma, beta, mean, var, 1e-5, relu=relu)
+    assert y.dtype == separate.dtype == dtype
+    np.testing.assert_array_equal(y, separate)
+
+
+def test_conv_affine_forward_rejects_bad_coef_and_residual():
+    x, w = np.zeros((2, 3, 5, 5), np.float32), np.zeros((4, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"coef must have shape \(4, 2\)"):
+        conv.conv2d_affine_forward(x, w, 1, 1, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"residual must have shape \(2, 4, 5, 5\)"):
+        conv.conv2d_affine_forward(x, w, 1, 1, np.zeros((4, 2)), residual=np.zeros((2, 4, 5)))
+
+
+@settings(deadline=None, max_examples=60)
 @given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes, path=row_paths)
 def test_conv_backward_matches_reference(s: ConvSetting, dtype, seed: int, chunk, path: str):
     x, w, gy = _conv_arrays(s, dtype, seed)

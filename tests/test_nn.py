@@ -129,3 +129,40 @@ def test_resnet20_forward_shape_and_backward_reaches_every_parameter():
     logits.sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert missing == []
+
+
+def _resnet20_with_random_batch_norm(seed: int):
+    """A ResNet-20 whose batch norms are not the identity, so their fusion is exercised."""
+    rng = np.random.default_rng(seed)
+    model = resnet20(rng=rng)
+    for _, module in model.named_modules():
+        if isinstance(module, BatchNorm2d):
+            c = module.num_features
+            module.running_mean[:] = 0.1 * rng.standard_normal(c)
+            module.running_var[:] = rng.uniform(0.5, 2.0, c)
+            module.weight.data[:] = rng.uniform(0.5, 1.5, c)
+            module.bias.data[:] = 0.1 * rng.standard_normal(c)
+    return model.eval()
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_resnet20_fused_inference_equals_the_differentiable_path(batch: int):
+    # with gradients on, eval runs conv, batch norm and add+ReLU as separate autograd ops;
+    # under no_grad the model takes the fused inference kernel: same numbers, bit for bit
+    model = _resnet20_with_random_batch_norm(seed=batch)
+    x = Tensor(np.random.default_rng(7).standard_normal((batch, 3, 32, 32)).astype(np.float32))
+    separate = model(x)
+    assert separate.requires_grad  # the differentiable path was taken
+    with no_grad():
+        fused = model(x)
+    assert not fused.requires_grad
+    np.testing.assert_array_equal(fused.data, separate.data)
+
+
+def test_fused_conv_batch_norm_refuses_to_record_gradients():
+    from minitorch_compress.ops.fused import conv2d_batch_norm_eval
+
+    x, w = Tensor(np.zeros((1, 2, 4, 4), np.float32)), Tensor(np.zeros((3, 2, 3, 3), np.float32))
+    ones = Tensor(np.ones(3, np.float32))
+    with pytest.raises(RuntimeError, match="inside no_grad"):
+        conv2d_batch_norm_eval(x, w, 1, 1, ones, ones, np.zeros(3), np.ones(3), 1e-5)

@@ -343,19 +343,52 @@ def batchnorm_eval_forward(
     """
     name = "batchnorm_eval_forward"
     ch = _check_x(name, x)
-    eps = _check_eps(name, eps)
     dtype = result_float_dtype(x, gamma, beta)
-    gamma64 = _channel_vector(name, "gamma", gamma, ch)
-    beta64 = _channel_vector(name, "beta", beta, ch)
-    rmean = _channel_vector(name, "running_mean", running_mean, ch)
-    rvar = _channel_vector(name, "running_var", running_var, ch)
+    coef = eval_coefficients(gamma, beta, running_mean, running_var, eps, ch, dtype, name)
     x3 = _as3d(x, dtype)
-    a = gamma64 / np.sqrt(rvar + eps)
-    coef = np.stack([a, beta64 - rmean * a], axis=1).astype(dtype)
     y = np.empty(np.shape(x), dtype=dtype)
     args = (x3, coef, bool(relu), y.reshape(x3.shape))
     run_parallel([(_bn_eval_forward, (*args, n0, n1)) for n0, n1 in split_range(x3.shape[0])])
     return y
+
+
+def eval_coefficients(
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    eps: float,
+    channels: int,
+    dtype: np.dtype,
+    name: str = "eval_coefficients",
+) -> np.ndarray:
+    """Eval-mode batch norm as a per-channel affine map ``y = x*a + b``.
+
+    ``a = gamma / sqrt(running_var + eps)`` and ``b = beta - running_mean * a``, computed in
+    float64 and then cast to `dtype`, the precision of the elementwise pass. Shared by
+    `batchnorm_eval_forward` and the fused conv epilogue (`conv.conv2d_affine_forward`), so
+    the two give identical results.
+
+    Args:
+        gamma, beta, running_mean, running_var: shape (channels,).
+        eps: added to the variance, >= 0.
+        channels: the input's channel count C.
+        dtype: the dtype of the data the map is applied to.
+        name: the caller's name, for error messages.
+
+    Returns:
+        coef, shape (C, 2): ``coef[:, 0] = a``, ``coef[:, 1] = b``.
+
+    Raises:
+        ValueError: on parameters of the wrong shape, or eps < 0.
+    """
+    eps = _check_eps(name, eps)
+    gamma64 = _channel_vector(name, "gamma", gamma, channels)
+    beta64 = _channel_vector(name, "beta", beta, channels)
+    rmean = _channel_vector(name, "running_mean", running_mean, channels)
+    rvar = _channel_vector(name, "running_var", running_var, channels)
+    a = gamma64 / np.sqrt(rvar + eps)
+    return np.stack([a, beta64 - rmean * a], axis=1).astype(dtype)
 
 
 def batchnorm_eval_backward(

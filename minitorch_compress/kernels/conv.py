@@ -37,7 +37,7 @@ the slow NumPy twins the tests compare against.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -306,11 +306,12 @@ def _im2col_rows(xp, kw, cols):
 
 
 @njit(cache=True, nogil=True)
-def _sum_row_taps(rt, n0, y):
-    """y[n0 + i, k, oy, ox] = sum_ky rt[ky, k, i, oy + ky, ox].
+def _sum_row_taps(rt, n0, y, epilogue, coef, relu, res, add_res):
+    """y[n0 + i, k, oy, ox] = sum_ky rt[ky, k, i, oy + ky, ox], then the epilogue if asked.
 
     rt: (kh, K, nc, Hp, Wo), the GEMM of the stacked kernel rows with the row cols: for
-    each kernel row ky, the contribution of every padded input row. y: (N, K, Ho, Wo)."""
+    each kernel row ky, the contribution of every padded input row. y: (N, K, Ho, Wo).
+    The epilogue arguments are those of `_epilogue_row`, res: (N, K, Ho, Wo)."""
     kh, k_out, nc, _, wo = rt.shape
     ho = y.shape[2]
     for i in range(nc):
@@ -324,12 +325,15 @@ def _sum_row_taps(rt, n0, y):
                     src = rt[ky, k, i, oy + ky]
                     for ox in range(wo):
                         dst[ox] += src[ox]
+                if epilogue:  # (res is only indexed when it is real, not the placeholder)
+                    res_row = res[n0 + i, k, oy] if add_res else dst
+                    _epilogue_row(dst, coef[k, 0], coef[k, 1], relu, res_row, add_res)
 
 
 @njit(cache=True, nogil=True)
-def _kmajor_to_nchw(buf, n0, y):
+def _kmajor_to_nchw(buf, n0, y, epilogue, coef, relu, res, add_res):
     """y[n0 + i, k, p] = buf[k, i, p]: GEMM result (K, nc, P) -> NCHW rows of y (N, K, P),
-    P = Ho*Wo."""
+    P = Ho*Wo; then the epilogue if asked (arguments of `_epilogue_row`, res: (N, K, P))."""
     k_out, nc, p_len = buf.shape
     for i in range(nc):
         for k in range(k_out):
@@ -337,6 +341,26 @@ def _kmajor_to_nchw(buf, n0, y):
             dst = y[n0 + i, k]
             for p in range(p_len):
                 dst[p] = src[p]
+            if epilogue:
+                res_row = res[n0 + i, k] if add_res else dst
+                _epilogue_row(dst, coef[k, 0], coef[k, 1], relu, res_row, add_res)
+
+
+@njit(cache=True, nogil=True)
+def _epilogue_row(row, a, b, relu, res_row, add_res):
+    """row = relu?(row*a + b (+ res_row)), in place, while the row is still in L1 cache.
+
+    The inference epilogue of conv -> eval-mode batch norm (per-channel a, b) -> residual
+    add -> ReLU, computed with exactly the float operations, in the same order, as the
+    separate batch-norm and add+ReLU kernels, so fused and unfused results are identical."""
+    zero = row.dtype.type(0)
+    for p in range(row.size):
+        v = row[p] * a + b
+        if add_res:
+            v = v + res_row[p]
+        if relu and not v > zero:
+            v = zero
+        row[p] = v
 
 
 @njit(cache=True, nogil=True)
@@ -379,9 +403,87 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, stride: int = 1, padding: int =
     return _forward(_as_float(x, dtype), _as_float(w, dtype), stride, padding)
 
 
+def conv2d_affine_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: int,
+    padding: int,
+    coef: np.ndarray,
+    relu: bool = False,
+    residual: np.ndarray | None = None,
+) -> np.ndarray:
+    """Inference fusion: ``y = relu?(conv2d(x, w) * a + b (+ residual))``, per channel k
+    ``(a, b) = coef[k]``, in one pass over the output.
+
+    This is conv -> eval-mode batch norm (``a = gamma/sqrt(running_var + eps)``,
+    ``b = beta - running_mean*a``, see `batchnorm.eval_coefficients`) -> residual add ->
+    ReLU, applied to each output row right after the GEMM writes it, instead of three more
+    sweeps over the whole activation. Bit for bit equal to `conv2d_forward` followed by
+    `batchnorm_eval_forward` and `add_relu_forward` (the same float operations in the same
+    order); there is no backward: it is for inference only.
+
+    Args:
+        x: input, shape (N, C, H, W).
+        w: weights, shape (K, C, kh, kw).
+        stride, padding: as in `conv2d_forward`.
+        coef: (K, 2) per-channel scale and shift, cast to the result dtype.
+        relu: apply ``max(., 0)`` last.
+        residual: optional (N, K, Ho, Wo) added after the affine step.
+
+    Returns:
+        y, shape (N, K, Ho, Wo); float64 if x or w is float64, else float32.
+
+    Raises:
+        ValueError: on bad conv shapes, or a coef/residual of the wrong shape.
+    """
+    stride, padding = _check_hyper(stride, padding)
+    ho, wo = _check_shapes(np.shape(x), np.shape(w), stride, padding)
+    n, k = np.shape(x)[0], np.shape(w)[0]
+    dtype = result_float_dtype(x, w)
+    if np.shape(coef) != (k, 2):
+        raise ValueError(f"conv2d_affine_forward: coef must have shape ({k}, 2), "
+                         f"got {np.shape(coef)}")
+    if residual is not None and np.shape(residual) != (n, k, ho, wo):
+        raise ValueError(f"conv2d_affine_forward: residual must have shape {(n, k, ho, wo)}, "
+                         f"got {np.shape(residual)}")
+    epilogue = _Epilogue(_as_float(coef, dtype), bool(relu),
+                         None if residual is None else _as_float(residual, dtype))
+    return _forward(_as_float(x, dtype), _as_float(w, dtype), stride, padding,
+                    epilogue=epilogue)
+
+
+class _Epilogue(NamedTuple):
+    """What `conv2d_affine_forward` applies to each output row: relu?(y*a + b (+ residual))."""
+
+    coef: np.ndarray  # (K, 2)
+    relu: bool
+    residual: np.ndarray | None  # (N, K, Ho, Wo), or the part of it of one thread
+
+    def part(self, a: int, b: int) -> _Epilogue:
+        """The epilogue of images a..b-1 of the batch."""
+        return self if self.residual is None else self._replace(residual=self.residual[a:b])
+
+    def kernel_args(self, ndim: int) -> tuple:
+        """(epilogue, coef, relu, res, add_res) for the numba kernels; res is an `ndim`-D
+        view of the residual, or a never-read placeholder."""
+        if self.residual is None:
+            res, add_res = np.zeros((1,) * ndim, self.coef.dtype), False
+        else:
+            n, k = self.residual.shape[:2]
+            res = self.residual if ndim == 4 else self.residual.reshape(n, k, -1)
+            add_res = True
+        return True, self.coef, self.relu, res, add_res
+
+
+def _no_epilogue_args(ndim: int, dtype: np.dtype) -> tuple:
+    """Kernel arguments meaning "plain copy, no epilogue"."""
+    return False, np.zeros((1, 2), dtype), False, np.zeros((1,) * ndim, dtype), False
+
+
 def _forward(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
-             out: np.ndarray | None = None) -> np.ndarray:
-    """`conv2d_forward` on validated, C-contiguous arrays of one float dtype.
+             out: np.ndarray | None = None, epilogue: _Epilogue | None = None) -> np.ndarray:
+    """`conv2d_forward` (and `conv2d_affine_forward`, with an epilogue) on validated,
+    C-contiguous arrays of one float dtype.
 
     The batch is split between the worker threads (see `_batch_parts`); each half runs the
     serial kernels into its own rows of the output.
@@ -390,24 +492,25 @@ def _forward(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
     k, _, kh, kw = w.shape
     if out is None:
         out = np.empty((n, k, *conv2d_output_size(h, wd, kh, kw, stride, padding)), x.dtype)
-    _run_parts([(_forward_serial, (x[a:b], w, stride, padding, out[a:b]))
+    _run_parts([(_forward_serial, (x[a:b], w, stride, padding, out[a:b],
+                                   None if epilogue is None else epilogue.part(a, b)))
                 for a, b in _batch_parts(n)])
     return out
 
 
 def _forward_serial(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
-                    out: np.ndarray) -> None:
+                    out: np.ndarray, epilogue: _Epilogue | None = None) -> None:
     """Forward of one part of the batch on the calling thread, into `out`."""
     k, _, kh, _ = w.shape
     ho = x.shape[2] + 2 * padding - kh + 1
     if stride == 1 and kh > 1 and k <= _ROWS_MAX_K and ho >= _ROWS_MIN_HO:
-        _forward_rows(x, w, padding, out)
+        _forward_rows(x, w, padding, out, epilogue)
     else:
-        _forward_cols(x, w, stride, padding, out)
+        _forward_cols(x, w, stride, padding, out, epilogue)
 
 
 def _forward_cols(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
-                  y: np.ndarray) -> None:
+                  y: np.ndarray, epilogue: _Epilogue | None = None) -> None:
     """The classic path: full im2col, one GEMM, re-layout (used for stride > 1 and 1x1)."""
     n, c, h, wd = x.shape
     k, _, kh, kw = w.shape
@@ -415,13 +518,14 @@ def _forward_cols(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
     rows, p_len = c * kh * kw, ho * wo
     w2d = w.reshape(k, rows)
     y3 = y.reshape(n, k, p_len)
+    epi = _no_epilogue_args(3, x.dtype) if epilogue is None else epilogue.kernel_args(3)
     bufs = _ChunkBuffers(n, c, h, wd, k, kh, kw, ho, wo, padding, x.dtype)
     for n0 in range(0, n, bufs.nc):
         n1 = min(n, n0 + bufs.nc)
         cols = bufs.im2col(x, n0, n1, stride)
         out = bufs.kmajor(n1 - n0)
         np.dot(w2d, cols.reshape(rows, -1), out=out.reshape(k, -1))
-        _kmajor_to_nchw(out, n0, y3)
+        _kmajor_to_nchw(out, n0, y3, *epi)
 
 
 def _padded_chunks(x: np.ndarray, padding: int, nc: int):
@@ -440,7 +544,8 @@ def _padded_chunks(x: np.ndarray, padding: int, nc: int):
         yield n0, n1, xp
 
 
-def _forward_rows(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray) -> None:
+def _forward_rows(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,
+                  epilogue: _Epilogue | None = None) -> None:
     """Stride-1 path: im2col over the kw horizontal taps only, one GEMM for all kh kernel
     rows at once, then a shifted sum over the kernel rows.
 
@@ -460,13 +565,14 @@ def _forward_rows(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray) -> 
     nc = _images_per_chunk(n, c * kw * hp * wo * x.dtype.itemsize, _ROW_CHUNK_BYTES)
     cols_flat = np.empty(c * kw * nc * hp * wo, dtype=x.dtype)
     rt_flat = np.empty(kh * k * nc * hp * wo, dtype=x.dtype)
+    epi = _no_epilogue_args(4, x.dtype) if epilogue is None else epilogue.kernel_args(4)
     for n0, n1, xp in _padded_chunks(x, padding, nc):
         m = n1 - n0
         cols = cols_flat[: c * kw * m * hp * wo].reshape(c * kw, m, hp, wo)
         _im2col_rows(xp, kw, cols)
         rt = rt_flat[: kh * k * m * hp * wo].reshape(kh, k, m, hp, wo)
         np.dot(w_rows, cols.reshape(c * kw, -1), out=rt.reshape(kh * k, -1))
-        _sum_row_taps(rt, n0, y)
+        _sum_row_taps(rt, n0, y, *epi)
 
 
 def _backward(grad_y, x, x_shape, w, w_shape, stride, padding, need_gx, need_gw):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from minitorch_compress import ops
+from minitorch_compress.autograd.engine import is_grad_enabled
 from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.nn import BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential
+from minitorch_compress.ops.fused import conv2d_batch_norm_eval
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
@@ -53,9 +55,24 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int,
     return Sequential(*layers)
 
 
-def _conv_bn_forward(block: Sequential, x: Tensor) -> Tensor:
-    """Run conv -> BN (-> ReLU, fused into the BN kernel when the block has one)."""
-    return block[1](block[0](x), relu=len(block) == 3)
+def _conv_bn_forward(block: Sequential, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
+    """Run conv -> BN (-> + shortcut) (-> ReLU), x (N, C, H, W) -> (N, K, Ho, Wo).
+
+    The ReLU is the block's own (fused into the BN kernel), or with a shortcut the one after
+    the residual add. At inference (BN in eval mode, no gradients recorded) all of it runs
+    as one fused kernel over the conv's output (`ops.fused`), with the same numbers.
+    """
+    conv, bn = block[0].conv, block[1]
+    relu = len(block) == 3 or shortcut is not None
+    if not bn.training and not is_grad_enabled() and conv.bias is None:
+        conv.check_input(x)
+        return conv2d_batch_norm_eval(
+            x, conv.effective_weight(), conv.stride, conv.padding, bn.weight, bn.bias,
+            bn.running_mean, bn.running_var, bn.eps, relu=relu, residual=shortcut,
+        )
+    if shortcut is None:
+        return bn(conv(x), relu=relu)
+    return ops.add_relu(bn(conv(x)), shortcut)
 
 
 class BasicBlock(Module):
@@ -76,9 +93,8 @@ class BasicBlock(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x (N, C_in, H, W) -> (N, C_out, H / stride, W / stride)."""
-        out = _conv_bn_forward(self.conv2, _conv_bn_forward(self.conv1, x))
         shortcut = x if self.id_mapping is None else _conv_bn_forward(self.id_mapping, x)
-        return ops.add_relu(out, shortcut)
+        return _conv_bn_forward(self.conv2, _conv_bn_forward(self.conv1, x), shortcut)
 
 
 class ResNet20(Module):

@@ -55,11 +55,15 @@ class Conv2d(_WeightedLayer):
 
     def forward(self, x: Tensor) -> Tensor:
         """x (N, in_channels, H, W) -> (N, out_channels, Ho, Wo)."""
+        self.check_input(x)
+        return ops.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding)
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a ValueError naming the expected shape unless x is (N, in_channels, H, W)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"Conv2d expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        return ops.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
