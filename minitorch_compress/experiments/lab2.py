@@ -457,5 +457,22 @@ def write_report(out_dir: str | Path) -> Path:
         (f"({p})", r["_meta"], r["_meta"].get("wall_s", r.get("wall_s")))
         for p, r in results.items()],
         "Wall time: (a)/(b) the whole evaluation; (c)-(e) training plus testing summed over "
-        "epochs (a resumed run counts each epoch once).")
+        "epochs (a resumed run counts each epoch once)." + throughput_note(results))
     return write_markdown(out_dir / "lab2.md", L)
+
+
+def throughput_note(results: dict[str, dict]) -> str:
+    """" Training speed per epoch: (c) 44-331 img/s (median 236), ..." from the JSON logs.
+
+    A run's wall time depends on what else shared the machine and on the engine's version
+    when each epoch ran (a resumed run may span both), so the spread is shown beside it."""
+    spans = []
+    for part, r in results.items():
+        speeds = [e["train_img_per_s"] for e in r.get("log", []) if "train_img_per_s" in e]
+        if speeds:
+            spans.append(f"({part}) {min(speeds):.0f}–{max(speeds):.0f} img/s "
+                         f"(median {float(np.median(speeds)):.0f})")
+    if not spans:
+        return ""
+    return (" Training speed over the epochs, from each JSON's `log`: " + ", ".join(spans)
+            + "; slow epochs ran beside other heavy processes or before the engine's speed-ups.")
