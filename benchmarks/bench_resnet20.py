@@ -77,7 +77,8 @@ def conv_macs_per_image(model) -> float:
 
 
 # ----------------------------------------------------------------------------- ours
-def bench_ours(repeats: int, eval_10k: bool, data_dir: str | None) -> dict:
+def bench_ours(repeats: int, eval_10k: bool, data_dir: str | None,
+               with_breakdown: bool = True) -> dict:
     from minitorch_compress import Tensor, no_grad, ops
     from minitorch_compress.models import resnet20
     from minitorch_compress.optim import SGD
@@ -101,7 +102,8 @@ def bench_ours(repeats: int, eval_10k: bool, data_dir: str | None) -> dict:
     results["train_step_s"] = t
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     results["peak_rss_mb_after_training"] = peak_kb / 1024
-    results["breakdown"] = breakdown(train_step, repeats=max(2, repeats // 2))
+    if with_breakdown:
+        results["breakdown"] = breakdown(train_step, repeats=max(2, repeats // 2))
 
     model.eval()
     for batch in (100, 256):
@@ -255,10 +257,32 @@ def bench_torch(repeats: int, threads: int) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- report
+def median_of_rounds(rounds: list[dict]) -> dict:
+    """One figure dict whose numbers are the medians over rounds (others from round 1);
+    each round's numbers are kept under "rounds"."""
+    out = dict(rounds[0])
+    for key, value in rounds[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = statistics.median(r[key] for r in rounds)
+    if len(rounds) > 1:
+        out["rounds"] = [{k: v for k, v in r.items() if isinstance(v, int | float)}
+                         for r in rounds]
+    return out
+
+
+def _range(rounds: list[dict], key: str) -> str:
+    values = [r[key] for r in rounds]
+    return f"{min(values):.0f}-{max(values):.0f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=int(_threads))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure both engines this many times, alternating, and report "
+                             "the median of each figure (and its range): this machine's "
+                             "speed drifts by 10-20 %% from minute to minute")
     parser.add_argument("--eval-10k", action="store_true",
                         help="also time the full 10,000-image test evaluation (needs CIFAR-10)")
     parser.add_argument("--data-dir", default=None)
@@ -272,9 +296,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(bench_torch(args.repeats, args.threads)))
         return 0
 
-    ours = bench_ours(args.repeats, args.eval_10k, args.data_dir)
-    theirs = None if args.no_torch else bench_torch_in_child(
-        args.repeats, args.threads, args.torch_malloc_like_ours)
+    rounds_ours, rounds_theirs = [], []
+    for round_index in range(max(1, args.rounds)):
+        first = round_index == 0
+        rounds_ours.append(bench_ours(args.repeats, args.eval_10k and first, args.data_dir,
+                                      with_breakdown=first))
+        if not args.no_torch:
+            rounds_theirs.append(bench_torch_in_child(args.repeats, args.threads,
+                                                      args.torch_malloc_like_ours))
+    ours = median_of_rounds(rounds_ours)
+    theirs = median_of_rounds(rounds_theirs) if rounds_theirs and rounds_theirs[0] else None
 
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
           f"threads: {args.threads}; numpy {np.__version__}")
@@ -282,12 +313,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("train img/s (batch 256)", "train_img_per_s"),
             ("inference img/s (batch 100)", "infer_img_per_s_b100"),
             ("inference img/s (batch 256)", "infer_img_per_s_b256")]
-    figures = {"ours": ours, "pytorch": theirs, "threads": args.threads}
+    figures = {"ours": ours, "pytorch": theirs, "threads": args.threads,
+               "rounds": len(rounds_ours)}
     for label, key in rows:
         pt = theirs[key] if theirs else None
         ratio = ours[key] / pt if pt else None
         print(f"{label:34s} {ours[key]:10.0f} {pt or float('nan'):10.0f} "
               f"{ratio or float('nan'):8.2f}")
+    if len(rounds_ours) > 1:
+        print(f"(medians of {len(rounds_ours)} alternating rounds; ranges:)")
+        for label, key in rows:
+            spread = f"  {label:32s} ours {_range(rounds_ours, key)}"
+            if theirs:
+                spread += f", pytorch {_range(rounds_theirs, key)}"
+            print(spread)
     if theirs:
         figures["train_ratio"] = ours["train_img_per_s"] / theirs["train_img_per_s"]
         figures["infer_ratio"] = ours["infer_img_per_s_b100"] / theirs["infer_img_per_s_b100"]
