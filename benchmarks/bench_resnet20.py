@@ -262,10 +262,12 @@ def median_of_rounds(rounds: list[dict]) -> dict:
     each round's numbers are kept under "rounds"."""
     out = dict(rounds[0])
     for key, value in rounds[0].items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        in_all = all(key in r for r in rounds)  # the 10k evaluation runs in round 1 only
+        if in_all and isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = statistics.median(r[key] for r in rounds)
     if len(rounds) > 1:
-        out["rounds"] = [{k: v for k, v in r.items() if isinstance(v, int | float)}
+        out["rounds"] = [{k: v for k, v in r.items()
+                          if isinstance(v, int | float) and not isinstance(v, bool)}
                          for r in rounds]
     return out
 
