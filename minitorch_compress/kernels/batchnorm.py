@@ -25,6 +25,7 @@ from numba import njit
 
 from minitorch_compress.kernels.conv import result_float_dtype
 from minitorch_compress.kernels.parallel import run_parallel, split_range
+from minitorch_compress.kernels.rows import affine_row
 
 # Reductions may be reordered (so LLVM can vectorise them and keep several partial sums);
 # no other fast-math flag, so NaN and inf still propagate the IEEE way.
@@ -52,7 +53,6 @@ def _bn_train_forward(x3, gamma, beta, eps, relu, y3, mean, var, invstd, coef, c
     """
     n_img, _, p_len = x3.shape
     count = n_img * p_len
-    zero = x3.dtype.type(0)
     for c in range(c0, c1):
         # pass 1: shifted sums. Sums of (x - x0) with x0 one sample of the channel do not
         # cancel catastrophically when |mean| >> std, unlike the raw sum of squares
@@ -75,32 +75,17 @@ def _bn_train_forward(x3, gamma, beta, eps, relu, y3, mean, var, invstd, coef, c
         a = coef[c, 0]
         b = coef[c, 1]
         for n in range(n_img):
-            src = x3[n, c]
-            dst = y3[n, c]
-            for p in range(p_len):
-                v = src[p] * a + b
-                if relu and not v > zero:
-                    v = zero
-                dst[p] = v
+            affine_row(x3[n, c], y3[n, c], a, b, relu, x3[n, c], False)
 
 
 @njit(cache=True, nogil=True)
 def _bn_eval_forward(x3, coef, relu, y3, n0, n1):
     """y = relu?(x*a + b) with per-channel (a, b) = coef[c], for images n0..n1-1;
     x3, y3: (N, C, P)."""
-    _, n_ch, p_len = x3.shape
-    zero = x3.dtype.type(0)
+    n_ch = x3.shape[1]
     for n in range(n0, n1):
         for c in range(n_ch):
-            a = coef[c, 0]
-            b = coef[c, 1]
-            src = x3[n, c]
-            dst = y3[n, c]
-            for p in range(p_len):
-                v = src[p] * a + b
-                if relu and not v > zero:
-                    v = zero
-                dst[p] = v
+            affine_row(x3[n, c], y3[n, c], coef[c, 0], coef[c, 1], relu, x3[n, c], False)
 
 
 @njit(cache=True, nogil=True, fastmath=_REDUCE_MATH)

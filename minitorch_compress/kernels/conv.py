@@ -43,6 +43,7 @@ import numpy as np
 from numba import njit
 
 from minitorch_compress.kernels.parallel import run_parallel, split_range
+from minitorch_compress.kernels.rows import affine_row
 
 # Bytes of one chunk's `cols` buffer. A few MB keeps it in cache (1 MB L2 per core, 32 MB
 # shared L3) between the im2col that writes it and the GEMM that reads it. Measured on
@@ -311,7 +312,7 @@ def _sum_row_taps(rt, n0, y, epilogue, coef, relu, res, add_res):
 
     rt: (kh, K, nc, Hp, Wo), the GEMM of the stacked kernel rows with the row cols: for
     each kernel row ky, the contribution of every padded input row. y: (N, K, Ho, Wo).
-    The epilogue arguments are those of `_epilogue_row`, res: (N, K, Ho, Wo)."""
+    The epilogue arguments are those of `rows.affine_row`, res: (N, K, Ho, Wo)."""
     kh, k_out, nc, _, wo = rt.shape
     ho = y.shape[2]
     for i in range(nc):
@@ -327,13 +328,13 @@ def _sum_row_taps(rt, n0, y, epilogue, coef, relu, res, add_res):
                         dst[ox] += src[ox]
                 if epilogue:  # (res is only indexed when it is real, not the placeholder)
                     res_row = res[n0 + i, k, oy] if add_res else dst
-                    _epilogue_row(dst, coef[k, 0], coef[k, 1], relu, res_row, add_res)
+                    affine_row(dst, dst, coef[k, 0], coef[k, 1], relu, res_row, add_res)
 
 
 @njit(cache=True, nogil=True)
 def _kmajor_to_nchw(buf, n0, y, epilogue, coef, relu, res, add_res):
     """y[n0 + i, k, p] = buf[k, i, p]: GEMM result (K, nc, P) -> NCHW rows of y (N, K, P),
-    P = Ho*Wo; then the epilogue if asked (arguments of `_epilogue_row`, res: (N, K, P))."""
+    P = Ho*Wo; then the epilogue if asked (arguments of `rows.affine_row`, res: (N, K, P))."""
     k_out, nc, p_len = buf.shape
     for i in range(nc):
         for k in range(k_out):
@@ -343,24 +344,7 @@ def _kmajor_to_nchw(buf, n0, y, epilogue, coef, relu, res, add_res):
                 dst[p] = src[p]
             if epilogue:
                 res_row = res[n0 + i, k] if add_res else dst
-                _epilogue_row(dst, coef[k, 0], coef[k, 1], relu, res_row, add_res)
-
-
-@njit(cache=True, nogil=True)
-def _epilogue_row(row, a, b, relu, res_row, add_res):
-    """row = relu?(row*a + b (+ res_row)), in place, while the row is still in L1 cache.
-
-    The inference epilogue of conv -> eval-mode batch norm (per-channel a, b) -> residual
-    add -> ReLU, computed with exactly the float operations, in the same order, as the
-    separate batch-norm and add+ReLU kernels, so fused and unfused results are identical."""
-    zero = row.dtype.type(0)
-    for p in range(row.size):
-        v = row[p] * a + b
-        if add_res:
-            v = v + res_row[p]
-        if relu and not v > zero:
-            v = zero
-        row[p] = v
+                affine_row(dst, dst, coef[k, 0], coef[k, 1], relu, res_row, add_res)
 
 
 @njit(cache=True, nogil=True)

@@ -1,0 +1,27 @@
+"""The one elementwise row loop shared by batch norm and the fused conv epilogue.
+
+Eval-mode batch norm, the training forward's second pass and the conv's inference epilogue
+all compute ``relu?(x*a + b (+ r))`` along a contiguous row. Keeping that loop in one place
+is what makes the fused inference path bit for bit equal to the separate kernels: the same
+float operations, in the same order, compiled the same way.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def affine_row(src, dst, a, b, relu, res, add_res):
+    """dst[p] = relu?(src[p]*a + b (+ res[p])) for every p of a 1-D row.
+
+    src, dst: 1-D rows of equal length (may be the same array); a, b: scalars of their dtype;
+    res: a row like src, read only when add_res (pass src otherwise)."""
+    zero = dst.dtype.type(0)
+    for p in range(dst.size):
+        v = src[p] * a + b
+        if add_res:
+            v = v + res[p]
+        if relu and not v > zero:
+            v = zero
+        dst[p] = v
