@@ -1,0 +1,544 @@
+"""Lab 1's outputs: the figures, the markdown report and the JSON of a run of `lab1.run_all`.
+
+`write_outputs` puts under an output folder:
+
+* ``lab1.json``: ``{schedule: {"b": CASE, "c": CASE, "d": {lambda: CASE}, "e": {t: CASE},
+  "f": {t: CASE}}}`` with CASE = ``{"W": [5 floats], "loss": float, "nnz": int}``;
+* ``lab1.md``: one table per part, the five overview figures, and a commentary whose numbers
+  come from this run;
+* ``lab1/``: a two-panel figure per case and schedule, and one overview per part.
+
+matplotlib is imported inside `write_figures` only, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from minitorch_compress.experiments.lab1 import (
+    LAMBDAS_D,
+    PART_TITLES,
+    PARTS,
+    THRESHOLDS_E,
+    THRESHOLDS_F,
+    Setting,
+    clean,
+    results_json,
+)
+from minitorch_compress.linear import (
+    MU_LAB1,
+    SCHEDULES,
+    X_LAB1,
+    Y_LAB1,
+    History,
+    best_k_sparse,
+    count_nonzero,
+    gd_step,
+    gradient,
+    lasso_kkt_violation,
+    loss,
+    prox_step,
+    run,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIGURE_DIR = "lab1"  # the figures' folder, next to lab1.md (so links are relative to it)
+# The code whose changes make a report "with uncommitted changes to the Lab 1 code".
+LAB1_CODE = ("minitorch_compress/linear", "minitorch_compress/experiments/lab1.py",
+             "minitorch_compress/experiments/lab1_report.py", "labs/lab1*")
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+
+def write_figures(results: dict[str, dict[Setting, History]], fig_dir: Path) -> list[Path]:
+    """One two-panel figure per case and one overview per part.
+
+    Case figures: left, L vs step on a log scale; right, every entry of W vs step.
+    Overview figures: L vs step for every setting (full-batch solid, per-sample dashed) and
+    the final W of every setting as grouped bars, one panel per schedule.
+
+    Returns:
+        The paths written.
+    """
+    # Imported here so that importing this module (or the package) never pulls in matplotlib.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    floor = np.finfo(np.float64).tiny  # an exact 0 loss cannot be drawn on a log axis
+    written = []
+    for schedule, by_setting in results.items():
+        for s, h in by_setting.items():
+            fig, (ax_l, ax_w) = plt.subplots(1, 2, figsize=(10, 3.6))
+            steps = np.arange(h.losses.size)
+            ax_l.semilogy(steps, np.maximum(h.losses, floor))
+            ax_l.set(xlabel="step", ylabel="L (log scale)", title="loss")
+            for j in range(h.weights.shape[1]):
+                ax_w.plot(steps, h.weights[:, j], label=f"w{j + 1}")
+            ax_w.axhline(0.0, color="grey", lw=0.5)
+            ax_w.set(xlabel="step", ylabel="value", title="entries of W")
+            ax_w.legend(fontsize=8, ncol=5, loc="best")
+            setting = f", {s.label}" if s.label else ""
+            fig.suptitle(f"{PART_TITLES[s.part]}{setting}  [{schedule}]", fontsize=10)
+            # Fixed margins: tight_layout would triple the plotting time of this lab.
+            fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.84, wspace=0.22)
+            path = fig_dir / f"{schedule}_{s.slug}.png"
+            fig.savefig(path, dpi=80)
+            plt.close(fig)
+            written.append(path)
+
+    for part in PARTS:
+        fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+        settings = [s for s in results[SCHEDULES[0]] if s.part == part]
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, s in enumerate(settings):
+            for schedule, style in zip(SCHEDULES, ("-", "--"), strict=True):
+                h = results[schedule][s]
+                axes[0].semilogy(
+                    np.maximum(h.losses, floor),
+                    style,
+                    color=colors[i % len(colors)],
+                    label=f"{s.label or part} {schedule}",
+                )
+        axes[0].set(xlabel="step", ylabel="L (log scale)", title="loss (solid: full batch)")
+        axes[0].legend(fontsize=7)
+        width = 0.8 / len(settings)
+        for ax, schedule in zip(axes[1:], SCHEDULES, strict=True):
+            for i, s in enumerate(settings):
+                x = np.arange(5) + (i - (len(settings) - 1) / 2) * width
+                ax.bar(x, results[schedule][s].final_W, width, label=s.label or part)
+            ax.axhline(0.0, color="grey", lw=0.5)
+            ax.set_xticks(np.arange(5), [f"w{j + 1}" for j in range(5)])
+            ax.set(title=f"final W, {schedule}")
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{PART_TITLES[part]}: overview", fontsize=10)
+        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.12, top=0.86, wspace=0.18)
+        path = fig_dir / f"overview_{part}.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown report
+# ---------------------------------------------------------------------------------------------
+
+
+def fmt_w(w: np.ndarray) -> str:
+    """W with 4 decimals, e.g. "[0.0000, 2.2000, ...]"."""
+    # Round first, then add 0.0, so that -1e-15 prints as 0.0000 rather than -0.0000.
+    return "[" + ", ".join(f"{x:.4f}" for x in clean(np.round(w, 4))) + "]"
+
+
+def support(w: np.ndarray) -> str:
+    """1-based indices of the non-zero entries, e.g. "{w2, w5}"."""
+    idx = np.flatnonzero(np.abs(w) > 1e-8)
+    return "{" + ", ".join(f"w{j + 1}" for j in idx) + "}"
+
+
+def git_commit() -> str:
+    """Short commit of the code that produced the report (+ a note if the lab files differ)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", *LAB1_CODE],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return "unknown (git not available)"
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    note = " with uncommitted changes to the Lab 1 code" if dirty.stdout.strip() else ""
+    return head.stdout.strip() + note
+
+
+def part_table(results: dict[str, dict[Setting, History]], part: str) -> list[str]:
+    """Markdown table of one part: both schedules, final W / L / ||W||_0 / last-step change."""
+    lines = [
+        "| schedule | setting | final W | final L | ‖W‖₀ | max\\|ΔW\\| last step |",
+        "|---|---|---|---|---|---|",
+    ]
+    for schedule in SCHEDULES:
+        for s, h in results[schedule].items():
+            if s.part != part:
+                continue
+            last_change = float(np.max(np.abs(h.weights[-1] - h.weights[-2])))
+            lines.append(
+                f"| {schedule} | {s.label or '-'} | {fmt_w(h.final_W)} | {h.final_loss:.4g} "
+                f"| {h.nnz} | {last_change:.1e} |"
+            )
+    return lines
+
+
+def part_heading(part: str) -> list[str]:
+    """A part's heading and its overview figure, linked relative to the folder of lab1.md.
+
+    results/REPORT.md lives in the same folder and includes lab1.md verbatim, so the link
+    works from both pages.
+    """
+    return [
+        f"## {PART_TITLES[part]}",
+        "",
+        f"![{PART_TITLES[part]}: overview]({FIGURE_DIR}/overview_{part}.png)",
+        "",
+    ]
+
+
+def refit_loss(w: np.ndarray) -> float:
+    """Loss of the least-squares fit restricted to w's support: what an unbiased W would get."""
+    cols = np.flatnonzero(np.abs(w) > 1e-8)
+    refit = np.zeros_like(w)
+    if cols.size:
+        refit[cols] = np.linalg.lstsq(X_LAB1[:, cols], Y_LAB1, rcond=None)[0]
+    return loss(refit, X_LAB1, Y_LAB1)
+
+
+def joined(values, fmt: str = "{}") -> str:
+    """Comma-separated formatted values, for the commentary."""
+    return ", ".join(fmt.format(v) for v in values)
+
+
+def write_markdown(
+    results: dict[str, dict[Setting, History]], path: Path, steps: int, commit: str
+) -> None:
+    """Write results/lab1.md: the tables and a commentary whose numbers come from this run."""
+    by = {sched: {(s.part, s.key): h for s, h in results[sched].items()} for sched in SCHEDULES}
+    fb, ps = by["full_batch"], by["per_sample"]
+    d_fb, d_ps = ({k: r[("d", k)] for k in LAMBDAS_D} for r in (fb, ps))
+    e_fb, e_ps = ({k: r[("e", k)] for k in THRESHOLDS_E} for r in (fb, ps))
+    f_fb = {k: fb[("f", k)] for k in THRESHOLDS_F}
+    b_fb, b_ps, c_fb, c_ps = fb[("b", None)], ps[("b", None)], fb[("c", None)], ps[("c", None)]
+    X, y, mu, n = X_LAB1, Y_LAB1, MU_LAB1, X_LAB1.shape[0]
+
+    # Reference points: the exact 2-sparse optimum and the minimum-norm exact fit.
+    w_star, l_star = best_k_sparse(X, y, 2)
+    w_minnorm = np.linalg.pinv(X) @ y
+
+    # (a): the code's step against the explicit sum along the plain-GD trajectory.
+    closed_form_err = max(
+        float(
+            np.max(
+                np.abs(
+                    gd_step(w, X, y, mu)
+                    - (w - 2 * mu * sum((X[i] @ w - y[i]) * X[i] for i in range(n)))
+                )
+            )
+        )
+        for w in b_fb.weights[:-1]
+    )
+
+    # (c): where projected GD leaves the true support, and the unbiased fit where it ends.
+    c_supports = [support(w) for w in c_fb.weights[1:]]
+    c_switch = next((i + 1 for i, s in enumerate(c_supports) if s != c_supports[0]), None)
+    w_c_ls = np.zeros(5)
+    c_cols = np.flatnonzero(np.abs(c_fb.final_W) > 1e-8)
+    w_c_ls[c_cols] = np.linalg.lstsq(X[:, c_cols], y, rcond=None)[0]
+    # A trimmed threshold t keeps that point fixed iff t >= mu * |dL/dw_j| for every dropped j.
+    g_c = gradient(w_c_ls, X, y)
+    t_critical = float(mu * np.max(np.abs(np.delete(g_c, c_cols))))
+
+    # (d)/(e): the hint (subgradient with lambda ~ prox with mu*lambda) and lasso optimality.
+    pair_gap = [
+        float(np.max(np.abs(d_fb[lam].final_W - e_fb[t].final_W)))
+        for lam, t in zip(LAMBDAS_D, THRESHOLDS_E, strict=True)
+    ]
+    d_osc = [float(np.max(np.abs(np.diff(h.losses[-20:])))) for h in d_fb.values()]
+    kkt_fb = [lasso_kkt_violation(e_fb[t].final_W, X, y, float(t) / mu) for t in THRESHOLDS_E]
+    kkt_ps = [lasso_kkt_violation(e_ps[t].final_W, X, y, float(t) / mu) for t in THRESHOLDS_E]
+    refits = [refit_loss(h.final_W) for h in e_fb.values()]
+    e_moving = [t for t, h in e_fb.items() if np.max(np.abs(h.weights[-1] - h.weights[-2])) > 1e-8]
+    e_long = {t: run("prox", 10 * steps, threshold=float(t)) for t in e_moving}
+
+    # Per-sample diagnosis: closer to full batch with the same or n times the penalty?
+    def gap(a: History, b: History) -> float:
+        return float(np.max(np.abs(a.final_W - b.final_W)))
+
+    e_vs = [
+        (t, gap(e_ps[t], e_fb[t]), gap(e_ps[t], run("prox", steps, threshold=n * float(t))))
+        for t in THRESHOLDS_E
+    ]
+    d_vs = [
+        (
+            lam,
+            gap(d_ps[lam], d_fb[lam]),
+            gap(d_ps[lam], run("subgradient", steps, lam=n * float(lam))),
+        )
+        for lam in LAMBDAS_D
+    ]
+    b_3mu = run("gd", steps, mu=n * mu)
+    # Inside one per-sample step of (e): W after each point's update, from the final W.
+    t_trace = THRESHOLDS_E[1]
+    w_trace = [e_ps[t_trace].final_W]
+    for i in range(n):
+        w_trace.append(prox_step(w_trace[-1], X[i : i + 1], y[i : i + 1], mu, float(t_trace)))
+    probe = [s for s in (5, 10, 20, 50) if s <= steps]
+
+    L = [
+        "# Lab 1 — sparse optimisation of the 3-point linear model",
+        "",
+        f"Produced by `python labs/lab1_sparse_linear.py` (code at commit `{commit}`; the "
+        "results files were committed after it). "
+        f"{steps} steps, mu = {mu}, W0 = 0, L(W) = sum_i (X_i W - y_i)^2 over the three points "
+        "of the assignment. Figures are in `results/lab1/`: `<schedule>_<part>[_<setting>].png` "
+        "has two panels, log-scale L and every entry of W vs step; `overview_<part>.png` "
+        "compares the settings and both schedules. The same numbers are in `results/lab1.json`.",
+        "",
+    ]
+    if steps != 200:
+        L += [
+            f"**Note:** this run used {steps} steps, not the assignment's 200; the commentary "
+            "was written for 200 steps, so trust the tables over the prose.",
+            "",
+        ]
+    L += [
+        "The assignment's schedule is **full batch** (one update per step with the gradient of "
+        "the whole sum); those rows are the answer. The **per-sample** rows apply the same "
+        "update three times per step, once per data point with that point's gradient alone, "
+        "as a published solution did by mistake; they are here only to explain why that "
+        "solution's numbers differ. ‖W‖₀ counts |w| > 1e-8; the last column is the largest "
+        "change of any entry in the final step (0 or round-off means converged).",
+        "",
+        "## Reference points",
+        "",
+        f"* Minimum-norm exact fit (pinv): {fmt_w(w_minnorm)}, L = 0. Three equations, five "
+        "unknowns: there are infinitely many exact fits.",
+        f"* Best 2-sparse fit, by exhaustive search over the 10 supports: {fmt_w(w_star)}, "
+        f"L = {l_star:.1g}: the ground truth W*, support {support(w_star)}. Note "
+        f"‖W*‖₁ = {np.abs(w_star).sum():.4g} while the min-norm fit already has "
+        f"‖W‖₁ = {np.abs(w_minnorm).sum():.4g}, so W* is not the smallest-L1 exact fit and an "
+        "L1 penalty does not lead to it on this data.",
+        "",
+        "## (a) closed form",
+        "",
+        "`gd_step` is tested in `tests/test_sparse_linear.py` against "
+        "W - 2 mu sum_i (X_i W - y_i) X_i^T for random W, X, y, mu, and the gradient against "
+        "finite differences. Along this run's (b) trajectory the largest difference between "
+        f"the code's step and the explicit sum was {closed_form_err:.1e}.",
+        "",
+    ]
+
+    L += [*part_heading("b"), *part_table(results, "b"), ""]
+    L += [
+        "Full batch converges linearly to the minimum-norm exact fit (max deviation "
+        f"{np.max(np.abs(b_fb.final_W - w_minnorm)):.1e}): from W0 = 0 every gradient lies in "
+        "the row space of X, so GD can only reach the exact fit that lives there. L falls to "
+        f"{b_fb.final_loss:.1e} (round-off). Nothing is sparse (‖W‖₀ = {b_fb.nnz}) and W* is "
+        "not approached. The per-sample schedule reaches the same point (max difference "
+        f"{np.max(np.abs(b_ps.final_W - b_fb.final_W)):.1e}): the system is consistent, so "
+        "all three points can be fitted at once and incremental updates share the fixed point.",
+        "",
+    ]
+
+    L += [*part_heading("c"), *part_table(results, "c"), ""]
+    switch_text = (
+        f"The first {c_switch - 1} iterates have support {c_supports[0]}, the true one, but w1 "
+        f"starts negative ({c_fb.weights[1][0]:.2f} after step 1) and has to pass through 0 "
+        f"on its way to W*'s +1; at step {c_switch} it is smaller than the GD step's w5 and the "
+        f"projection switches to {c_supports[c_switch - 1]}, never to come back. "
+        if c_switch is not None
+        else ""
+    )
+    L += [
+        f"Projected GD ends on support {support(c_fb.final_W)} with L = {c_fb.final_loss:.4g}, "
+        f"exactly the least-squares fit on that support ({fmt_w(w_c_ls)}): the projection adds "
+        "no shrinkage. But it is a local answer. "
+        + switch_text
+        + f"It then converges to a fixed point with L = {c_fb.final_loss:.4g} instead of W*'s "
+        "L = 0: projection onto the non-convex set {‖W‖₀ ≤ 2} has no global guarantee. "
+        f"The per-sample run lands on the same support with L = {c_ps.final_loss:.5g} (full "
+        f"batch {c_fb.final_loss:.5g}).",
+        "",
+    ]
+
+    L += [*part_heading("d"), *part_table(results, "d"), ""]
+    L += [
+        "Subgradient descent never produces exact zeros (‖W‖₀ = "
+        + joined(h.nnz for h in d_fb.values())
+        + " for lambda = "
+        + joined(LAMBDAS_D)
+        + "): an entry near 0 gets pushed by mu*lambda*sign(w) across 0 and back at every "
+        "step, so it hovers at a magnitude of order mu*lambda instead of landing on 0, and W "
+        "and L keep oscillating (last-step change in the table; largest change of L over the "
+        "last 20 steps: "
+        + joined(d_osc, "{:.2g}")
+        + "). L grows with lambda ("
+        + joined((h.final_loss for h in d_fb.values()), "{:.4g}")
+        + ") and w5 shrinks towards 0 ("
+        + joined((h.final_W[4] for h in d_fb.values()), "{:.4f}")
+        + "), the L1 bias. w2 is not monotone ("
+        + joined((h.final_W[1] for h in d_fb.values()), "{:.4f}")
+        + ") because at small lambda part of the fit is still carried by w1 and w3. The two "
+        "largest entries are w2 and w5 for every lambda, as in (e), not W*'s w1 and w2.",
+        "",
+    ]
+
+    L += [*part_heading("e"), *part_table(results, "e"), ""]
+    long_text = "".join(
+        f" With t = {t} the run has not converged after {steps} steps: the fit on its "
+        "support has a flat direction (more unknowns than equations), along which only the "
+        f"small penalty moves W; run for {10 * steps} steps it reaches "
+        f"{fmt_w(e_long[t].final_W)}, L = {e_long[t].final_loss:.4g}, ‖W‖₀ = {e_long[t].nnz}."
+        for t in e_moving
+    )
+    L += [
+        "Proximal gradient produces exact zeros: ‖W‖₀ = "
+        + joined(h.nnz for h in e_fb.values())
+        + " for t = "
+        + joined(THRESHOLDS_E)
+        + "."
+        + long_text
+        + " The price is bias: L = "
+        + joined((h.final_loss for h in e_fb.values()), "{:.4g}")
+        + ", whereas an unbiased least-squares refit on the same supports would reach L = "
+        + joined("0 (round-off)" if r < 1e-20 else f"{r:.4g}" for r in refits)
+        + f". With t = {THRESHOLDS_E[-1]} the result is 2-sparse, "
+        f"{fmt_w(e_fb[THRESHOLDS_E[-1]].final_W)}, on support "
+        f"{support(e_fb[THRESHOLDS_E[-1]].final_W)}, with both weights shrunk relative to the "
+        f"unbiased {w_c_ls[1]:.4f} and {w_c_ls[4]:.4f}; and, as expected from the L1 norms "
+        "above, not on W*'s support. The assignment's hint holds: subgradient with lambda "
+        "and prox with t = mu*lambda end close together (max |difference| "
+        + joined(pair_gap, "{:.3f}")
+        + " for the four pairs), differing mostly in the entries near 0, which only the prox "
+        "sets exactly to 0. Largest violation of the lasso optimality conditions for "
+        "lambda = t/mu at the final full-batch W: "
+        + joined(kkt_fb, "{:.1e}")
+        + " (the converged runs are lasso minimisers).",
+        "",
+    ]
+
+    L += [*part_heading("f"), *part_table(results, "f"), ""]
+    L += [
+        "Trimmed L1 shrinks only the 3 smallest-magnitude entries, so the 2 largest are left "
+        "unbiased. ‖W‖₀ = "
+        + joined(h.nnz for h in f_fb.values())
+        + " for t = "
+        + joined(THRESHOLDS_F)
+        + ". Once t is large enough to keep the small entries at 0 the result is the "
+        f"projected-GD point {fmt_w(c_fb.final_W)} (L = {c_fb.final_loss:.4g}): sparse like "
+        "the projection and unbiased, unlike the prox (w2 = "
+        f"{f_fb[THRESHOLDS_F[-1]].final_W[1]:.4f} here, {e_fb[THRESHOLDS_E[-1]].final_W[1]:.4f} "
+        f"for prox with t = {THRESHOLDS_E[-1]}). That point is a fixed point of the trimmed "
+        f"step exactly when t >= mu * max |dL/dw_j| over the dropped entries = {t_critical:.4g}; "
+        f"t = {THRESHOLDS_F[1]} sits on that boundary, so there w3 decays geometrically "
+        f"(|w3| = {abs(f_fb[THRESHOLDS_F[1]].final_W[2]):.0e} after {steps} steps) instead of "
+        f"being snapped to 0. With t = {THRESHOLDS_F[0]} the third entry survives "
+        f"({support(f_fb[THRESHOLDS_F[0]].final_W)}, L = "
+        f"{f_fb[THRESHOLDS_F[0]].final_loss:.4g}). Like the projection it keeps w2 and w5 and "
+        "misses W*.",
+        "",
+    ]
+
+    L += [
+        "## Summary: convergence, sparsity, bias (full batch)",
+        "",
+        "| method | exact zeros | converges | bias on the kept weights |",
+        "|---|---|---|---|",
+        "| (b) GD | no | yes, to the min-norm exact fit | none, but dense |",
+        "| (c) projection | yes, at most k | yes, to a local fixed point | none on its support |",
+        "| (d) L1 subgradient | no | no, oscillates at ~ mu*lambda | shrinks (L1) |",
+        "| (e) L1 prox | yes | yes, to the lasso minimiser (slowly for small t) | shrinks (L1) |",
+        "| (f) trimmed L1 prox | yes | yes | none on the kept top 2 |",
+        "",
+        "None of the sparse methods finds W* from W0 = 0 on this data; all settle on "
+        "{w2, w5}, plus small extra entries when the penalty is weak.",
+        "",
+        "## Full batch vs per sample",
+        "",
+        "The per-sample schedule performs three updates per step, each with one point's "
+        "gradient at the current iterate and each followed by the method's own sparsifying "
+        "operation. Two things change; the numbers show which.",
+        "",
+        "1. **The data term is not tripled.** The three per-point gradients add up to the full "
+        "gradient, so to first order one per-sample step moves W like one full-batch step with "
+        "the same mu, not 3 mu. In (b) it is somewhat faster per step because each update "
+        "uses the freshest W (L after "
+        + joined(probe)
+        + " steps: per-sample "
+        + joined((b_ps.losses[s] for s in probe), "{:.2g}")
+        + "; full batch "
+        + joined((b_fb.losses[s] for s in probe), "{:.2g}")
+        + "; full batch with 3 mu "
+        + joined((b_3mu.losses[s] for s in probe), "{:.2g}")
+        + "), nothing like a tripled step size.",
+        "2. **The regulariser is applied three times per step.** The subgradient term "
+        "mu*lambda*sign(W), the soft-threshold and the trimmed soft-threshold act once per "
+        "point, so per step the penalty is about n = 3 times stronger relative to the data "
+        "term. Per-sample results are more shrunk, with higher L, and sit much closer to "
+        "full-batch runs with 3x the penalty than with the same penalty. Max |W difference| "
+        "of per-sample prox with t against full-batch prox with t / with 3t: "
+        + "; ".join(f"t = {t}: {a:.3f} / {b:.3f}" for t, a, b in e_vs)
+        + ". Subgradient with lambda against full batch with lambda / 3 lambda: "
+        + "; ".join(f"lambda = {k}: {a:.3f} / {b:.3f}" for k, a, b in d_vs)
+        + ". The match is only approximate: the per-sample map cycles through three different "
+        "updates, and its end-of-step fixed point minimises no single regularised objective. "
+        f"Inside one step of the converged per-sample prox run with t = {t_trace}, W goes "
+        + " -> ".join(fmt_w(w) for w in w_trace)
+        + ": the earlier updates zero the small entries and the last point's update pushes "
+        "them out again, so the recorded W (end of step) keeps small non-zeros that "
+        "full-batch prox sets exactly to 0 (‖W‖₀ per-sample "
+        + joined(h.nnz for h in e_ps.values())
+        + ", full batch "
+        + joined(h.nnz for h in e_fb.values())
+        + "), and it violates the lasso optimality conditions for lambda = t/mu by "
+        + joined(kkt_ps, "{:.2g}")
+        + ".",
+        "",
+        "Projection and large-threshold trimmed L1 add no penalty, so the two schedules agree "
+        f"up to the small offset of the cycle (L = {c_ps.final_loss:.5g} vs "
+        f"{c_fb.final_loss:.5g} in (c)). For the unregularised, consistent problem (b) both "
+        "reach the same solution.",
+        "",
+        "The assignment defines L as a sum over the three points, full-batch updates and the "
+        "prox threshold mu*lambda; only the full-batch schedule solves that problem (its "
+        "converged (e) results satisfy the lasso conditions, the per-sample ones do not). "
+        "The full-batch rows are the ones to report and to compare with.",
+        "",
+    ]
+    path.write_text("\n".join(L), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything together
+# ---------------------------------------------------------------------------------------------
+
+
+def write_outputs(
+    results: dict[str, dict[Setting, History]], out_dir: Path, steps: int
+) -> dict[str, Path | list[Path]]:
+    """Write lab1.json, lab1.md and the figures in lab1/ under ``out_dir``.
+
+    Returns:
+        {"json": path, "markdown": path, "figures": [paths]}.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "lab1.json", out_dir / "lab1.md"
+    json_path.write_text(json.dumps(results_json(results), indent=2) + "\n")
+    write_markdown(results, md_path, steps, git_commit())
+    figures = write_figures(results, out_dir / FIGURE_DIR)
+    return {"json": json_path, "markdown": md_path, "figures": figures}
+
+
+def summary(results: dict[str, dict[Setting, History]]) -> str:
+    """The final W, L and ||W||_0 of every case, one line each, grouped by schedule."""
+    lines = []
+    for schedule in SCHEDULES:
+        lines.append(f"[{schedule}]")
+        for s, h in results[schedule].items():
+            lines.append(
+                f"  ({s.part}) {s.label:14s} W = {fmt_w(h.final_W)}  L = {h.final_loss:.4g}  "
+                f"nnz = {count_nonzero(h.final_W)}"
+            )
+    return "\n".join(lines)
