@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cifar_files import CIFAR10_BATCH_NAMES, cifar10_batch_bytes, cifar10_meta_bytes
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_CHECKPOINT = SHARED / "weights" / "pretrained_model.pt"
@@ -53,26 +54,19 @@ def write_cifar10_folder(parent: Path, per_batch: int = 64, test: int = 64,
     Returns:
         The folder (pass it as ``--data-dir``).
     """
-    import pickle
-
-    from minitorch_compress.data.cifar10 import CLASSES, FOLDER_NAME
+    from minitorch_compress.data.cifar10 import FOLDER_NAME
 
     rng = np.random.default_rng(seed)
     folder = parent / FOLDER_NAME
     folder.mkdir(parents=True, exist_ok=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+    for name in CIFAR10_BATCH_NAMES:
         n = test if name == "test_batch" else per_batch
         images, labels = label_visible_images(rng, n)
-        batch = {
-            b"batch_label": name.encode(),
-            b"labels": [int(v) for v in labels],
-            b"data": images.reshape(n, 3072),
-            b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(n)],
-        }
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    meta = {b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+        (folder / name).write_bytes(cifar10_batch_bytes(name, images, labels))
+    (folder / "batches.meta").write_bytes(cifar10_meta_bytes())
     return folder
+
+
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cifar_files import CIFAR10_BATCH_NAMES, cifar10_batch_bytes, cifar10_meta_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +51,7 @@ from minitorch_compress.errors import (
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-BATCH_NAMES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+BATCH_NAMES = CIFAR10_BATCH_NAMES
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,14 +67,7 @@ def _batch_arrays(name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _batch_bytes(name: str, n: int) -> bytes:
-    data, labels = _batch_arrays(name, n)
-    batch = {
-        b"batch_label": name.encode(),
-        b"labels": [int(v) for v in labels],
-        b"data": data,
-        b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(n)],
-    }
-    return pickle.dumps(batch, protocol=2)
+    return cifar10_batch_bytes(name, *_batch_arrays(name, n))
 
 
 def _expected(n: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -89,8 +83,7 @@ def make_folder(parent: Path, n: int = 4) -> Path:
     folder.mkdir(parents=True)
     for name in BATCH_NAMES:
         (folder / name).write_bytes(_batch_bytes(name, n))
-    meta = {b"label_names": [c.encode() for c in cifar10.CLASSES], b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    (folder / "batches.meta").write_bytes(cifar10_meta_bytes())
     return folder
 
 
