@@ -39,6 +39,7 @@ def test_run_parallel_returns_results_in_task_order_and_uses_threads():
     assert parallel.run_parallel(tasks, blas_single_thread=True) == [
         i * i for i in range(parallel.WORKERS)
     ]
+    # the caller runs one slice and the pool's WORKERS - 1 threads the others
     assert len(seen_threads) == parallel.WORKERS
 
 

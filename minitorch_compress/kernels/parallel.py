@@ -64,7 +64,10 @@ def run_parallel(
         if _pool is None:
             from threadpoolctl import ThreadpoolController
 
-            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="kernel")
+            # the calling thread takes one slice itself (`_submit_all`), so WORKERS - 1
+            # pool threads make WORKERS in all
+            _pool = ThreadPoolExecutor(max_workers=max(1, WORKERS - 1),
+                                       thread_name_prefix="kernel")
             _blas = ThreadpoolController()
     if blas_single_thread:
         with _blas.limit(limits=1, user_api="blas"):
