@@ -108,6 +108,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from minitorch_compress.models.pretrained import REPO_ROOT
+    from minitorch_compress.report import write_progress_snapshot, write_report
+
+    out_dir = args.out_dir or REPO_ROOT / "results"
+    print(f"wrote {write_progress_snapshot(args.run_dir, out_dir, args.name)}")
+    print(f"wrote {write_report(out_dir, smoke=out_dir.name == 'quick')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m minitorch_compress",
                                      description=__doc__.splitlines()[0])
@@ -140,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--out-dir", type=Path, default=None,
                                help="results folder (default: results/)")
     report_parser.set_defaults(func=cmd_report)
+    snapshot_parser = sub.add_parser(
+        "snapshot", help="write <name>_in_progress.md for a finetune still running, and the "
+                         "report that links it")
+    snapshot_parser.add_argument("run_dir", type=Path, help="the run's folder, e.g. runs/lab2_e")
+    snapshot_parser.add_argument("--name", default=None,
+                                 help="result name (default: the run folder's name)")
+    snapshot_parser.add_argument("--out-dir", type=Path, default=None,
+                                 help="results folder (default: results/)")
+    snapshot_parser.set_defaults(func=cmd_snapshot)
     return parser
 
 

@@ -100,3 +100,77 @@ def write_report(out_dir: Path, smoke: bool = False) -> Path:
     path = out_dir / "REPORT.md"
     path.write_text("\n".join(parts) + "\n")
     return path
+
+
+def write_progress_snapshot(run_dir: Path, out_dir: Path, name: str | None = None,
+                            title: str | None = None) -> Path:
+    """``out_dir/<name>_in_progress.md``: the per-epoch table of a finetune still running.
+
+    A full-size finetune takes about an hour and may span sessions; until it writes its
+    result JSON, `summary_table` links this page instead of saying "not run yet". It is
+    built from the run folder alone: ``log.jsonl`` (one line per finished epoch) and
+    ``provenance.json`` (command, commit, planned epochs).
+
+    Args:
+        run_dir: the run's folder (holding ``log.jsonl``), e.g. ``runs/lab2_e``.
+        out_dir: the results folder.
+        name: the result's name (default: the run folder's name), e.g. ``lab2_e``.
+        title: the page's heading (default: the name).
+
+    Returns:
+        The page's path.
+
+    Raises:
+        MinitorchError: if the run folder has no finished epoch yet.
+    """
+    from minitorch_compress.errors import MinitorchError
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    name = name or run_dir.name
+    log_path = run_dir / "log.jsonl"
+    epochs = ([json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+              if log_path.is_file() else [])
+    if not epochs:
+        raise MinitorchError(f"{run_dir} has no finished epoch yet (no lines in {log_path}); "
+                             "snapshot a run after its first epoch")
+    provenance_path = run_dir / "provenance.json"
+    provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}
+    planned = provenance.get("epochs", "?")
+    eligible = [e for e in epochs if e.get("eligible_for_best", True)]
+    best = max(eligible, key=lambda e: e["test_accuracy"]) if eligible else None
+    lines = [
+        f"# {title or name}: run in progress (partial, not a final result)", "",
+        f"**{len(epochs)} of {planned} epochs** were finished when this snapshot was taken "
+        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). These are the real "
+        f"per-epoch numbers from the run's `log.jsonl`; `{name}.json` is written when the "
+        "run completes, and this page should then be deleted. In an iterative-pruning run "
+        "the weights pruned before an epoch may regrow during it until the last pruning "
+        "step, so the sparsity at the end of those epochs is below the fraction pruned to.",
+        "",
+        "Command (resumable: the same command with `--resume` continues after the last "
+        "finished epoch):", "",
+        "```bash", provenance.get("command", "?"), "```", "",
+        f"Commit at the last (re)start: `{provenance.get('commit', '?')}`.", "",
+    ]
+    if best is not None:
+        lines += ["Best so far among the epochs that may be reported: "
+                  f"**{best['test_accuracy']:.4f}** at epoch {best['epoch']}.", ""]
+    else:
+        lines += ["No epoch may be reported yet: the final mask is not in force.", ""]
+    lines += ["| epoch | pruned to | train loss | train acc | test acc | sparsity at the end "
+              "| img/s | epoch s | may be best |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for e in epochs:
+        sparsity, target = e.get("sparsity"), e.get("sparsity_target")
+        lines.append(
+            f"| {e['epoch']} | {'' if target is None else f'{target:.2f}'} | "
+            f"{e.get('train_loss', float('nan')):.4f} | "
+            f"{e.get('train_accuracy', float('nan')):.4f} | {e['test_accuracy']:.4f} | "
+            f"{'' if sparsity is None else f'{sparsity:.4f}'} | "
+            f"{e.get('train_img_per_s', float('nan')):.0f} | "
+            f"{e.get('epoch_wall_s', float('nan')):.0f} | "
+            f"{'yes' if e.get('eligible_for_best', True) else 'no'} |")
+    path = out_dir / f"{name}_in_progress.md"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import zipfile
 
@@ -86,3 +87,35 @@ def test_evaluate_and_finetune_run_on_tiny_data(tmp_path, capsys, synthetic_cifa
     assert (tmp_path / "run" / "best.npz").is_file()
     assert main([*argv, "--resume"]) == 0  # nothing left to do: resumes and stops
     assert "resumed" in capsys.readouterr().out
+
+
+def test_snapshot_of_a_running_finetune_is_linked_from_the_report(tmp_path, capsys):
+    run_dir, results = tmp_path / "runs" / "lab2_e", tmp_path / "results"
+    run_dir.mkdir(parents=True)
+    epochs = [
+        {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8, "test_accuracy": 0.85,
+         "sparsity": 0.0, "sparsity_target": 0.4, "train_img_per_s": 300.0,
+         "epoch_wall_s": 170.0, "eligible_for_best": False},
+        {"epoch": 2, "train_loss": 0.4, "train_accuracy": 0.85, "test_accuracy": 0.84,
+         "sparsity": 0.8, "sparsity_target": 0.8, "train_img_per_s": 310.0,
+         "epoch_wall_s": 165.0, "eligible_for_best": True},
+    ]
+    (run_dir / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    (run_dir / "provenance.json").write_text(json.dumps(
+        {"command": "python labs/lab2_pruning.py --part e --resume", "commit": "abc1234",
+         "epochs": 4}))
+    assert main(["snapshot", str(run_dir), "--out-dir", str(results)]) == 0
+    page = (results / "lab2_e_in_progress.md").read_text()
+    assert "**2 of 4 epochs**" in page
+    assert "python labs/lab2_pruning.py --part e --resume" in page
+    # epoch 1 scored higher but may not be reported (its mask was not final)
+    assert "**0.8400** at epoch 2" in page
+    assert "| 1 | 0.40 | 0.5000 | 0.8000 | 0.8500 | 0.0000 | 300 | 170 | no |" in page
+    report = (results / "REPORT.md").read_text()
+    assert "run in progress, see [lab2_e_in_progress.md](lab2_e_in_progress.md)" in report
+    capsys.readouterr()
+
+    empty = tmp_path / "runs" / "lab3_e"
+    empty.mkdir()
+    assert main(["snapshot", str(empty), "--out-dir", str(results)]) == 2
+    assert "has no finished epoch yet" in capsys.readouterr().err
