@@ -15,6 +15,9 @@ kernel walks the batch in chunks of `nc` images:
                 grad_y with the spatially flipped, channel-transposed weights and padding
                 ``kh - 1 - padding``. Otherwise: ``dcols = w2d.T @ gy2d`` and a col2im
                 scatter-add into grad_x[chunk].
+* inference:    `conv2d_affine_forward` is the forward with an epilogue: each output row
+                gets ``relu?(y*a + b (+ residual))`` (eval batch norm, shortcut add, ReLU;
+                `rows.affine_row`) right after the re-layout writes it.
 
 Why chunks: a GEMM is only fast while its `cols` operand stays in cache. Measured on the
 2-core AVX-512 box, (16, 144) @ (144, M) runs at ~100 GFLOP/s for M = 16 images * 1024
