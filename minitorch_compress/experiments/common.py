@@ -73,11 +73,16 @@ def lab_parser(description: str, parts: Sequence[str]) -> argparse.ArgumentParse
 
 
 def git_commit() -> str:
-    """The current commit (with '+dirty' when tracked files are modified), or 'unknown'."""
+    """The current commit (with '+dirty' when tracked files other than results are
+    modified), or 'unknown'.
+
+    Changes under ``results/`` do not count: they are the outputs of runs like this one (an
+    earlier part of the same lab rewrites its JSON and tables), not the code that ran."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
                                 capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
                                cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
