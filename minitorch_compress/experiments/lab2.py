@@ -475,4 +475,5 @@ def throughput_note(results: dict[str, dict]) -> str:
     if not spans:
         return ""
     return (" Training speed over the epochs, from each JSON's `log`: " + ", ".join(spans)
-            + "; slow epochs ran beside other heavy processes or before the engine's speed-ups.")
+            + "; slow epochs shared the cores with other heavy processes, were paused while a "
+              "benchmark ran, or predate the engine's speed-ups.")
