@@ -322,20 +322,37 @@ def finetune(model: Module, data: Cifar10, args: argparse.Namespace, run_name: s
 
 
 def plot_histories(histories: dict[str, list[float]], path: Path, title: str,
-                   published: dict[str, float] | None = None) -> None:
-    """Test accuracy per epoch, one line per run, dashed lines at the published figures."""
+                   published: dict[str, float] | None = None,
+                   reportable: dict[str, list[bool]] | None = None) -> None:
+    """Test accuracy per epoch, one line per run, dashed lines at the published figures.
+
+    `reportable` (per run, per epoch) marks epochs that may not be reported, e.g. before an
+    iterative pruning schedule reaches its final mask: they are drawn as hollow markers, so
+    their higher accuracy of a still dense model is not mistaken for a result."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    any_hollow = False
     for i, (label, accuracies) in enumerate(histories.items()):
         color = f"C{i}"
-        ax.plot(range(1, len(accuracies) + 1), accuracies, marker="o", ms=3, label=label,
-                color=color)
+        epochs = np.arange(1, len(accuracies) + 1)
+        ax.plot(epochs, accuracies, color=color, label=label)
+        flags = np.asarray((reportable or {}).get(label) or [True] * len(accuracies), bool)
+        flags = flags[: len(accuracies)]
+        values = np.asarray(accuracies)
+        ax.plot(epochs[flags], values[flags], "o", ms=3, color=color)
+        if not flags.all():
+            any_hollow = True
+            ax.plot(epochs[~flags], values[~flags], "o", ms=4, mfc="white", color=color)
         if published and label in published:
             ax.axhline(published[label], color=color, ls="--", lw=0.8)
+    if any_hollow:
+        ax.plot([], [], "o", ms=4, mfc="white", color="gray",
+                label="hollow: final mask not yet in force (not reportable)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy")
     ax.set_title(title + ("  (dashed: published)" if published else ""))

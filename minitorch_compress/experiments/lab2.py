@@ -325,7 +325,10 @@ def write_figures(out_dir: Path, results: dict[str, dict[str, Any]]) -> list[Pat
         path = fig_dir / "accuracy_per_epoch.png"
         plot_histories(histories, path,
                        "Lab 2: test accuracy per epoch" + (" [SMOKE]" if smoke else ""),
-                       published={f"({p})": PUBLISHED[p] for p in FINETUNE_PARTS})
+                       published={f"({p})": PUBLISHED[p] for p in FINETUNE_PARTS},
+                       reportable={f"({p})": [e.get("eligible_for_best", True)
+                                              for e in results[p].get("log", [])]
+                                   for p in FINETUNE_PARTS if p in results})
         written.append(path)
     for p in FINETUNE_PARTS:
         if p in results:

@@ -488,7 +488,9 @@ def write_figures(out_dir: Path, results: dict[str, dict[str, Any]]) -> list[Pat
             path = fig_dir / f"per_epoch_{name[5:]}.png"
             plot_histories({"4 bits, 80 % global": r["history"]}, path,
                            f"Lab 3 {_variant(name, r)}: prune + QAT{smoke_tag(r)}",
-                           published={"4 bits, 80 % global": PUBLISHED_E})
+                           published={"4 bits, 80 % global": PUBLISHED_E},
+                           reportable={"4 bits, 80 % global": [
+                               e.get("eligible_for_best", True) for e in r.get("log", [])]})
             written.append(path)
             path = fig_dir / f"sparsity_{name[5:]}.png"
             plot_sparsity(r["sparsity"], path,
