@@ -3,7 +3,7 @@
 Eval-mode batch norm, the training forward's second pass and the conv's inference epilogue
 all compute ``relu?(x*a + b (+ r))`` along a contiguous row. Keeping that loop in one place
 is what makes the fused inference path bit for bit equal to the separate kernels: the same
-float operations, in the same order, compiled the same way.
+float operations, in the same order, compiled the same way (see the note on inlining below).
 """
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ from __future__ import annotations
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+# inline="always": numba then compiles a copy of the loop into each caller, under that
+# caller's own flags. Compiled once and shared, it took on the fast-math flags of whichever
+# caller compiled it first (the training batch norm's, which allow fused multiply-adds), and
+# the fused and separate inference paths then differed by an ulp depending on test order.
+@njit(cache=True, nogil=True, inline="always")
 def affine_row(src, dst, a, b, relu, res, add_res):
     """dst[p] = relu?(src[p]*a + b (+ res[p])) for every p of a 1-D row.
 
