@@ -432,6 +432,7 @@ def write_report(out_dir: str | Path) -> Path:
                      f"{fmt(r['final_accuracy'])} | {r['epochs']} | "
                      f"{r.get('prune_epochs', '—')} | {fmt(PUBLISHED[p])} | "
                      f"{fmt_diff(r['best_accuracy'], PUBLISHED[p])} | {run_label(r['_meta'])} |")
+        L += ["", *shortfall_notes(results)]
         L += ["", "Test accuracy per epoch:", "",
               "| epoch | " + " | ".join(f"({p})" for p in finetuned) + " |",
               "|---:|" + "---:|" * len(finetuned)]
@@ -462,6 +463,34 @@ def write_report(out_dir: str | Path) -> Path:
         "Wall time: (a)/(b) the whole evaluation; (c)-(e) training plus testing summed over "
         "epochs (a resumed run counts each epoch once)." + throughput_note(results))
     return write_markdown(out_dir / "lab2.md", L)
+
+
+def shortfall_notes(results: dict[str, dict]) -> list[str]:
+    """One bullet per full-size finetune whose best falls short of the published figure,
+    with what its own history says about why (numbers from the run, not fixed text)."""
+    notes = []
+    above = " and ".join(f"({q})" for q in FINETUNE_PARTS if q in results
+                         and not results[q]["_meta"].get("smoke")
+                         and results[q]["best_accuracy"] > PUBLISHED[q])
+    for p in FINETUNE_PARTS:
+        r = results.get(p)
+        if r is None or r["_meta"].get("smoke") or r["best_accuracy"] >= PUBLISHED[p]:
+            continue
+        history = r["history"]
+        gap = PUBLISHED[p] - r["best_accuracy"]
+        rising = (len(history) >= 3 and r.get("best_epoch") == len(history)
+                  and history[-1] > history[-3])
+        trend = (f"its accuracy was still rising at the last epoch "
+                 f"({history[-3]:.4f} -> {history[-1]:.4f} over the last two), so the "
+                 "20-epoch budget ends before it levels off; "
+                 if rising else "")
+        notes.append(
+            f"* ({p}) is {gap:.4f} below the published figure ({gap * 10000:.0f} of 10,000 "
+            f"test images): {trend}a finetune is one stochastic run (our seed 0, fixed "
+            "batch order and augmentation), and the published figure is the best epoch of "
+            "another run, so differences of a few tenths of a percent either way are "
+            "expected" + (f" (our {above} came out above theirs)" if above else "") + ".")
+    return notes
 
 
 def throughput_note(results: dict[str, dict]) -> str:
