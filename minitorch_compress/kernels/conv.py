@@ -450,21 +450,22 @@ class _Epilogue(NamedTuple):
         """The epilogue of images a..b-1 of the batch."""
         return self if self.residual is None else self._replace(residual=self.residual[a:b])
 
-    def kernel_args(self, ndim: int) -> tuple:
-        """(epilogue, coef, relu, res, add_res) for the numba kernels; res is an `ndim`-D
-        view of the residual, or a never-read placeholder."""
-        if self.residual is None:
-            res, add_res = np.zeros((1,) * ndim, self.coef.dtype), False
-        else:
-            n, k = self.residual.shape[:2]
-            res = self.residual if ndim == 4 else self.residual.reshape(n, k, -1)
-            add_res = True
-        return True, self.coef, self.relu, res, add_res
 
 
-def _no_epilogue_args(ndim: int, dtype: np.dtype) -> tuple:
-    """Kernel arguments meaning "plain copy, no epilogue"."""
-    return False, np.zeros((1, 2), dtype), False, np.zeros((1,) * ndim, dtype), False
+def _epilogue_args(epilogue: _Epilogue | None, ndim: int, dtype: np.dtype) -> tuple:
+    """(epilogue, coef, relu, res, add_res) as the numba re-layout kernels take them.
+
+    res is an `ndim`-D view of the residual, or a never-read placeholder; with no epilogue
+    the kernels just copy (coef and relu are placeholders too)."""
+    placeholder = np.zeros((1,) * ndim, dtype)
+    if epilogue is None:
+        return False, np.zeros((1, 2), dtype), False, placeholder, False
+    residual = epilogue.residual
+    if residual is None:
+        return True, epilogue.coef, epilogue.relu, placeholder, False
+    n, k = residual.shape[:2]
+    res = residual if ndim == 4 else residual.reshape(n, k, -1)
+    return True, epilogue.coef, epilogue.relu, res, True
 
 
 def _forward(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
@@ -505,7 +506,7 @@ def _forward_cols(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
     rows, p_len = c * kh * kw, ho * wo
     w2d = w.reshape(k, rows)
     y3 = y.reshape(n, k, p_len)
-    epi = _no_epilogue_args(3, x.dtype) if epilogue is None else epilogue.kernel_args(3)
+    epi = _epilogue_args(epilogue, 3, x.dtype)
     bufs = _ChunkBuffers(n, c, h, wd, k, kh, kw, ho, wo, padding, x.dtype)
     for n0 in range(0, n, bufs.nc):
         n1 = min(n, n0 + bufs.nc)
@@ -552,7 +553,7 @@ def _forward_rows(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,
     nc = _images_per_chunk(n, c * kw * hp * wo * x.dtype.itemsize, _ROW_CHUNK_BYTES)
     cols_flat = np.empty(c * kw * nc * hp * wo, dtype=x.dtype)
     rt_flat = np.empty(kh * k * nc * hp * wo, dtype=x.dtype)
-    epi = _no_epilogue_args(4, x.dtype) if epilogue is None else epilogue.kernel_args(4)
+    epi = _epilogue_args(epilogue, 4, x.dtype)
     for n0, n1, xp in _padded_chunks(x, padding, nc):
         m = n1 - n0
         cols = cols_flat[: c * kw * m * hp * wo].reshape(c * kw, m, hp, wo)
