@@ -451,7 +451,6 @@ class _Epilogue(NamedTuple):
         return self if self.residual is None else self._replace(residual=self.residual[a:b])
 
 
-
 def _epilogue_args(epilogue: _Epilogue | None, ndim: int, dtype: np.dtype) -> tuple:
     """(epilogue, coef, relu, res, add_res) as the numba re-layout kernels take them.
 
