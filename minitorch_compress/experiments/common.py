@@ -340,8 +340,8 @@ def plot_histories(histories: dict[str, list[float]], path: Path, title: str,
         color = f"C{i}"
         epochs = np.arange(1, len(accuracies) + 1)
         ax.plot(epochs, accuracies, color=color, label=label)
-        flags = np.asarray((reportable or {}).get(label) or [True] * len(accuracies), bool)
-        flags = flags[: len(accuracies)]
+        given = list((reportable or {}).get(label) or [])[: len(accuracies)]
+        flags = np.asarray(given + [True] * (len(accuracies) - len(given)), bool)
         values = np.asarray(accuracies)
         ax.plot(epochs[flags], values[flags], "o", ms=3, color=color)
         if not flags.all():

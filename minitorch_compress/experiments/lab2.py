@@ -482,7 +482,7 @@ def shortfall_notes(results: dict[str, dict]) -> list[str]:
                   and history[-1] > history[-3])
         trend = (f"its accuracy was still rising at the last epoch "
                  f"({history[-3]:.4f} -> {history[-1]:.4f} over the last two), so the "
-                 "20-epoch budget ends before it levels off; "
+                 f"{r['epochs']}-epoch budget ends before it levels off; "
                  if rising else "")
         notes.append(
             f"* ({p}) is {gap:.4f} below the published figure ({gap * 10000:.0f} of 10,000 "
@@ -494,7 +494,8 @@ def shortfall_notes(results: dict[str, dict]) -> list[str]:
 
 
 def throughput_note(results: dict[str, dict]) -> str:
-    """" Training speed per epoch: (c) 44-331 img/s (median 236), ..." from the JSON logs.
+    """The sentence "Training speed over the epochs: (c) 44-331 img/s (median 236), ..."
+    built from the JSON logs.
 
     A run's wall time depends on what else shared the machine and on the engine's version
     when each epoch ran (a resumed run may span both), so the spread is shown beside it."""
