@@ -113,7 +113,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from minitorch_compress.report import write_progress_snapshot, write_report
 
     out_dir = args.out_dir or REPO_ROOT / "results"
-    print(f"wrote {write_progress_snapshot(args.run_dir, out_dir, args.name)}")
+    print(f"wrote {write_progress_snapshot(args.run_dir, out_dir, args.name, args.title)}")
     print(f"wrote {write_report(out_dir, smoke=out_dir.name == 'quick')}")
     return 0
 
@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot_parser.add_argument("run_dir", type=Path, help="the run's folder, e.g. runs/lab2_e")
     snapshot_parser.add_argument("--name", default=None,
                                  help="result name (default: the run folder's name)")
+    snapshot_parser.add_argument("--title", default=None,
+                                 help="the page's heading (default: the name)")
     snapshot_parser.add_argument("--out-dir", type=Path, default=None,
                                  help="results folder (default: results/)")
     snapshot_parser.set_defaults(func=cmd_snapshot)
