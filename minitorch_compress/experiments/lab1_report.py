@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -139,10 +140,14 @@ def fmt_w(w: np.ndarray) -> str:
     return "[" + ", ".join(f"{x:.4f}" for x in clean(np.round(w, 4))) + "]"
 
 
+def support_indices(w: np.ndarray) -> np.ndarray:
+    """0-based indices of the entries that count as non-zero (|w| > 1e-8, as in ‖W‖₀)."""
+    return np.flatnonzero(np.abs(w) > 1e-8)
+
+
 def support(w: np.ndarray) -> str:
     """1-based indices of the non-zero entries, e.g. "{w2, w5}"."""
-    idx = np.flatnonzero(np.abs(w) > 1e-8)
-    return "{" + ", ".join(f"w{j + 1}" for j in idx) + "}"
+    return "{" + ", ".join(f"w{j + 1}" for j in support_indices(w)) + "}"
 
 
 def git_commit() -> str:
@@ -165,6 +170,11 @@ def git_commit() -> str:
     return head.stdout.strip() + note
 
 
+def last_change(h: History) -> float:
+    """Largest change of any entry of W in the final step (0 or round-off means converged)."""
+    return float(np.max(np.abs(h.weights[-1] - h.weights[-2])))
+
+
 def part_table(results: dict[str, dict[Setting, History]], part: str) -> list[str]:
     """Markdown table of one part: both schedules, final W / L / ||W||_0 / last-step change."""
     lines = [
@@ -175,10 +185,9 @@ def part_table(results: dict[str, dict[Setting, History]], part: str) -> list[st
         for s, h in results[schedule].items():
             if s.part != part:
                 continue
-            last_change = float(np.max(np.abs(h.weights[-1] - h.weights[-2])))
             lines.append(
                 f"| {schedule} | {s.label or '-'} | {fmt_w(h.final_W)} | {h.final_loss:.4g} "
-                f"| {h.nnz} | {last_change:.1e} |"
+                f"| {h.nnz} | {last_change(h):.1e} |"
             )
     return lines
 
@@ -197,104 +206,223 @@ def part_heading(part: str) -> list[str]:
     ]
 
 
-def refit_loss(w: np.ndarray) -> float:
-    """Loss of the least-squares fit restricted to w's support: what an unbiased W would get."""
-    cols = np.flatnonzero(np.abs(w) > 1e-8)
-    refit = np.zeros_like(w)
-    if cols.size:
-        refit[cols] = np.linalg.lstsq(X_LAB1[:, cols], Y_LAB1, rcond=None)[0]
-    return loss(refit, X_LAB1, Y_LAB1)
-
-
 def joined(values, fmt: str = "{}") -> str:
     """Comma-separated formatted values, for the commentary."""
     return ", ".join(fmt.format(v) for v in values)
 
 
-def write_markdown(
-    results: dict[str, dict[Setting, History]], path: Path, steps: int, commit: str
-) -> None:
-    """Write results/lab1.md: the tables and a commentary whose numbers come from this run."""
-    by = {sched: {(s.part, s.key): h for s, h in results[sched].items()} for sched in SCHEDULES}
-    fb, ps = by["full_batch"], by["per_sample"]
-    d_fb, d_ps = ({k: r[("d", k)] for k in LAMBDAS_D} for r in (fb, ps))
-    e_fb, e_ps = ({k: r[("e", k)] for k in THRESHOLDS_E} for r in (fb, ps))
-    f_fb = {k: fb[("f", k)] for k in THRESHOLDS_F}
-    b_fb, b_ps, c_fb, c_ps = fb[("b", None)], ps[("b", None)], fb[("c", None)], ps[("c", None)]
-    X, y, mu, n = X_LAB1, Y_LAB1, MU_LAB1, X_LAB1.shape[0]
+# Diagnostics: the numbers the commentary quotes beyond the tables ----------------------------
 
-    # Reference points: the exact 2-sparse optimum and the minimum-norm exact fit.
-    w_star, l_star = best_k_sparse(X, y, 2)
-    w_minnorm = np.linalg.pinv(X) @ y
 
-    # (a): the code's step against the explicit sum along the plain-GD trajectory.
-    closed_form_err = max(
-        float(
-            np.max(
-                np.abs(
-                    gd_step(w, X, y, mu)
-                    - (w - 2 * mu * sum((X[i] @ w - y[i]) * X[i] for i in range(n)))
-                )
-            )
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |difference| between two arrays of the same shape."""
+    return float(np.max(np.abs(a - b)))
+
+
+def final_gap(a: History, b: History) -> float:
+    """Largest |difference| between the final W of two runs."""
+    return max_abs_diff(a.final_W, b.final_W)
+
+
+def support_fit(w: np.ndarray) -> np.ndarray:
+    """The least-squares fit restricted to w's support: what an unbiased W there would be."""
+    cols = support_indices(w)
+    fit = np.zeros_like(w)
+    if cols.size:
+        fit[cols] = np.linalg.lstsq(X_LAB1[:, cols], Y_LAB1, rcond=None)[0]
+    return fit
+
+
+def refit_loss(w: np.ndarray) -> float:
+    """Loss of the least-squares fit restricted to w's support: what an unbiased W would get."""
+    return loss(support_fit(w), X_LAB1, Y_LAB1)
+
+
+def closed_form_error(h: History) -> float:
+    """Largest gap between `gd_step` and W - 2 mu sum_i (X_i W - y_i) X_i along h's iterates."""
+    X, y, mu = X_LAB1, Y_LAB1, MU_LAB1
+
+    def explicit_step(w: np.ndarray) -> np.ndarray:
+        return w - 2 * mu * sum((X[i] @ w - y[i]) * X[i] for i in range(X.shape[0]))
+
+    return max(max_abs_diff(gd_step(w, X, y, mu), explicit_step(w)) for w in h.weights[:-1])
+
+
+def trimmed_fixed_point_threshold(w: np.ndarray) -> float:
+    """The smallest trimmed-L1 threshold t that keeps `support_fit(w)` fixed.
+
+    On the dropped entries the trimmed step is a gradient step followed by a soft-threshold, so
+    it leaves them at 0 iff t >= mu * |dL/dw_j| for every dropped j.
+    """
+    g = gradient(support_fit(w), X_LAB1, Y_LAB1)
+    return float(MU_LAB1 * np.max(np.abs(np.delete(g, support_indices(w)))))
+
+
+def per_point_trace(w: np.ndarray, t: float) -> list[np.ndarray]:
+    """W at the start of one per-sample prox step and after each point's update within it."""
+    trace = [w]
+    for i in range(X_LAB1.shape[0]):
+        trace.append(prox_step(trace[-1], X_LAB1[i : i + 1], Y_LAB1[i : i + 1], MU_LAB1, t))
+    return trace
+
+
+@dataclass(frozen=True)
+class Lab1Runs:
+    """The histories the commentary quotes, full batch (``*_fb``) and per sample (``*_ps``).
+
+    The (d), (e) and (f) dicts map the assignment's parameter string ("0.2") to its History,
+    in the assignment's order. Every run has ``steps`` steps.
+    """
+
+    steps: int
+    b_fb: History
+    b_ps: History
+    c_fb: History
+    c_ps: History
+    d_fb: dict[str, History]
+    d_ps: dict[str, History]
+    e_fb: dict[str, History]
+    e_ps: dict[str, History]
+    f_fb: dict[str, History]
+
+    @classmethod
+    def from_results(cls, results: dict[str, dict[Setting, History]], steps: int) -> Lab1Runs:
+        """Pick the runs out of `run_all`'s results by schedule, part and parameter."""
+        by = {sched: {(s.part, s.key): h for s, h in results[sched].items()} for sched in SCHEDULES}
+        fb, ps = by["full_batch"], by["per_sample"]
+        return cls(
+            steps=steps,
+            b_fb=fb[("b", None)],
+            b_ps=ps[("b", None)],
+            c_fb=fb[("c", None)],
+            c_ps=ps[("c", None)],
+            d_fb={k: fb[("d", k)] for k in LAMBDAS_D},
+            d_ps={k: ps[("d", k)] for k in LAMBDAS_D},
+            e_fb={k: fb[("e", k)] for k in THRESHOLDS_E},
+            e_ps={k: ps[("e", k)] for k in THRESHOLDS_E},
+            f_fb={k: fb[("f", k)] for k in THRESHOLDS_F},
         )
-        for w in b_fb.weights[:-1]
+
+
+@dataclass(frozen=True)
+class Lab1Evidence:
+    """Every number the commentary derives from the runs, beyond what the tables show.
+
+    Attributes:
+        w_star, l_star: the best 2-sparse fit (the ground truth W*) and its loss.
+        w_minnorm: the minimum-norm exact fit.
+        closed_form_err: largest gap between `gd_step` and the explicit sum along (b).
+        c_supports: the support of (c)'s iterate after each step 1, 2, ...
+        c_switch: the first step whose support differs from step 1's, or None.
+        w_c_ls: the least-squares fit on the support where (c) ends.
+        t_critical: the smallest trimmed threshold that keeps ``w_c_ls`` fixed.
+        pair_gap: max |W difference| between subgradient lambda and prox t = mu*lambda, per pair.
+        d_osc: largest change of L over (d)'s last 20 steps, per lambda.
+        kkt_fb, kkt_ps: lasso optimality violation (lambda = t/mu) of (e)'s final W, per t.
+        refits: L of the least-squares refit on each (e) support, per t.
+        e_long: the (e) runs still moving after ``steps`` steps, rerun for 10x as many, by t.
+        e_vs, d_vs: (parameter, per sample vs full batch with it, vs full batch with n times it).
+        b_3mu: (b) in full batch with n times the step size.
+        t_trace: the (e) threshold whose per-sample step is traced.
+        w_trace: see `per_point_trace`, from the final per-sample W of ``t_trace``.
+        probe: the steps at which (b)'s losses are compared.
+    """
+
+    w_star: np.ndarray
+    l_star: float
+    w_minnorm: np.ndarray
+    closed_form_err: float
+    c_supports: list[str]
+    c_switch: int | None
+    w_c_ls: np.ndarray
+    t_critical: float
+    pair_gap: list[float]
+    d_osc: list[float]
+    kkt_fb: list[float]
+    kkt_ps: list[float]
+    refits: list[float]
+    e_long: dict[str, History]
+    e_vs: list[tuple[str, float, float]]
+    d_vs: list[tuple[str, float, float]]
+    b_3mu: History
+    t_trace: str
+    w_trace: list[np.ndarray]
+    probe: list[int]
+
+
+def gather_evidence(r: Lab1Runs) -> Lab1Evidence:
+    """Compute the numbers of `Lab1Evidence`, including the few extra runs they need."""
+    X, y, mu, n, steps = X_LAB1, Y_LAB1, MU_LAB1, X_LAB1.shape[0], r.steps
+    w_star, l_star = best_k_sparse(X, y, 2)
+    c_supports = [support(w) for w in r.c_fb.weights[1:]]
+    t_trace = THRESHOLDS_E[1]
+
+    def kkt(runs: dict[str, History]) -> list[float]:
+        return [lasso_kkt_violation(runs[t].final_W, X, y, float(t) / mu) for t in THRESHOLDS_E]
+
+    return Lab1Evidence(
+        w_star=w_star,
+        l_star=l_star,
+        # From W0 = 0 every gradient lies in the row space of X: where plain GD must end.
+        w_minnorm=np.linalg.pinv(X) @ y,
+        closed_form_err=closed_form_error(r.b_fb),
+        c_supports=c_supports,
+        c_switch=next((i + 1 for i, s in enumerate(c_supports) if s != c_supports[0]), None),
+        w_c_ls=support_fit(r.c_fb.final_W),
+        t_critical=trimmed_fixed_point_threshold(r.c_fb.final_W),
+        # The assignment's hint: subgradient with lambda ~ prox with t = mu*lambda.
+        pair_gap=[
+            final_gap(r.d_fb[lam], r.e_fb[t])
+            for lam, t in zip(LAMBDAS_D, THRESHOLDS_E, strict=True)
+        ],
+        d_osc=[float(np.max(np.abs(np.diff(h.losses[-20:])))) for h in r.d_fb.values()],
+        kkt_fb=kkt(r.e_fb),
+        kkt_ps=kkt(r.e_ps),
+        refits=[refit_loss(h.final_W) for h in r.e_fb.values()],
+        e_long={
+            t: run("prox", 10 * steps, threshold=float(t))
+            for t, h in r.e_fb.items()
+            if last_change(h) > 1e-8
+        },
+        # Is per sample closer to full batch with the same penalty or with n times it?
+        e_vs=[
+            (
+                t,
+                final_gap(r.e_ps[t], r.e_fb[t]),
+                final_gap(r.e_ps[t], run("prox", steps, threshold=n * float(t))),
+            )
+            for t in THRESHOLDS_E
+        ],
+        d_vs=[
+            (
+                lam,
+                final_gap(r.d_ps[lam], r.d_fb[lam]),
+                final_gap(r.d_ps[lam], run("subgradient", steps, lam=n * float(lam))),
+            )
+            for lam in LAMBDAS_D
+        ],
+        b_3mu=run("gd", steps, mu=n * mu),
+        t_trace=t_trace,
+        w_trace=per_point_trace(r.e_ps[t_trace].final_W, float(t_trace)),
+        probe=[s for s in (5, 10, 20, 50) if s <= steps],
     )
 
-    # (c): where projected GD leaves the true support, and the unbiased fit where it ends.
-    c_supports = [support(w) for w in c_fb.weights[1:]]
-    c_switch = next((i + 1 for i, s in enumerate(c_supports) if s != c_supports[0]), None)
-    w_c_ls = np.zeros(5)
-    c_cols = np.flatnonzero(np.abs(c_fb.final_W) > 1e-8)
-    w_c_ls[c_cols] = np.linalg.lstsq(X[:, c_cols], y, rcond=None)[0]
-    # A trimmed threshold t keeps that point fixed iff t >= mu * |dL/dw_j| for every dropped j.
-    g_c = gradient(w_c_ls, X, y)
-    t_critical = float(mu * np.max(np.abs(np.delete(g_c, c_cols))))
 
-    # (d)/(e): the hint (subgradient with lambda ~ prox with mu*lambda) and lasso optimality.
-    pair_gap = [
-        float(np.max(np.abs(d_fb[lam].final_W - e_fb[t].final_W)))
-        for lam, t in zip(LAMBDAS_D, THRESHOLDS_E, strict=True)
-    ]
-    d_osc = [float(np.max(np.abs(np.diff(h.losses[-20:])))) for h in d_fb.values()]
-    kkt_fb = [lasso_kkt_violation(e_fb[t].final_W, X, y, float(t) / mu) for t in THRESHOLDS_E]
-    kkt_ps = [lasso_kkt_violation(e_ps[t].final_W, X, y, float(t) / mu) for t in THRESHOLDS_E]
-    refits = [refit_loss(h.final_W) for h in e_fb.values()]
-    e_moving = [t for t, h in e_fb.items() if np.max(np.abs(h.weights[-1] - h.weights[-2])) > 1e-8]
-    e_long = {t: run("prox", 10 * steps, threshold=float(t)) for t in e_moving}
+# Sections of lab1.md, each a list of lines ----------------------------------------------------
 
-    # Per-sample diagnosis: closer to full batch with the same or n times the penalty?
-    def gap(a: History, b: History) -> float:
-        return float(np.max(np.abs(a.final_W - b.final_W)))
 
-    e_vs = [
-        (t, gap(e_ps[t], e_fb[t]), gap(e_ps[t], run("prox", steps, threshold=n * float(t))))
-        for t in THRESHOLDS_E
-    ]
-    d_vs = [
-        (
-            lam,
-            gap(d_ps[lam], d_fb[lam]),
-            gap(d_ps[lam], run("subgradient", steps, lam=n * float(lam))),
-        )
-        for lam in LAMBDAS_D
-    ]
-    b_3mu = run("gd", steps, mu=n * mu)
-    # Inside one per-sample step of (e): W after each point's update, from the final W.
-    t_trace = THRESHOLDS_E[1]
-    w_trace = [e_ps[t_trace].final_W]
-    for i in range(n):
-        w_trace.append(prox_step(w_trace[-1], X[i : i + 1], y[i : i + 1], mu, float(t_trace)))
-    probe = [s for s in (5, 10, 20, 50) if s <= steps]
-
+def intro_lines(commit: str, steps: int) -> list[str]:
+    """Title, provenance, the step-count warning if needed, and what the two schedules are."""
     L = [
         "# Lab 1 — sparse optimisation of the 3-point linear model",
         "",
         f"Produced by `python labs/lab1_sparse_linear.py` (code at commit `{commit}`; the "
         "results files were committed after it). "
-        f"{steps} steps, mu = {mu}, W0 = 0, L(W) = sum_i (X_i W - y_i)^2 over the three points "
-        "of the assignment. Figures are in `results/lab1/`: `<schedule>_<part>[_<setting>].png` "
-        "has two panels, log-scale L and every entry of W vs step; `overview_<part>.png` "
-        "compares the settings and both schedules. The same numbers are in `results/lab1.json`.",
+        f"{steps} steps, mu = {MU_LAB1}, W0 = 0, L(W) = sum_i (X_i W - y_i)^2 over the three "
+        "points of the assignment. Figures are in `results/lab1/`: "
+        "`<schedule>_<part>[_<setting>].png` has two panels, log-scale L and every entry of W "
+        "vs step; `overview_<part>.png` compares the settings and both schedules. The same "
+        "numbers are in `results/lab1.json`.",
         "",
     ]
     if steps != 200:
@@ -311,89 +439,121 @@ def write_markdown(
         "solution's numbers differ. ‖W‖₀ counts |w| > 1e-8; the last column is the largest "
         "change of any entry in the final step (0 or round-off means converged).",
         "",
+    ]
+    return L
+
+
+def reference_lines(ev: Lab1Evidence) -> list[str]:
+    """The minimum-norm exact fit and the best 2-sparse fit W*, the points the parts aim at."""
+    return [
         "## Reference points",
         "",
-        f"* Minimum-norm exact fit (pinv): {fmt_w(w_minnorm)}, L = 0. Three equations, five "
+        f"* Minimum-norm exact fit (pinv): {fmt_w(ev.w_minnorm)}, L = 0. Three equations, five "
         "unknowns: there are infinitely many exact fits.",
-        f"* Best 2-sparse fit, by exhaustive search over the 10 supports: {fmt_w(w_star)}, "
-        f"L = {l_star:.1g}: the ground truth W*, support {support(w_star)}. Note "
-        f"‖W*‖₁ = {np.abs(w_star).sum():.4g} while the min-norm fit already has "
-        f"‖W‖₁ = {np.abs(w_minnorm).sum():.4g}, so W* is not the smallest-L1 exact fit and an "
-        "L1 penalty does not lead to it on this data.",
+        f"* Best 2-sparse fit, by exhaustive search over the 10 supports: {fmt_w(ev.w_star)}, "
+        f"L = {ev.l_star:.1g}: the ground truth W*, support {support(ev.w_star)}. Note "
+        f"‖W*‖₁ = {np.abs(ev.w_star).sum():.4g} while the min-norm fit already has "
+        f"‖W‖₁ = {np.abs(ev.w_minnorm).sum():.4g}, so W* is not the smallest-L1 exact fit and "
+        "an L1 penalty does not lead to it on this data.",
         "",
+    ]
+
+
+def part_a_lines(ev: Lab1Evidence) -> list[str]:
+    """(a): where the closed-form step is tested, and how closely this run's (b) follows it."""
+    return [
         "## (a) closed form",
         "",
         "`gd_step` is tested in `tests/test_sparse_linear.py` against "
         "W - 2 mu sum_i (X_i W - y_i) X_i^T for random W, X, y, mu, and the gradient against "
         "finite differences. Along this run's (b) trajectory the largest difference between "
-        f"the code's step and the explicit sum was {closed_form_err:.1e}.",
+        f"the code's step and the explicit sum was {ev.closed_form_err:.1e}.",
         "",
     ]
 
-    L += [*part_heading("b"), *part_table(results, "b"), ""]
-    L += [
+
+def part_section(
+    results: dict[str, dict[Setting, History]], part: str, commentary: list[str]
+) -> list[str]:
+    """One part of (b)-(f): heading, overview figure, table, then its commentary."""
+    return [*part_heading(part), *part_table(results, part), "", *commentary]
+
+
+def part_b_commentary(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
+    """(b): plain GD ends on the minimum-norm exact fit, in both schedules."""
+    return [
         "Full batch converges linearly to the minimum-norm exact fit (max deviation "
-        f"{np.max(np.abs(b_fb.final_W - w_minnorm)):.1e}): from W0 = 0 every gradient lies in "
-        "the row space of X, so GD can only reach the exact fit that lives there. L falls to "
-        f"{b_fb.final_loss:.1e} (round-off). Nothing is sparse (‖W‖₀ = {b_fb.nnz}) and W* is "
-        "not approached. The per-sample schedule reaches the same point (max difference "
-        f"{np.max(np.abs(b_ps.final_W - b_fb.final_W)):.1e}): the system is consistent, so "
-        "all three points can be fitted at once and incremental updates share the fixed point.",
+        f"{max_abs_diff(r.b_fb.final_W, ev.w_minnorm):.1e}): from W0 = 0 every gradient lies "
+        "in the row space of X, so GD can only reach the exact fit that lives there. L falls "
+        f"to {r.b_fb.final_loss:.1e} (round-off). Nothing is sparse (‖W‖₀ = {r.b_fb.nnz}) and "
+        "W* is not approached. The per-sample schedule reaches the same point (max difference "
+        f"{final_gap(r.b_ps, r.b_fb):.1e}): the system is consistent, so all three points can "
+        "be fitted at once and incremental updates share the fixed point.",
         "",
     ]
 
-    L += [*part_heading("c"), *part_table(results, "c"), ""]
+
+def part_c_commentary(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
+    """(c): projected GD is unbiased on its support but gets stuck on the wrong support."""
+    c_fb, c_switch = r.c_fb, ev.c_switch
+    # Told only when the support does switch: a short run may stop before it does.
     switch_text = (
-        f"The first {c_switch - 1} iterates have support {c_supports[0]}, the true one, but w1 "
-        f"starts negative ({c_fb.weights[1][0]:.2f} after step 1) and has to pass through 0 "
+        f"The first {c_switch - 1} iterates have support {ev.c_supports[0]}, the true one, but "
+        f"w1 starts negative ({c_fb.weights[1][0]:.2f} after step 1) and has to pass through 0 "
         f"on its way to W*'s +1; at step {c_switch} it is smaller than the GD step's w5 and the "
-        f"projection switches to {c_supports[c_switch - 1]}, never to come back. "
+        f"projection switches to {ev.c_supports[c_switch - 1]}, never to come back. "
         if c_switch is not None
         else ""
     )
-    L += [
+    return [
         f"Projected GD ends on support {support(c_fb.final_W)} with L = {c_fb.final_loss:.4g}, "
-        f"exactly the least-squares fit on that support ({fmt_w(w_c_ls)}): the projection adds "
-        "no shrinkage. But it is a local answer. "
+        f"exactly the least-squares fit on that support ({fmt_w(ev.w_c_ls)}): the projection "
+        "adds no shrinkage. But it is a local answer. "
         + switch_text
         + f"It then converges to a fixed point with L = {c_fb.final_loss:.4g} instead of W*'s "
         "L = 0: projection onto the non-convex set {‖W‖₀ ≤ 2} has no global guarantee. "
-        f"The per-sample run lands on the same support with L = {c_ps.final_loss:.5g} (full "
+        f"The per-sample run lands on the same support with L = {r.c_ps.final_loss:.5g} (full "
         f"batch {c_fb.final_loss:.5g}).",
         "",
     ]
 
-    L += [*part_heading("d"), *part_table(results, "d"), ""]
-    L += [
+
+def part_d_commentary(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
+    """(d): the subgradient method never lands on 0 and keeps oscillating; L1 bias grows."""
+    d_fb = r.d_fb.values()
+    return [
         "Subgradient descent never produces exact zeros (‖W‖₀ = "
-        + joined(h.nnz for h in d_fb.values())
+        + joined(h.nnz for h in d_fb)
         + " for lambda = "
         + joined(LAMBDAS_D)
         + "): an entry near 0 gets pushed by mu*lambda*sign(w) across 0 and back at every "
         "step, so it hovers at a magnitude of order mu*lambda instead of landing on 0, and W "
         "and L keep oscillating (last-step change in the table; largest change of L over the "
         "last 20 steps: "
-        + joined(d_osc, "{:.2g}")
+        + joined(ev.d_osc, "{:.2g}")
         + "). L grows with lambda ("
-        + joined((h.final_loss for h in d_fb.values()), "{:.4g}")
+        + joined((h.final_loss for h in d_fb), "{:.4g}")
         + ") and w5 shrinks towards 0 ("
-        + joined((h.final_W[4] for h in d_fb.values()), "{:.4f}")
+        + joined((h.final_W[4] for h in d_fb), "{:.4f}")
         + "), the L1 bias. w2 is not monotone ("
-        + joined((h.final_W[1] for h in d_fb.values()), "{:.4f}")
+        + joined((h.final_W[1] for h in d_fb), "{:.4f}")
         + ") because at small lambda part of the fit is still carried by w1 and w3. The two "
         "largest entries are w2 and w5 for every lambda, as in (e), not W*'s w1 and w2.",
         "",
     ]
 
-    L += [*part_heading("e"), *part_table(results, "e"), ""]
+
+def part_e_commentary(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
+    """(e): the prox gives exact zeros at the price of bias, and solves the lasso."""
+    e_fb, t_last = r.e_fb, THRESHOLDS_E[-1]
     long_text = "".join(
-        f" With t = {t} the run has not converged after {steps} steps: the fit on its "
+        f" With t = {t} the run has not converged after {r.steps} steps: the fit on its "
         "support has a flat direction (more unknowns than equations), along which only the "
-        f"small penalty moves W; run for {10 * steps} steps it reaches "
-        f"{fmt_w(e_long[t].final_W)}, L = {e_long[t].final_loss:.4g}, ‖W‖₀ = {e_long[t].nnz}."
-        for t in e_moving
+        f"small penalty moves W; run for {10 * r.steps} steps it reaches "
+        f"{fmt_w(h.final_W)}, L = {h.final_loss:.4g}, ‖W‖₀ = {h.nnz}."
+        for t, h in ev.e_long.items()
     )
-    L += [
+    return [
         "Proximal gradient produces exact zeros: ‖W‖₀ = "
         + joined(h.nnz for h in e_fb.values())
         + " for t = "
@@ -403,24 +563,28 @@ def write_markdown(
         + " The price is bias: L = "
         + joined((h.final_loss for h in e_fb.values()), "{:.4g}")
         + ", whereas an unbiased least-squares refit on the same supports would reach L = "
-        + joined("0 (round-off)" if r < 1e-20 else f"{r:.4g}" for r in refits)
-        + f". With t = {THRESHOLDS_E[-1]} the result is 2-sparse, "
-        f"{fmt_w(e_fb[THRESHOLDS_E[-1]].final_W)}, on support "
-        f"{support(e_fb[THRESHOLDS_E[-1]].final_W)}, with both weights shrunk relative to the "
-        f"unbiased {w_c_ls[1]:.4f} and {w_c_ls[4]:.4f}; and, as expected from the L1 norms "
-        "above, not on W*'s support. The assignment's hint holds: subgradient with lambda "
-        "and prox with t = mu*lambda end close together (max |difference| "
-        + joined(pair_gap, "{:.3f}")
+        + joined("0 (round-off)" if x < 1e-20 else f"{x:.4g}" for x in ev.refits)
+        + f". With t = {t_last} the result is 2-sparse, "
+        f"{fmt_w(e_fb[t_last].final_W)}, on support "
+        f"{support(e_fb[t_last].final_W)}, with both weights shrunk relative to the "
+        f"unbiased {ev.w_c_ls[1]:.4f} and {ev.w_c_ls[4]:.4f}; and, as expected from the L1 "
+        "norms above, not on W*'s support. The assignment's hint holds: subgradient with "
+        "lambda and prox with t = mu*lambda end close together (max |difference| "
+        + joined(ev.pair_gap, "{:.3f}")
         + " for the four pairs), differing mostly in the entries near 0, which only the prox "
         "sets exactly to 0. Largest violation of the lasso optimality conditions for "
         "lambda = t/mu at the final full-batch W: "
-        + joined(kkt_fb, "{:.1e}")
+        + joined(ev.kkt_fb, "{:.1e}")
         + " (the converged runs are lasso minimisers).",
         "",
     ]
 
-    L += [*part_heading("f"), *part_table(results, "f"), ""]
-    L += [
+
+def part_f_commentary(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
+    """(f): trimmed L1 reaches the projected-GD point, sparse and unbiased, once t is large."""
+    c_fb, f_fb = r.c_fb, r.f_fb
+    t_small, t_edge = THRESHOLDS_F[0], THRESHOLDS_F[1]
+    return [
         "Trimmed L1 shrinks only the 3 smallest-magnitude entries, so the 2 largest are left "
         "unbiased. ‖W‖₀ = "
         + joined(h.nnz for h in f_fb.values())
@@ -429,19 +593,24 @@ def write_markdown(
         + ". Once t is large enough to keep the small entries at 0 the result is the "
         f"projected-GD point {fmt_w(c_fb.final_W)} (L = {c_fb.final_loss:.4g}): sparse like "
         "the projection and unbiased, unlike the prox (w2 = "
-        f"{f_fb[THRESHOLDS_F[-1]].final_W[1]:.4f} here, {e_fb[THRESHOLDS_E[-1]].final_W[1]:.4f} "
+        f"{f_fb[THRESHOLDS_F[-1]].final_W[1]:.4f} here, "
+        f"{r.e_fb[THRESHOLDS_E[-1]].final_W[1]:.4f} "
         f"for prox with t = {THRESHOLDS_E[-1]}). That point is a fixed point of the trimmed "
-        f"step exactly when t >= mu * max |dL/dw_j| over the dropped entries = {t_critical:.4g}; "
-        f"t = {THRESHOLDS_F[1]} sits on that boundary, so there w3 decays geometrically "
-        f"(|w3| = {abs(f_fb[THRESHOLDS_F[1]].final_W[2]):.0e} after {steps} steps) instead of "
-        f"being snapped to 0. With t = {THRESHOLDS_F[0]} the third entry survives "
-        f"({support(f_fb[THRESHOLDS_F[0]].final_W)}, L = "
-        f"{f_fb[THRESHOLDS_F[0]].final_loss:.4g}). Like the projection it keeps w2 and w5 and "
+        "step exactly when t >= mu * max |dL/dw_j| over the dropped entries = "
+        f"{ev.t_critical:.4g}; "
+        f"t = {t_edge} sits on that boundary, so there w3 decays geometrically "
+        f"(|w3| = {abs(f_fb[t_edge].final_W[2]):.0e} after {r.steps} steps) instead of "
+        f"being snapped to 0. With t = {t_small} the third entry survives "
+        f"({support(f_fb[t_small].final_W)}, L = "
+        f"{f_fb[t_small].final_loss:.4g}). Like the projection it keeps w2 and w5 and "
         "misses W*.",
         "",
     ]
 
-    L += [
+
+def method_summary_lines() -> list[str]:
+    """The summary table of the five methods (fixed text: it states the lab's conclusions)."""
+    return [
         "## Summary: convergence, sparsity, bias (full batch)",
         "",
         "| method | exact zeros | converges | bias on the kept weights |",
@@ -455,50 +624,71 @@ def write_markdown(
         "None of the sparse methods finds W* from W0 = 0 on this data; all settle on "
         "{w2, w5}, plus small extra entries when the penalty is weak.",
         "",
-        "## Full batch vs per sample",
-        "",
-        "The per-sample schedule performs three updates per step, each with one point's "
-        "gradient at the current iterate and each followed by the method's own sparsifying "
-        "operation. Two things change; the numbers show which.",
-        "",
+    ]
+
+
+def data_term_item(r: Lab1Runs, ev: Lab1Evidence) -> str:
+    """Item 1 of "Full batch vs per sample": per-sample steps do not triple the step size."""
+    probe = ev.probe
+    return (
         "1. **The data term is not tripled.** The three per-point gradients add up to the full "
         "gradient, so to first order one per-sample step moves W like one full-batch step with "
         "the same mu, not 3 mu. In (b) it is somewhat faster per step because each update "
         "uses the freshest W (L after "
         + joined(probe)
         + " steps: per-sample "
-        + joined((b_ps.losses[s] for s in probe), "{:.2g}")
+        + joined((r.b_ps.losses[s] for s in probe), "{:.2g}")
         + "; full batch "
-        + joined((b_fb.losses[s] for s in probe), "{:.2g}")
+        + joined((r.b_fb.losses[s] for s in probe), "{:.2g}")
         + "; full batch with 3 mu "
-        + joined((b_3mu.losses[s] for s in probe), "{:.2g}")
-        + "), nothing like a tripled step size.",
+        + joined((ev.b_3mu.losses[s] for s in probe), "{:.2g}")
+        + "), nothing like a tripled step size."
+    )
+
+
+def penalty_item(r: Lab1Runs, ev: Lab1Evidence) -> str:
+    """Item 2 of "Full batch vs per sample": the penalty acts once per point, so ~3x per step."""
+    return (
         "2. **The regulariser is applied three times per step.** The subgradient term "
         "mu*lambda*sign(W), the soft-threshold and the trimmed soft-threshold act once per "
         "point, so per step the penalty is about n = 3 times stronger relative to the data "
         "term. Per-sample results are more shrunk, with higher L, and sit much closer to "
         "full-batch runs with 3x the penalty than with the same penalty. Max |W difference| "
         "of per-sample prox with t against full-batch prox with t / with 3t: "
-        + "; ".join(f"t = {t}: {a:.3f} / {b:.3f}" for t, a, b in e_vs)
+        + "; ".join(f"t = {t}: {a:.3f} / {b:.3f}" for t, a, b in ev.e_vs)
         + ". Subgradient with lambda against full batch with lambda / 3 lambda: "
-        + "; ".join(f"lambda = {k}: {a:.3f} / {b:.3f}" for k, a, b in d_vs)
+        + "; ".join(f"lambda = {k}: {a:.3f} / {b:.3f}" for k, a, b in ev.d_vs)
         + ". The match is only approximate: the per-sample map cycles through three different "
         "updates, and its end-of-step fixed point minimises no single regularised objective. "
-        f"Inside one step of the converged per-sample prox run with t = {t_trace}, W goes "
-        + " -> ".join(fmt_w(w) for w in w_trace)
+        f"Inside one step of the converged per-sample prox run with t = {ev.t_trace}, W goes "
+        + " -> ".join(fmt_w(w) for w in ev.w_trace)
         + ": the earlier updates zero the small entries and the last point's update pushes "
         "them out again, so the recorded W (end of step) keeps small non-zeros that "
         "full-batch prox sets exactly to 0 (‖W‖₀ per-sample "
-        + joined(h.nnz for h in e_ps.values())
+        + joined(h.nnz for h in r.e_ps.values())
         + ", full batch "
-        + joined(h.nnz for h in e_fb.values())
+        + joined(h.nnz for h in r.e_fb.values())
         + "), and it violates the lasso optimality conditions for lambda = t/mu by "
-        + joined(kkt_ps, "{:.2g}")
-        + ".",
+        + joined(ev.kkt_ps, "{:.2g}")
+        + "."
+    )
+
+
+def schedules_lines(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
+    """The "Full batch vs per sample" section: why per-sample numbers differ, which to use."""
+    return [
+        "## Full batch vs per sample",
+        "",
+        "The per-sample schedule performs three updates per step, each with one point's "
+        "gradient at the current iterate and each followed by the method's own sparsifying "
+        "operation. Two things change; the numbers show which.",
+        "",
+        data_term_item(r, ev),
+        penalty_item(r, ev),
         "",
         "Projection and large-threshold trimmed L1 add no penalty, so the two schedules agree "
-        f"up to the small offset of the cycle (L = {c_ps.final_loss:.5g} vs "
-        f"{c_fb.final_loss:.5g} in (c)). For the unregularised, consistent problem (b) both "
+        f"up to the small offset of the cycle (L = {r.c_ps.final_loss:.5g} vs "
+        f"{r.c_fb.final_loss:.5g} in (c)). For the unregularised, consistent problem (b) both "
         "reach the same solution.",
         "",
         "The assignment defines L as a sum over the three points, full-batch updates and the "
@@ -507,7 +697,27 @@ def write_markdown(
         "The full-batch rows are the ones to report and to compare with.",
         "",
     ]
-    path.write_text("\n".join(L), encoding="utf-8")
+
+
+def write_markdown(
+    results: dict[str, dict[Setting, History]], path: Path, steps: int, commit: str
+) -> None:
+    """Write results/lab1.md: the tables and a commentary whose numbers come from this run."""
+    r = Lab1Runs.from_results(results, steps)
+    ev = gather_evidence(r)
+    lines = [
+        *intro_lines(commit, steps),
+        *reference_lines(ev),
+        *part_a_lines(ev),
+        *part_section(results, "b", part_b_commentary(r, ev)),
+        *part_section(results, "c", part_c_commentary(r, ev)),
+        *part_section(results, "d", part_d_commentary(r, ev)),
+        *part_section(results, "e", part_e_commentary(r, ev)),
+        *part_section(results, "f", part_f_commentary(r, ev)),
+        *method_summary_lines(),
+        *schedules_lines(r, ev),
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
