@@ -35,6 +35,7 @@ from minitorch_compress.linear import (
     SCHEDULES,
     X_LAB1,
     Y_LAB1,
+    ZERO_TOL,
     History,
     best_k_sparse,
     count_nonzero,
@@ -142,7 +143,7 @@ def fmt_w(w: np.ndarray) -> str:
 
 def support_indices(w: np.ndarray) -> np.ndarray:
     """0-based indices of the entries that count as non-zero (|w| > 1e-8, as in ‖W‖₀)."""
-    return np.flatnonzero(np.abs(w) > 1e-8)
+    return np.flatnonzero(np.abs(w) > ZERO_TOL)
 
 
 def support(w: np.ndarray) -> str:

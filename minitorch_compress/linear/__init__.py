@@ -5,6 +5,7 @@ operators (projection, soft-thresholding, trimmed soft-thresholding).
 """
 
 from minitorch_compress.linear.prox import (
+    ZERO_TOL,
     count_nonzero,
     project_top_k,
     soft_threshold,
@@ -32,6 +33,7 @@ from minitorch_compress.linear.sparse_linear import (
 )
 
 __all__ = [
+    "ZERO_TOL",
     "METHODS",
     "MU_LAB1",
     "SCHEDULES",

@@ -100,7 +100,12 @@ def trimmed_soft_threshold(v: np.ndarray, t: float, m: int) -> np.ndarray:
     return out
 
 
-def count_nonzero(w: np.ndarray, tol: float = 1e-8) -> int:
+# Magnitudes at or below this count as zero in ||W||_0: iterates that converge to 0 only
+# geometrically (never exactly) must not count as support.
+ZERO_TOL = 1e-8
+
+
+def count_nonzero(w: np.ndarray, tol: float = ZERO_TOL) -> int:
     """Number of entries with |w_j| > tol (the ||W||_0 reported in the Lab 1 table).
 
     Args:
