@@ -214,3 +214,19 @@ def test_evaluations_are_smoke_only_on_a_cut_test_set():
     assert meta["command"] == "python labs/lab2_pruning.py --part all"
     args.test_subset = 100
     assert common.is_smoke(args, trains=False)
+
+
+@pytest.mark.parametrize(("best", "history", "best_epoch", "rising", "beyond_noise"), [
+    (0.8835, [0.8800, 0.8820, 0.8835], 3, True, False),   # best at the end, still rising
+    (0.8835, [0.8835, 0.8820, 0.8810], 1, False, False),  # best early: no trend claimed
+    (0.8700, [0.8600, 0.8650, 0.8700], 3, True, True),    # 0.0168 short: beyond seed noise
+])
+def test_shortfall_note_reads_the_run_history(best, history, best_epoch, rising, beyond_noise):
+    note = common.shortfall_note("(x)", best, 0.8868, history, best_epoch, 20,
+                                 above="(y)", context="Extra.")
+    gap = 0.8868 - best
+    assert note.startswith(f"* (x) is {gap:.4f} below the published figure "
+                           f"({gap * 10000:.0f} of 10,000")
+    assert ("still rising" in note) == rising
+    assert ("more than we would put down" in note) == beyond_noise
+    assert "(our (y) came out above theirs)" in note and note.endswith(". Extra.")

@@ -20,6 +20,7 @@ from minitorch_compress.compression import (
     quantize_array,
     sparsity_report,
 )
+from minitorch_compress.experiments import lab3
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models import resnet20
 from minitorch_compress.models.pretrained import REPO_ROOT, load_pretrained
@@ -185,3 +186,28 @@ def test_incompatible_options_are_refused(capsys):
     with pytest.raises(SystemExit):
         lab3_script.main(["--part", "b", "--sparse-from-pretrained"])
     assert "part d only" in capsys.readouterr().err
+
+
+def test_shortfall_notes_name_only_full_size_runs_below_the_published_figure():
+    full = {"smoke": False}
+    history = {b: [0.5, 0.6, 0.7] for b in lab3.BITS_QAT}
+    results = {
+        # (c): 4 bits short, 3 and 2 bits above
+        "lab3_c": {"_meta": full, "mode": "asymmetric", "epochs": 3, "history": history,
+                   "best_accuracy": {"4": 0.9100, "3": 0.9100, "2": 0.8600},
+                   "best_epoch": {b: 3 for b in lab3.BITS_QAT}},
+        # (d): only 2 bits above; 4 and 3 bits short, each with its start in the note
+        "lab3_d": {"_meta": full, "mode": "masked", "epochs": 3, "history": history,
+                   "after": {"4": 0.8900, "3": 0.8700, "2": 0.8000},
+                   "start": {"float_accuracy": 0.8800}},
+        # a smoke run never gets a note, however low
+        "lab3_e": {"_meta": {"smoke": True}, "mode": "masked", "epochs": 1, "history": [0.1],
+                   "best_accuracy": 0.1},
+    }
+    notes = lab3._shortfall_notes(results)
+    assert [n.split(" is ")[0] for n in notes] == [
+        "* (c) asymmetric 4 bits", "* (d) masked 4 bits", "* (d) masked 3 bits"]
+    assert all("(our (c) asymmetric 3 bits and (c) asymmetric 2 bits and (d) masked 2 bits "
+               "came out above theirs)" in n for n in notes)
+    assert "+0.0100 over the float 80 %-sparse model it finetunes (0.8800)" in notes[1]
+    assert "Measured from where" not in notes[0]

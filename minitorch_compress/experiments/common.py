@@ -375,6 +375,39 @@ def fmt_diff(ours: float | None, published: float | None) -> str:
     return "—" if ours is None or published is None else f"{ours - published:+.4f}"
 
 
+SEED_NOISE = 0.005  # a best-of-run gap below this we put down to the seed alone
+
+
+def shortfall_note(label: str, best: float, published: float, history: Sequence[float],
+                   best_epoch: int | None, epochs: int, above: str = "",
+                   context: str = "") -> str:
+    """One bullet saying by how much a finetune's best falls short of the published figure and
+    what its own history says about why (numbers from the run, not fixed text).
+
+    Args:
+        label: how the report names the run, e.g. "(c)" or "(c) 4 bits".
+        best, published: best test accuracy of ours and the published one (``best < published``).
+        history: test accuracy per epoch; best_epoch: 1-based epoch of ``best``.
+        epochs: the epoch budget of the run.
+        above: the runs of the same report that came out above the published figure, e.g.
+            "(b) and (d)", or "" for none.
+        context: sentences appended to the bullet, e.g. what the run started from.
+    """
+    gap = published - best
+    rising = len(history) >= 3 and best_epoch == len(history) and history[-1] > history[-3]
+    trend = (f"its accuracy was still rising at the last epoch "
+             f"({history[-3]:.4f} -> {history[-1]:.4f} over the last two), so the "
+             f"{epochs}-epoch budget ends before it levels off; " if rising else "")
+    return (f"* {label} is {gap:.4f} below the published figure ({gap * 10000:.0f} of 10,000 "
+            f"test images): {trend}a finetune is one stochastic run (our seed 0, fixed "
+            "batch order and augmentation), and the published figure is the best epoch of "
+            "another run, so differences of a few tenths of a percent either way are "
+            "expected" + (f" (our {above} came out above theirs)" if above else "")
+            + ("" if gap < SEED_NOISE else
+               "; a gap over half a percent is more than we would put down to that alone")
+            + "." + (f" {context}" if context else ""))
+
+
 def fmt_wall(seconds: float | None) -> str:
     """A wall time in s, min or h; "—" for a missing one."""
     if seconds is None:

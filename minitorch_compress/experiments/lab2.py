@@ -56,6 +56,7 @@ from minitorch_compress.experiments.common import (
     report_tail,
     run_and_write,
     run_label,
+    shortfall_note,
     smoke_tag,
     write_markdown,
 )
@@ -466,31 +467,14 @@ def write_report(out_dir: str | Path) -> Path:
 
 
 def shortfall_notes(results: dict[str, dict]) -> list[str]:
-    """One bullet per full-size finetune whose best falls short of the published figure,
-    with what its own history says about why (numbers from the run, not fixed text)."""
-    notes = []
-    above = " and ".join(f"({q})" for q in FINETUNE_PARTS if q in results
-                         and not results[q]["_meta"].get("smoke")
-                         and results[q]["best_accuracy"] > PUBLISHED[q])
-    for p in FINETUNE_PARTS:
-        r = results.get(p)
-        if r is None or r["_meta"].get("smoke") or r["best_accuracy"] >= PUBLISHED[p]:
-            continue
-        history = r["history"]
-        gap = PUBLISHED[p] - r["best_accuracy"]
-        rising = (len(history) >= 3 and r.get("best_epoch") == len(history)
-                  and history[-1] > history[-3])
-        trend = (f"its accuracy was still rising at the last epoch "
-                 f"({history[-3]:.4f} -> {history[-1]:.4f} over the last two), so the "
-                 f"{r['epochs']}-epoch budget ends before it levels off; "
-                 if rising else "")
-        notes.append(
-            f"* ({p}) is {gap:.4f} below the published figure ({gap * 10000:.0f} of 10,000 "
-            f"test images): {trend}a finetune is one stochastic run (our seed 0, fixed "
-            "batch order and augmentation), and the published figure is the best epoch of "
-            "another run, so differences of a few tenths of a percent either way are "
-            "expected" + (f" (our {above} came out above theirs)" if above else "") + ".")
-    return notes
+    """One bullet per full-size finetune whose best falls short of the published figure
+    (see :func:`~minitorch_compress.experiments.common.shortfall_note`)."""
+    full = {p: results[p] for p in FINETUNE_PARTS
+            if p in results and not results[p]["_meta"].get("smoke")}
+    above = " and ".join(f"({p})" for p, r in full.items() if r["best_accuracy"] > PUBLISHED[p])
+    return [shortfall_note(f"({p})", r["best_accuracy"], PUBLISHED[p], r["history"],
+                           r.get("best_epoch"), r["epochs"], above)
+            for p, r in full.items() if r["best_accuracy"] < PUBLISHED[p]]
 
 
 def throughput_note(results: dict[str, dict]) -> str:
