@@ -394,18 +394,41 @@ def shortfall_note(label: str, best: float, published: float, history: Sequence[
         context: sentences appended to the bullet, e.g. what the run started from.
     """
     gap = published - best
-    rising = len(history) >= 3 and best_epoch == len(history) and history[-1] > history[-3]
+    rising = still_rising(history, best_epoch)
     trend = (f"its accuracy was still rising at the last epoch "
              f"({history[-3]:.4f} -> {history[-1]:.4f} over the last two), so the "
              f"{epochs}-epoch budget ends before it levels off; " if rising else "")
     return (f"* {label} is {gap:.4f} below the published figure ({gap * 10000:.0f} of 10,000 "
-            f"test images): {trend}a finetune is one stochastic run (our seed 0, fixed "
-            "batch order and augmentation), and the published figure is the best epoch of "
-            "another run, so differences of a few tenths of a percent either way are "
-            "expected" + (f" (our {above} came out above theirs)" if above else "")
+            f"test images): {trend}{_SEED_SENTENCE}" + _above(above)
             + ("" if gap < SEED_NOISE else
                "; a gap over half a percent is more than we would put down to that alone")
             + "." + (f" {context}" if context else ""))
+
+
+def still_rising(history: Sequence[float], best_epoch: int | None) -> bool:
+    """True when a run's best epoch is its last and it gained over the last two epochs."""
+    return len(history) >= 3 and best_epoch == len(history) and history[-1] > history[-3]
+
+
+def within_noise_note(labels: Sequence[str], gaps: Sequence[float], above: str = "") -> str:
+    """One bullet for several finetunes each short of its published figure by less than
+    SEED_NOISE and not still rising, e.g. "* (c) 4 bits and (c) 3 bits are 0.0006 and 0.0005
+    below the published figures (6 and 5 of 10,000 test images): ..."."""
+    def listing(items: Sequence[str]) -> str:
+        return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+
+    return (f"* {listing(labels)} are {listing([f'{g:.4f}' for g in gaps])} below the "
+            f"published figures ({listing([f'{g * 10000:.0f}' for g in gaps])} of 10,000 "
+            f"test images): {_SEED_SENTENCE}" + _above(above) + ".")
+
+
+_SEED_SENTENCE = ("a finetune is one stochastic run (our seed 0, fixed batch order and "
+                  "augmentation), and the published figure is the best epoch of another run, "
+                  "so differences of a few tenths of a percent either way are expected")
+
+
+def _above(above: str) -> str:
+    return f" (our {above} came out above theirs)" if above else ""
 
 
 def fmt_wall(seconds: float | None) -> str:
