@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -376,6 +377,42 @@ def fmt_diff(ours: float | None, published: float | None) -> str:
 
 
 SEED_NOISE = 0.005  # a best-of-run gap below this we put down to the seed alone
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    """What a report's shortfall notes need of one full-size finetune.
+
+    ``context`` holds sentences to append to the run's bullet (e.g. what it started from);
+    a run with context always gets a bullet of its own.
+    """
+
+    label: str  # how the report names it, e.g. "(c)" or "(c) asymmetric 4 bits"
+    best: float  # best test accuracy
+    published: float
+    history: Sequence[float]  # test accuracy per epoch
+    best_epoch: int | None  # 1-based
+    epochs: int  # the epoch budget
+    context: str = ""
+
+
+def shortfall_notes(runs: Sequence[FinetuneRun]) -> list[str]:
+    """The bullets a report puts under its summary for the runs below their published figure.
+
+    A run short by less than SEED_NOISE, not still rising and without context has nothing
+    to say beyond the seed: all such runs share one bullet (first). Every other short run
+    gets its own (:func:`shortfall_note`). Runs above their published figure are named in
+    each bullet.
+    """
+    above = " and ".join(r.label for r in runs if r.best > r.published)
+    short = [r for r in runs if r.best < r.published]
+    noise = [r for r in short if r.published - r.best < SEED_NOISE and not r.context
+             and not still_rising(r.history, r.best_epoch)]
+    notes = [within_noise_note([r.label for r in noise],
+                               [r.published - r.best for r in noise], above)] if noise else []
+    return notes + [shortfall_note(r.label, r.best, r.published, r.history, r.best_epoch,
+                                   r.epochs, above, r.context)
+                    for r in short if r not in noise]
 
 
 def shortfall_note(label: str, best: float, published: float, history: Sequence[float],

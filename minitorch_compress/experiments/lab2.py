@@ -45,6 +45,7 @@ from minitorch_compress.data.cifar10 import Cifar10
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.experiments.common import (
     RECIPE_EPOCHS,
+    FinetuneRun,
     accuracy_on_test_set,
     finetune,
     fmt,
@@ -56,7 +57,7 @@ from minitorch_compress.experiments.common import (
     report_tail,
     run_and_write,
     run_label,
-    shortfall_note,
+    shortfall_notes,
     smoke_tag,
     write_markdown,
 )
@@ -433,7 +434,7 @@ def write_report(out_dir: str | Path) -> Path:
                      f"{fmt(r['final_accuracy'])} | {r['epochs']} | "
                      f"{r.get('prune_epochs', '—')} | {fmt(PUBLISHED[p])} | "
                      f"{fmt_diff(r['best_accuracy'], PUBLISHED[p])} | {run_label(r['_meta'])} |")
-        L += ["", *shortfall_notes(results)]
+        L += ["", *_shortfall_notes(results)]
         L += ["", "Test accuracy per epoch:", "",
               "| epoch | " + " | ".join(f"({p})" for p in finetuned) + " |",
               "|---:|" + "---:|" * len(finetuned)]
@@ -466,15 +467,14 @@ def write_report(out_dir: str | Path) -> Path:
     return write_markdown(out_dir / "lab2.md", L)
 
 
-def shortfall_notes(results: dict[str, dict]) -> list[str]:
-    """One bullet per full-size finetune whose best falls short of the published figure
-    (see :func:`~minitorch_compress.experiments.common.shortfall_note`)."""
-    full = {p: results[p] for p in FINETUNE_PARTS
-            if p in results and not results[p]["_meta"].get("smoke")}
-    above = " and ".join(f"({p})" for p, r in full.items() if r["best_accuracy"] > PUBLISHED[p])
-    return [shortfall_note(f"({p})", r["best_accuracy"], PUBLISHED[p], r["history"],
-                           r.get("best_epoch"), r["epochs"], above)
-            for p, r in full.items() if r["best_accuracy"] < PUBLISHED[p]]
+def _shortfall_notes(results: dict[str, dict]) -> list[str]:
+    """The shortfall bullets (:func:`~minitorch_compress.experiments.common.shortfall_notes`)
+    of the full-size finetunes (c)-(e)."""
+    return shortfall_notes([
+        FinetuneRun(f"({p})", r["best_accuracy"], PUBLISHED[p], r["history"],
+                    r.get("best_epoch"), r["epochs"])
+        for p in FINETUNE_PARTS
+        if (r := results.get(p)) is not None and not r["_meta"].get("smoke")])
 
 
 def throughput_note(results: dict[str, dict]) -> str:

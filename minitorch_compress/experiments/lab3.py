@@ -54,7 +54,7 @@ from minitorch_compress.data.cifar10 import Cifar10
 from minitorch_compress.errors import CheckpointError, MinitorchError
 from minitorch_compress.experiments import lab2
 from minitorch_compress.experiments.common import (
-    SEED_NOISE,
+    FinetuneRun,
     accuracy_on_test_set,
     finetune,
     fmt,
@@ -67,11 +67,9 @@ from minitorch_compress.experiments.common import (
     report_tail,
     run_and_write,
     run_label,
-    shortfall_note,
+    shortfall_notes,
     smoke_tag,
-    still_rising,
     weights_id,
-    within_noise_note,
     write_markdown,
 )
 from minitorch_compress.io.checkpoint import load_checkpoint
@@ -584,10 +582,9 @@ def _summary(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _finetunes(results: dict[str, dict[str, Any]]
-               ) -> list[tuple[str, float, float, list[float], int | None, int]]:
-    """(label, best, published, history, best epoch, epochs) of every full-size finetune in
-    the results that has a published figure: (c) and (d) once per bit width, (e) once."""
+def _shortfall_notes(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The shortfall bullets (:func:`~minitorch_compress.experiments.common.shortfall_notes`)
+    of the full-size finetunes: (c) and (d) once per bit width, (e) once."""
     runs = []
     for part, published in (("c", PUBLISHED_C), ("d", PUBLISHED_D_AFTER)):
         for name in (f"lab3_{part}", f"lab3_{part}_symmetric"):
@@ -595,44 +592,24 @@ def _finetunes(results: dict[str, dict[str, Any]]
             if r is None or r["_meta"].get("smoke"):
                 continue
             best = r["best_accuracy"] if part == "c" else r["after"]
-            runs += [(f"{_variant(name, r)} {b} bits", best[b], published[b],
-                      r["history"][b], r.get("best_epoch", {}).get(b), r["epochs"])
+            runs += [FinetuneRun(f"{_variant(name, r)} {b} bits", best[b], published[b],
+                                 r["history"][b], r.get("best_epoch", {}).get(b), r["epochs"],
+                                 _start_context(r, best[b], published[b]) if part == "d"
+                                 else "")
                      for b in BITS_QAT if b in best]
     for name in ("lab3_e", "lab3_e_symmetric"):
         r = results.get(name)
         if r is not None and not r["_meta"].get("smoke"):
-            runs.append((_variant(name, r), r["best_accuracy"], PUBLISHED_E, r["history"],
-                         r.get("best_epoch"), r["epochs"]))
-    return runs
+            runs.append(FinetuneRun(_variant(name, r), r["best_accuracy"], PUBLISHED_E,
+                                    r["history"], r.get("best_epoch"), r["epochs"]))
+    return shortfall_notes(runs)
 
 
-def _shortfall_notes(results: dict[str, dict[str, Any]]) -> list[str]:
-    """One bullet per full-size finetune whose best falls short of the published figure."""
-    runs = _finetunes(results)
-    above = " and ".join(label for label, best, published, *_ in runs if best > published)
-    notes, noise = [], []  # noise: short by less than SEED_NOISE, nothing more to say
-    for label, best, published, history, best_epoch, epochs in runs:
-        if best >= published:
-            continue
-        context = _start_context(results, label, best, published)
-        if (published - best < SEED_NOISE and not context
-                and not still_rising(history, best_epoch)):
-            noise.append((label, published - best))
-        else:
-            notes.append(shortfall_note(label, best, published, history, best_epoch, epochs,
-                                        above, context))
-    if noise:
-        notes.insert(0, within_noise_note(*zip(*noise, strict=True), above))
-    return notes
-
-
-def _start_context(results: dict[str, dict[str, Any]], label: str, best: float,
-                   published: float) -> str:
-    """For a (d) run: its gain over the float sparse model it started from, beside the
-    published gain over the published start (Lab 2 (c)); "" for other parts."""
-    r = results.get("lab3_d_symmetric" if "symmetric" in label else "lab3_d")
-    start = (r or {}).get("start", {}).get("float_accuracy")
-    if not label.startswith("(d)") or start is None:
+def _start_context(r: dict[str, Any], best: float, published: float) -> str:
+    """For a (d) result `r`: its gain over the float sparse model it started from, beside the
+    published gain over the published start (Lab 2 (c)); "" when the start is not recorded."""
+    start = r.get("start", {}).get("float_accuracy")
+    if start is None:
         return ""
     published_start = lab2.PUBLISHED["c"]
     return (f"Measured from where each run starts: ours is {best - start:+.4f} over the float "
