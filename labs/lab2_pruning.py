@@ -7,12 +7,14 @@ Usage (from the repository root)::
     python labs/lab2_pruning.py --part c        # prune 80 % + 20 epochs of masked finetuning
     python labs/lab2_pruning.py --part all --resume   # everything; continues interrupted runs
 
-Each part writes ``results/lab2_<part>.json``; ``results/lab2.md`` and the figures in
-``results/lab2/`` are regenerated after every part from the JSON files present. The best
+Each part writes ``<out-dir>/lab2_<part>.json``; ``<out-dir>/lab2.md`` and the figures in
+``<out-dir>/lab2/`` are regenerated after every part from the JSON files present. The default
+``--out-dir`` is ``results/local/`` (git-ignored); ``--out-dir results`` publishes into the
+committed ``results/``, where a smoke run never replaces a full-size result. The best
 checkpoints of (c)-(e) go to ``runs/lab2_<part>/best.npz`` (Lab 3 starts from them).
 ``--epochs N --subset M --test-subset K`` make a quick smoke run (labelled as such in the
 report; the iterative schedule of (d)/(e) is then compressed to max(1, N // 2) pruning
-epochs); point ``--out-dir``/``--run-root`` elsewhere so it does not replace real results.
+epochs).
 The experiments live in ``minitorch_compress.experiments.lab2``.
 """
 
@@ -23,7 +25,7 @@ from collections.abc import Sequence
 
 from minitorch_compress.cli import run_cli
 from minitorch_compress.experiments import lab2
-from minitorch_compress.experiments.common import lab_parser, load_lab_data
+from minitorch_compress.experiments.common import lab_parser, load_lab_data, preflight
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run the chosen parts in order, rewriting the report after each one."""
     parts = list(lab2.PARTS) if args.part == "all" else [args.part]
+    preflight(args, [(f"lab2_{p}", p in lab2.FINETUNE_PARTS) for p in parts],
+              [lab2.run_name(p) for p in parts if p in lab2.FINETUNE_PARTS])
     if lab2.evaluation_only(parts):
         # (a)/(b) only evaluate: skip reading the 50,000 training images
         args = argparse.Namespace(**{**vars(args), "subset": 0})
@@ -51,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; user errors (missing data or weights, ...) print one line, exit status 2."""
     args = build_parser().parse_args(argv)
-    if args.epochs < 1:
-        build_parser().error("--epochs must be >= 1")
     return run_cli(lambda: run(args))
 
 

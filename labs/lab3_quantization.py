@@ -6,16 +6,18 @@ Usage (from the repository root)::
     python labs/lab3_quantization.py --part b --symmetric   # the same, symmetric quantizer
     python labs/lab3_quantization.py --part c               # QAT at 4/3/2 bits, 20 epochs each
     python labs/lab3_quantization.py --part d               # needs Lab 2 (c): runs/lab2_c/best.npz
-    python labs/lab3_quantization.py --part d --naive-quantizer   # the published ~0.10, explained
+    python labs/lab3_quantization.py --part d --naive-quantizer   # (d), plain quantizer
+    python labs/lab3_quantization.py --part e --naive-quantizer   # (e), plain quantizer
     python labs/lab3_quantization.py --part all --resume    # everything; continues interrupted runs
 
-Each part writes ``results/lab3_<part>.json`` (``_symmetric`` / ``_naive`` variants beside it);
-``results/lab3.md`` and the figures in ``results/lab3/`` are regenerated after every part from
-the JSON files present. ``--epochs N --subset M --test-subset K`` make a quick smoke run
-(labelled as such in the report); point ``--out-dir``/``--run-root`` elsewhere so it does not
-replace real results. ``--sparse-from-pretrained`` lets (d) start from the pretrained model
-pruned to 80 % without finetuning, when Lab 2 (c) has not been run. The experiments live in
-``minitorch_compress.experiments.lab3``.
+Each part writes ``<out-dir>/lab3_<part>.json`` (``_symmetric`` / ``_naive`` variants beside
+it); ``<out-dir>/lab3.md`` and the figures in ``<out-dir>/lab3/`` are regenerated after every
+part from the JSON files present. The default ``--out-dir`` is ``results/local/``
+(git-ignored); ``--out-dir results`` publishes into the committed ``results/``, where a smoke
+run never replaces a full-size result. ``--epochs N --subset M --test-subset K`` make a quick
+smoke run (labelled as such in the report). ``--sparse-from-pretrained`` lets (d) start from
+the pretrained model pruned to 80 % without finetuning, when Lab 2 (c) has not been run. The
+experiments live in ``minitorch_compress.experiments.lab3``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Command line: `python -m minitorch_compress {evaluate,finetune,reproduce} ...`.
+"""Command line: `python -m minitorch_compress {evaluate,finetune,reproduce,report,snapshot}`.
 
 Every user-facing problem (missing data, a corrupt checkpoint, a state_dict that does not fit)
 is a `MinitorchError` and is printed as one line, without a traceback.
@@ -7,12 +7,85 @@ is a `MinitorchError` and is printed as one line, without a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from minitorch_compress.errors import MinitorchError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` whose usage errors are one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        """Print ``<prog>: error: <message> (see --help)`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    value = _number(text, int, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(text, float, "a number")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = _number(text, float, "a number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def momentum_float(text: str) -> float:
+    """argparse type: a momentum in [0, 1)."""
+    value = _number(text, float, "a number")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _number(text: str, kind: type, what: str) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
+def ensure_writable_dir(folder: Path, option: str) -> None:
+    """Create `folder` if needed and check that a file can be written in it, so a run fails
+    in its first second rather than after an hour of training.
+
+    Raises:
+        MinitorchError: `folder` is a file, lies under a file, or cannot be written.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MinitorchError(f"{option} {folder} is a file, not a folder; give a folder path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise MinitorchError(
+            f"{option} {folder} cannot be written ({exc.strerror or exc}); give a folder you "
+            "can write to") from None
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,11 +98,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None,
                         help="pretrained checkpoint (.pt or converted .npz); default: "
                              "$MINITORCH_WEIGHTS or ../shared/weights/pretrained_model.pt")
-    parser.add_argument("--subset", type=int, default=None,
+    parser.add_argument("--subset", type=positive_int, default=None,
                         help="use only the first N training images (quick runs)")
-    parser.add_argument("--test-subset", type=int, default=None,
+    parser.add_argument("--test-subset", type=positive_int, default=None,
                         help="use only the first N test images")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="hide progress bars (per-epoch lines are still printed)")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,14 +111,24 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     from minitorch_compress.training.trainer import FinetuneConfig
 
     defaults = FinetuneConfig()
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--momentum", type=float, default=defaults.momentum)
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs,
+                        help=f"training epochs (recipe: {defaults.epochs})")
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
+                        help=f"images per SGD step (recipe: {defaults.batch_size})")
+    parser.add_argument("--lr", type=positive_float, default=defaults.lr,
+                        help=f"learning rate (recipe: {defaults.lr})")
+    parser.add_argument("--momentum", type=momentum_float, default=defaults.momentum,
+                        help=f"SGD momentum in [0, 1) (recipe: {defaults.momentum})")
+    parser.add_argument("--weight-decay", type=non_negative_float,
+                        default=defaults.weight_decay,
+                        help=f"L2 weight decay added to the gradient (recipe: "
+                             f"{defaults.weight_decay})")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help=f"seed of batch order and augmentation (default {defaults.seed})")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir after its last completed epoch")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh even if --run-dir holds a run (replaces it)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -55,20 +139,21 @@ def config_from_args(args: argparse.Namespace):
                           momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed)
 
 
-def load_data(args: argparse.Namespace):
-    """CIFAR-10 arrays as selected by `add_data_arguments` options."""
+def load_data(args: argparse.Namespace, train: bool = True):
+    """CIFAR-10 arrays as selected by `add_data_arguments` options; with ``train=False``
+    the training batches are not read at all (evaluation needs only the test batch)."""
     from minitorch_compress.data.cifar10 import load_cifar10
 
-    return load_cifar10(args.data_dir, subset=args.subset, test_subset=args.test_subset,
-                        download=args.download)
+    return load_cifar10(args.data_dir, subset=args.subset if train else 0,
+                        test_subset=args.test_subset, download=args.download)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from minitorch_compress.models.pretrained import load_pretrained
     from minitorch_compress.training.evaluate import evaluate
 
-    data = load_data(args)
     model = load_pretrained(args.weights)
+    data = load_data(args, train=False)
     start = time.perf_counter()
     accuracy = evaluate(model, data.x_test, data.y_test, progress=not args.no_progress)
     wall = time.perf_counter() - start
@@ -79,14 +164,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from minitorch_compress.models.pretrained import load_pretrained
-    from minitorch_compress.training.trainer import Trainer
+    from minitorch_compress.training.trainer import Trainer, refuse_existing_run
 
-    data = load_data(args)
+    ensure_writable_dir(args.run_dir, "--run-dir")
+    if not (args.resume or args.overwrite):
+        refuse_existing_run(args.run_dir, "another --run-dir")  # before reading the data
     model = load_pretrained(args.weights)
+    data = load_data(args)
     trainer = Trainer(model, (data.x_train, data.y_train), (data.x_test, data.y_test),
                       config_from_args(args), run_dir=args.run_dir,
                       progress=not args.no_progress)
-    history = trainer.fit(resume=args.resume)
+    history = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     if history:
         print(f"best test accuracy {trainer.best_accuracy:.4f}; checkpoints and log in "
               f"{args.run_dir}")
@@ -100,7 +188,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from minitorch_compress.models.pretrained import REPO_ROOT
+    from minitorch_compress.paths import REPO_ROOT
     from minitorch_compress.report import write_report
 
     out_dir = args.out_dir or REPO_ROOT / "results"
@@ -109,17 +197,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from minitorch_compress.models.pretrained import REPO_ROOT
+    from minitorch_compress.paths import LOCAL_RESULTS_DIR
     from minitorch_compress.report import write_progress_snapshot, write_report
 
-    out_dir = args.out_dir or REPO_ROOT / "results"
+    out_dir = args.out_dir or LOCAL_RESULTS_DIR
     print(f"wrote {write_progress_snapshot(args.run_dir, out_dir, args.name, args.title)}")
     print(f"wrote {write_report(out_dir, smoke=out_dir.name == 'quick')}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m minitorch_compress",
+    parser = OneLineParser(prog="python -m minitorch_compress",
                                      description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -159,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot_parser.add_argument("--title", default=None,
                                  help="the page's heading (default: the name)")
     snapshot_parser.add_argument("--out-dir", type=Path, default=None,
-                                 help="results folder (default: results/)")
+                                 help="results folder (default: results/local/; --out-dir "
+                                      "results publishes the page)")
     snapshot_parser.set_defaults(func=cmd_snapshot)
     return parser
 

@@ -76,9 +76,10 @@ def write_report(out_dir: Path, smoke: bool = False) -> Path:
     parts = [
         "# minitorch_compress — results report",
         "",
-        f"Assembled {time.strftime('%Y-%m-%d %H:%M %Z')} from the result files in this folder "
-        "by `python -m minitorch_compress report` (also the last step of "
-        "`python -m minitorch_compress reproduce`).",
+        # no time stamp: the page is a pure function of the result files (each of which
+        # records its own date), so regenerating it from the same files changes nothing
+        "Assembled from the result files in this folder by `python -m minitorch_compress "
+        "report` (also the last step of `python -m minitorch_compress reproduce`).",
     ]
     if smoke:
         parts += ["", "> **Quick mode.** Finetuning figures below are smoke runs (1 epoch on a "

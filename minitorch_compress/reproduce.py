@@ -2,9 +2,11 @@
 
 Quick mode (the default, minutes on 2 cores) runs what is cheap at full size for real - Lab 1,
 Lab 2 (a)/(b) and Lab 3 (b), which are evaluations - and the finetuning parts as smoke runs
-(1 epoch on a small training subset) into `results/quick/`, so the committed full-size results
-in `results/` are never overwritten. `--full` runs everything at full size into `results/`,
-resumably (rerun the same command after an interruption).
+(1 epoch on a small training subset) into `results/quick/` (its smoke runs in `runs/quick/` are
+replaced each time). `--full` runs everything at full size into `results/local/`, resumably
+(rerun the same command after an interruption); `--out-dir results` publishes into the
+committed `results/`. Neither default folder is tracked by git, so running the command never
+modifies a committed file.
 
 Each lab runs as its own process with exactly the command a student would type, so the report
 can show that command beside every number.
@@ -18,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from minitorch_compress.cli import ensure_writable_dir
 from minitorch_compress.errors import MinitorchError
-from minitorch_compress.models.pretrained import REPO_ROOT
+from minitorch_compress.paths import LOCAL_RESULTS_DIR, QUICK_RESULTS_DIR, REPO_ROOT, RUNS_DIR
 from minitorch_compress.report import write_report
 
 LABS = REPO_ROOT / "labs"
@@ -44,8 +47,8 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
 
 def output_folders(args: argparse.Namespace) -> tuple[Path, Path]:
     """(results folder, run-checkpoint folder) of this mode, unless given explicitly."""
-    default_out = REPO_ROOT / "results" if args.full else REPO_ROOT / "results" / "quick"
-    default_runs = REPO_ROOT / "runs" if args.full else REPO_ROOT / "runs" / "quick"
+    default_out = LOCAL_RESULTS_DIR if args.full else QUICK_RESULTS_DIR
+    default_runs = RUNS_DIR if args.full else RUNS_DIR / "quick"
     return Path(args.out_dir or default_out), Path(args.run_root or default_runs)
 
 
@@ -61,12 +64,15 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
             ["lab2_pruning.py", "--part", "all", *full],
             ["lab3_quantization.py", "--part", "all", *full],
             ["lab3_quantization.py", "--part", "b", "--symmetric", *full],
-            # the published solution's mistake, measured on our Lab 2 (c) model
+            # the published solution's quantizer, measured on our own runs
             ["lab3_quantization.py", "--part", "d", "--naive-quantizer", *full],
+            ["lab3_quantization.py", "--part", "e", "--naive-quantizer", *full],
         ]
     subset = args.subset if args.subset is not None else QUICK_SUBSET
+    # quick mode's smoke runs are throwaway: each reproduce replaces them (--overwrite)
     smoke = [*folders, "--epochs", str(QUICK_EPOCHS), "--subset", str(subset),
-             "--test-subset", str(args.test_subset or QUICK_TEST_SUBSET), *common]
+             "--test-subset", str(args.test_subset or QUICK_TEST_SUBSET), "--overwrite",
+             *common]
     evaluation = [*folders, *common]
     if args.test_subset is not None:
         evaluation += ["--test-subset", str(args.test_subset)]
@@ -78,12 +84,15 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
         *[["lab2_pruning.py", "--part", part, *smoke] for part in "cde"],
         *[["lab3_quantization.py", "--part", part, *smoke] for part in "cde"],
         ["lab3_quantization.py", "--part", "d", "--naive-quantizer", *smoke],
+        ["lab3_quantization.py", "--part", "e", "--naive-quantizer", *smoke],
     ]
 
 
 def reproduce(args: argparse.Namespace) -> int:
     """Run the labs of the chosen mode one after the other, then write the report."""
-    out_dir, _ = output_folders(args)
+    out_dir, run_root = output_folders(args)
+    ensure_writable_dir(out_dir, "--out-dir")
+    ensure_writable_dir(run_root, "--run-root")
     mode = "full-size" if args.full else "quick (smoke finetuning)"
     commands = lab_commands(args)
     print(f"reproduce: {mode} mode, {len(commands)} lab runs, results in {out_dir}", flush=True)

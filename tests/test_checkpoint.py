@@ -77,6 +77,7 @@ def test_file_is_a_plain_npz_without_pickle(tmp_path):
         values=hnp.arrays(
             dtype=st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_]),
             shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4),
+            elements={"allow_nan": False, "allow_infinity": False},
         ),
         max_size=5,
     )
@@ -87,6 +88,35 @@ def test_round_trip_property(tmp_path_factory, arrays):
     loaded, meta = load_checkpoint(path)
     _assert_same(arrays, loaded)
     assert meta == {"n": len(arrays)}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_checkpoint_with_a_non_finite_value_is_never_written(tmp_path, bad):
+    path = tmp_path / "last.npz"
+    save_checkpoint(path, _sample_state(seed=1), {"epoch": 1})
+    before = path.read_bytes()
+    state = _sample_state(seed=2)
+    state["model.head_conv.1.running_var"] = np.array([1.0, bad, 2.0], np.float32)
+    with pytest.raises(ckpt.NonFiniteError, match="running_var"):
+        save_checkpoint(path, state, {"epoch": 2})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.npz"]
+
+
+def test_a_header_declaring_a_huge_shape_is_refused_before_allocating(tmp_path):
+    """A tiny member whose .npy header claims 10**11 float32 elements: refused from the
+    header, with no attempt to allocate 400 GB."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**11,)})
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("model.w.npy", header.getvalue() + b"\0" * 64)
+    with pytest.raises(CheckpointError, match="declares shape"):
+        load_checkpoint(path)
 
 
 def test_interrupted_write_keeps_previous_file_and_leaves_no_litter(tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models import resnet20
 from minitorch_compress.nn import Conv2d, GlobalAvgPool2d, Linear, ReLU, Sequential
 from minitorch_compress.training import FinetuneConfig, Trainer
+from minitorch_compress.training.trainer import RunExistsError
 
 EPOCHS = 2
 FINETUNED = ("c", "d", "e")
@@ -190,18 +191,21 @@ def test_only_epochs_with_the_final_mask_can_be_best(tmp_path, tiny_cifar):
         _assert_about_80_percent(int((w == 0).sum()), w.size, name)
 
 
-def test_fresh_run_clears_old_checkpoints_and_resume_keeps_them(tmp_path):
+def test_a_fresh_run_never_deletes_an_old_one_silently_and_resume_keeps_it(tmp_path):
     run_dir = tmp_path / "lab2_d"
     run_dir.mkdir()
     for name in ("best.npz", "last.npz"):
         (run_dir / name).write_bytes(b"previous run")
-    args = argparse.Namespace(run_root=tmp_path, resume=True, epochs=2, subset=8,
-                              test_subset=8, weights=None)
+    args = argparse.Namespace(run_root=tmp_path, resume=True, overwrite=False, epochs=2,
+                              subset=8, test_subset=8, weights=None)
     common.prepare_run_dir(args, lab2.run_name("d"))  # resumable: nothing removed
     assert (run_dir / "best.npz").read_bytes() == b"previous run"
     args.resume = False
-    common.prepare_run_dir(args, lab2.run_name("d"))  # fresh: the old best model must go
-    assert not (run_dir / "best.npz").exists() and not (run_dir / "last.npz").exists()
+    with pytest.raises(RunExistsError, match="--resume.*--overwrite"):
+        common.prepare_run_dir(args, lab2.run_name("d"))  # fresh, without --overwrite: refused
+    assert (run_dir / "best.npz").read_bytes() == (run_dir / "last.npz").read_bytes()
+    args.overwrite = True
+    common.prepare_run_dir(args, lab2.run_name("d"))  # explicit: recorded, replaced by fit()
     assert json.loads((run_dir / "provenance.json").read_text())["train_subset"] == 8
 
 

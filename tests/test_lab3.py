@@ -23,7 +23,8 @@ from minitorch_compress.compression import (
 from minitorch_compress.experiments import lab3
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models import resnet20
-from minitorch_compress.models.pretrained import REPO_ROOT, load_pretrained
+from minitorch_compress.models.pretrained import load_pretrained
+from minitorch_compress.paths import REPO_ROOT
 
 BITS = ("4", "3", "2")
 

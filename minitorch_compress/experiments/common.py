@@ -24,21 +24,32 @@ from typing import Any
 
 import numpy as np
 
-from minitorch_compress.cli import add_data_arguments, load_data
+from minitorch_compress.cli import (
+    OneLineParser,
+    add_data_arguments,
+    ensure_writable_dir,
+    load_data,
+    positive_int,
+)
 from minitorch_compress.data.cifar10 import Cifar10
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.io.checkpoint import atomic_write
-from minitorch_compress.models.pretrained import REPO_ROOT, load_pretrained
+from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.nn.module import Module
+from minitorch_compress.paths import LOCAL_RESULTS_DIR, REPO_ROOT, RUNS_DIR
 from minitorch_compress.training.evaluate import evaluate
-from minitorch_compress.training.trainer import FinetuneConfig, Trainer
+from minitorch_compress.training.trainer import (
+    FinetuneConfig,
+    Trainer,
+    refuse_existing_run,
+)
 
 FULL_TRAIN_SIZE = 50_000
 FULL_TEST_SIZE = 10_000
 RECIPE_EPOCHS = 20
 
 
-class LabParser(argparse.ArgumentParser):
+class LabParser(OneLineParser):
     """An `argparse.ArgumentParser` that keeps the arguments it parsed as ``args.argv``.
 
     `provenance` records them, so a lab's ``main(argv)`` called in-process (as the tests do)
@@ -60,15 +71,21 @@ def lab_parser(description: str, parts: Sequence[str]) -> argparse.ArgumentParse
     """
     parser = LabParser(description=description)
     parser.add_argument("--part", choices=[*parts, "all"], default="all")
-    parser.add_argument("--epochs", type=int, default=20,
+    parser.add_argument("--epochs", type=positive_int, default=RECIPE_EPOCHS,
                         help="finetuning epochs (the recipe: 20)")
     parser.add_argument("--resume", action="store_true",
                         help="continue interrupted finetuning runs from their last epoch")
-    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "results",
-                        help="where JSON, tables and figures go (default: results/)")
-    parser.add_argument("--run-root", type=Path, default=REPO_ROOT / "runs",
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start finetuning runs afresh even where --run-root holds one "
+                             "(its checkpoints are replaced)")
+    parser.add_argument("--out-dir", type=Path, default=LOCAL_RESULTS_DIR,
+                        help="where JSON, tables and figures go (default: results/local/, "
+                             "git-ignored; --out-dir results publishes into the committed "
+                             "results/, where a smoke run never replaces a full-size result)")
+    parser.add_argument("--run-root", type=Path, default=RUNS_DIR,
                         help="where run checkpoints go (default: runs/, git-ignored)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of batch order and "
+                        "augmentation (default 0)")
     add_data_arguments(parser)
     return parser
 
@@ -157,6 +174,39 @@ def weights_id(args: argparse.Namespace) -> str | None:
     return None if args.weights is None else str(args.weights)
 
 
+def refuse_smoke_over_full(out_dir: Path, name: str, smoke: bool) -> None:
+    """A smoke result never replaces a full-size one: raise if ``out_dir/name.json`` holds a
+    full-size result and this run is smoke."""
+    previous = read_result(out_dir, name) if smoke else None
+    if previous is not None and not previous.get("_meta", {}).get("smoke", True):
+        raise MinitorchError(
+            f"{out_dir / name}.json holds a full-size result and this is a smoke run "
+            "(fewer epochs or images), which never replaces one: write it elsewhere (the "
+            "default --out-dir, results/local/, is for such runs)")
+
+
+def preflight(args: argparse.Namespace, results: Sequence[tuple[str, bool]],
+              runs: Sequence[str]) -> None:
+    """Every check that can fail a lab run, made before any work starts.
+
+    Args:
+        args: the lab options (--out-dir, --run-root, --resume, --overwrite, ...).
+        results: (result name, whether that part trains) of each result file it will write.
+        runs: the run folders under --run-root it will train in.
+
+    Raises:
+        MinitorchError: an output folder that cannot be written, a smoke result over a
+            full-size one, or a fresh run over an existing one (`check_run_dir`).
+    """
+    for name, trains in results:
+        refuse_smoke_over_full(args.out_dir, name, is_smoke(args, trains))
+    for run in runs:
+        check_run_dir(args, run)
+    ensure_writable_dir(args.out_dir, "--out-dir")
+    if runs:
+        ensure_writable_dir(args.run_root, "--run-root")
+
+
 def write_result(out_dir: Path, name: str, payload: dict[str, Any],
                  args: argparse.Namespace, wall_s: float | None = None, *, trains: bool = True,
                  script: str | None = None) -> Path:
@@ -164,6 +214,7 @@ def write_result(out_dir: Path, name: str, payload: dict[str, Any],
 
     `trains` and `script` are passed to `provenance`.
     """
+    refuse_smoke_over_full(out_dir, name, is_smoke(args, trains))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     document = {**payload, "_meta": provenance(args, wall_s, trains=trains, script=script)}
@@ -245,19 +296,30 @@ def accuracy_on_test_set(model: Module, data: Cifar10, args: argparse.Namespace,
     return evaluate(model, data.x_test, data.y_test, progress=not args.no_progress, desc=desc)
 
 
+def check_run_dir(args: argparse.Namespace, run_name: str) -> None:
+    """Refuse, before any work starts, a fresh run over one that ``<run-root>/<run_name>``
+    already holds (unless --resume or --overwrite).
+
+    Raises:
+        RunExistsError: naming --resume and --overwrite.
+    """
+    if not (args.resume or getattr(args, "overwrite", False)):
+        refuse_existing_run(args.run_root / run_name, "another --run-root")
+
+
 def prepare_run_dir(args: argparse.Namespace, run_name: str, *,
                     script: str | None = None) -> None:
-    """Get ``<run-root>/<run_name>`` ready: check a resumed run, clean up for a fresh one.
+    """Get ``<run-root>/<run_name>`` ready: check a resumed run, record a fresh one.
 
     The trainer refuses to resume with another recipe (epochs, seed, ...); the training and
     test subsets and the starting weights are not part of it, so ``provenance.json`` in the
     run folder records them (with `provenance` and ``"run": run_name``) and --resume must
-    match them. A fresh run also deletes the previous run's checkpoints: until its first
-    (for best.npz: first eligible) epoch they would still describe the old run, e.g. to
-    Lab 3's `lab2.load_sparse_best`.
+    match them. A fresh run over an existing one is refused (`check_run_dir`) unless
+    --overwrite, and then the trainer replaces the old run's files before its first epoch.
 
     Raises:
-        MinitorchError: --resume of a run started with other subsets, epochs or weights.
+        MinitorchError: --resume of a run started with other subsets, epochs or weights;
+            a fresh run over an existing one without --overwrite.
     """
     run_dir = args.run_root / run_name
     path = run_dir / "provenance.json"
@@ -270,9 +332,8 @@ def prepare_run_dir(args: argparse.Namespace, run_name: str, *,
                     f"{run_dir} was started with {key}={started.get(key)}, not {meta[key]}; "
                     "resume with the same options or drop --resume")
         return
+    check_run_dir(args, run_name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("best.npz", "last.npz"):
-        (run_dir / stale).unlink(missing_ok=True)
     text = json.dumps({**meta, "run": run_name}, indent=2) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -300,7 +361,7 @@ def finetune(model: Module, data: Cifar10, args: argparse.Namespace, run_name: s
     trainer = Trainer(model, (data.x_train, data.y_train), (data.x_test, data.y_test), config,
                       hooks=hooks, run_dir=args.run_root / run_name,
                       progress=not args.no_progress)
-    history = trainer.fit(resume=args.resume)
+    history = trainer.fit(resume=args.resume, overwrite=getattr(args, "overwrite", False))
     if not history:
         raise MinitorchError(f"{run_name} ran no epoch; use --epochs >= 1")
     if trainer.best_state is None:

@@ -46,8 +46,8 @@ from minitorch_compress.linear import (
     prox_step,
     run,
 )
+from minitorch_compress.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 FIGURE_DIR = "lab1"  # the figures' folder, next to lab1.md (so links are relative to it)
 # The code whose changes make a report "with uncommitted changes to the Lab 1 code".
 LAB1_CODE = ("minitorch_compress/linear", "minitorch_compress/experiments/lab1.py",

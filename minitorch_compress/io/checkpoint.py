@@ -29,8 +29,30 @@ import numpy as np
 
 from minitorch_compress.errors import CheckpointError
 
+
+class NonFiniteError(CheckpointError):
+    """An array that is about to be saved or used holds NaN or infinity."""
+
+
+def require_finite(arrays: Mapping[str, np.ndarray], what: str) -> None:
+    """Raise `NonFiniteError` naming the first floating-point array with a NaN or infinity.
+
+    Args:
+        arrays: name -> array (non-float arrays, e.g. ``num_batches_tracked``, are skipped).
+        what: how the message names their source, e.g. "weights file pretrained_model.pt".
+    """
+    for name, value in arrays.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            raise NonFiniteError(
+                f"{what}: tensor {name} holds {bad} non-finite value(s) (NaN or inf) of "
+                f"{arr.size}; refusing to use it")
+
 __all__ = [
     "META_KEY",
+    "NonFiniteError",
+    "require_finite",
     "save_checkpoint",
     "load_checkpoint",
     "write_npz",
@@ -142,7 +164,10 @@ def save_checkpoint(
     Raises:
         ValueError: If a name is the reserved ``META_KEY`` or an array has dtype object.
         TypeError: If ``meta`` is not JSON-serialisable.
+        NonFiniteError: If a float array holds NaN or inf: such a checkpoint is never
+            written (nothing on disk changes).
     """
+    require_finite(arrays, f"checkpoint {Path(path).name} not written")
     if META_KEY in arrays:
         raise ValueError(f"{META_KEY!r} is reserved for the metadata; rename that array")
     # Serialise before opening the file so a bad meta value fails without touching the disk.
@@ -170,6 +195,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    _check_declared_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy file
@@ -193,6 +219,39 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
         if not isinstance(meta, dict):
             raise CheckpointError(f"{path}: the metadata member is not a JSON object")
     return arrays, meta
+
+
+def _check_declared_sizes(path: Path) -> None:
+    """Refuse an ``.npz`` whose members declare more bytes than they hold, before any array
+    is allocated: a 100-byte member whose header claims 10**11 elements must not make
+    ``np.load`` ask for 400 GB. Each ``.npy`` header (shape, dtype) is read on its own and its
+    size checked against the member's real (uncompressed) size in the zip directory."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(member)
+                    header = member.tell()
+                if dtype.hasobject:
+                    continue  # np.load refuses it below with allow_pickle=False
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if header + declared > info.file_size:
+                    raise CheckpointError(
+                        f"{path}: array {info.filename[:-4]!r} declares shape {shape} "
+                        f"({declared:,} bytes) but the file holds only "
+                        f"{info.file_size - header:,}; the file is corrupt")
+    except CheckpointError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}"
+        ) from exc
 
 
 def _to_jsonable(value: Any) -> Any:

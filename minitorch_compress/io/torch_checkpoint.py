@@ -35,7 +35,7 @@ import struct
 import sys
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -168,6 +168,16 @@ def _rebuild_tensor_v2(
                 f"tensor of size {tuple(size)} with stride {tuple(stride)} at offset "
                 f"{storage_offset} reaches element {last} of a storage of {storage.numel}"
             )
+    # A state_dict's tensors are plain views: never more elements than their storage holds.
+    # A stride-0 tensor of 32768 x 16384 over a 1-element storage would otherwise turn a
+    # 655-byte file into a 2 GB copy; this bounds memory use by the file's real size.
+    elements = 1
+    for n in size:
+        elements *= n
+    if elements > storage.numel:
+        raise CheckpointError(
+            f"tensor of size {tuple(size)} has {elements:,} elements but its storage holds "
+            f"{storage.numel:,} (a stride-0 or overlapping view, which a state_dict never has)")
     return _TensorRef(storage, storage_offset, tuple(size), tuple(stride))
 
 
@@ -426,8 +436,23 @@ def _select_state_dict(obj: Any, path: Path) -> dict[str, _TensorRef]:
     return obj
 
 
+def _check_shapes(state: Mapping[str, _TensorRef], expected: Mapping[str, tuple[int, ...]],
+                  path: Path) -> None:
+    """One error listing every missing, unexpected and mis-shaped entry of `state`."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k}: checkpoint {state[k].size} vs model {tuple(shape)}"
+                  for k, shape in expected.items() if k in state and state[k].size != tuple(shape)]
+    problems = [f"{label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+                for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                     ("shape mismatch", mismatched)) if items]
+    if problems:
+        raise CheckpointError(f"{path} does not fit the model: " + " | ".join(problems))
+
+
 def load_torch_state_dict(
-    path: str | os.PathLike[str], float_dtype: np.dtype | type | None = np.float32
+    path: str | os.PathLike[str], float_dtype: np.dtype | type | None = np.float32,
+    expected_shapes: Mapping[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Read a PyTorch ``state_dict`` saved with ``torch.save`` (zip or legacy format).
 
@@ -440,6 +465,9 @@ def load_torch_state_dict(
         float_dtype: Dtype for floating-point tensors (half, bfloat16, float, double);
             ``None`` keeps each tensor's own dtype (bfloat16 becomes float32 either way).
             Integer and bool tensors always keep theirs, so ``num_batches_tracked`` stays int64.
+        expected_shapes: name -> shape of the model the file is for. When given, the
+            names and shapes are checked *before* any tensor is materialised, so a file
+            that does not fit costs nothing but its own bytes.
 
     Returns:
         Parameter name -> C-contiguous array with the tensor's shape, in the file's order,
@@ -463,6 +491,8 @@ def load_torch_state_dict(
         # restricted unpickler reports a hostile pickle as such and garbage as garbage.
         obj, _ = _load_legacy(path, raw)
     state = _select_state_dict(obj, path)
+    if expected_shapes is not None:
+        _check_shapes(state, expected_shapes, path)
     dtype = None if float_dtype is None else np.dtype(float_dtype)
     return {name: _build_array(ref, dtype) for name, ref in state.items()}
 

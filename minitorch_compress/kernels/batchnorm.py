@@ -150,7 +150,7 @@ def _add_relu(a, b, y):
     zero = y.dtype.type(0)
     for i in range(a.size):
         v = a[i] + b[i]
-        y[i] = v if v > zero else zero
+        y[i] = zero if v < zero else v  # NaN stays NaN (PyTorch's ReLU propagates it)
 
 
 @njit(cache=True, nogil=True)

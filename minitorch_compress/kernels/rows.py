@@ -26,6 +26,6 @@ def affine_row(src, dst, a, b, relu, res, add_res):
         v = src[p] * a + b
         if add_res:
             v = v + res[p]
-        if relu and not v > zero:
+        if relu and v < zero:  # not `not v > 0`: NaN must stay NaN, as in PyTorch
             v = zero
         dst[p] = v

@@ -2,25 +2,36 @@
 
 Search order for the `.pt` file: the explicit `weights` argument, `$MINITORCH_WEIGHTS`,
 `./weights/pretrained_model.pt`, then `../shared/weights/pretrained_model.pt` beside the
-repository. The converted arrays are cached in `weights/resnet20_cifar10.npz` (git-ignored)
-and reused while they are newer than the `.pt` they came from.
+repository. A `.pt` is converted to arrays once and cached in ``weights/cache/`` under the
+SHA-256 of its bytes (git-ignored): the cache is keyed by content, so no file of another name
+or place can stand in for the default weights, and it is written only after the conversion
+was validated (every tensor fits the model and is finite).
+
+`--weights` also takes an ``.npz``: converted weights, or a finetuning run's ``best.npz`` /
+``last.npz`` (whose ``model.`` prefix is dropped).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
 from minitorch_compress.errors import CheckpointError
-from minitorch_compress.io.checkpoint import load_checkpoint
-from minitorch_compress.io.torch_checkpoint import convert_checkpoint
+from minitorch_compress.io.checkpoint import (
+    atomic_write,
+    load_checkpoint,
+    require_finite,
+    write_npz,
+)
+from minitorch_compress.io.torch_checkpoint import load_torch_state_dict
 from minitorch_compress.models.resnet import ResNet20
+from minitorch_compress.paths import REPO_ROOT, WEIGHTS_CACHE_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONVERTED_PATH = REPO_ROOT / "weights" / "resnet20_cifar10.npz"
 CHECKPOINT_NAME = "pretrained_model.pt"
+_MODEL_PREFIX = "model."
 
 
 def candidate_checkpoints() -> list[Path]:
@@ -34,7 +45,7 @@ def candidate_checkpoints() -> list[Path]:
 
 
 def find_pretrained_checkpoint(weights: str | os.PathLike[str] | None = None) -> Path:
-    """Path of the pretrained checkpoint (`.pt` or an already converted `.npz`).
+    """Path of the pretrained checkpoint (`.pt`, or an `.npz` given explicitly).
 
     Raises:
         CheckpointError: when it is not found, saying where we looked and what to do.
@@ -48,8 +59,6 @@ def find_pretrained_checkpoint(weights: str | os.PathLike[str] | None = None) ->
     for path in places:
         if path.is_file():
             return path
-    if CONVERTED_PATH.is_file():
-        return CONVERTED_PATH
     looked = ", ".join(str(p) for p in places)
     raise CheckpointError(
         f"pretrained ResNet-20 checkpoint not found (looked in: {looked}); pass "
@@ -57,26 +66,69 @@ def find_pretrained_checkpoint(weights: str | os.PathLike[str] | None = None) ->
     )
 
 
+def cache_path(checkpoint: Path) -> Path:
+    """``weights/cache/<sha256 of the file>.npz``: where the conversion of `checkpoint` goes."""
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    return WEIGHTS_CACHE_DIR / f"{digest}.npz"
+
+
+def expected_shapes() -> dict[str, tuple[int, ...]]:
+    """name -> shape of every parameter and buffer of the ResNet-20 the weights are for."""
+    return {name: tuple(np.shape(value)) for name, value in ResNet20().state_dict().items()}
+
+
+def validated(state: dict[str, np.ndarray], source: Path) -> dict[str, np.ndarray]:
+    """`state` after checking that it fits ResNet-20 and holds only finite values.
+
+    A run's checkpoint (``model.<name>`` keys, plus optimizer and hook state) is reduced to
+    its model weights first.
+
+    Raises:
+        CheckpointError: a missing, unexpected or mis-shaped tensor, or a NaN/inf (named).
+    """
+    shapes = expected_shapes()
+    if not set(shapes) <= set(state) and {_MODEL_PREFIX + k for k in shapes} <= set(state):
+        state = {k[len(_MODEL_PREFIX):]: v for k, v in state.items()
+                 if k.startswith(_MODEL_PREFIX)}
+    missing = [k for k in shapes if k not in state]
+    unexpected = [k for k in state if k not in shapes]
+    mismatched = [f"{k}: checkpoint {tuple(np.shape(state[k]))} vs model {shape}"
+                  for k, shape in shapes.items() if k in state and np.shape(state[k]) != shape]
+    problems = [f"{label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+                for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                     ("shape mismatch", mismatched)) if items]
+    if problems:
+        raise CheckpointError(f"{source} does not fit ResNet-20: " + " | ".join(problems))
+    require_finite(state, f"weights file {source}")
+    return state
+
+
 def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict[str, np.ndarray]:
-    """The pretrained weights as numpy arrays, converting a `.pt` to the `.npz` cache once."""
+    """The pretrained (or given) weights as numpy arrays, validated.
+
+    A `.pt` is read once and its validated arrays cached by content (see the module
+    docstring); an `.npz` is read directly.
+    """
     path = find_pretrained_checkpoint(weights)
     if path.suffix == ".npz":
         arrays, _ = load_checkpoint(path)
-        return arrays
-    if weights is None and CONVERTED_PATH.is_file() and (
-        CONVERTED_PATH.stat().st_mtime >= path.stat().st_mtime
-    ):
-        arrays, _ = load_checkpoint(CONVERTED_PATH)
-        return arrays
-    if weights is None:
-        print(f"converting {path} -> {CONVERTED_PATH} (once)")
-        return convert_checkpoint(path, CONVERTED_PATH)
-    # an explicit .pt is converted next to the cache under its own name, never over it
-    return convert_checkpoint(path, CONVERTED_PATH.with_name(f"{path.stem}.npz"))
+        return validated(arrays, path)
+    cached = cache_path(path)
+    if cached.is_file():
+        arrays, _ = load_checkpoint(cached)
+        return validated(arrays, path)
+    state = validated(load_torch_state_dict(path, expected_shapes=expected_shapes()), path)
+    shown = cached.relative_to(REPO_ROOT) if cached.is_relative_to(REPO_ROOT) else cached
+    print(f"converting {path} -> {shown} (once)")
+    try:
+        atomic_write(cached, lambda f: write_npz(f, state))
+    except OSError as exc:  # a read-only checkout still works, it just converts every time
+        print(f"note: could not cache the conversion ({exc.strerror}); continuing without it")
+    return state
 
 
 def load_pretrained(weights: str | os.PathLike[str] | None = None) -> ResNet20:
-    """A ResNet-20 with the course's pretrained weights, in eval mode."""
+    """A ResNet-20 with the course's pretrained weights (or those given), in eval mode."""
     model = ResNet20()
     model.load_state_dict(pretrained_state_dict(weights))
     return model.eval()

@@ -5,7 +5,13 @@ A run lives in a folder `run_dir`:
 * `last.npz`  - everything needed to continue (model, momentum buffers, hook state such as
   pruning masks, epoch, RNG state, history), rewritten atomically after every epoch;
 * `best.npz`  - the model (and masks) of the epoch with the best test accuracy so far;
-* `log.jsonl` - one JSON line per finished epoch.
+* `log.jsonl` - one JSON line per finished epoch, rewritten (atomically) from the checkpoint's
+  own history after every epoch and on resume, so it always agrees with `last.npz`.
+
+Nothing non-finite is ever saved: after every epoch the model and optimizer state are checked,
+and a NaN or inf (a weight, a momentum buffer, a batch-norm running variance) stops the run
+with an error naming the last checkpoint, which is therefore always finite. A folder that
+already holds a run is never cleared silently: a fresh `fit` there needs ``overwrite=True``.
 
 `fit(resume=True)` continues after the last completed epoch and produces exactly the numbers an
 uninterrupted run would have: the data order and augmentation come from one
@@ -30,9 +36,12 @@ from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.data.loader import iterate_batches
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.io.checkpoint import (
+    NonFiniteError,
+    atomic_write,
     generator_from_state,
     generator_state,
     load_checkpoint,
+    require_finite,
     save_checkpoint,
 )
 from minitorch_compress.nn.module import Module
@@ -41,7 +50,46 @@ from minitorch_compress.training.evaluate import evaluate
 
 
 class TrainingDivergedError(MinitorchError):
-    """The loss became NaN or infinite."""
+    """The loss, a weight or a buffer became NaN or infinite."""
+
+
+class RunExistsError(MinitorchError):
+    """A fresh run was asked for in a folder that already holds one."""
+
+
+RUN_FILES = ("last.npz", "best.npz", "log.jsonl")
+
+
+def existing_run(run_dir: Path) -> str | None:
+    """A description of the run already in `run_dir` ("3 of 20 epochs"), or None if none."""
+    last = run_dir / "last.npz"
+    if last.is_file():
+        try:
+            _, meta = load_checkpoint(last)
+            return f"{meta.get('epoch', '?')} of {meta.get('config', {}).get('epochs', '?')} epochs"
+        except MinitorchError:
+            return "an unreadable last.npz"
+    if (run_dir / "best.npz").is_file():
+        return "a best.npz"
+    return None
+
+
+def refuse_existing_run(run_dir: Path, alternative: str = "another run folder") -> None:
+    """Raise `RunExistsError` (naming --resume and --overwrite) if `run_dir` holds a run."""
+    found = existing_run(run_dir)
+    if found is not None:
+        raise RunExistsError(
+            f"{run_dir} already holds a run ({found}); add --resume to continue it, "
+            f"--overwrite to replace it, or choose {alternative}")
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files an interrupted `atomic_write` can leave behind (a
+    SIGKILL gives it no chance to clean up); returns what was removed."""
+    stale = [p for name in RUN_FILES for p in run_dir.glob(f".{name}.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 @dataclass
@@ -130,6 +178,29 @@ class Trainer:
             arrays.update({f"hook{i}.{k}": v for k, v in state.items()})
         return arrays
 
+    def _write_log(self) -> None:
+        """log.jsonl from `history`, atomically: it can never disagree with last.npz."""
+        text = "".join(json.dumps(h, sort_keys=True) + "\n" for h in self.history)
+        atomic_write(self.run_dir / "log.jsonl", lambda f: f.write(text.encode()))
+
+    def _check_finite(self, epoch: int) -> None:
+        """Stop before saving if training left a NaN/inf anywhere in the state."""
+        try:
+            require_finite(self.model.state_dict(), "model")
+            require_finite(self.optimizer.state_dict(), "optimizer")
+        except NonFiniteError as error:
+            raise TrainingDivergedError(
+                f"epoch {epoch + 1} diverged: {str(error).split(': ', 1)[1].split(';')[0]}; "
+                f"nothing of it was saved and {self._last_checkpoint(epoch)}; lower the "
+                "learning rate") from None
+
+    def _last_checkpoint(self, epoch: int) -> str:
+        """What a divergence message says of the checkpoint left on disk (always finite)."""
+        last = self.run_dir / "last.npz" if self.run_dir is not None else None
+        if last is not None and last.is_file() and epoch > 0:
+            return f"the last checkpoint, {last} (epoch {epoch}), is finite"
+        return "no checkpoint of this run was written"
+
     def _save(self) -> None:
         if self.run_dir is None:
             return
@@ -167,6 +238,7 @@ class Trainer:
                 f"{path} was written with a different recipe ({meta.get('config')}); "
                 "resume with the same settings or use a fresh --run-dir"
             )
+        require_finite(arrays, str(path))
         if meta.get("data") != self._data_signature():
             raise MinitorchError(
                 f"{path} was trained on other data ({meta.get('data')}, now "
@@ -198,12 +270,19 @@ class Trainer:
         """One pass over the shuffled, augmented training set; returns loss/accuracy/img/s."""
         self.model.train()
         n = len(self.train_images)
-        total_loss, correct, seen = 0.0, 0, 0
         start = time.perf_counter()
         bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="img",
                    disable=not self.progress, leave=False, dynamic_ncols=True, mininterval=1.0)
         batches = iterate_batches(self.train_images, self.train_labels, self.config.batch_size,
                                   rng=self.rng, shuffle=True, augment=True)
+        # overflow shows up as inf/NaN, which the checks below turn into one clear error;
+        # numpy's RuntimeWarnings before it would only be noise
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._train_batches(epoch, batches, bar, start)
+
+    def _train_batches(self, epoch: int, batches: Any, bar: Any,
+                       start: float) -> dict[str, float]:
+        total_loss, correct, seen = 0.0, 0, 0
         try:
             for step, (images, labels) in enumerate(batches):
                 logits = self.model(Tensor(images))
@@ -212,9 +291,8 @@ class Trainer:
                 if not math.isfinite(loss_value):
                     raise TrainingDivergedError(
                         f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1}; "
-                        "lower the learning rate or check the inputs (the last good checkpoint "
-                        f"is in {self.run_dir or 'memory'})"
-                    )
+                        f"{self._last_checkpoint(epoch)}; lower the learning rate or check "
+                        "the inputs")
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()
@@ -232,22 +310,35 @@ class Trainer:
         return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                 "train_img_per_s": seen / wall, "train_wall_s": wall}
 
-    def fit(self, resume: bool = False) -> list[dict[str, Any]]:
+    def fit(self, resume: bool = False, overwrite: bool = False) -> list[dict[str, Any]]:
         """Train for `config.epochs` epochs (continuing a saved run when `resume`).
+
+        Args:
+            resume: continue the run in `run_dir` after its last completed epoch (a fresh
+                run if there is none).
+            overwrite: start afresh even if `run_dir` holds a run, replacing its files.
 
         Returns:
             The per-epoch history: dicts with epoch, train_loss, train_accuracy, test_accuracy,
             wall times and whatever the hooks add.
+
+        Raises:
+            RunExistsError: a fresh run (neither flag) in a folder that holds one.
+            TrainingDivergedError: the loss or the state became non-finite.
         """
+        if self.run_dir is not None and self.run_dir.is_dir():
+            remove_stale_temporaries(self.run_dir)
         if resume and self._resume():
+            self._write_log()
             print(f"resumed {self.run_dir} after epoch {self.epoch}/{self.config.epochs}")
         elif self.run_dir is not None:
+            if not overwrite:
+                refuse_existing_run(self.run_dir)
             # a fresh run: nothing of an earlier run in this folder may survive (a stale
             # best.npz could otherwise be mistaken for this run's best model)
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            for stale in ("last.npz", "best.npz"):
+            for stale in RUN_FILES:
                 (self.run_dir / stale).unlink(missing_ok=True)
-            (self.run_dir / "log.jsonl").write_text("")
         while self.epoch < self.config.epochs:
             epoch = self.epoch
             epoch_start = time.perf_counter()
@@ -258,6 +349,7 @@ class Trainer:
                 self.model, self.test_images, self.test_labels, self.config.eval_batch_size,
                 progress=self.progress, desc=f"test {epoch + 1}")
             _call_hooks(self.hooks, "on_epoch_end", self, epoch, metrics)
+            self._check_finite(epoch)
             metrics["epoch_wall_s"] = time.perf_counter() - epoch_start
             self.epoch += 1
             self.history.append(metrics)
@@ -269,10 +361,8 @@ class Trainer:
                 self._save_best(self.best_accuracy)
             self._save()
             if self.run_dir is not None:
-                with open(self.run_dir / "log.jsonl", "a") as log:
-                    log.write(json.dumps(metrics) + "\n")
-            if self.progress:
-                print(f"epoch {epoch + 1}/{self.config.epochs}: "
+                self._write_log()
+            print(f"epoch {epoch + 1}/{self.config.epochs}: "
                       f"loss {metrics['train_loss']:.4f}  train acc "
                       f"{metrics['train_accuracy']:.4f}  test acc {metrics['test_accuracy']:.4f}"
                       f"  ({metrics['train_img_per_s']:.0f} img/s, "

@@ -1,0 +1,31 @@
+"""Where things live in a checkout: the one home of every repository-relative folder.
+
+* ``results/``        the committed, published results (only written when asked:
+                      ``--out-dir results``);
+* ``results/local/``  where a lab or ``reproduce --full`` writes by default (git-ignored), so
+                      running a command from the README never modifies a tracked file;
+* ``results/quick/``  ``reproduce``'s quick mode (git-ignored);
+* ``runs/``           finetuning checkpoints (git-ignored);
+* ``weights/cache/``  pretrained checkpoints converted to ``.npz``, keyed by the SHA-256 of the
+                      file they came from (git-ignored).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The checkout this package was installed from (editable install).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "results"
+LOCAL_RESULTS_DIR = RESULTS_DIR / "local"
+QUICK_RESULTS_DIR = RESULTS_DIR / "quick"
+RUNS_DIR = REPO_ROOT / "runs"
+WEIGHTS_CACHE_DIR = REPO_ROOT / "weights" / "cache"
+
+
+def is_published_dir(folder: Path) -> bool:
+    """Whether `folder` is the committed ``results/`` folder itself."""
+    try:
+        return Path(folder).resolve() == RESULTS_DIR.resolve()
+    except OSError:
+        return False
