@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -237,6 +237,24 @@ def test_projection_keeps_the_largest_min_k_nnz_entries(v, k):
     np.testing.assert_array_equal(out[kept], v[kept])
     if kept.any() and (~kept).any():
         assert np.abs(v[kept]).min() > np.abs(v[~kept]).max()
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(-3, 3), min_size=1, max_size=9), st.integers(0, 9))
+@example([0, 1, -1, 1, -1, 2], 2)  # Lab 1's first per-sample step ties like this
+def test_projection_breaks_ties_by_position_earlier_index_wins(values, k):
+    """Small integer entries tie often: the kept set is exactly the first k of the order
+    (larger magnitude first, then earlier index), the docstring's rule."""
+    v = np.array(values, dtype=np.float64)
+    out = project_top_k(v, k)
+    order = sorted(range(v.size), key=lambda i: (-abs(v[i]), i))
+    expected = np.zeros_like(v)
+    expected[order[:k]] = v[order[:k]]
+    np.testing.assert_array_equal(out, expected)
+    # and the same rule from the other side: the trimmed prox shrinks the last m of it
+    m = v.size - min(k, v.size)
+    shrunk = trimmed_soft_threshold(v, 0.5, m)
+    assert all(shrunk[i] == v[i] for i in order[: v.size - m])
 
 
 def test_projection_on_the_lab_data_first_step():

@@ -285,6 +285,7 @@ class Lab1Runs:
     e_fb: dict[str, History]
     e_ps: dict[str, History]
     f_fb: dict[str, History]
+    f_ps: dict[str, History]
 
     @classmethod
     def from_results(cls, results: dict[str, dict[Setting, History]], steps: int) -> Lab1Runs:
@@ -302,6 +303,7 @@ class Lab1Runs:
             e_fb={k: fb[("e", k)] for k in THRESHOLDS_E},
             e_ps={k: ps[("e", k)] for k in THRESHOLDS_E},
             f_fb={k: fb[("f", k)] for k in THRESHOLDS_F},
+            f_ps={k: ps[("f", k)] for k in THRESHOLDS_F},
         )
 
 
@@ -315,6 +317,9 @@ class Lab1Evidence:
         closed_form_err: largest gap between `gd_step` and the explicit sum along (b).
         c_supports: the support of (c)'s iterate after each step 1, 2, ...
         c_switch: the first step whose support differs from step 1's, or None.
+        c_ps_supports: the support of the per-sample (c) iterate after each step.
+        c_ps_first: the per-sample (c) run's first update before its projection: W after
+            point 1's gradient step from W0 = 0.
         w_c_ls: the least-squares fit on the support where (c) ends.
         t_critical: the smallest trimmed threshold that keeps ``w_c_ls`` fixed.
         pair_gap: max |W difference| between subgradient lambda and prox t = mu*lambda, per pair.
@@ -335,6 +340,8 @@ class Lab1Evidence:
     closed_form_err: float
     c_supports: list[str]
     c_switch: int | None
+    c_ps_supports: list[str]
+    c_ps_first: np.ndarray
     w_c_ls: np.ndarray
     t_critical: float
     pair_gap: list[float]
@@ -369,6 +376,8 @@ def gather_evidence(r: Lab1Runs) -> Lab1Evidence:
         closed_form_err=closed_form_error(r.b_fb),
         c_supports=c_supports,
         c_switch=next((i + 1 for i, s in enumerate(c_supports) if s != c_supports[0]), None),
+        c_ps_supports=[support(w) for w in r.c_ps.weights[1:]],
+        c_ps_first=gd_step(np.zeros(X.shape[1]), X[:1], y[:1], mu),
         w_c_ls=support_fit(r.c_fb.final_W),
         t_critical=trimmed_fixed_point_threshold(r.c_fb.final_W),
         # The assignment's hint: subgradient with lambda ~ prox with t = mu*lambda.
@@ -417,13 +426,12 @@ def intro_lines(commit: str, steps: int) -> list[str]:
     L = [
         "# Lab 1 — sparse optimisation of the 3-point linear model",
         "",
-        f"Produced by `python labs/lab1_sparse_linear.py` (code at commit `{commit}`; the "
-        "results files were committed after it). "
+        f"Produced by `python labs/lab1_sparse_linear.py` (code at commit `{commit}`). "
         f"{steps} steps, mu = {MU_LAB1}, W0 = 0, L(W) = sum_i (X_i W - y_i)^2 over the three "
-        "points of the assignment. Figures are in `results/lab1/`: "
+        f"points of the assignment. Figures are in `{FIGURE_DIR}/` beside this file: "
         "`<schedule>_<part>[_<setting>].png` has two panels, log-scale L and every entry of W "
         "vs step; `overview_<part>.png` compares the settings and both schedules. The same "
-        "numbers are in `results/lab1.json`.",
+        "numbers are in `lab1.json` beside it.",
         "",
     ]
     if steps != 200:
@@ -513,10 +521,73 @@ def part_c_commentary(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
         + switch_text
         + f"It then converges to a fixed point with L = {c_fb.final_loss:.4g} instead of W*'s "
         "L = 0: projection onto the non-convex set {‖W‖₀ ≤ 2} has no global guarantee. "
-        f"The per-sample run lands on the same support with L = {r.c_ps.final_loss:.5g} (full "
-        f"batch {c_fb.final_loss:.5g}).",
+        + per_sample_c_sentence(r, ev),
         "",
     ]
+
+
+def tie_at_first_update(w: np.ndarray, k: int = 2) -> tuple[list[int], list[int], int] | None:
+    """Whether the projection of `w` onto k entries had to break a tie, and how.
+
+    Returns:
+        None when the k largest magnitudes are unique; else (the entries strictly larger than
+        the k-th magnitude, the entries tied at it, the tied entry kept), 0-based.
+    """
+    magnitude = np.abs(w)
+    kth = np.sort(magnitude)[::-1][k - 1]
+    above = [int(j) for j in np.flatnonzero(magnitude > kth)]
+    tied = [int(j) for j in np.flatnonzero(magnitude == kth)]
+    if len(above) + len(tied) <= k:
+        return None
+    return above, tied, tied[0]
+
+
+def names(indices) -> str:
+    """1-based entry names, e.g. "w1, w3 and w4"."""
+    items = [f"w{j + 1}" for j in indices]
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+
+
+def per_sample_c_sentence(r: Lab1Runs, ev: Lab1Evidence) -> str:
+    """Where the per-sample projected GD ends, and, when that is not where full batch ends,
+    why: read from its own first update and its iterates."""
+    ps, fb = support(r.c_ps.final_W), support(r.c_fb.final_W)
+    if ps == fb:
+        return (f"The per-sample run lands on the same support with L = "
+                f"{r.c_ps.final_loss:.5g} (full batch {r.c_fb.final_loss:.5g}).")
+    text = (f"The per-sample run lands elsewhere: on {ps}"
+            + (", W*'s support," if ps == support(ev.w_star) else "")
+            + f" with L = {r.c_ps.final_loss:.4g} (full batch {r.c_fb.final_loss:.4g}). ")
+    tie = tie_at_first_update(ev.c_ps_first)
+    if tie is not None:
+        above, tied, kept = tie
+        text += (f"Its first update is point 1's gradient alone, W = {fmt_w(ev.c_ps_first)}: "
+                 f"{names(tied)} tie in magnitude behind {names(above)}, and the projection "
+                 f"keeps the earliest, w{kept + 1} (ties go to the earlier index). ")
+    w1 = [w[0] for w in r.c_ps.weights[1:]]
+    text += (f"Its support is then {support_segments(ev.c_ps_supports)} (w1 goes from "
+             f"{w1[0]:.2f} after step 1 to {w1[-1]:.2f}, through 0 as in full batch).")
+    return text
+
+
+def support_segments(supports: list[str]) -> str:
+    """Runs of equal supports over steps 1, 2, ..., e.g. "{w1, w2} for steps 1-7, {w2, w3}
+    at step 8 and {w1, w2} from step 9 on"."""
+    runs: list[list] = []
+    for step, value in enumerate(supports, 1):
+        if runs and runs[-1][0] == value:
+            runs[-1][2] = step
+        else:
+            runs.append([value, step, step])
+    parts = []
+    for i, (value, first, last) in enumerate(runs):
+        if i == len(runs) - 1 and len(runs) > 1:
+            parts.append(f"{value} from step {first} on")
+        elif first == last:
+            parts.append(f"{value} at step {first}")
+        else:
+            parts.append(f"{value} for steps {first}-{last}")
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
 def part_d_commentary(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
@@ -581,6 +652,18 @@ def part_e_commentary(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
     ]
 
 
+def boundary_sentence(t: float, t_critical: float, h: History, steps: int) -> str:
+    """Where threshold `t` sits against the fixed-point threshold, and what follows for the
+    smallest dropped entry (w3) of its run."""
+    w3 = abs(h.final_W[2])
+    if np.isclose(t, t_critical, rtol=1e-9, atol=0.0):
+        return (f"t = {t:g} sits on that boundary, so there w3 decays geometrically (|w3| = "
+                f"{w3:.0e} after {steps} steps) instead of being snapped to 0.")
+    side = "above" if t > t_critical else "below"
+    return (f"t = {t:g} is {side} that boundary ({t_critical:.4g}); |w3| = {w3:.0e} after "
+            f"{steps} steps.")
+
+
 def part_f_commentary(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
     """(f): trimmed L1 reaches the projected-GD point, sparse and unbiased, once t is large."""
     c_fb, f_fb = r.c_fb, r.f_fb
@@ -599,18 +682,22 @@ def part_f_commentary(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
         f"for prox with t = {THRESHOLDS_E[-1]}). That point is a fixed point of the trimmed "
         "step exactly when t >= mu * max |dL/dw_j| over the dropped entries = "
         f"{ev.t_critical:.4g}; "
-        f"t = {t_edge} sits on that boundary, so there w3 decays geometrically "
-        f"(|w3| = {abs(f_fb[t_edge].final_W[2]):.0e} after {r.steps} steps) instead of "
-        f"being snapped to 0. With t = {t_small} the third entry survives "
+        + boundary_sentence(float(t_edge), ev.t_critical, f_fb[t_edge], r.steps)
+        + f" With t = {t_small} the third entry survives "
         f"({support(f_fb[t_small].final_W)}, L = "
-        f"{f_fb[t_small].final_loss:.4g}). Like the projection it keeps w2 and w5 and "
-        "misses W*.",
+        f"{f_fb[t_small].final_loss:.4g}). "
+        + (f"Like the projection it keeps {support(c_fb.final_W)}"
+           if support(f_fb[THRESHOLDS_F[-1]].final_W) == support(c_fb.final_W)
+           else f"Unlike the projection it ends on {support(f_fb[THRESHOLDS_F[-1]].final_W)}")
+        + (" and misses W*." if support(f_fb[THRESHOLDS_F[-1]].final_W) != support(ev.w_star)
+           else " and finds W*'s support."),
         "",
     ]
 
 
-def method_summary_lines() -> list[str]:
-    """The summary table of the five methods (fixed text: it states the lab's conclusions)."""
+def method_summary_lines(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
+    """The summary table of the five methods (the table states the methods' known properties;
+    the sentence under it is computed from the full-batch runs)."""
     return [
         "## Summary: convergence, sparsity, bias (full batch)",
         "",
@@ -622,10 +709,23 @@ def method_summary_lines() -> list[str]:
         "| (e) L1 prox | yes | yes, to the lasso minimiser (slowly for small t) | shrinks (L1) |",
         "| (f) trimmed L1 prox | yes | yes | none on the kept top 2 |",
         "",
-        "None of the sparse methods finds W* from W0 = 0 on this data; all settle on "
-        "{w2, w5}, plus small extra entries when the penalty is weak.",
+        sparse_methods_sentence(r, ev),
         "",
     ]
+
+
+def sparse_methods_sentence(r: Lab1Runs, ev: Lab1Evidence) -> str:
+    """Which full-batch sparse runns find W*'s support, and where the others end."""
+    runs = {"(c)": r.c_fb, **{f"(e) t = {t}": h for t, h in r.e_fb.items()},
+            **{f"(f) t = {t}": h for t, h in r.f_fb.items()}}
+    target = support(ev.w_star)
+    found = [label for label, h in runs.items() if support(h.final_W) == target]
+    ends = sorted({support(h.final_W) for h in runs.values()}, key=lambda x: (len(x), x))
+    if not found:
+        return (f"None of the sparse methods finds W*'s support {target} from W0 = 0 on this "
+                f"data (full batch); they end on {' or '.join(ends)}.")
+    return (f"Of the full-batch sparse runs, {', '.join(found)} find W*'s support {target}; "
+            f"the runs end on {' or '.join(ends)}.")
 
 
 def data_term_item(r: Lab1Runs, ev: Lab1Evidence) -> str:
@@ -675,6 +775,27 @@ def penalty_item(r: Lab1Runs, ev: Lab1Evidence) -> str:
     )
 
 
+def unpenalised_item(r: Lab1Runs) -> str:
+    """What the schedules do where no penalty acts: projection, large-threshold trimmed L1."""
+    t_large = THRESHOLDS_F[-1]
+    pairs = [("(c)", r.c_fb, r.c_ps), (f"(f) t = {t_large}", r.f_fb[t_large], r.f_ps[t_large])]
+    same = [support(fb.final_W) == support(ps.final_W) for _, fb, ps in pairs]
+    tail = " For the unregularised, consistent problem (b) both reach the same solution."
+    if all(same):
+        return ("Projection and large-threshold trimmed L1 add no penalty, so the two schedules "
+                f"agree up to the small offset of the cycle (L = {r.c_ps.final_loss:.5g} vs "
+                f"{r.c_fb.final_loss:.5g} in (c))." + tail)
+    return ("Projection and large-threshold trimmed L1 add no penalty, but the set they project "
+            "onto is not convex, so where they end depends on the path, and the two schedules "
+            "take different paths: "
+            + "; ".join(f"{label}: full batch {support(fb.final_W)} (L = {fb.final_loss:.4g}), "
+                        f"per sample {support(ps.final_W)} (L = {ps.final_loss:.4g})"
+                        for label, fb, ps in pairs)
+            + ". The per-sample path begins with a tie at its first update (see (c)), so where "
+            "it ends depends on the order of the points and on how ties are broken: it is not "
+            "a better method, and the full-batch rows remain the answer." + tail)
+
+
 def schedules_lines(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
     """The "Full batch vs per sample" section: why per-sample numbers differ, which to use."""
     return [
@@ -687,10 +808,7 @@ def schedules_lines(r: Lab1Runs, ev: Lab1Evidence) -> list[str]:
         data_term_item(r, ev),
         penalty_item(r, ev),
         "",
-        "Projection and large-threshold trimmed L1 add no penalty, so the two schedules agree "
-        f"up to the small offset of the cycle (L = {r.c_ps.final_loss:.5g} vs "
-        f"{r.c_fb.final_loss:.5g} in (c)). For the unregularised, consistent problem (b) both "
-        "reach the same solution.",
+        unpenalised_item(r),
         "",
         "The assignment defines L as a sum over the three points, full-batch updates and the "
         "prox threshold mu*lambda; only the full-batch schedule solves that problem (its "
@@ -715,7 +833,7 @@ def write_markdown(
         *part_section(results, "d", part_d_commentary(r, ev)),
         *part_section(results, "e", part_e_commentary(r, ev)),
         *part_section(results, "f", part_f_commentary(r, ev)),
-        *method_summary_lines(),
+        *method_summary_lines(r, ev),
         *schedules_lines(r, ev),
     ]
     path.write_text("\n".join(lines), encoding="utf-8")

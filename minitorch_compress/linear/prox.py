@@ -15,19 +15,21 @@ from __future__ import annotations
 import numpy as np
 
 
-def _smallest_magnitude_indices(v: np.ndarray, m: int) -> np.ndarray:
-    """Indices of the m entries of v with the smallest magnitude.
+def magnitude_order(v: np.ndarray) -> np.ndarray:
+    """Indices of v from the largest magnitude to the smallest; among equal magnitudes the
+    earlier index comes first (a stable sort of -|v|), so the order is deterministic.
 
-    Ties are broken by position (a stable sort), so the result is deterministic.
+    This one ranking decides both "the k largest" (`project_top_k` keeps the first k, so on a
+    tie the earlier entry is kept, as ``numpy.argsort(-abs(v))``-style top-k returns) and "the
+    m smallest" (`trimmed_soft_threshold` shrinks the last m).
 
     Args:
         v: (d,) array.
-        m: how many indices to return, 0 <= m <= d.
 
     Returns:
-        (m,) integer array of indices into v.
+        (d,) integer array, a permutation of 0..d-1.
     """
-    return np.argsort(np.abs(v), kind="stable")[:m]
+    return np.argsort(-np.abs(v), kind="stable")
 
 
 def project_top_k(v: np.ndarray, k: int) -> np.ndarray:
@@ -48,9 +50,9 @@ def project_top_k(v: np.ndarray, k: int) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    out = v.copy()
-    n_drop = max(v.size - k, 0)
-    out[_smallest_magnitude_indices(v, n_drop)] = 0.0
+    out = np.zeros_like(v)
+    keep = magnitude_order(v)[:k]
+    out[keep] = v[keep]
     return out
 
 
@@ -78,6 +80,8 @@ def soft_threshold(v: np.ndarray, t: float) -> np.ndarray:
 def trimmed_soft_threshold(v: np.ndarray, t: float, m: int) -> np.ndarray:
     """Soft-threshold only the m smallest-magnitude entries of v; leave the others unchanged.
 
+    Among entries of equal magnitude the later index counts as smaller (`magnitude_order`).
+
     The trimmed L1 penalty t * (sum of the m smallest |x_j|) does not shrink the d - m largest
     entries, so it avoids the bias that plain L1 puts on the weights we want to keep. The
     assignment defines its prox step as this operator (which entries are "smallest" is decided
@@ -95,7 +99,7 @@ def trimmed_soft_threshold(v: np.ndarray, t: float, m: int) -> np.ndarray:
     if not 0 <= m <= v.size:
         raise ValueError(f"m must be in [0, {v.size}], got {m}")
     out = v.copy()
-    idx = _smallest_magnitude_indices(v, m)
+    idx = magnitude_order(v)[v.size - m:]
     out[idx] = soft_threshold(v[idx], t)
     return out
 
