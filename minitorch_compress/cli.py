@@ -192,6 +192,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from minitorch_compress.report import write_report
 
     out_dir = args.out_dir or REPO_ROOT / "results"
+    if args.all:
+        from minitorch_compress.experiments import lab2, lab3
+
+        for lab in (lab2, lab3):
+            print(f"wrote {lab.write_report(out_dir)}")
     print(f"wrote {write_report(out_dir, smoke=out_dir.name == 'quick')}")
     return 0
 
@@ -237,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser = sub.add_parser("report", help="rebuild results/REPORT.md from result files")
     report_parser.add_argument("--out-dir", type=Path, default=None,
                                help="results folder (default: results/)")
+    report_parser.add_argument("--all", action="store_true",
+                               help="also re-render lab2.md, lab3.md and their figures from the "
+                                    "JSON files (regenerating the committed pages changes "
+                                    "nothing but what their JSON changed)")
     report_parser.set_defaults(func=cmd_report)
     snapshot_parser = sub.add_parser(
         "snapshot", help="write <name>_in_progress.md for a finetune still running, and the "

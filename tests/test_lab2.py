@@ -234,3 +234,20 @@ def test_shortfall_note_reads_the_run_history(best, history, best_epoch, rising,
     assert ("still rising" in note) == rising
     assert ("more than we would put down" in note) == beyond_noise
     assert "(our (y) came out above theirs)" in note and note.endswith(". Extra.")
+
+
+def test_recorded_commands_hold_no_machine_path(tmp_path):
+    """Options that name what the default search finds, or output folders outside the
+    checkout, are left out of a recorded command; a path of the user's own stays."""
+    from minitorch_compress.data.cifar10 import find_cifar10
+    from minitorch_compress.models.pretrained import find_pretrained_checkpoint
+
+    argv = ["--part", "c", "--run-root", str(tmp_path / "runs"), "--out-dir", "results"]
+    try:
+        argv += ["--data-dir", str(find_cifar10(None)), "--weights",
+                 str(find_pretrained_checkpoint())]
+    except MinitorchError:
+        pass  # no shared data here: the folders alone are tested
+    assert common.portable(argv) == ["--part", "c", "--out-dir", "results"]
+    own = ["--weights", str(tmp_path / "mine.npz")]
+    assert common.portable(own) == own

@@ -40,3 +40,19 @@ def test_full_mode_resumes_and_never_writes_into_the_quick_folder():
     quick = lab_commands(build_parser().parse_args(["reproduce"]))
     assert all(str(x).endswith("quick") for c in quick for i, x in enumerate(c)
                if i > 0 and c[i - 1] in ("--out-dir", "--run-root"))
+
+
+def test_the_committed_reports_render_byte_identical_from_the_committed_json(tmp_path):
+    """`report --all` on the committed JSON reproduces the committed pages exactly: a report
+    is a pure function of its results (no time stamp, no machine path, no hand edits)."""
+    import shutil
+
+    from minitorch_compress.cli import main
+    from minitorch_compress.paths import RESULTS_DIR
+
+    # Lab 1's page is written by its lab (from its runs, in a second), not from JSON
+    for path in [*RESULTS_DIR.glob("*.json"), RESULTS_DIR / "lab1.md"]:
+        shutil.copy(path, tmp_path / path.name)
+    assert main(["report", "--all", "--out-dir", str(tmp_path)]) == 0
+    for page in ("lab2.md", "lab3.md", "REPORT.md"):
+        assert (tmp_path / page).read_text() == (RESULTS_DIR / page).read_text(), page

@@ -134,7 +134,7 @@ def _command_line(args: argparse.Namespace, script: str | None) -> str:
     if script is None:
         path = Path(sys.argv[0]).resolve()
         script = str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
-    return "python " + " ".join(shlex.quote(_relative(a)) for a in [script, *argv])
+    return "python " + " ".join(shlex.quote(_relative(a)) for a in [script, *portable(argv)])
 
 
 def _relative(argument: str) -> str:
@@ -143,6 +143,47 @@ def _relative(argument: str) -> str:
     if path.is_absolute() and path.is_relative_to(REPO_ROOT):
         return str(path.relative_to(REPO_ROOT)) or "."
     return argument
+
+
+# options whose value only says where files go: a folder outside the checkout changes no
+# number, so a recorded command leaves it out rather than name a folder of one machine
+_WHERE_OPTIONS = ("--run-root", "--out-dir", "--run-dir")
+
+
+def portable(argv: Sequence[str]) -> list[str]:
+    """`argv` as a command a student can type in a fresh clone: ``--data-dir``/``--weights``
+    that name what the default search finds anyway, and output folders outside the
+    repository, are dropped (no absolute path of this machine is recorded)."""
+    from minitorch_compress.data.cifar10 import find_cifar10
+    from minitorch_compress.errors import MinitorchError
+    from minitorch_compress.models.pretrained import find_pretrained_checkpoint
+
+    def found(option: str, value: str | None) -> Path | None:
+        """What the run would load with `value` (None: with the default search)."""
+        try:
+            if option == "--data-dir":
+                return find_cifar10(value).resolve()
+            return find_pretrained_checkpoint(value).resolve()
+        except MinitorchError:
+            return None
+
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        option, value = items[i], items[i + 1] if i + 1 < len(items) else None
+        if value is not None and option in ("--data-dir", "--weights") \
+                and found(option, value) is not None \
+                and found(option, value) == found(option, None):
+            i += 2
+            continue
+        if value is not None and option in _WHERE_OPTIONS and Path(value).is_absolute() \
+                and not Path(value).is_relative_to(REPO_ROOT):
+            i += 2
+            continue
+        out.append(option)
+        i += 1
+    return out
 
 
 def provenance(args: argparse.Namespace, wall_s: float | None = None, *, trains: bool = True,
