@@ -56,3 +56,17 @@ def test_the_committed_reports_render_byte_identical_from_the_committed_json(tmp
     assert main(["report", "--all", "--out-dir", str(tmp_path)]) == 0
     for page in ("lab2.md", "lab3.md", "REPORT.md"):
         assert (tmp_path / page).read_text() == (RESULTS_DIR / page).read_text(), page
+
+
+def test_the_summary_labels_say_what_was_run(tmp_path):
+    """A 1-epoch smoke run on 2,000 test images is labelled as such, not "20 ep" and "all
+    10,000 test images"."""
+    import json
+
+    from minitorch_compress.report import summary_table, write_report
+
+    meta = {"smoke": True, "epochs": 1, "test_subset": 2000, "command": "python labs/x.py"}
+    (tmp_path / "lab2_c.json").write_text(json.dumps({"best_accuracy": 0.3, "_meta": meta}))
+    assert "| Lab 2 (c) prune 80 % + finetune (1 ep) | 0.3000 |" in summary_table(tmp_path)
+    page = write_report(tmp_path, smoke=True).read_text()
+    assert "on 2,000 test images" in page and "all 10,000" not in page
