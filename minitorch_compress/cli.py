@@ -264,7 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_cli(main: Callable[[], int]) -> int:
     """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status."""
+    from minitorch_compress.kernels.parallel import threads_from_environment
+
     try:
+        threads_from_environment()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
         return main()
     except MinitorchError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -17,6 +17,22 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+@pytest.fixture(autouse=True, scope="module")
+def kernel_threads(request):
+    """A test module that sets ``KERNEL_THREADS = n`` runs its kernels on n threads, so the
+    one-thread path and the pool path are both tested on any machine (1 core or 16)."""
+    from minitorch_compress.kernels import parallel
+
+    wanted = getattr(request.module, "KERNEL_THREADS", None)
+    if wanted is None:
+        yield
+        return
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(wanted)
+    yield
+    parallel.set_num_threads(before)
+
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_CHECKPOINT = SHARED / "weights" / "pretrained_model.pt"
 SHARED_CIFAR = SHARED / "data" / "cifar-10-batches-py"

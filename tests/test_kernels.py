@@ -29,6 +29,9 @@ from minitorch_compress.kernels import batchnorm as bn
 from minitorch_compress.kernels import conv
 from minitorch_compress.kernels import reference as ref
 
+# the pool path, kernels split across two threads on any machine (conftest.kernel_threads)
+KERNEL_THREADS = 2
+
 RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 
 # None: the kernels' own chunk sizes (every drawn batch fits in one chunk); 1 byte: one

@@ -11,6 +11,9 @@ from minitorch_compress import grad_check, ops
 from minitorch_compress.autograd.gradcheck import GradCheckError
 from minitorch_compress.autograd.tensor import Tensor
 
+# the one-thread path, every kernel on the calling thread (conftest.kernel_threads)
+KERNEL_THREADS = 1
+
 SETTINGS = settings(deadline=None, max_examples=25)
 
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)

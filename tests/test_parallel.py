@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from minitorch_compress.kernels import parallel
 from minitorch_compress.kernels.memory import keep_freed_memory
 
+KERNEL_THREADS = 2  # the pool path, whatever the machine's core count
+
 
 @given(n=st.integers(0, 10_000), min_per_part=st.integers(1, 50))
 def test_split_range_covers_the_range_in_order(n: int, min_per_part: int):
@@ -55,3 +57,55 @@ def test_keep_freed_memory_is_on_by_default_and_can_be_switched_off():
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, check=True)
         assert out.stdout.strip() == "True"
+
+
+_ONE_THREAD_SCRIPT = """
+import threading
+import numpy as np
+from minitorch_compress import Tensor, no_grad, ops
+from minitorch_compress.kernels import parallel
+from minitorch_compress.models import resnet20
+
+model = resnet20(rng=np.random.default_rng(0))
+x = Tensor(np.random.default_rng(1).standard_normal((8, 3, 32, 32)).astype(np.float32))
+loss = ops.cross_entropy(model.train()(x), np.arange(8) % 10)
+loss.backward()                      # training forward and backward
+model.eval()
+with no_grad():
+    model(x)                         # the fused inference path
+assert parallel.get_num_threads() == 1
+assert not parallel.pool_started(), "a pool thread was started"
+assert threading.active_count() == 1, threading.enumerate()
+print("one thread")
+"""
+
+
+def test_one_thread_runs_forward_backward_and_fused_inference_on_the_calling_thread():
+    env = dict(os.environ, MINITORCH_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", _ONE_THREAD_SCRIPT], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "one thread" in out.stdout
+
+
+def test_set_num_threads_changes_the_split_and_rejects_nonsense():
+    import pytest
+
+    before = parallel.get_num_threads()
+    try:
+        parallel.set_num_threads(1)
+        assert parallel.split_range(1000) == [(0, 1000)]
+        parallel.set_num_threads(3)
+        assert len(parallel.split_range(1000)) == 3
+        with pytest.raises(ValueError):
+            parallel.set_num_threads(0)
+    finally:
+        parallel.set_num_threads(before)
+
+
+def test_a_bad_thread_count_in_the_environment_is_one_line():
+    env = dict(os.environ, MINITORCH_NUM_THREADS="many")
+    out = subprocess.run([sys.executable, "-m", "minitorch_compress", "report", "--out-dir",
+                          os.devnull + "_nothing"], env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "MINITORCH_NUM_THREADS='many'" in out.stderr

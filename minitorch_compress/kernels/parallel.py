@@ -14,6 +14,12 @@ one-thread BLAS product on each slice. There is deliberately no second thread po
 
 Slices are contiguous ranges, and results that are reduced across slices (the conv weight
 gradient) are summed in a fixed order, so results do not depend on thread timing.
+
+How many threads: ``MINITORCH_NUM_THREADS`` if set, else the cores this process may run on
+(``os.sched_getaffinity``); `set_num_threads` changes it at run time. With one thread every
+kernel runs on the calling thread, BLAS is held to one thread too, and no pool thread is
+ever started: what a student stepping through a kernel with ``NUMBA_DISABLE_JIT=1`` and pdb
+needs, since the debugger then sees the whole batch.
 """
 
 from __future__ import annotations
@@ -24,11 +30,73 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-WORKERS = max(1, min(2, os.cpu_count() or 1))
+from minitorch_compress.errors import MinitorchError
+
+ENV_VAR = "MINITORCH_NUM_THREADS"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_from_environment() -> int:
+    """``MINITORCH_NUM_THREADS`` (a whole number >= 1) if set, else `available_cores`.
+
+    Raises:
+        MinitorchError: the variable is set to something else (the command line reports
+            it in one line; importing the package falls back to `available_cores`).
+    """
+    text = os.environ.get(ENV_VAR, "").strip()
+    if not text:
+        return available_cores()
+    if not text.isdigit() or int(text) < 1:
+        raise MinitorchError(f"{ENV_VAR}={text!r}: give a whole number of threads >= 1, "
+                             f"or unset it to use the {available_cores()} available cores")
+    return int(text)
+
+
+def _initial_workers() -> int:
+    try:
+        return threads_from_environment()
+    except MinitorchError:
+        return available_cores()  # reported by the command line (run_cli), not at import
+
+
+WORKERS = _initial_workers()
 
 _pool: ThreadPoolExecutor | None = None
 _blas: Any = None
 _setup_lock = threading.Lock()
+
+
+def set_num_threads(n: int) -> None:
+    """Run the kernels on `n` threads from now on (1: on the calling thread alone).
+
+    Raises:
+        ValueError: `n` < 1.
+    """
+    global WORKERS, _pool
+    if int(n) < 1:
+        raise ValueError(f"the number of threads must be >= 1, got {n}")
+    with _setup_lock:
+        WORKERS = int(n)
+        if _pool is not None and _pool._max_workers != max(1, WORKERS - 1):
+            _pool.shutdown(wait=True)
+            _pool = None
+
+
+def get_num_threads() -> int:
+    """How many threads the kernels use (`set_num_threads`, ``MINITORCH_NUM_THREADS``)."""
+    return WORKERS
+
+
+def pool_started() -> bool:
+    """Whether a kernel pool thread has been started (never, with one thread)."""
+    return _pool is not None
 
 
 def split_range(n: int, min_per_part: int = 1) -> list[tuple[int, int]]:
@@ -58,6 +126,8 @@ def run_parallel(
     """
     if len(tasks) == 1:
         fn, args = tasks[0]
+        if WORKERS == 1 and blas_single_thread:
+            return [_with_one_blas_thread(fn, args)]
         return [fn(*args)]
     global _pool, _blas
     with _setup_lock:
@@ -73,6 +143,18 @@ def run_parallel(
         with _blas.limit(limits=1, user_api="blas"):
             return _submit_all(tasks)
     return _submit_all(tasks)
+
+
+def _with_one_blas_thread(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """`fn(*args)` with BLAS held to one thread: one thread means one thread."""
+    global _blas
+    with _setup_lock:
+        if _blas is None:
+            from threadpoolctl import ThreadpoolController
+
+            _blas = ThreadpoolController()
+    with _blas.limit(limits=1, user_api="blas"):
+        return fn(*args)
 
 
 def _submit_all(tasks: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
