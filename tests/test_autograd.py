@@ -76,3 +76,22 @@ def test_deep_graph_does_not_hit_recursion_limit():
 def test_matmul_shape_error_is_clear():
     with pytest.raises(ValueError, match="inner dimensions differ"):
         ops.matmul(Tensor(np.ones((2, 3))), Tensor(np.ones((2, 3))))
+
+
+def test_a_backward_returning_the_wrong_number_of_gradients_is_an_error_naming_the_op():
+    from minitorch_compress.autograd.function import Function
+
+    class TwoInputsOneGradient(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a + b
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad  # forgets b's gradient
+
+    a = Tensor(np.ones(3), requires_grad=True)
+    b = Tensor(np.ones(3), requires_grad=True)
+    out = TwoInputsOneGradient.apply(a, b)
+    with pytest.raises(RuntimeError, match="TwoInputsOneGradient.backward returned 1"):
+        out.sum().backward()

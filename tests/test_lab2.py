@@ -185,7 +185,7 @@ def test_only_epochs_with_the_final_mask_can_be_best(tmp_path, tiny_cifar):
     assert [h["eligible_for_best"] for h in history] == [False, True, True]
     assert trainer.best_accuracy == max(h["test_accuracy"] for h in history[1:])
     arrays, meta = load_checkpoint(tmp_path / "best.npz")
-    assert meta["epoch"] >= 2 and any(k.startswith("hook0.mask.") for k in arrays)
+    assert meta["epoch"] >= 2 and any(k.startswith("hook.pruning.mask.") for k in arrays)
     weights = [arrays["model.0.weight"], arrays["model.3.weight"]]
     for name, w in zip(("conv", "linear"), weights, strict=True):
         _assert_about_80_percent(int((w == 0).sum()), w.size, name)

@@ -166,3 +166,19 @@ def test_fused_conv_batch_norm_refuses_to_record_gradients():
     ones = Tensor(np.ones(3, np.float32))
     with pytest.raises(RuntimeError, match="inside no_grad"):
         conv2d_batch_norm_eval(x, w, 1, 1, ones, ones, np.zeros(3), np.ones(3), 1e-5)
+
+
+def test_a_narrower_resnet20_keeps_the_residual_widths_and_names():
+    """Per-block internal widths (Lab 4's channel pruning): conv1 outputs and conv2 inputs
+    shrink, the residual path and every checkpoint name stay."""
+    mids = [4, 8, 16, 8, 16, 32, 16, 32, 64]
+    model = resnet20(rng=np.random.default_rng(0), mid_channels=mids)
+    state = model.state_dict()
+    assert set(state) == set(resnet20().state_dict())
+    assert state["body_op.0.conv1.0.conv.weight"].shape == (4, 16, 3, 3)
+    assert state["body_op.0.conv2.0.conv.weight"].shape == (16, 4, 3, 3)
+    assert state["body_op.8.conv1.1.running_var"].shape == (64,)
+    x = Tensor(np.zeros((2, 3, 32, 32), np.float32))
+    assert model.eval()(x).shape == (2, 10)
+    with pytest.raises(ValueError, match="9 widths"):
+        resnet20(mid_channels=[16] * 8)

@@ -102,7 +102,13 @@ def backward(root: Tensor, grad: np.ndarray | None = None) -> None:
         input_grads = node._op.backward(node._ctx, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
-        for parent, pg in zip(node._parents, input_grads, strict=False):
+        if len(input_grads) != len(node._parents):
+            # a silent zip would drop the gradients of the inputs left over
+            raise RuntimeError(
+                f"{node._op.__name__}.backward returned {len(input_grads)} gradient(s) for "
+                f"{len(node._parents)} input(s); return one per tensor input (None for an "
+                "input that needs none)")
+        for parent, pg in zip(node._parents, input_grads, strict=True):
             if pg is None or not parent.requires_grad:
                 continue
             pg = _unbroadcast(pg, parent.shape)

@@ -174,6 +174,8 @@ class MaskHook:
                     for layer in layers.values())
         metrics["sparsity"] = zeros / max(1, sum(layer.weight.size for layer in layers.values()))
 
+    state_name = "mask"  # checkpoint keys hook.mask.<layer> (see training.trainer.Hook)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """The masks, keyed by layer name (copies)."""
         return {name: m.copy() for name, m in self.masks.items()}

@@ -216,6 +216,8 @@ class IterativePruningHook:
         self._mask_hook = MaskHook(masks)
         self.final_masks = self._mask_hook.masks
 
+    state_name = "pruning"  # checkpoint keys hook.pruning.* (see training.trainer.Hook)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """``current_sparsity_target`` (0-d array) and, once fixed, ``mask.<layer>`` arrays."""
         state = {"current_sparsity_target": np.array(self.current_sparsity_target)}

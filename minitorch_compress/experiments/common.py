@@ -33,7 +33,7 @@ from minitorch_compress.cli import (
 )
 from minitorch_compress.data.cifar10 import Cifar10
 from minitorch_compress.errors import MinitorchError
-from minitorch_compress.io.checkpoint import atomic_write
+from minitorch_compress.io.checkpoint import atomic_write, json_default
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.nn.module import Module
 from minitorch_compress.paths import LOCAL_RESULTS_DIR, REPO_ROOT, RUNS_DIR
@@ -90,19 +90,21 @@ def lab_parser(description: str, parts: Sequence[str]) -> argparse.ArgumentParse
     return parser
 
 
-def git_commit() -> str:
-    """The current commit (with '+dirty' when tracked files other than results are
-    modified), or 'unknown'.
+def git_commit(scope: Sequence[str] = (".", ":(exclude)results"),
+               dirty_note: str = "+dirty") -> str:
+    """The current commit, with `dirty_note` appended when tracked files in `scope` (git
+    pathspecs) are modified; "unknown" outside a git checkout.
 
-    Changes under ``results/`` do not count: they are the outputs of runs like this one (an
-    earlier part of the same lab rewrites its JSON and tables), not the code that ran."""
+    The default scope leaves out ``results/``: those are the outputs of runs like this one
+    (an earlier part of the same lab rewrites its JSON and tables), not the code that ran.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
                                 capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", ":(exclude)results"],
+                                *scope],
                                cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
+        return commit + (dirty_note if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -259,7 +261,7 @@ def write_result(out_dir: Path, name: str, payload: dict[str, Any],
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     document = {**payload, "_meta": provenance(args, wall_s, trains=trains, script=script)}
-    text = json.dumps(document, indent=2, default=_jsonable) + "\n"
+    text = json.dumps(document, indent=2, default=json_default) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
     return path
 
@@ -311,14 +313,6 @@ def run_and_write(args: argparse.Namespace, name: str, part: str, title: str,
         payload.update(weights=weights_id(args), wall_s=round(wall, 1))
     write_result(args.out_dir, name, payload, args, wall, trains=trains, script=script)
     return read_result(args.out_dir, name) or payload
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def load_lab_data(args: argparse.Namespace) -> Cifar10:

@@ -14,7 +14,6 @@ matplotlib is imported inside `write_figures` only, so importing this module sta
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +45,6 @@ from minitorch_compress.linear import (
     prox_step,
     run,
 )
-from minitorch_compress.paths import REPO_ROOT
 
 FIGURE_DIR = "lab1"  # the figures' folder, next to lab1.md (so links are relative to it)
 # The code whose changes make a report "with uncommitted changes to the Lab 1 code".
@@ -153,22 +151,9 @@ def support(w: np.ndarray) -> str:
 
 def git_commit() -> str:
     """Short commit of the code that produced the report (+ a note if the lab files differ)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", *LAB1_CODE],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-        )
-    except OSError:
-        return "unknown (git not available)"
-    if head.returncode != 0:
-        return "unknown (not a git checkout)"
-    note = " with uncommitted changes to the Lab 1 code" if dirty.stdout.strip() else ""
-    return head.stdout.strip() + note
+    from minitorch_compress.experiments.common import git_commit as commit_of
+
+    return commit_of(LAB1_CODE, " with uncommitted changes to the Lab 1 code")
 
 
 def last_change(h: History) -> float:

@@ -63,6 +63,7 @@ from minitorch_compress.experiments.common import (
 )
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.resnet import ResNet20
+from minitorch_compress.training.trainer import hook_state
 
 PARTS = ("a", "b", "c", "d", "e")
 FINETUNE_PARTS = ("c", "d", "e")
@@ -187,7 +188,7 @@ def _iterative(args: argparse.Namespace, data: Cifar10, part: str,
                global_: bool) -> dict[str, Any]:
     prune_epochs = prune_epochs_for(args.epochs)
     pruning = IterativePruningHook(TARGET, prune_epochs, global_=global_)
-    hooks = [pruning, BestOnlyWithFinalMask(pruning)]  # pruning first: it is hook0 in best.npz
+    hooks = [pruning, BestOnlyWithFinalMask(pruning)]  # pruning first: its on_epoch_end decides
     extra = {"target": TARGET, "prune_epochs": prune_epochs, "global": global_,
              "schedule": f"prune to {TARGET:g} * e / {prune_epochs} before epoch e = 1.."
                          f"{prune_epochs}, then the mask is fixed"}
@@ -270,12 +271,13 @@ def load_sparse_best(run_root: str | Path, part: str = "c") -> tuple[ResNet20, M
     model = ResNet20()
     model.load_state_dict({k[len("model."):]: v for k, v in arrays.items()
                            if k.startswith("model.")})
-    # hook0 is the MaskHook of (c) ("hook0.<layer>") or the IterativePruningHook of (d)/(e)
-    # ("hook0.mask.<layer>", next to "hook0.current_sparsity_target")
-    layer_names = set(prunable_layers(model))
-    hook = {k[len("hook0."):]: v for k, v in arrays.items() if k.startswith("hook0.")}
-    masks = {k[len("mask."):]: v for k, v in hook.items() if k.startswith("mask.")} or {
-        k: v for k, v in hook.items() if k in layer_names}
+    # (c) ran a MaskHook, (d)/(e) an IterativePruningHook whose state holds its final mask
+    # (hook_state also reads the hook0.* keys of checkpoints written before hooks had names)
+    hook = MaskHook({}) if part == "c" else IterativePruningHook(TARGET, PRUNE_EPOCHS)
+    state = hook_state(arrays, hook, 0)
+    masks = state if part == "c" else {k[len("mask."):]: v for k, v in state.items()
+                                       if k.startswith("mask.")}
+    masks = {k: v for k, v in masks.items() if k in set(prunable_layers(model))}
     if not masks:
         raise MinitorchError(f"{path} holds no pruning mask; rerun `python labs/lab2_pruning.py "
                              f"--part {part}`")

@@ -56,6 +56,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "write_npz",
+    "json_default",
     "atomic_write",
     "generator_state",
     "generator_from_state",
@@ -139,8 +140,8 @@ def write_npz(f: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
                 np.lib.format.write_array(member, arr, allow_pickle=False)
 
 
-def _json_default(value: Any) -> Any:
-    """Convert NumPy scalars/arrays that end up in metadata (e.g. an ``np.int64`` epoch)."""
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for NumPy scalars and arrays (e.g. an ``np.int64`` epoch)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -171,7 +172,7 @@ def save_checkpoint(
     if META_KEY in arrays:
         raise ValueError(f"{META_KEY!r} is reserved for the metadata; rename that array")
     # Serialise before opening the file so a bad meta value fails without touching the disk.
-    meta_json = json.dumps(dict(meta), default=_json_default, sort_keys=True)
+    meta_json = json.dumps(dict(meta), default=json_default, sort_keys=True)
     members = dict(arrays)
     members[META_KEY] = np.array(meta_json)
     atomic_write(path, lambda f: write_npz(f, members))

@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minitorch_compress.kernels.conv import result_float_dtype
 from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rows import affine_row
+from minitorch_compress.kernels.rules import result_float_dtype
 
 # Reductions may be reordered (so LLVM can vectorise them and keep several partial sums);
 # no other fast-math flag, so NaN and inf still propagate the IEEE way.

@@ -47,6 +47,7 @@ from numba import njit
 
 from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rows import affine_row
+from minitorch_compress.kernels.rules import conv2d_output_size, result_float_dtype
 
 # Bytes of one chunk's `cols` buffer. A few MB keeps it in cache (1 MB L2 per core, 32 MB
 # shared L3) between the im2col that writes it and the GEMM that reads it. Measured on
@@ -78,20 +79,6 @@ def _run_parts(tasks: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]]) -> l
 
 
 # ----------------------------------------------------------------------------- helpers
-def conv2d_output_size(
-    h: int, w: int, kh: int, kw: int, stride: int, padding: int
-) -> tuple[int, int]:
-    """Spatial output size ``((H + 2p - kh) // s + 1, (W + 2p - kw) // s + 1)``."""
-    return (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
-
-
-def result_float_dtype(*arrays: np.ndarray) -> np.dtype:
-    """float64 if any input is float64 (grad checks), otherwise float32 (training)."""
-    if any(np.asarray(a).dtype == np.float64 for a in arrays):
-        return np.dtype(np.float64)
-    return np.dtype(np.float32)
-
-
 def _as_float(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """C-contiguous copy-if-needed of `a` in `dtype` (the numba kernels index raw memory)."""
     return np.ascontiguousarray(a, dtype=dtype)
@@ -160,16 +147,9 @@ class _ChunkBuffers:
         self._cols = np.empty(self.rows * self.nc * ho * wo, dtype=dtype)
         self._kmajor = np.empty(k * self.nc * ho * wo, dtype=dtype)
         self._dtype = dtype
-        self._padded = None  # allocated on first use: not every call needs them
-        self._planes = None
+        self._padder = _Padder(self.nc, c, h, w, padding, dtype)
+        self._planes = None  # allocated on first use: not every call needs them
 
-    def padded(self, nc):
-        """(nc, C, Hp, Wp) view: the zero-padded input chunk."""
-        if self._padded is None:
-            # zeros: the border is never written afterwards (see _pad_chunk), so it stays
-            # zero for every chunk
-            self._padded = np.zeros(self.nc * self.c * self.hp * self.wp, dtype=self._dtype)
-        return self._padded[: nc * self.c * self.hp * self.wp].reshape(nc, self.c, self.hp, self.wp)
 
     def planes(self, nc):
         """(nc, C, Hp, Wp) view: col2im's scratch planes (zeroed by col2im itself)."""
@@ -191,11 +171,7 @@ class _ChunkBuffers:
 
     def im2col(self, x, n0, n1, stride):
         """cols of images x[n0:n1] (padding them first if needed)."""
-        if self.padding == 0:
-            xp = x[n0:n1]  # already the padded chunk: a contiguous view, no copy
-        else:
-            xp = self.padded(n1 - n0)
-            _pad_chunk(x, n0, self.padding, xp)
+        xp = self._padder.chunk(x, n0, n1)
         cols = self.cols(n1 - n0)
         _im2col(xp, self.kh, self.kw, stride, cols)
         return cols
@@ -515,20 +491,38 @@ def _forward_cols(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
         _kmajor_to_nchw(out, n0, y3, *epi)
 
 
+class _Padder:
+    """Zero-padded copies of consecutive chunks of images, in one reused buffer.
+
+    The buffer is allocated with zeros and `_pad_chunk` writes only the interior, so the
+    border stays zero for every chunk; with ``padding == 0`` a chunk is a view of the input.
+    """
+
+    def __init__(self, nc: int, c: int, h: int, w: int, padding: int, dtype: np.dtype) -> None:
+        self.padding, self.shape = padding, (c, h + 2 * padding, w + 2 * padding)
+        self._flat = None  # allocated on first use
+        self._size = nc * c * self.shape[1] * self.shape[2]
+        self._dtype = dtype
+
+    def chunk(self, x: np.ndarray, n0: int, n1: int) -> np.ndarray:
+        """x[n0:n1] zero-padded: (n1 - n0, C, H + 2p, W + 2p)."""
+        if self.padding == 0:
+            return x[n0:n1]  # a contiguous view: nothing to copy
+        if self._flat is None:
+            self._flat = np.zeros(self._size, dtype=self._dtype)
+        c, hp, wp = self.shape
+        xp = self._flat[: (n1 - n0) * c * hp * wp].reshape(n1 - n0, c, hp, wp)
+        _pad_chunk(x, n0, self.padding, xp)
+        return xp
+
+
 def _padded_chunks(x: np.ndarray, padding: int, nc: int):
     """Yield (n0, n1, xp) with xp the zero-padded images x[n0:n1], (n1-n0, C, Hp, Wp)."""
     n, c, h, w = x.shape
-    hp, wp = h + 2 * padding, w + 2 * padding
-    # zeros: _pad_chunk never writes the border, so it stays zero for every chunk
-    xp_flat = np.zeros(nc * c * hp * wp, dtype=x.dtype) if padding else None
+    padder = _Padder(nc, c, h, w, padding, x.dtype)
     for n0 in range(0, n, nc):
         n1 = min(n, n0 + nc)
-        if padding:
-            xp = xp_flat[: (n1 - n0) * c * hp * wp].reshape(n1 - n0, c, hp, wp)
-            _pad_chunk(x, n0, padding, xp)
-        else:
-            xp = x[n0:n1]  # a contiguous view: nothing to copy
-        yield n0, n1, xp
+        yield n0, n1, padder.chunk(x, n0, n1)
 
 
 def _forward_rows(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,

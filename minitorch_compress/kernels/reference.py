@@ -13,17 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def conv2d_output_size(
-    h: int, w: int, kh: int, kw: int, stride: int, padding: int
-) -> tuple[int, int]:
-    """Spatial output size of a convolution: ``(H + 2p - kh) // s + 1`` per axis."""
-    return (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
-
-
-def _out_dtype(*arrays: np.ndarray) -> type:
-    """The dtype rule every kernel follows: float64 if any input is float64, else float32."""
-    return np.float64 if any(np.asarray(a).dtype == np.float64 for a in arrays) else np.float32
+from minitorch_compress.kernels.rules import conv2d_output_size, result_float_dtype
 
 
 def _window(a: np.ndarray, ky: int, kx: int, ho: int, wo: int, stride: int) -> np.ndarray:
@@ -54,7 +44,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, stride: int = 1, padding: int =
         for kx in range(kw):
             patch = _window(xp, ky, kx, ho, wo, stride)
             y += np.einsum("nchw,kc->nkhw", patch, w[:, :, ky, kx].astype(np.float64))
-    return y.astype(_out_dtype(x, w))
+    return y.astype(result_float_dtype(x, w))
 
 
 def conv2d_grad_input(
@@ -89,7 +79,8 @@ def conv2d_grad_input(
             _window(gxp, ky, kx, ho, wo, stride)[...] += np.einsum(
                 "nkhw,kc->nchw", gy, w[:, :, ky, kx].astype(np.float64)
             )
-    return gxp[:, :, padding : padding + h, padding : padding + wd].astype(_out_dtype(grad_y, w))
+    inner = gxp[:, :, padding : padding + h, padding : padding + wd]
+    return inner.astype(result_float_dtype(grad_y, w))
 
 
 def conv2d_grad_weight(
@@ -121,7 +112,7 @@ def conv2d_grad_weight(
     for ky in range(kh):
         for kx in range(kw):
             gw[:, :, ky, kx] = np.einsum("nkhw,nchw->kc", gy, _window(xp, ky, kx, ho, wo, stride))
-    return gw.astype(_out_dtype(grad_y, x))
+    return gw.astype(result_float_dtype(grad_y, x))
 
 
 def conv2d_backward(
@@ -170,7 +161,7 @@ def batchnorm_train_forward(
     y = _per_channel(gamma) * xhat + _per_channel(beta)
     if relu:
         y = np.maximum(y, 0.0)
-    dt = _out_dtype(x, gamma, beta)
+    dt = result_float_dtype(x, gamma, beta)
     return y.astype(dt), mean.astype(dt), var.astype(dt), invstd.astype(dt)
 
 
@@ -216,7 +207,7 @@ def batchnorm_train_backward(
     m = x.shape[0] * x.shape[2] * x.shape[3]
     dgamma = gx_mean * m
     dbeta = g_mean * m
-    dt = _out_dtype(grad_y, x, gamma)
+    dt = result_float_dtype(grad_y, x, gamma)
     return dx.astype(dt), dgamma.astype(dt), dbeta.astype(dt)
 
 
@@ -246,7 +237,7 @@ def batchnorm_eval_forward(
     y = _per_channel(gamma) * xhat + _per_channel(beta)
     if relu:
         y = np.maximum(y, 0.0)
-    return y.astype(_out_dtype(x, gamma, beta))
+    return y.astype(result_float_dtype(x, gamma, beta))
 
 
 def batchnorm_eval_backward(
@@ -274,7 +265,7 @@ def batchnorm_eval_backward(
     invstd = 1.0 / np.sqrt(_per_channel(running_var) + eps)
     xhat = (x.astype(np.float64) - _per_channel(running_mean)) * invstd
     dx = g * _per_channel(gamma) * invstd
-    dt = _out_dtype(grad_y, x, gamma)
+    dt = result_float_dtype(grad_y, x, gamma)
     dgamma = (g * xhat).sum(axis=(0, 2, 3))
     dbeta = g.sum(axis=(0, 2, 3))
     return dx.astype(dt), dgamma.astype(dt), dbeta.astype(dt)
@@ -283,11 +274,11 @@ def batchnorm_eval_backward(
 # ----------------------------------------------------------------- residual add + ReLU
 def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``max(a + b, 0)`` for two arrays of the same shape (float64 if either is)."""
-    dt = _out_dtype(a, b)
+    dt = result_float_dtype(a, b)
     return np.maximum(a.astype(dt) + b.astype(dt), 0).astype(dt)
 
 
 def relu_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Gradient through a ReLU whose output was `y`: ``grad_y * (y > 0)``."""
-    g = grad_y.astype(_out_dtype(grad_y))
+    g = grad_y.astype(result_float_dtype(grad_y))
     return np.where(y > 0, g, np.zeros_like(g))

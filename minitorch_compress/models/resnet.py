@@ -8,12 +8,14 @@ sparsity table use the names students know: `head_conv.0.conv.weight`,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from minitorch_compress import ops
 from minitorch_compress.autograd.engine import is_grad_enabled
 from minitorch_compress.autograd.tensor import Tensor
-from minitorch_compress.nn import BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential
+from minitorch_compress.nn import BatchNorm2d, Conv2d, Linear, Module, Sequential
 from minitorch_compress.ops.fused import conv2d_batch_norm_eval
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -43,85 +45,125 @@ class LinearLayer(Module):
         return self.linear(x)
 
 
-def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int,
-            rng: np.random.Generator, relu: bool) -> Sequential:
-    """Sequential(ConvLayer, BatchNorm2d[, ReLU]); "same" padding for odd kernel sizes."""
-    layers: list[Module] = [
-        ConvLayer(in_channels, out_channels, kernel_size, stride, kernel_size // 2, rng),
-        BatchNorm2d(out_channels),
-    ]
-    if relu:
-        layers.append(ReLU())
-    return Sequential(*layers)
+class ConvBN(Sequential):
+    """``Sequential(ConvLayer, BatchNorm2d)`` (checkpoint names ``.0.conv``, ``.1``) and what
+    follows the batch norm, named here rather than implied: ``activation="relu"`` or None,
+    and, when `forward` gets a residual, ``+ residual`` then ReLU (a ResNet block's tail).
 
-
-def _conv_bn_forward(block: Sequential, x: Tensor, shortcut: Tensor | None = None) -> Tensor:
-    """Run conv -> BN (-> + shortcut) (-> ReLU), x (N, C, H, W) -> (N, K, Ho, Wo).
-
-    The ReLU is the block's own (fused into the BN kernel), or with a shortcut the one after
-    the residual add. At inference (BN in eval mode, no gradients recorded) all of it runs
-    as one fused kernel over the conv's output (`ops.fused`), with the same numbers.
+    At inference the whole of it can run as one fused kernel (`fused_inference`); the
+    forward says when.
     """
-    conv, bn = block[0].conv, block[1]
-    relu = len(block) == 3 or shortcut is not None
-    if not bn.training and not is_grad_enabled() and conv.bias is None:
+
+    #: Run conv -> BN (-> + residual) (-> ReLU) as one kernel when nothing needs gradients
+    #: (see `fused_inference`). Set to False to compare with the separate ops.
+    fuse_at_inference: bool = True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 rng: np.random.Generator, activation: str | None) -> None:
+        if activation not in ("relu", None):
+            raise ValueError(f"activation must be 'relu' or None, got {activation!r}")
+        super().__init__(
+            ConvLayer(in_channels, out_channels, kernel_size, stride, kernel_size // 2, rng),
+            BatchNorm2d(out_channels),
+        )
+        self.activation = activation
+
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """x (N, C, H, W) -> (N, K, Ho, Wo): conv, BN, then ReLU (``activation="relu"``) or,
+        with `residual` (same shape as the output), ``relu(BN(conv(x)) + residual)``."""
+        if self.runs_fused(x):
+            return self.fused_inference(x, residual)
+        conv, bn = self[0].conv, self[1]
+        if residual is None:
+            return bn(conv(x), relu=self.activation == "relu")
+        return ops.add_relu(bn(conv(x)), residual)
+
+    def runs_fused(self, x: Tensor) -> bool:
+        """Whether `forward` takes the fused path: batch norm in eval mode and no gradient
+        recorded (e.g. ``model.eval()`` under ``no_grad()``), since the fused kernel has no
+        backward, and it is only worth having where nothing trains."""
+        return (self.fuse_at_inference and not self[1].training and not is_grad_enabled()
+                and self[0].conv.bias is None)
+
+    def fused_inference(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """The same result as the separate ops, bit for bit (tested), in one pass over the
+        conv's output: eval batch norm, residual add and ReLU as the conv's epilogue
+        (`ops.fused`). Inference only: the result records no gradient."""
+        conv, bn = self[0].conv, self[1]
         conv.check_input(x)
         return conv2d_batch_norm_eval(
             x, conv.effective_weight(), conv.stride, conv.padding, bn.weight, bn.bias,
-            bn.running_mean, bn.running_var, bn.eps, relu=relu, residual=shortcut,
-        )
-    if shortcut is None:
-        return bn(conv(x), relu=relu)
-    return ops.add_relu(bn(conv(x)), shortcut)
+            bn.running_mean, bn.running_var, bn.eps,
+            relu=self.activation == "relu" or residual is not None, residual=residual)
 
 
 class BasicBlock(Module):
     """conv3x3(stride) + BN + ReLU, conv3x3 + BN, plus the shortcut; then add and ReLU.
 
     The shortcut is the identity, or conv1x1(stride 2) + BN when the channel count changes.
+    `mid_channels` is the block-internal width (conv1's outputs, conv2's inputs; default
+    `out_channels`): channel pruning changes it without touching the residual path.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, mid_channels: int | None = None) -> None:
         super().__init__()
-        self.conv1 = conv_bn(in_channels, out_channels, 3, stride, rng, relu=True)
-        self.conv2 = conv_bn(out_channels, out_channels, 3, 1, rng, relu=False)
+        mid = out_channels if mid_channels is None else mid_channels
+        self.conv1 = ConvBN(in_channels, mid, 3, stride, rng, activation="relu")
+        self.conv2 = ConvBN(mid, out_channels, 3, 1, rng, activation=None)
         if stride != 1 or in_channels != out_channels:
-            self.id_mapping = conv_bn(in_channels, out_channels, 1, stride, rng, relu=False)
+            self.id_mapping = ConvBN(in_channels, out_channels, 1, stride, rng, activation=None)
         else:
             self.id_mapping = None
 
     def forward(self, x: Tensor) -> Tensor:
         """x (N, C_in, H, W) -> (N, C_out, H / stride, W / stride)."""
-        shortcut = x if self.id_mapping is None else _conv_bn_forward(self.id_mapping, x)
-        return _conv_bn_forward(self.conv2, _conv_bn_forward(self.conv1, x), shortcut)
+        shortcut = x if self.id_mapping is None else self.id_mapping(x)
+        return self.conv2(self.conv1(x), residual=shortcut)
+
+
+STAGE_CHANNELS = (16, 32, 64)
+BLOCKS_PER_STAGE = 3
 
 
 class ResNet20(Module):
-    """ResNet-20: (N, 3, 32, 32) normalised images -> (N, 10) logits."""
+    """ResNet-20: (N, 3, 32, 32) normalised images -> (N, 10) logits.
 
-    def __init__(self, num_classes: int = 10, rng: np.random.Generator | None = None) -> None:
+    Args:
+        num_classes: outputs of the final FC.
+        rng: initialisation (default seed 0).
+        mid_channels: the block-internal width of each of the 9 blocks (default: the stage
+            width, 16/32/64); a channel-pruned model is the same network with fewer.
+    """
+
+    def __init__(self, num_classes: int = 10, rng: np.random.Generator | None = None,
+                 mid_channels: Sequence[int] | None = None) -> None:
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng(0)
-        self.head_conv = conv_bn(3, 16, 3, 1, rng, relu=True)
+        widths = [c for c in STAGE_CHANNELS for _ in range(BLOCKS_PER_STAGE)]
+        mids = list(widths if mid_channels is None else mid_channels)
+        if len(mids) != len(widths) or not all(isinstance(m, int) and m >= 1 for m in mids):
+            raise ValueError(f"mid_channels needs {len(widths)} widths >= 1, got {mids}")
+        self.mid_channels = tuple(mids)
+        self.head_conv = ConvBN(3, STAGE_CHANNELS[0], 3, 1, rng, activation="relu")
         blocks = []
-        in_channels = 16
-        for stage, channels in enumerate((16, 32, 64)):
-            for index in range(3):
-                stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(BasicBlock(in_channels, channels, stride, rng))
-                in_channels = channels
+        in_channels = STAGE_CHANNELS[0]
+        for i, (channels, mid) in enumerate(zip(widths, mids, strict=True)):
+            stride = 2 if i > 0 and i % BLOCKS_PER_STAGE == 0 else 1
+            blocks.append(BasicBlock(in_channels, channels, stride, rng, mid))
+            in_channels = channels
         self.body_op = Sequential(*blocks)
-        self.final_fc = LinearLayer(64, num_classes, rng)
+        self.final_fc = LinearLayer(STAGE_CHANNELS[-1], num_classes, rng)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1:] != (3, 32, 32):
             raise ValueError(f"ResNet20 expects images (N, 3, 32, 32), got {tuple(x.shape)}")
-        out = _conv_bn_forward(self.head_conv, x)
+        out = self.head_conv(x)
         out = self.body_op(out)
         return self.final_fc(ops.global_avg_pool2d(out))
 
 
-def resnet20(num_classes: int = 10, rng: np.random.Generator | None = None) -> ResNet20:
+def resnet20(num_classes: int = 10, rng: np.random.Generator | None = None,
+             mid_channels: Sequence[int] | None = None) -> ResNet20:
     """A freshly initialised ResNet-20 (use `load_state_dict` for the pretrained weights)."""
-    return ResNet20(num_classes, rng)
+    return ResNet20(num_classes, rng, mid_channels)

@@ -14,7 +14,7 @@ from minitorch_compress.autograd.engine import is_grad_enabled
 from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.kernels import batchnorm as bn_kernels
 from minitorch_compress.kernels import conv as conv_kernels
-from minitorch_compress.kernels.conv import result_float_dtype
+from minitorch_compress.kernels.rules import result_float_dtype
 
 
 def conv2d_batch_norm_eval(

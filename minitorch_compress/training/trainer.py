@@ -107,7 +107,13 @@ class FinetuneConfig:
 
 
 class Hook:
-    """Base class of trainer hooks (pruning, quantization, ...); every method is optional."""
+    """Base class of trainer hooks (pruning, quantization, ...); every method is optional.
+
+    A hook with state (`state_dict`) names it with ``state_name``: checkpoints store it
+    under ``hook.<state_name>.<key>``, so the layout does not depend on the hooks' order.
+    """
+
+    state_name: str = "hook"
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         """Before the first step of `epoch` (0-based)."""
@@ -127,6 +133,30 @@ class Hook:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore what `state_dict` returned."""
+
+
+def hook_key_prefix(hook: Any) -> str:
+    """``hook.<state_name>.``: where a hook's state lives in a checkpoint."""
+    return f"hook.{getattr(hook, 'state_name', type(hook).__name__)}."
+
+
+def hook_state(arrays: dict[str, np.ndarray], hook: Any, index: int) -> dict[str, np.ndarray]:
+    """The state `hook` saved in a checkpoint's `arrays` (``hook.<state_name>.*``); for
+    checkpoints written before hooks had names, the ``hook<index>.*`` of its position."""
+    for prefix in (hook_key_prefix(hook), f"hook{index}."):
+        state = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        if state:
+            return state
+    return {}
+
+
+def _hook_arrays(hooks: Sequence[Any]) -> dict[str, np.ndarray]:
+    """Every hook's state, under its stable name."""
+    arrays: dict[str, np.ndarray] = {}
+    for hook in hooks:
+        state = hook.state_dict() if hasattr(hook, "state_dict") else {}
+        arrays.update({hook_key_prefix(hook) + k: v for k, v in state.items()})
+    return arrays
 
 
 def _call_hooks(hooks: Sequence[Any], name: str, *args: Any) -> None:
@@ -158,6 +188,9 @@ class Trainer:
         self.test_images, self.test_labels = test
         self.config = config or FinetuneConfig()
         self.hooks = list(hooks)
+        names = [hook_key_prefix(h) for h in self.hooks if hasattr(h, "state_dict")]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two hooks with state share a state_name: {names}")
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.optimizer = SGD(model.parameters(), lr=self.config.lr,
@@ -173,9 +206,7 @@ class Trainer:
     def _checkpoint_arrays(self) -> dict[str, np.ndarray]:
         arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         arrays.update({f"optim.{k}": v for k, v in self.optimizer.state_dict().items()})
-        for i, hook in enumerate(self.hooks):
-            state = hook.state_dict() if hasattr(hook, "state_dict") else {}
-            arrays.update({f"hook{i}.{k}": v for k, v in state.items()})
+        arrays.update(_hook_arrays(self.hooks))
         return arrays
 
     def _write_log(self) -> None:
@@ -221,9 +252,7 @@ class Trainer:
         if self.run_dir is None:
             return
         arrays = {f"model.{k}": v for k, v in self.best_state.items()}
-        for i, hook in enumerate(self.hooks):
-            state = hook.state_dict() if hasattr(hook, "state_dict") else {}
-            arrays.update({f"hook{i}.{k}": v for k, v in state.items()})
+        arrays.update(_hook_arrays(self.hooks))
         save_checkpoint(self.run_dir / "best.npz", arrays,
                         {"epoch": self.epoch, "accuracy": accuracy,
                          "config": asdict(self.config), "data": self._data_signature()})
@@ -250,10 +279,8 @@ class Trainer:
         self.optimizer.load_state_dict(
             {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")})
         for i, hook in enumerate(self.hooks):
-            prefix = f"hook{i}."
             if hasattr(hook, "load_state_dict"):
-                hook.load_state_dict(
-                    {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+                hook.load_state_dict(hook_state(arrays, hook, i))
         self.epoch = int(meta["epoch"])
         self.history = list(meta["history"])
         self.best_accuracy = float(meta["best_accuracy"])
