@@ -25,7 +25,8 @@ from collections.abc import Sequence
 
 from minitorch_compress.cli import run_cli
 from minitorch_compress.experiments import lab2
-from minitorch_compress.experiments.common import lab_parser, load_lab_data, preflight
+from minitorch_compress.experiments.common import lab_parser
+from minitorch_compress.reports import lab2 as report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,21 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the chosen parts in order, rewriting the report after each one."""
-    parts = list(lab2.PARTS) if args.part == "all" else [args.part]
-    preflight(args, [(f"lab2_{p}", p in lab2.FINETUNE_PARTS) for p in parts],
-              [lab2.run_name(p) for p in parts if p in lab2.FINETUNE_PARTS])
-    if lab2.evaluation_only(parts):
-        # (a)/(b) only evaluate: skip reading the 50,000 training images
-        args = argparse.Namespace(**{**vars(args), "subset": 0})
-    data = load_lab_data(args)
-    for part in parts:
-        result = lab2.run_part(part, args, data)
-        headline = result.get("accuracy", result.get("best_accuracy"))
-        print(f"({part}) {headline if isinstance(headline, dict) else f'{headline:.4f}'}",
-              flush=True)
-        report = lab2.write_report(args.out_dir)
-    print(f"wrote {report} and the figures in {args.out_dir / 'lab2'}")
+    """Run the chosen parts, re-rendering lab2.md and its figures after each one."""
+    lab2.run(args, after_part=lambda: report.write_report(args.out_dir))
+    print(f"wrote {args.out_dir / 'lab2.md'} and the figures in {args.out_dir / 'lab2'}")
     return 0
 
 

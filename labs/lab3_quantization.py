@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from minitorch_compress.cli import run_cli
 from minitorch_compress.experiments import lab3
 from minitorch_compress.experiments.common import lab_parser
+from minitorch_compress.reports import lab3 as report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     lab3.add_arguments(parser)
     args = parser.parse_args(argv)
     lab3.check_arguments(args, parser)
-    return run_cli(lambda: lab3.run(args))
+    return run_cli(lambda: run(args))
+
+
+def run(args) -> int:
+    """Run the chosen parts, re-rendering lab3.md and its figures after each one."""
+    lab3.run(args, after_part=lambda: report.write_report(args.out_dir))
+    print(f"wrote {args.out_dir / 'lab3.md'} and the figures in {args.out_dir / 'lab3'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -189,11 +189,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from minitorch_compress.paths import REPO_ROOT
-    from minitorch_compress.report import write_report
+    from minitorch_compress.reports.summary import write_report
 
     out_dir = args.out_dir or REPO_ROOT / "results"
     if args.all:
-        from minitorch_compress.experiments import lab2, lab3
+        from minitorch_compress.reports import lab2, lab3
 
         for lab in (lab2, lab3):
             print(f"wrote {lab.write_report(out_dir)}")
@@ -203,7 +203,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from minitorch_compress.paths import LOCAL_RESULTS_DIR
-    from minitorch_compress.report import write_progress_snapshot, write_report
+    from minitorch_compress.reports.summary import write_progress_snapshot, write_report
 
     out_dir = args.out_dir or LOCAL_RESULTS_DIR
     print(f"wrote {write_progress_snapshot(args.run_dir, out_dir, args.name, args.title)}")

@@ -23,7 +23,7 @@ from pathlib import Path
 from minitorch_compress.cli import ensure_writable_dir
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.paths import LOCAL_RESULTS_DIR, QUICK_RESULTS_DIR, REPO_ROOT, RUNS_DIR
-from minitorch_compress.report import write_report
+from minitorch_compress.reports.summary import write_report
 
 LABS = REPO_ROOT / "labs"
 QUICK_SUBSET = 1000

@@ -22,6 +22,8 @@ from minitorch_compress.experiments import common, lab2
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models import resnet20
 from minitorch_compress.nn import Conv2d, GlobalAvgPool2d, Linear, ReLU, Sequential
+from minitorch_compress.reports import format as report_format
+from minitorch_compress.reports import lab2 as lab2_report
 from minitorch_compress.training import FinetuneConfig, Trainer
 from minitorch_compress.training.trainer import RunExistsError
 
@@ -159,7 +161,7 @@ def test_load_sparse_best_says_which_command_to_run(tmp_path):
 
 
 def test_report_without_results(tmp_path):
-    text = lab2.write_report(tmp_path).read_text()
+    text = lab2_report.write_report(tmp_path).read_text()
     assert "No part has been run yet" in text
 
 
@@ -226,7 +228,7 @@ def test_evaluations_are_smoke_only_on_a_cut_test_set():
     (0.8700, [0.8600, 0.8650, 0.8700], 3, True, True),    # 0.0168 short: beyond seed noise
 ])
 def test_shortfall_note_reads_the_run_history(best, history, best_epoch, rising, beyond_noise):
-    note = common.shortfall_note("(x)", best, 0.8868, history, best_epoch, 20,
+    note = report_format.shortfall_note("(x)", best, 0.8868, history, best_epoch, 20,
                                  above="(y)", context="Extra.")
     gap = 0.8868 - best
     assert note.startswith(f"* (x) is {gap:.4f} below the published figure "

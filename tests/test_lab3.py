@@ -25,6 +25,7 @@ from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models import resnet20
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.paths import REPO_ROOT
+from minitorch_compress.reports import lab3 as lab3_report
 
 BITS = ("4", "3", "2")
 
@@ -206,7 +207,7 @@ def test_shortfall_notes_name_only_full_size_runs_below_the_published_figure():
         "lab3_e": {"_meta": {"smoke": True}, "mode": "masked", "epochs": 1, "history": [0.1],
                    "best_accuracy": 0.1},
     }
-    notes = lab3._shortfall_notes(results)
+    notes = lab3_report._shortfall_notes(results)
     assert [n.split(" are " if i == 0 else " is ")[0] for i, n in enumerate(notes)] == [
         "* (c) asymmetric 4 bits and (c) asymmetric 3 bits", "* (d) masked 4 bits",
         "* (d) masked 3 bits"]
@@ -216,3 +217,21 @@ def test_shortfall_notes_name_only_full_size_runs_below_the_published_figure():
                for n in notes)
     assert "+0.0100 over the float 80 %-sparse model it finetunes (0.8800)" in notes[1]
     assert "still rising" in notes[1] and "Measured from where" not in notes[0]
+
+
+def test_the_start_comparison_sentence_follows_the_two_gains():
+    """Called with our gain above theirs, it must not claim theirs is larger (it used to)."""
+    from minitorch_compress import published as pub
+
+    start = {"start": {"float_accuracy": 0.8802}}
+    theirs = pub.LAB3_D_AFTER["4"] - pub.LAB2["c"]
+    larger = lab3_report._start_context(start, 0.8802 + theirs + 0.001, pub.LAB3_D_AFTER["4"])
+    smaller = lab3_report._start_context(start, 0.8802 + theirs - 0.001, pub.LAB3_D_AFTER["4"])
+    assert "ours gains at least as much" in larger and "beats their float one" not in larger
+    assert "so their quantized sparse model beats their float one" in smaller
+    assert "a reading, not a measurement" in smaller
+
+
+def test_the_naive_rerun_comparison_is_computed():
+    assert lab3_report.closer_to_published(0.80, 0.88, 0.75)
+    assert not lab3_report.closer_to_published(0.90, 0.88, 0.75)

@@ -63,7 +63,7 @@ def test_the_summary_labels_say_what_was_run(tmp_path):
     10,000 test images"."""
     import json
 
-    from minitorch_compress.report import summary_table, write_report
+    from minitorch_compress.reports.summary import summary_table, write_report
 
     meta = {"smoke": True, "epochs": 1, "test_subset": 2000, "command": "python labs/x.py"}
     (tmp_path / "lab2_c.json").write_text(json.dumps({"best_accuracy": 0.3, "_meta": meta}))

@@ -13,20 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# (label, result file, path into its JSON, published figure) - SPEC "Published numbers"
-PUBLISHED: list[tuple[str, str, tuple[str, ...], float]] = [
-    ("Lab 2 (a) pretrained float", "lab2_a", ("accuracy",), 0.9151),
-    ("Lab 2 (c) prune 80 % + finetune", "lab2_c", ("best_accuracy",), 0.8790),
-    ("Lab 2 (d) iterative to 80 %", "lab2_d", ("best_accuracy",), 0.8739),
-    ("Lab 2 (e) global iterative to 80 %", "lab2_e", ("best_accuracy",), 0.8868),
-    ("Lab 3 (c) QAT finetune 4 bits", "lab3_c", ("best_accuracy", "4"), 0.9149),
-    ("Lab 3 (c) QAT finetune 3 bits", "lab3_c", ("best_accuracy", "3"), 0.9069),
-    ("Lab 3 (c) QAT finetune 2 bits", "lab3_c", ("best_accuracy", "2"), 0.8591),
-    ("Lab 3 (d) 80 %-sparse + 4 bits, after finetune", "lab3_d", ("after", "4"), 0.8977),
-    ("Lab 3 (d) 80 %-sparse + 3 bits, after finetune", "lab3_d", ("after", "3"), 0.8718),
-    ("Lab 3 (d) 80 %-sparse + 2 bits, after finetune", "lab3_d", ("after", "2"), 0.3342),
-    ("Lab 3 (e) global iterative 80 % + 4-bit QAT", "lab3_e", ("best_accuracy",), 0.7479),
-]
+from minitorch_compress.published import SUMMARY as PUBLISHED
 
 
 def _lookup(document: dict[str, Any], path: tuple[str, ...]) -> float | None:

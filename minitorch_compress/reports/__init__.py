@@ -1,0 +1,10 @@
+"""Reports: pure functions from result files (JSON, plus the figures they write) to pages.
+
+* `format`  - number formats, run labels, page head/tail, shortfall notes, accuracy figure;
+* `lab2`, `lab3` - ``lab2.md`` / ``lab3.md`` and their figures;
+* `summary` - ``REPORT.md``, every lab beside the published numbers, and progress snapshots.
+
+Experiments (`minitorch_compress.experiments`) run and write JSON; they never import this
+package, and nothing here runs an experiment. Published figures come from
+`minitorch_compress.published`.
+"""

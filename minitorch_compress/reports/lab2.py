@@ -1,0 +1,225 @@
+"""Renders ``lab2.md`` and its figures from the ``lab2_*.json`` result files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minitorch_compress import published as pub
+from minitorch_compress.compression import plot_sparsity
+from minitorch_compress.experiments.common import read_result
+from minitorch_compress.experiments.lab2 import FINETUNE_PARTS, PARTS, SCRIPT, TITLES
+from minitorch_compress.reports.format import (
+    FinetuneRun,
+    fmt,
+    fmt_diff,
+    plot_histories,
+    published_global_spread,
+    recipe,
+    report_head,
+    report_tail,
+    run_label,
+    shortfall_notes,
+    smoke_tag,
+    write_markdown,
+)
+
+
+def _headline(part: str, result: dict[str, Any]) -> float | None:
+    """The number compared with the published one (best-of-run for the finetuning parts)."""
+    if part == "a":
+        return result["accuracy"]
+    if part in FINETUNE_PARTS:
+        return result["best_accuracy"]
+    return None
+
+
+def write_figures(out_dir: Path, results: dict[str, dict[str, Any]]) -> list[Path]:
+    """Figures in ``out_dir/lab2/`` from the results present.
+
+    Writes ``accuracy_per_epoch.png`` (test accuracy per epoch of (c)-(e), published numbers
+    dashed), ``sparsity_<part>.png`` (per-layer sparsity bars of each best model) and
+    ``pruning_fraction.png`` (accuracy vs pruned fraction, (b) with (a) at 0).
+
+    Returns:
+        The paths written.
+    """
+    fig_dir = out_dir / "lab2"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    smoke = any(r["_meta"].get("smoke") for p, r in results.items() if p in FINETUNE_PARTS)
+    histories = {f"({p})": results[p]["history"] for p in FINETUNE_PARTS if p in results}
+    if histories:
+        path = fig_dir / "accuracy_per_epoch.png"
+        plot_histories(histories, path,
+                       "Lab 2: test accuracy per epoch" + (" [SMOKE]" if smoke else ""),
+                       published={f"({p})": pub.LAB2[p] for p in FINETUNE_PARTS},
+                       reportable={f"({p})": [e.get("eligible_for_best", True)
+                                              for e in results[p].get("log", [])]
+                                   for p in FINETUNE_PARTS if p in results})
+        written.append(path)
+    for p in FINETUNE_PARTS:
+        if p in results:
+            path = fig_dir / f"sparsity_{p}.png"
+            title = (f"Lab 2 {TITLES[p]}: best model, total {results[p]['total_sparsity']:.4f}"
+                     + smoke_tag(results[p]))
+            plot_sparsity(results[p]["sparsity"], path, title)
+            written.append(path)
+    if "b" in results:
+        written.append(_plot_fractions(results, fig_dir / "pruning_fraction.png"))
+    return written
+
+
+def _plot_fractions(results: dict[str, dict[str, Any]], path: Path) -> Path:
+    from matplotlib.figure import Figure  # bare Figure: no pyplot state (see plot_sparsity)
+
+    fractions = [float(q) for q in results["b"]["accuracy"]]
+    accuracies = list(results["b"]["accuracy"].values())
+    if "a" in results:
+        fractions, accuracies = [0.0, *fractions], [results["a"]["accuracy"], *accuracies]
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
+    ax.plot(fractions, accuracies, marker="o")
+    ax.set_xlabel("fraction pruned in every layer (no finetuning)")
+    ax.set_ylabel("test accuracy")
+    smoke = any(results[p]["_meta"].get("smoke") for p in ("a", "b") if p in results)
+    ax.set_title("Lab 2 (b): one-shot per-layer pruning" + (" [SMOKE]" if smoke else ""))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _sparsity_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    parts = [p for p in FINETUNE_PARTS if p in results]
+    names = list(results[parts[0]]["sparsity"])
+    lines = ["| layer | " + " | ".join(f"({p})" for p in parts) + " |",
+             "|---|" + "---:|" * len(parts)]
+    for name in names:
+        cells = [fmt(results[p]["sparsity"].get(name)) for p in parts]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    lines.append("| **total** | " + " | ".join(
+        f"**{results[p]['total_sparsity']:.4f}**" for p in parts) + " |")
+    return lines
+
+
+def write_report(out_dir: str | Path) -> Path:
+    """Regenerate ``out_dir/lab2.md`` and the figures from the ``lab2_*.json`` present.
+
+    Returns:
+        The path of the report.
+    """
+    out_dir = Path(out_dir)
+    results = {p: r for p in PARTS if (r := read_result(out_dir, f"lab2_{p}")) is not None}
+    figures = write_figures(out_dir, results) if results else []
+    smoke_parts = [p for p, r in results.items() if r["_meta"].get("smoke")]
+    L = report_head("Lab 2 — pruning ResNet-20", SCRIPT, "lab2", bool(results),
+                    f"part(s) {', '.join(f'({p})' for p in smoke_parts)}" if smoke_parts else "")
+    L += ["## Summary", "",
+          "| part | experiment | ours | published | difference | run |",
+          "|---|---|---:|---:|---:|---|"]
+    for p, r in results.items():
+        if p == "b":
+            for q, acc in r["accuracy"].items():
+                L.append(f"| (b) | prune {float(q):.0%} per layer, no finetuning | {fmt(acc)} "
+                         f"| — | — | {run_label(r['_meta'])} |")
+            continue
+        ours = _headline(p, r)
+        what = TITLES[p][4:] + ("" if p == "a" else " (best epoch)")
+        L.append(f"| ({p}) | {what} | {fmt(ours)} | {fmt(pub.LAB2.get(p))} | "
+                 f"{fmt_diff(ours, pub.LAB2.get(p))} | {run_label(r['_meta'])} |")
+    L.append("")
+
+    if "b" in results:
+        r = results["b"]
+        L += ["## (b) one-shot per-layer percentile pruning", "",
+              "Threshold per layer = q-th percentile of |w| (numpy's linear interpolation), "
+              "keep |w| >= threshold; the pretrained weights are reloaded before each q. "
+              "The spec publishes no number for (b); chance level for 10 classes is 0.10, "
+              "so a collapse at 80 % is what the finetuning of (c)-(e) has to repair.", "",
+              "| q | test accuracy | sparsity of the prunable layers |", "|---:|---:|---:|"]
+        L += [f"| {q} | {fmt(acc)} | {fmt(r.get('total_sparsity', {}).get(q))} |"
+              for q, acc in r["accuracy"].items()]
+        L.append("")
+
+    finetuned = [p for p in FINETUNE_PARTS if p in results]
+    if finetuned:
+        L += ["## (c)-(e) finetuning to 80 % sparsity", "",
+              f"Recipe: {recipe()}, test "
+              "after every epoch, keep the best. (c) prunes 80 % of every layer once and "
+              "masks the weights (and their momentum) after every step. (d)/(e) prune to "
+              "80 % * e / P before epoch e = 1..P (P = 10 in the recipe; a smoke run of "
+              "N < 20 epochs uses P = max(1, N // 2)); pruned weights may regrow until the "
+              "last pruning step, then the mask is fixed. Only epochs with the final mask in "
+              "force can be the best one, so every reported model is 80 % sparse.", "",
+              "| part | best | best epoch | final | epochs | P | published | difference "
+              "| run |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for p in finetuned:
+            r = results[p]
+            L.append(f"| ({p}) | {fmt(r['best_accuracy'])} | {r.get('best_epoch') or '—'} | "
+                     f"{fmt(r['final_accuracy'])} | {r['epochs']} | "
+                     f"{r.get('prune_epochs', '—')} | {fmt(pub.LAB2[p])} | "
+                     f"{fmt_diff(r['best_accuracy'], pub.LAB2[p])} | {run_label(r['_meta'])} |")
+        L += ["", *_shortfall_notes(results)]
+        L += ["", "Test accuracy per epoch:", "",
+              "| epoch | " + " | ".join(f"({p})" for p in finetuned) + " |",
+              "|---:|" + "---:|" * len(finetuned)]
+        for e in range(max(len(results[p]["history"]) for p in finetuned)):
+            cells = [fmt(results[p]["history"][e]) if e < len(results[p]["history"]) else ""
+                     for p in finetuned]
+            L.append(f"| {e + 1} | " + " | ".join(cells) + " |")
+        L += ["", "### Per-layer sparsity of the best models", "",
+              "Fraction of exactly-zero weights; shortcut (`id_mapping`) convs are never "
+              "pruned and not listed.", "", *_sparsity_table(results), ""]
+        if "e" in results:
+            r = results["e"]
+            L += ["### Global pruning: per-layer spread", "",
+                  "One threshold over all prunable layers prunes layers with small weights "
+                  "much more than layers with large ones. Published: per-layer sparsity from "
+                  f"{published_global_spread()}.", "",
+                  "| layer | ours (e) | published (approx.) |", "|---|---:|---:|"]
+            for name, value in pub.LAB2_GLOBAL_SPARSITY.items():
+                L.append(f"| `{name}` | {fmt(r['sparsity'].get(name))} | ~{value:.2f} |")
+            L += [f"| **total** | {fmt(r['total_sparsity'])} | {pub.LAB2_GLOBAL_TOTAL:.4f} |",
+                  f"| range over layers | {min(r['sparsity'].values()):.4f} – "
+                  f"{max(r['sparsity'].values()):.4f} | "
+                  f"~{min(pub.LAB2_GLOBAL_SPARSITY.values()):.2f} – "
+                  f"~{max(pub.LAB2_GLOBAL_SPARSITY.values()):.2f} |", ""]
+
+    L += report_tail(figures, "lab2", "part", [
+        (f"({p})", r["_meta"], r["_meta"].get("wall_s", r.get("wall_s")))
+        for p, r in results.items()],
+        "Wall time: (a)/(b) the whole evaluation; (c)-(e) training plus testing summed over "
+        "epochs (a resumed run counts each epoch once)." + throughput_note(results))
+    return write_markdown(out_dir / "lab2.md", L)
+
+
+def _shortfall_notes(results: dict[str, dict]) -> list[str]:
+    """The shortfall bullets (:func:`~minitorch_compress.experiments.common.shortfall_notes`)
+    of the full-size finetunes (c)-(e)."""
+    return shortfall_notes([
+        FinetuneRun(f"({p})", r["best_accuracy"], pub.LAB2[p], r["history"],
+                    r.get("best_epoch"), r["epochs"])
+        for p in FINETUNE_PARTS
+        if (r := results.get(p)) is not None and not r["_meta"].get("smoke")])
+
+
+def throughput_note(results: dict[str, dict]) -> str:
+    """The sentence "Training speed over the epochs: (c) 44-331 img/s (median 236), ..."
+    built from the JSON logs.
+
+    A run's wall time depends on what else shared the machine and on the engine's version
+    when each epoch ran (a resumed run may span both), so the spread is shown beside it."""
+    spans = []
+    for part, r in results.items():
+        speeds = [e["train_img_per_s"] for e in r.get("log", []) if "train_img_per_s" in e]
+        if speeds:
+            spans.append(f"({part}) {min(speeds):.0f}–{max(speeds):.0f} img/s "
+                         f"(median {float(np.median(speeds)):.0f})")
+    if not spans:
+        return ""
+    return (" Training speed over the epochs, from each JSON's `log`: " + ", ".join(spans)
+            + "; slow epochs shared the cores with other heavy processes, were paused while a "
+              "benchmark ran, or predate the engine's speed-ups.")
