@@ -1,4 +1,5 @@
-"""Command line: `python -m minitorch_compress {evaluate,finetune,reproduce,report,snapshot}`.
+"""Command line: `python -m minitorch_compress COMMAND`, one of evaluate, finetune, compress,
+inspect, export, reproduce, report, snapshot (``--help`` lists them).
 
 Every user-facing problem (missing data, a corrupt checkpoint, a state_dict that does not fit)
 is a `MinitorchError` and is printed as one line, without a traceback.
@@ -14,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+import numpy as np
 
 from minitorch_compress.errors import MinitorchError
 
@@ -181,6 +184,87 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    value = _number(text, float, "a number")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def bits_type(text: str) -> int:
+    """argparse type: a bit width from 1 to 8."""
+    value = _number(text, int, "a whole number")
+    if not 1 <= value <= 8:
+        raise argparse.ArgumentTypeError(f"must be 1 .. 8, got {value}")
+    return value
+
+
+def _output_file(path: Path, option: str) -> None:
+    """The folder of an output file must be writable (checked before any work)."""
+    if path.is_dir():
+        raise MinitorchError(f"{option} {path} is a folder; give a file name")
+    ensure_writable_dir(path.parent, f"the folder of {option}")
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from minitorch_compress.compression.pipeline import compress_model, write_model_file
+    from minitorch_compress.models.pretrained import load_pretrained
+
+    if args.out.suffix != ".mtc":
+        raise MinitorchError(f"--out {args.out}: a compressed model file ends in .mtc")
+    _output_file(args.out, "--out")
+    model = compress_model(load_pretrained(args.weights), args.prune, args.bits, args.quantizer)
+    sizes = write_model_file(model, args.out)
+    stages = sizes["stages"]
+    print(f"wrote {args.out}: {sizes['bytes']:,} bytes, {sizes['ratio']:.1f}x smaller than "
+          f"float32 ({stages['float32']:,} bytes)")
+    print(f"{'stage':<28}{'bytes':>12}{'ratio':>8}")
+    for stage, size in stages.items():
+        print(f"{stage:<28}{size:>12,}{stages['float32'] / size:>7.1f}x")
+    print("where the file's bytes go: " + ", ".join(
+        f"{part} {size:,}" for part, size in sizes["parts"].items()))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from minitorch_compress.io import mtc
+
+    loaded = mtc.load(args.file)
+    tensors = loaded.header["tensors"]
+    print(f"{args.file}: {loaded.file_bytes:,} bytes; architecture {loaded.architecture}")
+    print(f"{'tensor':<34}{'shape':<16}{'sparsity':>9}{'index':>8}{'codes':>8}"
+          f"{'codebook':>9}{'floats':>8}  encoding")
+    for name, value in loaded.state.items():
+        if name in tensors:
+            parts = mtc.tensor_bytes(tensors[name])
+            sparsity = 1 - np.count_nonzero(value) / value.size
+            print(f"{name:<34}{str(value.shape):<16}{sparsity:>9.4f}{parts['index']:>8,}"
+                  f"{parts['codes']:>8,}{parts['codebook']:>9,}{parts['floats']:>8,}  "
+                  f"{mtc.describe(tensors[name])}")
+    dense = [v for k, v in loaded.state.items() if k not in tensors]
+    codec = loaded.header["dense"]["codec"]
+    stored = len(loaded.sections[loaded.header["dense"]["section"]])
+    print(f"{len(dense)} dense tensors ({sum(v.size for v in dense):,} values): {stored:,} "
+          f"bytes ({codec})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from minitorch_compress.io.mtc import inference_state
+    from minitorch_compress.io.torch_export import write_torch_state_dict
+    from minitorch_compress.models.pretrained import load_pretrained
+
+    if args.format != "torch":
+        raise MinitorchError(f"--format {args.format}: only torch is written")
+    _output_file(args.out, "--out")
+    model = load_pretrained(args.weights)
+    write_torch_state_dict(args.out, inference_state(model))
+    print(f"wrote {args.out}: a PyTorch state_dict (torch.load(path, weights_only=True)) with "
+          f"{len(model.state_dict())} tensors")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from minitorch_compress.reproduce import reproduce
 
@@ -216,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    evaluate_parser = sub.add_parser("evaluate", help="test accuracy of the pretrained model")
+    evaluate_parser = sub.add_parser(
+        "evaluate", help="test accuracy of the pretrained model (or --weights: .pt, .npz, .mtc)")
     add_data_arguments(evaluate_parser)
     evaluate_parser.set_defaults(func=cmd_evaluate)
 
@@ -226,6 +311,35 @@ def build_parser() -> argparse.ArgumentParser:
     finetune_parser.add_argument("--run-dir", type=Path, default=Path("runs/finetune"),
                                  help="checkpoints and log (default: runs/finetune)")
     finetune_parser.set_defaults(func=cmd_finetune)
+
+    compress_parser = sub.add_parser(
+        "compress", help="prune, quantize and Huffman-code a model into an .mtc file")
+    compress_parser.add_argument("--weights", default=None,
+                                 help="the model: the pretrained .pt (default), an .npz "
+                                      "(e.g. a run's best.npz) or an .mtc")
+    compress_parser.add_argument("--prune", type=fraction, default=None,
+                                 help="prune this fraction of every prunable layer by magnitude "
+                                      "(Lab 2 (b)); default: keep the model's own zeros")
+    compress_parser.add_argument("--bits", type=bits_type, default=None,
+                                 help="quantize the body's weights to this many bits (Lab 3 "
+                                      "(d)); default: keep the model's own values")
+    compress_parser.add_argument("--quantizer", choices=["masked", "asymmetric", "symmetric"],
+                                 default="masked",
+                                 help="quantizer of --bits (default masked: zeros stay zero)")
+    compress_parser.add_argument("--out", type=Path, required=True, help="the .mtc file")
+    compress_parser.set_defaults(func=cmd_compress)
+
+    inspect_parser = sub.add_parser("inspect", help="per-layer contents of an .mtc file")
+    inspect_parser.add_argument("file", type=Path, help="the .mtc file")
+    inspect_parser.set_defaults(func=cmd_inspect)
+
+    export_parser = sub.add_parser(
+        "export", help="write a model as a PyTorch checkpoint (no torch needed)")
+    export_parser.add_argument("--weights", default=None,
+                               help="the model (.pt, .npz or .mtc; default: the pretrained)")
+    export_parser.add_argument("--format", default="torch", help="torch (the only one)")
+    export_parser.add_argument("--out", type=Path, required=True, help="the .pt file")
+    export_parser.set_defaults(func=cmd_export)
 
     reproduce_parser = sub.add_parser(
         "reproduce", help="run every lab and write results/REPORT.md (quick mode by default)")

@@ -7,8 +7,8 @@ SHA-256 of its bytes (git-ignored): the cache is keyed by content, so no file of
 or place can stand in for the default weights, and it is written only after the conversion
 was validated (every tensor fits the model and is finite).
 
-`--weights` also takes an ``.npz``: converted weights, or a finetuning run's ``best.npz`` /
-``last.npz`` (whose ``model.`` prefix is dropped).
+`--weights` also takes an ``.npz`` (converted weights, or a finetuning run's ``best.npz`` /
+``last.npz``, whose ``model.`` prefix is dropped) and a compressed ``.mtc`` model file.
 """
 
 from __future__ import annotations
@@ -110,6 +110,10 @@ def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict
     docstring); an `.npz` is read directly.
     """
     path = find_pretrained_checkpoint(weights)
+    if path.suffix == ".mtc":
+        from minitorch_compress.io import mtc
+
+        return validated(mtc.load(path).state, path)
     if path.suffix == ".npz":
         arrays, _ = load_checkpoint(path)
         return validated(arrays, path)
@@ -128,7 +132,15 @@ def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict
 
 
 def load_pretrained(weights: str | os.PathLike[str] | None = None) -> ResNet20:
-    """A ResNet-20 with the course's pretrained weights (or those given), in eval mode."""
+    """A ResNet-20 with the course's pretrained weights (or those given: a `.pt`, an `.npz`
+    or a compressed `.mtc` model file, whose own architecture is used), in eval mode."""
+    if weights is not None and Path(weights).suffix == ".mtc":
+        from minitorch_compress.io import mtc
+
+        path = find_pretrained_checkpoint(weights)
+        model = mtc.load_model(path)
+        require_finite(model.state_dict(), f"weights file {path}")
+        return model
     model = ResNet20()
     model.load_state_dict(pretrained_state_dict(weights))
     return model.eval()

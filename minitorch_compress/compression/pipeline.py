@@ -1,0 +1,84 @@
+"""Deep Compression's pipeline on a ResNet-20: prune, quantize, entropy-code, and what each
+stage is worth in bytes.
+
+`compress_model` applies the two lossy stages the labs use (Lab 2 (b)'s per-layer pruning,
+Lab 3 (d)'s mask-aware quantization of the body) and `stage_sizes` measures the stages the
+way Deep Compression's table does:
+
+* ``float32``: 4 bytes for every parameter and buffer the model holds;
+* ``sparse``: a fixed-width relative index (the best width per layer) and the non-zeros in
+  float32, everything else raw;
+* ``sparse+quantized``: the same index and b-bit codes into each layer's levels;
+* ``sparse+quantized+huffman``: the ``.mtc`` file itself (Huffman-coded index and codes,
+  headers, CRCs and all);
+* ``lzma_of_float32``: the general-purpose baseline, stdlib ``lzma`` on the float32 bytes.
+"""
+
+from __future__ import annotations
+
+import lzma
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minitorch_compress.compression.masks import weight_layers
+from minitorch_compress.compression.prune import prune_model_by_percentage
+from minitorch_compress.compression.quant import QuantMode, set_weight_quantization
+from minitorch_compress.io import mtc
+
+QUANTIZED_LAYERS = "body"  # Lab 3's choice: every conv of the residual blocks
+
+
+def compress_model(model: Any, prune: float | None = None, bits: int | None = None,
+                   mode: QuantMode = "masked") -> Any:
+    """Prune (per layer, the `prune` fraction of each prunable layer by magnitude, Lab 2 (b))
+    and quantize (the body to `bits` bits, Lab 3 (d)'s mask-aware quantizer by default), in
+    place; returns the model."""
+    if prune is not None:
+        prune_model_by_percentage(model, prune)
+    if bits is not None:
+        set_weight_quantization(model, bits, QUANTIZED_LAYERS, mode)
+    return model
+
+
+def float32_bytes(model: Any) -> int:
+    """4 bytes times every parameter and buffer of the model (its float32 size)."""
+    return 4 * sum(np.asarray(v).size for v in model.state_dict().values())
+
+
+def stage_sizes(model: Any, report: mtc.SaveReport) -> dict[str, int]:
+    """Bytes of each Deep Compression stage for `model`, whose file `report` describes."""
+    state = mtc.inference_state(model)
+    layers = {f"{name}.weight" for name in weight_layers(model)}
+    dense = sum(np.asarray(v).size * 4 for k, v in state.items() if k not in layers)
+    sparse = quantized = dense
+    for name in layers:
+        w = state[name].ravel()
+        nonzero = np.flatnonzero(w)
+        index = min([-(-w.size // 8)] + [-(-mtc.gaps_of(nonzero, width).size * width // 8)
+                                         for width in range(1, 9)])
+        levels = np.unique(w[nonzero])
+        sparse += index + 4 * nonzero.size
+        if levels.size <= mtc.MAX_CODEBOOK:
+            bits = max(1, int(np.ceil(np.log2(max(levels.size, 2)))))
+            quantized += index + -(-nonzero.size * bits // 8) + 4 * levels.size
+        else:
+            quantized += index + 4 * nonzero.size
+    raw = b"".join(np.ascontiguousarray(v, dtype=np.float32).tobytes() for v in state.values())
+    return {"float32": float32_bytes(model), "sparse": sparse, "sparse+quantized": quantized,
+            "sparse+quantized+huffman": report.total,
+            "lzma_of_float32": len(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME))}
+
+
+def write_model_file(model: Any, path: str | Path) -> dict[str, Any]:
+    """Save `model` as ``.mtc`` and return its sizes: {"bytes", "float32_bytes", "ratio",
+    "stages", "parts" (index, codes, codebook, values, dense, header), "encodings"}."""
+    report = mtc.save(path, model)
+    stages = stage_sizes(model, report)
+    return {"bytes": report.total, "float32_bytes": stages["float32"],
+            "ratio": stages["float32"] / report.total, "stages": stages,
+            "parts": {"index": report.index, "codes": report.codes,
+                      "codebook": report.codebook, "float32 non-zeros": report.values,
+                      "dense tensors": report.dense, "header": report.header},
+            "encodings": report.encodings}

@@ -1,0 +1,618 @@
+"""The compressed model file (``.mtc``): Deep Compression for real, with nothing executable.
+
+A pruned, quantized ResNet-20 is stored as what it is: the positions of its non-zero weights
+(a sparse index), each weight's index into a small codebook of levels (n-bit codes), the
+codebooks, and canonical Huffman coding of both streams. Everything the model needs at
+inference that is not a prunable weight (batch-norm parameters and statistics, biases) is
+stored losslessly as float32. Decoding gives back, bit for bit, the float32 weights the
+in-memory model computes with (its *effective* weights: quantized where a quantizer is set),
+so a model evaluated from its file scores exactly what it scored in memory.
+
+Byte layout (little-endian throughout)::
+
+    offset  size  field
+    0       8     magic b"MTCMODEL"
+    8       2     format version (uint16), 1
+    10      4     H: length of the compressed header (uint32)
+    14      4     CRC32 of those H bytes (uint32)
+    18      H     header: zlib-compressed UTF-8 JSON (below)
+    18+H    ...   payload: the sections, back to back; the header gives each one's offset
+                  (from the payload's start), length and CRC32
+
+The header (JSON, no pickle)::
+
+    {"architecture": {"name": "resnet20", "num_classes": 10, "mid_channels": [9 ints]},
+     "sections": [[offset, length, crc32], ...],
+     "dense": {"section": s, "codec": "raw" | "lzma"},
+     "tensors": {name: {"count": nonzeros, "index": {...}, "values": {...}}, ...}}
+
+Tensor names and shapes are not stored: the architecture fixes them (`ResNet20.state_dict`
+order). Every tensor not under ``"tensors"`` is *dense*: its bytes (float32, or int64 for
+``num_batches_tracked``) follow each other in state_dict order in the ``"dense"`` section,
+stored raw or lzma-compressed (whichever is smaller; both are lossless). A compressed tensor
+(the weights of a conv or linear layer) has:
+
+* ``"index"``, where the non-zeros are, in C order, one of
+  - ``{"kind": "all"}``: every entry is stored (a dense quantized layer);
+  - ``{"kind": "bitmask", "section": s}``: one bit per entry, ``np.packbits`` order;
+  - ``{"kind": "gaps", "width": w, "symbols": n, "section": s, "huffman": s or null}``:
+    Deep Compression's relative index. Each symbol g < 2^w - 1 means "skip g zeros, then
+    a non-zero"; the symbol 2^w - 1 is a filler, "skip 2^w - 1 zeros, no weight", so any
+    gap fits in w bits. Symbols are w-bit packed (``"huffman": null``) or Huffman-coded with
+    the code lengths in section ``"huffman"`` (one uint8 per symbol 0 .. 2^w - 1, 0: absent).
+* ``"values"``, the non-zeros in order, one of
+  - ``{"kind": "float32", "section": s}``: raw (an unquantized pruned layer);
+  - ``{"kind": "codebook", "levels": K, "bits": b, "codebook": s, "codes": s, "huffman": s
+    or null}``: K float32 levels and one code per non-zero, b-bit packed or Huffman-coded
+    (code lengths: one uint8 per level).
+
+`save` picks, per tensor, the combination with the fewest bytes (the encoding it chose is in
+the header and `inspect` prints it). Every problem with a file (bad magic or version, a CRC
+mismatch, a section outside the file, counts that do not add up to the shapes) is a one-line
+`CheckpointError`; nothing larger than the architecture's own tensors is ever allocated.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minitorch_compress.compression import huffman
+from minitorch_compress.errors import CheckpointError
+from minitorch_compress.io.checkpoint import atomic_write
+
+MAGIC = b"MTCMODEL"
+VERSION = 1
+_PREAMBLE = struct.Struct("<8sHII")  # magic, version, header length, header CRC32
+MAX_MID_CHANNELS = 1024  # bounds what a (hostile) architecture may make us allocate
+MAX_CODEBOOK = 256  # more distinct values than this: stored as raw float32
+
+
+# ----------------------------------------------------------------------------- bits
+def pack_bits(values: np.ndarray, bits: int) -> bytes:
+    """Each value (0 <= v < 2^bits) as `bits` bits, MSB first, zero-padded to bytes."""
+    values = np.asarray(values, dtype=np.uint32)
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint32)
+    return np.packbits(((values[:, None] >> shifts) & 1).astype(np.uint8).ravel()).tobytes()
+
+
+def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
+    """The inverse of `pack_bits`: `count` values of `bits` bits."""
+    need = (count * bits + 7) // 8
+    if len(data) < need:
+        raise CheckpointError(f"a packed stream holds {len(data)} bytes, {need} needed")
+    raw = np.unpackbits(np.frombuffer(data[:need], dtype=np.uint8))[: count * bits]
+    weights = (1 << np.arange(bits - 1, -1, -1)).astype(np.int64)
+    return raw.reshape(count, bits).astype(np.int64) @ weights
+
+
+# ----------------------------------------------------------------------------- index
+def gaps_of(flat_nonzero: np.ndarray, width: int) -> np.ndarray:
+    """Relative index of the positions `flat_nonzero` (sorted) with `width`-bit symbols and
+    fillers (see the module docstring)."""
+    filler = (1 << width) - 1
+    gaps = np.diff(np.concatenate([[-1], flat_nonzero])) - 1
+    fillers = gaps // filler  # how many fillers before each non-zero
+    symbols = np.empty(len(gaps) + int(fillers.sum()), dtype=np.int64)
+    # each non-zero's symbol sits after its fillers
+    ends = np.cumsum(fillers + 1) - 1
+    symbols[:] = filler
+    symbols[ends] = gaps - fillers * filler
+    return symbols
+
+
+def positions_of(symbols: np.ndarray, width: int, numel: int) -> np.ndarray:
+    """The inverse of `gaps_of`: the flat positions of the non-zeros."""
+    filler = (1 << width) - 1
+    step = np.where(symbols == filler, filler, symbols + 1)
+    ends = np.cumsum(step) - 1
+    positions = ends[symbols != filler]
+    if positions.size and (positions[-1] >= numel or positions[0] < 0):
+        raise CheckpointError(f"the index points past the tensor's {numel} entries")
+    return positions
+
+
+# ----------------------------------------------------------------------------- levels
+def affine_levels(low: float, high: float, bits: int) -> np.ndarray:
+    """The 2^bits levels of the asymmetric quantizer between `low` and `high`, computed as
+    `compression.quant` computes them (float64, then float32): ``k / (2^b - 1) * (high -
+    low) + low`` for k = 0 .. 2^b - 1."""
+    steps = (1 << bits) - 1
+    k = np.arange(steps + 1, dtype=np.float64)
+    return (k / steps * (np.float64(high) - np.float64(low)) + np.float64(low)).astype(np.float32)
+
+
+def _affine_codes(values: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """(bits, codes) if every value is a level of `affine_levels(min, max, bits)` for some
+    bits <= 8, reproduced bit for bit; else None (the codebook is then stored explicitly)."""
+    if values.size == 0:
+        return None
+    low, high = values.min(), values.max()
+    for bits in range(1, 9):
+        levels = affine_levels(low, high, bits)
+        lookup = {v: k for k, v in enumerate(levels.view(np.uint32).tolist())}
+        keys = values.view(np.uint32)
+        if len(lookup) == levels.size and all(v in lookup for v in np.unique(keys).tolist()):
+            table = np.array(sorted(lookup), dtype=np.uint32)
+            order = np.array([lookup[v] for v in table.tolist()], dtype=np.int64)
+            return bits, order[np.searchsorted(table, keys)]
+    return None
+
+
+# ----------------------------------------------------------------------------- sections
+class _Writer:
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.table: list[list[int]] = []
+        self.offset = 0
+
+    def add(self, data: bytes) -> int:
+        self.table.append([self.offset, len(data), zlib.crc32(data)])
+        self.chunks.append(data)
+        self.offset += len(data)
+        return len(self.table) - 1
+
+
+def _huffman_table(lengths: dict[int, int], alphabet: int) -> bytes:
+    table = np.zeros(alphabet, dtype=np.uint8)
+    for symbol, length in lengths.items():
+        table[symbol] = length
+    return table.tobytes()
+
+
+def _lengths_from_table(data: bytes) -> dict[int, int]:
+    table = np.frombuffer(data, dtype=np.uint8)
+    lengths = {int(s): int(n) for s, n in enumerate(table) if n}
+    if not lengths or max(lengths.values()) > huffman.MAX_LENGTH:
+        raise CheckpointError("a Huffman code-length table is empty or out of range")
+    if len(lengths) > 1 and sum(2.0 ** -n for n in lengths.values()) > 1.0:
+        raise CheckpointError("a Huffman code-length table breaks Kraft's inequality")
+    return lengths
+
+
+@dataclass
+class _Stream:
+    """One symbol stream (index gaps or codes), ready to write: packed or Huffman-coded."""
+
+    alphabet: int
+    bits: int
+    symbols: np.ndarray
+    huffman: bool = False
+    lengths: dict[int, int] = field(default_factory=dict)
+    payload: bytes = b""
+
+    @classmethod
+    def best(cls, symbols: np.ndarray, alphabet: int, bits: int) -> _Stream:
+        """Packed at `bits` bits or Huffman-coded, whichever is smaller (table included)."""
+        packed = cls(alphabet, bits, symbols, payload=pack_bits(symbols, bits))
+        if symbols.size == 0:
+            return packed
+        lengths = huffman.code_lengths(huffman.frequencies_of(symbols))
+        coded = cls(alphabet, bits, symbols, True, lengths, huffman.encode(symbols, lengths))
+        return coded if coded.size < packed.size else packed
+
+    @property
+    def size(self) -> int:
+        return len(self.payload) + (self.alphabet if self.huffman else 0)
+
+    def write(self, out: _Writer) -> tuple[int, int | None]:
+        table = out.add(_huffman_table(self.lengths, self.alphabet)) if self.huffman else None
+        return out.add(self.payload), table
+
+
+def _read_stream(sections: list[bytes], record_section: int, table: int | None, bits: int,
+                 count: int) -> np.ndarray:
+    if table is None:
+        return unpack_bits(sections[record_section], bits, count)
+    try:
+        return huffman.decode(sections[record_section], _lengths_from_table(sections[table]),
+                              count)
+    except ValueError as exc:
+        raise CheckpointError(f"a Huffman stream is corrupt: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- tensors
+def _encode_tensor(w: np.ndarray, out: _Writer, stats: dict[str, int]) -> dict[str, Any]:
+    """The smallest encoding of one weight tensor; its sections are written to `out`.
+
+    `stats` gets the bytes of each part ("index", "codes", "codebook", "values").
+    """
+    flat = np.ascontiguousarray(w, dtype=np.float32).ravel()
+    nonzero = np.flatnonzero(flat)
+    values = flat[nonzero]
+    levels = np.unique(values)
+    # the index: every width's relative index, and the bitmask; fewest bytes wins
+    candidates: list[tuple[int, str, Any]] = [(-(-flat.size // 8), "bitmask", None)]
+    for width in range(1, 9):
+        stream = _Stream.best(gaps_of(nonzero, width), 1 << width, width)
+        candidates.append((stream.size, "gaps", (width, stream)))
+    use_codebook = levels.size <= MAX_CODEBOOK
+    if use_codebook and nonzero.size * 4 >= flat.size * 3:
+        # nearly dense: store every entry's code, zero included, and no index at all
+        all_levels = np.unique(flat)
+        if all_levels.size <= MAX_CODEBOOK:
+            candidates.append((0, "all", None))
+    index_size, kind, chosen = min(candidates, key=lambda c: c[0])
+    record: dict[str, Any] = {"count": int(nonzero.size)}
+    if kind == "all":
+        nonzero, values = np.arange(flat.size), flat
+        levels = np.unique(flat)
+        record["count"] = int(flat.size)
+        record["index"] = {"kind": "all"}
+    elif kind == "bitmask":
+        mask = np.zeros(flat.size, dtype=np.uint8)
+        mask[nonzero] = 1
+        record["index"] = {"kind": "bitmask", "part": out.add(np.packbits(mask).tobytes())}
+    else:
+        width, stream = chosen
+        part, table = stream.write(out)
+        record["index"] = {"kind": "gaps", "width": width, "symbols": int(stream.symbols.size),
+                           "part": part, "huffman": table}
+    stats["index"] += index_size
+    record["values"] = _encode_values(values, levels, out, stats)
+    return record
+
+
+def _encode_values(values: np.ndarray, levels: np.ndarray, out: _Writer,
+                   stats: dict[str, int]) -> dict[str, Any]:
+    """The non-zeros, in the smallest of: raw float32; codes into the quantizer's affine
+    levels (8 bytes of range instead of a codebook); codes into an explicit codebook."""
+    raw = values.size * 4
+    options: list[tuple[int, str, Any]] = [(raw, "float32", None)]
+    affine = _affine_codes(values) if values.size else None
+    if affine is not None:
+        bits, codes = affine
+        options.append((8 + _Stream.best(codes, 1 << bits, bits).size, "affine", affine))
+    if 0 < levels.size <= MAX_CODEBOOK:
+        bits = max(1, int(np.ceil(np.log2(max(levels.size, 2)))))
+        codes = np.searchsorted(levels, values)
+        options.append((4 * levels.size + _Stream.best(codes, levels.size, bits).size,
+                        "codebook", (bits, codes)))
+    _, kind, chosen = min(options, key=lambda o: o[0])
+    if kind == "float32":
+        stats["values"] += raw
+        return {"kind": "float32", "part": out.add(values.astype("<f4").tobytes())}
+    bits, codes = chosen
+    stream = _Stream.best(codes, 1 << bits if kind == "affine" else levels.size, bits)
+    if kind == "affine":
+        book = np.array([values.min(), values.max()], dtype="<f4").tobytes()
+        record = {"kind": "affine", "bits": bits}
+    else:
+        book = levels.astype("<f4").tobytes()
+        record = {"kind": "codebook", "levels": int(levels.size), "bits": bits}
+    codebook = out.add(book)
+    part, table = stream.write(out)
+    stats["codes"] += stream.size
+    stats["codebook"] += len(book)
+    return {**record, "codebook": codebook, "codes": part, "huffman": table}
+
+
+def _decode_tensor(record: dict[str, Any], shape: tuple[int, ...],
+                   sections: list[bytes]) -> np.ndarray:
+    numel = int(np.prod(shape))
+    count = _int(record.get("count"), "count", 0, numel)
+    index, values_record = record.get("index", {}), record.get("values", {})
+    kind = index.get("kind")
+    if kind == "all":
+        if count != numel:
+            raise CheckpointError(f"an 'all' index stores {count} of {numel} entries")
+        positions = np.arange(numel)
+    elif kind == "bitmask":
+        bits = np.unpackbits(np.frombuffer(_section(sections, index.get("part")),
+                                           dtype=np.uint8))[:numel]
+        positions = np.flatnonzero(bits)
+    elif kind == "gaps":
+        width = _int(index.get("width"), "width", 1, 16)
+        symbols = _int(index.get("symbols"), "symbols", count, count + numel)
+        stream = _read_stream(sections, _section_id(sections, index.get("part")),
+                              _optional_section(sections, index.get("huffman")), width, symbols)
+        positions = positions_of(stream, width, numel)
+    else:
+        raise CheckpointError(f"unknown index kind {kind!r}")
+    if positions.size != count:
+        raise CheckpointError(f"the index gives {positions.size} positions, the header {count}")
+    kind = values_record.get("kind")
+    if kind == "float32":
+        raw = _section(sections, values_record.get("part"))
+        if len(raw) != 4 * count:
+            raise CheckpointError(f"{len(raw)} bytes of values for {count} non-zeros")
+        values = np.frombuffer(raw, dtype="<f4")
+    elif kind in ("affine", "codebook"):
+        bits = _int(values_record.get("bits"), "bits", 1, 8)
+        book = np.frombuffer(_section(sections, values_record.get("codebook")), dtype="<f4")
+        if kind == "affine":
+            if book.size != 2:
+                raise CheckpointError(f"an affine codebook holds {book.size} values, not 2")
+            levels = affine_levels(book[0], book[1], bits)
+        else:
+            levels = book
+            if levels.size != _int(values_record.get("levels"), "levels", 1, MAX_CODEBOOK):
+                raise CheckpointError(f"a codebook holds {levels.size} levels, not "
+                                      f"{values_record.get('levels')}")
+        codes = _read_stream(sections, _section_id(sections, values_record.get("codes")),
+                             _optional_section(sections, values_record.get("huffman")), bits,
+                             count)
+        if codes.size and (codes.min() < 0 or codes.max() >= levels.size):
+            raise CheckpointError("a code points outside its codebook")
+        values = levels[codes]
+    else:
+        raise CheckpointError(f"unknown value kind {kind!r}")
+    flat = np.zeros(numel, dtype=np.float32)
+    flat[positions] = values
+    return flat.reshape(shape)
+
+
+def _parts(record: dict[str, Any], sections: list[bytes]) -> list[bytes]:
+    """A tensor's section cut into the parts its record lists."""
+    data = _section(sections, record.get("section"))
+    lengths = record.get("parts")
+    if not (isinstance(lengths, list) and all(isinstance(n, int) and n >= 0 for n in lengths)
+            and sum(lengths) == len(data)):
+        raise CheckpointError(f"a tensor's parts {lengths!r} do not add up to its "
+                              f"{len(data)}-byte section")
+    bounds = np.cumsum([0, *lengths]).tolist()
+    return [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _int(value: Any, what: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise CheckpointError(f"header field {what}={value!r} is not in [{low}, {high}]")
+    return value
+
+
+def _section_id(sections: list[bytes], value: Any) -> int:
+    return _int(value, "section", 0, len(sections) - 1)
+
+
+def _optional_section(sections: list[bytes], value: Any) -> int | None:
+    return None if value is None else _section_id(sections, value)
+
+
+def _section(sections: list[bytes], value: Any) -> bytes:
+    return sections[_section_id(sections, value)]
+
+
+# ----------------------------------------------------------------------------- model
+def architecture_of(model: Any) -> dict[str, Any]:
+    """What the file records of a ResNet-20 so that `build_model` can rebuild it."""
+    return {"name": "resnet20", "num_classes": int(model.final_fc.linear.out_features),
+            "mid_channels": [int(m) for m in model.mid_channels]}
+
+
+def build_model(architecture: dict[str, Any]) -> Any:
+    """An (uninitialised-weights) ResNet-20 of the recorded architecture.
+
+    Raises:
+        CheckpointError: an unknown or out-of-range architecture.
+    """
+    from minitorch_compress.models.resnet import ResNet20
+
+    if not isinstance(architecture, dict) or architecture.get("name") != "resnet20":
+        raise CheckpointError(f"unknown architecture {architecture!r}; only resnet20 is known")
+    mids = architecture.get("mid_channels")
+    classes = _int(architecture.get("num_classes"), "num_classes", 1, 100_000)
+    if not (isinstance(mids, list) and len(mids) == 9):
+        raise CheckpointError(f"mid_channels must list 9 widths, got {mids!r}")
+    mids = [_int(m, "mid_channels", 1, MAX_MID_CHANNELS) for m in mids]
+    return ResNet20(num_classes=classes, rng=np.random.default_rng(0), mid_channels=mids)
+
+
+def inference_state(model: Any) -> dict[str, np.ndarray]:
+    """The arrays the model computes with at inference: its state_dict with every conv and
+    linear weight replaced by its effective weight (quantized where a quantizer is set)."""
+    from minitorch_compress.autograd.engine import no_grad
+    from minitorch_compress.compression.masks import weight_layers
+
+    state = model.state_dict()
+    with no_grad():
+        for name, layer in weight_layers(model).items():
+            state[f"{name}.weight"] = np.array(layer.effective_weight().data, dtype=np.float32)
+    return state
+
+
+@dataclass
+class SaveReport:
+    """What `save` wrote, by part, in bytes."""
+
+    total: int
+    index: int
+    codes: int
+    codebook: int
+    values: int  # raw float32 non-zeros of unquantized compressed tensors
+    dense: int  # the dense section (batch norm etc.) as stored
+    dense_raw: int  # the same tensors at 4 bytes (8 for int64) per entry
+    header: int
+    encodings: dict[str, str]
+
+
+def save(path: str | Path, model: Any, compress: tuple[str, ...] | None = None) -> SaveReport:
+    """Write `model` (its `inference_state`) to `path` as an ``.mtc`` file, atomically.
+
+    Args:
+        path: the file to write.
+        model: a ResNet-20 (any `mid_channels`), pruned and/or quantized or not.
+        compress: the layers whose weights get the sparse/codebook encoding (default: every
+            conv and linear layer); the rest is stored dense.
+
+    Returns:
+        A `SaveReport` with the bytes of each part.
+    """
+    from minitorch_compress.compression.masks import weight_layers
+
+    state = inference_state(model)
+    layers = list(weight_layers(model)) if compress is None else list(compress)
+    out = _Writer()
+    stats = dict.fromkeys(("index", "codes", "codebook", "values"), 0)
+    tensors: dict[str, Any] = {}
+    dense_parts: list[bytes] = []
+    for name, value in state.items():
+        if name.removesuffix(".weight") in layers and name.endswith(".weight"):
+            parts = _Writer()  # the tensor's parts, stored as one section (one CRC)
+            record = _encode_tensor(value, parts, stats)
+            record["section"] = out.add(b"".join(parts.chunks))
+            record["parts"] = [length for _, length, _ in parts.table]
+            tensors[name] = record
+        else:
+            dtype = "<i8" if np.asarray(value).dtype.kind in "iu" else "<f4"
+            dense_parts.append(np.ascontiguousarray(value, dtype=dtype).tobytes())
+    dense_raw = b"".join(dense_parts)
+    packed = lzma.compress(dense_raw, preset=9 | lzma.PRESET_EXTREME)
+    codec = "lzma" if len(packed) < len(dense_raw) else "raw"
+    dense_bytes = packed if codec == "lzma" else dense_raw
+    dense_section = out.add(dense_bytes)
+    header = {"architecture": architecture_of(model), "sections": out.table,
+              "dense": {"section": dense_section, "codec": codec}, "tensors": tensors}
+    header_bytes = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
+    blob = (_PREAMBLE.pack(MAGIC, VERSION, len(header_bytes), zlib.crc32(header_bytes))
+            + header_bytes + b"".join(out.chunks))
+    atomic_write(path, lambda f: f.write(blob))
+    encodings = {name: _describe(record) for name, record in tensors.items()}
+    return SaveReport(len(blob), stats["index"], stats["codes"], stats["codebook"],
+                      stats["values"], len(dense_bytes), len(dense_raw),
+                      _PREAMBLE.size + len(header_bytes), encodings)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    index, values = record["index"], record["values"]
+    coded = {True: "+huffman", False: ""}
+    where = {"all": "dense", "bitmask": "bitmask"}.get(
+        index["kind"], f"gaps w={index.get('width')}{coded[index.get('huffman') is not None]}")
+    if values["kind"] == "float32":
+        return f"{where}; float32"
+    book = "affine levels" if values["kind"] == "affine" else f"{values['levels']} levels"
+    return f"{where}; {book}, {values['bits']} bit{coded[values.get('huffman') is not None]}"
+
+
+@dataclass
+class Loaded:
+    """A decoded ``.mtc`` file."""
+
+    architecture: dict[str, Any]
+    state: dict[str, np.ndarray]
+    header: dict[str, Any]
+    sections: list[bytes]
+    file_bytes: int
+
+
+def load(path: str | Path) -> Loaded:
+    """Read and check an ``.mtc`` file; every problem is a one-line `CheckpointError`."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return _parse(blob)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def _parse(blob: bytes) -> Loaded:
+    if len(blob) < _PREAMBLE.size:
+        raise CheckpointError("the file is too short to be an .mtc model (truncated?)")
+    magic, version, header_length, header_crc = _PREAMBLE.unpack_from(blob)
+    if magic != MAGIC:
+        raise CheckpointError("not an .mtc model file (wrong magic bytes)")
+    if version != VERSION:
+        raise CheckpointError(f"format version {version}; this code reads version {VERSION}")
+    header_end = _PREAMBLE.size + header_length
+    if header_end > len(blob):
+        raise CheckpointError("the header runs past the end of the file (truncated?)")
+    header_bytes = blob[_PREAMBLE.size:header_end]
+    if zlib.crc32(header_bytes) != header_crc:
+        raise CheckpointError("the header's CRC32 does not match (corrupt file)")
+    try:
+        decompressor = zlib.decompressobj()
+        text = decompressor.decompress(header_bytes, 1 << 22)  # headers are a few KB
+        header = json.loads(text)
+    except (zlib.error, ValueError) as exc:
+        raise CheckpointError(f"the header is not valid compressed JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError("the header is not a JSON object")
+    model = build_model(header.get("architecture"))
+    payload = blob[header_end:]
+    table = header.get("sections")
+    if not isinstance(table, list):
+        raise CheckpointError("the header has no section table")
+    sections = []
+    for i, entry in enumerate(table):
+        if not (isinstance(entry, list) and len(entry) == 3
+                and all(isinstance(v, int) and v >= 0 for v in entry)):
+            raise CheckpointError(f"section {i} is described as {entry!r}")
+        offset, length, crc = entry
+        if offset + length > len(payload):
+            raise CheckpointError(f"section {i} runs past the end of the file (truncated?)")
+        data = payload[offset:offset + length]
+        if zlib.crc32(data) != crc:
+            raise CheckpointError(f"section {i}'s CRC32 does not match (corrupt file)")
+        sections.append(data)
+    expected = model.state_dict()
+    tensors = header.get("tensors", {})
+    if not isinstance(tensors, dict) or not set(tensors) <= set(expected):
+        raise CheckpointError("the header names tensors the architecture does not have")
+    dense_record = header.get("dense", {})
+    dense_bytes = _section(sections, dense_record.get("section"))
+    dense_size = sum(v.size * (8 if v.dtype.kind in "iu" else 4)
+                     for k, v in expected.items() if k not in tensors)
+    if dense_record.get("codec") == "lzma":
+        try:
+            decompressor = lzma.LZMADecompressor()
+            dense_bytes = decompressor.decompress(dense_bytes, max_length=dense_size + 1)
+        except lzma.LZMAError as exc:
+            raise CheckpointError(f"the dense section does not decompress ({exc})") from None
+    elif dense_record.get("codec") != "raw":
+        raise CheckpointError(f"unknown dense codec {dense_record.get('codec')!r}")
+    if len(dense_bytes) != dense_size:
+        raise CheckpointError(f"the dense section holds {len(dense_bytes)} bytes, the "
+                              f"architecture needs {dense_size}")
+    state: dict[str, np.ndarray] = {}
+    offset = 0
+    for name, like in expected.items():
+        if name in tensors:
+            if not isinstance(tensors[name], dict):
+                raise CheckpointError(f"tensor {name} is described as {tensors[name]!r}")
+            record = tensors[name]
+            state[name] = _decode_tensor(record, like.shape, _parts(record, sections))
+            continue
+        dtype = np.dtype("<i8") if like.dtype.kind in "iu" else np.dtype("<f4")
+        size = like.size * dtype.itemsize
+        state[name] = np.frombuffer(dense_bytes, dtype=dtype, count=like.size,
+                                    offset=offset).reshape(like.shape).astype(like.dtype)
+        offset += size
+    return Loaded(header["architecture"], state, header, sections, len(blob))
+
+
+def tensor_bytes(record: dict[str, Any]) -> dict[str, int]:
+    """Bytes of a compressed tensor's index, codes (+ Huffman table), codebook and raw
+    float32 non-zeros, from its header record."""
+    lengths = record["parts"]
+    index, values = record["index"], record["values"]
+
+    def of(*parts: int | None) -> int:
+        return sum(lengths[p] for p in parts if p is not None)
+
+    return {"index": of(index.get("part"), index.get("huffman")),
+            "codes": of(values.get("codes"), values.get("huffman")),
+            "codebook": of(values.get("codebook")),
+            "floats": of(values.get("part")) if values["kind"] == "float32" else 0}
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line on how a tensor is encoded, e.g. "gaps w=2+huffman; affine levels, 4 bit"."""
+    return _describe(record)
+
+
+def load_model(path: str | Path) -> Any:
+    """The ResNet-20 stored in `path`, in eval mode, computing with exactly the stored
+    weights (no quantizer: the stored values are the levels already)."""
+    loaded = load(path)
+    model = build_model(loaded.architecture)
+    model.load_state_dict(loaded.state)
+    return model.eval()

@@ -1,0 +1,246 @@
+"""The .mtc model file, Deep Compression's stages, and the PyTorch export (no torch needed)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minitorch_compress import Tensor, cli, no_grad
+from minitorch_compress.compression.pipeline import compress_model, write_model_file
+from minitorch_compress.errors import CheckpointError
+from minitorch_compress.io import mtc
+from minitorch_compress.io.torch_checkpoint import load_torch_state_dict
+from minitorch_compress.io.torch_export import write_torch_state_dict
+from minitorch_compress.models import resnet20
+
+
+def _model(prune=0.8, bits=4, mode="masked", mid_channels=None, seed=0):
+    model = resnet20(rng=np.random.default_rng(seed), mid_channels=mid_channels)
+    rng = np.random.default_rng(seed + 1)
+    for name, buffer in model.named_buffers():
+        if name.endswith("running_var"):
+            buffer[:] = rng.uniform(0.5, 2.0, buffer.shape)
+    return compress_model(model.eval(), prune, bits, mode)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    path = tmp_path_factory.mktemp("mtc") / "m.mtc"
+    model = _model()
+    return model, path, write_model_file(model, path)
+
+
+def test_the_file_decodes_to_exactly_what_the_model_computes_with(saved):
+    model, path, sizes = saved
+    loaded = mtc.load(path)
+    expected = mtc.inference_state(model)
+    assert list(loaded.state) == list(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(loaded.state[name], value, err_msg=name)
+        assert loaded.state[name].dtype == value.dtype
+    x = Tensor(np.random.default_rng(3).standard_normal((4, 3, 32, 32)).astype(np.float32))
+    with no_grad():
+        np.testing.assert_array_equal(mtc.load_model(path)(x).data, model(x).data)
+    assert sizes["bytes"] == path.stat().st_size
+    assert sizes["stages"]["sparse+quantized+huffman"] < sizes["stages"]["sparse+quantized"]
+    assert sizes["stages"]["sparse+quantized"] < sizes["stages"]["sparse"]
+    assert sizes["ratio"] > 10
+
+
+@settings(deadline=None, max_examples=12)
+@given(prune=st.sampled_from([None, 0.3, 0.9, 0.99]), bits=st.sampled_from([None, 2, 3, 8]),
+       mode=st.sampled_from(["masked", "asymmetric", "symmetric"]), seed=st.integers(0, 5))
+def test_any_pruning_and_quantization_round_trips_exactly(tmp_path_factory, prune, bits, mode,
+                                                           seed):
+    model = _model(prune, bits, mode, seed=seed)
+    path = tmp_path_factory.mktemp("any") / "m.mtc"
+    mtc.save(path, model)
+    loaded = mtc.load(path)
+    for name, value in mtc.inference_state(model).items():
+        np.testing.assert_array_equal(loaded.state[name], value, err_msg=name)
+
+
+def test_a_channel_pruned_architecture_is_carried_by_the_file(tmp_path):
+    mids = [4, 8, 16, 8, 16, 32, 16, 32, 64]
+    model = _model(mid_channels=mids)
+    mtc.save(tmp_path / "small.mtc", model)
+    again = mtc.load_model(tmp_path / "small.mtc")
+    assert again.mid_channels == tuple(mids)
+    assert again.state_dict()["body_op.0.conv1.0.conv.weight"].shape == (4, 16, 3, 3)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 8])
+def test_the_relative_index_with_fillers_inverts(width):
+    positions = np.array([0, 1, 5, 300, 301, 999])
+    symbols = mtc.gaps_of(positions, width)
+    assert symbols.max() < 1 << width
+    np.testing.assert_array_equal(mtc.positions_of(symbols, width, 1000), positions)
+
+
+def _damaged(path, tmp_path, edit):
+    blob = bytearray(path.read_bytes())
+    edit(blob)
+    bad = tmp_path / "bad.mtc"
+    bad.write_bytes(bytes(blob))
+    return bad
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda b: b.__setitem__(slice(0, 8), b"NOTMODEL"), "wrong magic"),
+    (lambda b: b.__setitem__(slice(8, 10), struct.pack("<H", 99)), "format version 99"),
+    (lambda b: b.__delitem__(slice(len(b) - 100, None)), "past the end"),
+    (lambda b: b.__delitem__(slice(12, None)), "too short"),
+    (lambda b: b.__setitem__(len(b) - 7, b[len(b) - 7] ^ 0x40), "CRC32"),
+    (lambda b: b.__setitem__(30, b[30] ^ 1), "CRC32"),
+])
+def test_a_damaged_file_is_a_one_line_error(saved, tmp_path, edit, message):
+    _, path, _ = saved
+    with pytest.raises(CheckpointError, match=message) as info:
+        mtc.load(_damaged(path, tmp_path, edit))
+    assert "\n" not in str(info.value)
+
+
+def _with_header(path, tmp_path, change):
+    """The file with its header edited (and its CRC fixed, so the edit itself is read)."""
+    blob = path.read_bytes()
+    magic, version, length, _ = struct.unpack_from("<8sHII", blob)
+    import json
+
+    header = json.loads(zlib.decompress(blob[18:18 + length]))
+    change(header)
+    packed = zlib.compress(json.dumps(header).encode())
+    bad = tmp_path / "edited.mtc"
+    bad.write_bytes(struct.pack("<8sHII", magic, version, len(packed), zlib.crc32(packed))
+                    + packed + blob[18 + length:])
+    return bad
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda h: h["architecture"].update(mid_channels=[10**9] * 9), "mid_channels"),
+    (lambda h: h["architecture"].update(name="vgg16"), "unknown architecture"),
+    (lambda h: next(iter(h["tensors"].values())).update(count=10**12), "count"),
+    (lambda h: h["sections"][0].__setitem__(1, 10**12), "past the end"),
+    (lambda h: h["tensors"].update({"no.such.weight": {}}), "does not have"),
+])
+def test_sizes_that_do_not_add_up_are_refused_before_allocating(saved, tmp_path, change,
+                                                                message):
+    _, path, _ = saved
+    with pytest.raises(CheckpointError, match=message):
+        mtc.load(_with_header(path, tmp_path, change))
+
+
+def test_the_cli_compresses_inspects_evaluates_and_exports(tmp_path, capsys,
+                                                           synthetic_cifar10_dir,
+                                                           random_resnet20_weights):
+    out = tmp_path / "m.mtc"
+    assert cli.main(["compress", "--weights", str(random_resnet20_weights), "--prune", "0.8",
+                     "--bits", "4", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "sparse+quantized+huffman" in text and "lzma_of_float32" in text
+    assert cli.main(["inspect", str(out)]) == 0
+    assert "body_op.0.conv1.0.conv.weight" in capsys.readouterr().out
+    assert cli.main(["evaluate", "--weights", str(out), "--data-dir", str(synthetic_cifar10_dir),
+                     "--no-progress"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    pt = tmp_path / "m.pt"
+    assert cli.main(["export", "--weights", str(out), "--format", "torch", "--out", str(pt)]) == 0
+    back = load_torch_state_dict(pt, float_dtype=None)
+    for name, value in mtc.load(out).state.items():
+        np.testing.assert_array_equal(back[name], value, err_msg=name)
+        assert back[name].dtype == value.dtype
+    for argv in (["compress", "--prune", "1.5", "--out", str(out)],
+                 ["compress", "--bits", "9", "--out", str(out)],
+                 ["compress", "--out", str(tmp_path / "m.npz")]):
+        try:
+            code = cli.main(argv)
+        except SystemExit as stop:
+            code = stop.code
+        assert code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_the_exported_state_dict_loads_in_pytorch(tmp_path):
+    """Optional: runs where torch is installed (the bench extra), skips elsewhere."""
+    torch = pytest.importorskip("torch")
+    model = _model()
+    state = mtc.inference_state(model)
+    write_torch_state_dict(tmp_path / "m.pt", state)
+    loaded = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert list(loaded) == list(state)
+    for name, value in state.items():
+        np.testing.assert_array_equal(loaded[name].numpy(), value, err_msg=name)
+
+
+def _torch_resnet20(torch, mid_channels):
+    """The course's ResNet-20 in PyTorch (its parameter names), for the interop test only."""
+    nn = torch.nn
+
+    class ConvLayer(nn.Module):
+        def __init__(self, c_in, c_out, k, stride):
+            super().__init__()
+            self.conv = nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    def conv_bn(c_in, c_out, k, stride):
+        return nn.Sequential(ConvLayer(c_in, c_out, k, stride), nn.BatchNorm2d(c_out))
+
+    class Block(nn.Module):
+        def __init__(self, c_in, c_out, stride, mid):
+            super().__init__()
+            self.conv1, self.conv2 = conv_bn(c_in, mid, 3, stride), conv_bn(mid, c_out, 3, 1)
+            self.id_mapping = (conv_bn(c_in, c_out, 1, stride)
+                               if stride != 1 or c_in != c_out else None)
+
+        def forward(self, x):
+            short = x if self.id_mapping is None else self.id_mapping(x)
+            return torch.relu(self.conv2(torch.relu(self.conv1(x))) + short)
+
+    class Linear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.linear(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head_conv = conv_bn(3, 16, 3, 1)
+            widths = [16] * 3 + [32] * 3 + [64] * 3
+            blocks, c_in = [], 16
+            for i, (c, mid) in enumerate(zip(widths, mid_channels, strict=True)):
+                blocks.append(Block(c_in, c, 2 if i in (3, 6) else 1, mid))
+                c_in = c
+            self.body_op = nn.Sequential(*blocks)
+            self.final_fc = Linear()
+
+        def forward(self, x):
+            x = self.body_op(torch.relu(self.head_conv(x)))
+            return self.final_fc(x.mean(dim=(2, 3)))
+
+    return Net()
+
+
+def test_pytorch_computes_what_we_compute_from_the_exported_file(tmp_path):
+    """Optional (torch installed): strict load into the course's PyTorch ResNet-20, same
+    logits as our engine on the same images, for a pruned 4-bit channel-pruned model."""
+    torch = pytest.importorskip("torch")
+    mids = [8, 16, 16, 16, 32, 32, 32, 64, 40]
+    model = _model(mid_channels=mids)
+    write_torch_state_dict(tmp_path / "m.pt", mtc.inference_state(model))
+    net = _torch_resnet20(torch, mids)
+    net.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True), strict=True)
+    x = np.random.default_rng(5).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    with no_grad():
+        ours = model(Tensor(x)).data
+    with torch.no_grad():
+        theirs = net.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4)
