@@ -265,6 +265,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from minitorch_compress.experiments import model_files
+    from minitorch_compress.reports import compression
+
+    ensure_writable_dir(args.out_dir, "--out-dir")
+    data = load_data(args, train=False)
+    model_files.run(args, data)
+    print(f"wrote {compression.write_report(args.out_dir)} and the model files in "
+          f"{args.out_dir / 'models'}")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from minitorch_compress.reproduce import reproduce
 
@@ -277,10 +289,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     out_dir = args.out_dir or REPO_ROOT / "results"
     if args.all:
-        from minitorch_compress.reports import lab2, lab3
+        from minitorch_compress.reports import compression, lab2, lab3
 
-        for lab in (lab2, lab3):
-            print(f"wrote {lab.write_report(out_dir)}")
+        for lab in (lab2, lab3, compression):
+            if (page := lab.write_report(out_dir)) is not None:
+                print(f"wrote {page}")
     print(f"wrote {write_report(out_dir, smoke=out_dir.name == 'quick')}")
     return 0
 
@@ -341,6 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser.add_argument("--out", type=Path, required=True, help="the .pt file")
     export_parser.set_defaults(func=cmd_export)
 
+    models_parser = sub.add_parser(
+        "models", help="every finetuned lab model on disk as an .mtc file, evaluated from it "
+                       "(compression.json/.md)")
+    add_data_arguments(models_parser)
+    models_parser.add_argument("--run-root", type=Path, default=None,
+                               help="where the lab runs are (default: runs/)")
+    models_parser.add_argument("--out-dir", type=Path, default=None,
+                               help="results folder (default: results/local/; --out-dir "
+                                    "results publishes)")
+    models_parser.set_defaults(func=cmd_models)
+
     reproduce_parser = sub.add_parser(
         "reproduce", help="run every lab and write results/REPORT.md (quick mode by default)")
     add_data_arguments(reproduce_parser)
@@ -376,6 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _default_folders(args: argparse.Namespace) -> None:
+    """Fill in the folder defaults that depend on the checkout (``models``)."""
+    from minitorch_compress.paths import LOCAL_RESULTS_DIR, RUNS_DIR
+
+    if args.command == "models":
+        args.run_root = args.run_root or RUNS_DIR
+        args.out_dir = args.out_dir or LOCAL_RESULTS_DIR
+        args.epochs, args.resume = None, False
+
+
 def run_cli(main: Callable[[], int]) -> int:
     """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status."""
     from minitorch_compress.kernels.parallel import threads_from_environment
@@ -394,5 +428,8 @@ def run_cli(main: Callable[[], int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m minitorch_compress`."""
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(given)
+    args.argv = given[1:]  # the command's own arguments, for provenance
+    _default_folders(args)
     return run_cli(lambda: args.func(args))

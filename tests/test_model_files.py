@@ -244,3 +244,32 @@ def test_pytorch_computes_what_we_compute_from_the_exported_file(tmp_path):
     with torch.no_grad():
         theirs = net.eval()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4)
+
+
+def test_models_writes_every_lab_model_on_disk_and_its_page(tmp_path, capsys,
+                                                            synthetic_cifar10_dir):
+    """`models` compresses the lab runs found, evaluates each from its file and renders
+    compression.md; the 20x sentence follows the measured ratio."""
+    import json
+
+    from minitorch_compress.io.checkpoint import save_checkpoint
+    from minitorch_compress.reports import compression
+
+    model = _model(bits=None)
+    (tmp_path / "runs" / "lab2_c").mkdir(parents=True)
+    save_checkpoint(tmp_path / "runs" / "lab2_c" / "best.npz",
+                    {f"model.{k}": v for k, v in model.state_dict().items()}, {})
+    out = tmp_path / "results"
+    assert cli.main(["models", "--run-root", str(tmp_path / "runs"), "--out-dir", str(out),
+                     "--data-dir", str(synthetic_cifar10_dir), "--no-progress"]) == 0
+    result = json.loads((out / "compression.json").read_text())
+    assert list(result["models"]) == ["lab2_c"] and "lab3_d_4bit" in result["missing"]
+    assert (out / "models" / "lab2_c.mtc").stat().st_size == result["models"]["lab2_c"]["bytes"]
+    page = (out / "compression.md").read_text()
+    assert "has no file yet" in page and "accuracy_vs_size.png" in page
+    entry = {**result["models"]["lab2_c"], "float32_bytes": 1_000_000}
+    assert "is met." in compression.target_sentence({"lab3_d_4bit": {**entry, "ratio": 20.5,
+                                                                      "bytes": 48_780}})
+    assert "is not met, by 5,000 bytes" in compression.target_sentence(
+        {"lab3_d_4bit": {**entry, "ratio": 18.2, "bytes": 55_000}})
+    capsys.readouterr()

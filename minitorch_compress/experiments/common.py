@@ -133,7 +133,8 @@ def _command_line(args: argparse.Namespace, script: str | None) -> str:
     if script is None:
         path = Path(sys.argv[0]).resolve()
         script = str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path)
-    return "python " + " ".join(shlex.quote(_relative(a)) for a in [script, *portable(argv)])
+    words = [*script.split(), *portable(argv)]  # a script may be "-m package command"
+    return "python " + " ".join(shlex.quote(_relative(a)) for a in words)
 
 
 def _relative(argument: str) -> str:

@@ -34,17 +34,24 @@ stored raw or lzma-compressed (whichever is smaller; both are lossless). A compr
 
 * ``"index"``, where the non-zeros are, in C order, one of
   - ``{"kind": "all"}``: every entry is stored (a dense quantized layer);
-  - ``{"kind": "bitmask", "section": s}``: one bit per entry, ``np.packbits`` order;
-  - ``{"kind": "gaps", "width": w, "symbols": n, "section": s, "huffman": s or null}``:
+  - ``{"kind": "bitmask", "part": p}``: one bit per entry, ``np.packbits`` order;
+  - ``{"kind": "gaps", "width": w, "symbols": n, "part": p, "huffman": p or null}``:
     Deep Compression's relative index. Each symbol g < 2^w - 1 means "skip g zeros, then
     a non-zero"; the symbol 2^w - 1 is a filler, "skip 2^w - 1 zeros, no weight", so any
     gap fits in w bits. Symbols are w-bit packed (``"huffman": null``) or Huffman-coded with
-    the code lengths in section ``"huffman"`` (one uint8 per symbol 0 .. 2^w - 1, 0: absent).
+    the code lengths in part ``"huffman"`` (one uint8 per symbol 0 .. 2^w - 1, 0: absent).
 * ``"values"``, the non-zeros in order, one of
-  - ``{"kind": "float32", "section": s}``: raw (an unquantized pruned layer);
-  - ``{"kind": "codebook", "levels": K, "bits": b, "codebook": s, "codes": s, "huffman": s
+  - ``{"kind": "float32", "codec": "raw" | "lzma", "part": p}``: the non-zeros as float32
+    (an unquantized pruned layer), lzma-compressed where that is smaller (lossless);
+  - ``{"kind": "codebook", "levels": K, "bits": b, "codebook": p, "codes": p, "huffman": p
     or null}``: K float32 levels and one code per non-zero, b-bit packed or Huffman-coded
-    (code lengths: one uint8 per level).
+    (code lengths: one uint8 per level);
+  - ``{"kind": "affine", "bits": b, "codebook": p, ...}``: the same with the codebook given
+    as the quantizer's range (min, max: two float32) and rebuilt by `affine_levels`, which
+    computes the levels exactly as `compression.quant` does (checked bit for bit on save).
+
+A compressed tensor's parts are stored back to back as one section (``"section"``, with
+``"parts"``: their lengths), so each tensor has one CRC32; ``p`` above indexes its parts.
 
 `save` picks, per tensor, the combination with the fewest bytes (the encoding it chose is in
 the header and `inspect` prints it). Every problem with a file (bad magic or version, a CRC
@@ -277,8 +284,11 @@ def _encode_values(values: np.ndarray, levels: np.ndarray, out: _Writer,
                         "codebook", (bits, codes)))
     _, kind, chosen = min(options, key=lambda o: o[0])
     if kind == "float32":
-        stats["values"] += raw
-        return {"kind": "float32", "part": out.add(values.astype("<f4").tobytes())}
+        data = values.astype("<f4").tobytes()
+        packed = lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
+        codec, data = ("lzma", packed) if len(packed) < len(data) else ("raw", data)
+        stats["values"] += len(data)
+        return {"kind": "float32", "codec": codec, "part": out.add(data)}
     bits, codes = chosen
     stream = _Stream.best(codes, 1 << bits if kind == "affine" else levels.size, bits)
     if kind == "affine":
@@ -321,6 +331,10 @@ def _decode_tensor(record: dict[str, Any], shape: tuple[int, ...],
     kind = values_record.get("kind")
     if kind == "float32":
         raw = _section(sections, values_record.get("part"))
+        if values_record.get("codec") == "lzma":
+            raw = _unlzma(raw, 4 * count, "a tensor's float32 values")
+        elif values_record.get("codec") not in (None, "raw"):
+            raise CheckpointError(f"unknown value codec {values_record.get('codec')!r}")
         if len(raw) != 4 * count:
             raise CheckpointError(f"{len(raw)} bytes of values for {count} non-zeros")
         values = np.frombuffer(raw, dtype="<f4")
@@ -347,6 +361,14 @@ def _decode_tensor(record: dict[str, Any], shape: tuple[int, ...],
     flat = np.zeros(numel, dtype=np.float32)
     flat[positions] = values
     return flat.reshape(shape)
+
+
+def _unlzma(data: bytes, size: int, what: str) -> bytes:
+    """lzma-decompress at most `size` + 1 bytes (a bomb cannot make us allocate more)."""
+    try:
+        return lzma.LZMADecompressor().decompress(data, max_length=size + 1)
+    except lzma.LZMAError as exc:
+        raise CheckpointError(f"{what} does not decompress ({exc})") from None
 
 
 def _parts(record: dict[str, Any], sections: list[bytes]) -> list[bytes]:
@@ -562,11 +584,7 @@ def _parse(blob: bytes) -> Loaded:
     dense_size = sum(v.size * (8 if v.dtype.kind in "iu" else 4)
                      for k, v in expected.items() if k not in tensors)
     if dense_record.get("codec") == "lzma":
-        try:
-            decompressor = lzma.LZMADecompressor()
-            dense_bytes = decompressor.decompress(dense_bytes, max_length=dense_size + 1)
-        except lzma.LZMAError as exc:
-            raise CheckpointError(f"the dense section does not decompress ({exc})") from None
+        dense_bytes = _unlzma(dense_bytes, dense_size, "the dense section")
     elif dense_record.get("codec") != "raw":
         raise CheckpointError(f"unknown dense codec {dense_record.get('codec')!r}")
     if len(dense_bytes) != dense_size:

@@ -90,6 +90,9 @@ def write_report(out_dir: Path, smoke: bool = False) -> Path:
               "Finetuning is stochastic; the published figures are best-of-run, and so are "
               f"ours (best test accuracy over the epochs, {_test_images(out_dir)}).", "",
               summary_table(out_dir)]
+    if (out_dir / "compression.md").is_file():
+        parts += ["", "Every finetuned lab model as a compressed file, evaluated from the file: "
+                  "[compression.md](compression.md)."]
     for number, title in ((1, "Lab 1"), (2, "Lab 2"), (3, "Lab 3")):
         page = out_dir / f"lab{number}.md"
         parts += ["", f"## {title}", ""]

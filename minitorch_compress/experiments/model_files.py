@@ -1,0 +1,114 @@
+"""Every finetuned lab model as a compressed ``.mtc`` file, evaluated from the file.
+
+For each lab run whose best checkpoint is on disk (``<run-root>/<run>/best.npz``), the model is
+rebuilt exactly as the lab computed with it (its float weights, and the lab's quantizer where
+it has one), written to ``<out-dir>/models/<name>.mtc``, read back, and evaluated from the file
+on the test set; the result, with Deep Compression's stage sizes, goes to
+``<out-dir>/compression.json``::
+
+    {"models": {name: {"file", "accuracy", "table_accuracy", "bytes", "float32_bytes",
+                       "ratio", "stages": {...}, "parts": {...}, "encodings": {...}}}}
+
+``table_accuracy`` is the figure the lab's own result file reports for that model, so the
+report can show that the file scores exactly what the table says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minitorch_compress.compression.pipeline import compress_model, write_model_file
+from minitorch_compress.data.cifar10 import Cifar10
+from minitorch_compress.experiments.common import read_result, write_result
+from minitorch_compress.io import mtc
+from minitorch_compress.models.pretrained import load_pretrained
+from minitorch_compress.paths import REPO_ROOT
+from minitorch_compress.training.evaluate import evaluate
+
+
+@dataclass(frozen=True)
+class LabModel:
+    """One finetuned lab model: where its best checkpoint is and how the lab computed."""
+
+    name: str  # e.g. "lab3_d_4bit": the .mtc file's name
+    run: str  # its run folder under --run-root
+    result: str  # the lab's result file, e.g. "lab3_d"
+    accuracy_path: tuple[str, ...]  # where its best accuracy is in that file
+    bits: int | None = None  # the body's bit width (None: float)
+    mode: str = "masked"  # the quantizer
+
+
+def lab_models() -> list[LabModel]:
+    """Every finetuned model of Labs 2 and 3, in report order."""
+    models = [LabModel(f"lab2_{p}", f"lab2_{p}", f"lab2_{p}", ("best_accuracy",))
+              for p in "cde"]
+    for b in ("4", "3", "2"):
+        models.append(LabModel(f"lab3_c_{b}bit", f"lab3_c_{b}bit", "lab3_c",
+                               ("best_accuracy", b), int(b), "asymmetric"))
+    for b in ("4", "3", "2"):
+        models.append(LabModel(f"lab3_d_{b}bit", f"lab3_d_{b}bit", "lab3_d", ("after", b),
+                               int(b), "masked"))
+    models.append(LabModel("lab3_e", "lab3_e", "lab3_e", ("best_accuracy",), 4, "masked"))
+    for b in ("4", "3", "2"):
+        models.append(LabModel(f"lab3_d_naive_{b}bit", f"lab3_d_{b}bit_naive", "lab3_d_naive",
+                               ("after", b), int(b), "asymmetric"))
+    models.append(LabModel("lab3_e_naive", "lab3_e_naive", "lab3_e_naive", ("best_accuracy",),
+                           4, "asymmetric"))
+    return models
+
+
+def _lookup(document: dict[str, Any] | None, path: tuple[str, ...]) -> float | None:
+    value: Any = document
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def compress_lab_model(spec: LabModel, args: argparse.Namespace, data: Cifar10,
+                       progress: bool) -> dict[str, Any] | None:
+    """Write and evaluate one lab model's file; None when its checkpoint is not on disk."""
+    checkpoint = args.run_root / spec.run / "best.npz"
+    if not checkpoint.is_file():
+        return None
+    model = compress_model(load_pretrained(checkpoint), bits=spec.bits,
+                           mode=spec.mode)  # type: ignore[arg-type]
+    path = args.out_dir / "models" / f"{spec.name}.mtc"
+    sizes = write_model_file(model, path)
+    from_file = mtc.load_model(path)  # the number reported is the file's, not memory's
+    accuracy = evaluate(from_file, data.x_test, data.y_test, progress=progress,
+                        desc=spec.name)
+    table = _lookup(read_result(args.out_dir, spec.result), spec.accuracy_path)
+    print(f"  {spec.name}: {sizes['bytes']:,} bytes ({sizes['ratio']:.1f}x), accuracy from "
+          f"the file {accuracy:.4f}" + (f" (table: {table:.4f})" if table is not None else ""),
+          flush=True)
+    return {"file": _shown(path), "accuracy": accuracy, "table_accuracy": table,
+            "bits": spec.bits, "quantizer": spec.mode if spec.bits else None, **sizes}
+
+
+def run(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+    """Every lab model on disk as an .mtc file; writes and returns compression.json's
+    payload (models whose checkpoint is missing are listed under "missing")."""
+    models, missing = {}, []
+    previous = read_result(args.out_dir, "compression") or {}
+    for spec in lab_models():
+        result = compress_lab_model(spec, args, data, progress=not args.no_progress)
+        if result is not None:
+            models[spec.name] = result
+        elif spec.name in previous.get("models", {}):
+            models[spec.name] = previous["models"][spec.name]  # made earlier, kept
+        else:
+            missing.append(spec.name)
+    payload = {"models": models, "missing": missing, "test_images": len(data.y_test)}
+    write_result(args.out_dir, "compression", payload, args, trains=False,
+                 script="-m minitorch_compress models")
+    return json.loads((args.out_dir / "compression.json").read_text())
