@@ -414,3 +414,19 @@ def finetune(model: Module, data: Cifar10, args: argparse.Namespace, run_name: s
         "best_epoch": (max(eligible, key=lambda h: h["test_accuracy"])["epoch"]
                        if eligible else None),
     }
+
+
+def save_model_file(model: Module, args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The finetuned `model` (its best weights, as it computes with them) as
+    ``<out-dir>/models/<name>.mtc``: every finetuning lab writes its model file when it ends.
+
+    Returns:
+        {"file" (repository-relative where possible), "bytes", "ratio"} for the result JSON.
+    """
+    from minitorch_compress.compression.pipeline import write_model_file
+
+    path = args.out_dir / "models" / f"{name}.mtc"
+    sizes = write_model_file(model, path)
+    shown = path.resolve().relative_to(REPO_ROOT) if path.resolve().is_relative_to(REPO_ROOT) \
+        else path
+    return {"file": str(shown), "bytes": sizes["bytes"], "ratio": round(sizes["ratio"], 2)}

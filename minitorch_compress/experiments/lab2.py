@@ -51,6 +51,7 @@ from minitorch_compress.experiments.common import (
     preflight,
     pretrained,
     run_and_write,
+    save_model_file,
 )
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.resnet import ResNet20
@@ -149,6 +150,7 @@ def _finetune_payload(model: ResNet20, data: Cifar10, args: argparse.Namespace, 
     # `finetune` leaves the model holding the best eligible epoch's weights
     per_layer, total = sparsity_report(model)
     return {**result, "sparsity": per_layer, "total_sparsity": total,
+            "model_file": save_model_file(model, args, run_name(part)),
             "train_images": len(data.y_train), "test_images": len(data.y_test), **extra}
 
 

@@ -61,6 +61,7 @@ from minitorch_compress.experiments.common import (
     preflight,
     pretrained,
     run_and_write,
+    save_model_file,
     weights_id,
 )
 from minitorch_compress.io.checkpoint import load_checkpoint
@@ -144,6 +145,14 @@ def run_name(part: str, args: argparse.Namespace, bits: str | None = None) -> st
     if part == "d" and args.sparse_from_pretrained:
         name += "_from_pretrained"
     return name
+
+
+def model_name(part: str, args: argparse.Namespace, bits: str | None = None) -> str:
+    """The model file's name, as `experiments.model_files` names it: ``lab3_d_4bit``,
+    ``lab3_d_naive_4bit``, ``lab3_e``, ``lab3_e_naive``, ``lab3_c_4bit_symmetric``."""
+    name = f"lab3_{part}" + ("_naive" if args.naive_quantizer else "")
+    name += f"_{bits}bit" if bits is not None else ""
+    return name + ("_symmetric" if args.symmetric else "")
 
 
 def run_names(part: str, args: argparse.Namespace) -> list[str]:
@@ -244,13 +253,14 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     mode = quantizer_mode("c", args)
     out: dict[str, dict[str, Any]] = {key: {} for key in (
         "best_accuracy", "history", "final_accuracy", "best_epoch", "max_nonzero_levels",
-        "wall_s")}
+        "wall_s", "model_file")}
     for bits in BITS_QAT:
         model = pretrained(args)
         set_weight_quantization(model, int(bits), QUANTIZED_LAYERS, mode)
         result = finetune(model, data, args, run_name("c", args, bits), script=SCRIPT)
         for key in ("best_accuracy", "history", "final_accuracy", "best_epoch", "wall_s"):
             out[key][bits] = result[key]
+        out["model_file"][bits] = save_model_file(model, args, model_name("c", args, bits))
         out["max_nonzero_levels"][bits] = max(nonzero_levels(model).values())
         print(f"  (c) {bits} bits ({mode}): best {result['best_accuracy']:.4f}", flush=True)
     return {**out, "wall_s_total": round(sum(out["wall_s"].values()), 1), "mode": mode,
@@ -311,7 +321,7 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     state, masks, start = sparse_start(args, data)
     out: dict[str, dict[str, Any]] = {key: {} for key in (
         "before", "after", "sparsity", "quantized_sparsity", "max_nonzero_levels", "history",
-        "final_accuracy", "best_epoch", "wall_s")}
+        "final_accuracy", "best_epoch", "wall_s", "model_file")}
     naive: dict[str, Any] = {"masked_before": {}, "zeros_destroyed": {}, "zeros": 0}
     for bits in BITS_QAT:
         model = quantized_model(state, int(bits), mode)
@@ -328,6 +338,7 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         out["after"][bits] = result["best_accuracy"]
         for key in ("history", "final_accuracy", "best_epoch", "wall_s"):
             out[key][bits] = result[key]
+        out["model_file"][bits] = save_model_file(model, args, model_name("d", args, bits))
         # `finetune` left the best epoch's weights in the model: describe that model
         out["sparsity"][bits] = sparsity_report(model)[1]
         out["quantized_sparsity"][bits] = sparsity_report(model, effective=True)[1]
@@ -358,13 +369,14 @@ def part_e(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     model = pretrained(args)
     set_weight_quantization(model, BITS_E, QUANTIZED_LAYERS, mode)
     result = finetune(model, data, args, run_name("e", args), [pruning], script=SCRIPT)
+    model_file = save_model_file(model, args, model_name("e", args))
     per_layer, total = sparsity_report(model)
     quantized_per_layer, quantized_total = sparsity_report(model, effective=True)
     payload = {key: result[key] for key in (
         "best_accuracy", "final_accuracy", "best_epoch", "history", "epochs", "wall_s")}
     print(f"  (e) best {result['best_accuracy']:.4f}, sparsity {total:.4f} (computed with: "
           f"{quantized_total:.4f})", flush=True)
-    return {**payload, "sparsity": per_layer, "total_sparsity": total,
+    return {**payload, "sparsity": per_layer, "total_sparsity": total, "model_file": model_file,
             "quantized_sparsity": quantized_per_layer,
             "quantized_total_sparsity": quantized_total,
             "max_nonzero_levels": max(nonzero_levels(model).values()),
