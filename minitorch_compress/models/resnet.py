@@ -16,7 +16,7 @@ from minitorch_compress import ops
 from minitorch_compress.autograd.engine import is_grad_enabled
 from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.nn import BatchNorm2d, Conv2d, Linear, Module, Sequential
-from minitorch_compress.ops.fused import conv2d_batch_norm_eval
+from minitorch_compress.ops.fused import conv2d_batch_norm_eval, sparse_conv2d_batch_norm_eval
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
@@ -67,6 +67,7 @@ class ConvBN(Sequential):
             BatchNorm2d(out_channels),
         )
         self.activation = activation
+        self.sparse_weights = None  # set by `to_sparse`: the conv's non-zeros, for inference
 
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
         """x (N, C, H, W) -> (N, K, Ho, Wo): conv, BN, then ReLU (``activation="relu"``) or,
@@ -88,9 +89,18 @@ class ConvBN(Sequential):
     def fused_inference(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
         """The same result as the separate ops, bit for bit (tested), in one pass over the
         conv's output: eval batch norm, residual add and ReLU as the conv's epilogue
-        (`ops.fused`). Inference only: the result records no gradient."""
+        (`ops.fused`). Inference only: the result records no gradient.
+
+        A conv given `sparse_weights` (see `to_sparse`) runs the direct sparse kernel
+        instead, with the same epilogue (equal to float rounding: sums run in another order).
+        """
         conv, bn = self[0].conv, self[1]
         conv.check_input(x)
+        if self.sparse_weights is not None:
+            return sparse_conv2d_batch_norm_eval(
+                x, self.sparse_weights, conv.stride, conv.padding, bn.weight, bn.bias,
+                bn.running_mean, bn.running_var, bn.eps,
+                relu=self.activation == "relu" or residual is not None, residual=residual)
         return conv2d_batch_norm_eval(
             x, conv.effective_weight(), conv.stride, conv.padding, bn.weight, bn.bias,
             bn.running_mean, bn.running_var, bn.eps,
@@ -167,3 +177,48 @@ def resnet20(num_classes: int = 10, rng: np.random.Generator | None = None,
              mid_channels: Sequence[int] | None = None) -> ResNet20:
     """A freshly initialised ResNet-20 (use `load_state_dict` for the pretrained weights)."""
     return ResNet20(num_classes, rng, mid_channels)
+
+
+def to_sparse(model: ResNet20, break_even: dict[tuple[int, int, int], float] | None = None,
+              min_sparsity: float | None = None) -> dict[str, float]:
+    """Let the model's inference run its sparse convs on the direct sparse kernel.
+
+    A conv takes the sparse path when the effective weight it computes with (quantized,
+    where a quantizer is set) is at least as sparse as the break-even of its shape, so a
+    model never runs slower than dense (`SPARSE_BREAK_EVEN`, measured by
+    ``benchmarks/bench_sparse.py``), or than `min_sparsity` when given. The weights are
+    copied as they are now: call it again after changing them (`to_dense` undoes it).
+
+    Returns:
+        {conv name: its sparsity} of the convs switched to the sparse path.
+    """
+    from minitorch_compress.autograd.engine import no_grad
+    from minitorch_compress.kernels.sparse_conv import SparseWeights
+
+    table = SPARSE_BREAK_EVEN if break_even is None else break_even
+    chosen = {}
+    with no_grad():
+        for name, module in model.named_modules():
+            if not isinstance(module, ConvBN):
+                continue
+            conv = module[0].conv
+            weights = SparseWeights.from_dense(np.asarray(conv.effective_weight().data))
+            shape = (conv.weight.shape[0], conv.weight.shape[2], conv.stride)
+            threshold = min_sparsity if min_sparsity is not None else table.get(shape, 2.0)
+            module.sparse_weights = weights if weights.sparsity >= threshold else None
+            if module.sparse_weights is not None:
+                chosen[name] = weights.sparsity
+    return chosen
+
+
+def to_dense(model: ResNet20) -> None:
+    """Back to the dense inference path everywhere."""
+    for _, module in model.named_modules():
+        if isinstance(module, ConvBN):
+            module.sparse_weights = None
+
+
+#: (output channels, kernel size, stride) -> the sparsity from which the sparse kernel beats
+#: the dense path at batch 100 on this machine (benchmarks/bench_sparse.py writes the
+#: measured values into results/sparse.json); shapes not listed stay dense.
+SPARSE_BREAK_EVEN: dict[tuple[int, int, int], float] = {}

@@ -60,3 +60,24 @@ def conv2d_batch_norm_eval(
         residual=None if residual is None else residual.data,
     )
     return Tensor(y)
+
+
+def sparse_conv2d_batch_norm_eval(x: Tensor, sparse_weights, stride: int, padding: int,
+                                  gamma: Tensor, beta: Tensor, running_mean, running_var,
+                                  eps: float, relu: bool = False,
+                                  residual: Tensor | None = None) -> Tensor:
+    """`conv2d_batch_norm_eval` with the weights given by their non-zeros
+    (`kernels.sparse_conv.SparseWeights`): the direct sparse kernel, same epilogue."""
+    from minitorch_compress.kernels.sparse_conv import sparse_conv2d_forward
+
+    if is_grad_enabled():
+        raise RuntimeError("sparse_conv2d_batch_norm_eval has no backward: call it inside "
+                           "no_grad()")
+    k = sparse_weights.shape[0]
+    dtype = result_float_dtype(x.data, sparse_weights.values)
+    coef = bn_kernels.eval_coefficients(gamma.data, beta.data, running_mean, running_var, eps,
+                                        k, dtype, "sparse_conv2d_batch_norm_eval")
+    y = sparse_conv2d_forward(x.data.astype(dtype, copy=False), sparse_weights, stride,
+                              padding, coef, relu,
+                              None if residual is None else residual.data)
+    return Tensor(y)
