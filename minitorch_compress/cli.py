@@ -157,6 +157,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     model = load_pretrained(args.weights)
     data = load_data(args, train=False)
+    if args.sparse:
+        from minitorch_compress.models.resnet import to_sparse
+
+        chosen = to_sparse(model)
+        print(f"sparse path: {len(chosen)} convs at or above their shape's break-even sparsity")
     start = time.perf_counter()
     accuracy = evaluate(model, data.x_test, data.y_test, progress=not args.no_progress)
     wall = time.perf_counter() - start
@@ -316,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser = sub.add_parser(
         "evaluate", help="test accuracy of the pretrained model (or --weights: .pt, .npz, .mtc)")
     add_data_arguments(evaluate_parser)
+    evaluate_parser.add_argument("--sparse", action="store_true",
+                                 help="run sparse convs on the direct sparse kernel (those at "
+                                      "or above their shape's measured break-even)")
     evaluate_parser.set_defaults(func=cmd_evaluate)
 
     finetune_parser = sub.add_parser("finetune", help="finetune the pretrained model (recipe)")

@@ -59,3 +59,25 @@ def test_the_fused_epilogue_matches_the_separate_steps(case, relu, with_residual
     got = sparse_conv2d_forward(x, SparseWeights.from_dense(w), stride, padding, coef, relu,
                                 residual)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_sparse_resnet20_predicts_what_the_dense_one_does():
+    """to_sparse switches the sparse convs of a pruned model to the sparse kernel (with the
+    fused epilogue, residual and ReLU); logits agree to float rounding, predictions exactly."""
+    from minitorch_compress import Tensor, no_grad
+    from minitorch_compress.compression import prune_model_by_percentage
+    from minitorch_compress.models import resnet20
+    from minitorch_compress.models.resnet import to_dense, to_sparse
+
+    model = resnet20(rng=np.random.default_rng(0)).eval()
+    prune_model_by_percentage(model, 0.8)
+    x = Tensor(np.random.default_rng(1).standard_normal((6, 3, 32, 32)).astype(np.float32))
+    with no_grad():
+        dense = model(x).data
+        chosen = to_sparse(model, min_sparsity=0.5)
+        sparse = model(x).data
+        to_dense(model)
+        again = model(x).data
+    assert len(chosen) == 19  # the head conv and the 18 block convs; shortcuts are not pruned
+    np.testing.assert_allclose(sparse, dense, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(again, dense)

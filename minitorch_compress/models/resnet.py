@@ -221,4 +221,8 @@ def to_dense(model: ResNet20) -> None:
 #: (output channels, kernel size, stride) -> the sparsity from which the sparse kernel beats
 #: the dense path at batch 100 on this machine (benchmarks/bench_sparse.py writes the
 #: measured values into results/sparse.json); shapes not listed stay dense.
-SPARSE_BREAK_EVEN: dict[tuple[int, int, int], float] = {}
+SPARSE_BREAK_EVEN: dict[tuple[int, int, int], float] = {
+    (16, 3, 1): 0.71,  # 16x32x32: results/sparse.json "break_even" (0.708)
+    (32, 3, 1): 0.71,  # 32x16x16 (0.708)
+    (64, 3, 1): 0.85,  # 64x8x8 (0.845)
+}
