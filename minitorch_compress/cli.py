@@ -155,8 +155,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from minitorch_compress.models.pretrained import load_pretrained
     from minitorch_compress.training.evaluate import evaluate
 
-    model = load_pretrained(args.weights)
     data = load_data(args, train=False)
+    model = load_pretrained(args.weights)
     if args.sparse:
         from minitorch_compress.models.resnet import to_sparse
 

@@ -138,7 +138,7 @@ def isolated(tmp_path, monkeypatch):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(cifar10, "_repo_root", lambda: tmp_path / "repo")
+    monkeypatch.setattr(cifar10, "REPO_ROOT", tmp_path / "repo")
     return tmp_path
 
 
