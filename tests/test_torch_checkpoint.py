@@ -266,7 +266,24 @@ def test_round_trip_exact_with_strides_offsets_and_shared_storage(tmp_path, writ
         write_legacy_pt(path, _sample_state())
     got = load_torch_state_dict(path)
     _assert_state_equal(got, _expected_sample())
-    assert "torch" not in sys.modules  # the reader imported nothing named torch
+
+
+def test_reading_and_writing_checkpoints_never_imports_torch(tmp_path):
+    """In a fresh process (other tests here may import torch themselves): the reader and
+    the exporter import nothing named torch."""
+    import subprocess
+
+    code = (
+        "import sys, numpy as np\n"
+        "from minitorch_compress.io.torch_export import write_torch_state_dict\n"
+        "from minitorch_compress.io.torch_checkpoint import load_torch_state_dict\n"
+        f"path = {str(tmp_path / 'm.pt')!r}\n"
+        "write_torch_state_dict(path, {'w': np.arange(6, dtype=np.float32).reshape(2, 3)})\n"
+        "assert load_torch_state_dict(path)['w'].shape == (2, 3)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('no torch')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and "no torch" in out.stdout, out.stderr[-2000:]
 
 
 def test_archive_folder_name_and_missing_byteorder_are_accepted(tmp_path):
