@@ -26,8 +26,9 @@ from minitorch_compress.data.cifar10 import Cifar10
 from minitorch_compress.experiments.common import read_result, write_result
 from minitorch_compress.io import mtc
 from minitorch_compress.models.pretrained import load_pretrained
+from minitorch_compress.models.resnet import to_sparse
 from minitorch_compress.paths import REPO_ROOT
-from minitorch_compress.training.evaluate import evaluate
+from minitorch_compress.training.evaluate import predict
 
 
 @dataclass(frozen=True)
@@ -85,14 +86,22 @@ def compress_lab_model(spec: LabModel, args: argparse.Namespace, data: Cifar10,
     path = args.out_dir / "models" / f"{spec.name}.mtc"
     sizes = write_model_file(model, path)
     from_file = mtc.load_model(path)  # the number reported is the file's, not memory's
-    accuracy = evaluate(from_file, data.x_test, data.y_test, progress=progress,
-                        desc=spec.name)
+    dense = predict(from_file, data.x_test, data.y_test, progress=progress, desc=spec.name)
+    accuracy = float((dense == data.y_test).mean())
+    # the same file on the direct sparse kernel (convs at or above their break-even)
+    sparse_layers = to_sparse(from_file)
+    sparse = predict(from_file, data.x_test, data.y_test, progress=progress,
+                     desc=f"{spec.name} sparse")
     table = _lookup(read_result(args.out_dir, spec.result), spec.accuracy_path)
     print(f"  {spec.name}: {sizes['bytes']:,} bytes ({sizes['ratio']:.1f}x), accuracy from "
           f"the file {accuracy:.4f}" + (f" (table: {table:.4f})" if table is not None else ""),
           flush=True)
     return {"file": _shown(path), "accuracy": accuracy, "table_accuracy": table,
-            "bits": spec.bits, "quantizer": spec.mode if spec.bits else None, **sizes}
+            "bits": spec.bits, "quantizer": spec.mode if spec.bits else None,
+            "sparse_path": {"convs": len(sparse_layers),
+                            "accuracy": float((sparse == data.y_test).mean()),
+                            "predictions_differing": int((sparse != dense).sum())},
+            **sizes}
 
 
 def run(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:

@@ -103,6 +103,16 @@ def render(result: dict[str, Any], figure: str | None) -> list[str]:
           "layers (the head conv and final FC stay float); *dense tensors*: batch norm and "
           "biases, lossless (lzma where smaller); *header*: architecture and section table.",
           ""]
+    sparse = {n: m["sparse_path"] for n, m in models.items() if "sparse_path" in m}
+    if sparse:
+        L += ["## The same files on the sparse kernel", "",
+              "| model | convs on the sparse path | accuracy | predictions differing from "
+              "the dense path |", "|---|---:|---:|---:|"]
+        L += [f"| `{n}` | {s['convs']} | {fmt(s['accuracy'])} | {s['predictions_differing']} |"
+              for n, s in sparse.items()]
+        L += ["", "(`evaluate --weights FILE --sparse`; the sparse kernel sums in another "
+              "order, so logits agree to float rounding and a prediction can differ only on a "
+              "near tie.)", ""]
     if figure:
         L += [f"![accuracy against size]({figure})", ""]
     missing = result.get("missing") or []

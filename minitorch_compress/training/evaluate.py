@@ -20,9 +20,18 @@ def evaluate(model: Module, images: np.ndarray, labels: np.ndarray, batch_size: 
     The model is put in eval mode (BatchNorm uses its running statistics) and restored to the
     mode it was in afterwards. No graph is recorded.
     """
+    predictions = predict(model, images, labels, batch_size, progress, desc)
+    return int((predictions == labels).sum()) / max(len(images), 1)
+
+
+def predict(model: Module, images: np.ndarray, labels: np.ndarray | None = None,
+            batch_size: int = 500, progress: bool = True, desc: str = "eval") -> np.ndarray:
+    """The predicted class of each image (N,), in eval mode, without a graph; `labels`
+    (optional) only feed the progress bar's running accuracy."""
     was_training = model.training
     model.eval()
     correct = seen = 0
+    out = np.empty(len(images), dtype=np.int64)
     start = time.perf_counter()
     bar = tqdm(total=len(images), desc=desc, unit="img", disable=not progress, leave=False,
                dynamic_ncols=True)
@@ -31,7 +40,10 @@ def evaluate(model: Module, images: np.ndarray, labels: np.ndarray, batch_size: 
             for begin in range(0, len(images), batch_size):
                 batch = normalize(images[begin:begin + batch_size])
                 logits = model(Tensor(batch)).data
-                correct += int((logits.argmax(axis=1) == labels[begin:begin + batch_size]).sum())
+                out[begin:begin + len(batch)] = logits.argmax(axis=1)
+                if labels is not None:
+                    correct += int((out[begin:begin + len(batch)]
+                                    == labels[begin:begin + batch_size]).sum())
                 seen += len(batch)
                 bar.update(len(batch))
                 bar.set_postfix(acc=f"{correct / seen:.4f}",
@@ -39,4 +51,4 @@ def evaluate(model: Module, images: np.ndarray, labels: np.ndarray, batch_size: 
     finally:
         bar.close()
         model.train(was_training)
-    return correct / max(len(images), 1)
+    return out
