@@ -270,6 +270,16 @@ def read_result(out_dir: Path, name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def lookup(document: dict[str, Any] | None, path: Sequence[str]) -> float | None:
+    """The number at `path` in a result document (e.g. ("after", "4")), or None."""
+    value: Any = document
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def reusable_evaluation(args: argparse.Namespace, name: str) -> dict[str, Any] | None:
     """With --resume, the finished evaluation ``<out-dir>/<name>.json`` if it was made on the
     same test set with the same weights; otherwise (or without --resume) None."""

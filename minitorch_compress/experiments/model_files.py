@@ -23,7 +23,7 @@ from typing import Any
 
 from minitorch_compress.compression.pipeline import compress_model, write_model_file
 from minitorch_compress.data.cifar10 import Cifar10
-from minitorch_compress.experiments.common import read_result, write_result
+from minitorch_compress.experiments.common import lookup, read_result, write_result
 from minitorch_compress.io import mtc
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import to_sparse
@@ -62,15 +62,6 @@ def lab_models() -> list[LabModel]:
     return models
 
 
-def _lookup(document: dict[str, Any] | None, path: tuple[str, ...]) -> float | None:
-    value: Any = document
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return float(value) if isinstance(value, (int, float)) else None
-
-
 def _shown(path: Path) -> str:
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
@@ -92,7 +83,7 @@ def compress_lab_model(spec: LabModel, args: argparse.Namespace, data: Cifar10,
     sparse_layers = to_sparse(from_file)
     sparse = predict(from_file, data.x_test, data.y_test, progress=progress,
                      desc=f"{spec.name} sparse")
-    table = _lookup(read_result(args.out_dir, spec.result), spec.accuracy_path)
+    table = lookup(read_result(args.out_dir, spec.result), spec.accuracy_path)
     print(f"  {spec.name}: {sizes['bytes']:,} bytes ({sizes['ratio']:.1f}x), accuracy from "
           f"the file {accuracy:.4f}" + (f" (table: {table:.4f})" if table is not None else ""),
           flush=True)

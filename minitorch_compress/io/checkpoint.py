@@ -204,12 +204,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
             arrays = {name: npz[name] for name in npz.files}
     except CheckpointError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        # np.load raises a zoo of types for broken files; turn them into one clear line.
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}"
-        ) from exc
+    except _BROKEN_FILE_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
     meta: dict[str, Any] = {}
     if META_KEY in arrays:
         raw = arrays.pop(META_KEY)
@@ -248,11 +244,17 @@ def _check_declared_sizes(path: Path) -> None:
                         f"{info.file_size - header:,}; the file is corrupt")
     except CheckpointError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}"
-        ) from exc
+    except _BROKEN_FILE_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
+
+
+# np.load and zipfile raise a zoo of types for broken files; each becomes one clear line
+_BROKEN_FILE_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError)
+
+
+def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}")
 
 
 def _to_jsonable(value: Any) -> Any:

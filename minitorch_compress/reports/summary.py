@@ -13,16 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from minitorch_compress.experiments.common import lookup
 from minitorch_compress.published import SUMMARY as PUBLISHED
-
-
-def _lookup(document: dict[str, Any], path: tuple[str, ...]) -> float | None:
-    value: Any = document
-    for key in path:
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _load(out_dir: Path, name: str) -> dict[str, Any] | None:
@@ -36,7 +28,7 @@ def summary_table(out_dir: Path) -> str:
             "|---|---|---|---|---|"]
     for label, name, path, published in PUBLISHED:
         document = _load(out_dir, name)
-        ours = _lookup(document, path) if document else None
+        ours = lookup(document, path) if document else None
         if ours is None:
             partial = out_dir / f"{name}_in_progress.md"
             status = (f"run in progress, see [{partial.name}]({partial.name})"
