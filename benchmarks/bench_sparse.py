@@ -183,10 +183,9 @@ def write_figure(result: dict, path: Path) -> None:
     ax.set_title(f"Direct sparse conv, batch {BATCH}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from minitorch_compress.reports.format import save_figure
+
+    save_figure(fig, path)
 
 
 def main() -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from minitorch_compress.experiments.common import read_result
-from minitorch_compress.reports.format import fmt, run_label, write_markdown
+from minitorch_compress.reports.format import fmt, run_label, save_figure, write_markdown
 
 TARGET_RATIO = 20.0  # issue 17: the 80 %-sparse 4-bit Lab 3 (d) model, at least 20x
 TARGET_MODEL = "lab3_d_4bit"
@@ -45,11 +45,7 @@ def write_figure(models: dict[str, dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("test accuracy, evaluated from the file")
     ax.set_title("Lab models as .mtc files: accuracy against size")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def target_sentence(models: dict[str, dict[str, Any]]) -> str:

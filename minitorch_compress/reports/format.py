@@ -50,10 +50,7 @@ def plot_histories(histories: dict[str, list[float]], path: Path, title: str,
     ax.set_title(title + ("  (dashed: published)" if published else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def fmt(value: float | None) -> str:
@@ -268,3 +265,14 @@ def recipe() -> str:
     c = FinetuneConfig()
     return (f"SGD, batch {c.batch_size}, lr {c.lr:g}, momentum {c.momentum:g}, weight decay "
             f"{c.weight_decay:g}")
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; returns `path`."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
