@@ -6,6 +6,8 @@ Usage (from the repository root)::
     python labs/lab3_quantization.py --part b --symmetric   # the same, symmetric quantizer
     python labs/lab3_quantization.py --part c               # QAT at 4/3/2 bits, 20 epochs each
     python labs/lab3_quantization.py --part d               # needs Lab 2 (c): runs/lab2_c/best.npz
+    python labs/lab3_quantization.py --part d --sparse-from results/models/lab2_c.mtc
+                                                            # or its committed model file
     python labs/lab3_quantization.py --part d --naive-quantizer   # (d), plain quantizer
     python labs/lab3_quantization.py --part e --naive-quantizer   # (e), plain quantizer
     python labs/lab3_quantization.py --part all --resume    # everything; continues interrupted runs
@@ -15,8 +17,10 @@ it); ``<out-dir>/lab3.md`` and the figures in ``<out-dir>/lab3/`` are regenerate
 part from the JSON files present. The default ``--out-dir`` is ``results/local/``
 (git-ignored); ``--out-dir results`` publishes into the committed ``results/``, where a smoke
 run never replaces a full-size result. ``--epochs N --subset M --test-subset K`` make a quick
-smoke run (labelled as such in the report). ``--sparse-from-pretrained`` lets (d) start from
-the pretrained model pruned to 80 % without finetuning, when Lab 2 (c) has not been run. The
+smoke run (labelled as such in the report). ``--sparse-from FILE`` starts (d) from a model
+file of Lab 2 (c) instead of its checkpoint (the committed ``results/models/lab2_c.mtc`` holds
+its best weights bit for bit, so (d) needs no two-hour Lab 2 rerun in a fresh clone);
+``--sparse-from-pretrained`` from the pretrained model pruned to 80 % without finetuning. The
 experiments live in ``minitorch_compress.experiments.lab3``.
 """
 

@@ -29,3 +29,11 @@ def is_published_dir(folder: Path) -> bool:
         return Path(folder).resolve() == RESULTS_DIR.resolve()
     except OSError:
         return False
+
+
+def shown(path: str | Path) -> str:
+    """`path` as recorded in result files and printed: relative to the repository root when
+    it lies inside the checkout (so the record works in any clone), else as given."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) \
+        else str(path)

@@ -177,8 +177,38 @@ def test_missing_lab2_checkpoint_is_one_clear_line(tmp_path, capsys, synthetic_c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "lab2_c" in err and "lab2_pruning.py --part c" in err
-    assert "--sparse-from-pretrained" in err
+    assert "--sparse-from-pretrained" in err and "--sparse-from results/models/lab2_c.mtc" in err
     assert not (tmp_path / "results").exists()  # failed before doing anything
+
+
+def test_part_d_starts_from_a_sparse_model_file_masked_by_its_zeros(
+        tmp_path, synthetic_cifar10_dir, random_resnet20_weights):
+    """--sparse-from a .mtc (e.g. the committed Lab 2 (c) model): the start is that file's
+    weights, its zeros are the mask, and finetuning keeps them at 0 (mask-aware quantizer)."""
+    from minitorch_compress.compression import prunable_layers, prune_model_by_percentage
+    from minitorch_compress.io import mtc
+    from minitorch_compress.models.pretrained import load_pretrained
+
+    sparse = load_pretrained(random_resnet20_weights)
+    masks = prune_model_by_percentage(sparse, 0.8)
+    mtc.save(tmp_path / "sparse.mtc", sparse)
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    argv = ["--part", "d", "--sparse-from", str(tmp_path / "sparse.mtc"),
+            *_smoke_args(synthetic_cifar10_dir, random_resnet20_weights, out, runs)]
+    assert lab3_script.main(argv) == 0
+    result = _read(out, "lab3_d")
+    assert "--sparse-from" in result["start"]["source"]
+    assert result["start"]["sparsity"] == pytest.approx(lab3.sparsity_of_masks(masks))
+    best = _model_from_run(runs / "lab3_d_4bit")
+    for name, layer in prunable_layers(best).items():  # pruned weights stayed pruned
+        assert not np.any(layer.weight.data[masks[name] == 0]), name
+
+
+def test_a_missing_sparse_from_file_is_one_clear_line(tmp_path, capsys):
+    assert lab3_script.main(["--part", "d", "--sparse-from", str(tmp_path / "none.mtc"),
+                             "--out-dir", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--sparse-from" in err and "no such file" in err
 
 
 def test_incompatible_options_are_refused(capsys):

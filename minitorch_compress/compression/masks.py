@@ -39,7 +39,7 @@ def prunable_layers(model: Module) -> dict[str, Module]:
     """The layers pruning acts on: `Conv2d`/`Linear` modules outside the shortcut branches.
 
     For ResNet-20 these are ``head_conv.0.conv``, ``body_op.{i}.conv1.0.conv``,
-    ``body_op.{i}.conv2.0.conv`` and ``final_fc.linear`` (19 layers); the ``id_mapping``
+    ``body_op.{i}.conv2.0.conv`` and ``final_fc.linear`` (20 layers); the ``id_mapping``
     convs are excluded because the course never prunes them.
 
     Returns:

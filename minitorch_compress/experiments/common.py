@@ -33,7 +33,7 @@ from minitorch_compress.errors import MinitorchError
 from minitorch_compress.io.checkpoint import atomic_write, json_default
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.nn.module import Module
-from minitorch_compress.paths import LOCAL_RESULTS_DIR, REPO_ROOT, RUNS_DIR
+from minitorch_compress.paths import LOCAL_RESULTS_DIR, REPO_ROOT, RUNS_DIR, shown
 from minitorch_compress.training.evaluate import evaluate
 from minitorch_compress.training.trainer import (
     FinetuneConfig,
@@ -437,6 +437,4 @@ def save_model_file(model: Module, args: argparse.Namespace, name: str) -> dict[
 
     path = args.out_dir / "models" / f"{name}.mtc"
     sizes = write_model_file(model, path)
-    shown = path.resolve().relative_to(REPO_ROOT) if path.resolve().is_relative_to(REPO_ROOT) \
-        else path
-    return {"file": str(shown), "bytes": sizes["bytes"], "ratio": round(sizes["ratio"], 2)}
+    return {"file": shown(path), "bytes": sizes["bytes"], "ratio": round(sizes["ratio"], 2)}

@@ -43,6 +43,7 @@ from minitorch_compress.compression import (
     Masks,
     QuantMode,
     apply_masks,
+    prunable_layers,
     prune_model_by_percentage,
     quantized_state,
     set_weight_quantization,
@@ -65,7 +66,9 @@ from minitorch_compress.experiments.common import (
     weights_id,
 )
 from minitorch_compress.io.checkpoint import load_checkpoint
+from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import ResNet20
+from minitorch_compress.paths import shown
 
 PARTS = ("b", "c", "d", "e")
 FINETUNE_PARTS = ("c", "d", "e")
@@ -102,6 +105,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="part d: start from the pretrained model pruned to 80 %% per "
                              "layer without finetuning, instead of Lab 2 (c)'s best model "
                              "(quick runs and tests; recorded in the result)")
+    parser.add_argument("--sparse-from", type=Path, default=None, metavar="FILE",
+                        help="part d: start from this 80 %%-sparse model (a .mtc model file "
+                             "such as the committed results/models/lab2_c.mtc, or a run's "
+                             "best.npz) instead of <run-root>/lab2_c/best.npz; its zeros in "
+                             "the prunable layers are the mask")
 
 
 def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -112,6 +120,11 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         parser.error(f"--naive-quantizer applies to parts d and e only (got --part {args.part})")
     if args.sparse_from_pretrained and args.part not in ("d", "all"):
         parser.error(f"--sparse-from-pretrained applies to part d only (got --part {args.part})")
+    if args.sparse_from is not None and args.part not in ("d", "all"):
+        parser.error(f"--sparse-from applies to part d only (got --part {args.part})")
+    if args.sparse_from is not None and args.sparse_from_pretrained:
+        parser.error("--sparse-from and --sparse-from-pretrained name two different starts; "
+                     "pick one")
 
 
 def quantizer_mode(part: str, args: argparse.Namespace) -> QuantMode:
@@ -171,19 +184,31 @@ def check_sparse_start(args: argparse.Namespace) -> None:
     """Fail early, in one line, when part (d) has no model to start from.
 
     Raises:
-        CheckpointError: Lab 2 (c)'s checkpoint is missing and --sparse-from-pretrained is
-            not given.
+        CheckpointError: the --sparse-from file is missing, or Lab 2 (c)'s checkpoint is
+            missing and neither --sparse-from nor --sparse-from-pretrained is given.
     """
+    if args.sparse_from is not None:
+        if not args.sparse_from.is_file():
+            raise CheckpointError(f"--sparse-from {args.sparse_from}: no such file")
+        return
     path = lab2_checkpoint(args)
     if not args.sparse_from_pretrained and not path.is_file():
         raise CheckpointError(
             f"Lab 3 (d) starts from Lab 2 (c)'s best 80 %-sparse model and {path} does not "
             "exist: run `python labs/lab2_pruning.py --part c` first (with the same "
-            "--run-root), or pass --sparse-from-pretrained for a quick run from the "
-            "pretrained model pruned to 80 % without finetuning")
+            "--run-root), or start from its committed model file with --sparse-from "
+            "results/models/lab2_c.mtc, or pass --sparse-from-pretrained for a quick run "
+            "from the pretrained model pruned to 80 % without finetuning")
 
 
 # ------------------------------------------------------------------------------ helpers
+def masks_of_zeros(model: ResNet20) -> Masks:
+    """{prunable layer: float32 0/1 mask, 0 exactly where its weight is 0}: the mask of a
+    pruned model read back from its weights (a trained weight is never exactly 0.0)."""
+    return {name: (layer.weight.data != 0).astype(np.float32)
+            for name, layer in prunable_layers(model).items()}
+
+
 def quantized_model(state: dict[str, np.ndarray], bits: int, mode: QuantMode) -> ResNet20:
     """A ResNet-20 holding `state` (float weights) whose body computes with `bits`-bit weights.
 
@@ -272,8 +297,10 @@ def sparse_start(args: argparse.Namespace, data: Cifar10
                  ) -> tuple[dict[str, np.ndarray], Masks, dict[str, Any]]:
     """The 80 %-sparse float model part (d) starts from.
 
-    Lab 2 (c)'s best checkpoint, or with --sparse-from-pretrained the pretrained model pruned
-    to 80 % per layer (no finetuning).
+    Lab 2 (c)'s best checkpoint; with --sparse-from a model file of it (e.g. the committed
+    ``results/models/lab2_c.mtc``, whose float32 weights and batch-norm statistics are the
+    checkpoint's bit for bit), masked by its zeros; with --sparse-from-pretrained the
+    pretrained model pruned to 80 % per layer (no finetuning).
 
     Returns:
         (state, masks, info): the state_dict, {layer name: float32 0/1 mask of the weight's
@@ -286,6 +313,10 @@ def sparse_start(args: argparse.Namespace, data: Cifar10
         masks = prune_model_by_percentage(model, TARGET)
         source = ("pretrained model pruned to 80 % per layer, NOT finetuned "
                   "(--sparse-from-pretrained)")
+    elif args.sparse_from is not None:
+        model = load_pretrained(args.sparse_from)
+        masks = masks_of_zeros(model)
+        source = f"{shown(args.sparse_from)} (--sparse-from: masked by its zeros)"
     else:
         model, masks = lab2.load_sparse_best(args.run_root, part="c")
         apply_masks(model, masks)  # a no-op for a masked run's checkpoint, a guarantee here

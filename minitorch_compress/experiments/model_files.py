@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from minitorch_compress.compression.pipeline import compress_model, write_model_file
@@ -27,7 +26,7 @@ from minitorch_compress.experiments.common import lookup, read_result, write_res
 from minitorch_compress.io import mtc
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import to_sparse
-from minitorch_compress.paths import REPO_ROOT
+from minitorch_compress.paths import shown
 from minitorch_compress.training.evaluate import predict
 
 
@@ -62,10 +61,6 @@ def lab_models() -> list[LabModel]:
     return models
 
 
-def _shown(path: Path) -> str:
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
-
-
 def compress_lab_model(spec: LabModel, args: argparse.Namespace, data: Cifar10,
                        progress: bool) -> dict[str, Any] | None:
     """Write and evaluate one lab model's file; None when its checkpoint is not on disk."""
@@ -87,7 +82,7 @@ def compress_lab_model(spec: LabModel, args: argparse.Namespace, data: Cifar10,
     print(f"  {spec.name}: {sizes['bytes']:,} bytes ({sizes['ratio']:.1f}x), accuracy from "
           f"the file {accuracy:.4f}" + (f" (table: {table:.4f})" if table is not None else ""),
           flush=True)
-    return {"file": _shown(path), "accuracy": accuracy, "table_accuracy": table,
+    return {"file": shown(path), "accuracy": accuracy, "table_accuracy": table,
             "bits": spec.bits, "quantizer": spec.mode if spec.bits else None,
             "sparse_path": {"convs": len(sparse_layers),
                             "accuracy": float((sparse == data.y_test).mean()),

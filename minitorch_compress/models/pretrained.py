@@ -28,7 +28,7 @@ from minitorch_compress.io.checkpoint import (
 )
 from minitorch_compress.io.torch_checkpoint import load_torch_state_dict
 from minitorch_compress.models.resnet import ResNet20
-from minitorch_compress.paths import REPO_ROOT, WEIGHTS_CACHE_DIR
+from minitorch_compress.paths import REPO_ROOT, WEIGHTS_CACHE_DIR, shown
 
 CHECKPOINT_NAME = "pretrained_model.pt"
 _MODEL_PREFIX = "model."
@@ -122,8 +122,7 @@ def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict
         arrays, _ = load_checkpoint(cached)
         return validated(arrays, path)
     state = validated(load_torch_state_dict(path, expected_shapes=expected_shapes()), path)
-    shown = cached.relative_to(REPO_ROOT) if cached.is_relative_to(REPO_ROOT) else cached
-    print(f"converting {path} -> {shown} (once)")
+    print(f"converting {path} -> {shown(cached)} (once)")
     try:
         atomic_write(cached, lambda f: write_npz(f, state))
     except OSError as exc:  # a read-only checkout still works, it just converts every time
