@@ -265,3 +265,39 @@ def test_the_start_comparison_sentence_follows_the_two_gains():
 def test_the_naive_rerun_comparison_is_computed():
     assert lab3_report.closer_to_published(0.80, 0.88, 0.75)
     assert not lab3_report.closer_to_published(0.90, 0.88, 0.75)
+
+
+def test_an_interrupted_part_keeps_its_finished_bit_widths_and_resume_reuses_them(
+        tmp_path, monkeypatch, capsys, synthetic_cifar10_dir, random_resnet20_weights):
+    """Three hour-long finetunes in one part: the widths that finished are in the result file
+    (marked partial) before the next one starts, and --resume on another machine (no run
+    folders) takes them from that file instead of training them again."""
+    out = tmp_path / "results"
+    args = _smoke_args(synthetic_cifar10_dir, random_resnet20_weights, out, tmp_path / "runs")
+    real_finetune, trained = lab3.finetune, []
+
+    def finetune_failing_at_3_bits(model, data, options, run_name, *rest, **kw):
+        if run_name.endswith("3bit"):
+            raise KeyboardInterrupt  # the machine is lost during the second width
+        trained.append(run_name)
+        return real_finetune(model, data, options, run_name, *rest, **kw)
+
+    monkeypatch.setattr(lab3, "finetune", finetune_failing_at_3_bits)
+    assert lab3_script.main(["--part", "c", *args]) != 0
+    partial = _read(out, "lab3_c")
+    assert partial["partial"] is True and partial["bits_finished"] == ["4"]
+    assert set(partial["best_accuracy"]) == {"4"}
+    page = lab3_report.write_report(out).read_text()
+    assert "**Partial:** 4 bits finished, 3, 2 bits still to run" in page
+
+    monkeypatch.setattr(lab3, "finetune", lambda *a, **kw: (trained.append(a[3]),
+                                                              real_finetune(*a, **kw))[1])
+    trained.clear()
+    runs_elsewhere = str(tmp_path / "fresh_runs")  # the checkpoints of the first machine are gone
+    args[args.index("--run-root") + 1] = runs_elsewhere
+    assert lab3_script.main(["--part", "c", "--resume", *args]) == 0
+    assert trained == ["lab3_c_3bit", "lab3_c_2bit"]
+    final = _read(out, "lab3_c")
+    assert "partial" not in final and set(final["best_accuracy"]) == set(BITS)
+    assert final["best_accuracy"]["4"] == partial["best_accuracy"]["4"]
+    assert "reusing the finished width" in capsys.readouterr().out

@@ -58,12 +58,15 @@ from minitorch_compress.experiments import lab2
 from minitorch_compress.experiments.common import (
     accuracy_on_test_set,
     finetune,
+    is_smoke,
     load_lab_data,
     preflight,
     pretrained,
+    read_result,
     run_and_write,
     save_model_file,
     weights_id,
+    write_result,
 )
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.pretrained import load_pretrained
@@ -276,21 +279,87 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         "wall_s_total", "mode", "epochs", "train_images", "test_images"}.
     """
     mode = quantizer_mode("c", args)
-    out: dict[str, dict[str, Any]] = {key: {} for key in (
-        "best_accuracy", "history", "final_accuracy", "best_epoch", "max_nonzero_levels",
-        "wall_s", "model_file")}
-    for bits in BITS_QAT:
+
+    def one_width(bits: str) -> dict[str, Any]:
         model = pretrained(args)
         set_weight_quantization(model, int(bits), QUANTIZED_LAYERS, mode)
         result = finetune(model, data, args, run_name("c", args, bits), script=SCRIPT)
-        for key in ("best_accuracy", "history", "final_accuracy", "best_epoch", "wall_s"):
-            out[key][bits] = result[key]
-        out["model_file"][bits] = save_model_file(model, args, model_name("c", args, bits))
-        out["max_nonzero_levels"][bits] = max(nonzero_levels(model).values())
         print(f"  (c) {bits} bits ({mode}): best {result['best_accuracy']:.4f}", flush=True)
-    return {**out, "wall_s_total": round(sum(out["wall_s"].values()), 1), "mode": mode,
-            "epochs": args.epochs, "train_images": len(data.y_train),
-            "test_images": len(data.y_test)}
+        return {**{key: result[key] for key in (
+                    "best_accuracy", "history", "final_accuracy", "best_epoch", "wall_s")},
+                "model_file": save_model_file(model, args, model_name("c", args, bits)),
+                "max_nonzero_levels": max(nonzero_levels(model).values())}
+
+    context = {"mode": mode, "epochs": args.epochs, "train_images": len(data.y_train),
+               "test_images": len(data.y_test)}
+    out = each_bit_width(args, "c", PER_BIT_KEYS["c"], context, one_width)
+    return {**out, "wall_s_total": round(sum(out["wall_s"].values()), 1), **context}
+
+
+# Part (c) and (d) results hold one entry per bit width under each of these keys.
+PER_BIT_KEYS = {
+    "c": ("best_accuracy", "history", "final_accuracy", "best_epoch", "max_nonzero_levels",
+          "wall_s", "model_file"),
+    "d": ("before", "after", "sparsity", "quantized_sparsity", "max_nonzero_levels", "history",
+          "final_accuracy", "best_epoch", "wall_s", "model_file"),
+    "d_naive": ("masked_before", "zeros_destroyed"),
+}
+
+
+def each_bit_width(args: argparse.Namespace, part: str, keys: tuple[str, ...],
+                   context: dict[str, Any],
+                   one_width: Callable[[str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Run `one_width(bits)` for 4, 3 and 2 bits, recording each width as it finishes.
+
+    A part of three hour-long finetunes must not lose a finished one: after each width but
+    the last, ``<out-dir>/<result>.json`` is written with the widths so far, ``"partial":
+    true`` and ``"bits_finished"`` (the report shows them as such). With --resume, the widths
+    such a file records are taken from it instead of being run again, provided it was made
+    with the same settings (`context`, epochs and image counts), so a run interrupted on one
+    machine continues on another from the committed file alone.
+
+    Returns:
+        {key: {bits: value}} for each key of `keys`.
+    """
+    name = result_name(part, args)
+    done = finished_bit_widths(args, name, keys, context)
+    out: dict[str, dict[str, Any]] = {key: {} for key in keys}
+    for bits in BITS_QAT:
+        if bits in done:
+            print(f"  ({part}) {bits} bits: reusing the finished width recorded in "
+                  f"{shown(args.out_dir / name)}.json (--resume)", flush=True)
+        values = done.get(bits) or one_width(bits)
+        for key in keys:
+            out[key][bits] = values[key]
+        finished = [b for b in BITS_QAT if b in out[keys[0]]]
+        if len(finished) < len(BITS_QAT):
+            write_result(args.out_dir, name, {**out, **context, "partial": True,
+                                              "bits_finished": finished},
+                         args, sum(out["wall_s"].values()), script=SCRIPT)
+    return out
+
+
+def finished_bit_widths(args: argparse.Namespace, name: str, keys: tuple[str, ...],
+                        context: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The widths a partial result file made with these settings already holds (--resume).
+
+    Returns:
+        {bits: {key: value}}; empty without --resume, without a partial file, or when the
+        file was made with other settings (then the widths are run again).
+    """
+    previous = read_result(args.out_dir, name) if args.resume else None
+    if previous is None or not previous.get("partial"):
+        return {}
+    meta = previous.get("_meta", {})
+    same = (meta.get("smoke") == is_smoke(args, True) and meta.get("epochs") == args.epochs
+            and meta.get("train_subset") == args.subset
+            and meta.get("test_subset") == args.test_subset
+            and all(previous.get(key) == value for key, value in context.items()))
+    if not same:
+        print(f"  note: {shown(args.out_dir / name)}.json was made with other settings; its "
+              "finished widths are run again", flush=True)
+        return {}
+    return {b: {key: previous[key][b] for key in keys} for b in previous["bits_finished"]}
 
 
 def sparse_start(args: argparse.Namespace, data: Cifar10
@@ -350,37 +419,39 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     """
     mode = quantizer_mode("d", args)
     state, masks, start = sparse_start(args, data)
-    out: dict[str, dict[str, Any]] = {key: {} for key in (
-        "before", "after", "sparsity", "quantized_sparsity", "max_nonzero_levels", "history",
-        "final_accuracy", "best_epoch", "wall_s", "model_file")}
-    naive: dict[str, Any] = {"masked_before": {}, "zeros_destroyed": {}, "zeros": 0}
-    for bits in BITS_QAT:
+    keys = PER_BIT_KEYS["d"] + (PER_BIT_KEYS["d_naive"] if args.naive_quantizer else ())
+
+    def one_width(bits: str) -> dict[str, Any]:
         model = quantized_model(state, int(bits), mode)
-        out["before"][bits] = accuracy_on_test_set(model, data, args, f"(d) {bits} bits before")
+        values: dict[str, Any] = {
+            "before": accuracy_on_test_set(model, data, args, f"(d) {bits} bits before")}
         if args.naive_quantizer:
-            naive["zeros"] = _quantized_layer_zeros(model)
-            naive["zeros_destroyed"][bits] = sum(
+            values["zeros_destroyed"] = sum(
                 zeros_destroyed(layer.weight.data, int(bits), mode)
                 for layer in weight_layers(model).values() if layer.weight_transform is not None)
-            naive["masked_before"][bits] = accuracy_on_test_set(
+            values["masked_before"] = accuracy_on_test_set(
                 quantized_model(state, int(bits), "masked"), data, args, f"(d) {bits} masked")
         result = finetune(model, data, args, run_name("d", args, bits), [MaskHook(masks)],
                           script=SCRIPT)
-        out["after"][bits] = result["best_accuracy"]
-        for key in ("history", "final_accuracy", "best_epoch", "wall_s"):
-            out[key][bits] = result[key]
-        out["model_file"][bits] = save_model_file(model, args, model_name("d", args, bits))
+        values["after"] = result["best_accuracy"]
+        values.update({key: result[key] for key in (
+            "history", "final_accuracy", "best_epoch", "wall_s")})
+        values["model_file"] = save_model_file(model, args, model_name("d", args, bits))
         # `finetune` left the best epoch's weights in the model: describe that model
-        out["sparsity"][bits] = sparsity_report(model)[1]
-        out["quantized_sparsity"][bits] = sparsity_report(model, effective=True)[1]
-        out["max_nonzero_levels"][bits] = max(nonzero_levels(model).values())
-        print(f"  (d) {bits} bits ({mode}): before {out['before'][bits]:.4f}, after "
-              f"{out['after'][bits]:.4f}, sparsity {out['sparsity'][bits]:.4f} (computed "
-              f"with: {out['quantized_sparsity'][bits]:.4f})", flush=True)
-    return {**out, **(naive if args.naive_quantizer else {}),
-            "wall_s_total": round(sum(out["wall_s"].values()), 1), "start": start,
-            "mode": mode, "epochs": args.epochs, "train_images": len(data.y_train),
-            "test_images": len(data.y_test)}
+        values["sparsity"] = sparsity_report(model)[1]
+        values["quantized_sparsity"] = sparsity_report(model, effective=True)[1]
+        values["max_nonzero_levels"] = max(nonzero_levels(model).values())
+        print(f"  (d) {bits} bits ({mode}): before {values['before']:.4f}, after "
+              f"{values['after']:.4f}, sparsity {values['sparsity']:.4f} (computed "
+              f"with: {values['quantized_sparsity']:.4f})", flush=True)
+        return values
+
+    context = {"start": start, "mode": mode, "epochs": args.epochs,
+               "train_images": len(data.y_train), "test_images": len(data.y_test)}
+    if args.naive_quantizer:
+        context["zeros"] = _quantized_layer_zeros(quantized_model(state, 4, mode))
+    out = each_bit_width(args, "d", keys, context, one_width)
+    return {**out, "wall_s_total": round(sum(out["wall_s"].values()), 1), **context}
 
 
 def part_e(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:

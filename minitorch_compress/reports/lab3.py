@@ -141,12 +141,12 @@ def _summary(results: dict[str, dict[str, Any]]) -> list[str]:
         if name in results:
             r = results[name]
             rows += [(f"{_variant(name, r)}: QAT {b} bits (best)", r["best_accuracy"][b],
-                      pub.LAB3_C[b], r) for b in BITS_QAT]
+                      pub.LAB3_C[b], r) for b in finished(r)]
     for name in ("lab3_d", "lab3_d_symmetric"):
         if name in results:
             r = results[name]
             rows += [(f"{_variant(name, r)}: sparse + {b} bits, after finetuning (best)",
-                      r["after"][b], pub.LAB3_D_AFTER[b], r) for b in BITS_QAT]
+                      r["after"][b], pub.LAB3_D_AFTER[b], r) for b in finished(r)]
     for name in ("lab3_e", "lab3_e_symmetric"):
         if name in results:
             r = results[name]
@@ -240,6 +240,20 @@ def _section_b(results: dict[str, dict[str, Any]]) -> list[str]:
     return L
 
 
+def finished(r: dict[str, Any]) -> tuple[str, ...]:
+    """The bit widths a (c)/(d) result holds: all three, or those a partial file finished."""
+    return tuple(r.get("bits_finished", BITS_QAT))
+
+
+def partial_note(r: dict[str, Any]) -> list[str]:
+    """A line saying a (c)/(d) result is partial, or nothing."""
+    if not r.get("partial"):
+        return []
+    pending = [b for b in BITS_QAT if b not in finished(r)]
+    return [f"**Partial:** {', '.join(finished(r))} bits finished, {', '.join(pending)} bits "
+            "still to run (the same command with `--resume` continues).", ""]
+
+
 def _history_table(r: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
     """"Test accuracy per epoch:" and its table, one column per bit width in `keys`."""
     L = ["", "Test accuracy per epoch:", "",
@@ -263,7 +277,8 @@ def _section(results: dict[str, dict[str, Any]], part: str, heading: str, not_ru
     L += [intro, ""]
     for n in names:
         r = results[n]
-        L += [f"### {_variant(n, r)} — {run_label(r['_meta'])}", "", *per_variant(n, r)]
+        L += [f"### {_variant(n, r)} — {run_label(r['_meta'])}", "", *partial_note(r),
+              *per_variant(n, r)]
     return L
 
 
@@ -272,13 +287,13 @@ def _section_c(results: dict[str, dict[str, Any]]) -> list[str]:
         b_result = results.get("lab3_b_symmetric" if name.endswith("symmetric") else "lab3_b")
         L = ["| bits | before (b) | best | best epoch | final | published | difference |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-        for b in BITS_QAT:
+        for b in finished(r):
             before = b_result["accuracy"][b] if b_result else None
             L.append(f"| {b} | {fmt(before)} | {fmt(r['best_accuracy'][b])} | "
                      f"{r.get('best_epoch', {}).get(b, '—')} | "
                      f"{fmt(r.get('final_accuracy', {}).get(b))} | {fmt(pub.LAB3_C[b])} | "
                      f"{fmt_diff(r['best_accuracy'][b], pub.LAB3_C[b])} |")
-        return L + _history_table(r, BITS_QAT)
+        return L + _history_table(r, finished(r))
 
     return _section(
         results, "c", "(c) quantization-aware finetuning",
@@ -297,7 +312,7 @@ def _section_d(results: dict[str, dict[str, Any]]) -> list[str]:
              "| bits | before | published before | after (best) | published after | "
              "difference | final | sparsity | quantized | max non-zero levels |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for b in BITS_QAT:
+        for b in finished(r):
             L.append(f"| {b} | {fmt(r['before'][b])} | ~{pub.LAB3_D_BEFORE_APPROX:.2f} | "
                      f"{fmt(r['after'][b])} | {fmt(pub.LAB3_D_AFTER[b])} | "
                      f"{fmt_diff(r['after'][b], pub.LAB3_D_AFTER[b])} | "
@@ -305,7 +320,7 @@ def _section_d(results: dict[str, dict[str, Any]]) -> list[str]:
                      f"{fmt(r['sparsity'][b])} | "
                      f"{fmt(r.get('quantized_sparsity', {}).get(b))} | "
                      f"{r.get('max_nonzero_levels', {}).get(b, '—')} |")
-        return L + _history_table(r, BITS_QAT)
+        return L + _history_table(r, finished(r))
 
     return _section(
         results, "d", "(d) 80 %-sparse and quantized",
@@ -341,12 +356,13 @@ def _section_naive(results: dict[str, dict[str, Any]]) -> list[str]:
          "sparse and no longer the trained network. The fix is the mask-aware quantizer: "
          "scale over the non-zero weights only and keep zeros at 0.", ""]
     if "lab3_d_naive" not in results:
-        return L + ["_Our numbers for both quantizers: run `python labs/lab3_quantization.py "
-                    "--part d --naive-quantizer` (evaluation only)._", ""]
+        L += ["_Our numbers for both quantizers: run `python labs/lab3_quantization.py "
+              "--part d --naive-quantizer` (evaluation only)._", ""]
+        return L + _naive_e(results)
     r = results["lab3_d_naive"]
     start = r.get("start", {})
     if "after" in r:
-        L += _naive_finetune_tables(results)
+        L += partial_note(r) + _naive_finetune_table(results)
     L += [f"Our measurement — {run_label(r['_meta'])}, {r.get('test_images', '?')} test "
           f"images, start: {start.get('source', '?')} (float accuracy "
           f"{fmt(start.get('float_accuracy'))}, sparsity {fmt(start.get('sparsity'))}), no "
@@ -354,7 +370,7 @@ def _section_naive(results: dict[str, dict[str, Any]]) -> list[str]:
           "| bits | plain asymmetric (the mistake) | mask-aware | published | zeros destroyed "
           "| sparsity computed with, plain asymmetric |",
           "|---|---:|---:|---:|---:|---:|"]
-    for b in BITS_QAT:
+    for b in finished(r):
         zeros = r.get("zeros") or 0
         destroyed = r["zeros_destroyed"][b]
         share = f" ({destroyed / zeros:.1%})" if zeros else ""
@@ -363,13 +379,8 @@ def _section_naive(results: dict[str, dict[str, Any]]) -> list[str]:
                  f"{fmt(r['quantized_sparsity'][b])} |")
     L += ["", "(\"zeros destroyed\": exact zeros of the quantized (body) layers that the "
           "quantizer moves to a non-zero level, `zeros_destroyed`; the sparsity column counts "
-          "the weights the prunable layers compute with.)", "",
-          "In (e) the same mistake would act on every forward of the QAT run: the pruned "
-          "float weights stay 0 but the network computes with them at that non-zero level, "
-          "a fixed offset on 80 % of the weights that the training has to work against; we "
-          f"read the published {fmt(pub.LAB3_E)} as that, but we have not rerun the published "
-          "code, so this is an interpretation of its figures, not a measurement.", ""]
-    return L
+          "the weights the prunable layers compute with.)", ""]
+    return L + _naive_e(results)
 
 
 def closer_to_published(naive: float, masked: float, published: float) -> bool:
@@ -377,9 +388,9 @@ def closer_to_published(naive: float, masked: float, published: float) -> bool:
     return abs(naive - published) < abs(masked - published)
 
 
-def _naive_finetune_tables(results: dict[str, dict[str, Any]]) -> list[str]:
-    """(d) and (e) finetuned with the plain asymmetric quantizer, beside the published
-    figures and our mask-aware runs, with what the comparison shows (computed)."""
+def _naive_finetune_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """(d) finetuned with the plain asymmetric quantizer, beside the published figures and
+    our mask-aware runs, with what the comparison shows (computed)."""
     naive, masked = results["lab3_d_naive"], results.get("lab3_d")
     L = [f"Measured: the same (d) finetuning with the plain asymmetric quantizer "
          f"({run_label(naive['_meta'])}; mask on the float weights fixed as before):", "",
@@ -387,31 +398,46 @@ def _naive_finetune_tables(results: dict[str, dict[str, Any]]) -> list[str]:
          "mask-aware after (ours) | computed-with sparsity, plain |",
          "|---|---:|---:|---:|---:|---:|---:|"]
     nearer = []
-    for b in BITS_QAT:
-        ours = masked["after"][b] if masked else None
+    for b in finished(naive):
+        ours = masked["after"].get(b) if masked else None
         L.append(f"| {b} | ~{pub.LAB3_D_BEFORE_APPROX:.2f} | {fmt(naive['before'][b])} | "
                  f"{fmt(pub.LAB3_D_AFTER[b])} | {fmt(naive['after'][b])} | {fmt(ours)} | "
                  f"{fmt(naive['quantized_sparsity'][b])} |")
         if ours is not None:
-            nearer.append(closer_to_published(naive["after"][b], ours, pub.LAB3_D_AFTER[b]))
+            nearer.append((b, closer_to_published(naive["after"][b], ours, pub.LAB3_D_AFTER[b])))
     if nearer:
-        which = [b for b, n in zip(BITS_QAT, nearer, strict=True) if n]
+        which = [b for b, n in nearer if n]
         L += ["", f"The plain-quantizer rerun lands nearer the published (d) than our "
               f"mask-aware run at {len(which)} of {len(nearer)} bit widths"
               + (f" ({', '.join(which)} bits)" if which else "") + "."]
-    if (e_naive := results.get("lab3_e_naive")) is not None:
-        e_ours = results.get("lab3_e", {}).get("best_accuracy")
-        L += ["", "| (e) | published | plain asymmetric (rerun) | mask-aware (ours) | "
-              "computed-with sparsity, plain |", "|---|---:|---:|---:|---:|",
-              f"| best | {fmt(pub.LAB3_E)} | {fmt(e_naive['best_accuracy'])} | "
-              f"{fmt(e_ours)} | {fmt(e_naive.get('quantized_total_sparsity'))} |"]
-        if e_ours is not None:
-            nearer_e = closer_to_published(e_naive["best_accuracy"], e_ours, pub.LAB3_E)
-            L += ["", "For (e) the plain-quantizer rerun lands "
-                  + ("nearer" if nearer_e else "no nearer")
-                  + f" the published {fmt(pub.LAB3_E)} than our mask-aware run" + (
-                      ", which supports reading the published figure as that mistake."
-                      if nearer_e else ", so that mistake alone does not explain it.")]
+    return L + [""]
+
+
+def _naive_e(results: dict[str, dict[str, Any]]) -> list[str]:
+    """(e) with the plain asymmetric quantizer: the rerun beside ours and the published
+    figure, with what it shows (computed); without the rerun, the reading it would test."""
+    e_naive = results.get("lab3_e_naive")
+    if e_naive is None:
+        return ["In (e) the same mistake would act on every forward of the QAT run: the pruned "
+                "float weights stay 0 but the network computes with them at that non-zero "
+                "level, a fixed offset on 80 % of the weights that the training has to work "
+                f"against; we read the published {fmt(pub.LAB3_E)} as that, but until "
+                "`python labs/lab3_quantization.py --part e --naive-quantizer` has run this is "
+                "an interpretation of its figures, not a measurement.", ""]
+    e_ours = results.get("lab3_e", {}).get("best_accuracy")
+    L = [f"Measured: (e) rerun with the plain asymmetric quantizer ({run_label(e_naive['_meta'])}"
+         "; the same global iterative pruning schedule):", "",
+         "| (e) | published | plain asymmetric (rerun) | mask-aware (ours) | "
+         "computed-with sparsity, plain |", "|---|---:|---:|---:|---:|",
+         f"| best | {fmt(pub.LAB3_E)} | {fmt(e_naive['best_accuracy'])} | "
+         f"{fmt(e_ours)} | {fmt(e_naive.get('quantized_total_sparsity'))} |"]
+    if e_ours is not None:
+        nearer_e = closer_to_published(e_naive["best_accuracy"], e_ours, pub.LAB3_E)
+        L += ["", "For (e) the plain-quantizer rerun lands "
+              + ("nearer" if nearer_e else "no nearer")
+              + f" the published {fmt(pub.LAB3_E)} than our mask-aware run" + (
+                  ", which supports reading the published figure as that mistake."
+                  if nearer_e else ", so that mistake alone does not explain it.")]
     return L + [""]
 
 
