@@ -9,8 +9,10 @@ Usage (from the repository root)::
 Every part is run with the assignment's full-batch schedule (the one to report) and, for
 comparison, with the per-sample schedule a published solution used by mistake. The whole run
 takes about a second plus the plotting. The maths lives in ``minitorch_compress.linear``, the
-experiment in ``minitorch_compress.experiments.lab1``, its table, figures and JSON in
-``minitorch_compress.experiments.lab1_report``.
+experiment (the runs and every number the report quotes, as the JSON payload) in
+``minitorch_compress.experiments.lab1``, the page and the figures in
+``minitorch_compress.reports.lab1``; ``python -m minitorch_compress report --all`` re-renders
+``lab1.md`` from ``lab1.json`` alone.
 
 Options shared with the other labs are accepted so one orchestrator can call every lab the same
 way: ``--epochs`` is an alias for ``--steps``; ``--subset`` and ``--resume`` are accepted and
@@ -20,10 +22,12 @@ ignored (there is no data set to subsample and nothing worth resuming).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from minitorch_compress.cli import OneLineParser, ensure_writable_dir, positive_int, run_cli
-from minitorch_compress.experiments import lab1, lab1_report
+from minitorch_compress.experiments import lab1
+from minitorch_compress.io.checkpoint import atomic_write
 from minitorch_compress.paths import LOCAL_RESULTS_DIR
 
 
@@ -35,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--epochs",
         dest="steps",
         type=positive_int,
-        default=200,
+        default=lab1.DEFAULT_STEPS,
         help="optimisation steps per case (default 200, the assignment); --epochs is an alias",
     )
     parser.add_argument(
@@ -62,12 +66,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run every case and write the outputs (the folder is checked before any work)."""
+    """Run every case and write lab1.json, lab1.md and the figures (the folder is checked
+    before any work)."""
+    from minitorch_compress.reports import lab1 as report
+
     ensure_writable_dir(args.out_dir, "--out-dir")
     results = lab1.run_all(args.steps)
-    written = lab1_report.write_outputs(results, args.out_dir, args.steps)
-    print(lab1_report.summary(results))
-    print(f"wrote {written['markdown']}, {written['json']} and {len(written['figures'])} figures")
+    document = {**lab1.payload(results, args.steps), "_meta": lab1.provenance(args.steps)}
+    json_path, md_path = args.out_dir / "lab1.json", args.out_dir / "lab1.md"
+    text = json.dumps(document, indent=2) + "\n"
+    atomic_write(json_path, lambda f: f.write(text.encode()))
+    md_path.write_text(report.render_lab1(document), encoding="utf-8")
+    figures = report.write_figures(results, args.out_dir / report.FIGURE_DIR)
+    print(report.summary(document))
+    print(f"wrote {md_path}, {json_path} and {len(figures)} figures")
     return 0
 
 

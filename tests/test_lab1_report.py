@@ -1,12 +1,32 @@
-"""Lab 1's report: each sentence that compares or concludes follows the computed values."""
+"""Lab 1's report: each sentence that compares or concludes follows the computed values.
+
+The report is rendered from the JSON alone (`reports.lab1.render_lab1`), so each test takes
+the document of one real run, changes the value a sentence depends on, and checks that the
+sentence changes with it.
+"""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import copy
+import json
 
 import numpy as np
+import pytest
 
-from minitorch_compress.experiments import lab1_report as report
+from minitorch_compress.experiments import lab1
+from minitorch_compress.paths import RESULTS_DIR
+from minitorch_compress.reports import lab1 as report
+
+
+@pytest.fixture(scope="module")
+def document():
+    """The JSON document of a real 200-step run (the lab takes about a second)."""
+    return json.loads(json.dumps(lab1.payload(lab1.run_all(200), 200)))
+
+
+def test_the_committed_page_is_rendered_from_the_committed_json():
+    committed = json.loads((RESULTS_DIR / "lab1.json").read_text())
+    assert report.render_lab1(committed) == (RESULTS_DIR / "lab1.md").read_text()
 
 
 def test_a_tie_at_the_first_update_is_found_and_resolved_to_the_earlier_index():
@@ -22,26 +42,92 @@ def test_support_segments_name_every_change_of_support():
 
 
 def test_the_boundary_sentence_follows_the_computed_threshold():
-    run = SimpleNamespace(final_W=np.array([0.0, 2.2, 1e-15, 0.0, -0.67]))
-    assert "sits on that boundary" in report.boundary_sentence(0.04, 0.04, run, 200)
-    assert "is above that boundary" in report.boundary_sentence(0.05, 0.04, run, 200)
-    assert "is below that boundary" in report.boundary_sentence(0.03, 0.04, run, 200)
+    w = [0.0, 2.2, 1e-15, 0.0, -0.67]
+    assert "sits on that boundary" in report.boundary_sentence(0.04, 0.04, w, 200)
+    assert "is above that boundary" in report.boundary_sentence(0.05, 0.04, w, 200)
+    assert "is below that boundary" in report.boundary_sentence(0.03, 0.04, w, 200)
 
 
-def _runs(ps_final, fb_final=(0.0, 2.2, 0.0, 0.0, -0.6667)):
-    def history(final):
-        final = np.asarray(final, float)
-        return SimpleNamespace(final_W=final, final_loss=0.1, weights=[np.zeros(5), final],
-                               nnz=int(np.count_nonzero(final)))
-
-    return SimpleNamespace(c_ps=history(ps_final), c_fb=history(fb_final), steps=1)
+def _with(document, change):
+    flipped = copy.deepcopy(document)
+    change(flipped)
+    return report.Lab1Results(flipped)
 
 
-def test_the_per_sample_sentence_flips_with_the_support_it_ends_on():
-    evidence = SimpleNamespace(w_star=np.array([1.0, 3.0, 0, 0, 0]), c_ps_supports=["{w1, w2}"],
-                               c_ps_first=np.array([-0.2, 0.4, 0.2, 0.2, -0.2]))
-    same = report.per_sample_c_sentence(_runs((0.0, 2.2, 0.0, 0.0, -0.669)), evidence)
-    assert same.startswith("The per-sample run lands on the same support")
-    other = report.per_sample_c_sentence(_runs((1.0, 3.0, 0.0, 0.0, 0.0)), evidence)
-    assert "lands elsewhere: on {w1, w2}, W*'s support" in other
-    assert "keeps the earliest, w1" in other
+def test_the_per_sample_sentence_flips_with_the_support_it_ends_on(document):
+    r = report.Lab1Results(document)
+    assert "lands elsewhere: on {w1, w2}, W*'s support" in report.per_sample_c_sentence(r)
+    assert "keeps the earliest, w1" in report.per_sample_c_sentence(r)
+
+    def same_as_full_batch(d):
+        d["per_sample"]["c"]["W"] = list(d["full_batch"]["c"]["W"])
+
+    assert report.per_sample_c_sentence(_with(document, same_as_full_batch)).startswith(
+        "The per-sample run lands on the same support")
+
+
+def test_the_l1_reading_of_the_reference_points_follows_the_norms(document):
+    text = " ".join(report.reference_lines(report.Lab1Results(document)))
+    assert "W* is not the smallest-L1 exact fit" in text
+
+    def small_w_star(d):
+        d["evidence"]["w_star"] = [1.0, 1.0, 0.0, 0.0, 0.0]
+
+    flipped = " ".join(report.reference_lines(_with(document, small_w_star)))
+    assert "not the smallest-L1" not in flipped and "at least as small in L1" in flipped
+
+
+def test_the_subgradient_sentences_follow_the_final_weights(document):
+    text = report.part_d_commentary(report.Lab1Results(document))[0]
+    assert "L grows with lambda" in text
+    assert "The two largest entries are w2 and w5 for every lambda, as in (e)" in text
+
+    def other_top_two(d):
+        d["full_batch"]["d"]["2.0"]["W"] = [3.0, 2.0, 0.0, 0.0, 0.0]
+        d["full_batch"]["d"]["2.0"]["loss"] = 0.0
+
+    flipped = report.part_d_commentary(_with(document, other_top_two))[0]
+    assert "L is not monotone in lambda" in flipped
+    assert "The two largest entries change with lambda" in flipped
+    assert "lambda = 2.0: w1 and w2" in flipped
+
+
+def test_the_prox_sentences_follow_the_support_and_the_kkt_check(document):
+    text = report.part_e_commentary(report.Lab1Results(document))[0]
+    assert "not on W*'s support" in text and "the converged runs are lasso minimisers" in text
+
+    def on_w_star_and_not_a_minimiser(d):
+        d["full_batch"]["e"]["0.04"]["W"] = [0.9, 2.9, 0.0, 0.0, 0.0]
+        d["evidence"]["e_last_ls"] = [1.0, 3.0, 0.0, 0.0, 0.0]
+        d["evidence"]["kkt_fb"][-1] = 0.5
+
+    flipped = report.part_e_commentary(_with(document, on_w_star_and_not_a_minimiser))[0]
+    assert "and on W*'s support" in flipped
+    assert "not every converged run satisfies them" in flipped
+
+
+def test_the_trimmed_sentences_follow_where_the_runs_end(document):
+    text = report.part_f_commentary(report.Lab1Results(document))[0]
+    assert "the result is the projected-GD point" in text and "misses W*" in text
+
+    def trimmed_finds_w_star(d):
+        d["full_batch"]["f"]["0.2"]["W"] = [1.0, 3.0, 0.0, 0.0, 0.0]
+
+    flipped = report.part_f_commentary(_with(document, trimmed_finds_w_star))[0]
+    assert "is not the projected-GD point" in flipped
+    assert "Unlike the projection it ends on {w1, w2} and finds W*'s support" in flipped
+
+
+def test_the_schedule_items_follow_the_measured_gaps(document):
+    r = report.Lab1Results(document)
+    assert "much closer to full-batch runs with 3x the penalty" in report.penalty_item(r)
+    assert "somewhat faster per step" in report.data_term_item(r)
+
+    def per_sample_matches_the_same_penalty(d):
+        d["evidence"]["e_vs"][0][1] = 0.0  # per sample equal to full batch with the same t
+        ps = d["evidence"]["probe_losses"]
+        ps["per_sample"] = [2 * x for x in ps["full_batch"]]
+
+    flipped = _with(document, per_sample_matches_the_same_penalty)
+    assert "in 7 of 8 cases" in report.penalty_item(flipped)
+    assert "not faster per step" in report.data_term_item(flipped)

@@ -400,19 +400,26 @@ def test_lab_script_writes_json_table_and_figures(tmp_path, monkeypatch):
         "e": {"0.004", "0.01", "0.02", "0.04"},
         "f": {"0.02", "0.04", "0.1", "0.2"},
     }
-    assert set(data) == {"full_batch", "per_sample"}
-    for schedule in data.values():
+    assert set(data) == {"full_batch", "per_sample", "steps", "evidence", "_meta"}
+    assert data["steps"] == 40 and data["_meta"]["command"].endswith("--steps 40")
+    for schedule in (data["full_batch"], data["per_sample"]):
         assert set(schedule) == {"b", "c", "d", "e", "f"}
         cases = [schedule["b"], schedule["c"]]
         for part, expected in keys.items():
             assert set(schedule[part]) == expected
             cases += list(schedule[part].values())
         for case in cases:
-            assert set(case) == {"W", "loss", "nnz"}
+            assert set(case) == {"W", "loss", "nnz", "last_change"}
             assert len(case["W"]) == 5 and all(isinstance(w, float) for w in case["W"])
             assert isinstance(case["loss"], float) and isinstance(case["nnz"], int)
             assert case["nnz"] == sum(abs(w) > 1e-8 for w in case["W"])
     assert data["full_batch"]["c"]["nnz"] == 2
+    assert len(data["evidence"]["c_supports"]) == 40  # one support per step
+
+    # the page is a pure function of the JSON: re-rendered from it alone, it is the same
+    from minitorch_compress.reports import lab1 as report
+
+    assert report.render_lab1(data) == (tmp_path / "lab1.md").read_text()
 
     table = (tmp_path / "lab1.md").read_text()
     assert "python labs/lab1_sparse_linear.py" in table and "40 steps" in table

@@ -1,7 +1,9 @@
 """Reports: pure functions from result files (JSON, plus the figures they write) to pages.
 
 * `format`  - number formats, run labels, page head/tail, shortfall notes, accuracy figure;
+* `lab1` - ``lab1.md`` from ``lab1.json``, and Lab 1's figures from the runs' histories;
 * `lab2`, `lab3` - ``lab2.md`` / ``lab3.md`` and their figures;
+* `compression` - ``compression.md``, the lab models as compressed files;
 * `summary` - ``REPORT.md``, every lab beside the published numbers, and progress snapshots.
 
 Experiments (`minitorch_compress.experiments`) run and write JSON; they never import this
