@@ -1,4 +1,5 @@
-"""Model compression (Labs 2 and 3): masks, magnitude pruning, STE quantization, reports."""
+"""Model compression (Labs 2-4): masks, magnitude pruning, STE quantization, channel pruning
+(group Lasso and the smaller dense network it leaves), reports."""
 
 from minitorch_compress.compression.masks import (
     MaskHook,
@@ -38,6 +39,15 @@ from minitorch_compress.compression.quant import (
     set_weight_quantization,
     zeros_destroyed,
 )
+from minitorch_compress.compression.structured import (
+    GroupLassoHook,
+    group_norms,
+    group_soft_threshold,
+    l1_filter_keep,
+    resnet20_macs,
+    shrink,
+    surviving_channels,
+)
 
 __all__ = [
     "Masks", "MaskHook", "apply_masks", "layers_by_name", "mask_from_weights",
@@ -48,4 +58,6 @@ __all__ = [
     "MODES", "QuantMode", "QuantizeSTE", "WeightQuantizer", "clear_weight_quantization",
     "quantization_step", "quantize_array", "quantize_ste", "quantized_state",
     "set_weight_quantization", "zeros_destroyed",
+    "GroupLassoHook", "group_norms", "group_soft_threshold", "l1_filter_keep",
+    "resnet20_macs", "shrink", "surviving_channels",
 ]

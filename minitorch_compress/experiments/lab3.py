@@ -43,7 +43,7 @@ from minitorch_compress.compression import (
     Masks,
     QuantMode,
     apply_masks,
-    prunable_layers,
+    mask_from_weights,
     prune_model_by_percentage,
     quantized_state,
     set_weight_quantization,
@@ -205,13 +205,6 @@ def check_sparse_start(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------ helpers
-def masks_of_zeros(model: ResNet20) -> Masks:
-    """{prunable layer: float32 0/1 mask, 0 exactly where its weight is 0}: the mask of a
-    pruned model read back from its weights (a trained weight is never exactly 0.0)."""
-    return {name: (layer.weight.data != 0).astype(np.float32)
-            for name, layer in prunable_layers(model).items()}
-
-
 def quantized_model(state: dict[str, np.ndarray], bits: int, mode: QuantMode) -> ResNet20:
     """A ResNet-20 holding `state` (float weights) whose body computes with `bits`-bit weights.
 
@@ -384,7 +377,7 @@ def sparse_start(args: argparse.Namespace, data: Cifar10
                   "(--sparse-from-pretrained)")
     elif args.sparse_from is not None:
         model = load_pretrained(args.sparse_from)
-        masks = masks_of_zeros(model)
+        masks = mask_from_weights(model)  # a trained weight is never exactly 0.0
         source = f"{shown(args.sparse_from)} (--sparse-from: masked by its zeros)"
     else:
         model, masks = lab2.load_sparse_best(args.run_root, part="c")

@@ -1,0 +1,203 @@
+"""Structured (channel) sparsity: group Lasso on ResNet-20's block-internal channels, and
+removing the channels it zeroes so the network becomes a smaller dense one.
+
+Unstructured pruning zeroes single weights and leaves every tensor its full shape; a dense
+kernel does the same work on the zeros. Channel pruning removes whole channels, so the
+convs that remain are smaller dense convs and every kernel gets faster. In a ResNet block
+the residual path fixes the width of the block's input and output (the shortcut adds them),
+but the *block-internal* width is free: output channel k of ``conv1``, its batch norm, its
+ReLU, and input channel k of ``conv2`` form one group that can go as a whole.
+
+Group k of block i holds (0-based, ``mid`` = the block's internal width)::
+
+    body_op.i.conv1.0.conv.weight[k, :, :, :]   conv1's filter k        (mid, C_in, 3, 3)
+    body_op.i.conv1.1.weight[k], .bias[k]       its batch norm's gamma and beta
+    body_op.i.conv2.0.conv.weight[:, k, :, :]   conv2's input column k  (C_out, mid, 3, 3)
+
+When conv1's filter, gamma and beta of a group are all 0, the channel after batch norm and
+ReLU is 0 for every input (BN computes gamma * (x - mean) / std + beta), so whatever conv2's
+column k holds, it adds nothing: removing the group (`shrink`) changes no output.
+
+The group-Lasso penalty lambda * sum_g ||g||_2 is optimised like Lab 1 (e)'s Lasso, with a
+proximal step after each SGD step: group soft-thresholding, ``g <- g * max(0, 1 - t/||g||)``
+with ``t = lr * lambda``, which sets a whole group exactly to 0 once its norm falls below t
+(the structured counterpart of soft-thresholding one weight).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from minitorch_compress.compression.masks import TrainerLike
+from minitorch_compress.models.resnet import ResNet20
+
+Keep = list[list[int]]  # per block, the 0-based block-internal channels to keep
+
+
+def group_tensors(block: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays a block's channel groups live in (views, so edits act on the model):
+    conv1's weight (mid, C_in, 3, 3), gamma (mid,), beta (mid,), conv2's weight
+    (C_out, mid, 3, 3)."""
+    bn = block.conv1[1]
+    return (block.conv1[0].conv.weight.data, bn.weight.data, bn.bias.data,
+            block.conv2[0].conv.weight.data)
+
+
+def block_group_norms(block: Any) -> np.ndarray:
+    """(mid,) the L2 norm of each channel group of `block` (float64)."""
+    w1, gamma, beta, w2 = (t.astype(np.float64) for t in group_tensors(block))
+    squares = ((w1 ** 2).sum(axis=(1, 2, 3)) + gamma ** 2 + beta ** 2
+               + (w2 ** 2).sum(axis=(0, 2, 3)))
+    return np.sqrt(squares)
+
+
+def group_norms(model: ResNet20) -> list[np.ndarray]:
+    """Per block, (mid,) the L2 norm of each channel group."""
+    return [block_group_norms(block) for block in model.body_op]
+
+
+def group_soft_threshold_factors(norms: np.ndarray, threshold: float) -> np.ndarray:
+    """(G,) the factor each group is scaled by: max(0, 1 - t / ||g||), 0 for a zero group.
+
+    The proximal operator of t * ||g||_2: a group of norm <= t becomes exactly 0, any other
+    keeps its direction and loses t of its norm.
+    """
+    kept = norms > threshold
+    factors = np.zeros(norms.shape, dtype=np.float64)
+    factors[kept] = 1.0 - threshold / norms[kept]
+    return factors
+
+
+def group_soft_threshold(model: ResNet20, threshold: float) -> int:
+    """Apply group soft-thresholding with `threshold` to every block's channel groups, in
+    place; returns how many groups are exactly 0 afterwards."""
+    zero = 0
+    for block in model.body_op:
+        factors = group_soft_threshold_factors(block_group_norms(block), threshold)
+        w1, gamma, beta, w2 = group_tensors(block)
+        f32 = factors.astype(np.float32)
+        w1 *= f32[:, None, None, None]
+        gamma *= f32
+        beta *= f32
+        w2 *= f32[None, :, None, None]
+        zero += int(np.count_nonzero(factors == 0.0))
+    return zero
+
+
+def surviving_channels(model: ResNet20) -> Keep:
+    """Per block, the channels whose group is not exactly 0 (sorted)."""
+    return [[int(k) for k in np.flatnonzero(norms > 0)] for norms in group_norms(model)]
+
+
+def at_least_one(keep: Keep, model: ResNet20) -> Keep:
+    """`keep` with an empty block given its largest-norm channel back: a block whose internal
+    width is 0 would be a block that only adds its shortcut, which ResNet20 does not build.
+    (Its group is 0, so keeping it changes no output.)"""
+    norms = group_norms(model)
+    return [k if k else [int(np.argmax(norms[i]))] for i, k in enumerate(keep)]
+
+
+def l1_filter_keep(model: ResNet20, counts: Sequence[int]) -> Keep:
+    """The baseline of Li et al. (ICLR 2017): in block i keep the `counts[i]` channels whose
+    conv1 filters have the largest L1 norms (ties to the earlier channel), sorted."""
+    keep = []
+    for block, count in zip(model.body_op, counts, strict=True):
+        l1 = np.abs(group_tensors(block)[0].astype(np.float64)).sum(axis=(1, 2, 3))
+        order = np.argsort(-l1, kind="stable")[:count]
+        keep.append(sorted(int(k) for k in order))
+    return keep
+
+
+def shrink(model: ResNet20, keep: Keep) -> ResNet20:
+    """A smaller dense ResNet-20 holding only the kept block-internal channels of `model`.
+
+    Every other tensor (head conv, shortcuts, conv2's outputs and batch norm, final FC) is
+    copied as it is. When the removed groups are 0 (`surviving_channels`), the result
+    computes the same outputs as `model` (tested).
+
+    Args:
+        model: a ResNet-20 (any internal widths).
+        keep: per block, the 0-based channels to keep (each non-empty).
+
+    Returns:
+        ``ResNet20(mid_channels=[len(k) for k in keep])`` in `model`'s train/eval mode.
+    """
+    if len(keep) != len(model.body_op) or any(len(k) == 0 for k in keep):
+        raise ValueError("keep needs one non-empty list of channels per block")
+    small = ResNet20(num_classes=model.final_fc.linear.weight.shape[0],
+                     mid_channels=[len(k) for k in keep])
+    state = model.state_dict()
+    for i, channels in enumerate(keep):
+        index = np.asarray(channels, dtype=np.int64)
+        prefix = f"body_op.{i}."
+        for name in list(state):
+            if name.startswith(prefix + "conv1.0.conv.weight"):
+                state[name] = state[name][index]
+            elif name.startswith(prefix + "conv1.1.") and state[name].ndim == 1:
+                state[name] = state[name][index]  # gamma, beta, running mean and variance
+            elif name == prefix + "conv2.0.conv.weight":
+                state[name] = state[name][:, index]
+    small.load_state_dict({k: np.array(v, order="C") for k, v in state.items()})
+    return small.train(model.training)
+
+
+def resnet20_macs(mid_channels: Sequence[int] | None = None, num_classes: int = 10) -> int:
+    """Multiply-accumulates of one 32x32 image through ResNet-20's convs and FC.
+
+    The head conv and stage 1 run at 32x32, stage 2 at 16x16, stage 3 at 8x8; each block's
+    conv1 maps C_in -> mid, conv2 mid -> C_out, the shortcut conv (first block of stages 2
+    and 3) C_in -> C_out with a 1x1 kernel. Batch norm, ReLU and adds are not counted.
+    """
+    widths = [16] * 3 + [32] * 3 + [64] * 3
+    mids = widths if mid_channels is None else list(mid_channels)
+    macs = 32 * 32 * 16 * 3 * 9  # head conv
+    c_in = 16
+    for i, (c_out, mid) in enumerate(zip(widths, mids, strict=True)):
+        hw = 32 // 2 ** (i // 3)
+        macs += hw * hw * mid * c_in * 9 + hw * hw * c_out * mid * 9
+        if c_in != c_out:
+            macs += hw * hw * c_out * c_in
+        c_in = c_out
+    return macs + 64 * num_classes
+
+
+class GroupLassoHook:
+    """Trainer hook: the proximal step of the group-Lasso penalty after every SGD step.
+
+    With learning rate lr (the scheduler's current one) the threshold is ``lr * strength``,
+    as Lab 1 (e)'s prox uses ``mu * lambda``. Logs the surviving channels per block.
+
+    Attributes:
+        strength: lambda, the penalty's weight.
+    """
+
+    state_name = "group_lasso"
+
+    def __init__(self, strength: float) -> None:
+        if not strength >= 0:
+            raise ValueError(f"the group-Lasso strength must be >= 0, got {strength}")
+        self.strength = float(strength)
+
+    def on_epoch_start(self, trainer: TrainerLike, epoch: int) -> None:
+        """Nothing: the prox acts after each step."""
+
+    def after_step(self, trainer: TrainerLike) -> None:
+        """Group soft-thresholding with t = lr * strength."""
+        group_soft_threshold(trainer.model, trainer.optimizer.lr * self.strength)
+
+    def on_epoch_end(self, trainer: TrainerLike, epoch: int, metrics: dict[str, Any]) -> None:
+        """Log ``channels`` (surviving per block) and ``channel_fraction`` (of all groups)."""
+        alive = surviving_channels(trainer.model)
+        total = sum(len(n) for n in group_norms(trainer.model))
+        metrics["channels"] = [len(k) for k in alive]
+        metrics["channel_fraction"] = sum(len(k) for k in alive) / total
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Nothing to keep: the zero groups are in the weights themselves."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Nothing to restore."""
