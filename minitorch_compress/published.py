@@ -44,3 +44,15 @@ SUMMARY: list[tuple[str, str, tuple[str, ...], float]] = [
        LAB3_D_AFTER[b]) for b in ("4", "3", "2")],
     ("Lab 3 (e) global iterative 80 % + 4-bit QAT", "lab3_e", ("best_accuracy",), LAB3_E),
 ]
+
+#: The course's true/false claims that Lab 4 measures, with the course's answer (as quoted in
+#: the project's issues 17-19 from the course's true/false section).
+COURSE_CLAIMS: dict[str, tuple[str, bool]] = {
+    "1.2": ("Unstructured pruning may not bring much speedup without special hardware.", True),
+    "1.3": ("Pruning and quantization are the two steps of Deep Compression; Huffman coding "
+            "comes after (and needs) quantization.", True),
+    "1.4": ("Training with Lasso followed by one final pruning step with a small threshold "
+            "does not reach the sparsity of iterative pruning.", False),
+    "1.6": ("Group Lasso gives structured sparsity: less overall sparsity, but more "
+            "speedup.", True),
+}

@@ -67,6 +67,7 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
             # the published solution's quantizer, measured on our own runs
             ["lab3_quantization.py", "--part", "d", "--naive-quantizer", *full],
             ["lab3_quantization.py", "--part", "e", "--naive-quantizer", *full],
+            ["lab4_structured.py", "--part", "all", *full],  # (d) times Lab 2 (c)'s model
         ]
     subset = args.subset if args.subset is not None else QUICK_SUBSET
     # quick mode's smoke runs are throwaway: each reproduce replaces them (--overwrite)
@@ -85,6 +86,9 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
         *[["lab3_quantization.py", "--part", part, *smoke] for part in "cde"],
         ["lab3_quantization.py", "--part", "d", "--naive-quantizer", *smoke],
         ["lab3_quantization.py", "--part", "e", "--naive-quantizer", *smoke],
+        # one strength each keeps quick mode quick; --full runs the default strengths
+        ["lab4_structured.py", "--part", "all", "--strengths", "1", "--l1-strengths", "0.005",
+         *smoke],
     ]
 
 

@@ -21,13 +21,13 @@ def test_quick_mode_runs_every_lab_and_writes_the_report(tmp_path, synthetic_cif
             "--out-dir", str(out_dir), "--run-root", str(run_root), "--no-progress"]
     assert main(argv) == 0
     for name in ["lab1", "lab2_a", "lab2_b", "lab2_c", "lab2_d", "lab2_e", "lab3_b", "lab3_c",
-                 "lab3_d", "lab3_e", "lab3_d_naive"]:
+                 "lab3_d", "lab3_e", "lab3_d_naive", "lab4_a", "lab4_b", "lab4_c", "lab4_d"]:
         assert (out_dir / f"{name}.json").is_file(), name
     smoke = json.loads((out_dir / "lab2_c.json").read_text())["_meta"]
     assert smoke["smoke"] is True
     report = (out_dir / "REPORT.md").read_text()
     assert "Quick mode" in report
-    assert "## Lab 1" in report and "## Lab 2" in report and "## Lab 3" in report
+    assert all(f"## Lab {n}" in report for n in (1, 2, 3, 4))
     assert "not run yet" not in report
     assert "**smoke run**" in report
 

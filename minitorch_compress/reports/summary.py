@@ -85,7 +85,7 @@ def write_report(out_dir: Path, smoke: bool = False) -> Path:
     if (out_dir / "compression.md").is_file():
         parts += ["", "Every finetuned lab model as a compressed file, evaluated from the file: "
                   "[compression.md](compression.md)."]
-    for number, title in ((1, "Lab 1"), (2, "Lab 2"), (3, "Lab 3")):
+    for number, title in ((1, "Lab 1"), (2, "Lab 2"), (3, "Lab 3"), (4, "Lab 4")):
         page = out_dir / f"lab{number}.md"
         parts += ["", f"## {title}", ""]
         if page.is_file():

@@ -1,0 +1,361 @@
+"""Lab 4: structured sparsity that makes ResNet-20 smaller, and the course's claims measured.
+
+Each part is a function ``part_x(args, data) -> payload`` that `run_part` writes to
+``<out-dir>/lab4_<part>.json`` (with `_meta` provenance); models go to
+``<out-dir>/models/lab4_*.mtc``, so a later part (and a later machine) starts from the
+committed file, not from a run folder.
+
+* (a) **Group Lasso on channels.** For each strength lambda of ``--strengths``, finetune the
+  pretrained model for the first half of the epoch budget with the group-Lasso prox after
+  every step (`compression.structured.GroupLassoHook`); the last epoch is the result (the
+  penalty only ever removes more). Its zero groups are removed (`shrink`, exact), and the
+  smaller model is written as ``lab4_a_<lambda>.mtc``. Payload per strength: accuracy,
+  surviving channels per block, MACs ratio, history.
+* (b) **The smaller dense network, finetuned.** Each (a) model finetuned with the course
+  recipe for the rest of the budget (``lab4_b_<lambda>.mtc``), and, as the baseline of Li et
+  al. (ICLR 2017), the pretrained model cut to the *same* channel counts by conv1 filter L1
+  norm and finetuned for the whole budget (``lab4_b_l1_<lambda>.mtc``): both end after the
+  same number of epochs from the pretrained model.
+* (c) **Lasso, then one small threshold (claim 1.4).** For each ``--l1-strengths``,
+  finetune with soft-thresholding of every prunable weight after each step (Lab 1 (e)'s prox,
+  t = lr * lambda), then one pruning step that zeroes |w| < ``SMALL_THRESHOLD``; accuracy and
+  sparsity, beside Lab 2 (d)'s iterative pruning (read from ``lab2_d.json``).
+* (d) **Speed (claims 1.2 and 1.6).** Inference images/s at batch 100, measured in one run in
+  alternating rounds: the full model, Lab 2 (c)'s 80 %-sparse model on the dense and on the
+  sparse path (from ``lab2_c.mtc``), and every (b) model, with their accuracies and MACs.
+
+Strengths are strings (the JSON keys). The defaults are first guesses from the pretrained
+group norms (2-3.5; the prox removes lr * lambda of a norm per step, 0.002 * lambda): they
+are to be calibrated by the first full runs, which is why they are options.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minitorch_compress.compression import prunable_layers, sparsity_report
+from minitorch_compress.compression.structured import (
+    GroupLassoHook,
+    at_least_one,
+    l1_filter_keep,
+    resnet20_macs,
+    shrink,
+    surviving_channels,
+)
+from minitorch_compress.data.cifar10 import Cifar10
+from minitorch_compress.errors import MinitorchError
+from minitorch_compress.experiments.common import (
+    accuracy_on_test_set,
+    finetune,
+    load_lab_data,
+    preflight,
+    pretrained,
+    read_result,
+    run_and_write,
+    save_model_file,
+)
+from minitorch_compress.models.pretrained import load_pretrained
+from minitorch_compress.paths import RESULTS_DIR, shown
+
+PARTS = ("a", "b", "c", "d")
+FINETUNE_PARTS = ("a", "b", "c")
+STRENGTHS = ("0.5", "1", "2")  # group Lasso, part (a)
+L1_STRENGTHS = ("0.002", "0.005", "0.01")  # Lasso on every weight, part (c)
+SMALL_THRESHOLD = 1e-3  # part (c)'s single pruning step: |w| below this becomes 0
+SPEED_BATCH = 100
+SCRIPT = "labs/lab4_structured.py"
+
+TITLES = {
+    "a": "(a) group Lasso on the block-internal channels",
+    "b": "(b) the channel-pruned network, finetuned; L1-filter baseline",
+    "c": "(c) Lasso + one small threshold vs iterative pruning",
+    "d": "(d) inference speed",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Lab 4's own options, on top of `common.lab_parser`'s."""
+    parser.add_argument("--strengths", nargs="+", default=list(STRENGTHS), metavar="LAMBDA",
+                        help=f"group-Lasso strengths of (a)/(b) (default {' '.join(STRENGTHS)})")
+    parser.add_argument("--l1-strengths", nargs="+", default=list(L1_STRENGTHS),
+                        metavar="LAMBDA",
+                        help=f"Lasso strengths of (c) (default {' '.join(L1_STRENGTHS)})")
+    parser.add_argument("--speed-rounds", type=int, default=5,
+                        help="(d): timed rounds per model (median)")
+
+
+def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Strengths must be numbers >= 0 (exits through `parser.error`)."""
+    for option, values in (("--strengths", args.strengths),
+                           ("--l1-strengths", args.l1_strengths)):
+        for value in values:
+            try:
+                ok = float(value) >= 0
+            except ValueError:
+                ok = False
+            if not ok:
+                parser.error(f"{option} takes numbers >= 0, got {value!r}")
+
+
+def phase_epochs(epochs: int) -> tuple[int, int]:
+    """(group-Lasso epochs, finetuning epochs) of a budget of `epochs`: half each, at least
+    one for the Lasso."""
+    lasso = max(1, epochs // 2)
+    return lasso, max(1, epochs - lasso)
+
+
+def with_epochs(args: argparse.Namespace, epochs: int) -> argparse.Namespace:
+    """`args` with another --epochs (a phase of the budget)."""
+    return argparse.Namespace(**{**vars(args), "epochs": epochs})
+
+
+class LastEpochOnly:
+    """Trainer hook: only the last epoch may be "best" (a penalty run is judged where it
+    ends, at its sparsest, not at an earlier, denser epoch)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
+        metrics["eligible_for_best"] = epoch == self.epochs - 1
+
+
+class L1ProxHook:
+    """Trainer hook: soft-thresholding of every prunable weight after each SGD step,
+    ``w <- sign(w) max(|w| - lr * lambda, 0)`` (Lab 1 (e)'s prox), logging the sparsity."""
+
+    state_name = "l1_prox"
+
+    def __init__(self, strength: float) -> None:
+        self.strength = float(strength)
+
+    def after_step(self, trainer: Any) -> None:
+        t = trainer.optimizer.lr * self.strength
+        for layer in prunable_layers(trainer.model).values():
+            w = layer.weight.data
+            np.copyto(w, np.sign(w) * np.maximum(np.abs(w) - t, 0.0))
+
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
+        metrics["sparsity"] = sparsity_report(trainer.model)[1]
+
+
+def model_file(args: argparse.Namespace, name: str) -> Path:
+    """Where part (a)/(b) write model `name` (``<out-dir>/models/<name>.mtc``)."""
+    return args.out_dir / "models" / f"{name}.mtc"
+
+
+def need_model(args: argparse.Namespace, name: str, part: str) -> Path:
+    """The model file a later part starts from, or a one-line error saying how to make it."""
+    path = model_file(args, name)
+    if not path.is_file():
+        raise MinitorchError(f"{shown(path)} does not exist: run `python {SCRIPT} --part "
+                             f"{part}` first (with the same --out-dir and --strengths)")
+    return path
+
+
+# ------------------------------------------------------------------------------ the parts
+def part_a(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+    """(a) Group-Lasso finetuning at each strength, then the zero channels removed.
+
+    Returns:
+        {"strengths": {lambda: {"accuracy", "channels" (per block), "channel_fraction",
+        "macs_ratio", "history", "channels_per_epoch", "wall_s", "model_file"}}, "epochs",
+        "train_images", "test_images"}.
+    """
+    lasso_epochs, _ = phase_epochs(args.epochs)
+    phase = with_epochs(args, lasso_epochs)
+    out: dict[str, Any] = {}
+    for strength in args.strengths:
+        model = pretrained(args)
+        hooks = [GroupLassoHook(float(strength)), LastEpochOnly(lasso_epochs)]
+        result = finetune(model, data, phase, f"lab4_a_{strength}", hooks, script=SCRIPT)
+        small = shrink(model, at_least_one(surviving_channels(model), model))
+        saved = save_model_file(small, args, f"lab4_a_{strength}")
+        channels = list(small.mid_channels)
+        out[strength] = {
+            "accuracy": result["best_accuracy"], "channels": channels,
+            "channel_fraction": sum(channels) / sum(model.mid_channels),
+            "macs_ratio": resnet20_macs(channels) / resnet20_macs(),
+            "history": result["history"], "wall_s": result["wall_s"], "model_file": saved,
+            "channels_per_epoch": [h.get("channels") for h in result["log"]]}
+        print(f"  (a) lambda = {strength}: accuracy {result['best_accuracy']:.4f}, channels "
+              f"{channels} ({out[strength]['macs_ratio']:.1%} of the MACs)", flush=True)
+    return {"strengths": out, "epochs": lasso_epochs, "train_images": len(data.y_train),
+            "test_images": len(data.y_test),
+            "wall_s_total": round(sum(v["wall_s"] for v in out.values()), 1)}
+
+
+def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+    """(b) Each (a) model finetuned for the rest of the budget; the L1-filter baseline with the
+    same channel counts finetuned for the whole budget.
+
+    Returns:
+        {"strengths": {lambda: {"group_lasso": RUN, "l1_filter": RUN, "channels",
+        "macs_ratio"}}, "epochs": {"group_lasso", "l1_filter"}, ...}, RUN = {"best_accuracy",
+        "final_accuracy", "best_epoch", "history", "wall_s", "model_file"}.
+    """
+    lasso_epochs, tune_epochs = phase_epochs(args.epochs)
+    out: dict[str, Any] = {}
+
+    def run(model: Any, epochs: int, name: str) -> dict[str, Any]:
+        result = finetune(model, data, with_epochs(args, epochs), name, script=SCRIPT)
+        return {**{k: result[k] for k in ("best_accuracy", "final_accuracy", "best_epoch",
+                                           "history", "wall_s")},
+                "model_file": save_model_file(model, args, name)}
+
+    for strength in args.strengths:
+        small = load_pretrained(need_model(args, f"lab4_a_{strength}", "a"))
+        channels = list(small.mid_channels)
+        group = run(small, tune_epochs, f"lab4_b_{strength}")
+        full = pretrained(args)
+        baseline = shrink(full, l1_filter_keep(full, channels))
+        l1 = run(baseline, lasso_epochs + tune_epochs, f"lab4_b_l1_{strength}")
+        out[strength] = {"group_lasso": group, "l1_filter": l1, "channels": channels,
+                         "macs_ratio": resnet20_macs(channels) / resnet20_macs()}
+        print(f"  (b) lambda = {strength}: group Lasso {group['best_accuracy']:.4f}, L1 "
+              f"filters {l1['best_accuracy']:.4f} ({channels})", flush=True)
+    return {"strengths": out, "epochs": {"group_lasso": [lasso_epochs, tune_epochs],
+                                         "l1_filter": lasso_epochs + tune_epochs},
+            "train_images": len(data.y_train), "test_images": len(data.y_test),
+            "wall_s_total": round(sum(v[k]["wall_s"] for v in out.values()
+                                      for k in ("group_lasso", "l1_filter")), 1)}
+
+
+def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+    """(c) Lasso finetuning, then one pruning step at ``SMALL_THRESHOLD``, beside Lab 2 (d).
+
+    Returns:
+        {"strengths": {lambda: {"accuracy_before", "sparsity_before" (after the Lasso run),
+        "accuracy", "sparsity" (after the threshold), "history", "wall_s"}}, "threshold",
+        "iterative": {"best_accuracy", "total_sparsity", "source"} or None, ...}.
+    """
+    out: dict[str, Any] = {}
+    for strength in args.l1_strengths:
+        model = pretrained(args)
+        hooks = [L1ProxHook(float(strength)), LastEpochOnly(args.epochs)]
+        result = finetune(model, data, args, f"lab4_c_{strength}", hooks, script=SCRIPT)
+        before = sparsity_report(model)[1]
+        for layer in prunable_layers(model).values():
+            w = layer.weight.data
+            w[np.abs(w) < SMALL_THRESHOLD] = 0.0
+        after = sparsity_report(model)[1]
+        accuracy = accuracy_on_test_set(model, data, args, f"(c) lambda={strength} pruned")
+        out[strength] = {"accuracy_before": result["best_accuracy"], "sparsity_before": before,
+                         "accuracy": accuracy, "sparsity": after, "history": result["history"],
+                         "wall_s": result["wall_s"]}
+        print(f"  (c) lambda = {strength}: sparsity {before:.4f} -> {after:.4f} after the "
+              f"threshold, accuracy {result['best_accuracy']:.4f} -> {accuracy:.4f}",
+              flush=True)
+    iterative = None
+    for folder in (args.out_dir, RESULTS_DIR):
+        if (lab2_d := read_result(folder, "lab2_d")) is not None:
+            iterative = {"best_accuracy": lab2_d["best_accuracy"],
+                         "total_sparsity": lab2_d["total_sparsity"],
+                         "source": f"{shown(folder / 'lab2_d.json')}"}
+            break
+    return {"strengths": out, "threshold": SMALL_THRESHOLD, "iterative": iterative,
+            "epochs": args.epochs, "train_images": len(data.y_train),
+            "test_images": len(data.y_test),
+            "wall_s_total": round(sum(v["wall_s"] for v in out.values()), 1)}
+
+
+def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+    """(d) Measured inference images/s of the full, unstructured-sparse and channel-pruned
+    models, in one run, alternating rounds (median), with their accuracies and MACs.
+
+    Returns:
+        {"models": {name: {"img_s", "macs_ratio", "accuracy", "weights_zero" (fraction of
+        the prunable weights that are 0), "file"}}, "batch", "rounds", "threads"}.
+    """
+    import statistics
+    import time
+
+    from minitorch_compress import Tensor, no_grad
+    from minitorch_compress.kernels.parallel import get_num_threads
+    from minitorch_compress.models.resnet import to_sparse
+
+    candidates: dict[str, tuple[Any, str]] = {"full": (pretrained(args), "pretrained")}
+    for folder in (args.out_dir, RESULTS_DIR):
+        if (path := folder / "models" / "lab2_c.mtc").is_file():
+            dense = load_pretrained(path)
+            sparse = load_pretrained(path)
+            to_sparse(sparse)
+            candidates["unstructured_80_dense_path"] = (dense, shown(path))
+            candidates["unstructured_80_sparse_path"] = (sparse, shown(path))
+            break
+    for strength in args.strengths:
+        for kind in ("", "l1_"):
+            path = model_file(args, f"lab4_b_{kind}{strength}")
+            if path.is_file():
+                candidates[f"lab4_b_{kind}{strength}"] = (load_pretrained(path), shown(path))
+    x = Tensor(np.random.default_rng(0).standard_normal(
+        (SPEED_BATCH, 3, 32, 32)).astype(np.float32))
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    with no_grad():
+        for model, _ in candidates.values():
+            model(x)  # compile and warm
+        for _ in range(args.speed_rounds):
+            for name, (model, _) in candidates.items():
+                start = time.perf_counter()
+                model(x)
+                times[name].append(time.perf_counter() - start)
+    models = {}
+    for name, (model, source) in candidates.items():
+        models[name] = {
+            "img_s": SPEED_BATCH / statistics.median(times[name]),
+            "macs_ratio": resnet20_macs(model.mid_channels) / resnet20_macs(),
+            "accuracy": accuracy_on_test_set(model, data, args, f"(d) {name}"),
+            "weights_zero": sparsity_report(model)[1], "file": source}
+        print(f"  (d) {name}: {models[name]['img_s']:.0f} img/s, accuracy "
+              f"{models[name]['accuracy']:.4f}", flush=True)
+    return {"models": models, "batch": SPEED_BATCH, "rounds": args.speed_rounds,
+            "threads": get_num_threads(), "test_images": len(data.y_test)}
+
+
+PART_FUNCTIONS: dict[str, Callable[[argparse.Namespace, Cifar10], dict[str, Any]]] = {
+    "a": part_a, "b": part_b, "c": part_c, "d": part_d}
+
+
+# ------------------------------------------------------------------------------ running
+def run_names(part: str, args: argparse.Namespace) -> list[str]:
+    """The run folders a part trains in."""
+    if part == "a":
+        return [f"lab4_a_{s}" for s in args.strengths]
+    if part == "b":
+        return [f"lab4_b_{k}{s}" for s in args.strengths for k in ("", "l1_")]
+    if part == "c":
+        return [f"lab4_c_{s}" for s in args.l1_strengths]
+    return []
+
+
+def run_part(part: str, args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+    """Run one part, write ``<out-dir>/lab4_<part>.json`` and return what was written."""
+    if part not in PART_FUNCTIONS:
+        raise MinitorchError(f"unknown Lab 4 part {part!r}; choose from {', '.join(PARTS)}")
+    if part in FINETUNE_PARTS and len(data.y_train) == 0:
+        raise MinitorchError(f"part ({part}) finetunes: it needs training images (--subset > 0)")
+    return run_and_write(args, f"lab4_{part}", part, TITLES[part],
+                         lambda: PART_FUNCTIONS[part](args, data),
+                         trains=part in FINETUNE_PARTS, script=SCRIPT)
+
+
+def run(args: argparse.Namespace,
+        after_part: Callable[[], Any] | None = None) -> list[dict[str, Any]]:
+    """Run the parts chosen by --part in order (every check first, `preflight`)."""
+    parts = list(PARTS) if args.part == "all" else [args.part]
+    preflight(args, [(f"lab4_{p}", p in FINETUNE_PARTS) for p in parts],
+              [run for p in parts for run in run_names(p, args)])
+    if not set(parts) & set(FINETUNE_PARTS):
+        args = argparse.Namespace(**{**vars(args), "subset": 0})
+    data = load_lab_data(args)
+    written = []
+    for part in parts:
+        written.append(run_part(part, args, data))
+        if after_part is not None:
+            after_part()
+    return written

@@ -1,0 +1,96 @@
+"""Lab 4 end to end: `labs/lab4_structured.py` on a synthetic CIFAR-10 and random weights.
+
+One smoke run of every part (2 epochs on 64 training images, 64 test images) with strengths
+large enough to act within its few steps; the numbers are meaningless, the shapes, the removed
+channels, the model files and the page are not.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from minitorch_compress.models.pretrained import load_pretrained
+from minitorch_compress.paths import REPO_ROOT
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location(
+        "lab4_structured", REPO_ROOT / "labs" / "lab4_structured.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+lab4_script = _load_script()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, synthetic_cifar10_dir, random_resnet20_weights):
+    root = tmp_path_factory.mktemp("lab4")
+    out = root / "results"
+    argv = ["--part", "all", "--strengths", "5000", "--l1-strengths", "100",
+            "--data-dir", str(synthetic_cifar10_dir), "--weights", str(random_resnet20_weights),
+            "--epochs", "2", "--subset", "64", "--test-subset", "64", "--speed-rounds", "1",
+            "--out-dir", str(out), "--run-root", str(root / "runs"), "--no-progress"]
+    assert lab4_script.main(argv) == 0
+    return out, synthetic_cifar10_dir
+
+
+def _read(out, name):
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def test_group_lasso_removes_channels_and_writes_the_smaller_model(smoke_run):
+    out, _ = smoke_run
+    a = _read(out, "lab4_a")["strengths"]["5000"]
+    assert sum(a["channels"]) < 16 * 3 + 32 * 3 + 64 * 3 and a["macs_ratio"] < 1
+    small = load_pretrained(out / "models" / "lab4_a_5000.mtc")
+    assert list(small.mid_channels) == a["channels"]
+
+
+def test_the_finetuned_channel_pruned_model_evaluates_from_its_file_to_its_table_accuracy(
+        smoke_run):
+    from minitorch_compress.data.cifar10 import load_cifar10
+    from minitorch_compress.training.evaluate import evaluate
+
+    out, cifar = smoke_run
+    b = _read(out, "lab4_b")["strengths"]["5000"]
+    data = load_cifar10(cifar, subset=0, test_subset=64)
+    for run, name in ((b["group_lasso"], "lab4_b_5000"), (b["l1_filter"], "lab4_b_l1_5000")):
+        model = load_pretrained(out / "models" / f"{name}.mtc")
+        assert list(model.mid_channels) == b["channels"]
+        assert evaluate(model, data.x_test, data.y_test) == run["best_accuracy"]
+
+
+def test_lasso_and_threshold_and_speed_are_recorded_and_the_page_answers_each_claim(smoke_run):
+    out, _ = smoke_run
+    c = _read(out, "lab4_c")["strengths"]["100"]
+    assert c["sparsity"] >= c["sparsity_before"] > 0
+    d = _read(out, "lab4_d")["models"]
+    assert {"full", "lab4_b_5000", "lab4_b_l1_5000"} <= set(d)
+    assert all(m["img_s"] > 0 for m in d.values())
+    page = (out / "lab4.md").read_text()
+    for claim in ("1.2", "1.3", "1.4", "1.6"):
+        assert f"| {claim}: " in page
+    assert "Not measured yet: `python labs/lab4_structured.py --part c`" not in page
+    assert (out / "lab4" / "accuracy_vs_speed.png").stat().st_size > 0
+
+
+def test_a_missing_group_lasso_model_is_one_clear_line(tmp_path, capsys, synthetic_cifar10_dir,
+                                                        random_resnet20_weights):
+    argv = ["--part", "b", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+            str(random_resnet20_weights), "--epochs", "1", "--subset", "64", "--test-subset",
+            "64", "--out-dir", str(tmp_path / "results"), "--run-root", str(tmp_path / "runs"),
+            "--no-progress"]
+    assert lab4_script.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--part a" in err
+
+
+def test_bad_strengths_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lab4_script.main(["--strengths", "-1"])
+    assert exit_info.value.code == 2 and "--strengths" in capsys.readouterr().err
