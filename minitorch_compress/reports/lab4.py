@@ -150,8 +150,8 @@ def target_line(results: dict[str, Any]) -> str:
 
 
 def write_figures(out_dir: Path, results: dict[str, Any]) -> list[Path]:
-    """``lab4/accuracy_vs_speed.png``: test accuracy against measured images/s, one point
-    per model of (d)."""
+    """``lab4/accuracy_vs_speed.png``: test accuracy against measured images/s, and measured
+    time against MACs, one point per model of (d)."""
     models = _speed(results)
     if not models:
         return []
@@ -160,15 +160,22 @@ def write_figures(out_dir: Path, results: dict[str, Any]) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, m in models.items():
         marker = "s" if name.startswith("lab4_b_l1") else "o" if name.startswith("lab4") else "^"
         ax.scatter(m["img_s"], m["accuracy"], marker=marker)
         ax.annotate(name, (m["img_s"], m["accuracy"]), fontsize=7, xytext=(4, 2),
                     textcoords="offset points")
+        ms = 1000 * results["d"]["batch"] / m["img_s"]
+        ax_t.scatter(m["macs_ratio"], ms, marker=marker)
+        ax_t.annotate(name, (m["macs_ratio"], ms), fontsize=7, xytext=(4, 2),
+                      textcoords="offset points")
     ax.set(xlabel="inference images/s (batch 100, measured)", ylabel="test accuracy",
-           title="Lab 4: accuracy vs measured speed")
-    ax.grid(alpha=0.3)
+           title="accuracy vs measured speed")
+    ax_t.set(xlabel="MACs, fraction of the full model", ylabel="ms per batch of 100 (measured)",
+             title="work vs measured time (zeros count as work on the dense path)")
+    for a in (ax, ax_t):
+        a.grid(alpha=0.3)
     return [save_figure(fig, out_dir / "lab4" / "accuracy_vs_speed.png")]
 
 
