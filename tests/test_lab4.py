@@ -94,3 +94,30 @@ def test_bad_strengths_are_refused(capsys):
     with pytest.raises(SystemExit) as exit_info:
         lab4_script.main(["--strengths", "-1"])
     assert exit_info.value.code == 2 and "--strengths" in capsys.readouterr().err
+
+
+def test_each_claims_verdict_follows_the_numbers():
+    from minitorch_compress.reports import lab4 as report
+
+    iterative = {"best_accuracy": 0.87, "total_sparsity": 0.8, "source": "results/lab2_d.json"}
+
+    def c(sparsity, accuracy):
+        return {"c": {"threshold": 1e-3, "iterative": iterative,
+                      "strengths": {"0.01": {"sparsity": sparsity, "accuracy": accuracy}}}}
+
+    assert "agrees with the course's answer (False)" in report.claim_1_4(c(0.85, 0.865))
+    assert "only more than" in report.claim_1_4(c(0.85, 0.50))
+    assert "falls short" in report.claim_1_4(c(0.60, 0.90))
+
+    def d(sparse_img_s, pruned_img_s):
+        return {"d": {"models": {
+            "full": {"img_s": 100.0},
+            "unstructured_80_dense_path": {"img_s": 80.0},
+            "unstructured_80_sparse_path": {"img_s": sparse_img_s, "weights_zero": 0.8},
+            "lab4_b_1": {"img_s": pruned_img_s, "weights_kept": 0.6, "macs_ratio": 0.6,
+                         "accuracy": 0.9}}}}
+
+    assert "agrees with the course: not much speedup" in report.claim_1_2(d(110.0, 150.0))
+    assert "does not hold here" in report.claim_1_2(d(200.0, 150.0))
+    assert "Less sparsity, more speedup" in report.claim_1_6(d(110.0, 150.0))
+    assert "Not more speedup" in report.claim_1_6(d(200.0, 150.0))

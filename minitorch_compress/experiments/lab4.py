@@ -270,7 +270,8 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
 
     Returns:
         {"models": {name: {"img_s", "macs_ratio", "accuracy", "weights_zero" (fraction of
-        the prunable weights that are 0), "file"}}, "batch", "rounds", "threads"}.
+        its prunable weights that are 0), "weights_kept" (its prunable weights, as a fraction
+        of the full model's), "file"}}, "batch", "rounds", "threads"}.
     """
     import statistics
     import time
@@ -304,13 +305,18 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
                 start = time.perf_counter()
                 model(x)
                 times[name].append(time.perf_counter() - start)
+    def prunable_weights(model: Any) -> int:
+        return sum(layer.weight.size for layer in prunable_layers(model).values())
+
+    full_weights = prunable_weights(candidates["full"][0])
     models = {}
     for name, (model, source) in candidates.items():
         models[name] = {
             "img_s": SPEED_BATCH / statistics.median(times[name]),
             "macs_ratio": resnet20_macs(model.mid_channels) / resnet20_macs(),
             "accuracy": accuracy_on_test_set(model, data, args, f"(d) {name}"),
-            "weights_zero": sparsity_report(model)[1], "file": source}
+            "weights_zero": sparsity_report(model)[1],
+            "weights_kept": prunable_weights(model) / full_weights, "file": source}
         print(f"  (d) {name}: {models[name]['img_s']:.0f} img/s, accuracy "
               f"{models[name]['accuracy']:.4f}", flush=True)
     return {"models": models, "batch": SPEED_BATCH, "rounds": args.speed_rounds,
