@@ -199,7 +199,7 @@ def test_part_d_starts_from_a_sparse_model_file_masked_by_its_zeros(
     result = _read(out, "lab3_d")
     assert "--sparse-from" in result["start"]["source"]
     assert result["start"]["sparsity"] == pytest.approx(lab3.sparsity_of_masks(masks))
-    best = _model_from_run(runs / "lab3_d_4bit")
+    best = _model_from_run(runs / "lab3_d_4bit_from_sparse")  # its own run folder
     for name, layer in prunable_layers(best).items():  # pruned weights stayed pruned
         assert not np.any(layer.weight.data[masks[name] == 0]), name
 

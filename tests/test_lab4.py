@@ -120,4 +120,4 @@ def test_each_claims_verdict_follows_the_numbers():
     assert "agrees with the course: not much speedup" in report.claim_1_2(d(110.0, 150.0))
     assert "does not hold here" in report.claim_1_2(d(200.0, 150.0))
     assert "Less sparsity, more speedup" in report.claim_1_6(d(110.0, 150.0))
-    assert "Not more speedup" in report.claim_1_6(d(200.0, 150.0))
+    assert "Less sparsity, but not more speedup" in report.claim_1_6(d(200.0, 150.0))

@@ -133,6 +133,23 @@ def zero_masked_momentum(optimizer: SGD, model: Module, masks: Masks) -> None:
             np.copyto(buffer, 0.0, where=np.asarray(masks[name]) == 0)
 
 
+def zero_momentum_of_zeros(optimizer: SGD, params: list[Any]) -> None:
+    """Zero the momentum-buffer entries of every entry of `params` that is exactly 0.
+
+    For a proximal step (soft-thresholding, group soft-thresholding) run after SGD: the prox
+    decides that an entry is 0, and the momentum it had gathered must not carry it out again
+    at the next step (once an entry is 0 its own gradient is often 0 too, so only momentum
+    could revive it). Parameters the optimizer does not hold, and buffers not created yet,
+    are skipped.
+    """
+    index_of = {id(p): i for i, p in enumerate(optimizer.params)}
+    for param in params:
+        i = index_of.get(id(param))
+        buffer = None if i is None else optimizer.momentum_buffers[i]
+        if buffer is not None:
+            np.copyto(buffer, 0.0, where=param.data == 0)
+
+
 def sparsity_of_masks(masks: Masks) -> float:
     """Fraction of pruned entries over all masks together (weighted by size)."""
     total = sum(int(np.size(m)) for m in masks.values())

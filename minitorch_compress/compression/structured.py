@@ -16,7 +16,8 @@ Group k of block i holds (0-based, ``mid`` = the block's internal width)::
 
 When conv1's filter, gamma and beta of a group are all 0, the channel after batch norm and
 ReLU is 0 for every input (BN computes gamma * (x - mean) / std + beta), so whatever conv2's
-column k holds, it adds nothing: removing the group (`shrink`) changes no output.
+column k holds, it adds nothing: removing the group (`shrink`) changes no output (up to the
+float rounding of sums taken over fewer terms).
 
 The group-Lasso penalty lambda * sum_g ||g||_2 is optimised like Lab 1 (e)'s Lasso, with a
 proximal step after each SGD step: group soft-thresholding, ``g <- g * max(0, 1 - t/||g||)``
@@ -31,19 +32,25 @@ from typing import Any
 
 import numpy as np
 
-from minitorch_compress.compression.masks import TrainerLike
+from minitorch_compress.compression.masks import TrainerLike, zero_momentum_of_zeros
 from minitorch_compress.models.resnet import ResNet20
 
 Keep = list[list[int]]  # per block, the 0-based block-internal channels to keep
+
+
+def group_parameters(block: Any) -> list[Any]:
+    """The parameters a block's channel groups live in: conv1's weight, its batch norm's
+    gamma and beta, conv2's weight."""
+    bn = block.conv1[1]
+    return [block.conv1[0].conv.weight, bn.weight, bn.bias, block.conv2[0].conv.weight]
 
 
 def group_tensors(block: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The arrays a block's channel groups live in (views, so edits act on the model):
     conv1's weight (mid, C_in, 3, 3), gamma (mid,), beta (mid,), conv2's weight
     (C_out, mid, 3, 3)."""
-    bn = block.conv1[1]
-    return (block.conv1[0].conv.weight.data, bn.weight.data, bn.bias.data,
-            block.conv2[0].conv.weight.data)
+    w1, gamma, beta, w2 = (p.data for p in group_parameters(block))
+    return w1, gamma, beta, w2
 
 
 def block_group_norms(block: Any) -> np.ndarray:
@@ -168,7 +175,11 @@ class GroupLassoHook:
     """Trainer hook: the proximal step of the group-Lasso penalty after every SGD step.
 
     With learning rate lr (the scheduler's current one) the threshold is ``lr * strength``,
-    as Lab 1 (e)'s prox uses ``mu * lambda``. Logs the surviving channels per block.
+    as Lab 1 (e)'s prox uses ``mu * lambda``; the momentum of the entries it zeroes is zeroed
+    too, so a removed group comes back only if its gradient alone beats the threshold. (With
+    momentum m the gradient steps are up to 1 / (1 - m) times larger than lr * gradient
+    while the prox is not, so ``strength`` is the per-step prox strength, not the lambda of
+    a group-Lasso objective.) Logs the surviving channels per block.
 
     Attributes:
         strength: lambda, the penalty's weight.
@@ -185,8 +196,10 @@ class GroupLassoHook:
         """Nothing: the prox acts after each step."""
 
     def after_step(self, trainer: TrainerLike) -> None:
-        """Group soft-thresholding with t = lr * strength."""
+        """Group soft-thresholding with t = lr * strength, then the zeroed entries' momentum."""
         group_soft_threshold(trainer.model, trainer.optimizer.lr * self.strength)
+        zero_momentum_of_zeros(trainer.optimizer, [p for block in trainer.model.body_op
+                                                   for p in group_parameters(block)])
 
     def on_epoch_end(self, trainer: TrainerLike, epoch: int, metrics: dict[str, Any]) -> None:
         """Log ``channels`` (surviving per block) and ``channel_fraction`` (of all groups)."""

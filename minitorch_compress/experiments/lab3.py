@@ -160,6 +160,8 @@ def run_name(part: str, args: argparse.Namespace, bits: str | None = None) -> st
         name += "_naive"
     if part == "d" and args.sparse_from_pretrained:
         name += "_from_pretrained"
+    if part == "d" and args.sparse_from is not None:
+        name += "_from_" + Path(args.sparse_from).stem
     return name
 
 
@@ -284,10 +286,13 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
                 "max_nonzero_levels": max(nonzero_levels(model).values())}
 
     context = {"mode": mode, "epochs": args.epochs, "train_images": len(data.y_train),
-               "test_images": len(data.y_test)}
+               "test_images": len(data.y_test), **run_settings(args)}
     out = each_bit_width(args, "c", PER_BIT_KEYS["c"], context, one_width)
     return {**out, "wall_s_total": round(sum(out["wall_s"].values()), 1), **context}
 
+
+# Settings a partial file may lack (written before they were recorded): their defaults then.
+DEFAULTS = {"weights": None, "seed": 0}
 
 # Part (c) and (d) results hold one entry per bit width under each of these keys.
 PER_BIT_KEYS = {
@@ -332,6 +337,11 @@ def each_bit_width(args: argparse.Namespace, part: str, keys: tuple[str, ...],
     return out
 
 
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What else a finished width depends on: the starting weights and the seed."""
+    return {"weights": weights_id(args), "seed": args.seed}
+
+
 def finished_bit_widths(args: argparse.Namespace, name: str, keys: tuple[str, ...],
                         context: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The widths a partial result file made with these settings already holds (--resume).
@@ -347,7 +357,8 @@ def finished_bit_widths(args: argparse.Namespace, name: str, keys: tuple[str, ..
     same = (meta.get("smoke") == is_smoke(args, True) and meta.get("epochs") == args.epochs
             and meta.get("train_subset") == args.subset
             and meta.get("test_subset") == args.test_subset
-            and all(previous.get(key) == value for key, value in context.items()))
+            and all(previous.get(key, DEFAULTS.get(key)) == value
+                    for key, value in context.items()))
     if not same:
         print(f"  note: {shown(args.out_dir / name)}.json was made with other settings; its "
               "finished widths are run again", flush=True)
@@ -383,7 +394,7 @@ def sparse_start(args: argparse.Namespace, data: Cifar10
         model, masks = lab2.load_sparse_best(args.run_root, part="c")
         apply_masks(model, masks)  # a no-op for a masked run's checkpoint, a guarantee here
         _, meta = load_checkpoint(lab2_checkpoint(args))
-        source = (f"{lab2_checkpoint(args)} (Lab 2 (c) best epoch {meta.get('epoch')}, test "
+        source = (f"{shown(lab2_checkpoint(args))} (Lab 2 (c) best epoch {meta.get('epoch')}, test "
                   f"accuracy {meta.get('accuracy')})")
     accuracy = accuracy_on_test_set(model, data, args, "(d) sparse float")
     info = {"source": source, "float_accuracy": accuracy, "sparsity": sparsity_of_masks(masks)}
@@ -440,7 +451,8 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         return values
 
     context = {"start": start, "mode": mode, "epochs": args.epochs,
-               "train_images": len(data.y_train), "test_images": len(data.y_test)}
+               "train_images": len(data.y_train), "test_images": len(data.y_test),
+               **run_settings(args)}
     if args.naive_quantizer:
         context["zeros"] = _quantized_layer_zeros(quantized_model(state, 4, mode))
     out = each_bit_width(args, "d", keys, context, one_width)

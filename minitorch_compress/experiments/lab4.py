@@ -7,8 +7,9 @@ committed file, not from a run folder.
 
 * (a) **Group Lasso on channels.** For each strength lambda of ``--strengths``, finetune the
   pretrained model for the first half of the epoch budget with the group-Lasso prox after
-  every step (`compression.structured.GroupLassoHook`); the last epoch is the result (the
-  penalty only ever removes more). Its zero groups are removed (`shrink`, exact), and the
+  every step (`compression.structured.GroupLassoHook`); the last epoch is the result (where
+  the penalty has acted longest). Its zero groups are removed (`shrink`: the same outputs up
+  to rounding), and the
   smaller model is written as ``lab4_a_<lambda>.mtc``. Payload per strength: accuracy,
   surviving channels per block, MACs ratio, history.
 * (b) **The smaller dense network, finetuned.** Each (a) model finetuned with the course
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from minitorch_compress.compression import prunable_layers, sparsity_report
+from minitorch_compress.compression.masks import zero_momentum_of_zeros
 from minitorch_compress.compression.structured import (
     GroupLassoHook,
     at_least_one,
@@ -127,7 +129,8 @@ class LastEpochOnly:
 
 class L1ProxHook:
     """Trainer hook: soft-thresholding of every prunable weight after each SGD step,
-    ``w <- sign(w) max(|w| - lr * lambda, 0)`` (Lab 1 (e)'s prox), logging the sparsity."""
+    ``w <- sign(w) max(|w| - lr * lambda, 0)`` (Lab 1 (e)'s prox), and the zeroed weights'
+    momentum with them (see `GroupLassoHook`); logs the sparsity."""
 
     state_name = "l1_prox"
 
@@ -136,9 +139,11 @@ class L1ProxHook:
 
     def after_step(self, trainer: Any) -> None:
         t = trainer.optimizer.lr * self.strength
-        for layer in prunable_layers(trainer.model).values():
+        layers = prunable_layers(trainer.model).values()
+        for layer in layers:
             w = layer.weight.data
             np.copyto(w, np.sign(w) * np.maximum(np.abs(w) - t, 0.0))
+        zero_momentum_of_zeros(trainer.optimizer, [layer.weight for layer in layers])
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
         metrics["sparsity"] = sparsity_report(trainer.model)[1]
@@ -345,6 +350,8 @@ def run_part(part: str, args: argparse.Namespace, data: Cifar10) -> dict[str, An
         raise MinitorchError(f"unknown Lab 4 part {part!r}; choose from {', '.join(PARTS)}")
     if part in FINETUNE_PARTS and len(data.y_train) == 0:
         raise MinitorchError(f"part ({part}) finetunes: it needs training images (--subset > 0)")
+    if part == "d":  # it times model files that a rerun of (b) may have changed: never reuse
+        args = argparse.Namespace(**{**vars(args), "resume": False})
     return run_and_write(args, f"lab4_{part}", part, TITLES[part],
                          lambda: PART_FUNCTIONS[part](args, data),
                          trains=part in FINETUNE_PARTS, script=SCRIPT)

@@ -35,7 +35,8 @@ class LabModel:
     """One finetuned lab model: where its best checkpoint is and how the lab computed."""
 
     name: str  # e.g. "lab3_d_4bit": the .mtc file's name
-    run: str  # its run folder under --run-root
+    run: str  # its run folder under --run-root (or, for (d), one started --sparse-from
+    #           Lab 2 (c)'s model file: the same name + "_from_lab2_c")
     result: str  # the lab's result file, e.g. "lab3_d"
     accuracy_path: tuple[str, ...]  # where its best accuracy is in that file
     bits: int | None = None  # the body's bit width (None: float)
@@ -64,8 +65,9 @@ def lab_models() -> list[LabModel]:
 def compress_lab_model(spec: LabModel, args: argparse.Namespace, data: Cifar10,
                        progress: bool) -> dict[str, Any] | None:
     """Write and evaluate one lab model's file; None when its checkpoint is not on disk."""
-    checkpoint = args.run_root / spec.run / "best.npz"
-    if not checkpoint.is_file():
+    candidates = [args.run_root / run / "best.npz" for run in (spec.run, spec.run + "_from_lab2_c")]
+    checkpoint = next((c for c in candidates if c.is_file()), None)
+    if checkpoint is None:
         return None
     model = compress_model(load_pretrained(checkpoint), bits=spec.bits,
                            mode=spec.mode)  # type: ignore[arg-type]

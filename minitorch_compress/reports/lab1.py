@@ -458,7 +458,8 @@ def part_e_commentary(r: Lab1Results) -> list[str]:
                  "and, as expected from the L1 norms above, not on W*'s support" if l1_star
                  else "and not on W*'s support")
     converged = [t for t, c in e.items() if c["last_change"] < CONVERGED]
-    kkt_ok = all(ev["kkt_fb"][THRESHOLDS_E.index(t)] < KKT_OK for t in converged)
+    kkt_ok = bool(converged) and all(ev["kkt_fb"][THRESHOLDS_E.index(t)] < KKT_OK
+                                     for t in converged)
     return [
         f"{zeros}: ‖W‖₀ = {joined(nnz)} for t = {joined(THRESHOLDS_E)}.{long_text} The price "
         f"is bias: L = {joined((c['loss'] for c in e.values()), '{:.4g}')}, whereas an unbiased "
@@ -476,6 +477,7 @@ def part_e_commentary(r: Lab1Results) -> list[str]:
         "violation of the lasso optimality conditions for lambda = t/mu at the final "
         f"full-batch W: {joined(ev['kkt_fb'], '{:.1e}')} ("
         + ("the converged runs are lasso minimisers" if kkt_ok else
+           "no run converged within the steps" if not converged else
            "not every converged run satisfies them")
         + ").",
         "",
@@ -484,14 +486,17 @@ def part_e_commentary(r: Lab1Results) -> list[str]:
 
 def boundary_sentence(t: float, t_critical: float, w, steps: int) -> str:
     """Where threshold `t` sits against the fixed-point threshold, and what follows for the
-    smallest dropped entry (w3) of its run."""
-    w3 = abs(w[2])
+    largest entry of its run outside the kept top 2 (the one the threshold should drop)."""
+    w = np.asarray(w, float)
+    rest = [j for j in range(w.size) if j not in top_two(w)]
+    j = max(rest, key=lambda i: abs(w[i]))
+    size = abs(w[j])
     if np.isclose(t, t_critical, rtol=1e-9, atol=0.0):
-        return (f"t = {t:g} sits on that boundary, so there w3 decays geometrically (|w3| = "
-                f"{w3:.0e} after {steps} steps) instead of being snapped to 0.")
+        return (f"t = {t:g} sits on that boundary, so there w{j + 1} decays geometrically "
+                f"(|w{j + 1}| = {size:.0e} after {steps} steps) instead of being snapped to 0.")
     side = "above" if t > t_critical else "below"
-    return (f"t = {t:g} is {side} that boundary ({t_critical:.4g}); |w3| = {w3:.0e} after "
-            f"{steps} steps.")
+    return (f"t = {t:g} is {side} that boundary ({t_critical:.4g}); |w{j + 1}| = {size:.0e} "
+            f"after {steps} steps.")
 
 
 def part_f_commentary(r: Lab1Results) -> list[str]:
@@ -505,8 +510,10 @@ def part_f_commentary(r: Lab1Results) -> list[str]:
                f"Even with t = {t_last} the result, {fmt_w(f[t_last]['W'])}, is not the "
                f"projected-GD point {fmt_w(c['W'])}; compare it with the prox")
     small = f[t_small]
-    small_text = (f" With t = {t_small} a third entry survives ({support(small['W'])}, "
-                  f"L = {small['loss']:.4g})." if small["nnz"] > 2 else
+    extra = small["nnz"] - 2
+    survive = "a third entry survives" if extra == 1 else f"{extra} more entries survive"
+    small_text = (f" With t = {t_small} {survive} ({support(small['W'])}, "
+                  f"L = {small['loss']:.4g})." if extra > 0 else
                   f" With t = {t_small} too the result is {small['nnz']}-sparse "
                   f"({support(small['W'])}, L = {small['loss']:.4g}).")
     end = support(f[t_last]["W"])
@@ -564,6 +571,10 @@ def data_term_item(r: Lab1Results) -> str:
     ev, n = r.ev, r.ev["n"]
     probe, losses = ev["probe"], ev["probe_losses"]
     ps, fb, fast = losses["per_sample"], losses["full_batch"], losses["full_batch_n_mu"]
+    if not probe:  # a run shorter than 5 steps: nothing to compare
+        return (f"1. **The data term is not multiplied by {n}.** The {n} per-point gradients "
+                "add up to the full gradient, so to first order one per-sample step moves W "
+                f"like one full-batch step with the same mu, not {n} mu.")
     faster = all(a < b for a, b in zip(ps, fb, strict=True))
     # in log scale: is per sample nearer full batch with mu than with n mu at every probe?
     nearer_mu = all(abs(np.log10(max(a, 1e-300)) - np.log10(max(b, 1e-300)))

@@ -45,13 +45,15 @@ def claim_1_2(results: dict[str, Any]) -> str:
         return "_Not measured yet: `python labs/lab4_structured.py --part d`._"
     on_dense = dense["img_s"] / full["img_s"]
     on_sparse = sparse["img_s"] / full["img_s"]
-    agree = on_sparse < MUCH_SPEEDUP
-    return (f"Lab 2 (c)'s 80 %-sparse model runs at {on_dense:.2f}x the full model's speed on "
-            f"the dense path (the zeros are multiplied like any weight) and {on_sparse:.2f}x "
-            "on our direct sparse convolution, on an ordinary CPU. "
-            + ("Our measurement agrees with the course: not much speedup." if agree else
-               f"With a sparse kernel the claim does not hold here ({on_sparse:.2f}x >= "
-               f"{MUCH_SPEEDUP:g}x); it holds for a dense kernel, which ignores the zeros."))
+    text = (f"Lab 2 (c)'s 80 %-sparse model runs at {on_dense:.2f}x the full model's speed on "
+            "the dense path (which multiplies the zeros like any weight) and "
+            f"{on_sparse:.2f}x on our direct sparse convolution, on an ordinary CPU. ")
+    if max(on_dense, on_sparse) < MUCH_SPEEDUP:
+        return text + "Our measurement agrees with the course: not much speedup."
+    return text + (f"With a sparse kernel the claim does not hold here ({on_sparse:.2f}x >= "
+                   f"{MUCH_SPEEDUP:g}x)" if on_sparse >= MUCH_SPEEDUP else
+                   f"The dense path alone gives {on_dense:.2f}x") + (
+        "; on the dense kernel it does." if on_dense < MUCH_SPEEDUP else ".")
 
 
 def claim_1_3(compression: dict[str, Any] | None) -> str:
@@ -126,27 +128,34 @@ def claim_1_4(results: dict[str, Any]) -> str:
 def claim_1_6(results: dict[str, Any]) -> str:
     """Structured vs unstructured: weights removed and speedup, from (a)/(b)/(d)."""
     models = _speed(results)
-    full, sparse = models.get("full"), models.get("unstructured_80_sparse_path")
-    structured = {n: m for n, m in models.items() if n.startswith("lab4_b_")}
+    full = models.get("full")
+    unstructured = [models[n] for n in ("unstructured_80_dense_path",
+                                        "unstructured_80_sparse_path") if n in models]
+    # group Lasso's own models, not the L1-filter baseline with the same channel counts
+    structured = {n: m for n, m in models.items()
+                  if n.startswith("lab4_b_") and not n.startswith("lab4_b_l1_")}
     if not (full and structured):
         return "_Not measured yet: `python labs/lab4_structured.py --part a`, `b`, then `d`._"
     name, m = max(structured.items(), key=lambda item: item[1]["img_s"])
     removed = 1 - m["weights_kept"]
     speedup = m["img_s"] / full["img_s"]
-    text = (f"The fastest channel-pruned model ({name}, accuracy {fmt(m['accuracy'])}) "
+    text = (f"The fastest group-Lasso model ({name}, accuracy {fmt(m['accuracy'])}) "
             f"removes {removed:.1%} of the prunable weights and {1 - m['macs_ratio']:.1%} of "
             f"the MACs, and runs {speedup:.2f}x the full model's speed")
-    if sparse is None:
-        return text + "."
-    unstructured = sparse["img_s"] / full["img_s"]
-    less_sparse = removed < sparse["weights_zero"]
-    faster = speedup > unstructured
-    text += (f"; the unstructured model has {sparse['weights_zero']:.1%} zeros and runs "
-             f"{unstructured:.2f}x on the sparse path. ")
+    if not unstructured:
+        return text + "; Lab 2 (c)'s model file was not there to compare with."
+    best = max(unstructured, key=lambda u: u["img_s"])
+    fastest = best["img_s"] / full["img_s"]
+    less_sparse = removed < best["weights_zero"]
+    faster = speedup > fastest
+    text += (f"; the unstructured model has {best['weights_zero']:.1%} zeros and runs "
+             f"{fastest:.2f}x on its faster path. ")
     if less_sparse and faster:
         return text + "Less sparsity, more speedup: our measurement agrees with the course."
-    return text + ("More speedup" if faster else "Not more speedup") + " and " + (
-        "less" if less_sparse else "not less") + " sparsity: the claim holds only in part here."
+    if not less_sparse and not faster:
+        return text + "Neither less sparsity nor more speedup: the claim does not hold here."
+    return text + ("More speedup, but not less sparsity" if faster else
+                   "Less sparsity, but not more speedup") + ": the claim holds only in part here."
 
 
 def target_line(results: dict[str, Any]) -> str:
@@ -155,10 +164,11 @@ def target_line(results: dict[str, Any]) -> str:
     full = models.get("full")
     if full is None:
         return ""
-    floor = pub.LAB2["a"] - TARGET_LOSS
+    floor = full["accuracy"] - TARGET_LOSS
     hits = [n for n, m in models.items() if n.startswith("lab4_b_")
             and m["img_s"] / full["img_s"] >= TARGET_SPEEDUP and m["accuracy"] >= floor]
-    return (f"Target (>= {TARGET_SPEEDUP:g}x the full model's speed at >= {floor:.4f}): "
+    return (f"Target (>= {TARGET_SPEEDUP:g}x the full model's speed, at most {TARGET_LOSS:g} "
+            f"below its accuracy: >= {floor:.4f}): "
             + (f"met by {', '.join(hits)}." if hits else "not met by any model measured."))
 
 
