@@ -109,85 +109,6 @@ def model_speed(break_even_by_shape: dict, rounds: int) -> dict:
     return out
 
 
-def render(result: dict) -> str:
-    """results/sparse.md from the JSON (numbers and conclusions computed)."""
-    L = ["# Sparse inference: where unstructured sparsity pays", "",
-         f"Measured by `{result['command']}` at `{result['commit']}`, {result['threads']} kernel "
-         f"thread(s), batch {BATCH}, medians of {result['rounds']} rounds.", "",
-         "| shape | " + " | ".join(f"{s:.0%}" for s in SPARSITIES) + " | break-even |",
-         "|---|" + "---:|" * (len(SPARSITIES) + 1)]
-    for label, rows in result["layers"]["shapes"].items():
-        be = result["layers"]["break_even"][label]
-        L.append(f"| {label} | " + " | ".join(f"{r['speedup']:.2f}x" for r in rows)
-                 + f" | {'never' if be is None else f'{be:.0%}'} |")
-    L += ["", "Cells: dense time / sparse time of one 3x3 conv with its epilogue (above 1: the "
-          "sparse kernel is faster).", ""]
-    best = max((r for rows in result["layers"]["shapes"].values() for r in rows),
-               key=lambda r: r["sparse_useful_gflops"])
-    dense_peak = max(r["dense_gflops"] for rows in result["layers"]["shapes"].values()
-                     for r in rows)
-    L += [f"What limits the kernel: at best it does {best['sparse_useful_gflops']:.1f} useful "
-          f"GFLOP/s (multiply-adds of non-zeros only), against {dense_peak:.1f} GFLOP/s for the "
-          "dense path (every weight); sparse pays once the fraction of weights it skips "
-          "outweighs that ratio.", "", "| model | dense img/s | sparse img/s | speedup | "
-          "sparse convs |", "|---|---:|---:|---:|---:|"]
-    for name, m in result.get("models", {}).items():
-        L.append(f"| {name} | {m['dense_img_s']:.0f} | {m['sparse_img_s']:.0f} | "
-                 f"{m['speedup']:.2f}x | {m['sparse_layers']} |")
-    L += ["", "![speed against sparsity](sparse/speedup.png)", ""]
-    L += ["## Targets", "", *target_lines(result), ""]
-    if result.get("note"):
-        L += [f"Conditions: {result['note']}", ""]
-    return "\n".join(L)
-
-
-def target_lines(result: dict) -> list[str]:
-    """Each of issue 18's targets, met or not, from the measured numbers."""
-    be = result["layers"]["break_even"]
-    worst = max((v if v is not None else 1.0) for v in be.values())
-    models = result.get("models", {})
-    at95 = {label: next(r["speedup"] for r in rows if r["sparsity"] == 0.95)
-            for label, rows in result["layers"]["shapes"].items()}
-    lines = [f"* Break-even at or below 70 % for every shape: "
-             f"{'met' if worst <= 0.70 else 'not met'} (worst {worst:.0%})."]
-    if models:
-        slowest = min(m["speedup"] for m in models.values())
-        lines.append(f"* 80 %-sparse models at least 1.5x faster than our dense path: "
-                     f"{'met' if slowest >= 1.5 else 'not met'} (measured "
-                     + ", ".join(f"{n} {m['speedup']:.2f}x" for n, m in models.items()) + ").")
-    best95 = max(at95.values())
-    lines.append(f"* A layer at 95 % at least 3x faster than dense: "
-                 f"{'met' if best95 >= 3 else 'not met'} ("
-                 + ", ".join(f"{k} {v:.2f}x" for k, v in at95.items()) + ").")
-    lines.append("* What stands in the way: each non-zero costs one pass over an output "
-                 "plane of Ho x Wp floats (80 at 8x8): in stage 3 the per-non-zero overhead "
-                 "(index arithmetic, loop set-up) is as large as the work. Next steps: reuse "
-                 "each input run for several output channels (CSR by input position, a "
-                 "K-blocked accumulator), and a sparse path for the stride-2 and 1x1 convs, "
-                 "which stay dense here.")
-    return lines
-
-
-def write_figure(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for label, rows in result["layers"]["shapes"].items():
-        ax.plot([r["sparsity"] for r in rows], [r["speedup"] for r in rows], "o-", label=label)
-    ax.axhline(1, color="black", lw=0.8, ls=":")
-    ax.set_xlabel("sparsity of the 3x3 conv")
-    ax.set_ylabel("speedup of the sparse kernel over dense")
-    ax.set_title(f"Direct sparse conv, batch {BATCH}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    from minitorch_compress.reports.format import save_figure
-
-    save_figure(fig, path)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -210,6 +131,8 @@ def main() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     if args.page:
+        from minitorch_compress.reports.sparse import render, write_figure
+
         write_figure(result, args.page.parent / "sparse" / "speedup.png")
         args.page.write_text(render(result))
     return 0

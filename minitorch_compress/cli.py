@@ -294,9 +294,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     out_dir = args.out_dir or REPO_ROOT / "results"
     if args.all:
-        from minitorch_compress.reports import compression, lab1, lab2, lab3, lab4
+        from minitorch_compress.reports import compression, lab1, lab2, lab3, lab4, sparse
 
-        for lab in (lab1, lab2, lab3, compression, lab4):
+        for lab in (lab1, lab2, lab3, compression, lab4, sparse):
             if (page := lab.write_report(out_dir)) is not None:
                 print(f"wrote {page}")
     print(f"wrote {write_report(out_dir, smoke=out_dir.name == 'quick')}")
