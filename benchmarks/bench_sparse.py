@@ -6,8 +6,9 @@ Measures, in one run and on the kernel threads this machine gives (``MINITORCH_N
 
 * per 3x3 layer shape of ResNet-20 at batch 100 (16x32x32, 32x16x16, 64x8x8, stride 1), the
   inference time of the dense fused path (`conv2d_affine_forward`: im2col + GEMM + epilogue)
-  and of the sparse one (`sparse_conv2d_forward`, same epilogue) at sparsity 0 .. 98 %, the
-  median of alternating rounds, and the break-even sparsity from which sparse is faster;
+  and of the sparse one (`sparse_conv2d_forward`, same epilogue; its default batched kernel
+  and the per-image kernel it replaced) at sparsity 0 .. 98 %, medians of rounds, and the
+  break-even sparsity from which sparse is faster;
 * whole-model inference images/s at batch 100 for the pretrained model pruned to 80 % per
   layer (Lab 2 (b)'s rule) and globally (Lab 2 (e)'s rule): dense path, sparse path (every
   conv at or above its shape's break-even), and their ratio; PyTorch's dense figure beside
@@ -60,14 +61,20 @@ def layer_sweep(rounds: int) -> dict:
                 x, w, 1, 1, coef, relu=True), rounds)
             sparse = _time(lambda x=x, sw=sw, coef=coef: sparse_conv2d_forward(
                 x, sw, 1, 1, coef, True), rounds)
+            per_image = _time(lambda x=x, sw=sw, coef=coef: sparse_conv2d_forward(
+                x, sw, 1, 1, coef, True, batched=False), rounds)
             useful = 2 * sw.values.size * hw * hw * BATCH  # multiply-adds of the non-zeros
             rows.append({"sparsity": s, "dense_ms": dense * 1e3, "sparse_ms": sparse * 1e3,
                          "speedup": dense / sparse, "sparse_useful_gflops": useful / sparse / 1e9,
+                         "per_image_ms": per_image * 1e3, "per_image_speedup": dense / per_image,
                          "dense_gflops": 2 * w.size * hw * hw * BATCH / dense / 1e9})
             print(f"{label} sparsity {s:.2f}: dense {dense * 1e3:7.2f} ms, sparse "
-                  f"{sparse * 1e3:7.2f} ms ({dense / sparse:.2f}x)", flush=True)
+                  f"{sparse * 1e3:7.2f} ms ({dense / sparse:.2f}x), per-image kernel "
+                  f"{per_image * 1e3:7.2f} ms ({dense / per_image:.2f}x)", flush=True)
         out["shapes"][label] = rows
         out["break_even"][label] = break_even(rows)
+        out.setdefault("break_even_per_image", {})[label] = break_even(
+            [{**r, "speedup": r["per_image_speedup"]} for r in rows])
     return out
 
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minitorch_compress.kernels import reference as ref
+from minitorch_compress.kernels import sparse_conv
 from minitorch_compress.kernels.sparse_conv import SparseWeights, sparse_conv2d_forward
 
 # the pool path: output channels split across two threads (conftest.kernel_threads)
@@ -31,21 +32,31 @@ def sparse_convs(draw):
     return x, weights, stride, padding, rng
 
 
-@settings(deadline=None, max_examples=80)
-@given(sparse_convs())
-def test_sparse_conv_matches_the_dense_reference(case):
+# the batched kernel: one image per block (tile of 1 float), or the whole batch in one block
+KERNELS = st.sampled_from([(False, None), (True, 1), (True, 16384)])
+
+
+@settings(deadline=None, max_examples=120)
+@given(sparse_convs(), KERNELS)
+def test_sparse_conv_matches_the_dense_reference(case, kernel):
     x, w, stride, padding, _ = case
     sw = SparseWeights.from_dense(w)
     np.testing.assert_array_equal(sw.to_dense(), w)
-    got = sparse_conv2d_forward(x, sw, stride, padding)
+    batched, tile = kernel
+    saved = sparse_conv.BATCHED_TILE_FLOATS
+    try:
+        sparse_conv.BATCHED_TILE_FLOATS = tile or saved
+        got = sparse_conv2d_forward(x, sw, stride, padding, batched=batched)
+    finally:
+        sparse_conv.BATCHED_TILE_FLOATS = saved
     want = ref.conv2d_forward(x, w, stride, padding)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert got.shape == want.shape and got.dtype == np.float32
 
 
-@settings(deadline=None, max_examples=40)
-@given(sparse_convs(), st.booleans(), st.booleans())
-def test_the_fused_epilogue_matches_the_separate_steps(case, relu, with_residual):
+@settings(deadline=None, max_examples=60)
+@given(sparse_convs(), st.booleans(), st.booleans(), st.booleans())
+def test_the_fused_epilogue_matches_the_separate_steps(case, relu, with_residual, batched):
     x, w, stride, padding, rng = case
     k = w.shape[0]
     coef = np.stack([rng.uniform(0.5, 1.5, k), rng.standard_normal(k)], 1).astype(np.float32)
@@ -57,7 +68,7 @@ def test_the_fused_epilogue_matches_the_separate_steps(case, relu, with_residual
     if relu:
         want = np.maximum(want, 0)
     got = sparse_conv2d_forward(x, SparseWeights.from_dense(w), stride, padding, coef, relu,
-                                residual)
+                                residual, batched=batched)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
