@@ -116,6 +116,48 @@ def model_speed(break_even_by_shape: dict, rounds: int) -> dict:
     return out
 
 
+def lab_model_speed(table: dict, rounds: int) -> dict:
+    """The same for the committed Lab 2 model files (``results/models/lab2_*.mtc``): the
+    speedup Lab 2's own sparse models get, for its report."""
+    from minitorch_compress import Tensor, no_grad
+    from minitorch_compress.models.pretrained import load_pretrained
+    from minitorch_compress.models.resnet import to_dense, to_sparse
+    from minitorch_compress.paths import RESULTS_DIR, shown
+
+    x = Tensor(np.random.default_rng(1).standard_normal((BATCH, 3, 32, 32)).astype(np.float32))
+    out = {}
+    for path in sorted((RESULTS_DIR / "models").glob("lab2_*.mtc")):
+        model = load_pretrained(path)
+        with no_grad():
+            to_dense(model)
+            dense = _time(lambda model=model: model(x), rounds)
+            chosen = to_sparse(model, break_even=table)
+            sparse = _time(lambda model=model: model(x), rounds)
+        out[path.stem] = {"file": shown(path), "dense_img_s": BATCH / dense,
+                          "sparse_img_s": BATCH / sparse, "speedup": dense / sparse,
+                          "sparse_layers": len(chosen)}
+        print(f"{path.stem}: dense {BATCH / dense:.0f} img/s, sparse {BATCH / sparse:.0f} "
+              f"img/s ({dense / sparse:.2f}x)", flush=True)
+    return out
+
+
+def torch_dense_img_s(rounds: int) -> float | None:
+    """PyTorch's dense inference images/s at batch 100 on this machine and thread count (the
+    ResNet-20 of bench_resnet20.py, in a child process), or None without torch."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("torch") is None:
+        return None
+    from minitorch_compress.kernels.parallel import get_num_threads
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_resnet20 import bench_torch_in_child
+
+    figures = bench_torch_in_child(rounds, get_num_threads(), False)
+    return None if figures is None else figures["infer_img_per_s_b100"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -134,6 +176,10 @@ def main() -> int:
               "break_even": layers["break_even"], "note": args.note}
     if not args.no_models:
         result["models"] = model_speed(layers["break_even"], args.rounds)
+        table = {(c, 3, 1): layers["break_even"][label] for label, (c, _) in SHAPES.items()
+                 if layers["break_even"].get(label) is not None}
+        result["lab_models"] = lab_model_speed(table, args.rounds)
+        result["torch_dense_img_s"] = torch_dense_img_s(args.rounds)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

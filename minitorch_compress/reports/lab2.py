@@ -105,6 +105,24 @@ def _sparsity_table(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _sparse_speed(out_dir: Path, results: dict[str, dict[str, Any]]) -> list[str]:
+    """What the sparse kernel makes of this lab's own models: measured inference speed on the
+    dense and the sparse path (``sparse.json``, `benchmarks/bench_sparse.py`) beside their
+    accuracy; nothing when the benchmark has not measured them."""
+    measured = (read_result(out_dir, "sparse") or {}).get("lab_models", {})
+    rows = [(name, m, results[name[len("lab2_"):]]) for name, m in measured.items()
+            if name[len("lab2_"):] in results]
+    if not rows:
+        return []
+    L = ["Speed of these models' files at inference (batch 100, `sparse.md`): the sparse "
+         "kernel runs their pruned convs, the dense path multiplies the zeros.", "",
+         "| model | best accuracy | dense img/s | sparse img/s | speedup |",
+         "|---|---:|---:|---:|---:|"]
+    L += [f"| `{m['file']}` | {fmt(r['best_accuracy'])} | {m['dense_img_s']:.0f} | "
+          f"{m['sparse_img_s']:.0f} | {m['speedup']:.2f}x |" for name, m, r in rows]
+    return L + [""]
+
+
 def write_report(out_dir: str | Path) -> Path:
     """Regenerate ``out_dir/lab2.md`` and the figures from the ``lab2_*.json`` present.
 
@@ -131,6 +149,7 @@ def write_report(out_dir: str | Path) -> Path:
         L.append(f"| ({p}) | {what} | {fmt(ours)} | {fmt(pub.LAB2.get(p))} | "
                  f"{fmt_diff(ours, pub.LAB2.get(p))} | {run_label(r['_meta'])} |")
     L.append("")
+    L += _sparse_speed(out_dir, results)
 
     if "b" in results:
         r = results["b"]

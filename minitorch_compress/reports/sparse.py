@@ -46,6 +46,17 @@ def render(result: dict) -> str:
     for name, m in result.get("models", {}).items():
         L.append(f"| {name} | {m['dense_img_s']:.0f} | {m['sparse_img_s']:.0f} | "
                  f"{m['speedup']:.2f}x | {m['sparse_layers']} |")
+    for name, m in result.get("lab_models", {}).items():
+        L.append(f"| {name} (`{m['file']}`) | {m['dense_img_s']:.0f} | {m['sparse_img_s']:.0f} | "
+                 f"{m['speedup']:.2f}x | {m['sparse_layers']} |")
+    torch = result.get("torch_dense_img_s")
+    if torch:
+        fastest = max(m["sparse_img_s"] for m in result.get("models", {}).values())
+        L += ["", f"PyTorch dense on the same machine and threads: {torch:.0f} img/s; our "
+              f"fastest sparse model runs at {fastest / torch:.2f}x of it."]
+    elif "torch_dense_img_s" in result:
+        L += ["", "PyTorch was not importable when this ran, so its dense figure is missing "
+              "(`pip install -e \".[bench]\"`)."]
     L += ["", "![speed against sparsity](sparse/speedup.png)", ""]
     L += ["## Targets", "", *target_lines(result), ""]
     if result.get("note"):
