@@ -32,14 +32,19 @@ SPARSITIES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 BATCH = 100
 
 
-def _time(fn, rounds: int) -> float:
-    fn()  # compile / warm
-    times = []
+def _alternating(fns, rounds: int) -> list[float]:
+    """Median seconds of each of `fns`, timed in alternating rounds (fn 1, fn 2, ..., fn 1,
+    ...), so that the machine's drift (its dense speed moved by 1.5x between runs 10 minutes
+    apart) falls on all of them alike and their ratios hold."""
+    for fn in fns:
+        fn()  # compile / warm
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, spent in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def layer_sweep(rounds: int) -> dict:
@@ -57,12 +62,11 @@ def layer_sweep(rounds: int) -> dict:
             w = rng.standard_normal((c, c, 3, 3)).astype(np.float32)
             w[rng.random(w.shape) < s] = 0
             sw = SparseWeights.from_dense(w)
-            dense = _time(lambda x=x, w=w, coef=coef: conv2d_affine_forward(
-                x, w, 1, 1, coef, relu=True), rounds)
-            sparse = _time(lambda x=x, sw=sw, coef=coef: sparse_conv2d_forward(
-                x, sw, 1, 1, coef, True), rounds)
-            per_image = _time(lambda x=x, sw=sw, coef=coef: sparse_conv2d_forward(
-                x, sw, 1, 1, coef, True, batched=False), rounds)
+            dense, sparse, per_image = _alternating([
+                lambda x=x, w=w, coef=coef: conv2d_affine_forward(x, w, 1, 1, coef, relu=True),
+                lambda x=x, sw=sw, coef=coef: sparse_conv2d_forward(x, sw, 1, 1, coef, True),
+                lambda x=x, sw=sw, coef=coef: sparse_conv2d_forward(
+                    x, sw, 1, 1, coef, True, batched=False)], rounds)
             useful = 2 * sw.values.size * hw * hw * BATCH  # multiply-adds of the non-zeros
             rows.append({"sparsity": s, "dense_ms": dense * 1e3, "sparse_ms": sparse * 1e3,
                          "speedup": dense / sparse, "sparse_useful_gflops": useful / sparse / 1e9,
@@ -92,7 +96,7 @@ def model_speed(break_even_by_shape: dict, rounds: int) -> dict:
     from minitorch_compress import Tensor, no_grad
     from minitorch_compress.compression import global_prune_by_percentage, prune_model_by_percentage
     from minitorch_compress.models.pretrained import load_pretrained
-    from minitorch_compress.models.resnet import to_dense, to_sparse
+    from minitorch_compress.models.resnet import to_sparse
 
     table = {}
     for label, (c, _) in SHAPES.items():
@@ -102,13 +106,13 @@ def model_speed(break_even_by_shape: dict, rounds: int) -> dict:
     out = {}
     for name, prune in (("per_layer_80", lambda m: prune_model_by_percentage(m, 0.8)),
                         ("global_80", lambda m: global_prune_by_percentage(m, 0.8))):
-        model = load_pretrained()
+        model, sparse_model = load_pretrained(), load_pretrained()
         prune(model)
+        prune(sparse_model)
         with no_grad():
-            to_dense(model)
-            dense = _time(lambda model=model: model(x), rounds)
-            chosen = to_sparse(model, break_even=table)
-            sparse = _time(lambda model=model: model(x), rounds)
+            chosen = to_sparse(sparse_model, break_even=table)
+            dense, sparse = _alternating(
+                [lambda m=model: m(x), lambda m=sparse_model: m(x)], rounds)
         out[name] = {"dense_img_s": BATCH / dense, "sparse_img_s": BATCH / sparse,
                      "speedup": dense / sparse, "sparse_layers": len(chosen)}
         print(f"{name}: dense {BATCH / dense:.0f} img/s, sparse {BATCH / sparse:.0f} img/s "
@@ -121,18 +125,17 @@ def lab_model_speed(table: dict, rounds: int) -> dict:
     speedup Lab 2's own sparse models get, for its report."""
     from minitorch_compress import Tensor, no_grad
     from minitorch_compress.models.pretrained import load_pretrained
-    from minitorch_compress.models.resnet import to_dense, to_sparse
+    from minitorch_compress.models.resnet import to_sparse
     from minitorch_compress.paths import RESULTS_DIR, shown
 
     x = Tensor(np.random.default_rng(1).standard_normal((BATCH, 3, 32, 32)).astype(np.float32))
     out = {}
     for path in sorted((RESULTS_DIR / "models").glob("lab2_*.mtc")):
-        model = load_pretrained(path)
+        model, sparse_model = load_pretrained(path), load_pretrained(path)
         with no_grad():
-            to_dense(model)
-            dense = _time(lambda model=model: model(x), rounds)
-            chosen = to_sparse(model, break_even=table)
-            sparse = _time(lambda model=model: model(x), rounds)
+            chosen = to_sparse(sparse_model, break_even=table)
+            dense, sparse = _alternating(
+                [lambda m=model: m(x), lambda m=sparse_model: m(x)], rounds)
         out[path.stem] = {"file": shown(path), "dense_img_s": BATCH / dense,
                           "sparse_img_s": BATCH / sparse, "speedup": dense / sparse,
                           "sparse_layers": len(chosen)}
