@@ -371,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     models_parser.add_argument("--out-dir", type=Path, default=None,
                                help="results folder (default: results/local/; --out-dir "
                                     "results publishes)")
+    models_parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                               help="only these models (e.g. lab3_d_naive_4bit); the others "
+                                    "keep their entries in compression.json")
     models_parser.set_defaults(func=cmd_models)
 
     reproduce_parser = sub.add_parser(

@@ -273,3 +273,33 @@ def test_models_writes_every_lab_model_on_disk_and_its_page(tmp_path, capsys,
     assert "is not met, by 5,000 bytes" in compression.target_sentence(
         {"lab3_d_4bit": {**entry, "ratio": 18.2, "bytes": 55_000}})
     capsys.readouterr()
+
+
+def test_models_evaluates_a_committed_file_again_when_its_run_is_gone(tmp_path, capsys,
+                                                                       synthetic_cifar10_dir):
+    """On a fresh machine the runs are gone but the committed files are not: `models` checks
+    them again from the file (a kernel change must not change what they score), keeping the
+    stage sizes; --only limits it to the named models."""
+    import json
+    import shutil
+
+    from minitorch_compress.io.checkpoint import save_checkpoint
+
+    model = _model(bits=None)
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    (runs / "lab2_c").mkdir(parents=True)
+    save_checkpoint(runs / "lab2_c" / "best.npz",
+                    {f"model.{k}": v for k, v in model.state_dict().items()}, {})
+    argv = ["models", "--run-root", str(runs), "--out-dir", str(out),
+            "--data-dir", str(synthetic_cifar10_dir), "--no-progress"]
+    assert cli.main(argv) == 0
+    first = json.loads((out / "compression.json").read_text())["models"]["lab2_c"]
+    shutil.rmtree(runs)  # the machine is new
+    assert cli.main(argv) == 0
+    again = json.loads((out / "compression.json").read_text())["models"]["lab2_c"]
+    assert again["accuracy"] == first["accuracy"] and again["bytes"] == first["bytes"]
+    assert "lab2_c: " in capsys.readouterr().out  # it was evaluated, not just copied
+    assert cli.main([*argv, "--only", "lab3_e"]) == 0
+    assert "lab2_c: " not in capsys.readouterr().out
+    kept = json.loads((out / "compression.json").read_text())
+    assert kept["models"]["lab2_c"] == again and "lab3_e" in kept["missing"]
