@@ -420,6 +420,9 @@ def naive_verdict(naive: float, masked: float, published: float) -> str:
                 "which supports reading the published figure as that mistake")
     if share is None:
         return "ours already matches the published figure"
+    if share < 0:
+        return (f"it lands at {fmt(naive)}, on the other side of our mask-aware {fmt(masked)} "
+                f"from the published {fmt(published)}, so that mistake does not explain it")
     return (f"it covers {share:.0%} of the gap from our mask-aware {fmt(masked)} to the "
             f"published {fmt(published)}, so that mistake alone does not explain it")
 
