@@ -118,15 +118,23 @@ def test_resnet20_macs_counts_every_conv_and_the_fc():
     assert half < resnet20_macs() and half > resnet20_macs() / 2
 
 
-def test_the_hook_thresholds_with_the_current_learning_rate():
+def test_the_hook_thresholds_with_the_current_learning_rate_and_clears_their_momentum():
+    from minitorch_compress.optim import SGD
+
     model = _trained_like()
-    trainer = type("T", (), {"model": model,
-                             "optimizer": type("O", (), {"lr": 0.1})()})()
+    optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    optimizer.momentum_buffers = [np.ones_like(p.data) for p in optimizer.params]
+    trainer = type("T", (), {"model": model, "optimizer": optimizer})()
     norms = np.concatenate([block_group_norms(b) for b in model.body_op])
     hook = GroupLassoHook(strength=float(np.quantile(norms, 0.5)) / 0.1)
     hook.after_step(trainer)
     metrics: dict = {}
     hook.on_epoch_end(trainer, 0, metrics)
     assert 0.4 <= 1 - metrics["channel_fraction"] <= 0.6
+    # momentum cannot carry a removed group back at the next step
+    index = {id(p): i for i, p in enumerate(optimizer.params)}
+    w1 = model.body_op[0].conv1[0].conv.weight
+    buffer = optimizer.momentum_buffers[index[id(w1)]]
+    assert np.all(buffer[w1.data == 0] == 0) and np.all(buffer[w1.data != 0] == 1)
     with pytest.raises(ValueError):
         GroupLassoHook(-1.0)
