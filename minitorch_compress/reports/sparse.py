@@ -11,29 +11,31 @@ from pathlib import Path
 BATCH = 100
 
 
+def _speedup_table(result: dict, sparsities: list[float], speedup: str,
+                   break_even: str) -> list[str]:
+    """Shape x sparsity table of one kernel's speedup over dense, with its break-even."""
+    L = ["| shape | " + " | ".join(f"{s:.0%}" for s in sparsities) + " | break-even |",
+         "|---|" + "---:|" * (len(sparsities) + 1)]
+    for label, rows in result["layers"]["shapes"].items():
+        be = result["layers"][break_even][label]
+        L.append(f"| {label} | " + " | ".join(f"{r[speedup]:.2f}x" for r in rows)
+                 + f" | {'never' if be is None else f'{be:.0%}'} |")
+    return L
+
+
 def render(result: dict) -> str:
     """results/sparse.md from the JSON (numbers and conclusions computed)."""
     sparsities = [r["sparsity"] for r in next(iter(result["layers"]["shapes"].values()))]
     L = ["# Sparse inference: where unstructured sparsity pays", "",
          f"Measured by `{result['command']}` at `{result['commit']}`, {result['threads']} kernel "
          f"thread(s), batch {BATCH}, medians of {result['rounds']} rounds.", "",
-         "| shape | " + " | ".join(f"{s:.0%}" for s in sparsities) + " | break-even |",
-         "|---|" + "---:|" * (len(sparsities) + 1)]
-    for label, rows in result["layers"]["shapes"].items():
-        be = result["layers"]["break_even"][label]
-        L.append(f"| {label} | " + " | ".join(f"{r['speedup']:.2f}x" for r in rows)
-                 + f" | {'never' if be is None else f'{be:.0%}'} |")
+         *_speedup_table(result, sparsities, "speedup", "break_even")]
     L += ["", "Cells: dense time / sparse time of one 3x3 conv with its epilogue (above 1: the "
           "sparse kernel is faster).", ""]
     if "break_even_per_image" in result["layers"]:
         L += ["The per-image kernel that the batched one replaced, same run:", "",
-              "| shape | " + " | ".join(f"{s:.0%}" for s in sparsities) + " | break-even |",
-              "|---|" + "---:|" * (len(sparsities) + 1)]
-        for label, rows in result["layers"]["shapes"].items():
-            be = result["layers"]["break_even_per_image"][label]
-            L.append(f"| {label} | " + " | ".join(f"{r['per_image_speedup']:.2f}x" for r in rows)
-                     + f" | {'never' if be is None else f'{be:.0%}'} |")
-        L.append("")
+              *_speedup_table(result, sparsities, "per_image_speedup", "break_even_per_image"),
+              ""]
     best = max((r for rows in result["layers"]["shapes"].values() for r in rows),
                key=lambda r: r["sparse_useful_gflops"])
     dense_peak = max(r["dense_gflops"] for rows in result["layers"]["shapes"].values()
