@@ -82,6 +82,77 @@ def test_the_relative_index_with_fillers_inverts(width):
     np.testing.assert_array_equal(mtc.positions_of(symbols, width, 1000), positions)
 
 
+@settings(deadline=None, max_examples=40)
+@given(words=st.lists(st.integers(0, 2**32 - 1), max_size=300),
+       repeat=st.integers(1, 4))
+def test_every_float_codec_restores_the_exact_bits(words, repeat):
+    data = np.array(words * repeat, dtype="<u4").tobytes()  # any bits: NaNs, denormals
+    codec, packed = mtc.pack_floats(data)
+    assert len(packed) <= len(data)  # "raw" is always a candidate
+    assert mtc.unpack_floats(codec, packed, len(data), "x") == data
+    for other in ("raw", "lzma", "planes"):  # each codec inverts, not only the chosen one
+        if other == codec:
+            continue
+        if other == "raw":
+            encoded = data
+        elif other == "lzma":
+            import lzma
+            encoded = lzma.compress(data)
+        else:
+            import lzma
+            planes = np.frombuffer(data, dtype=np.uint8).reshape(-1, 4).T.tobytes()
+            encoded = lzma.compress(planes, format=lzma.FORMAT_RAW,
+                                    filters=mtc._PLANES_FILTERS)
+        assert mtc.unpack_floats(other, encoded, len(data), "x") == data
+
+
+def test_byte_planes_beat_plain_lzma_on_batch_norm_like_floats():
+    rng = np.random.default_rng(0)  # a few thousand values of like magnitude, as batch norm
+    data = rng.uniform(0.5, 2.0, 3000).astype("<f4").tobytes()
+    codec, packed = mtc.pack_floats(data)
+    import lzma
+    assert codec == "planes" and len(packed) < len(lzma.compress(data, preset=9))
+
+
+def test_a_float_stream_of_the_wrong_size_is_a_one_line_error():
+    codec, packed = mtc.pack_floats(np.arange(100, dtype="<f4").tobytes())
+    for wrong in (396, 404):  # a header that declares more or fewer entries than stored
+        with pytest.raises(CheckpointError, match=f"{wrong} expected") as info:
+            mtc.unpack_floats(codec, packed, wrong, "x")
+        assert "\n" not in str(info.value)
+    with pytest.raises(CheckpointError, match="unknown float codec"):
+        mtc.unpack_floats("zstd", packed, 400, "x")
+
+
+@settings(deadline=None, max_examples=40)
+@given(lengths=st.dictionaries(st.integers(0, 40), st.integers(1, 24), min_size=1),
+       extra=st.integers(0, 3))
+def test_code_length_tables_take_half_a_byte_a_symbol_when_lengths_fit(lengths, extra):
+    alphabet = max(lengths) + 1 + extra
+    table = mtc._huffman_table(lengths, alphabet)
+    fits = max(lengths.values()) <= 15 and alphabet >= 2
+    assert len(table) == (-(-alphabet // 2) if fits else alphabet)
+    if len(lengths) == 1 or sum(2.0 ** -n for n in lengths.values()) <= 1:
+        assert mtc._lengths_from_table(table, alphabet) == lengths
+
+
+def test_a_version_1_file_still_reads(tmp_path, monkeypatch):
+    model = _model()
+    # what version 1 wrote: one byte a code length, the dense section as plain lzma
+    import lzma
+    monkeypatch.setattr(mtc, "VERSION", 1)
+    monkeypatch.setattr(mtc, "_huffman_table", lambda lengths, alphabet: np.array(
+        [lengths.get(s, 0) for s in range(alphabet)], dtype=np.uint8).tobytes())
+    monkeypatch.setattr(mtc, "pack_floats", lambda data: ("lzma", lzma.compress(data)))
+    mtc.save(tmp_path / "v1.mtc", model)
+    monkeypatch.undo()
+    assert struct.unpack_from("<H", (tmp_path / "v1.mtc").read_bytes(), 8) == (1,)
+    for name, value in mtc.inference_state(model).items():
+        np.testing.assert_array_equal(mtc.load(tmp_path / "v1.mtc").state[name], value)
+    mtc.save(tmp_path / "v2.mtc", model)
+    assert (tmp_path / "v2.mtc").stat().st_size < (tmp_path / "v1.mtc").stat().st_size
+
+
 def _damaged(path, tmp_path, edit):
     blob = bytearray(path.read_bytes())
     edit(blob)
@@ -272,14 +343,35 @@ def test_models_writes_every_lab_model_on_disk_and_its_page(tmp_path, capsys,
                                                                       "bytes": 48_780}})
     assert "is not met, by 5,000 bytes" in compression.target_sentence(
         {"lab3_d_4bit": {**entry, "ratio": 18.2, "bytes": 55_000}})
+    proxy = {**entry, "about": "a stand-in", "command": "c", "accuracy": 0.5}
+    assert "on it the 20x target is met." in compression.target_sentence(
+        {}, {**proxy, "ratio": 20.1, "bytes": 49_000})
+    assert "on it the 20x target is not met, by 1,000 bytes." in compression.target_sentence(
+        {}, {**proxy, "ratio": 19.6, "bytes": 51_000})
     capsys.readouterr()
+
+
+def test_the_entropy_bound_is_below_what_the_file_codes(saved):
+    """Huffman codes can only approach the order-0 entropy from above (tables included)."""
+    from minitorch_compress.compression.pipeline import entropy_bytes
+    from minitorch_compress.reports.compression import entropy_lines
+
+    _, path, sizes = saved
+    bound = entropy_bytes(path)
+    assert 0 < bound["index"] <= sizes["parts"]["index"]
+    assert 0 < bound["codes"] <= sizes["parts"]["codes"]
+    row = next(line for line in entropy_lines({"m": sizes}) if line.startswith("| `m`"))
+    ideal = (sizes["bytes"] - sizes["parts"]["index"] - sizes["parts"]["codes"]
+             + bound["index"] + bound["codes"])
+    assert f"| {ideal:,} |" in row
 
 
 def test_models_evaluates_a_committed_file_again_when_its_run_is_gone(tmp_path, capsys,
                                                                        synthetic_cifar10_dir):
     """On a fresh machine the runs are gone but the committed files are not: `models` checks
-    them again from the file (a kernel change must not change what they score), keeping the
-    stage sizes; --only limits it to the named models."""
+    them again from the file (a kernel change must not change what they score), written again
+    by today's writer; a file with no entry yet gets one; --only limits it to the named
+    models."""
     import json
     import shutil
 
@@ -295,11 +387,16 @@ def test_models_evaluates_a_committed_file_again_when_its_run_is_gone(tmp_path, 
     assert cli.main(argv) == 0
     first = json.loads((out / "compression.json").read_text())["models"]["lab2_c"]
     shutil.rmtree(runs)  # the machine is new
+    # a file a lab wrote when it finished, not yet listed in compression.json
+    shutil.copy(out / "models" / "lab2_c.mtc", out / "models" / "lab3_e.mtc")
     assert cli.main(argv) == 0
-    again = json.loads((out / "compression.json").read_text())["models"]["lab2_c"]
+    models = json.loads((out / "compression.json").read_text())["models"]
+    again = models["lab2_c"]
     assert again["accuracy"] == first["accuracy"] and again["bytes"] == first["bytes"]
+    assert models["lab3_e"]["accuracy"] == first["accuracy"]
+    assert models["lab3_e"]["stages"] == first["stages"]  # sized again from the file itself
     assert "lab2_c: " in capsys.readouterr().out  # it was evaluated, not just copied
-    assert cli.main([*argv, "--only", "lab3_e"]) == 0
+    assert cli.main([*argv, "--only", "lab3_d_4bit"]) == 0
     assert "lab2_c: " not in capsys.readouterr().out
     kept = json.loads((out / "compression.json").read_text())
-    assert kept["models"]["lab2_c"] == again and "lab3_e" in kept["missing"]
+    assert kept["models"]["lab2_c"] == again and "lab3_d_4bit" in kept["missing"]
