@@ -400,3 +400,30 @@ def test_models_evaluates_a_committed_file_again_when_its_run_is_gone(tmp_path, 
     assert "lab2_c: " not in capsys.readouterr().out
     kept = json.loads((out / "compression.json").read_text())
     assert kept["models"]["lab2_c"] == again and "lab3_d_4bit" in kept["missing"]
+
+
+def test_models_rebuilds_lab4s_channel_pruned_runs(tmp_path, capsys, synthetic_cifar10_dir):
+    """Lab 4 (b)'s runs hold the smaller model; `models` finds them from lab4_b.json's
+    strengths and evaluates each from its file, architecture and all."""
+    import json
+
+    from minitorch_compress.io.checkpoint import save_checkpoint
+
+    mids = [8, 16, 16, 16, 32, 32, 32, 64, 40]
+    small = _model(prune=None, bits=None, mid_channels=mids)
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    (runs / "lab4_b_1").mkdir(parents=True)
+    save_checkpoint(runs / "lab4_b_1" / "best.npz",
+                    {f"model.{k}": v for k, v in small.state_dict().items()}, {})
+    out.mkdir()
+    (out / "lab4_b.json").write_text(json.dumps(
+        {"strengths": {"1": {"group_lasso": {"best_accuracy": 0.25},
+                             "l1_filter": {"best_accuracy": 0.5}}}}))
+    assert cli.main(["models", "--run-root", str(runs), "--out-dir", str(out), "--data-dir",
+                     str(synthetic_cifar10_dir), "--no-progress", "--only", "lab4_b_1",
+                     "lab4_b_l1_1"]) == 0
+    result = json.loads((out / "compression.json").read_text())
+    assert result["models"]["lab4_b_1"]["table_accuracy"] == 0.25
+    assert "lab4_b_l1_1" in result["missing"]
+    assert mtc.load_model(out / "models" / "lab4_b_1.mtc").mid_channels == tuple(mids)
+    capsys.readouterr()

@@ -138,3 +138,24 @@ def test_the_hook_thresholds_with_the_current_learning_rate_and_clears_their_mom
     assert np.all(buffer[w1.data == 0] == 0) and np.all(buffer[w1.data != 0] == 1)
     with pytest.raises(ValueError):
         GroupLassoHook(-1.0)
+
+
+def test_a_channel_pruned_run_checkpoint_loads_as_its_smaller_model(tmp_path):
+    """A Lab 4 (b) run saves the smaller model's weights in best.npz; `load_pretrained` (and
+    so every --weights) builds the architecture they fit, and refuses a mis-shaped one."""
+    from minitorch_compress.errors import CheckpointError
+    from minitorch_compress.io.checkpoint import save_checkpoint
+    from minitorch_compress.models.pretrained import load_pretrained
+
+    mids = [5, 16, 9, 32, 3, 32, 64, 17, 64]
+    small = ResNet20(rng=np.random.default_rng(0), mid_channels=mids)
+    state = small.state_dict()
+    save_checkpoint(tmp_path / "best.npz", {f"model.{k}": v for k, v in state.items()}, {})
+    again = load_pretrained(tmp_path / "best.npz")
+    assert again.mid_channels == tuple(mids)
+    for name, value in state.items():
+        np.testing.assert_array_equal(again.state_dict()[name], value)
+    state["body_op.2.conv2.0.conv.weight"] = np.zeros((16, 8, 3, 3), np.float32)  # not 9
+    save_checkpoint(tmp_path / "bad.npz", {f"model.{k}": v for k, v in state.items()}, {})
+    with pytest.raises(CheckpointError, match="body_op.2.conv2"):
+        load_pretrained(tmp_path / "bad.npz")

@@ -43,8 +43,10 @@ class LabModel:
     mode: str = "masked"  # the quantizer
 
 
-def lab_models() -> list[LabModel]:
-    """Every finetuned model of Labs 2 and 3, in report order."""
+def lab_models(out_dir: Any = None) -> list[LabModel]:
+    """Every finetuned model of Labs 2 and 3, in report order, then Lab 4 (b)'s channel-pruned
+    models for the strengths its result file in `out_dir` lists (their runs save the smaller
+    model itself, so they are rebuilt like the others)."""
     models = [LabModel(f"lab2_{p}", f"lab2_{p}", f"lab2_{p}", ("best_accuracy",))
               for p in "cde"]
     for b in ("4", "3", "2"):
@@ -59,6 +61,12 @@ def lab_models() -> list[LabModel]:
                                ("after", b), int(b), "asymmetric"))
     models.append(LabModel("lab3_e_naive", "lab3_e_naive", "lab3_e_naive", ("best_accuracy",),
                            4, "asymmetric"))
+    lab4_b = read_result(out_dir, "lab4_b") if out_dir is not None else None
+    for strength in (lab4_b or {}).get("strengths", {}):
+        for name, key in ((f"lab4_b_{strength}", "group_lasso"),
+                          (f"lab4_b_l1_{strength}", "l1_filter")):
+            models.append(LabModel(name, name, "lab4_b",
+                                   ("strengths", strength, key, "best_accuracy")))
     return models
 
 
@@ -145,7 +153,7 @@ def run(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     models, missing = {}, []
     previous = read_result(args.out_dir, "compression") or {}
     only = set(getattr(args, "only", None) or [])
-    for spec in lab_models():
+    for spec in lab_models(args.out_dir):
         earlier = previous.get("models", {}).get(spec.name)
         if only and spec.name not in only:
             if earlier is not None:

@@ -26,6 +26,7 @@ from minitorch_compress.io.checkpoint import (
     require_finite,
     write_npz,
 )
+from minitorch_compress.io.mtc import MAX_MID_CHANNELS
 from minitorch_compress.io.torch_checkpoint import load_torch_state_dict
 from minitorch_compress.models.resnet import ResNet20
 from minitorch_compress.paths import REPO_ROOT, WEIGHTS_CACHE_DIR, shown
@@ -72,9 +73,27 @@ def cache_path(checkpoint: Path) -> Path:
     return WEIGHTS_CACHE_DIR / f"{digest}.npz"
 
 
-def expected_shapes() -> dict[str, tuple[int, ...]]:
-    """name -> shape of every parameter and buffer of the ResNet-20 the weights are for."""
-    return {name: tuple(np.shape(value)) for name, value in ResNet20().state_dict().items()}
+def expected_shapes(mid_channels: tuple[int, ...] | None = None) -> dict[str, tuple[int, ...]]:
+    """name -> shape of every parameter and buffer of the ResNet-20 the weights are for (the
+    standard one, or the channel-pruned one with these block-internal widths)."""
+    model = ResNet20(mid_channels=mid_channels)
+    return {name: tuple(np.shape(value)) for name, value in model.state_dict().items()}
+
+
+def mid_channels_of(state: dict[str, np.ndarray]) -> tuple[int, ...] | None:
+    """The block-internal widths a state dict (or a run's checkpoint, ``model.`` keys) holds:
+    each block's conv1 output count; None when they are not all there (the shape check then
+    names what is missing). Lab 4's channel-pruned runs save such checkpoints."""
+    widths = []
+    for block in range(9):
+        for prefix in ("", _MODEL_PREFIX):
+            shape = np.shape(state.get(f"{prefix}body_op.{block}.conv1.0.conv.weight", ()))
+            if len(shape) == 4:
+                widths.append(int(shape[0]))
+                break
+    if len(widths) != 9 or not all(1 <= w <= MAX_MID_CHANNELS for w in widths):
+        return None
+    return tuple(widths)
 
 
 def validated(state: dict[str, np.ndarray], source: Path) -> dict[str, np.ndarray]:
@@ -86,7 +105,7 @@ def validated(state: dict[str, np.ndarray], source: Path) -> dict[str, np.ndarra
     Raises:
         CheckpointError: a missing, unexpected or mis-shaped tensor, or a NaN/inf (named).
     """
-    shapes = expected_shapes()
+    shapes = expected_shapes(mid_channels_of(state))
     if not set(shapes) <= set(state) and {_MODEL_PREFIX + k for k in shapes} <= set(state):
         state = {k[len(_MODEL_PREFIX):]: v for k, v in state.items()
                  if k.startswith(_MODEL_PREFIX)}
@@ -140,6 +159,7 @@ def load_pretrained(weights: str | os.PathLike[str] | None = None) -> ResNet20:
         model = mtc.load_model(path)
         require_finite(model.state_dict(), f"weights file {path}")
         return model
-    model = ResNet20()
-    model.load_state_dict(pretrained_state_dict(weights))
+    state = pretrained_state_dict(weights)
+    model = ResNet20(mid_channels=mid_channels_of(state))  # a Lab 4 run's smaller model too
+    model.load_state_dict(state)
     return model.eval()
