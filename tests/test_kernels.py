@@ -38,9 +38,10 @@ RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 # image per chunk; 4000 bytes: a few images per chunk and usually a shorter last chunk
 chunk_bytes = st.sampled_from([None, 1, 4000])
 
-# which stride-1 forward the conv kernels take: their own choice (the full im2col for these
-# small shapes), or the row-cols path (`conv._forward_rows`) forced on for every shape
-row_paths = st.sampled_from(["auto", "rows"])
+# which stride-1 path the conv kernels take: their own choice; the row-cols forward
+# (`conv._forward_rows`) forced on for every shape; the direct 3x3 kernels
+# (`kernels/direct_conv.py`, forward and grad-weight) forced on; or im2col + GEMM only
+row_paths = st.sampled_from(["auto", "rows", "direct", "im2col"])
 
 
 def assert_close(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray) -> None:
@@ -67,6 +68,11 @@ def _conv_config(chunk: int | None, row_path: str = "auto"):
         if row_path == "rows":
             stack.enter_context(mock.patch.object(conv, "_ROWS_MAX_K", 10**9))
             stack.enter_context(mock.patch.object(conv, "_ROWS_MIN_HO", 0))
+        if row_path in ("rows", "im2col"):
+            stack.enter_context(mock.patch.object(conv, "DIRECT_3X3", frozenset()))
+        if row_path == "direct":
+            stack.enter_context(mock.patch.object(conv, "DIRECT_3X3",
+                                                  frozenset({"forward", "grad_weight"})))
         yield
 
 
@@ -177,7 +183,7 @@ def test_conv_backward_matches_reference(s: ConvSetting, dtype, seed: int, chunk
         (4, 4, 2, 3),
     ],
 )
-@pytest.mark.parametrize("path", ["auto", "rows"])
+@pytest.mark.parametrize("path", ["auto", "rows", "direct", "im2col"])
 def test_conv_general_geometry_matches_reference(
     kh: int, kw: int, stride: int, padding: int, path: str
 ):
@@ -209,13 +215,15 @@ RESNET20_CONVS = [
 ]
 
 
+@pytest.mark.parametrize("path", ["auto", "direct", "im2col"])
 @pytest.mark.parametrize("c, k, size, ksize, stride, padding", RESNET20_CONVS)
-def test_conv_resnet20_shapes_match_reference(c, k, size, ksize, stride, padding):
-    # the real shapes (2 images), on whatever path the kernels pick for them
+def test_conv_resnet20_shapes_match_reference(c, k, size, ksize, stride, padding, path):
+    # the real shapes (2 images), on whatever path the kernels pick for them, and forced
     s = ConvSetting(2, c, k, size, size, ksize, ksize, stride, padding)
     x, w, gy = _conv_arrays(s, np.float32, 11)
-    y = conv.conv2d_forward(x, w, stride, padding)
-    gx, gw = conv.conv2d_backward(gy, x, w, stride, padding)
+    with _conv_config(None, path):
+        y = conv.conv2d_forward(x, w, stride, padding)
+        gx, gw = conv.conv2d_backward(gy, x, w, stride, padding)
     assert_close(
         y,
         ref.conv2d_forward(x, w, stride, padding),

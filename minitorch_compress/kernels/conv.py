@@ -39,12 +39,15 @@ the slow NumPy twins the tests compare against.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
 
+from minitorch_compress.errors import MinitorchError
+from minitorch_compress.kernels import direct_conv
 from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rows import affine_row
 from minitorch_compress.kernels.rules import conv2d_output_size, result_float_dtype
@@ -61,6 +64,49 @@ _CHUNK_BYTES = 3 * 1024 * 1024
 _ROWS_MAX_K = 16
 _ROWS_MIN_HO = 16
 _ROW_CHUNK_BYTES = 512 * 1024
+
+# Which stride-1 3x3 convolutions run the direct kernels of `kernels/direct_conv.py` instead
+# of im2col + GEMM: a set of "forward" (also the grad-input, a forward on flipped weights)
+# and "grad_weight". Chosen by measurement (`benchmarks/bench_direct_conv.py`); the
+# environment variable overrides it for experiments, e.g. MINITORCH_DIRECT_CONV=none or
+# =forward,grad_weight.
+DIRECT_ENV_VAR = "MINITORCH_DIRECT_CONV"
+_DIRECT_DEFAULT: frozenset[str] = frozenset()
+
+
+def direct_from_environment() -> frozenset[str]:
+    """The ops ``MINITORCH_DIRECT_CONV`` names (a comma list of forward, grad_weight, or
+    none), or the measured default when it is unset.
+
+    Raises:
+        MinitorchError: another value (the command line reports it in one line; importing
+            the package falls back to the default).
+    """
+    value = os.environ.get(DIRECT_ENV_VAR)
+    if value is None:
+        return _DIRECT_DEFAULT
+    ops = frozenset(v.strip() for v in value.split(",")) - {"", "none"}
+    unknown = ops - {"forward", "grad_weight"}
+    if unknown:
+        raise MinitorchError(f"{DIRECT_ENV_VAR}={value!r}: give a comma list of forward, "
+                             "grad_weight, or none (or unset it for the measured default)")
+    return ops
+
+
+def _initial_direct() -> frozenset[str]:
+    try:
+        return direct_from_environment()
+    except MinitorchError:
+        return _DIRECT_DEFAULT  # reported by the command line (run_cli), not at import
+
+
+DIRECT_3X3 = _initial_direct()
+
+
+def _direct(op: str, stride: int, kh: int, kw: int) -> bool:
+    """Whether `op` of a conv with this stride and kernel runs the direct kernel."""
+    return op in DIRECT_3X3 and stride == 1 and kh == 3 and kw == 3
+
 
 # Data parallelism (see `kernels/parallel.py`): the batch is cut into one part per core and
 # each part runs the serial kernels below on its own thread. Parts smaller than
@@ -464,9 +510,12 @@ def _forward(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
 def _forward_serial(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
                     out: np.ndarray, epilogue: _Epilogue | None = None) -> None:
     """Forward of one part of the batch on the calling thread, into `out`."""
-    k, _, kh, _ = w.shape
+    k, _, kh, kw = w.shape
     ho = x.shape[2] + 2 * padding - kh + 1
-    if stride == 1 and kh > 1 and k <= _ROWS_MAX_K and ho >= _ROWS_MIN_HO:
+    if _direct("forward", stride, kh, kw):
+        direct_conv.direct3x3_forward_serial(x, w, padding, out,
+                                             _epilogue_args(epilogue, 4, x.dtype))
+    elif stride == 1 and kh > 1 and k <= _ROWS_MAX_K and ho >= _ROWS_MIN_HO:
         _forward_rows(x, w, padding, out, epilogue)
     else:
         _forward_cols(x, w, stride, padding, out, epilogue)
@@ -607,11 +656,15 @@ def _backward_serial(grad_y, x, w, w_shape, stride, padding, gx, need_gw):
         else:
             w2d = w.reshape(k, rows)
             scatter_gx = True
+    if need_gw and _direct("grad_weight", stride, kh, kw):
+        gw = direct_conv.direct3x3_grad_weight_serial(grad_y, x, padding)
+        gw_t = np.ascontiguousarray(gw.reshape(k, rows).T)
+        need_gw = False  # done: the chunk loop below has at most grad_x to scatter
     if need_gw:
         gw_t = np.zeros((rows, k), dtype=dtype)  # grad_w transposed, see below
         gw_t_chunk = np.empty((rows, k), dtype=dtype)
     if not (need_gw or scatter_gx):
-        return None
+        return gw_t
     gy3 = grad_y.reshape(n, k, ho * wo)
     bufs = _ChunkBuffers(n, c, h, wd, k, kh, kw, ho, wo, padding, dtype)
     for n0 in range(0, n, bufs.nc):

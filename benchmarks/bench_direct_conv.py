@@ -1,0 +1,120 @@
+"""The direct 3x3 convolution (`kernels/direct_conv.py`) against the im2col path, per layer.
+
+    python benchmarks/bench_direct_conv.py [--batch 100] [--rounds 7] [--json PATH]
+
+For each stride-1 3x3 shape of ResNet-20 (stage 1: 16 -> 16 at 32x32, stage 2: 32 -> 32 at
+16x16, stage 3: 64 -> 64 at 8x8) times, in alternating rounds (median), the forward and the
+weight gradient of one batch on the kernel threads (each thread its part of the batch, as
+`conv._forward` and `conv._backward` split it) by the current path and by the direct
+kernels, and prints ms, GFLOP/s (2 flops per multiply-add; the direct kernels' junk columns
+not counted) and the ratio. The grad-input of these convs is the same forward on flipped
+weights, so the forward's figures apply to it. Checks first that both paths agree (max
+relative difference).
+
+Speed is a benchmark's business, never a test's: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+# (name, channels, size): K = C for every stride-1 3x3 conv of ResNet-20's stages
+SHAPES = [("stage 1 16->16 32x32", 16, 32), ("stage 2 32->32 16x16", 32, 16),
+          ("stage 3 64->64 8x8", 64, 8)]
+
+
+def paths():
+    """{name: fn(x, w, y)} of the two forward paths, each run on the kernel threads."""
+    from minitorch_compress.kernels import conv, direct_conv
+
+    no_epilogue = conv._epilogue_args(None, 4, np.dtype(np.float32))
+
+    def on_threads(serial):
+        def run(x, w, y):
+            conv._run_parts([(serial, (x[a:b], w, y[a:b])) for a, b in conv._batch_parts(len(x))])
+        return run
+
+    def summed(serial):
+        def run(gy, x, out):
+            parts = conv._run_parts([(serial, (gy[a:b], x[a:b]))
+                                     for a, b in conv._batch_parts(len(x))])
+            out[...] = sum(parts[1:], parts[0])
+        return run
+
+    k_c = lambda gw_t: gw_t.T  # noqa: E731  (the im2col path returns grad_w transposed)
+    return {
+        "forward": {
+            "im2col": on_threads(lambda x, w, y: conv._forward_serial(x, w, 1, 1, y)),
+            "direct": on_threads(lambda x, w, y: direct_conv.direct3x3_forward_serial(
+                x, w, 1, y, no_epilogue)),
+        },
+        "grad-weight": {
+            "im2col": summed(lambda gy, x: k_c(conv._backward_serial(
+                gy, x, None, (gy.shape[1], x.shape[1], 3, 3), 1, 1, None, True))),
+            "direct": summed(lambda gy, x: direct_conv.direct3x3_grad_weight_serial(
+                gy, x, 1).reshape(gy.shape[1], -1)),
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=5, help="calls per round (median)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    from minitorch_compress.kernels.parallel import get_num_threads as worker_count
+
+    rng = np.random.default_rng(0)
+    ops = paths()
+    rows = []
+    print(f"batch {args.batch}, {worker_count()} kernel thread(s), {args.rounds} alternating "
+          f"rounds of {args.repeats} calls (median)")
+    for name, c, size in SHAPES:
+        x = rng.standard_normal((args.batch, c, size, size)).astype(np.float32)
+        w = (rng.standard_normal((c, c, 3, 3)) * 0.1).astype(np.float32)
+        gy = rng.standard_normal((args.batch, c, size, size)).astype(np.float32)
+        for op, fns in ops.items():
+            inputs = (x, w) if op == "forward" else (gy, x)
+            shape = (args.batch, c, size, size) if op == "forward" else (c, c * 9)
+            outs = {key: np.empty(shape, np.float32) for key in fns}
+            for key, fn in fns.items():
+                fn(*inputs, outs[key])  # compile / load the cache, check agreement
+            ref = outs["im2col"]
+            err = float(np.abs(outs["direct"] - ref).max() / np.abs(ref).max())
+            times = {key: [] for key in fns}
+            for _ in range(args.rounds):
+                for key, fn in fns.items():
+                    calls = []
+                    for _ in range(args.repeats):
+                        t0 = time.perf_counter()
+                        fn(*inputs, outs[key])
+                        calls.append(time.perf_counter() - t0)
+                    times[key].append(statistics.median(calls))
+            flops = 2 * args.batch * c * c * 9 * size * size
+            med = {key: statistics.median(v) for key, v in times.items()}
+            row = {"shape": name, "op": op, "max_rel_diff": err,
+                   **{f"{key}_ms": med[key] * 1e3 for key in fns},
+                   **{f"{key}_gflops": flops / med[key] / 1e9 for key in fns},
+                   "speedup": med["im2col"] / med["direct"]}
+            rows.append(row)
+            print(f"  {name:22s} {op:11s} im2col {row['im2col_ms']:6.2f} ms "
+                  f"({row['im2col_gflops']:5.1f} GFLOP/s)  direct {row['direct_ms']:6.2f} ms "
+                  f"({row['direct_gflops']:5.1f})  direct speedup {row['speedup']:.2f}x  "
+                  f"(max rel diff {err:.1e})", flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"batch": args.batch, "threads": worker_count(),
+                                         "rows": rows}, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
