@@ -427,3 +427,47 @@ def test_models_rebuilds_lab4s_channel_pruned_runs(tmp_path, capsys, synthetic_c
     assert "lab4_b_l1_1" in result["missing"]
     assert mtc.load_model(out / "models" / "lab4_b_1.mtc").mid_channels == tuple(mids)
     capsys.readouterr()
+
+
+def _logits(model, x):
+    with no_grad():
+        return model.eval()(Tensor(x)).data
+
+
+def test_folding_batch_norm_computes_bit_for_bit_the_same(saved):
+    """Folded to (a, b) with mean 0, var 1, eps 0, eval-mode batch norm yields the same
+    float32 coefficients, so the logits are identical, not merely close."""
+    from minitorch_compress.compression.what_if import fold_batch_norms
+
+    _, path, _ = saved
+    x = np.random.default_rng(3).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    before = _logits(mtc.load_model(path), x)
+    np.testing.assert_array_equal(_logits(fold_batch_norms(mtc.load_model(path)), x), before)
+    rounded = _logits(fold_batch_norms(mtc.load_model(path), half=True), x)
+    assert not np.array_equal(rounded, before)  # float16 is lossy: it must show
+
+
+def test_what_if_options_are_measured_on_the_file(saved):
+    from minitorch_compress.compression.what_if import dense_bytes, shrink_options
+    from minitorch_compress.reports.compression import what_if_lines
+
+    model, path, sizes = saved
+    x = np.random.default_rng(4).standard_normal((6, 3, 32, 32)).astype(np.float32)
+    labels = np.arange(6) % 10
+
+    def predict_fn(m):
+        return _logits(m, x).argmax(axis=1)
+
+    out = shrink_options(path, predict_fn, labels)
+    by = {o["option"]: o for o in out["options"]}
+    assert out["bytes"] == sizes["bytes"]
+    assert dense_bytes(model, folded=False) == sizes["parts"]["dense tensors"]
+    fold = by["batch norm folded to (scale, shift), float32"]
+    assert fold["same_predictions"] and fold["saved"] > 0
+    assert by["batch norm folded, (scale, shift) in float16"]["saved"] > fold["saved"]
+    assert by["header without its section table"]["saved"] > 0
+    lines = what_if_lines({"m": {**sizes, "what_if": out}})
+    total = sum(o["saved"] for o in out["options"] if o["exact"])
+    row = next(line for line in lines if line.startswith("| `m`"))
+    assert f"| {total:,} | {sizes['float32_bytes'] / (sizes['bytes'] - total):.2f}x |" in row
+    assert any("exactly the file's predictions" in line for line in lines)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minitorch_compress.compression.pipeline import compress_model, write_model_file
+from minitorch_compress.compression.what_if import shrink_options
 from minitorch_compress.data.cifar10 import Cifar10
 from minitorch_compress.experiments.common import lookup, read_result, write_result
 from minitorch_compress.io import mtc
@@ -95,12 +96,15 @@ def evaluate_file(spec: LabModel, path: Any, args: argparse.Namespace, data: Cif
     sparse_layers = to_sparse(from_file)
     sparse = predict(from_file, data.x_test, data.y_test, progress=progress,
                      desc=f"{spec.name} sparse")
+    options = shrink_options(path, lambda model: predict(model, data.x_test, data.y_test,
+                                                         progress=False), data.y_test, dense)
     table = lookup(read_result(args.out_dir, spec.result), spec.accuracy_path)
     print(f"  {spec.name}: {path.stat().st_size:,} bytes, accuracy from the file "
           f"{accuracy:.4f}" + (f" (table: {table:.4f})" if table is not None else ""),
           flush=True)
     return {"file": shown(path), "accuracy": accuracy, "table_accuracy": table,
             "bits": spec.bits, "quantizer": spec.mode if spec.bits else None,
+            "what_if": options,
             "sparse_path": {"convs": len(sparse_layers),
                             "accuracy": float((sparse == data.y_test).mean()),
                             "predictions_differing": int((sparse != dense).sum())}}
@@ -134,10 +138,12 @@ def proxy_model(args: argparse.Namespace, data: Cifar10) -> dict[str, Any] | Non
         sizes = write_model_file(model, path)
         predicted = predict(mtc.load_model(path), data.x_test, data.y_test,
                             progress=not args.no_progress, desc="proxy")
+        options = shrink_options(path, lambda m: predict(m, data.x_test, data.y_test,
+                                                         progress=False), data.y_test, predicted)
     accuracy = float((predicted == data.y_test).mean())
     print(f"  proxy: {sizes['bytes']:,} bytes ({sizes['ratio']:.2f}x), accuracy from the file "
           f"{accuracy:.4f}", flush=True)
-    return {**PROXY, "accuracy": accuracy, **sizes}
+    return {**PROXY, "accuracy": accuracy, **sizes, "what_if": options}
 
 
 def run(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:

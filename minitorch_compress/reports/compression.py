@@ -97,6 +97,47 @@ def entropy_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
     return L
 
 
+def what_if_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """What would shrink each file further (`compression.what_if`), all figures computed."""
+    rows = {n: m for n, m in rows.items() if "what_if" in m}
+    if not rows:
+        return []
+    first = next(iter(rows.values()))["what_if"]["options"]
+    exact = [o["option"] for o in first if o["exact"]]
+    lossy = [o["option"] for o in first if not o["exact"]]
+    L = ["## What would shrink it further", "",
+         "Each option measured on the file, alone, against the file as it is (bytes saved); "
+         "*all exact* is their sum (they touch different parts of the file) and the ratio "
+         "the file would then reach. `python -m minitorch_compress models` measures them "
+         "(`compression/what_if.py`).", "",
+         "| model | file | " + " | ".join(exact) + " | all exact | ratio then | "
+         + " | ".join(f"{o}: saved, accuracy" for o in lossy) + " |",
+         "|---|---:|" + "---:|" * (len(exact) + 2) + "---:|" * len(lossy)]
+    checks = []
+    for name, m in rows.items():
+        w = m["what_if"]
+        by = {o["option"]: o for o in w["options"]}
+        total = sum(by[o]["saved"] for o in exact)
+        cells = [f"{by[o]['saved']:,}" for o in exact]
+        lossy_cells = [f"{by[o]['saved']:,}, {by[o]['accuracy']:.4f} "
+                       f"({by[o]['accuracy'] - w['accuracy']:+.4f})" for o in lossy]
+        L.append(f"| `{name}` | {m['bytes']:,} | " + " | ".join(cells)
+                 + f" | {total:,} | {m['float32_bytes'] / (m['bytes'] - total):.2f}x | "
+                 + " | ".join(lossy_cells) + " |")
+        checks += [f"`{name}`" for o in w["options"] if o.get("same_predictions") is False]
+    fold = next((o for o in first if "same_predictions" in o), None)
+    if fold is not None:
+        L += ["", ("The folded batch norm gave exactly the file's predictions on every model."
+                   if not checks else "The folded batch norm changed predictions on "
+                   + ", ".join(checks) + ": it is not exact there.")]
+    L += ["", "(The accuracy in brackets is the change from the file's own.)"]
+    if "proxy (not finetuned)" in rows:
+        L[-1] += (" The proxy was never finetuned, so its accuracy "
+                  f"({rows['proxy (not finetuned)']['what_if']['accuracy']:.4f}) says nothing "
+                  "about what rounding costs a usable model.")
+    return L + [""]
+
+
 def render(result: dict[str, Any], figure: str | None) -> list[str]:
     """The page's lines (a pure function of compression.json)."""
     models = result.get("models", {})
@@ -138,6 +179,7 @@ def render(result: dict[str, Any], figure: str | None) -> list[str]:
           "architecture and section table.",
           ""]
     L += entropy_lines(with_proxy)
+    L += what_if_lines(with_proxy)
     sparse = {n: m["sparse_path"] for n, m in models.items() if "sparse_path" in m}
     if sparse:
         L += ["## The same files on the sparse kernel", "",
