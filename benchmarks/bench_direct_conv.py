@@ -40,6 +40,14 @@ def paths():
             conv._run_parts([(serial, (x[a:b], w, y[a:b])) for a, b in conv._batch_parts(len(x))])
         return run
 
+    def one_image_chunks(x, w, y):
+        saved = direct_conv._FORWARD_POSITIONS
+        direct_conv._FORWARD_POSITIONS = 1  # (each thread sets the same value)
+        try:
+            direct_conv.direct3x3_forward_serial(x, w, 1, y, no_epilogue)
+        finally:
+            direct_conv._FORWARD_POSITIONS = saved
+
     def summed(serial):
         def run(gy, x, out):
             parts = conv._run_parts([(serial, (gy[a:b], x[a:b]))
@@ -53,6 +61,7 @@ def paths():
             "im2col": on_threads(lambda x, w, y: conv._forward_serial(x, w, 1, 1, y)),
             "direct": on_threads(lambda x, w, y: direct_conv.direct3x3_forward_serial(
                 x, w, 1, y, no_epilogue)),
+            "direct, 1 image a chunk": on_threads(one_image_chunks),
         },
         "grad-weight": {
             "im2col": summed(lambda gy, x: k_c(conv._backward_serial(
@@ -88,7 +97,6 @@ def main() -> int:
             for key, fn in fns.items():
                 fn(*inputs, outs[key])  # compile / load the cache, check agreement
             ref = outs["im2col"]
-            err = float(np.abs(outs["direct"] - ref).max() / np.abs(ref).max())
             times = {key: [] for key in fns}
             for _ in range(args.rounds):
                 for key, fn in fns.items():
@@ -99,16 +107,18 @@ def main() -> int:
                         calls.append(time.perf_counter() - t0)
                     times[key].append(statistics.median(calls))
             flops = 2 * args.batch * c * c * 9 * size * size
-            med = {key: statistics.median(v) for key, v in times.items()}
-            row = {"shape": name, "op": op, "max_rel_diff": err,
-                   **{f"{key}_ms": med[key] * 1e3 for key in fns},
-                   **{f"{key}_gflops": flops / med[key] / 1e9 for key in fns},
-                   "speedup": med["im2col"] / med["direct"]}
-            rows.append(row)
-            print(f"  {name:22s} {op:11s} im2col {row['im2col_ms']:6.2f} ms "
-                  f"({row['im2col_gflops']:5.1f} GFLOP/s)  direct {row['direct_ms']:6.2f} ms "
-                  f"({row['direct_gflops']:5.1f})  direct speedup {row['speedup']:.2f}x  "
-                  f"(max rel diff {err:.1e})", flush=True)
+            base = statistics.median(times["im2col"])
+            for key in fns:
+                med = statistics.median(times[key])
+                err = float(np.abs(outs[key] - ref).max() / np.abs(ref).max())
+                row = {"shape": name, "op": op, "path": key, "ms": med * 1e3,
+                       "gflops": flops / med / 1e9, "speedup": base / med,
+                       "range_ms": [min(times[key]) * 1e3, max(times[key]) * 1e3],
+                       "max_rel_diff": err}
+                rows.append(row)
+                print(f"  {name:22s} {op:11s} {key:24s} {row['ms']:7.2f} ms "
+                      f"({row['gflops']:5.1f} GFLOP/s)  x{row['speedup']:.2f} of im2col  "
+                      f"(max rel diff {err:.1e})", flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps({"batch": args.batch, "threads": worker_count(),
                                          "rows": rows}, indent=1))

@@ -77,14 +77,16 @@ def _pack_stacked(x, n0, padding, wp, segment, rows):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _accumulate4(slots, w9, k0, wp, acc):
-    """acc[q, p] = sum_c sum_t w9[k0+q, c, t] * slots[c, p + (t//3)*Wp + t%3], q = 0..3.
+def _accumulate4(slots, w9, k0, wp, acc, length):
+    """acc[q, p] = sum_c sum_t w9[k0+q, c, t] * slots[c, p + (t//3)*Wp + t%3], q = 0..3,
+    for p < length.
 
-    slots: (C, plane_len); w9: (K, C, 9), the 3x3 taps in row-major order; acc: (4, L).
+    slots: (C, row_len); w9: (K, C, 9), the 3x3 taps in row-major order; acc: (4, >= length),
+    C-contiguous (a sliced view such as ``acc[:, :length]`` would have strided rows to numba,
+    and its loops would not be vectorised: measured 5x slower).
     The taps are 9 shifted views of the channel's slot and the weights 36 scalars, so the
     loop over p holds no index arithmetic and no array that might alias acc's rows."""
     c_in = slots.shape[0]
-    length = acc.shape[1]
     a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
     for p in range(length):
         a0[p] = 0.0
@@ -115,10 +117,9 @@ def _accumulate4(slots, w9, k0, wp, acc):
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _accumulate1(slots, w9, k, wp, acc_row):
+def _accumulate1(slots, w9, k, wp, acc_row, length):
     """`_accumulate4` for one output channel k (the K % 4 channels left over)."""
     c_in = slots.shape[0]
-    length = acc_row.shape[0]
     for p in range(length):
         acc_row[p] = 0.0
     for c in range(c_in):
@@ -167,17 +168,16 @@ def _direct3x3(x, w9, padding, wp, segment, xrows, acc, y, epilogue, coef, relu,
         # rounded up to whole vectors; a shorter last chunk computes junk from the previous
         # chunk's images there, which is never written out
         length = -(-last // _LANES) * _LANES
-        block = acc[:, :length]
         for k0 in range(0, k_blocked, 4):
-            _accumulate4(xrows, w9, k0, wp, block)
+            _accumulate4(xrows, w9, k0, wp, acc, length)
             for q in range(4):
                 for b in range(count):
-                    _write_plane(block[q, b * segment:], wp, y, n0 + b, k0 + q,
+                    _write_plane(acc[q, b * segment:], wp, y, n0 + b, k0 + q,
                                  epilogue, coef, relu, res, add_res)
         for k in range(k_blocked, k_out):
-            _accumulate1(xrows, w9, k, wp, block[0])
+            _accumulate1(xrows, w9, k, wp, acc[0], length)
             for b in range(count):
-                _write_plane(block[0, b * segment:], wp, y, n0 + b, k,
+                _write_plane(acc[0, b * segment:], wp, y, n0 + b, k,
                              epilogue, coef, relu, res, add_res)
 
 
