@@ -15,6 +15,9 @@ kernel walks the batch in chunks of `nc` images:
                 grad_y with the spatially flipped, channel-transposed weights and padding
                 ``kh - 1 - padding``. Otherwise: ``dcols = w2d.T @ gy2d`` and a col2im
                 scatter-add into grad_x[chunk].
+* direct 3x3:   for stride-1 3x3 convs, `kernels/direct_conv.py` computes the forward (and
+                so the grad-input) and the grad-weight without any cols buffer, where
+                `DIRECT_3X3` says so (chosen by measurement, see there).
 * inference:    `conv2d_affine_forward` is the forward with an epilogue: each output row
                 gets ``relu?(y*a + b (+ residual))`` (eval batch norm, shortcut add, ReLU;
                 `rows.affine_row`) right after the re-layout writes it.
