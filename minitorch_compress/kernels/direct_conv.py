@@ -76,6 +76,16 @@ def _pack_stacked(x, n0, padding, wp, segment, rows):
                     dst[ix] = src[ix]
 
 
+# inline="always": the views are built in the caller, where LLVM sees that they all share
+# one base pointer (a called function's returned views would hide that)
+@njit(cache=True, nogil=True, inline="always")
+def _taps(row, wp):
+    """The 9 views of a stacked row that the 3x3 taps read: view t starts at
+    ``(t//3)*Wp + t%3``, so position P of view t is the tap's input for output P."""
+    return (row[0:], row[1:], row[2:], row[wp:], row[wp + 1:], row[wp + 2:],
+            row[2 * wp:], row[2 * wp + 1:], row[2 * wp + 2:])
+
+
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def _accumulate4(slots, w9, k0, wp, acc, length):
     """acc[q, p] = sum_c sum_t w9[k0+q, c, t] * slots[c, p + (t//3)*Wp + t%3], q = 0..3,
@@ -96,10 +106,7 @@ def _accumulate4(slots, w9, k0, wp, acc, length):
         a2[p] = 0.0
         a3[p] = 0.0
     for c in range(c_in):
-        s = slots[c]
-        s0, s1, s2 = s[0:], s[1:], s[2:]
-        s3, s4, s5 = s[wp:], s[wp + 1:], s[wp + 2:]
-        s6, s7, s8 = s[2 * wp:], s[2 * wp + 1:], s[2 * wp + 2:]
+        s0, s1, s2, s3, s4, s5, s6, s7, s8 = _taps(slots[c], wp)
         u0, u1, u2, u3, u4, u5, u6, u7, u8 = w9[k0, c]
         v0, v1, v2, v3, v4, v5, v6, v7, v8 = w9[k0 + 1, c]
         e0, e1, e2, e3, e4, e5, e6, e7, e8 = w9[k0 + 2, c]
@@ -125,10 +132,7 @@ def _accumulate1(slots, w9, k, wp, acc_row, length):
     for p in range(length):
         acc_row[p] = 0.0
     for c in range(c_in):
-        s = slots[c]
-        s0, s1, s2 = s[0:], s[1:], s[2:]
-        s3, s4, s5 = s[wp:], s[wp + 1:], s[wp + 2:]
-        s6, s7, s8 = s[2 * wp:], s[2 * wp + 1:], s[2 * wp + 2:]
+        s0, s1, s2, s3, s4, s5, s6, s7, s8 = _taps(slots[c], wp)
         u0, u1, u2, u3, u4, u5, u6, u7, u8 = w9[k, c]
         for p in range(length):
             acc_row[p] = (acc_row[p] + u0 * s0[p] + u1 * s1[p] + u2 * s2[p] + u3 * s3[p]
@@ -234,10 +238,7 @@ def _grad_weight_pair(xrows, grows, k0, c, wp, length, gw9):
 
     18 running sums in scalars, which LLVM turns into vector accumulators (reassociation is
     allowed here for that: the order of the sum is the vector lanes', then theirs)."""
-    s = xrows[c]
-    s0, s1, s2 = s[0:], s[1:], s[2:]
-    s3, s4, s5 = s[wp:], s[wp + 1:], s[wp + 2:]
-    s6, s7, s8 = s[2 * wp:], s[2 * wp + 1:], s[2 * wp + 2:]
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = _taps(xrows[c], wp)
     g, h = grows[k0], grows[k0 + 1]
     u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = u8 = gw9.dtype.type(0)
     v0 = v1 = v2 = v3 = v4 = v5 = v6 = v7 = v8 = gw9.dtype.type(0)
