@@ -70,9 +70,11 @@ def _conv_config(chunk: int | None, row_path: str = "auto"):
             stack.enter_context(mock.patch.object(conv, "_ROWS_MIN_HO", 0))
         if row_path in ("rows", "im2col"):
             stack.enter_context(mock.patch.object(conv, "DIRECT_3X3", frozenset()))
-        if row_path == "direct":
+        if row_path == "direct":  # on for every size, not only where it is faster
             stack.enter_context(mock.patch.object(conv, "DIRECT_3X3",
                                                   frozenset({"forward", "grad_weight"})))
+            stack.enter_context(mock.patch.dict(conv._DIRECT_MIN_PIXELS,
+                                                {"forward": 0, "grad_weight": 0}))
         yield
 
 

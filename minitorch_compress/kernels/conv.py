@@ -74,7 +74,7 @@ _ROW_CHUNK_BYTES = 512 * 1024
 # environment variable overrides it for experiments, e.g. MINITORCH_DIRECT_CONV=none or
 # =forward,grad_weight.
 DIRECT_ENV_VAR = "MINITORCH_DIRECT_CONV"
-_DIRECT_DEFAULT: frozenset[str] = frozenset()
+_DIRECT_DEFAULT: frozenset[str] = frozenset({"forward", "grad_weight"})
 
 
 def direct_from_environment() -> frozenset[str]:
@@ -106,9 +106,19 @@ def _initial_direct() -> frozenset[str]:
 DIRECT_3X3 = _initial_direct()
 
 
-def _direct(op: str, stride: int, kh: int, kw: int) -> bool:
-    """Whether `op` of a conv with this stride and kernel runs the direct kernel."""
-    return op in DIRECT_3X3 and stride == 1 and kh == 3 and kw == 3
+# ... and from which output size (Ho*Wo) on. Measured per layer at batch 100 and 256 on
+# two threads (`bench_direct_conv.py`, results/benchmark.md): the direct forward beats
+# im2col only at 32x32 (1.1-1.2x; 0.7-0.9x at 16x16, 0.4x at 8x8, where its junk
+# columns and rows cost 21 % and 36 %), the direct grad-weight at 32x32 (1.7-1.9x) and
+# 16x16 (1.2x), not at 8x8 (0.85x).
+_DIRECT_MIN_PIXELS = {"forward": 1024, "grad_weight": 256}
+
+
+def _direct(op: str, stride: int, kh: int, kw: int, out_pixels: int) -> bool:
+    """Whether `op` of a conv with this stride, kernel and output size runs the direct
+    kernel."""
+    return (op in DIRECT_3X3 and stride == 1 and kh == 3 and kw == 3
+            and out_pixels >= _DIRECT_MIN_PIXELS[op])
 
 
 # Data parallelism (see `kernels/parallel.py`): the batch is cut into one part per core and
@@ -515,7 +525,7 @@ def _forward_serial(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
     """Forward of one part of the batch on the calling thread, into `out`."""
     k, _, kh, kw = w.shape
     ho = x.shape[2] + 2 * padding - kh + 1
-    if _direct("forward", stride, kh, kw):
+    if _direct("forward", stride, kh, kw, ho * (x.shape[3] + 2 * padding - kw + 1)):
         direct_conv.direct3x3_forward_serial(x, w, padding, out,
                                              _epilogue_args(epilogue, 4, x.dtype))
     elif stride == 1 and kh > 1 and k <= _ROWS_MAX_K and ho >= _ROWS_MIN_HO:
@@ -659,7 +669,7 @@ def _backward_serial(grad_y, x, w, w_shape, stride, padding, gx, need_gw):
         else:
             w2d = w.reshape(k, rows)
             scatter_gx = True
-    if need_gw and _direct("grad_weight", stride, kh, kw):
+    if need_gw and _direct("grad_weight", stride, kh, kw, ho * wo):
         gw = direct_conv.direct3x3_grad_weight_serial(grad_y, x, padding)
         gw_t = np.ascontiguousarray(gw.reshape(k, rows).T)
         need_gw = False  # done: the chunk loop below has at most grad_x to scatter
