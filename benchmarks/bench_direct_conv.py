@@ -35,6 +35,18 @@ def paths():
 
     no_epilogue = conv._epilogue_args(None, 4, np.dtype(np.float32))
 
+    def im2col_only(serial):
+        """`serial` with the direct kernels switched off (the current path would otherwise
+        take them where they are on by default)."""
+        def run(*args):
+            saved = conv.DIRECT_3X3
+            conv.DIRECT_3X3 = frozenset()  # (both threads set the same value)
+            try:
+                return serial(*args)
+            finally:
+                conv.DIRECT_3X3 = saved
+        return run
+
     def on_threads(serial):
         def run(x, w, y):
             conv._run_parts([(serial, (x[a:b], w, y[a:b])) for a, b in conv._batch_parts(len(x))])
@@ -58,14 +70,15 @@ def paths():
     k_c = lambda gw_t: gw_t.T  # noqa: E731  (the im2col path returns grad_w transposed)
     return {
         "forward": {
-            "im2col": on_threads(lambda x, w, y: conv._forward_serial(x, w, 1, 1, y)),
+            "im2col": on_threads(im2col_only(lambda x, w, y: conv._forward_serial(x, w, 1, 1,
+                                                                                  y))),
             "direct": on_threads(lambda x, w, y: direct_conv.direct3x3_forward_serial(
                 x, w, 1, y, no_epilogue)),
             "direct, 1 image a chunk": on_threads(one_image_chunks),
         },
         "grad-weight": {
-            "im2col": summed(lambda gy, x: k_c(conv._backward_serial(
-                gy, x, None, (gy.shape[1], x.shape[1], 3, 3), 1, 1, None, True))),
+            "im2col": summed(im2col_only(lambda gy, x: k_c(conv._backward_serial(
+                gy, x, None, (gy.shape[1], x.shape[1], 3, 3), 1, 1, None, True)))),
             "direct": summed(lambda gy, x: direct_conv.direct3x3_grad_weight_serial(
                 gy, x, 1).reshape(gy.shape[1], -1)),
         },
