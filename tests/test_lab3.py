@@ -269,6 +269,11 @@ def test_the_naive_rerun_comparison_is_computed():
     assert "covers 8% of the gap" in partly and "does not explain it" in partly
     assert "on the other side of our mask-aware 0.8800" in lab3_report.naive_verdict(
         0.90, 0.88, 0.75)
+    # past the published figure (3 bits: published 0.8718, ours 0.8786, plain 0.8502)
+    past = lab3_report.naive_verdict(0.8502, 0.8786, 0.8718)
+    assert "past the published 0.8718 by 0.0216, further from it than our mask-aware 0.8786 " \
+           "(0.0068 away)" in past and "%" not in past
+    assert "closer to it" in lab3_report.naive_verdict(0.855, 0.90, 0.87)
 
 
 def test_an_interrupted_part_keeps_its_finished_bit_widths_and_resume_reuses_them(
