@@ -424,11 +424,15 @@ def naive_verdict(naive: float, masked: float, published: float) -> str:
         return (f"it lands at {fmt(naive)}, on the other side of our mask-aware {fmt(masked)} "
                 f"from the published {fmt(published)}, so that mistake does not explain it")
     if share > 1:  # moved the published figure's way, but past it
-        closer = abs(naive - published) < abs(masked - published)
-        return (f"it lands at {fmt(naive)}, past the published {fmt(published)} by "
-                f"{abs(naive - published):.4f}, {'closer to' if closer else 'further from'} "
-                f"it than our mask-aware {fmt(masked)} ({abs(masked - published):.4f} away), "
-                "so that mistake does not explain it either")
+        past = (f"it lands at {fmt(naive)}, past the published {fmt(published)} by "
+                f"{abs(naive - published):.4f}, ")
+        if abs(naive - published) < abs(masked - published):
+            return past + (f"closer to it than our mask-aware {fmt(masked)} "
+                           f"({abs(masked - published):.4f} away): the mistake explains "
+                           "most of that gap, overshooting it")
+        return past + (f"further from it than our mask-aware {fmt(masked)} "
+                       f"({abs(masked - published):.4f} away), so that mistake does not "
+                       "explain it either")
     return (f"it covers {share:.0%} of the gap from our mask-aware {fmt(masked)} to the "
             f"published {fmt(published)}, so that mistake alone does not explain it")
 
