@@ -447,6 +447,67 @@ def test_folding_batch_norm_computes_bit_for_bit_the_same(saved):
     assert not np.array_equal(rounded, before)  # float16 is lossy: it must show
 
 
+def test_a_folded_file_is_smaller_and_gives_bit_identical_logits(saved, tmp_path):
+    model, path, _ = saved
+    folded = tmp_path / "folded.mtc"
+    report = mtc.save(folded, model, fold_batch_norm=True)
+    assert report.total == folded.stat().st_size
+    assert struct.unpack_from("<H", folded.read_bytes(), 8) == (mtc.FOLDED_VERSION,)
+    assert struct.unpack_from("<H", path.read_bytes(), 8) == (mtc.VERSION,)
+    plain = mtc.load(path)
+    # each batch norm's running mean and variance (float32) and counter (int64) are gone
+    norms = mtc.batch_norm_names(model)
+    modules = dict(model.named_modules())
+    left_out = sum(8 * modules[n].num_features + 8 for n in norms)
+    assert report.dense_raw == mtc.save(tmp_path / "again.mtc", model).dense_raw - left_out
+    assert report.dense < len(plain.sections[plain.header["dense"]["section"]])
+    x = np.random.default_rng(5).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    loaded = mtc.load_model(folded)
+    assert loaded.batch_norm_folded and not mtc.load_model(path).batch_norm_folded
+    np.testing.assert_array_equal(_logits(loaded, x), _logits(mtc.load_model(path), x))
+    # the compressed weights are untouched by the fold
+    for name in plain.header["tensors"]:
+        np.testing.assert_array_equal(mtc.load(folded).state[name], plain.state[name])
+    # a folded flag in a version 2 file (a reader that does not know it) is refused
+    def flag(header):
+        header["batch_norm"] = "folded"
+    with pytest.raises(CheckpointError, match="only a version 3 file"):
+        mtc.load(_with_header(path, tmp_path, flag))
+
+
+def test_a_folded_file_is_for_inference_only(saved, tmp_path, capsys, synthetic_cifar10_dir):
+    from minitorch_compress.errors import MinitorchError
+    from minitorch_compress.models.pretrained import load_pretrained, pretrained_state_dict
+    from minitorch_compress.training.trainer import Trainer
+
+    model, _, _ = saved
+    folded = tmp_path / "folded.mtc"
+    mtc.save(folded, model, fold_batch_norm=True)
+    empty = (np.zeros((0, 3, 32, 32), np.float32), np.zeros(0, np.int64))
+    with pytest.raises(MinitorchError, match="inference only"):
+        Trainer(load_pretrained(folded), empty, empty)
+    with pytest.raises(CheckpointError, match="folded batch norm"):
+        pretrained_state_dict(folded)
+    assert cli.main(["evaluate", "--weights", str(folded), "--data-dir",
+                     str(synthetic_cifar10_dir), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli.main(["export", "--weights", str(folded), "--format", "torch", "--out",
+                     str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unfolded" in err[0]
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_compress_folds_batch_norm_on_request(tmp_path, capsys, random_resnet20_weights):
+    plain, folded = tmp_path / "plain.mtc", tmp_path / "folded.mtc"
+    for out, extra in ((plain, []), (folded, ["--fold-batch-norm"])):
+        assert cli.main(["compress", "--weights", str(random_resnet20_weights), "--prune",
+                         "0.8", "--bits", "4", "--out", str(out), *extra]) == 0
+    capsys.readouterr()
+    assert mtc.load(folded).folded and not mtc.load(plain).folded
+    assert folded.stat().st_size < plain.stat().st_size
+
+
 def test_what_if_options_are_measured_on_the_file(saved):
     from minitorch_compress.compression.what_if import dense_bytes, shrink_options
     from minitorch_compress.reports.compression import what_if_lines
@@ -471,3 +532,4 @@ def test_what_if_options_are_measured_on_the_file(saved):
     row = next(line for line in lines if line.startswith("| `m`"))
     assert f"| {total:,} | {sizes['float32_bytes'] / (sizes['bytes'] - total):.2f}x |" in row
     assert any("exactly the file's predictions" in line for line in lines)
+    assert any("--fold-batch-norm" in line for line in lines)

@@ -12,8 +12,9 @@ Byte layout (little-endian throughout)::
 
     offset  size  field
     0       8     magic b"MTCMODEL"
-    8       2     format version (uint16), 2 (version 1 files, which lack the "planes"
-                  codec and the 4-bit Huffman tables, are read too)
+    8       2     format version (uint16): the lowest version that can read the file, 2,
+                  or 3 for a file with folded batch norm (below); version 1 files, which
+                  lack the "planes" codec and the 4-bit Huffman tables, are read too
     10      4     H: length of the compressed header (uint32)
     14      4     CRC32 of those H bytes (uint32)
     18      H     header: zlib-compressed UTF-8 JSON (below)
@@ -25,6 +26,7 @@ The header (JSON, no pickle)::
     {"architecture": {"name": "resnet20", "num_classes": 10, "mid_channels": [9 ints]},
      "sections": [[offset, length, crc32], ...],
      "dense": {"section": s, "codec": "raw" | "lzma" | "planes"},
+     "batch_norm": "folded" (version 3 only; absent: the statistics are stored),
      "tensors": {name: {"count": nonzeros, "index": {...}, "values": {...}}, ...}}
 
 Tensor names and shapes are not stored: the architecture fixes them (`ResNet20.state_dict`
@@ -67,6 +69,15 @@ The *float codecs* (dense section, float32 non-zeros), all lossless on the exact
   mantissa bytes are noise; kept apart, the first compress far better (on Lab 3 (d)'s
   batch-norm tensors, about 8 % fewer bytes than ``"lzma"``). int64 entries are two words.
 
+*Folded batch norm* (``save(..., fold_batch_norm=True)``, ``compress --fold-batch-norm``):
+eval-mode batch norm computes ``x*a + b`` with ``a = gamma / sqrt(var + eps)`` and
+``b = beta - mean*a`` (float64, then float32: `batchnorm.eval_coefficients`). A folded file
+stores (a, b) as each batch norm's weight and bias and leaves out its running mean, running
+variance and batch counter; the reader puts back mean 0, variance 1, counter 0 and sets the
+layer's eps to 0, so the same float32 (a, b), and so bit-identical logits, come out. The
+file is for inference only: its batch statistics are gone, so it cannot be finetuned or
+exported to PyTorch (whose batch norm has eps 1e-5).
+
 A compressed tensor's parts are stored back to back as one section (``"section"``, with
 ``"parts"``: their lengths), so each tensor has one CRC32; ``p`` above indexes its parts.
 
@@ -93,8 +104,11 @@ from minitorch_compress.errors import CheckpointError
 from minitorch_compress.io.checkpoint import atomic_write
 
 MAGIC = b"MTCMODEL"
-VERSION = 2
-READS_VERSIONS = (1, 2)
+VERSION = 2  # what a file without folded batch norm is written as (readable since v2)
+FOLDED_VERSION = 3  # a file with folded batch norm needs a reader that knows the flag
+READS_VERSIONS = (1, 2, 3)
+#: the batch-norm buffers a folded file leaves out, and what the reader puts back
+_FOLDED_BUFFERS = {"running_mean": 0.0, "running_var": 1.0, "num_batches_tracked": 0}
 _PREAMBLE = struct.Struct("<8sHII")  # magic, version, header length, header CRC32
 MAX_MID_CHANNELS = 1024  # bounds what a (hostile) architecture may make us allocate
 MAX_CODEBOOK = 256  # more distinct values than this: stored as raw float32
@@ -517,7 +531,32 @@ class SaveReport:
     encodings: dict[str, str]
 
 
-def save(path: str | Path, model: Any, compress: tuple[str, ...] | None = None) -> SaveReport:
+def batch_norm_names(model: Any) -> list[str]:
+    """The module names of every BatchNorm2d of `model`."""
+    from minitorch_compress.nn.layers import BatchNorm2d
+
+    return [name for name, module in model.named_modules() if isinstance(module, BatchNorm2d)]
+
+
+def folded_state(model: Any, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`state` with every batch norm of `model` as its eval-mode (a, b) in weight and bias,
+    and without its running statistics and batch counter (see the module docstring)."""
+    from minitorch_compress.kernels.batchnorm import eval_coefficients
+
+    modules = dict(model.named_modules())
+    state = dict(state)
+    for name in batch_norm_names(model):
+        bn = modules[name]
+        coef = eval_coefficients(bn.weight.data, bn.bias.data, bn.running_mean,
+                                 bn.running_var, bn.eps, bn.num_features, np.dtype(np.float32))
+        state[f"{name}.weight"], state[f"{name}.bias"] = coef[:, 0].copy(), coef[:, 1].copy()
+        for buffer in _FOLDED_BUFFERS:
+            del state[f"{name}.{buffer}"]
+    return state
+
+
+def save(path: str | Path, model: Any, compress: tuple[str, ...] | None = None,
+         fold_batch_norm: bool = False) -> SaveReport:
     """Write `model` (its `inference_state`) to `path` as an ``.mtc`` file, atomically.
 
     Args:
@@ -525,6 +564,8 @@ def save(path: str | Path, model: Any, compress: tuple[str, ...] | None = None) 
         model: a ResNet-20 (any `mid_channels`), pruned and/or quantized or not.
         compress: the layers whose weights get the sparse/codebook encoding (default: every
             conv and linear layer); the rest is stored dense.
+        fold_batch_norm: store each batch norm as its eval-mode (scale, shift): about 5 KB
+            smaller, the same logits, inference only (see the module docstring).
 
     Returns:
         A `SaveReport` with the bytes of each part.
@@ -532,6 +573,8 @@ def save(path: str | Path, model: Any, compress: tuple[str, ...] | None = None) 
     from minitorch_compress.compression.masks import weight_layers
 
     state = inference_state(model)
+    if fold_batch_norm:
+        state = folded_state(model, state)
     layers = list(weight_layers(model)) if compress is None else list(compress)
     out = _Writer()
     stats = dict.fromkeys(("index", "codes", "codebook", "values"), 0)
@@ -552,8 +595,11 @@ def save(path: str | Path, model: Any, compress: tuple[str, ...] | None = None) 
     dense_section = out.add(dense_bytes)
     header = {"architecture": architecture_of(model), "sections": out.table,
               "dense": {"section": dense_section, "codec": codec}, "tensors": tensors}
+    if fold_batch_norm:
+        header["batch_norm"] = "folded"
+    version = FOLDED_VERSION if fold_batch_norm else VERSION
     header_bytes = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
-    blob = (_PREAMBLE.pack(MAGIC, VERSION, len(header_bytes), zlib.crc32(header_bytes))
+    blob = (_PREAMBLE.pack(MAGIC, version, len(header_bytes), zlib.crc32(header_bytes))
             + header_bytes + b"".join(out.chunks))
     atomic_write(path, lambda f: f.write(blob))
     encodings = {name: _describe(record) for name, record in tensors.items()}
@@ -582,6 +628,7 @@ class Loaded:
     header: dict[str, Any]
     sections: list[bytes]
     file_bytes: int
+    folded: bool = False  # batch norm stored folded: `load_model` sets each eps to 0
 
 
 def load(path: str | Path) -> Loaded:
@@ -638,13 +685,20 @@ def _parse(blob: bytes) -> Loaded:
             raise CheckpointError(f"section {i}'s CRC32 does not match (corrupt file)")
         sections.append(data)
     expected = model.state_dict()
+    folded = header.get("batch_norm", "stored")
+    if folded not in ("stored", "folded") or (folded == "folded" and version < FOLDED_VERSION):
+        raise CheckpointError(f"batch_norm is {folded!r} in a version {version} file; "
+                              f"only a version {FOLDED_VERSION} file may be 'folded'")
+    folded = folded == "folded"
+    left_out = ({f"{bn}.{buffer}" for bn in batch_norm_names(model) for buffer in _FOLDED_BUFFERS}
+                if folded else set())
     tensors = header.get("tensors", {})
     if not isinstance(tensors, dict) or not set(tensors) <= set(expected):
         raise CheckpointError("the header names tensors the architecture does not have")
     dense_record = header.get("dense", {})
     dense_bytes = _section(sections, dense_record.get("section"))
     dense_size = sum(v.size * (8 if v.dtype.kind in "iu" else 4)
-                     for k, v in expected.items() if k not in tensors)
+                     for k, v in expected.items() if k not in tensors and k not in left_out)
     dense_bytes = unpack_floats(dense_record.get("codec", "?"), dense_bytes, dense_size,
                                 "the dense section (batch norm etc.)")
     state: dict[str, np.ndarray] = {}
@@ -656,12 +710,16 @@ def _parse(blob: bytes) -> Loaded:
             record = tensors[name]
             state[name] = _decode_tensor(record, like.shape, _parts(record, sections))
             continue
+        if name in left_out:
+            state[name] = np.full(like.shape, _FOLDED_BUFFERS[name.rsplit(".", 1)[1]],
+                                  dtype=like.dtype)
+            continue
         dtype = np.dtype("<i8") if like.dtype.kind in "iu" else np.dtype("<f4")
         size = like.size * dtype.itemsize
         state[name] = np.frombuffer(dense_bytes, dtype=dtype, count=like.size,
                                     offset=offset).reshape(like.shape).astype(like.dtype)
         offset += size
-    return Loaded(header["architecture"], state, header, sections, len(blob))
+    return Loaded(header["architecture"], state, header, sections, len(blob), folded)
 
 
 def tensor_bytes(record: dict[str, Any]) -> dict[str, int]:
@@ -686,8 +744,15 @@ def describe(record: dict[str, Any]) -> str:
 
 def load_model(path: str | Path) -> Any:
     """The ResNet-20 stored in `path`, in eval mode, computing with exactly the stored
-    weights (no quantizer: the stored values are the levels already)."""
+    weights (no quantizer: the stored values are the levels already). From a folded file,
+    every batch norm has eps 0 and the model's ``batch_norm_folded`` is True (training
+    refuses it)."""
     loaded = load(path)
     model = build_model(loaded.architecture)
     model.load_state_dict(loaded.state)
+    if loaded.folded:
+        modules = dict(model.named_modules())
+        for name in batch_norm_names(model):
+            modules[name].eps = 0.0
+    model.batch_norm_folded = loaded.folded
     return model.eval()

@@ -132,7 +132,11 @@ def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict
     if path.suffix == ".mtc":
         from minitorch_compress.io import mtc
 
-        return validated(mtc.load(path).state, path)
+        loaded = mtc.load(path)
+        if loaded.folded:  # its state needs eps 0 in every batch norm: only load_model knows
+            raise CheckpointError(f"{path} has folded batch norm (inference only); load it "
+                                  "with load_pretrained, or use the unfolded file")
+        return validated(loaded.state, path)
     if path.suffix == ".npz":
         arrays, _ = load_checkpoint(path)
         return validated(arrays, path)

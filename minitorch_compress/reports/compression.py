@@ -130,6 +130,10 @@ def what_if_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
         L += ["", ("The folded batch norm gave exactly the file's predictions on every model."
                    if not checks else "The folded batch norm changed predictions on "
                    + ", ".join(checks) + ": it is not exact there.")]
+        if fold.get("file"):
+            L[-1] += (f" It is a file mode, `{fold['file']}` (inference only: the file "
+                      "cannot be finetuned or exported), and its saving is that real file's "
+                      "size against this one's.")
     L += ["", "(The accuracy in brackets is the change from the file's own.)"]
     if "proxy (not finetuned)" in rows:
         L[-1] += (" The proxy was never finetuned, so its accuracy "

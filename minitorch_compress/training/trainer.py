@@ -183,6 +183,10 @@ class Trainer:
                  test: tuple[np.ndarray, np.ndarray], config: FinetuneConfig | None = None,
                  hooks: Sequence[Any] = (), run_dir: str | Path | None = None,
                  progress: bool = True) -> None:
+        if getattr(model, "batch_norm_folded", False):
+            raise MinitorchError("this model was loaded from a file written with "
+                                 "--fold-batch-norm: its batch statistics are gone, so it is "
+                                 "for inference only; finetune from the unfolded .mtc file")
         self.model = model
         self.train_images, self.train_labels = train
         self.test_images, self.test_labels = test
