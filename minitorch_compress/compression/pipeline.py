@@ -83,15 +83,16 @@ def entropy_bytes(path: str | Path) -> dict[str, int]:
     """What the file's two coded streams would take at their empirical (order-0, per tensor)
     entropy, the bound no symbol-by-symbol code of the same symbols can beat.
 
-    ``index``: the gaps between non-zeros (no fillers: the ideal alphabet), summed over the
-    tensors the file indexes; ``codes``: each stored weight's level, over the tensors stored
-    as codes. Both are rounded up to whole bytes per tensor; tables are not counted.
+    ``index``: the gaps between stored entries (those that differ from the tensor's fill,
+    usually 0; no fillers: the ideal alphabet), summed over the tensors the file indexes;
+    ``codes``: each stored weight's level, over the tensors stored as codes. Both are rounded
+    up to whole bytes per tensor; tables are not counted.
     """
     loaded = mtc.load(path)
     bound = {"index": 0, "codes": 0}
     for name, record in loaded.header["tensors"].items():
         flat = loaded.state[name].ravel()
-        nonzero = np.flatnonzero(flat)
+        nonzero = np.flatnonzero(flat != mtc.fill_of(record))
         if record["index"]["kind"] != "all":
             gaps = np.diff(np.concatenate([[-1], nonzero])) - 1
             bound["index"] += -(-int(np.ceil(_entropy_bits(gaps))) // 8)

@@ -13,8 +13,9 @@ Byte layout (little-endian throughout)::
     offset  size  field
     0       8     magic b"MTCMODEL"
     8       2     format version (uint16): the lowest version that can read the file, 2,
-                  or 3 for a file with folded batch norm (below); version 1 files, which
-                  lack the "planes" codec and the 4-bit Huffman tables, are read too
+                  or 3 for a file with folded batch norm or a tensor with a "fill" (both
+                  below); version 1 files, which lack the "planes" codec and the 4-bit
+                  Huffman tables, are read too
     10      4     H: length of the compressed header (uint32)
     14      4     CRC32 of those H bytes (uint32)
     18      H     header: zlib-compressed UTF-8 JSON (below)
@@ -27,13 +28,19 @@ The header (JSON, no pickle)::
      "sections": [[offset, length, crc32], ...],
      "dense": {"section": s, "codec": "raw" | "lzma" | "planes"},
      "batch_norm": "folded" (version 3 only; absent: the statistics are stored),
-     "tensors": {name: {"count": nonzeros, "index": {...}, "values": {...}}, ...}}
+     "tensors": {name: {"count": stored, "index": {...}, "values": {...},
+                        "fill": bits (version 3 only; absent: 0)}, ...}}
 
 Tensor names and shapes are not stored: the architecture fixes them (`ResNet20.state_dict`
 order). Every tensor not under ``"tensors"`` is *dense*: its bytes (float32, or int64 for
 ``num_batches_tracked``) follow each other in state_dict order in the ``"dense"`` section,
 stored by the smallest of three lossless float codecs (below). A compressed tensor
-(the weights of a conv or linear layer) has:
+(the weights of a conv or linear layer) has a *fill*, the value of every entry the index does
+not list: 0, or, under ``"fill"``, another float32 (its bits as a uint32). A quantizer whose
+levels do not include 0 (the plain quantizer of Lab 3 (d)) maps every pruned weight onto one
+non-zero level; the writer then also tries that level as the fill, so the index lists the
+entries that differ from it, and keeps whichever encoding is smaller. Below, "non-zero"
+means "not the fill". The tensor has:
 
 * ``"index"``, where the non-zeros are, in C order, one of
   - ``{"kind": "all"}``: every entry is stored (a dense quantized layer);
@@ -104,8 +111,8 @@ from minitorch_compress.errors import CheckpointError
 from minitorch_compress.io.checkpoint import atomic_write
 
 MAGIC = b"MTCMODEL"
-VERSION = 2  # what a file without folded batch norm is written as (readable since v2)
-FOLDED_VERSION = 3  # a file with folded batch norm needs a reader that knows the flag
+VERSION = 2  # what a file without version 3 features is written as (readable since v2)
+FOLDED_VERSION = 3  # folded batch norm or a tensor "fill": a reader must know the field
 READS_VERSIONS = (1, 2, 3)
 #: the batch-norm buffers a folded file leaves out, and what the reader puts back
 _FOLDED_BUFFERS = {"running_mean": 0.0, "running_var": 1.0, "num_batches_tracked": 0}
@@ -276,12 +283,36 @@ def _read_stream(sections: list[bytes], record_section: int, table: int | None, 
 
 # ----------------------------------------------------------------------------- tensors
 def _encode_tensor(w: np.ndarray, out: _Writer, stats: dict[str, int]) -> dict[str, Any]:
-    """The smallest encoding of one weight tensor; its sections are written to `out`.
+    """The smallest encoding of one weight tensor; its sections are written to `out` (an
+    empty writer: the record's part numbers are its own).
 
+    Two are tried: the index around zero (the non-zeros are stored) and, where the most
+    frequent value is not zero and holds most entries (a quantizer that maps pruned weights
+    onto a level), the index around that value (``"fill"``: every other entry is stored).
     `stats` gets the bytes of each part ("index", "codes", "codebook", "values").
     """
+    if out.table:
+        raise ValueError("_encode_tensor writes a tensor's parts into a writer of its own")
     flat = np.ascontiguousarray(w, dtype=np.float32).ravel()
-    nonzero = np.flatnonzero(flat)
+    options = [_encode_around(flat, np.float32(0.0))]
+    values, counts = np.unique(flat, return_counts=True)
+    if values.size and values[np.argmax(counts)] != 0 and counts.max() * 2 > flat.size:
+        options.append(_encode_around(flat, np.float32(values[np.argmax(counts)])))
+    record, parts, part_stats = min(options, key=lambda o: o[1].offset)
+    for chunk in parts.chunks:
+        out.add(chunk)
+    for key, value in part_stats.items():
+        stats[key] += value
+    return record
+
+
+def _encode_around(flat: np.ndarray, fill: np.float32
+                   ) -> tuple[dict[str, Any], _Writer, dict[str, int]]:
+    """`flat` encoded as `fill` everywhere except at the indexed positions: (record, its
+    parts, the bytes of each kind of part)."""
+    out = _Writer()
+    stats = dict.fromkeys(("index", "codes", "codebook", "values"), 0)
+    nonzero = np.flatnonzero(flat != fill)
     values = flat[nonzero]
     levels = np.unique(values)
     # the index: every width's relative index, and the bitmask; fewest bytes wins
@@ -290,7 +321,7 @@ def _encode_tensor(w: np.ndarray, out: _Writer, stats: dict[str, int]) -> dict[s
         stream = _Stream.best(gaps_of(nonzero, width), 1 << width, width)
         candidates.append((stream.size, "gaps", (width, stream)))
     use_codebook = levels.size <= MAX_CODEBOOK
-    if use_codebook and nonzero.size * 4 >= flat.size * 3:
+    if fill == 0 and use_codebook and nonzero.size * 4 >= flat.size * 3:
         # nearly dense: store every entry's code, zero included, and no index at all
         all_levels = np.unique(flat)
         if all_levels.size <= MAX_CODEBOOK:
@@ -313,7 +344,9 @@ def _encode_tensor(w: np.ndarray, out: _Writer, stats: dict[str, int]) -> dict[s
                            "part": part, "huffman": table}
     stats["index"] += index_size
     record["values"] = _encode_values(values, levels, out, stats)
-    return record
+    if fill != 0:
+        record["fill"] = int(np.array(fill, dtype="<f4").view("<u4"))  # its exact bits
+    return record, out, stats
 
 
 def _encode_values(values: np.ndarray, levels: np.ndarray, out: _Writer,
@@ -403,9 +436,15 @@ def _decode_tensor(record: dict[str, Any], shape: tuple[int, ...],
         values = levels[codes]
     else:
         raise CheckpointError(f"unknown value kind {kind!r}")
-    flat = np.zeros(numel, dtype=np.float32)
+    flat = np.full(numel, fill_of(record), dtype=np.float32)
     flat[positions] = values
     return flat.reshape(shape)
+
+
+def fill_of(record: dict[str, Any]) -> np.float32:
+    """The value of a tensor's unindexed entries: 0, or its ``"fill"`` (float32 bits)."""
+    bits = _int(record.get("fill", 0), "fill", 0, 2**32 - 1)
+    return np.array(bits, dtype="<u4").view("<f4")[()]
 
 
 def pack_floats(data: bytes) -> tuple[str, bytes]:
@@ -597,7 +636,8 @@ def save(path: str | Path, model: Any, compress: tuple[str, ...] | None = None,
               "dense": {"section": dense_section, "codec": codec}, "tensors": tensors}
     if fold_batch_norm:
         header["batch_norm"] = "folded"
-    version = FOLDED_VERSION if fold_batch_norm else VERSION
+    uses_fill = any("fill" in record for record in tensors.values())
+    version = FOLDED_VERSION if fold_batch_norm or uses_fill else VERSION
     header_bytes = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
     blob = (_PREAMBLE.pack(MAGIC, version, len(header_bytes), zlib.crc32(header_bytes))
             + header_bytes + b"".join(out.chunks))
@@ -613,6 +653,8 @@ def _describe(record: dict[str, Any]) -> str:
     coded = {True: "+huffman", False: ""}
     where = {"all": "dense", "bitmask": "bitmask"}.get(
         index["kind"], f"gaps w={index.get('width')}{coded[index.get('huffman') is not None]}")
+    if "fill" in record:
+        where += f" around {fill_of(record):.6g}"
     if values["kind"] == "float32":
         return f"{where}; float32"
     book = "affine levels" if values["kind"] == "affine" else f"{values['levels']} levels"
@@ -708,6 +750,9 @@ def _parse(blob: bytes) -> Loaded:
             if not isinstance(tensors[name], dict):
                 raise CheckpointError(f"tensor {name} is described as {tensors[name]!r}")
             record = tensors[name]
+            if "fill" in record and version < FOLDED_VERSION:
+                raise CheckpointError(f"tensor {name} has a fill in a version {version} "
+                                      f"file; only a version {FOLDED_VERSION} file may")
             state[name] = _decode_tensor(record, like.shape, _parts(record, sections))
             continue
         if name in left_out:
