@@ -70,13 +70,14 @@ def test_lasso_and_threshold_and_speed_are_recorded_and_the_page_answers_each_cl
     c = _read(out, "lab4_c")["strengths"]["100"]
     assert c["sparsity"] >= c["sparsity_before"] > 0
     d = _read(out, "lab4_d")["models"]
-    assert {"full", "lab4_b_5000", "lab4_b_l1_5000"} <= set(d)
+    assert {"full", "lab4_a_5000", "lab4_b_5000", "lab4_b_l1_5000"} <= set(d)
     assert all(m["img_s"] > 0 for m in d.values())
     page = (out / "lab4.md").read_text()
     for claim in ("1.2", "1.3", "1.4", "1.6"):
         assert f"| {claim}: " in page
     assert "Not measured yet: `python labs/lab4_structured.py --part c`" not in page
     assert (out / "lab4" / "accuracy_vs_speed.png").stat().st_size > 0
+    assert (out / "lab4" / "group_lasso_epochs.png").stat().st_size > 0
 
 
 def test_a_missing_group_lasso_model_is_one_clear_line(tmp_path, capsys, synthetic_cifar10_dir,

@@ -23,7 +23,8 @@ committed file, not from a run folder.
   sparsity, beside Lab 2 (d)'s iterative pruning (read from ``lab2_d.json``).
 * (d) **Speed (claims 1.2 and 1.6).** Inference images/s at batch 100, measured in one run in
   alternating rounds: the full model, Lab 2 (c)'s 80 %-sparse model on the dense and on the
-  sparse path (from ``lab2_c.mtc``), and every (b) model, with their accuracies and MACs.
+  sparse path (from ``lab2_c.mtc``), and every (a) and (b) model, with their accuracies and
+  MACs.
 
 Strengths are strings (the JSON keys). The defaults are first guesses from the pretrained
 group norms (2-3.5; the prox removes lr * lambda of a norm per step, 0.002 * lambda): they
@@ -294,11 +295,13 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
             candidates["unstructured_80_dense_path"] = (dense, shown(path))
             candidates["unstructured_80_sparse_path"] = (sparse, shown(path))
             break
+    # (a)'s models too: channel-pruned but not finetuned, they give the speed of every
+    # strength, also those whose (b) finetune has not been run
     for strength in args.strengths:
-        for kind in ("", "l1_"):
-            path = model_file(args, f"lab4_b_{kind}{strength}")
+        for name in (f"lab4_a_{strength}", f"lab4_b_{strength}", f"lab4_b_l1_{strength}"):
+            path = model_file(args, name)
             if path.is_file():
-                candidates[f"lab4_b_{kind}{strength}"] = (load_pretrained(path), shown(path))
+                candidates[name] = (load_pretrained(path), shown(path))
     x = Tensor(np.random.default_rng(0).standard_normal(
         (SPEED_BATCH, 3, 32, 32)).astype(np.float32))
     times: dict[str, list[float]] = {name: [] for name in candidates}

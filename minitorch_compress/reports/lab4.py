@@ -137,6 +137,7 @@ def claim_1_6(results: dict[str, Any]) -> str:
     if not (full and structured):
         return "_Not measured yet: `python labs/lab4_structured.py --part a`, `b`, then `d`._"
     name, m = max(structured.items(), key=lambda item: item[1]["img_s"])
+    # (a)'s models are channel-pruned too, but not finetuned: only (b)'s are judged here
     removed = 1 - m["weights_kept"]
     speedup = m["img_s"] / full["img_s"]
     text = (f"The fastest group-Lasso model ({name}, accuracy {fmt(m['accuracy'])}) "
@@ -185,7 +186,8 @@ def write_figures(out_dir: Path, results: dict[str, Any]) -> list[Path]:
 
     fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, m in models.items():
-        marker = "s" if name.startswith("lab4_b_l1") else "o" if name.startswith("lab4") else "^"
+        marker = ("s" if name.startswith("lab4_b_l1") else "o" if name.startswith("lab4_b")
+                  else "x" if name.startswith("lab4_a") else "^")
         ax.scatter(m["img_s"], m["accuracy"], marker=marker)
         ax.annotate(name, (m["img_s"], m["accuracy"]), fontsize=7, xytext=(4, 2),
                     textcoords="offset points")
@@ -200,6 +202,33 @@ def write_figures(out_dir: Path, results: dict[str, Any]) -> list[Path]:
     for a in (ax, ax_t):
         a.grid(alpha=0.3)
     return [save_figure(fig, out_dir / "lab4" / "accuracy_vs_speed.png")]
+
+
+def write_trajectory_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
+    """``lab4/group_lasso_epochs.png``: per (a) strength, the block-internal channels that
+    survive and the test accuracy after each group-Lasso epoch (how fast the penalty acts)."""
+    runs = results.get("a", {}).get("strengths", {})
+    if not runs:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_c, ax_a) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for strength, r in runs.items():
+        kept = [sum(c) if c else None for c in r.get("channels_per_epoch", [])]
+        epochs = range(1, len(kept) + 1)
+        ax_c.plot(epochs, kept, marker="o", label=f"lambda = {strength}")
+        ax_a.plot(range(1, len(r["history"]) + 1), r["history"],
+                  marker="o", label=f"lambda = {strength}")
+    ax_c.set(xlabel="group-Lasso epoch", ylabel="block-internal channels left (of 336)",
+             title="channels surviving the prox")
+    ax_a.set(xlabel="group-Lasso epoch", ylabel="test accuracy", title="accuracy meanwhile")
+    for a in (ax_c, ax_a):
+        a.grid(alpha=0.3)
+        a.legend()
+    return [save_figure(fig, out_dir / "lab4" / "group_lasso_epochs.png")]
 
 
 def _tables(results: dict[str, Any]) -> list[str]:
@@ -252,7 +281,7 @@ def write_report(out_dir: str | Path) -> Path | None:
     if not results:
         return None
     compression = read_result(out_dir, "compression")
-    figures = write_figures(out_dir, results)
+    figures = write_figures(out_dir, results) + write_trajectory_figure(out_dir, results)
     smoke = [p for p, r in results.items() if r["_meta"].get("smoke")]
     L = report_head("Lab 4 — structured sparsity, and the course's claims measured", SCRIPT,
                     "lab4", True, f"part(s) {', '.join(f'({p})' for p in smoke)}" if smoke else "")
