@@ -122,3 +122,25 @@ def test_each_claims_verdict_follows_the_numbers():
     assert "does not hold here" in report.claim_1_2(d(200.0, 150.0))
     assert "Less sparsity, more speedup" in report.claim_1_6(d(110.0, 150.0))
     assert "Less sparsity, but not more speedup" in report.claim_1_6(d(200.0, 150.0))
+
+
+def test_part_b_can_leave_the_l1_baseline_for_later(tmp_path, synthetic_cifar10_dir,
+                                                    random_resnet20_weights):
+    common = ["--strengths", "5000", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+              str(random_resnet20_weights), "--epochs", "2", "--subset", "64", "--test-subset",
+              "64", "--out-dir", str(tmp_path / "results"), "--run-root",
+              str(tmp_path / "runs"), "--no-progress"]
+    assert lab4_script.main(["--part", "a", *common]) == 0
+    assert lab4_script.main(["--part", "b", "--no-l1-baseline", *common]) == 0
+    out = tmp_path / "results"
+    b = _read(out, "lab4_b")["strengths"]["5000"]
+    assert b["l1_filter"] is None and b["group_lasso"]["best_accuracy"] is not None
+    assert (out / "models" / "lab4_b_5000.mtc").is_file()
+    assert not (out / "models" / "lab4_b_l1_5000.mtc").exists()
+    assert not (tmp_path / "runs" / "lab4_b_l1_5000").exists()
+    assert "not run (`--no-l1-baseline`)" in (out / "lab4.md").read_text()
+    # the baseline added later: the group-Lasso run is resumed (already complete), not redone
+    assert lab4_script.main(["--part", "b", "--resume", *common]) == 0
+    again = _read(out, "lab4_b")["strengths"]["5000"]
+    assert again["l1_filter"] is not None
+    assert again["group_lasso"]["history"] == b["group_lasso"]["history"]

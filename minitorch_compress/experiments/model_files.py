@@ -63,9 +63,11 @@ def lab_models(out_dir: Any = None) -> list[LabModel]:
     models.append(LabModel("lab3_e_naive", "lab3_e_naive", "lab3_e_naive", ("best_accuracy",),
                            4, "asymmetric"))
     lab4_b = read_result(out_dir, "lab4_b") if out_dir is not None else None
-    for strength in (lab4_b or {}).get("strengths", {}):
+    for strength, runs in (lab4_b or {}).get("strengths", {}).items():
         for name, key in ((f"lab4_b_{strength}", "group_lasso"),
                           (f"lab4_b_l1_{strength}", "l1_filter")):
+            if runs.get(key) is None:  # the baseline, not run (--no-l1-baseline)
+                continue
             models.append(LabModel(name, name, "lab4_b",
                                    ("strengths", strength, key, "best_accuracy")))
     return models

@@ -246,7 +246,8 @@ def _tables(results: dict[str, Any]) -> list[str]:
         for s, r in results["b"]["strengths"].items():
             L.append(f"| {s} | {r['channels']} | {r['macs_ratio']:.1%} | "
                      f"{fmt(r['group_lasso']['best_accuracy'])} | "
-                     f"{fmt(r['l1_filter']['best_accuracy'])} |")
+                     + ("not run (`--no-l1-baseline`) |" if r["l1_filter"] is None else
+                        f"{fmt(r['l1_filter']['best_accuracy'])} |"))
         L.append("")
     if "c" in results:
         L += [f"## {TITLES['c']}", "", "| lambda | sparsity after Lasso | accuracy | sparsity "
