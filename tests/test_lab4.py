@@ -123,6 +123,20 @@ def test_each_claims_verdict_follows_the_numbers():
     assert "Less sparsity, more speedup" in report.claim_1_6(d(110.0, 150.0))
     assert "Less sparsity, but not more speedup" in report.claim_1_6(d(200.0, 150.0))
 
+    def speed(img_s, macs, accuracy):
+        return {"d": {"models": {"full": {"img_s": 100.0, "accuracy": 0.915, "macs_ratio": 1.0},
+                                 "lab4_b_1": {"img_s": img_s, "macs_ratio": macs,
+                                              "accuracy": accuracy}}}}
+
+    assert "met by lab4_b_1" in report.target_line(speed(160.0, 0.6, 0.91))
+    # 0.8 of the MACs in 0.8 of the time: time follows MACs, 1.5x needs <= 66.7 % of them
+    line = report.target_line(speed(125.0, 0.8, 0.91))
+    assert "not met" in line and "1.00x the time" in line and "66.7%" in line
+    assert "not the kernels" in line
+    # 0.8 of the MACs in the full model's time: the narrower layers run slower per MAC
+    assert "kernels lose speed" in report.target_line(speed(100.0, 0.8, 0.91))
+    assert "no finetuned" in report.target_line(speed(125.0, 0.8, 0.80))
+
 
 def test_part_b_can_leave_the_l1_baseline_for_later(tmp_path, synthetic_cifar10_dir,
                                                     random_resnet20_weights):
