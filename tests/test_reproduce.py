@@ -53,7 +53,8 @@ def test_the_committed_reports_render_byte_identical_from_the_committed_json(tmp
     for path in RESULTS_DIR.glob("*.json"):
         shutil.copy(path, tmp_path / path.name)
     assert main(["report", "--all", "--out-dir", str(tmp_path)]) == 0
-    for page in ("lab1.md", "lab2.md", "lab3.md", "compression.md", "sparse.md", "REPORT.md"):
+    for page in ("lab1.md", "lab2.md", "lab3.md", "lab4.md", "compression.md", "sparse.md",
+                 "REPORT.md"):
         assert (tmp_path / page).read_text() == (RESULTS_DIR / page).read_text(), page
 
 
