@@ -10,6 +10,7 @@ from typing import Any
 from minitorch_compress import published as pub
 from minitorch_compress.experiments.common import read_result
 from minitorch_compress.experiments.lab4 import PARTS, SCRIPT, TITLES
+from minitorch_compress.models.resnet import BLOCKS_PER_STAGE, STAGE_CHANNELS
 from minitorch_compress.reports.format import (
     fmt,
     report_head,
@@ -253,7 +254,8 @@ def write_trajectory_figure(out_dir: Path, results: dict[str, Any]) -> list[Path
         ax_c.plot(epochs, kept, marker="o", label=f"lambda = {strength}")
         ax_a.plot(range(1, len(r["history"]) + 1), r["history"],
                   marker="o", label=f"lambda = {strength}")
-    ax_c.set(xlabel="group-Lasso epoch", ylabel="block-internal channels left (of 336)",
+    full = BLOCKS_PER_STAGE * sum(STAGE_CHANNELS)  # the unpruned model's block channels
+    ax_c.set(xlabel="group-Lasso epoch", ylabel=f"block-internal channels left (of {full})",
              title="channels surviving the prox")
     ax_a.set(xlabel="group-Lasso epoch", ylabel="test accuracy", title="accuracy meanwhile")
     for a in (ax_c, ax_a):
