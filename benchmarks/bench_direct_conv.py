@@ -1,6 +1,7 @@
 """The direct 3x3 convolution (`kernels/direct_conv.py`) against the im2col path, per layer.
 
     python benchmarks/bench_direct_conv.py [--batch 100] [--rounds 7] [--json PATH]
+                                           [--baseline REV]
 
 For each stride-1 3x3 shape of ResNet-20 (stage 1: 16 -> 16 at 32x32, stage 2: 32 -> 32 at
 16x16, stage 3: 64 -> 64 at 8x8) times, in alternating rounds (median), the forward and the
@@ -9,7 +10,9 @@ weight gradient of one batch on the kernel threads (each thread its part of the 
 kernels, and prints ms, GFLOP/s (2 flops per multiply-add; the direct kernels' junk columns
 not counted) and the ratio. The grad-input of these convs is the same forward on flipped
 weights, so the forward's figures apply to it. Checks first that both paths agree (max
-relative difference).
+relative difference). ``--baseline REV`` times, in the same rounds, the direct kernels as
+they were at git revision REV too (`kernels/direct_conv.py` read with ``git show``): the
+before and after of a kernel change, measured in one run.
 
 Speed is a benchmark's business, never a test's: nothing here asserts a time.
 """
@@ -17,8 +20,13 @@ Speed is a benchmark's business, never a test's: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,8 +37,30 @@ SHAPES = [("stage 1 16->16 32x32", 16, 32), ("stage 2 32->32 16x16", 32, 16),
           ("stage 3 64->64 8x8", 64, 8)]
 
 
-def paths():
-    """{name: fn(x, w, y)} of the two forward paths, each run on the kernel threads."""
+def module_at(rev: str):
+    """`kernels/direct_conv.py` as it was at git revision `rev`, imported as a module of its
+    own (from a temporary folder, which also holds its numba cache); exits with one line if
+    git does not know `rev`."""
+    source = "minitorch_compress/kernels/direct_conv.py"
+    shown = subprocess.run(["git", "show", f"{rev}:{source}"], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parents[1])
+    if shown.returncode != 0:
+        print(f"bench_direct_conv: --baseline {rev!r}: git show found no {source} there "
+              "(give a commit, branch or tag of this repository)", file=sys.stderr)
+        raise SystemExit(2)
+    path = Path(tempfile.mkdtemp(prefix="direct_conv_baseline_")) / (
+        "direct_conv_" + re.sub(r"\W", "_", rev) + ".py")
+    path.write_text(shown.stdout)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def paths(baseline: str | None = None):
+    """{op: {path name: fn}} of the forward (fn(x, w, y)) and grad-weight (fn(gy, x, out))
+    paths, each run on the kernel threads; with `baseline`, also the direct kernels of that
+    git revision."""
     from minitorch_compress.kernels import conv, direct_conv
 
     no_epilogue = conv._epilogue_args(None, 4, np.dtype(np.float32))
@@ -68,7 +98,7 @@ def paths():
         return run
 
     k_c = lambda gw_t: gw_t.T  # noqa: E731  (the im2col path returns grad_w transposed)
-    return {
+    ops = {
         "forward": {
             "im2col": on_threads(im2col_only(lambda x, w, y: conv._forward_serial(x, w, 1, 1,
                                                                                   y))),
@@ -83,6 +113,13 @@ def paths():
                 gy, x, 1).reshape(gy.shape[1], -1)),
         },
     }
+    if baseline is not None:
+        old = module_at(baseline)
+        ops["forward"][f"direct @ {baseline}"] = on_threads(
+            lambda x, w, y: old.direct3x3_forward_serial(x, w, 1, y, no_epilogue))
+        ops["grad-weight"][f"direct @ {baseline}"] = summed(
+            lambda gy, x: old.direct3x3_grad_weight_serial(gy, x, 1).reshape(gy.shape[1], -1))
+    return ops
 
 
 def main() -> int:
@@ -91,11 +128,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=5, help="calls per round (median)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="also time the direct kernels of this git revision (before/after)")
     args = parser.parse_args()
     from minitorch_compress.kernels.parallel import get_num_threads as worker_count
 
     rng = np.random.default_rng(0)
-    ops = paths()
+    ops = paths(args.baseline)
     rows = []
     print(f"batch {args.batch}, {worker_count()} kernel thread(s), {args.rounds} alternating "
           f"rounds of {args.repeats} calls (median)")
@@ -134,7 +173,7 @@ def main() -> int:
                       f"(max rel diff {err:.1e})", flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps({"batch": args.batch, "threads": worker_count(),
-                                         "rows": rows}, indent=1))
+                                         "baseline": args.baseline, "rows": rows}, indent=1))
         print(f"wrote {args.json}")
     return 0
 

@@ -100,7 +100,7 @@ def test_stacked_geometry_leaves_room_for_every_read():
                                   (3, 3, 0, 1)):
         wp, segment, row_len = direct_conv.stacked_geometry(h, w, padding, images)
         ho, wo = h + 2 * padding - 2, w + 2 * padding - 2
-        assert segment == (h + 2 * padding) * wp
+        assert (wp, segment) == (w + padding, (h + padding) * wp)  # padding shared
         last = (images - 1) * segment + (ho - 1) * wp + wo
         length = -(-last // lanes) * lanes
         assert (length - 1) + 2 * wp + 2 < row_len

@@ -5,21 +5,26 @@ Why: on two threads the im2col path is bound by memory traffic, not by multiplie
 GEMM reads them back, and two threads doing that at once run no faster than one. A direct
 convolution reads each input plane from cache and writes each output once.
 
-Layout ("stacked flat planes"). Each (image, channel) plane of the zero-padded input,
-Hp x Wp with ``Hp = H + 2*padding``, is stored row after row, and the planes of a chunk of
-images follow each other in one 1-D row per channel (a *segment* of ``Hp*Wp`` values per
-image, the rest of the row zero). Output pixel (oy, ox) of image b is computed at flat
-position ``P = b*Hp*Wp + oy*Wp + ox``, and kernel tap (ky, kx) reads ``row[P + ky*Wp + kx]``,
-which stays inside image b's segment. So the 9 taps are 9 shifted views of the same row, and
-one loop over P computes the output planes of the whole chunk::
+Layout ("stacked flat planes", padding shared). Each (image, channel) plane is stored row
+after row with rows ``Wp = W + padding`` wide: the ``padding`` zeros after a row are both its
+right padding and the next row's left padding. Likewise each image takes ``Hp = H + padding``
+rows, the zero rows after an image being the top padding of the next one. The planes of a
+chunk of images follow each other in one 1-D row per channel (a *segment* of ``Hp*Wp``
+values per image, the first image's top padding and the last one's bottom padding being
+zero rows at the row's ends). Output pixel (oy, ox) of image b is computed at flat position
+``P = b*Hp*Wp + oy*Wp + ox``, and kernel tap (ky, kx) reads ``row[P + ky*Wp + kx]``: a read
+past the right end of a row lands in the padding gap or the next row's (zero) start, a read
+below the last row in the zero rows after the image. So the 9 taps are 9 shifted views of
+the same row, and one loop over P computes the output planes of the whole chunk::
 
     acc[q, P] = sum_c sum_{ky,kx} w[k0+q, c, ky, kx] * row[c][P + ky*Wp + kx]
 
 The loop also computes junk positions (the ``Wp - Wo`` columns at the end of each row and
-the padding rows between images), thrown away when the planes are written out: 11 % more
-multiplies at 32x32, 21 % at 16x16, 36 % at 8x8 (25 % there with one image per chunk). In
-exchange the loop is long and has no bounds tests, so numba/LLVM compile it to full-width
-SIMD; its length is rounded up to `_LANES` so that no scalar remainder loop runs.
+the rows between images), thrown away when the planes are written out: 6 % of the positions
+at 32x32, 11 % at 16x16, 21 % at 8x8 (with the padding on both sides of every plane, as
+until 2026-12-03: 11, 21 and 36 %). In exchange the loop is long and has no bounds tests, so
+numba/LLVM compile it to full-width SIMD; its length is rounded up to `_LANES` so that no
+scalar remainder loop runs.
 
 Register blocking: `_accumulate4` computes four output channels at once, so each of the 9
 input values it loads feeds 4 fused multiply-adds (36 per position), from weights held in
@@ -49,12 +54,14 @@ _BLOCK = 4
 
 
 def stacked_geometry(h: int, w: int, padding: int, images: int) -> tuple[int, int, int]:
-    """(Wp, segment, row_len) of `images` stacked padded planes, Wp = W + 2*padding.
+    """(Wp, segment, row_len) of `images` stacked planes whose padding is shared between
+    neighbours (module notes): Wp = W + padding, Hp = H + padding.
 
     Each image takes ``segment = Hp*Wp`` values of a channel's row; ``row_len`` adds room
-    after the last segment for the taps' reads (``2*Wp + 2``) at the positions a loop
-    rounded up to `_LANES` computes past the last real output."""
-    hp, wp = h + 2 * padding, w + 2 * padding
+    after the last segment for the last image's bottom padding and the taps' reads
+    (``2*Wp + 2``) at the positions a loop rounded up to `_LANES` computes past the last real
+    output."""
+    hp, wp = h + padding, w + padding
     segment = hp * wp
     return wp, segment, images * segment + _LANES + 2 * wp + 2
 
@@ -210,7 +217,7 @@ def direct3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.n
     k = w.shape[0]
     if w.shape[2:] != (3, 3):
         raise ValueError(f"direct3x3: kernel must be 3x3, got weight shape {w.shape}")
-    segment = (h + 2 * padding) * (wd + 2 * padding)
+    segment = stacked_geometry(h, wd, padding, 1)[1]
     images = max(1, min(n, _FORWARD_POSITIONS // segment))
     wp, segment, row_len = stacked_geometry(h, wd, padding, images)
     xrows = np.zeros((c, row_len), dtype=x.dtype)
@@ -350,8 +357,7 @@ def direct3x3_grad_weight_serial(grad_y: np.ndarray, x: np.ndarray, padding: int
     """
     n, c, h, wd = x.shape
     k = grad_y.shape[1]
-    hp, wp = h + 2 * padding, wd + 2 * padding
-    per_image = (c + k) * hp * wp * x.dtype.itemsize
+    per_image = (c + k) * stacked_geometry(h, wd, padding, 1)[1] * x.dtype.itemsize
     images = max(1, min(n, _STACK_BYTES // per_image))
     wp, segment, row_len = stacked_geometry(h, wd, padding, images)
     xrows = np.zeros((c, row_len), dtype=x.dtype)
