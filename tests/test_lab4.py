@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from minitorch_compress.compression import sparsity_report
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.paths import REPO_ROOT
 
@@ -63,6 +64,12 @@ def test_the_finetuned_channel_pruned_model_evaluates_from_its_file_to_its_table
         model = load_pretrained(out / "models" / f"{name}.mtc")
         assert list(model.mid_channels) == b["channels"]
         assert evaluate(model, data.x_test, data.y_test) == run["best_accuracy"]
+    # (c)'s thresholded Lasso model, too: its zeros and its accuracy are the table's
+    c = _read(out, "lab4_c")["strengths"]["100"]
+    model = load_pretrained(out / "models" / "lab4_c_100.mtc")
+    assert c["model_file"]["file"].endswith("lab4_c_100.mtc")
+    assert sparsity_report(model)[1] == c["sparsity"]
+    assert evaluate(model, data.x_test, data.y_test) == c["accuracy"]
 
 
 def test_lasso_and_threshold_and_speed_are_recorded_and_the_page_answers_each_claim(smoke_run):

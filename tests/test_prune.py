@@ -23,6 +23,7 @@ from minitorch_compress.compression import (
     percentile_threshold,
     plot_sparsity,
     prunable_layers,
+    prune_below,
     prune_by_percentage,
     prune_model_by_percentage,
     sparsity_report,
@@ -187,6 +188,20 @@ def test_global_pruning_uses_one_threshold_across_layers(seed, q):
             assert kept.min() >= threshold
         if cut.size:
             assert cut.max() <= threshold
+
+
+@settings(deadline=None, max_examples=30)
+@given(seed=seeds, threshold=st.floats(0.0, 2.0))
+def test_prune_below_zeroes_exactly_the_weights_under_the_threshold(seed, threshold):
+    model = mlp([7, 11, 5, 3], seed)
+    set_distinct_weights(model, seed)
+    before = {n: layer.weight.data.copy() for n, layer in prunable_layers(model).items()}
+    masks = prune_below(model, threshold)
+    for name, layer in prunable_layers(model).items():
+        small = np.abs(before[name]) < threshold
+        np.testing.assert_array_equal(masks[name] == 0, small | (before[name] == 0))
+        np.testing.assert_array_equal(layer.weight.data, np.where(small, 0.0, before[name]))
+        assert not np.signbit(layer.weight.data[small]).any()  # +0.0, never -0.0
 
 
 # ------------------------------------------------------------------------------ masks

@@ -23,6 +23,7 @@ from minitorch_compress.compression.prune import (
     global_prune_by_percentage,
     magnitude_mask,
     percentile_threshold,
+    prune_below,
     prune_by_percentage,
     prune_model_by_percentage,
 )
@@ -54,7 +55,7 @@ __all__ = [
     "prunable_layers", "sparsity_of_masks", "weight_layers", "zero_masked_momentum",
     "count_levels", "format_sparsity_table", "plot_sparsity", "sparsity_report",
     "IterativePruningHook", "global_prune_by_percentage", "magnitude_mask",
-    "percentile_threshold", "prune_by_percentage", "prune_model_by_percentage",
+    "percentile_threshold", "prune_below", "prune_by_percentage", "prune_model_by_percentage",
     "MODES", "QuantMode", "QuantizeSTE", "WeightQuantizer", "clear_weight_quantization",
     "quantization_step", "quantize_array", "quantize_ste", "quantized_state",
     "set_weight_quantization", "zeros_destroyed",

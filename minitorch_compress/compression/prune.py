@@ -103,6 +103,17 @@ def prune_model_by_percentage(model: Module, q: float) -> Masks:
     return {name: prune_by_percentage(layer, q) for name, layer in prunable_layers(model).items()}
 
 
+def prune_below(model: Module, threshold: float) -> Masks:
+    """Prune every prunable layer in place at one fixed magnitude: |w| < threshold becomes 0
+    (Lab 4 (c)'s single pruning step after a Lasso finetune).
+
+    Returns:
+        {layer name: float32 0/1 mask of the weight's shape}.
+    """
+    return {name: _prune_in_place(layer, threshold)
+            for name, layer in prunable_layers(model).items()}
+
+
 def global_prune_by_percentage(model: Module, q: float) -> tuple[Masks, float]:
     """Prune all prunable layers in place with ONE threshold from all their magnitudes.
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from minitorch_compress.compression import prunable_layers, sparsity_report
+from minitorch_compress.compression import prunable_layers, prune_below, sparsity_report
 from minitorch_compress.compression.masks import zero_momentum_of_zeros
 from minitorch_compress.compression.structured import (
     GroupLassoHook,
@@ -250,7 +250,8 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
 
     Returns:
         {"strengths": {lambda: {"accuracy_before", "sparsity_before" (after the Lasso run),
-        "accuracy", "sparsity" (after the threshold), "history", "wall_s"}}, "threshold",
+        "accuracy", "sparsity" (after the threshold), "history", "wall_s", "model_file" (the
+        thresholded model, ``lab4_c_<lambda>.mtc``)}}, "threshold",
         "iterative": {"best_accuracy", "total_sparsity", "source"} or None, ...}.
     """
     out: dict[str, Any] = {}
@@ -259,14 +260,13 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         hooks = [L1ProxHook(float(strength)), LastEpochOnly(args.epochs)]
         result = finetune(model, data, args, f"lab4_c_{strength}", hooks, script=SCRIPT)
         before = sparsity_report(model)[1]
-        for layer in prunable_layers(model).values():
-            w = layer.weight.data
-            w[np.abs(w) < SMALL_THRESHOLD] = 0.0
+        prune_below(model, SMALL_THRESHOLD)
         after = sparsity_report(model)[1]
         accuracy = accuracy_on_test_set(model, data, args, f"(c) lambda={strength} pruned")
         out[strength] = {"accuracy_before": result["best_accuracy"], "sparsity_before": before,
                          "accuracy": accuracy, "sparsity": after, "history": result["history"],
-                         "wall_s": result["wall_s"]}
+                         "wall_s": result["wall_s"],
+                         "model_file": save_model_file(model, args, f"lab4_c_{strength}")}
         print(f"  (c) lambda = {strength}: sparsity {before:.4f} -> {after:.4f} after the "
               f"threshold, accuracy {result['best_accuracy']:.4f} -> {accuracy:.4f}",
               flush=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minitorch_compress.compression.pipeline import compress_model, write_model_file
+from minitorch_compress.compression.prune import prune_below
 from minitorch_compress.compression.what_if import shrink_options
 from minitorch_compress.data.cifar10 import Cifar10
 from minitorch_compress.experiments.common import lookup, read_result, write_result
@@ -42,12 +43,14 @@ class LabModel:
     accuracy_path: tuple[str, ...]  # where its best accuracy is in that file
     bits: int | None = None  # the body's bit width (None: float)
     mode: str = "masked"  # the quantizer
+    threshold: float | None = None  # |w| below it pruned before compressing (Lab 4 (c))
 
 
 def lab_models(out_dir: Any = None) -> list[LabModel]:
     """Every finetuned model of Labs 2 and 3, in report order, then Lab 4 (b)'s channel-pruned
-    models for the strengths its result file in `out_dir` lists (their runs save the smaller
-    model itself, so they are rebuilt like the others)."""
+    models and (c)'s Lasso-then-threshold ones, for the strengths their result files in
+    `out_dir` list ((b)'s runs save the smaller model itself, so they are rebuilt like the
+    others; (c)'s models are their run's last weights with the one pruning step applied)."""
     models = [LabModel(f"lab2_{p}", f"lab2_{p}", f"lab2_{p}", ("best_accuracy",))
               for p in "cde"]
     for b in ("4", "3", "2"):
@@ -70,6 +73,11 @@ def lab_models(out_dir: Any = None) -> list[LabModel]:
                 continue
             models.append(LabModel(name, name, "lab4_b",
                                    ("strengths", strength, key, "best_accuracy")))
+    lab4_c = read_result(out_dir, "lab4_c") if out_dir is not None else None
+    for strength in (lab4_c or {}).get("strengths", {}):
+        models.append(LabModel(f"lab4_c_{strength}", f"lab4_c_{strength}", "lab4_c",
+                               ("strengths", strength, "accuracy"),
+                               threshold=lab4_c["threshold"]))
     return models
 
 
@@ -80,8 +88,10 @@ def compress_lab_model(spec: LabModel, args: argparse.Namespace, data: Cifar10,
     checkpoint = next((c for c in candidates if c.is_file()), None)
     if checkpoint is None:
         return None
-    model = compress_model(load_pretrained(checkpoint), bits=spec.bits,
-                           mode=spec.mode)  # type: ignore[arg-type]
+    model = load_pretrained(checkpoint)
+    if spec.threshold is not None:
+        prune_below(model, spec.threshold)
+    model = compress_model(model, bits=spec.bits, mode=spec.mode)  # type: ignore[arg-type]
     path = args.out_dir / "models" / f"{spec.name}.mtc"
     sizes = write_model_file(model, path)
     return {**evaluate_file(spec, path, args, data, progress), **sizes}
