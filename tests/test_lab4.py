@@ -85,6 +85,8 @@ def test_lasso_and_threshold_and_speed_are_recorded_and_the_page_answers_each_cl
     assert "Not measured yet: `python labs/lab4_structured.py --part c`" not in page
     assert (out / "lab4" / "accuracy_vs_speed.png").stat().st_size > 0
     assert (out / "lab4" / "group_lasso_epochs.png").stat().st_size > 0
+    assert (out / "lab4" / "lasso_vs_iterative.png").stat().st_size > 0
+    assert len(c["sparsity_per_epoch"]) == len(c["history"])
 
 
 def test_a_missing_group_lasso_model_is_one_clear_line(tmp_path, capsys, synthetic_cifar10_dir,

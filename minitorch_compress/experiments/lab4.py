@@ -250,9 +250,10 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
 
     Returns:
         {"strengths": {lambda: {"accuracy_before", "sparsity_before" (after the Lasso run),
-        "accuracy", "sparsity" (after the threshold), "history", "wall_s", "model_file" (the
-        thresholded model, ``lab4_c_<lambda>.mtc``)}}, "threshold",
-        "iterative": {"best_accuracy", "total_sparsity", "source"} or None, ...}.
+        "accuracy", "sparsity" (after the threshold), "history", "sparsity_per_epoch",
+        "wall_s", "model_file" (the thresholded model, ``lab4_c_<lambda>.mtc``)}}, "threshold",
+        "iterative": {"best_accuracy", "total_sparsity", "history", "sparsity_per_epoch",
+        "source"} or None, ...}.
     """
     out: dict[str, Any] = {}
     for strength in args.l1_strengths:
@@ -266,6 +267,7 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         out[strength] = {"accuracy_before": result["best_accuracy"], "sparsity_before": before,
                          "accuracy": accuracy, "sparsity": after, "history": result["history"],
                          "wall_s": result["wall_s"],
+                         "sparsity_per_epoch": [h.get("sparsity") for h in result["log"]],
                          "model_file": save_model_file(model, args, f"lab4_c_{strength}")}
         print(f"  (c) lambda = {strength}: sparsity {before:.4f} -> {after:.4f} after the "
               f"threshold, accuracy {result['best_accuracy']:.4f} -> {accuracy:.4f}",
@@ -275,6 +277,8 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         if (lab2_d := read_result(folder, "lab2_d")) is not None:
             iterative = {"best_accuracy": lab2_d["best_accuracy"],
                          "total_sparsity": lab2_d["total_sparsity"],
+                         "history": lab2_d["history"],
+                         "sparsity_per_epoch": [h.get("sparsity") for h in lab2_d["log"]],
                          "source": f"{shown(folder / 'lab2_d.json')}"}
             break
     return {"strengths": out, "threshold": SMALL_THRESHOLD, "iterative": iterative,

@@ -264,6 +264,45 @@ def write_trajectory_figure(out_dir: Path, results: dict[str, Any]) -> list[Path
     return [save_figure(fig, out_dir / "lab4" / "group_lasso_epochs.png")]
 
 
+def write_lasso_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
+    """``lab4/lasso_vs_iterative.png``: sparsity and test accuracy after each epoch of every
+    (c) Lasso run and of Lab 2 (d)'s iterative pruning, with each Lasso run's end point after
+    the single threshold marked (claim 1.4 at a glance)."""
+    c = results.get("c")
+    if not c or not c["strengths"]:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_s, ax_a) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for strength, r in c["strengths"].items():
+        sparsity = r.get("sparsity_per_epoch") or []
+        line = ax_s.plot(range(1, len(sparsity) + 1), sparsity, marker="o", markersize=3,
+                         label=f"Lasso, lambda = {strength}")[0]
+        ax_a.plot(range(1, len(r["history"]) + 1), r["history"], marker="o", markersize=3,
+                  color=line.get_color(), label=f"Lasso, lambda = {strength}")
+        end = len(r["history"])
+        ax_s.scatter([end], [r["sparsity"]], marker="*", s=120, color=line.get_color(),
+                     zorder=3)
+        ax_a.scatter([end], [r["accuracy"]], marker="*", s=120, color=line.get_color(),
+                     zorder=3)
+    iterative = c.get("iterative") or {}
+    if iterative.get("sparsity_per_epoch"):
+        ax_s.plot(range(1, len(iterative["sparsity_per_epoch"]) + 1),
+                  iterative["sparsity_per_epoch"], "k--", label="iterative pruning (Lab 2 (d))")
+        ax_a.plot(range(1, len(iterative["history"]) + 1), iterative["history"], "k--",
+                  label="iterative pruning (Lab 2 (d))")
+    ax_s.set(xlabel="epoch", ylabel="fraction of prunable weights that are zero",
+             title=f"sparsity (star: after one threshold at {c['threshold']:g})")
+    ax_a.set(xlabel="epoch", ylabel="test accuracy", title="accuracy (star: after it)")
+    for a in (ax_s, ax_a):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    return [save_figure(fig, out_dir / "lab4" / "lasso_vs_iterative.png")]
+
+
 def _tables(results: dict[str, Any]) -> list[str]:
     L: list[str] = []
     if "a" in results:
@@ -315,7 +354,8 @@ def write_report(out_dir: str | Path) -> Path | None:
     if not results:
         return None
     compression = read_result(out_dir, "compression")
-    figures = write_figures(out_dir, results) + write_trajectory_figure(out_dir, results)
+    figures = (write_figures(out_dir, results) + write_trajectory_figure(out_dir, results)
+               + write_lasso_figure(out_dir, results))
     smoke = [p for p, r in results.items() if r["_meta"].get("smoke")]
     L = report_head("Lab 4 — structured sparsity, and the course's claims measured", SCRIPT,
                     "lab4", True, f"part(s) {', '.join(f'({p})' for p in smoke)}" if smoke else "")
