@@ -111,6 +111,13 @@ def paths(baseline: str | None = None):
                 gy, x, None, (gy.shape[1], x.shape[1], 3, 3), 1, 1, None, True)))),
             "direct": summed(lambda gy, x: direct_conv.direct3x3_grad_weight_serial(
                 gy, x, 1).reshape(gy.shape[1], -1)),
+            # both blocks, whichever this CPU takes by default (PAIR_GRAD_WEIGHT)
+            "direct, 2 channels a pass": summed(lambda gy, x: (
+                direct_conv.direct3x3_grad_weight_serial(gy, x, 1, True).reshape(
+                    gy.shape[1], -1))),
+            "direct, 1 channel a pass": summed(lambda gy, x: (
+                direct_conv.direct3x3_grad_weight_serial(gy, x, 1, False).reshape(
+                    gy.shape[1], -1))),
         },
     }
     if baseline is not None:

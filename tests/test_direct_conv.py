@@ -107,16 +107,17 @@ def test_stacked_geometry_leaves_room_for_every_read():
 
 
 @settings(max_examples=60, deadline=None)
-@given(direct_settings(), float_dtypes, seeds, st.sampled_from([None, 1, 3000]))
-def test_direct3x3_grad_weight_matches_reference(setting, dtype, seed, stack_bytes):
+@given(direct_settings(), float_dtypes, seeds, st.sampled_from([None, 1, 3000]),
+       st.booleans())
+def test_direct3x3_grad_weight_matches_reference(setting, dtype, seed, stack_bytes, pairs):
     """Over chunk sizes too: the kernel's own, one image per chunk, a few (a shorter last
-    chunk then reuses rows the previous one filled)."""
+    chunk then reuses rows the previous one filled); two output channels a pass and one."""
     n, c, k, h, wd, padding = setting
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, wd)).astype(dtype)
     gy = rng.standard_normal((n, k, h + 2 * padding - 2, wd + 2 * padding - 2)).astype(dtype)
     with mock.patch.object(direct_conv, "_STACK_BYTES", stack_bytes or direct_conv._STACK_BYTES):
-        gw = direct_conv.direct3x3_grad_weight_serial(gy, x, padding)
+        gw = direct_conv.direct3x3_grad_weight_serial(gy, x, padding, pairs)
     expected = ref.conv2d_grad_weight(gy, x, (k, c, 3, 3), 1, padding)
     magnitude = ref.conv2d_grad_weight(np.abs(gy), np.abs(x), (k, c, 3, 3), 1, padding)
     assert_close(gw, expected, magnitude)

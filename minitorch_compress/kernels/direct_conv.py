@@ -295,24 +295,44 @@ def _grad_weight_pair(xrows, grows, k0, c, wp, length, gw9):
 
 @njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
 def _grad_weight_one(xrows, grows, k, c, wp, length, gw9):
-    """`_grad_weight_pair` for one output channel k (an odd K's last one)."""
-    s = xrows[c]
+    """`_grad_weight_pair` for one output channel k: 9 running sums in one pass.
+
+    Used for every k where the pair's 18 vector accumulators do not fit in the registers
+    (16 vector registers without AVX-512: see `pair_grad_weight`), and for an odd K's last
+    channel."""
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = _taps(xrows[c], wp)
     g = grows[k]
+    u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = u8 = gw9.dtype.type(0)
+    for p in range(length):
+        a = g[p]
+        u0 += a * s0[p]
+        u1 += a * s1[p]
+        u2 += a * s2[p]
+        u3 += a * s3[p]
+        u4 += a * s4[p]
+        u5 += a * s5[p]
+        u6 += a * s6[p]
+        u7 += a * s7[p]
+        u8 += a * s8[p]
     out = gw9[k, c]
-    for t in range(9):
-        tap = s[(t // 3) * wp + t % 3:]
-        total = gw9.dtype.type(0)
-        for p in range(length):
-            total += g[p] * tap[p]
-        out[t] += total
+    out[0] += u0
+    out[1] += u1
+    out[2] += u2
+    out[3] += u3
+    out[4] += u4
+    out[5] += u5
+    out[6] += u6
+    out[7] += u7
+    out[8] += u8
 
 
 @njit(cache=True, nogil=True)
-def _direct3x3_grad_weight(x, gy, padding, wp, segment, xrows, grows, gw9):
+def _direct3x3_grad_weight(x, gy, padding, wp, segment, xrows, grows, gw9, pairs):
     """gw9 (K, C, 9) = the weight gradient of a stride-1 3x3 conv, chunk by chunk.
 
     x: (N, C, H, W); gy: (N, K, Ho, Wo); xrows: (C, row_len), grows: (K, images*segment),
-    both zero from their allocation (stacked_geometry); gw9 zeroed on entry."""
+    both zero from their allocation (stacked_geometry); gw9 zeroed on entry; pairs: two
+    output channels a pass (`_grad_weight_pair`) or one (`_grad_weight_one`)."""
     n_img = x.shape[0]
     k_out, c_in = gw9.shape[0], gw9.shape[1]
     ho, wo = gy.shape[2], gy.shape[3]
@@ -330,12 +350,13 @@ def _direct3x3_grad_weight(x, gy, padding, wp, segment, xrows, grows, gw9):
                     for ox in range(wo):
                         dst[ox] = src[ox]
         length = (count - 1) * segment + (ho - 1) * wp + wo
-        for k0 in range(0, k_out - 1, 2):
+        paired = k_out - k_out % 2 if pairs else 0
+        for k0 in range(0, paired, 2):
             for c in range(c_in):
                 _grad_weight_pair(xrows, grows, k0, c, wp, length, gw9)
-        if k_out % 2:
+        for k in range(paired, k_out):
             for c in range(c_in):
-                _grad_weight_one(xrows, grows, k_out - 1, c, wp, length, gw9)
+                _grad_weight_one(xrows, grows, k, c, wp, length, gw9)
 
 
 # Bytes of the stacked rows of one chunk (input and grad_y): small enough for L2 (1 MB per
@@ -343,14 +364,32 @@ def _direct3x3_grad_weight(x, gy, padding, wp, segment, xrows, grows, gw9):
 _STACK_BYTES = 512 * 1024
 
 
-def direct3x3_grad_weight_serial(grad_y: np.ndarray, x: np.ndarray, padding: int
-                                 ) -> np.ndarray:
+def _has_32_vector_registers() -> bool:
+    """Whether this CPU has AVX-512's 32 vector registers (x86 without it has 16)."""
+    import llvmlite.binding as llvm
+
+    try:
+        return bool(llvm.get_host_cpu_features().get("avx512f", False))
+    except Exception:  # a host llvmlite cannot describe: take the safe, smaller block
+        return False
+
+
+# Two output channels per grad-weight pass need 18 vector accumulators: they fit in AVX-512's
+# 32 registers (measured 1.7-1.9x faster than im2col at 32x32 on a Zen 4 core), not in
+# AVX2's 16, where the spills made the pair 0.76x of im2col at 32x32 on a Zen 3 core
+# (results/benchmark.md). One channel a pass needs 9.
+PAIR_GRAD_WEIGHT = _has_32_vector_registers()
+
+
+def direct3x3_grad_weight_serial(grad_y: np.ndarray, x: np.ndarray, padding: int,
+                                 pairs: bool | None = None) -> np.ndarray:
     """Weight gradient of a stride-1 3x3 convolution on the calling thread, no im2col.
 
     Args:
         grad_y: (N, K, Ho, Wo), C-contiguous, the dtype of x.
         x: (N, C, H, W), C-contiguous; Ho = H + 2*padding - 2 (same for W).
         padding: the forward's padding.
+        pairs: two output channels a pass, or one; None: `PAIR_GRAD_WEIGHT` (by the CPU).
 
     Returns:
         grad_w, (K, C, 3, 3), in the dtype of x.
@@ -363,5 +402,6 @@ def direct3x3_grad_weight_serial(grad_y: np.ndarray, x: np.ndarray, padding: int
     xrows = np.zeros((c, row_len), dtype=x.dtype)
     grows = np.zeros((k, images * segment), dtype=x.dtype)
     gw9 = np.zeros((k, c, 9), dtype=x.dtype)
-    _direct3x3_grad_weight(x, grad_y, padding, wp, segment, xrows, grows, gw9)
+    _direct3x3_grad_weight(x, grad_y, padding, wp, segment, xrows, grows, gw9,
+                           PAIR_GRAD_WEIGHT if pairs is None else bool(pairs))
     return gw9.reshape(k, c, 3, 3)
