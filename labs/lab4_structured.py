@@ -9,13 +9,14 @@ Usage (from the repository root)::
     python labs/lab4_structured.py --part d     # measured inference speed of every model
     python labs/lab4_structured.py --part all --resume
 
-``--strengths`` / ``--l1-strengths`` choose the penalty strengths (the defaults are first
-guesses, to be calibrated by full runs). Each part writes ``<out-dir>/lab4_<part>.json`` and
-its models ``<out-dir>/models/lab4_*.mtc``; ``<out-dir>/lab4.md`` is regenerated after every
-part. The default ``--out-dir`` is ``results/local/`` (git-ignored); ``--out-dir results``
-publishes. The other lab options (``--epochs``, ``--subset``, ``--test-subset``,
-``--resume``, ``--run-root``, ...) work as in Labs 2 and 3. The experiment lives in
-``minitorch_compress.experiments.lab4``, the page in ``minitorch_compress.reports.lab4``.
+``--strengths`` / ``--l1-strengths`` choose the penalty strengths (the defaults come from
+the first full runs: `minitorch_compress.experiments.lab4` says how). Each part writes
+``<out-dir>/lab4_<part>.json`` and its models ``<out-dir>/models/lab4_*.mtc``;
+``<out-dir>/lab4.md`` is regenerated after every part. The default ``--out-dir`` is
+``results/local/`` (git-ignored); ``--out-dir results`` publishes. The other lab options
+(``--epochs``, ``--subset``, ``--test-subset``, ``--resume``, ``--run-root``, ...) work as
+in Labs 2 and 3. The experiment lives in ``minitorch_compress.experiments.lab4``, the page
+in ``minitorch_compress.reports.lab4``.
 """
 
 from __future__ import annotations
