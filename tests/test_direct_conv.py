@@ -1,7 +1,8 @@
 """The direct 3x3 convolution (`kernels/direct_conv.py`) agrees with the NumPy reference.
 
 Drawn over shapes (batch, channel counts that are and are not multiples of the 4-channel
-block, odd and even sizes down to 1x1), paddings 0-2 and both float dtypes; with the fused
+block, odd and even sizes down to 1x1), paddings 0-3 (beyond 2 the output is larger than the
+input) and both float dtypes; with the fused
 epilogue it equals the plain kernel followed by the same row epilogue, bit for bit.
 """
 
@@ -27,7 +28,7 @@ from minitorch_compress.kernels.rows import affine_row
 @st.composite
 def direct_settings(draw):
     """(n, c, k, h, w, padding) with an output of at least 1x1."""
-    padding = draw(st.integers(0, 2))
+    padding = draw(st.integers(0, 3))
     smallest = max(1, 3 - 2 * padding)
     return (draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 10)),
             draw(st.integers(smallest, 11)), draw(st.integers(smallest, 11)), padding)
@@ -97,10 +98,15 @@ def test_stacked_geometry_leaves_room_for_every_read():
     """Every tap's read at every position a rounded-up loop computes lies inside the row."""
     lanes = direct_conv._LANES
     for h, w, padding, images in ((32, 32, 1, 1), (8, 8, 1, 10), (1, 1, 1, 3), (5, 3, 2, 2),
-                                  (3, 3, 0, 1)):
+                                  (3, 3, 0, 1), (2, 3, 3, 3), (4, 4, 5, 2)):
         wp, segment, row_len = direct_conv.stacked_geometry(h, w, padding, images)
         ho, wo = h + 2 * padding - 2, w + 2 * padding - 2
-        assert (wp, segment) == (w + padding, (h + padding) * wp)  # padding shared
+        if padding <= 2:
+            assert (wp, segment) == (w + padding, (h + padding) * wp)  # padding shared
+        # each image's output fits in its segment, with at least `padding` zeros between
+        # the images' real rows and columns
+        assert ho * wp <= segment and wo <= wp and segment >= (h + padding) * wp
+        assert wp >= w + padding
         last = (images - 1) * segment + (ho - 1) * wp + wo
         length = -(-last // lanes) * lanes
         assert (length - 1) + 2 * wp + 2 < row_len

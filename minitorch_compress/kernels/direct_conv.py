@@ -55,13 +55,17 @@ _BLOCK = 4
 
 def stacked_geometry(h: int, w: int, padding: int, images: int) -> tuple[int, int, int]:
     """(Wp, segment, row_len) of `images` stacked planes whose padding is shared between
-    neighbours (module notes): Wp = W + padding, Hp = H + padding.
+    neighbours (module notes): Wp = W + padding, Hp = H + padding (for padding <= 2; beyond,
+    Wp = W + 2*padding - 2, so that the output planes, Ho = H + 2*padding - 2 high, fit).
 
     Each image takes ``segment = Hp*Wp`` values of a channel's row; ``row_len`` adds room
     after the last segment for the last image's bottom padding and the taps' reads
     (``2*Wp + 2``) at the positions a loop rounded up to `_LANES` computes past the last real
     output."""
-    hp, wp = h + padding, w + padding
+    # zeros between neighbours: the padding, shared; with padding > 2 the output is larger
+    # than the input, and each image's output planes must still fit in its own segment
+    gap = max(padding, 2 * padding - 2)
+    hp, wp = h + gap, w + gap
     segment = hp * wp
     return wp, segment, images * segment + _LANES + 2 * wp + 2
 
