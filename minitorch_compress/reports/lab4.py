@@ -291,7 +291,9 @@ def write_lasso_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
     iterative = c.get("iterative") or {}
     if iterative.get("sparsity_per_epoch"):
         ax_s.plot(range(1, len(iterative["sparsity_per_epoch"]) + 1),
-                  iterative["sparsity_per_epoch"], "k--", label="iterative pruning (Lab 2 (d))")
+                  iterative["sparsity_per_epoch"], "k--",
+                  label="iterative pruning (Lab 2 (d)); zeros at each epoch's end: pruned\n"
+                        "weights regrow until its mask is fixed")
         ax_a.plot(range(1, len(iterative["history"]) + 1), iterative["history"], "k--",
                   label="iterative pruning (Lab 2 (d))")
     ax_s.set(xlabel="epoch", ylabel="fraction of prunable weights that are zero",
