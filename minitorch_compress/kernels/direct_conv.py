@@ -242,6 +242,20 @@ def direct3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.n
 # make every other product vanish.
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add_taps(out, t0, t1, t2, t3, t4, t5, t6, t7, t8):
+    """out[t] += the tap's sum, t = 0..8 (the sums a grad-weight pass kept in registers)."""
+    out[0] += t0
+    out[1] += t1
+    out[2] += t2
+    out[3] += t3
+    out[4] += t4
+    out[5] += t5
+    out[6] += t6
+    out[7] += t7
+    out[8] += t8
+
+
 @njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
 def _grad_weight_pair(xrows, grows, k0, c, wp, length, gw9):
     """gw9[k0 + q, c, t] += sum_P grows[k0 + q, P] * xrows[c, P + (t//3)*Wp + t%3] for
@@ -276,25 +290,8 @@ def _grad_weight_pair(xrows, grows, k0, c, wp, length, gw9):
         v6 += b * x6
         v7 += b * x7
         v8 += b * x8
-    out, out2 = gw9[k0, c], gw9[k0 + 1, c]
-    out[0] += u0
-    out[1] += u1
-    out[2] += u2
-    out[3] += u3
-    out[4] += u4
-    out[5] += u5
-    out[6] += u6
-    out[7] += u7
-    out[8] += u8
-    out2[0] += v0
-    out2[1] += v1
-    out2[2] += v2
-    out2[3] += v3
-    out2[4] += v4
-    out2[5] += v5
-    out2[6] += v6
-    out2[7] += v7
-    out2[8] += v8
+    _add_taps(gw9[k0, c], u0, u1, u2, u3, u4, u5, u6, u7, u8)
+    _add_taps(gw9[k0 + 1, c], v0, v1, v2, v3, v4, v5, v6, v7, v8)
 
 
 @njit(cache=True, nogil=True, fastmath={"contract", "reassoc"})
@@ -318,16 +315,7 @@ def _grad_weight_one(xrows, grows, k, c, wp, length, gw9):
         u6 += a * s6[p]
         u7 += a * s7[p]
         u8 += a * s8[p]
-    out = gw9[k, c]
-    out[0] += u0
-    out[1] += u1
-    out[2] += u2
-    out[3] += u3
-    out[4] += u4
-    out[5] += u5
-    out[6] += u6
-    out[7] += u7
-    out[8] += u8
+    _add_taps(gw9[k, c], u0, u1, u2, u3, u4, u5, u6, u7, u8)
 
 
 @njit(cache=True, nogil=True)
