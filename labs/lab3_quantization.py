@@ -8,6 +8,8 @@ Usage (from the repository root)::
     python labs/lab3_quantization.py --part d               # needs Lab 2 (c): runs/lab2_c/best.npz
     python labs/lab3_quantization.py --part d --sparse-from results/models/lab2_c.mtc
                                                             # or its committed model file
+    python labs/lab3_quantization.py --part d --bits 4 2    # only these widths (--resume adds
+                                                            # the rest later)
     python labs/lab3_quantization.py --part d --naive-quantizer   # (d), plain quantizer
     python labs/lab3_quantization.py --part e --naive-quantizer   # (e), plain quantizer
     python labs/lab3_quantization.py --part all --resume    # everything; continues interrupted runs

@@ -299,6 +299,7 @@ def test_an_interrupted_part_keeps_its_finished_bit_widths_and_resume_reuses_the
     assert set(partial["best_accuracy"]) == {"4"}
     page = lab3_report.write_report(out).read_text()
     assert "**Partial:** 4 bits finished, 3, 2 bits still to run" in page
+    assert "without `--bits` runs them" in page
 
     monkeypatch.setattr(lab3, "finetune", lambda *a, **kw: (trained.append(a[3]),
                                                               real_finetune(*a, **kw))[1])
@@ -311,3 +312,39 @@ def test_an_interrupted_part_keeps_its_finished_bit_widths_and_resume_reuses_the
     assert "partial" not in final and set(final["best_accuracy"]) == set(BITS)
     assert final["best_accuracy"]["4"] == partial["best_accuracy"]["4"]
     assert "reusing the finished width" in capsys.readouterr().out
+
+
+def test_bits_picks_the_widths_and_resume_without_it_adds_the_rest(
+        tmp_path, monkeypatch, synthetic_cifar10_dir, random_resnet20_weights):
+    """--bits 2 finetunes only 2 bits (the result partial, [2]); --resume --bits 4 adds 4 and
+    keeps 2 ([4, 2], still partial); --resume alone runs only the missing 3 and completes it."""
+    out = tmp_path / "results"
+    args = _smoke_args(synthetic_cifar10_dir, random_resnet20_weights, out, tmp_path / "runs")
+    real_finetune, trained = lab3.finetune, []
+    monkeypatch.setattr(lab3, "finetune", lambda *a, **kw: (trained.append(a[3]),
+                                                              real_finetune(*a, **kw))[1])
+    assert lab3_script.main(["--part", "c", "--bits", "2", *args]) == 0
+    assert trained == ["lab3_c_2bit"]
+    first = _read(out, "lab3_c")
+    assert first["partial"] is True and first["bits_finished"] == ["2"]
+    assert set(first["best_accuracy"]) == {"2"}
+
+    trained.clear()
+    assert lab3_script.main(["--part", "c", "--resume", "--bits", "4", *args]) == 0
+    assert trained == ["lab3_c_4bit"]
+    second = _read(out, "lab3_c")
+    assert second["bits_finished"] == ["4", "2"]
+    assert second["best_accuracy"]["2"] == first["best_accuracy"]["2"]
+
+    trained.clear()
+    assert lab3_script.main(["--part", "c", "--resume", *args]) == 0
+    assert trained == ["lab3_c_3bit"]
+    final = _read(out, "lab3_c")
+    assert "partial" not in final and set(final["best_accuracy"]) == set(BITS)
+
+
+def test_bits_is_refused_outside_parts_c_and_d(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lab3_script.main(["--part", "e", "--bits", "4"])
+    assert exit_info.value.code == 2
+    assert "--bits applies to parts c and d only" in capsys.readouterr().err

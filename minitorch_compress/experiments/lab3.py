@@ -113,6 +113,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "such as the committed results/models/lab2_c.mtc, or a run's "
                              "best.npz) instead of <run-root>/lab2_c/best.npz; its zeros in "
                              "the prunable layers are the mask")
+    parser.add_argument("--bits", nargs="+", choices=BITS_QAT, default=None, metavar="B",
+                        help="parts c and d: finetune only these bit widths (of 4 3 2; "
+                             "default all three). The result stays marked partial until every "
+                             "width is done; --resume keeps the finished ones and adds the rest")
 
 
 def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -125,6 +129,8 @@ def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         parser.error(f"--sparse-from-pretrained applies to part d only (got --part {args.part})")
     if args.sparse_from is not None and args.part not in ("d", "all"):
         parser.error(f"--sparse-from applies to part d only (got --part {args.part})")
+    if args.bits is not None and args.part not in ("c", "d"):
+        parser.error(f"--bits applies to parts c and d only (got --part {args.part})")
     if args.sparse_from is not None and args.sparse_from_pretrained:
         parser.error("--sparse-from and --sparse-from-pretrained name two different starts; "
                      "pick one")
@@ -173,10 +179,16 @@ def model_name(part: str, args: argparse.Namespace, bits: str | None = None) -> 
     return name + ("_symmetric" if args.symmetric else "")
 
 
+def selected_bit_widths(args: argparse.Namespace) -> tuple[str, ...]:
+    """The widths parts (c)/(d) finetune in this run: --bits, in 4-3-2 order, or all three."""
+    chosen = getattr(args, "bits", None) or BITS_QAT
+    return tuple(bits for bits in BITS_QAT if bits in chosen)
+
+
 def run_names(part: str, args: argparse.Namespace) -> list[str]:
     """The run folders a part trains in (none for (b))."""
     if part in ("c", "d"):
-        return [run_name(part, args, bits) for bits in BITS_QAT]
+        return [run_name(part, args, bits) for bits in selected_bit_widths(args)]
     return [run_name(part, args)] if part == "e" else []
 
 
@@ -306,26 +318,32 @@ PER_BIT_KEYS = {
 
 def each_bit_width(args: argparse.Namespace, part: str, keys: tuple[str, ...],
                    context: dict[str, Any],
-                   one_width: Callable[[str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Run `one_width(bits)` for 4, 3 and 2 bits, recording each width as it finishes.
+                   one_width: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """Run `one_width(bits)` for 4, 3 and 2 bits (or those --bits selects), recording each
+    width as it finishes.
 
-    A part of three hour-long finetunes must not lose a finished one: after each width but
-    the last, ``<out-dir>/<result>.json`` is written with the widths so far, ``"partial":
-    true`` and ``"bits_finished"`` (the report shows them as such). With --resume, the widths
-    such a file records are taken from it instead of being run again, provided it was made
-    with the same settings (`context`, epochs and image counts), so a run interrupted on one
-    machine continues on another from the committed file alone.
+    A part of three hour-long finetunes must not lose a finished one: after each width that
+    leaves the part incomplete, ``<out-dir>/<result>.json`` is written with the widths so far,
+    ``"partial": true`` and ``"bits_finished"`` (the report shows them as such). With
+    --resume, the widths such a file records are taken from it instead of being run again,
+    provided it was made with the same settings (`context`, epochs and image counts), so a run
+    interrupted on one machine continues on another from the committed file alone. Widths
+    neither recorded nor selected by --bits are left out.
 
     Returns:
-        {key: {bits: value}} for each key of `keys`.
+        {key: {bits: value}} for each key of `keys`, plus ``"partial": True`` and
+        ``"bits_finished"`` when some width is still missing.
     """
     name = result_name(part, args)
     done = finished_bit_widths(args, name, keys, context)
-    out: dict[str, dict[str, Any]] = {key: {} for key in keys}
+    selected = selected_bit_widths(args)
+    out: dict[str, Any] = {key: {} for key in keys}
     for bits in BITS_QAT:
         if bits in done:
             print(f"  ({part}) {bits} bits: reusing the finished width recorded in "
                   f"{shown(args.out_dir / name)}.json (--resume)", flush=True)
+        elif bits not in selected:
+            continue
         values = done.get(bits) or one_width(bits)
         for key in keys:
             out[key][bits] = values[key]
@@ -334,6 +352,9 @@ def each_bit_width(args: argparse.Namespace, part: str, keys: tuple[str, ...],
             write_result(args.out_dir, name, {**out, **context, "partial": True,
                                               "bits_finished": finished},
                          args, sum(out["wall_s"].values()), script=SCRIPT)
+    finished = [b for b in BITS_QAT if b in out[keys[0]]]
+    if len(finished) < len(BITS_QAT):
+        out.update(partial=True, bits_finished=finished)
     return out
 
 

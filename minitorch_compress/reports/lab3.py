@@ -251,7 +251,7 @@ def partial_note(r: dict[str, Any]) -> list[str]:
         return []
     pending = [b for b in BITS_QAT if b not in finished(r)]
     return [f"**Partial:** {', '.join(finished(r))} bits finished, {', '.join(pending)} bits "
-            "still to run (the same command with `--resume` continues).", ""]
+            "still to run (the same command with `--resume` and without `--bits` runs them).", ""]
 
 
 def _history_table(r: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
