@@ -1,0 +1,157 @@
+"""Sweep: ResNet-20 inference speed under alternative kernel settings, in alternating rounds.
+
+Usage::
+
+    python benchmarks/sweep_inference.py [--threads 2] [--batch 100] [--rounds 5]
+                                         [--repeats 7] [--json PATH]
+
+The conv kernels choose between paths (direct 3x3, im2col + GEMM, the row-tap variant) and
+size their scratch buffers with a few module constants, set by measurement on one host
+(``results/benchmark.md``). This script re-measures those choices on the machine it runs on:
+each *setting* overrides some constants for the duration of a timing, the settings take
+turns within every round (the order rotated from round to round, so the machine's drift
+falls on all of them alike), and the median images/s of each setting over the rounds is
+printed beside the default's. Nothing is asserted; the host's CPU name (llvmlite) is
+printed with the figures, because the answer depends on it.
+
+Speed is measured here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+# thread counts must be fixed before numpy/numba start their pools
+_threads = "2"
+for _i, _arg in enumerate(sys.argv):
+    if _arg == "--threads" and _i + 1 < len(sys.argv):
+        _threads = sys.argv[_i + 1]
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, _threads)
+
+import numpy as np  # noqa: E402
+
+KB = 1024
+
+# name -> {(module, attribute): value}; "conv" is kernels.conv, "direct" kernels.direct_conv.
+# A dict-valued attribute is updated key by key (the others keep their values).
+SETTINGS: dict[str, dict[tuple[str, str], object]] = {
+    "default": {},
+    "cols chunk 1 MB": {("conv", "_CHUNK_BYTES"): 1024 * KB},
+    "cols chunk 512 KB": {("conv", "_CHUNK_BYTES"): 512 * KB},
+    "cols chunk 256 KB": {("conv", "_CHUNK_BYTES"): 256 * KB},
+    "direct forward also at 16x16": {("conv", "_DIRECT_MIN_PIXELS"): {"forward": 256}},
+    "direct forward 512 positions": {("direct", "_FORWARD_POSITIONS"): 512},
+    "direct forward 2048 positions": {("direct", "_FORWARD_POSITIONS"): 2048},
+    "row taps up to K = 32": {("conv", "_ROWS_MAX_K"): 32},
+    "no direct kernels": {("conv", "DIRECT_3X3"): frozenset()},
+}
+
+
+def _modules() -> dict[str, object]:
+    from minitorch_compress.kernels import conv, direct_conv
+
+    return {"conv": conv, "direct": direct_conv}
+
+
+def apply(setting: dict[tuple[str, str], object]) -> Callable[[], None]:
+    """Override the constants of `setting`; returns the function that restores them."""
+    modules, saved = _modules(), []
+    for (module, attr), value in setting.items():
+        old = getattr(modules[module], attr)
+        saved.append((modules[module], attr, old))
+        new = {**old, **value} if isinstance(old, dict) else value
+        setattr(modules[module], attr, new)
+
+    def restore() -> None:
+        for module, attr, old in reversed(saved):
+            setattr(module, attr, old)
+    return restore
+
+
+def images_per_second(infer: Callable[[], None], batch: int, repeats: int) -> float:
+    """batch / median wall time of `infer()` over `repeats` calls after one warm-up."""
+    infer()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        infer()
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def sweep(batch: int, rounds: int, repeats: int) -> dict[str, list[float]]:
+    """{setting: [images/s per round]} for eval-mode inference of a random ResNet-20."""
+    from minitorch_compress import Tensor, no_grad
+    from minitorch_compress.models import resnet20
+
+    rng = np.random.default_rng(0)
+    model = resnet20(rng=rng)
+    model.eval()
+    x = Tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
+
+    def infer() -> None:
+        with no_grad():
+            model(x)
+
+    names = list(SETTINGS)
+    for name in names:  # untimed: every path compiled (or loaded from numba's cache) first
+        restore = apply(SETTINGS[name])
+        try:
+            infer()
+        finally:
+            restore()
+    figures: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            restore = apply(SETTINGS[name])
+            try:
+                figures[name].append(images_per_second(infer, batch, repeats))
+            finally:
+                restore()
+        print(f"round {r + 1}/{rounds}: " + ", ".join(
+            f"{name} {figures[name][-1]:.0f}" for name in names), flush=True)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", default=None, help="write the figures here")
+    args = parser.parse_args(argv)
+    if min(args.threads, args.batch, args.rounds, args.repeats) < 1:
+        parser.error("--threads, --batch, --rounds and --repeats must be at least 1")
+
+    import llvmlite.binding as llvm
+
+    cpu = llvm.get_host_cpu_name()
+    figures = sweep(args.batch, args.rounds, args.repeats)
+    base = statistics.median(figures["default"])
+    print(f"\ninference, batch {args.batch}, {args.threads} threads, host {cpu}, median of "
+          f"{args.rounds} alternating rounds:\n")
+    print("| setting | img/s (range) | / default |\n|---|---:|---:|")
+    for name, values in figures.items():
+        med = statistics.median(values)
+        print(f"| {name} | {med:,.0f} ({min(values):,.0f}-{max(values):,.0f}) | "
+              f"{med / base:.2f}x |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cpu": cpu, "threads": args.threads, "batch": args.batch,
+                       "rounds": args.rounds, "repeats": args.repeats,
+                       "img_per_s": figures}, f, indent=2)
+            f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
