@@ -343,6 +343,11 @@ def test_models_writes_every_lab_model_on_disk_and_its_page(tmp_path, capsys,
                                                                       "bytes": 48_780}})
     assert "is not met, by 5,000 bytes" in compression.target_sentence(
         {"lab3_d_4bit": {**entry, "ratio": 18.2, "bytes": 55_000}})
+    exact = compression.target_sentence({"lab3_d_4bit": {
+        **entry, "ratio": 20.5, "bytes": 48_780, "accuracy": 0.8861, "table_accuracy": 0.8861}})
+    assert "at accuracy 0.8861 from the file, the table's figure exactly" in exact
+    assert "against the table's 0.8862" in compression.target_sentence({"lab3_d_4bit": {
+        **entry, "ratio": 20.5, "bytes": 48_780, "accuracy": 0.8861, "table_accuracy": 0.8862}})
     proxy = {**entry, "about": "a stand-in", "command": "c", "accuracy": 0.5}
     assert "on it the 20x target is met." in compression.target_sentence(
         {}, {**proxy, "ratio": 20.1, "bytes": 49_000})

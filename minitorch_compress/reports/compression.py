@@ -70,9 +70,17 @@ def target_sentence(models: dict[str, dict[str, Any]],
                      + _verdict(proxy) + " Its accuracy from the file, "
                      f"{proxy['accuracy']:.4f}, is that of a model never finetuned.")
         return text
+    table = m.get("table_accuracy")
+    if table is None:
+        accuracy = f"accuracy {m['accuracy']:.4f} from the file (no table figure to compare)"
+    elif round(m["accuracy"], 4) == round(table, 4):
+        accuracy = f"accuracy {m['accuracy']:.4f} from the file, the table's figure exactly"
+    else:
+        accuracy = (f"accuracy {m['accuracy']:.4f} from the file against the table's "
+                    f"{table:.4f}")
     return (f"`{TARGET_MODEL}` is {m['ratio']:.2f}x smaller than its float32 size "
-            f"({_kb(m['float32_bytes'])} -> {_kb(m['bytes'])}): the {TARGET_RATIO:.0f}x target "
-            + _verdict(m))
+            f"({_kb(m['float32_bytes'])} -> {_kb(m['bytes'])}), at {accuracy}: the "
+            f"{TARGET_RATIO:.0f}x target " + _verdict(m))
 
 
 def entropy_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
