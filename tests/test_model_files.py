@@ -407,6 +407,35 @@ def test_models_evaluates_a_committed_file_again_when_its_run_is_gone(tmp_path, 
     assert kept["models"]["lab2_c"] == again and "lab3_d_4bit" in kept["missing"]
 
 
+def test_the_target_model_also_gets_an_inference_file_with_folded_batch_norm(
+        tmp_path, capsys, synthetic_cifar10_dir):
+    """Lab 3 (d)'s models also get ``<name>_folded.mtc``: smaller than the full file, the same
+    prediction for every test image, and the target sentence reports both files."""
+    import json
+
+    from minitorch_compress.io.checkpoint import save_checkpoint
+    from minitorch_compress.reports import compression
+
+    model = _model(bits=None)  # 80 % pruned float weights: `models` quantizes like (d)
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    (runs / "lab3_d_4bit").mkdir(parents=True)
+    save_checkpoint(runs / "lab3_d_4bit" / "best.npz",
+                    {f"model.{k}": v for k, v in model.state_dict().items()}, {})
+    assert cli.main(["models", "--run-root", str(runs), "--out-dir", str(out), "--only",
+                     "lab3_d_4bit", "--data-dir", str(synthetic_cifar10_dir),
+                     "--no-progress"]) == 0
+    entry = json.loads((out / "compression.json").read_text())["models"]["lab3_d_4bit"]
+    folded = entry["inference_file"]
+    assert folded["file"].endswith("models/lab3_d_4bit_folded.mtc")
+    assert (out / "models" / "lab3_d_4bit_folded.mtc").stat().st_size == folded["bytes"]
+    assert folded["bytes"] < entry["bytes"] and folded["ratio"] > entry["ratio"]
+    assert folded["predictions_differing"] == 0 and folded["accuracy"] == entry["accuracy"]
+    sentence = compression.target_sentence({"lab3_d_4bit": entry})
+    assert "Its inference-only file" in sentence and "every prediction the full file's" in sentence
+    assert sentence.count("20x target") == 2
+    assert "lab3_d_4bit_folded (inference only)" in capsys.readouterr().out
+
+
 def test_models_rebuilds_lab4s_channel_pruned_runs(tmp_path, capsys, synthetic_cifar10_dir):
     """Lab 4 (b)'s runs hold the smaller model; `models` finds them from lab4_b.json's
     strengths and evaluates each from its file, architecture and all."""

@@ -78,9 +78,22 @@ def target_sentence(models: dict[str, dict[str, Any]],
     else:
         accuracy = (f"accuracy {m['accuracy']:.4f} from the file against the table's "
                     f"{table:.4f}")
-    return (f"`{TARGET_MODEL}` is {m['ratio']:.2f}x smaller than its float32 size "
+    text = (f"`{TARGET_MODEL}` is {m['ratio']:.2f}x smaller than its float32 size "
             f"({_kb(m['float32_bytes'])} -> {_kb(m['bytes'])}), at {accuracy}: the "
             f"{TARGET_RATIO:.0f}x target " + _verdict(m))
+    folded = m.get("inference_file")
+    if folded:
+        differing = folded["predictions_differing"]
+        text += (f" Its inference-only file, `{folded['file']}` (each batch norm stored as its "
+                 f"eval-mode scale and shift, `compress --fold-batch-norm`; the full file keeps "
+                 f"the batch statistics for finetuning and PyTorch export), is "
+                 f"{folded['bytes']:,} bytes, {folded['ratio']:.2f}x, at accuracy "
+                 f"{folded['accuracy']:.4f} from the file, "
+                 + ("every prediction the full file's" if differing == 0 else
+                    f"{differing:,} predictions differing from the full file's")
+                 + f": there the {TARGET_RATIO:.0f}x target "
+                 + _verdict({**folded, "float32_bytes": m["float32_bytes"]}))
+    return text
 
 
 def entropy_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
