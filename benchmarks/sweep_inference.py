@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/sweep_inference.py [--threads 2] [--batch 100] [--rounds 5]
                                          [--repeats 7] [--json PATH]
+    python benchmarks/sweep_inference.py --from-json PATH   # the table of a saved sweep
 
 The conv kernels choose between paths (direct 3x3, im2col + GEMM, the row-tap variant) and
 size their scratch buffers with a few module constants, set by measurement on one host
@@ -121,6 +122,27 @@ def sweep(batch: int, rounds: int, repeats: int) -> dict[str, list[float]]:
     return figures
 
 
+def render(result: dict) -> str:
+    """The table of a sweep's figures, and which settings fall outside the default's spread."""
+    figures = result["img_per_s"]
+    base_values = figures["default"]
+    base = statistics.median(base_values)
+    lines = [f"inference, batch {result['batch']}, {result['threads']} threads, host "
+             f"{result['cpu']}, median of {result['rounds']} alternating rounds:", "",
+             "| setting | img/s (range) | / default |", "|---|---:|---:|"]
+    beyond = []
+    for name, values in figures.items():
+        med = statistics.median(values)
+        lines.append(f"| {name} | {med:,.0f} ({min(values):,.0f}-{max(values):,.0f}) | "
+                     f"{med / base:.2f}x |")
+        if name != "default" and not min(base_values) <= med <= max(base_values):
+            beyond.append(f"{name} ({med / base:.2f}x)")
+    lines += ["", "Medians outside the default's range over the rounds: "
+              + (", ".join(beyond) if beyond else "none") + "; every other setting is "
+              "within the machine's round-to-round spread of the default."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -128,27 +150,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", default=None, help="write the figures here")
+    parser.add_argument("--from-json", default=None, metavar="PATH",
+                        help="print the table of a sweep saved with --json (measures nothing)")
     args = parser.parse_args(argv)
     if min(args.threads, args.batch, args.rounds, args.repeats) < 1:
         parser.error("--threads, --batch, --rounds and --repeats must be at least 1")
+    if args.from_json:
+        try:
+            with open(args.from_json) as f:
+                print(render(json.load(f)))
+        except (OSError, ValueError, KeyError) as error:
+            print(f"error: cannot read the sweep {args.from_json}: {error}", file=sys.stderr)
+            return 2
+        return 0
 
     import llvmlite.binding as llvm
 
-    cpu = llvm.get_host_cpu_name()
-    figures = sweep(args.batch, args.rounds, args.repeats)
-    base = statistics.median(figures["default"])
-    print(f"\ninference, batch {args.batch}, {args.threads} threads, host {cpu}, median of "
-          f"{args.rounds} alternating rounds:\n")
-    print("| setting | img/s (range) | / default |\n|---|---:|---:|")
-    for name, values in figures.items():
-        med = statistics.median(values)
-        print(f"| {name} | {med:,.0f} ({min(values):,.0f}-{max(values):,.0f}) | "
-              f"{med / base:.2f}x |")
+    result = {"cpu": llvm.get_host_cpu_name(), "threads": args.threads, "batch": args.batch,
+              "rounds": args.rounds, "repeats": args.repeats,
+              "img_per_s": sweep(args.batch, args.rounds, args.repeats)}
+    print("\n" + render(result))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cpu": cpu, "threads": args.threads, "batch": args.batch,
-                       "rounds": args.rounds, "repeats": args.repeats,
-                       "img_per_s": figures}, f, indent=2)
+            json.dump(result, f, indent=2)
             f.write("\n")
     return 0
 
