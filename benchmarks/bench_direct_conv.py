@@ -1,4 +1,5 @@
-"""The direct 3x3 convolution (`kernels/direct_conv.py`) against the im2col path, per layer.
+"""The direct 3x3 convolutions (`kernels/direct_conv.py`, and the channels-last forward of
+`kernels/direct_conv_nhwc.py`) against the im2col path, per layer.
 
     python benchmarks/bench_direct_conv.py [--batch 100] [--rounds 7] [--json PATH]
                                            [--baseline REV]
@@ -61,7 +62,7 @@ def paths(baseline: str | None = None):
     """{op: {path name: fn}} of the forward (fn(x, w, y)) and grad-weight (fn(gy, x, out))
     paths, each run on the kernel threads; with `baseline`, also the direct kernels of that
     git revision."""
-    from minitorch_compress.kernels import conv, direct_conv
+    from minitorch_compress.kernels import conv, direct_conv, direct_conv_nhwc
 
     no_epilogue = conv._epilogue_args(None, 4, np.dtype(np.float32))
 
@@ -105,6 +106,8 @@ def paths(baseline: str | None = None):
             "direct": on_threads(lambda x, w, y: direct_conv.direct3x3_forward_serial(
                 x, w, 1, y, no_epilogue)),
             "direct, 1 image a chunk": on_threads(one_image_chunks),
+            "direct nhwc": on_threads(lambda x, w, y: (
+                direct_conv_nhwc.direct3x3_nhwc_forward_serial(x, w, 1, y, no_epilogue))),
         },
         "grad-weight": {
             "im2col": summed(im2col_only(lambda gy, x: k_c(conv._backward_serial(

@@ -52,6 +52,10 @@ SETTINGS: dict[str, dict[tuple[str, str], object]] = {
     "direct forward 2048 positions": {("direct", "_FORWARD_POSITIONS"): 2048},
     "row taps up to K = 32": {("conv", "_ROWS_MAX_K"): 32},
     "no direct kernels": {("conv", "DIRECT_3X3"): frozenset()},
+    "nhwc forward below 32x32": {
+        ("conv", "DIRECT_3X3"): frozenset({"forward", "forward_nhwc", "grad_weight"})},
+    "nhwc forward everywhere": {
+        ("conv", "DIRECT_3X3"): frozenset({"forward_nhwc", "grad_weight"})},
 }
 
 

@@ -17,7 +17,9 @@ kernel walks the batch in chunks of `nc` images:
                 scatter-add into grad_x[chunk].
 * direct 3x3:   for stride-1 3x3 convs, `kernels/direct_conv.py` computes the forward (and
                 so the grad-input) and the grad-weight without any cols buffer, where
-                `DIRECT_3X3` says so (chosen by measurement, see there).
+                `DIRECT_3X3` says so (chosen by measurement, see there); its op
+                "forward_nhwc" takes the forward from `kernels/direct_conv_nhwc.py`
+                instead (channels-last rows, sums held in registers).
 * inference:    `conv2d_affine_forward` is the forward with an epilogue: each output row
                 gets ``relu?(y*a + b (+ residual))`` (eval batch norm, shortcut add, ReLU;
                 `rows.affine_row`) right after the re-layout writes it.
@@ -50,7 +52,7 @@ import numpy as np
 from numba import njit
 
 from minitorch_compress.errors import MinitorchError
-from minitorch_compress.kernels import direct_conv
+from minitorch_compress.kernels import direct_conv, direct_conv_nhwc
 from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rows import affine_row
 from minitorch_compress.kernels.rules import conv2d_output_size, result_float_dtype
@@ -70,16 +72,19 @@ _ROW_CHUNK_BYTES = 512 * 1024
 
 # Which stride-1 3x3 convolutions run the direct kernels of `kernels/direct_conv.py` instead
 # of im2col + GEMM: a set of "forward" (also the grad-input, a forward on flipped weights)
-# and "grad_weight". Chosen by measurement (`benchmarks/bench_direct_conv.py`); the
+# and "grad_weight", and "forward_nhwc", the channels-last forward of
+# `kernels/direct_conv_nhwc.py` (taken where "forward" is off or below its size). Chosen by
+# measurement (`benchmarks/bench_direct_conv.py`, `benchmarks/sweep_inference.py`); the
 # environment variable overrides it for experiments, e.g. MINITORCH_DIRECT_CONV=none or
 # =forward,grad_weight.
 DIRECT_ENV_VAR = "MINITORCH_DIRECT_CONV"
+_DIRECT_OPS = ("forward", "forward_nhwc", "grad_weight")
 _DIRECT_DEFAULT: frozenset[str] = frozenset({"forward", "grad_weight"})
 
 
 def direct_from_environment() -> frozenset[str]:
-    """The ops ``MINITORCH_DIRECT_CONV`` names (a comma list of forward, grad_weight, or
-    none), or the measured default when it is unset.
+    """The ops ``MINITORCH_DIRECT_CONV`` names (a comma list of forward, forward_nhwc,
+    grad_weight, or none), or the measured default when it is unset.
 
     Raises:
         MinitorchError: another value (the command line reports it in one line; importing
@@ -89,10 +94,11 @@ def direct_from_environment() -> frozenset[str]:
     if value is None:
         return _DIRECT_DEFAULT
     ops = frozenset(v.strip() for v in value.split(",")) - {"", "none"}
-    unknown = ops - {"forward", "grad_weight"}
+    unknown = ops - set(_DIRECT_OPS)
     if unknown:
-        raise MinitorchError(f"{DIRECT_ENV_VAR}={value!r}: give a comma list of forward, "
-                             "grad_weight, or none (or unset it for the measured default)")
+        raise MinitorchError(f"{DIRECT_ENV_VAR}={value!r}: give a comma list of "
+                             f"{', '.join(_DIRECT_OPS)}, or none (or unset it for the "
+                             "measured default)")
     return ops
 
 
@@ -111,7 +117,7 @@ DIRECT_3X3 = _initial_direct()
 # im2col only at 32x32 (1.1-1.2x; 0.7-0.9x at 16x16, 0.4x at 8x8, where its junk
 # columns and rows cost 21 % and 36 %), the direct grad-weight at 32x32 (1.7-1.9x) and
 # 16x16 (1.2x), not at 8x8 (0.85x).
-_DIRECT_MIN_PIXELS = {"forward": 1024, "grad_weight": 256}
+_DIRECT_MIN_PIXELS = {"forward": 1024, "forward_nhwc": 0, "grad_weight": 256}
 
 
 def _direct(op: str, stride: int, kh: int, kw: int, out_pixels: int) -> bool:
@@ -525,9 +531,15 @@ def _forward_serial(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
     """Forward of one part of the batch on the calling thread, into `out`."""
     k, _, kh, kw = w.shape
     ho = x.shape[2] + 2 * padding - kh + 1
-    if _direct("forward", stride, kh, kw, ho * (x.shape[3] + 2 * padding - kw + 1)):
+    pixels = ho * (x.shape[3] + 2 * padding - kw + 1)
+    # the plane-streaming direct forward where it is on and the image large enough, else
+    # the channels-last one where that is on
+    if _direct("forward", stride, kh, kw, pixels):
         direct_conv.direct3x3_forward_serial(x, w, padding, out,
                                              _epilogue_args(epilogue, 4, x.dtype))
+    elif _direct("forward_nhwc", stride, kh, kw, pixels):
+        direct_conv_nhwc.direct3x3_nhwc_forward_serial(x, w, padding, out,
+                                                       _epilogue_args(epilogue, 4, x.dtype))
     elif stride == 1 and kh > 1 and k <= _ROWS_MAX_K and ho >= _ROWS_MIN_HO:
         _forward_rows(x, w, padding, out, epilogue)
     else:
