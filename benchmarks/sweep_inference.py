@@ -22,21 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
-# thread counts must be fixed before numpy/numba start their pools
-_threads = "2"
-for _i, _arg in enumerate(sys.argv):
-    if _arg == "--threads" and _i + 1 < len(sys.argv):
-        _threads = sys.argv[_i + 1]
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, _threads)
+# first: bench_resnet20 fixes the thread counts from --threads when imported, before numpy
+# starts its pools; its `median_time` times the calls here too
+from bench_resnet20 import median_time
 
-import numpy as np  # noqa: E402
+# isort: split
+import numpy as np
 
 KB = 1024
 
@@ -82,13 +77,7 @@ def apply(setting: dict[tuple[str, str], object]) -> Callable[[], None]:
 
 def images_per_second(infer: Callable[[], None], batch: int, repeats: int) -> float:
     """batch / median wall time of `infer()` over `repeats` calls after one warm-up."""
-    infer()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        infer()
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+    return batch / median_time(infer, repeats, warmup=1)
 
 
 def sweep(batch: int, rounds: int, repeats: int) -> dict[str, list[float]]:

@@ -84,14 +84,21 @@ def test_direct3x3_epilogue_is_the_row_epilogue_after_the_conv(setting, seed, re
     plain = _run(x, w, padding, positions=chunk_positions)
     res = rng.standard_normal(plain.shape).astype(np.float32) if residual else None
     fused = _run(x, w, padding, _Epilogue(coef, relu, res), positions=chunk_positions)
+    np.testing.assert_array_equal(fused, with_row_epilogue(plain, coef, relu, res))
+
+
+def with_row_epilogue(plain, coef, relu, res):
+    """`plain` (N, K, Ho, Wo) with `rows.affine_row` applied to each output row: what a
+    kernel's fused epilogue must give, bit for bit (res: like plain, or None)."""
     expected = plain.copy()
+    n, k, ho, _ = plain.shape
     for i in range(n):
         for q in range(k):
-            for oy in range(plain.shape[2]):
+            for oy in range(ho):
                 row = expected[i, q, oy]
                 affine_row(row, row, coef[q, 0], coef[q, 1], relu,
-                           res[i, q, oy] if residual else row, residual)
-    np.testing.assert_array_equal(fused, expected)
+                           res[i, q, oy] if res is not None else row, res is not None)
+    return expected
 
 
 def test_stacked_geometry_leaves_room_for_every_read():

@@ -11,13 +11,12 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from strategies import float_dtypes, seeds
-from test_direct_conv import direct_settings
+from test_direct_conv import direct_settings, with_row_epilogue
 from test_kernels import assert_close
 
 from minitorch_compress.kernels import direct_conv_nhwc as nhwc
 from minitorch_compress.kernels import reference as ref
 from minitorch_compress.kernels.conv import _Epilogue, _epilogue_args
-from minitorch_compress.kernels.rows import affine_row
 
 
 def _run(x, w, padding, epilogue=None):
@@ -61,14 +60,7 @@ def test_nhwc_epilogue_is_the_row_epilogue_after_the_conv(setting, seed):
     plain = _run(x, w, padding)
     res = rng.standard_normal(plain.shape).astype(np.float32) if residual else None
     fused = _run(x, w, padding, _Epilogue(coef, relu, res))
-    expected = plain.copy()
-    for i in range(n):
-        for q in range(k):
-            for oy in range(plain.shape[2]):
-                row = expected[i, q, oy]
-                affine_row(row, row, coef[q, 0], coef[q, 1], relu,
-                           res[i, q, oy] if residual else row, residual)
-    np.testing.assert_array_equal(fused, expected)
+    np.testing.assert_array_equal(fused, with_row_epilogue(plain, coef, relu, res))
 
 
 def test_padded_rows_leave_room_for_the_last_pair():

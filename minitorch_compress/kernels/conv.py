@@ -54,7 +54,7 @@ from numba import njit
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.kernels import direct_conv, direct_conv_nhwc
 from minitorch_compress.kernels.parallel import run_parallel, split_range
-from minitorch_compress.kernels.rows import affine_row
+from minitorch_compress.kernels.rows import affine_row, epilogue_on_row
 from minitorch_compress.kernels.rules import conv2d_output_size, result_float_dtype
 
 # Bytes of one chunk's `cols` buffer. A few MB keeps it in cache (1 MB L2 per core, 32 MB
@@ -370,9 +370,7 @@ def _sum_row_taps(rt, n0, y, epilogue, coef, relu, res, add_res):
                     src = rt[ky, k, i, oy + ky]
                     for ox in range(wo):
                         dst[ox] += src[ox]
-                if epilogue:  # (res is only indexed when it is real, not the placeholder)
-                    res_row = res[n0 + i, k, oy] if add_res else dst
-                    affine_row(dst, dst, coef[k, 0], coef[k, 1], relu, res_row, add_res)
+                epilogue_on_row(dst, n0 + i, k, oy, epilogue, coef, relu, res, add_res)
 
 
 @njit(cache=True, nogil=True)

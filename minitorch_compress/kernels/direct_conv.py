@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minitorch_compress.kernels.rows import affine_row
+from minitorch_compress.kernels.rows import epilogue_on_row
 
 # SIMD lanes of float32 in one AVX-512 register: the flat loop's length is a multiple of
 # this, so LLVM's vector body covers it entirely (a float64 or narrower machine just runs
@@ -160,9 +160,7 @@ def _write_plane(acc_row, wp, y, n, k, epilogue, coef, relu, res, add_res):
         src = acc_row[oy * wp:]
         for ox in range(wo):
             dst[ox] = src[ox]
-        if epilogue:  # (res is only indexed when it is real, not the placeholder)
-            res_row = res[n, k, oy] if add_res else dst
-            affine_row(dst, dst, coef[k, 0], coef[k, 1], relu, res_row, add_res)
+        epilogue_on_row(dst, n, k, oy, epilogue, coef, relu, res, add_res)
 
 
 @njit(cache=True, nogil=True)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minitorch_compress.kernels.rows import affine_row
+from minitorch_compress.kernels.rows import epilogue_on_row
 
 # Output channels one `_row4` call computes (the sums: this times the 2 positions).
 _BLOCK = 4
@@ -96,14 +96,6 @@ def _row4(r0, r1, r2, w0, w1, w2, w3, c_in, wo, zero, y0, y1, y2, y3):
 
 
 @njit(cache=True, nogil=True)
-def _epilogue_row(row, n, k, oy, epilogue, coef, relu, res, add_res):
-    """The fused epilogue of `rows.affine_row` on output row y[n, k, oy] (if asked)."""
-    if epilogue:  # (res is only indexed when it is real, not the placeholder)
-        res_row = res[n, k, oy] if add_res else row
-        affine_row(row, row, coef[k, 0], coef[k, 1], relu, res_row, add_res)
-
-
-@njit(cache=True, nogil=True)
 def _direct3x3_nhwc(x, wt, padding, xrows, spare, zero, y, epilogue, coef, relu, res,
                     add_res):
     """y = conv3x3(x, w), stride 1, one image at a time, 4 output channels a pass.
@@ -131,22 +123,14 @@ def _direct3x3_nhwc(x, wt, padding, xrows, spare, zero, y, epilogue, coef, relu,
                         for ox in range(wo):
                             dst[ox] = spare[q, ox]
                 for q in range(min(_BLOCK, k_out - k0)):
-                    _epilogue_row(y[n, k0 + q, oy], n, k0 + q, oy, epilogue, coef, relu,
-                                  res, add_res)
+                    epilogue_on_row(y[n, k0 + q, oy], n, k0 + q, oy, epilogue, coef, relu,
+                                    res, add_res)
 
 
 def direct3x3_nhwc_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,
                                   epilogue_args: tuple) -> None:
-    """Stride-1 3x3 convolution of x into y on the calling thread, channels-last rows.
-
-    Args:
-        x: (N, C, H, W), C-contiguous, float32 or float64 (the dtype of w and y).
-        w: (K, C, 3, 3).
-        padding: zeros on each side of H and W.
-        y: (N, K, H + 2*padding - 2, W + 2*padding - 2), written in full.
-        epilogue_args: ``(epilogue, coef, relu, res, add_res)`` as `conv._epilogue_args`
-            makes them for a 4-D output (no epilogue: a plain convolution).
-    """
+    """Stride-1 3x3 convolution of x into y on the calling thread, channels-last rows;
+    arguments and shapes as for `direct_conv.direct3x3_forward_serial`."""
     n, c, h, wd = x.shape
     k = w.shape[0]
     if w.shape[2:] != (3, 3):

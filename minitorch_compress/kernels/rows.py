@@ -29,3 +29,15 @@ def affine_row(src, dst, a, b, relu, res, add_res):
         if relu and v < zero:  # not `not v > 0`: NaN must stay NaN, as in PyTorch
             v = zero
         dst[p] = v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def epilogue_on_row(dst, n, k, oy, epilogue, coef, relu, res, add_res):
+    """The conv epilogue on output row y[n, k, oy] = `dst`, in place, if `epilogue`:
+    ``relu?(dst*coef[k, 0] + coef[k, 1] (+ res[n, k, oy]))`` (`affine_row`).
+
+    res: (N, K, Ho, Wo), or a placeholder when not add_res: it is indexed only when real.
+    Inlined for the same reason as `affine_row`: compiled under each caller's flags."""
+    if epilogue:
+        res_row = res[n, k, oy] if add_res else dst
+        affine_row(dst, dst, coef[k, 0], coef[k, 1], relu, res_row, add_res)
