@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lzma
 import struct
 import zlib
 
@@ -102,7 +103,7 @@ def test_every_float_codec_restores_the_exact_bits(words, repeat):
             import lzma
             planes = np.frombuffer(data, dtype=np.uint8).reshape(-1, 4).T.tobytes()
             encoded = lzma.compress(planes, format=lzma.FORMAT_RAW,
-                                    filters=mtc._PLANES_FILTERS)
+                                    filters=mtc._RAW_LZMA2)
         assert mtc.unpack_floats(other, encoded, len(data), "x") == data
 
 
@@ -112,6 +113,60 @@ def test_byte_planes_beat_plain_lzma_on_batch_norm_like_floats():
     codec, packed = mtc.pack_floats(data)
     import lzma
     assert codec == "planes" and len(packed) < len(lzma.compress(data, preset=9))
+
+
+def _dense_entries(draw_floats, counters):
+    """(name, array) dense tensors as a ResNet's: per batch norm weight, bias, mean, var
+    (float32) and an int64 counter, then a linear bias."""
+    entries = []
+    for i, values in enumerate(draw_floats):
+        for kind, shift in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.1),
+                            ("running_var", 2.0)):
+            entries.append((f"bn{i}.{kind}", np.asarray(values, "<f4") + np.float32(shift)))
+        entries.append((f"bn{i}.num_batches_tracked", np.asarray([counters], "<i8")))
+    return entries + [("fc.bias", np.asarray(draw_floats[0][:3], "<f4"))]
+
+
+@settings(deadline=None, max_examples=40)
+@given(channels=st.lists(st.lists(st.floats(width=32), min_size=1, max_size=40),
+                         min_size=1, max_size=5),
+       counter=st.integers(0, 2**62))
+def test_the_grouped_dense_codec_restores_every_tensor_in_state_order(channels, counter):
+    entries = _dense_entries(channels, counter)
+    layout = [(name, value.dtype, value.size) for name, value in entries]
+    flat = b"".join(value.tobytes() for _, value in entries)
+    grouped = lzma.compress(mtc._grouped_bytes(entries), format=lzma.FORMAT_RAW,
+                            filters=mtc._RAW_LZMA2)
+    assert mtc.unpack_dense("grouped", grouped, layout, "x") == flat
+    codec, packed = mtc.pack_dense(entries)  # whichever codec wins, it inverts
+    assert mtc.unpack_dense(codec, packed, layout, "x") == flat
+    with pytest.raises(CheckpointError, match="expected"):
+        mtc.unpack_dense("grouped", grouped, layout[:-1], "x")
+
+
+def test_grouped_order_puts_like_tensors_together_in_their_own_order():
+    names = ["a.weight", "a.bias", "a.running_mean", "b.weight", "b.bias", "b.running_mean",
+             "fc.bias"]
+    assert mtc.grouped_order(names) == ["a.weight", "b.weight", "a.bias", "b.bias", "fc.bias",
+                                        "a.running_mean", "b.running_mean"]
+
+
+def test_grouping_batch_norm_tensors_by_kind_saves_bytes():
+    rng = np.random.default_rng(1)  # like values per kind, unlike across kinds, as batch norm
+    channels = [rng.uniform(-0.2, 0.2, 64).astype(np.float32) for _ in range(10)]
+    entries = _dense_entries(channels, 41857)
+    codec, packed = mtc.pack_dense(entries)
+    assert codec == "grouped"
+    assert len(packed) < len(mtc.pack_dense(entries, grouped=False)[1])
+
+
+@settings(deadline=None, max_examples=30)
+@given(header=st.dictionaries(st.text(max_size=8), st.lists(st.integers(0, 2**32), max_size=8)),
+       version=st.sampled_from([1, 2, 3, 4]))
+def test_a_header_decodes_as_its_version_encoded_it(header, version):
+    assert mtc.decode_header(mtc.encode_header(header, version), version) == header
+    with pytest.raises(CheckpointError, match="not valid compressed JSON"):
+        mtc.decode_header(b"\x00garbage", version)
 
 
 def test_a_float_stream_of_the_wrong_size_is_a_one_line_error():
@@ -153,6 +208,25 @@ def test_a_version_1_file_still_reads(tmp_path, monkeypatch):
     assert (tmp_path / "v2.mtc").stat().st_size < (tmp_path / "v1.mtc").stat().st_size
 
 
+def test_a_version_3_file_still_reads_and_grouped_needs_version_4(tmp_path, monkeypatch):
+    model = _model()
+    monkeypatch.setattr(mtc, "VERSION", 3)  # what version 3 wrote: a zlib header, no grouping
+    mtc.save(tmp_path / "v3.mtc", model)
+    monkeypatch.undo()
+    old = mtc.load(tmp_path / "v3.mtc")
+    assert struct.unpack_from("<H", (tmp_path / "v3.mtc").read_bytes(), 8) == (3,)
+    assert old.header["dense"]["codec"] != "grouped"
+    new = tmp_path / "v4.mtc"
+    mtc.save(new, model)
+    assert mtc.load(new).header["dense"]["codec"] == "grouped"
+    assert new.stat().st_size < (tmp_path / "v3.mtc").stat().st_size
+    for name, value in mtc.inference_state(model).items():
+        np.testing.assert_array_equal(old.state[name], value)
+        np.testing.assert_array_equal(mtc.load(new).state[name], value)
+    with pytest.raises(CheckpointError, match="'grouped' in a version 3 file"):
+        mtc.load(_with_header(new, tmp_path, lambda header: None, as_version=3))
+
+
 def _damaged(path, tmp_path, edit):
     blob = bytearray(path.read_bytes())
     edit(blob)
@@ -176,15 +250,15 @@ def test_a_damaged_file_is_a_one_line_error(saved, tmp_path, edit, message):
     assert "\n" not in str(info.value)
 
 
-def _with_header(path, tmp_path, change):
-    """The file with its header edited (and its CRC fixed, so the edit itself is read)."""
+def _with_header(path, tmp_path, change, as_version=None):
+    """The file with its header edited (and its CRC fixed, so the edit itself is read),
+    written as version `as_version` if given (the header compressed as that version does)."""
     blob = path.read_bytes()
     magic, version, length, _ = struct.unpack_from("<8sHII", blob)
-    import json
-
-    header = json.loads(zlib.decompress(blob[18:18 + length]))
+    header = mtc.decode_header(blob[18:18 + length], version)
     change(header)
-    packed = zlib.compress(json.dumps(header).encode())
+    version = as_version or version
+    packed = mtc.encode_header(header, version)
     bad = tmp_path / "edited.mtc"
     bad.write_bytes(struct.pack("<8sHII", magic, version, len(packed), zlib.crc32(packed))
                     + packed + blob[18 + length:])
@@ -486,7 +560,7 @@ def test_a_folded_file_is_smaller_and_gives_bit_identical_logits(saved, tmp_path
     folded = tmp_path / "folded.mtc"
     report = mtc.save(folded, model, fold_batch_norm=True)
     assert report.total == folded.stat().st_size
-    assert struct.unpack_from("<H", folded.read_bytes(), 8) == (mtc.FOLDED_VERSION,)
+    assert struct.unpack_from("<H", folded.read_bytes(), 8) == (mtc.VERSION,)
     assert struct.unpack_from("<H", path.read_bytes(), 8) == (mtc.VERSION,)
     plain = mtc.load(path)
     # each batch norm's running mean and variance (float32) and counter (int64) are gone
@@ -506,7 +580,7 @@ def test_a_folded_file_is_smaller_and_gives_bit_identical_logits(saved, tmp_path
     def flag(header):
         header["batch_norm"] = "folded"
     with pytest.raises(CheckpointError, match="only a version 3 file"):
-        mtc.load(_with_header(path, tmp_path, flag))
+        mtc.load(_with_header(path, tmp_path, flag, as_version=2))
 
 
 def test_a_folded_file_is_for_inference_only(saved, tmp_path, capsys, synthetic_cifar10_dir):
@@ -587,7 +661,7 @@ def test_a_quantizer_without_a_zero_level_is_indexed_around_its_commonest_level(
         fill = mtc.fill_of(record)
         assert fill != 0 and np.count_nonzero(w != fill) == record["count"] < w.size // 2
         assert "around" in report.encodings[name]
-    assert struct.unpack_from("<H", path.read_bytes(), 8) == (mtc.FOLDED_VERSION,)
+    assert struct.unpack_from("<H", path.read_bytes(), 8) == (mtc.VERSION,)
     # without the fill (every tensor indexed around 0) the same model takes more bytes
     around_zero = tmp_path / "zero.mtc"
     real = mtc._encode_around
@@ -595,9 +669,5 @@ def test_a_quantizer_without_a_zero_level_is_indexed_around_its_commonest_level(
         patch.setattr(mtc, "_encode_around", lambda flat, fill: real(flat, np.float32(0.0)))
         assert mtc.save(around_zero, model).total > report.total
     # a fill in a version 2 file (a reader that does not know it) is refused
-    blob = bytearray(path.read_bytes())
-    blob[8:10] = struct.pack("<H", mtc.VERSION)
-    old = tmp_path / "v2.mtc"
-    old.write_bytes(bytes(blob))
     with pytest.raises(CheckpointError, match="fill in a version 2 file"):
-        mtc.load(old)
+        mtc.load(_with_header(path, tmp_path, lambda header: None, as_version=2))

@@ -21,14 +21,12 @@ measures the bytes each would save and, for the lossy ones, the test accuracy it
 * **folded, in float16** (lossy): (a, b) rounded to float16; the accuracy is measured.
 
 Every size comes from encoding the changed tensors with the file's own float codec
-(`mtc.pack_floats`), so the savings are what the format would really gain.
+(`mtc.pack_dense`), so the savings are what the format would really gain.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +40,8 @@ from minitorch_compress.nn.layers import BatchNorm2d
 
 def _header(path: Path) -> dict[str, Any]:
     blob = path.read_bytes()
-    _, _, length, _ = mtc._PREAMBLE.unpack_from(blob)
-    return json.loads(zlib.decompress(blob[mtc._PREAMBLE.size:mtc._PREAMBLE.size + length]))
+    _, version, length, _ = mtc._PREAMBLE.unpack_from(blob)
+    return mtc.decode_header(blob[mtc._PREAMBLE.size:mtc._PREAMBLE.size + length], version)
 
 
 def header_without_sections(path: str | Path) -> int:
@@ -57,7 +55,7 @@ def header_without_sections(path: str | Path) -> int:
         entry[2] for i, entry in enumerate(table) if i != dense]
 
     def size(h: dict[str, Any]) -> int:
-        return len(zlib.compress(json.dumps(h, separators=(",", ":")).encode(), 9))
+        return len(mtc.encode_header(h, mtc.VERSION))
 
     return size(header) - size(compact)
 
@@ -84,24 +82,20 @@ def fold_batch_norms(model: Any, half: bool = False) -> Any:
 def dense_bytes(model: Any, folded: bool, half: bool = False) -> int:
     """Bytes of the file's dense section for `model`: as written today, or with its batch
     norms folded (two float32s, or with `half` two float16s, per channel; no running
-    statistics, no batch counters). Encoded with `mtc.pack_floats`."""
+    statistics, no batch counters). Encoded with `mtc.pack_dense`."""
     from minitorch_compress.compression.masks import weight_layers
 
     state = mtc.inference_state(model)
     compressed = {f"{name}.weight" for name in weight_layers(model)}
-    parts = []
+    entries = []
     for name, value in state.items():
         if name in compressed:
             continue
         if folded and name.endswith((".running_mean", ".running_var", ".num_batches_tracked")):
             continue
-        if np.asarray(value).dtype.kind in "iu":
-            parts.append(np.asarray(value, "<i8").tobytes())
-        else:
-            parts.append(np.asarray(value, "<f2" if half else "<f4").tobytes())
-    raw = b"".join(parts)
-    raw += b"\0" * (-len(raw) % 4)  # whole 4-byte entries for the codec's byte planes
-    return len(mtc.pack_floats(raw)[1])
+        dtype = "<i8" if np.asarray(value).dtype.kind in "iu" else "<f2" if half else "<f4"
+        entries.append((name, np.ascontiguousarray(value, dtype)))
+    return len(mtc.pack_dense(entries)[1])
 
 
 def shrink_options(path: str | Path, predict_fn: Any, labels: np.ndarray,

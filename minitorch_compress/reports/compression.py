@@ -200,8 +200,9 @@ def render(result: dict[str, Any], figure: str | None) -> list[str]:
           "(Huffman tables included); *codebook*: the levels (8 bytes per layer when they are "
           "the quantizer's evenly spaced ones); *float32 non-zeros*: unquantized pruned "
           "layers (the head conv and final FC stay float); *dense tensors*: batch norm and "
-          "biases, lossless (the smallest of raw, lzma, and byte planes + LZMA2); *header*: "
-          "architecture and section table.",
+          "biases, lossless (the smallest of raw, lzma, byte planes + LZMA2, and byte planes "
+          "grouped by kind: every gamma, then every beta, mean, variance); *header*: "
+          "architecture and section table (JSON, raw LZMA2).",
           ""]
     L += entropy_lines(with_proxy)
     L += what_if_lines(with_proxy)
