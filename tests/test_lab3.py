@@ -341,6 +341,10 @@ def test_bits_picks_the_widths_and_resume_without_it_adds_the_rest(
     assert trained == ["lab3_c_3bit"]
     final = _read(out, "lab3_c")
     assert "partial" not in final and set(final["best_accuracy"]) == set(BITS)
+    # each width keeps the command that made it; _meta names only the last
+    assert "--bits 2" in final["run"]["2"]["command"]
+    assert "--bits 4" in final["run"]["4"]["command"]
+    assert "--bits" not in final["run"]["3"]["command"] == final["_meta"]["command"]
 
 
 def test_bits_is_refused_outside_parts_c_and_d(capsys):

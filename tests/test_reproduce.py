@@ -70,3 +70,28 @@ def test_the_summary_labels_say_what_was_run(tmp_path):
     assert "| Lab 2 (c) prune 80 % + finetune (1 ep) | 0.3000 |" in summary_table(tmp_path)
     page = write_report(tmp_path, smoke=True).read_text()
     assert "on 2,000 test images" in page and "all 10,000" not in page
+
+
+def test_each_bit_width_row_shows_its_own_run(tmp_path):
+    """Lab 3 (d) runs one finetune per bit width, possibly by separate commands: each row of
+    the summary shows that width's time and command, not the file's total and last."""
+    import json
+
+    from minitorch_compress.reports.summary import summary_table
+
+    meta = {"epochs": 20, "command": "python labs/lab3_quantization.py --part d",
+            "wall_s": 7000.0}
+    result = {"after": {"4": 0.88, "2": 0.84}, "wall_s": {"4": 3300.0, "2": 3700.0},
+              "run": {"4": {"command": "python labs/lab3_quantization.py --bits 4",
+                            "commit": "abc1234"}}, "_meta": meta}
+    (tmp_path / "lab3_d.json").write_text(json.dumps(result))
+    rows = {line.split(" | ")[0]: line for line in summary_table(tmp_path).splitlines()}
+    assert rows["| Lab 3 (d) 80 %-sparse + 4 bits, after finetune (20 ep)"].endswith(
+        "3300 s |")
+    assert rows["| Lab 3 (d) 80 %-sparse + 2 bits, after finetune (20 ep)"].endswith(
+        "3700 s |")
+    # and its own command where the file records it (else the file's last, from _meta)
+    assert "--bits 4` @ `abc1234`" in rows["| Lab 3 (d) 80 %-sparse + 4 bits, after finetune "
+                                         "(20 ep)"]
+    assert "--part d` @ `?`" in rows["| Lab 3 (d) 80 %-sparse + 2 bits, after finetune (20 ep)"]
+    assert "7000 s" not in summary_table(tmp_path)

@@ -62,6 +62,7 @@ from minitorch_compress.experiments.common import (
     load_lab_data,
     preflight,
     pretrained,
+    provenance,
     read_result,
     run_and_write,
     save_model_file,
@@ -344,9 +345,10 @@ def each_bit_width(args: argparse.Namespace, part: str, keys: tuple[str, ...],
                   f"{shown(args.out_dir / name)}.json (--resume)", flush=True)
         elif bits not in selected:
             continue
-        values = done.get(bits) or one_width(bits)
-        for key in keys:
-            out[key][bits] = values[key]
+        values = done.get(bits) or {**one_width(bits), "run": width_provenance(args)}
+        for key in (*keys, "run"):
+            if key in values:  # "run" is missing from files written before it was kept
+                out.setdefault(key, {})[bits] = values[key]
         finished = [b for b in BITS_QAT if b in out[keys[0]]]
         if len(finished) < len(BITS_QAT):
             write_result(args.out_dir, name, {**out, **context, "partial": True,
@@ -384,7 +386,17 @@ def finished_bit_widths(args: argparse.Namespace, name: str, keys: tuple[str, ..
         print(f"  note: {shown(args.out_dir / name)}.json was made with other settings; its "
               "finished widths are run again", flush=True)
         return {}
-    return {b: {key: previous[key][b] for key in keys} for b in previous["bits_finished"]}
+    return {b: {key: previous[key][b] for key in (*keys, "run")
+                if key != "run" or b in previous.get("run", {})}
+            for b in previous["bits_finished"]}
+
+
+def width_provenance(args: argparse.Namespace) -> dict[str, Any]:
+    """Who made one bit width: its command and commit (under ``"run"``, by width), since the
+    widths of one result may come from separate commands (--bits, --resume); the result's
+    `_meta` names only the last."""
+    meta = provenance(args, script=SCRIPT)
+    return {"command": meta["command"], "commit": meta["commit"], "date": meta["date"]}
 
 
 def sparse_start(args: argparse.Namespace, data: Cifar10

@@ -39,8 +39,12 @@ def summary_table(out_dir: Path) -> str:
         if meta.get("epochs") is not None:  # the run's own epoch count, not the recipe's
             label = f"{label} ({meta['epochs']} ep)"
         kind = "**smoke run**" if meta.get("smoke") else "full size"
-        wall = f", {meta['wall_s']:.0f} s" if "wall_s" in meta else ""
-        run = f"{kind}: `{meta.get('command', '?')}` @ `{meta.get('commit', '?')}`{wall}"
+        per_width = document.get("wall_s")  # Lab 3 (c)/(d): each bit width's own time
+        seconds = (per_width.get(path[-1]) if isinstance(per_width, dict)
+                   else meta.get("wall_s"))
+        wall = f", {seconds:.0f} s" if seconds is not None else ""
+        made = {**meta, **document.get("run", {}).get(path[-1], {})}  # the width's own run
+        run = f"{kind}: `{made.get('command', '?')}` @ `{made.get('commit', '?')}`{wall}"
         rows.append(f"| {label} | {ours:.4f} | {published:.4f} | {ours - published:+.4f} | "
                     f"{run} |")
     return "\n".join(rows)
