@@ -215,15 +215,11 @@ def bench_torch_in_child(repeats: int, threads: int, malloc_like_ours: bool) -> 
     return figures
 
 
-def bench_torch(repeats: int, threads: int) -> dict | None:
-    """PyTorch's figures for the same network and step, or None without torch."""
-    try:
-        import torch
-        from torch import nn
-    except ImportError:
-        return None
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
+def torch_resnet20():
+    """The course's ResNet-20 in PyTorch (random weights; the same layer names and order),
+    for timing. Needs torch."""
+    import torch
+    from torch import nn
 
     def conv_bn(cin, cout, k, stride, relu):
         layers = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout)]
@@ -245,8 +241,20 @@ def bench_torch(repeats: int, threads: int) -> dict | None:
         for i in range(3):
             blocks.append(Block(cin, c, 2 if stage and i == 0 else 1))
             cin = c
-    model = nn.Sequential(conv_bn(3, 16, 3, 1, True), *blocks, nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten(), nn.Linear(64, 10))
+    return nn.Sequential(conv_bn(3, 16, 3, 1, True), *blocks, nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(64, 10))
+
+
+def bench_torch(repeats: int, threads: int) -> dict | None:
+    """PyTorch's figures for the same network and step, or None without torch."""
+    try:
+        import torch
+        from torch import nn
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = torch_resnet20()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.875,
                                 weight_decay=1e-4)
     x = torch.randn(BATCH_TRAIN, 3, 32, 32)
