@@ -11,7 +11,9 @@ backward, SGD update; median of --repeats after warm-up), inference images/s at 
 and 256 in eval mode, the wall time of the full 10,000-image test evaluation (--eval-10k,
 needs CIFAR-10), peak RSS during our training, and a per-op time breakdown of our training
 step with the convolutions' achieved GFLOP/s. ``--compare-direct`` adds, in the same rounds,
-our figures with the direct 3x3 conv kernels on and off. Speed is measured here, never
+our figures with the forward of the direct 3x3 kernels as it was before the register-tiled
+one (the plane-streaming kernel at 32x32 only) and with every direct kernel off. Speed is
+measured here, never
 asserted in tests.
 
 PyTorch runs in a child process of its own, as a student would run it: importing
@@ -320,16 +322,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
     parser.add_argument("--compare-direct", action="store_true",
-                        help="each round also measures ours with the direct 3x3 conv kernels "
-                             "switched on for forward and grad-weight and with them off "
-                             "(`kernels/direct_conv.py`), beside the default")
+                        help="each round also measures ours with the plane-streaming direct "
+                             "forward instead of the register-tiled one, and with every "
+                             "direct 3x3 kernel off, beside the default")
     args = parser.parse_args(argv)
     if args.torch_child:  # internal: the PyTorch side, printed as one JSON line
         print(json.dumps(bench_torch(args.repeats, args.threads)))
         return 0
 
     rounds_ours, rounds_theirs = [], []
-    variants = {"direct on": frozenset({"forward", "grad_weight"}), "direct off": frozenset()}
+    variants = {"plane direct forward (before the tiled one)": frozenset({"forward",
+                                                                          "grad_weight"}),
+                "direct off": frozenset()}
     rounds_variants: dict[str, list[dict]] = {name: [] for name in variants}
     for round_index in range(max(1, args.rounds)):
         first = round_index == 0
@@ -367,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 spread += f", pytorch {_range(rounds_theirs, key)}"
             print(spread)
     if args.compare_direct:
-        print("ours with the direct 3x3 conv kernels on and off (same rounds):")
+        print("ours with other direct 3x3 kernels (same rounds):")
         for name, runs in rounds_variants.items():
             med = median_of_rounds(runs)
             figures[f"ours ({name})"] = med
@@ -376,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             if "eval_10k_accuracy" in med:
                 line += (f"  10k eval {med['eval_10k_s']:.1f} s, "
                          f"accuracy {med['eval_10k_accuracy']:.4f}")
-            print(f"  {name:10s} {line}")
+            print(f"  {name}: {line}")
     if theirs:
         figures["train_ratio"] = ours["train_img_per_s"] / theirs["train_img_per_s"]
         figures["infer_ratio"] = ours["infer_img_per_s_b100"] / theirs["infer_img_per_s_b100"]

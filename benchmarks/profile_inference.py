@@ -15,12 +15,13 @@ Each round times, on the same random input batch, in eval mode:
   FC, glue);
 * **ours, each conv alone, on every path** the kernels have for it ("im2col": im2col + GEMM,
   or its row-tap variant where `kernels/conv.py` takes that; "direct": the plane-streaming
-  direct kernel at every size; "direct nhwc": the channels-last direct kernel),
+  direct kernel at every size; "direct nhwc": the channels-last direct kernel; "direct
+  tiled": the register-tiled one),
   called with that conv's own inputs from the model: the fastest path per layer says what
   the current kernels can do at best;
-* **PyTorch** (in a child process, as `bench_resnet20.py` runs it): the same network, each
-  `Conv2d` and each conv + batch norm (+ ReLU) module timed by forward hooks, and the whole
-  forward.
+* **PyTorch** (in a child process, as `bench_resnet20.py` runs it, after one training step
+  as there): the same network, each `Conv2d` and each conv + batch norm (+ ReLU) module
+  timed by forward hooks, and the whole forward.
 
 Layers are grouped by shape (e.g. the five 3x3 32 -> 32 convs at 16x16) and the medians over
 the rounds are printed per group, with GFLOP/s (2 flops per multiply-add). The bound: our
@@ -55,6 +56,7 @@ PATHS: dict[str, dict[tuple[str, str], object]] = {
     "direct": {("conv", "DIRECT_3X3"): frozenset({"forward"}),
                ("conv", "_DIRECT_MIN_PIXELS"): {"forward": 0}},
     "direct nhwc": {("conv", "DIRECT_3X3"): frozenset({"forward_nhwc"})},
+    "direct tiled": {("conv", "DIRECT_3X3"): frozenset({"forward_tiled"})},
 }
 
 
@@ -145,7 +147,17 @@ def profile_torch(batch: int, repeats: int, threads: int) -> dict | None:
         return None
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = torch_resnet20().eval()
+    model = torch_resnet20()
+    # One training step first, as in `bench_resnet20.py`, whose PyTorch infers after its
+    # training steps. It matters: glibc raises its mmap threshold once large blocks have been
+    # freed, and until then every large activation is a fresh mmap whose pages fault in (a
+    # fresh process that only infers ran at about half the speed here; ours sets the
+    # threshold at import, `kernels/memory.py`).
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.875)
+    nn.functional.cross_entropy(model(torch.randn(256, 3, 32, 32)),
+                                torch.randint(0, 10, (256,))).backward()
+    optimizer.step()
+    model.eval()
     x = torch.randn(batch, 3, 32, 32)
     started: dict[int, float] = {}
     spent: dict[int, list[float]] = defaultdict(list)

@@ -51,6 +51,10 @@ SETTINGS: dict[str, dict[tuple[str, str], object]] = {
         ("conv", "DIRECT_3X3"): frozenset({"forward", "forward_nhwc", "grad_weight"})},
     "nhwc forward everywhere": {
         ("conv", "DIRECT_3X3"): frozenset({"forward_nhwc", "grad_weight"})},
+    "plane direct forward at 32x32, no tiled (before 2026-12-04)": {
+        ("conv", "DIRECT_3X3"): frozenset({"forward", "grad_weight"})},
+    "tiled forward below 32x32 only": {
+        ("conv", "DIRECT_3X3"): frozenset({"forward", "forward_tiled", "grad_weight"})},
 }
 
 

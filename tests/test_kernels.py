@@ -41,8 +41,10 @@ chunk_bytes = st.sampled_from([None, 1, 4000])
 # which stride-1 path the conv kernels take: their own choice; the row-cols forward
 # (`conv._forward_rows`) forced on for every shape; the direct 3x3 kernels
 # (`kernels/direct_conv.py`, forward and grad-weight) forced on; the channels-last direct
-# forward (`kernels/direct_conv_nhwc.py`) forced on; or im2col + GEMM only
-row_paths = st.sampled_from(["auto", "rows", "direct", "nhwc", "im2col"])
+# forward (`kernels/direct_conv_nhwc.py`) forced on; the register-tiled direct forward
+# (`kernels/direct_conv_tiled.py`, float32 with K % 4 == 0 and Wo % 8 == 0; other shapes
+# fall through to the next path) forced on; or im2col + GEMM only
+row_paths = st.sampled_from(["auto", "rows", "direct", "nhwc", "tiled", "im2col"])
 
 
 def assert_close(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray) -> None:
@@ -71,8 +73,9 @@ def _conv_config(chunk: int | None, row_path: str = "auto"):
             stack.enter_context(mock.patch.object(conv, "_ROWS_MIN_HO", 0))
         if row_path in ("rows", "im2col"):
             stack.enter_context(mock.patch.object(conv, "DIRECT_3X3", frozenset()))
-        if row_path in ("direct", "nhwc"):  # on for every size, not only where faster
-            forward = "forward" if row_path == "direct" else "forward_nhwc"
+        if row_path in ("direct", "nhwc", "tiled"):  # on for every size, not only where faster
+            forward = {"direct": "forward", "nhwc": "forward_nhwc",
+                       "tiled": "forward_tiled"}[row_path]
             stack.enter_context(mock.patch.object(conv, "DIRECT_3X3",
                                                   frozenset({forward, "grad_weight"})))
             stack.enter_context(mock.patch.dict(conv._DIRECT_MIN_PIXELS,
@@ -187,7 +190,7 @@ def test_conv_backward_matches_reference(s: ConvSetting, dtype, seed: int, chunk
         (4, 4, 2, 3),
     ],
 )
-@pytest.mark.parametrize("path", ["auto", "rows", "direct", "nhwc", "im2col"])
+@pytest.mark.parametrize("path", ["auto", "rows", "direct", "nhwc", "tiled", "im2col"])
 def test_conv_general_geometry_matches_reference(
     kh: int, kw: int, stride: int, padding: int, path: str
 ):
@@ -219,7 +222,7 @@ RESNET20_CONVS = [
 ]
 
 
-@pytest.mark.parametrize("path", ["auto", "direct", "nhwc", "im2col"])
+@pytest.mark.parametrize("path", ["auto", "direct", "nhwc", "tiled", "im2col"])
 @pytest.mark.parametrize("c, k, size, ksize, stride, padding", RESNET20_CONVS)
 def test_conv_resnet20_shapes_match_reference(c, k, size, ksize, stride, padding, path):
     # the real shapes (2 images), on whatever path the kernels pick for them, and forced

@@ -19,7 +19,9 @@ kernel walks the batch in chunks of `nc` images:
                 so the grad-input) and the grad-weight without any cols buffer, where
                 `DIRECT_3X3` says so (chosen by measurement, see there); its op
                 "forward_nhwc" takes the forward from `kernels/direct_conv_nhwc.py`
-                instead (channels-last rows, sums held in registers).
+                instead (channels-last rows, sums held in registers), and its op
+                "forward_tiled" from `kernels/direct_conv_tiled.py` (a tile of 8
+                output channels x 16 positions in vector registers, float32 only).
 * inference:    `conv2d_affine_forward` is the forward with an epilogue: each output row
                 gets ``relu?(y*a + b (+ residual))`` (eval batch norm, shortcut add, ReLU;
                 `rows.affine_row`) right after the re-layout writes it.
@@ -52,7 +54,7 @@ import numpy as np
 from numba import njit
 
 from minitorch_compress.errors import MinitorchError
-from minitorch_compress.kernels import direct_conv, direct_conv_nhwc
+from minitorch_compress.kernels import direct_conv, direct_conv_nhwc, direct_conv_tiled
 from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rows import affine_row, epilogue_on_row
 from minitorch_compress.kernels.rules import conv2d_output_size, result_float_dtype
@@ -70,16 +72,19 @@ _ROWS_MAX_K = 16
 _ROWS_MIN_HO = 16
 _ROW_CHUNK_BYTES = 512 * 1024
 
-# Which stride-1 3x3 convolutions run the direct kernels of `kernels/direct_conv.py` instead
-# of im2col + GEMM: a set of "forward" (also the grad-input, a forward on flipped weights)
-# and "grad_weight", and "forward_nhwc", the channels-last forward of
-# `kernels/direct_conv_nhwc.py` (taken where "forward" is off or below its size). Chosen by
-# measurement (`benchmarks/bench_direct_conv.py`, `benchmarks/sweep_inference.py`); the
-# environment variable overrides it for experiments, e.g. MINITORCH_DIRECT_CONV=none or
-# =forward,grad_weight.
+# Which stride-1 3x3 convolutions run direct kernels instead of im2col + GEMM: a set of
+# "forward" (`kernels/direct_conv.py`, planes streamed; also the grad-input, a forward on
+# flipped weights), "forward_tiled" (`kernels/direct_conv_tiled.py`, sums in vector
+# registers; taken where "forward" is off or below its size, and the shape fits),
+# "forward_nhwc" (`kernels/direct_conv_nhwc.py`, channels-last; taken where neither of the
+# others is) and "grad_weight" (`kernels/direct_conv.py`). Chosen by measurement
+# (`benchmarks/profile_inference.py`, `sweep_inference.py`, `bench_resnet20.py
+# --compare-direct`; results/benchmark.md): on Zen 4 the tiled forward beat the others at
+# 32x32, 16x16 and 8x8. The environment variable overrides it for experiments, e.g.
+# MINITORCH_DIRECT_CONV=none or =forward,grad_weight.
 DIRECT_ENV_VAR = "MINITORCH_DIRECT_CONV"
-_DIRECT_OPS = ("forward", "forward_nhwc", "grad_weight")
-_DIRECT_DEFAULT: frozenset[str] = frozenset({"forward", "grad_weight"})
+_DIRECT_OPS = ("forward", "forward_nhwc", "forward_tiled", "grad_weight")
+_DIRECT_DEFAULT: frozenset[str] = frozenset({"forward_tiled", "grad_weight"})
 
 
 def direct_from_environment() -> frozenset[str]:
@@ -117,7 +122,8 @@ DIRECT_3X3 = _initial_direct()
 # im2col only at 32x32 (1.1-1.2x; 0.7-0.9x at 16x16, 0.4x at 8x8, where its junk
 # columns and rows cost 21 % and 36 %), the direct grad-weight at 32x32 (1.7-1.9x) and
 # 16x16 (1.2x), not at 8x8 (0.85x).
-_DIRECT_MIN_PIXELS = {"forward": 1024, "forward_nhwc": 0, "grad_weight": 256}
+_DIRECT_MIN_PIXELS = {"forward": 1024, "forward_nhwc": 0, "forward_tiled": 0,
+                      "grad_weight": 256}
 
 
 def _direct(op: str, stride: int, kh: int, kw: int, out_pixels: int) -> bool:
@@ -531,10 +537,15 @@ def _forward_serial(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
     ho = x.shape[2] + 2 * padding - kh + 1
     pixels = ho * (x.shape[3] + 2 * padding - kw + 1)
     # the plane-streaming direct forward where it is on and the image large enough, else
-    # the channels-last one where that is on
+    # the register-tiled one where it is on and takes the shape, else the channels-last one
+    # where that is on
     if _direct("forward", stride, kh, kw, pixels):
         direct_conv.direct3x3_forward_serial(x, w, padding, out,
                                              _epilogue_args(epilogue, 4, x.dtype))
+    elif (_direct("forward_tiled", stride, kh, kw, pixels) and out.flags.c_contiguous
+            and direct_conv_tiled.fits(k, pixels // ho, x.dtype)):
+        direct_conv_tiled.tiled3x3_forward_serial(x, w, padding, out,
+                                                  _epilogue_args(epilogue, 4, x.dtype))
     elif _direct("forward_nhwc", stride, kh, kw, pixels):
         direct_conv_nhwc.direct3x3_nhwc_forward_serial(x, w, padding, out,
                                                        _epilogue_args(epilogue, 4, x.dtype))

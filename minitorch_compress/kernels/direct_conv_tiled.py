@@ -1,0 +1,225 @@
+"""Direct 3x3 stride-1 convolution, register-tiled: 4 output channels x 32 positions a tile,
+all 128 sums in vector registers from the first multiply to the last.
+
+Why a third direct kernel. On two cores ResNet-20's 16x16 and 8x8 convs ran at 104-123
+GFLOP/s on every path we had (im2col + GEMM, and the two direct kernels), while PyTorch's
+oneDNN ran the same convs at 190-227 (`benchmarks/profile_inference.py`,
+results/benchmark.md). oneDNN's kernels keep a tile of sums in vector registers for the
+whole reduction and feed each multiply-add from a broadcast weight; numba could not express
+that until `kernels/simd.py` gave it vector values.
+
+Layout. One image at a time is copied into zero-padded planes ``xpad[c]`` of ``Hp x Wp``
+(``Hp = H + 2*padding``, ``Wp = W + 2*padding``; the output is ``Ho x Wo`` with
+``Ho = Hp - 2``, ``Wo = Wp - 2``). A *position vector* is 8 neighbouring outputs of one
+output row, ``y[k, oy, ox : ox + 8]``; tap (ky, kx) of input channel c reads the 8
+neighbouring values ``xpad[c, oy + ky, ox + kx : ox + kx + 8]``, so every tap is one vector
+load. A tile is 4 output channels x V position vectors (the next V of the image, in row
+order; V = 4 with AVX-512's 32 vector registers, 3 with AVX2's 16)::
+
+    for c, ky, kx:                                   # C*9 steps
+        x_v = position vector v's tap (ky, kx) of channel c      (V loads)
+        for q in 0..3:  sum[q][v] += w[k0 + q, c, ky, kx] * x_v  (4 broadcasts, 4V FMAs)
+
+No store until the tile is done. The sums are then stored into the output rows and the
+fused epilogue (batch norm, residual add, ReLU) runs on each output row in cache
+(`rows.epilogue_on_row`, the same loop as every other path, so the fused results stay bit
+for bit those of the separate ops applied to this kernel's conv).
+
+Where it applies: float32, output width a multiple of 8, output channels a multiple of 4
+(ResNet-20's 16/32/64 channels at 32x32, 16x16, 8x8). `fits` says so; the conv module
+takes another path otherwise. The sums run in another order than im2col's GEMM, so results
+agree to rounding (the tests compare against `kernels/reference.py`).
+
+``NUMBA_DISABLE_JIT=1`` runs the same loops in plain Python (the vector operations as 8-value
+NumPy arrays, `kernels/simd.py`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from minitorch_compress.kernels.direct_conv import _has_32_vector_registers
+from minitorch_compress.kernels.rows import epilogue_on_row
+from minitorch_compress.kernels.simd import LANES, vbroadcast, vfma, vload, vstore, vzero
+
+# Output channels of one tile.
+_BLOCK = 4
+
+
+# Position vectors of one tile: 4 (16 sums, 4 input vectors and a broadcast weight: 21
+# registers) where the CPU has 32 vector registers, else 3 (12 + 3 + 1 = AVX2's 16).
+# Measured on Zen 4 (2 threads, batch 100, GFLOP/s at 32x32 / 16x16 / 8x8): 4 channels x 4
+# vectors 143 / 180 / 188, 8 x 2 149 / 157 / 165, 8 x 3 137 / 158 / 176, 4 x 5 151 / 169 /
+# 163, 4 x 6 135 / 163 / 128 (results/benchmark.md).
+VECTORS = 4 if _has_32_vector_registers() else 3
+
+
+def fits(k: int, wo: int, dtype: np.dtype) -> bool:
+    """Whether this kernel computes a conv with K output channels and output width `wo`."""
+    return np.dtype(dtype) == np.float32 and k % _BLOCK == 0 and wo % LANES == 0
+
+
+@njit(cache=True, nogil=True)
+def _pack_image(x, n, padding, xpad):
+    """xpad[c, padding + iy, padding + ix] = x[n, c, iy, ix]; the border keeps its zeros.
+
+    x: (N, C, H, W); xpad: (C, H + 2*padding, W + 2*padding)."""
+    for c in range(x.shape[1]):
+        for iy in range(x.shape[2]):
+            src = x[n, c, iy]
+            dst = xpad[c, padding + iy]
+            for ix in range(x.shape[3]):
+                dst[padding + ix] = src[ix]
+
+
+@njit(cache=True, nogil=True)
+def _tile4x4(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs):
+    """One tile: output channels k0..k0+3 at 4 position vectors, whose first outputs are at
+    flat offsets outs[0..3] of an output plane and whose taps start at ins[0..3] of a
+    padded plane.
+
+    xflat: the padded image, (C*Hp*Wp,) flat; w9: (K, C*9), w9[k, c*9 + ky*3 + kx];
+    plane: Hp*Wp; wp: Wp; yimg: (K, Ho*Wo), the image's output planes, flat."""
+    in0, in1, in2, in3 = ins[0], ins[1], ins[2], ins[3]
+    s00 = s01 = s02 = s03 = vzero()  # s<channel><vector>
+    s10 = s11 = s12 = s13 = vzero()
+    s20 = s21 = s22 = s23 = vzero()
+    s30 = s31 = s32 = s33 = vzero()
+    for c in range(c_in):
+        for ky in range(3):
+            row = c * plane + ky * wp
+            for kx in range(3):
+                x0 = vload(xflat, row + in0 + kx)
+                x1 = vload(xflat, row + in1 + kx)
+                x2 = vload(xflat, row + in2 + kx)
+                x3 = vload(xflat, row + in3 + kx)
+                t = c * 9 + ky * 3 + kx
+                b = vbroadcast(w9[k0, t])
+                s00, s01, s02, s03 = (vfma(b, x0, s00), vfma(b, x1, s01), vfma(b, x2, s02),
+                                      vfma(b, x3, s03))
+                b = vbroadcast(w9[k0 + 1, t])
+                s10, s11, s12, s13 = (vfma(b, x0, s10), vfma(b, x1, s11), vfma(b, x2, s12),
+                                      vfma(b, x3, s13))
+                b = vbroadcast(w9[k0 + 2, t])
+                s20, s21, s22, s23 = (vfma(b, x0, s20), vfma(b, x1, s21), vfma(b, x2, s22),
+                                      vfma(b, x3, s23))
+                b = vbroadcast(w9[k0 + 3, t])
+                s30, s31, s32, s33 = (vfma(b, x0, s30), vfma(b, x1, s31), vfma(b, x2, s32),
+                                      vfma(b, x3, s33))
+    _store4(yimg[k0], outs, s00, s01, s02, s03)
+    _store4(yimg[k0 + 1], outs, s10, s11, s12, s13)
+    _store4(yimg[k0 + 2], outs, s20, s21, s22, s23)
+    _store4(yimg[k0 + 3], outs, s30, s31, s32, s33)
+
+
+@njit(cache=True, nogil=True)
+def _tile4x3(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs):
+    """`_tile4x4` with 3 position vectors (12 sums: for CPUs with 16 vector registers)."""
+    in0, in1, in2 = ins[0], ins[1], ins[2]
+    s00 = s01 = s02 = vzero()
+    s10 = s11 = s12 = vzero()
+    s20 = s21 = s22 = vzero()
+    s30 = s31 = s32 = vzero()
+    for c in range(c_in):
+        for ky in range(3):
+            row = c * plane + ky * wp
+            for kx in range(3):
+                x0 = vload(xflat, row + in0 + kx)
+                x1 = vload(xflat, row + in1 + kx)
+                x2 = vload(xflat, row + in2 + kx)
+                t = c * 9 + ky * 3 + kx
+                b = vbroadcast(w9[k0, t])
+                s00, s01, s02 = vfma(b, x0, s00), vfma(b, x1, s01), vfma(b, x2, s02)
+                b = vbroadcast(w9[k0 + 1, t])
+                s10, s11, s12 = vfma(b, x0, s10), vfma(b, x1, s11), vfma(b, x2, s12)
+                b = vbroadcast(w9[k0 + 2, t])
+                s20, s21, s22 = vfma(b, x0, s20), vfma(b, x1, s21), vfma(b, x2, s22)
+                b = vbroadcast(w9[k0 + 3, t])
+                s30, s31, s32 = vfma(b, x0, s30), vfma(b, x1, s31), vfma(b, x2, s32)
+    _store3(yimg[k0], outs, s00, s01, s02)
+    _store3(yimg[k0 + 1], outs, s10, s11, s12)
+    _store3(yimg[k0 + 2], outs, s20, s21, s22)
+    _store3(yimg[k0 + 3], outs, s30, s31, s32)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _store4(yrow, outs, v0, v1, v2, v3):
+    """The 4 vectors of one channel into its output plane (a vector repeated at the end of
+    an image holds the same sums, so its repeated stores agree)."""
+    vstore(yrow, outs[0], v0)
+    vstore(yrow, outs[1], v1)
+    vstore(yrow, outs[2], v2)
+    vstore(yrow, outs[3], v3)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _store3(yrow, outs, v0, v1, v2):
+    """`_store4` for 3 vectors."""
+    vstore(yrow, outs[0], v0)
+    vstore(yrow, outs[1], v1)
+    vstore(yrow, outs[2], v2)
+
+
+@njit(cache=True, nogil=True)
+def _tiled3x3(x, w9, padding, xpad, y, four, epilogue, coef, relu, res, add_res):
+    """y = conv3x3(x, w), stride 1, one image at a time (module notes).
+
+    x: (N, C, H, W) float32; w9: (K, C*9); xpad: (C, Hp, Wp) scratch, zero from its
+    allocation; y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4 and Wo of 8; four:
+    tiles of 4 position vectors (else 3)."""
+    n_img, c_in = x.shape[0], x.shape[1]
+    k_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+    wp = xpad.shape[2]
+    plane = xpad.shape[1] * wp
+    per_row = wo // LANES
+    vectors = ho * per_row
+    step = 4 if four else 3
+    xflat = xpad.reshape(-1)
+    ins = np.empty(step, np.intp)
+    outs = np.empty(step, np.intp)
+    for n in range(n_img):
+        _pack_image(x, n, padding, xpad)
+        yimg = y[n].reshape(k_out, ho * wo)
+        for k0 in range(0, k_out, _BLOCK):
+            for v0 in range(0, vectors, step):
+                for j in range(step):
+                    v = min(v0 + j, vectors - 1)  # past the last: the last again
+                    oy, ox = v // per_row, (v % per_row) * LANES
+                    ins[j] = oy * wp + ox
+                    outs[j] = oy * wo + ox
+                if four:
+                    _tile4x4(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs)
+                else:
+                    _tile4x3(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs)
+        if epilogue:
+            for k in range(k_out):
+                for oy in range(ho):
+                    epilogue_on_row(y[n, k, oy], n, k, oy, epilogue, coef, relu, res, add_res)
+
+
+def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,
+                            epilogue_args: tuple, vectors: int | None = None) -> None:
+    """Stride-1 3x3 convolution of x into y on the calling thread, register-tiled.
+
+    Args:
+        x: (N, C, H, W) float32, C-contiguous.
+        w: (K, C, 3, 3) float32.
+        padding: zero padding on each side.
+        y: (N, K, H + 2*padding - 2, W + 2*padding - 2) float32, C-contiguous, written.
+        epilogue_args: `conv._epilogue_args(...)` for a 4-D output (or its no-op form).
+        vectors: position vectors a tile, 4 or 3 (default: `VECTORS`, by the CPU).
+
+    Raises:
+        ValueError: a shape or dtype this kernel does not take (see `fits`).
+    """
+    n, c, h, wd = x.shape
+    k = w.shape[0]
+    wo = wd + 2 * padding - 2
+    if w.shape[2:] != (3, 3) or not fits(k, wo, x.dtype) or w.dtype != np.float32:
+        raise ValueError(f"tiled3x3: needs float32, a 3x3 kernel, K and Wo multiples of "
+                         f"{_BLOCK} and {LANES}; got weight {w.shape} {w.dtype}, output "
+                         f"width {wo}, input {x.dtype}")
+    w9 = np.ascontiguousarray(w.reshape(k, c * 9))
+    xpad = np.zeros((c, h + 2 * padding, wd + 2 * padding), dtype=np.float32)
+    _tiled3x3(x, w9, padding, xpad, y, (vectors or VECTORS) == 4, *epilogue_args)
