@@ -133,7 +133,7 @@ def test_compiled_vector_ops_equal_the_python_ones(groups, seed):
     compiled = np.empty_like(a)
     _fma_rows(a, b, c, compiled)
     expected = np.empty_like(a)
-    _fma_rows.py_func(a, b, c, expected)
+    getattr(_fma_rows, "py_func", _fma_rows)(a, b, c, expected)  # plain Python
     np.testing.assert_array_equal(compiled, expected)
     # rounded once: float64 products of float32 values are exact
     np.testing.assert_array_equal(compiled, (a.astype(np.float64) * b + c).astype(np.float32))
@@ -151,3 +151,4 @@ def test_python_vector_ops_refuse_reads_and_writes_past_the_end():
         simd.vstore(a, 3, simd.vzero())
     simd.vstore(a, 2, simd.vbroadcast(1.5))
     np.testing.assert_array_equal(a, [0, 0] + [1.5] * 8)
+

@@ -20,10 +20,11 @@ order; V = 4 with AVX-512's 32 vector registers, 3 with AVX2's 16)::
         x_v = position vector v's tap (ky, kx) of channel c      (V loads)
         for q in 0..3:  sum[q][v] += w[k0 + q, c, ky, kx] * x_v  (4 broadcasts, 4V FMAs)
 
-No store until the tile is done. The sums are then stored into the output rows and the
-fused epilogue (batch norm, residual add, ReLU) runs on each output row in cache
-(`rows.epilogue_on_row`, the same loop as every other path, so the fused results stay bit
-for bit those of the separate ops applied to this kernel's conv).
+No store until the tile is done. The sums are then stored into the output planes, and once
+an image is done the fused epilogue (batch norm, residual add, ReLU) runs over each of its
+planes as one row of Ho*Wo values (`rows.affine_row`, the same loop as every other path,
+so the fused results stay bit for bit those of the separate ops applied to this kernel's
+conv).
 
 Where it applies: float32, output width a multiple of 8, output channels a multiple of 4
 (ResNet-20's 16/32/64 channels at 32x32, 16x16, 8x8). `fits` says so; the conv module
@@ -40,7 +41,7 @@ import numpy as np
 from numba import njit
 
 from minitorch_compress.kernels.direct_conv import _has_32_vector_registers
-from minitorch_compress.kernels.rows import epilogue_on_row
+from minitorch_compress.kernels.rows import affine_row
 from minitorch_compress.kernels.simd import LANES, vbroadcast, vfma, vload, vstore, vzero
 
 # Output channels of one tile.
@@ -192,10 +193,10 @@ def _tiled3x3(x, w9, padding, xpad, y, four, epilogue, coef, relu, res, add_res)
                     _tile4x4(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs)
                 else:
                     _tile4x3(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs)
-        if epilogue:
+        if epilogue:  # each output plane is one contiguous row of Ho*Wo values
+            resimg = res[n].reshape(k_out, ho * wo) if add_res else yimg  # (unread if not)
             for k in range(k_out):
-                for oy in range(ho):
-                    epilogue_on_row(y[n, k, oy], n, k, oy, epilogue, coef, relu, res, add_res)
+                affine_row(yimg[k], yimg[k], coef[k, 0], coef[k, 1], relu, resimg[k], add_res)
 
 
 def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,
