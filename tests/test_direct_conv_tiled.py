@@ -26,51 +26,58 @@ from minitorch_compress.kernels.conv import _Epilogue, _epilogue_args
 
 @st.composite
 def tiled_settings(draw):
-    """(n, c, k, h, w, padding) with K % 4 == 0 and an output width that is a multiple of 8."""
-    padding = draw(st.integers(0, 3))
-    wo = 8 * draw(st.integers(1, 3))
-    ho = draw(st.integers(1, 9))
+    """(n, c, k, h, w, padding, stride) with K % 4 == 0 and an output width that is a
+    multiple of 8 (h is None when no input height gives the drawn output height)."""
+    padding, stride = draw(st.integers(0, 3)), draw(st.sampled_from([1, 2]))
+    wo, ho = 8 * draw(st.integers(1, 3)), draw(st.integers(1, 9))
+    # the input sizes whose output is ho x wo: (size + 2p - 3) // stride + 1 == out
+    extra = draw(st.integers(0, stride - 1))
+    h, w = ((out - 1) * stride + 3 - 2 * padding + extra for out in (ho, wo))
     return (draw(st.integers(1, 3)), draw(st.integers(1, 9)), 4 * draw(st.integers(1, 3)),
-            ho + 2 - 2 * padding if ho + 2 - 2 * padding >= 1 else None,
-            wo + 2 - 2 * padding, padding)
+            h if h >= 1 else None, w, padding, stride)
 
 
-def _run(x, w, padding, epilogue=None, vectors=None):
+def _run(x, w, padding, epilogue=None, vectors=None, stride=1):
     n, _, h, wd = x.shape
-    y = np.full((n, w.shape[0], h + 2 * padding - 2, wd + 2 * padding - 2), np.nan, x.dtype)
+    ho, wo = ((size + 2 * padding - 3) // stride + 1 for size in (h, wd))
+    y = np.full((n, w.shape[0], ho, wo), np.nan, x.dtype)
     tiled.tiled3x3_forward_serial(x, w, padding, y, _epilogue_args(epilogue, 4, x.dtype),
-                                  vectors)
+                                  vectors, stride)
     return y
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(tiled_settings(), seeds, st.sampled_from([3, 4]))
 def test_tiled_forward_matches_reference(setting, seed, vectors):
-    n, c, k, h, wd, padding = setting
-    if h is None:  # no input height gives this output height with this padding
+    n, c, k, h, wd, padding, stride = setting
+    if h is None:
         return
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
     w = rng.standard_normal((k, c, 3, 3)).astype(np.float32)
-    assert_close(_run(x, w, padding, vectors=vectors), ref.conv2d_forward(x, w, 1, padding),
-                 ref.conv2d_forward(np.abs(x), np.abs(w), 1, padding))
+    assert_close(_run(x, w, padding, vectors=vectors, stride=stride),
+                 ref.conv2d_forward(x, w, stride, padding),
+                 ref.conv2d_forward(np.abs(x), np.abs(w), stride, padding))
 
 
 @pytest.mark.parametrize("vectors", [3, 4])
 def test_tiled_forward_resnet_shapes_match_reference(vectors):
-    """ResNet-20's three stride-1 shapes (reductions of 9C = 144, 288, 576 steps)."""
+    """ResNet-20's 3x3 shapes: the three stride-1 ones (reductions of 9C = 144, 288, 576
+    steps) and the two stride-2 ones."""
     rng = np.random.default_rng(0)
-    for c, size in ((16, 32), (32, 16), (64, 8)):
+    for c, k, size, stride in ((16, 16, 32, 1), (32, 32, 16, 1), (64, 64, 8, 1),
+                               (16, 32, 32, 2), (32, 64, 16, 2)):
         x = rng.standard_normal((2, c, size, size)).astype(np.float32)
-        w = rng.standard_normal((c, c, 3, 3)).astype(np.float32)
-        assert_close(_run(x, w, 1, vectors=vectors), ref.conv2d_forward(x, w, 1, 1),
-                     ref.conv2d_forward(np.abs(x), np.abs(w), 1, 1))
+        w = rng.standard_normal((k, c, 3, 3)).astype(np.float32)
+        assert_close(_run(x, w, 1, vectors=vectors, stride=stride),
+                     ref.conv2d_forward(x, w, stride, 1),
+                     ref.conv2d_forward(np.abs(x), np.abs(w), stride, 1))
 
 
 @settings(max_examples=25, deadline=None)
 @given(tiled_settings(), seeds)
 def test_tiled_epilogue_is_the_row_epilogue_after_the_conv(setting, seed):
-    n, c, k, h, wd, padding = setting
+    n, c, k, h, wd, padding, stride = setting
     if h is None:
         return
     rng = np.random.default_rng(seed)
@@ -78,9 +85,9 @@ def test_tiled_epilogue_is_the_row_epilogue_after_the_conv(setting, seed):
     x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
     w = rng.standard_normal((k, c, 3, 3)).astype(np.float32)
     coef = rng.standard_normal((k, 2)).astype(np.float32)
-    plain = _run(x, w, padding)
+    plain = _run(x, w, padding, stride=stride)
     res = rng.standard_normal(plain.shape).astype(np.float32) if residual else None
-    fused = _run(x, w, padding, _Epilogue(coef, relu, res))
+    fused = _run(x, w, padding, _Epilogue(coef, relu, res), stride=stride)
     np.testing.assert_array_equal(fused, with_row_epilogue(plain, coef, relu, res))
 
 
@@ -92,6 +99,9 @@ def test_shapes_it_does_not_take_are_refused(k, wo, dtype):
     w = np.zeros((k, 2, 3, 3), dtype)
     with pytest.raises(ValueError, match="tiled3x3"):
         _run(x, w, 1)
+    with pytest.raises(ValueError, match="stride 1 or 2"):
+        _run(np.zeros((1, 2, 10, 10), np.float32), np.zeros((8, 2, 3, 3), np.float32), 1,
+             stride=3)
 
 
 def test_conv_falls_back_where_the_tiled_kernel_does_not_fit():

@@ -75,7 +75,8 @@ _ROW_CHUNK_BYTES = 512 * 1024
 # Which stride-1 3x3 convolutions run direct kernels instead of im2col + GEMM: a set of
 # "forward" (`kernels/direct_conv.py`, planes streamed; also the grad-input, a forward on
 # flipped weights), "forward_tiled" (`kernels/direct_conv_tiled.py`, sums in vector
-# registers; taken where "forward" is off or below its size, and the shape fits),
+# registers, at stride 1 and 2; taken where "forward" is off or below its size, and the
+# shape fits),
 # "forward_nhwc" (`kernels/direct_conv_nhwc.py`, channels-last; taken where neither of the
 # others is) and "grad_weight" (`kernels/direct_conv.py`). Chosen by measurement
 # (`benchmarks/profile_inference.py`, `sweep_inference.py`, `bench_resnet20.py
@@ -131,6 +132,16 @@ def _direct(op: str, stride: int, kh: int, kw: int, out_pixels: int) -> bool:
     kernel."""
     return (op in DIRECT_3X3 and stride == 1 and kh == 3 and kw == 3
             and out_pixels >= _DIRECT_MIN_PIXELS[op])
+
+
+def _tiled(stride: int, kh: int, kw: int, k: int, out: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether a forward of this shape into `out` runs the register-tiled kernel: it is on,
+    the conv is 3x3 at stride 1 (from its size on) or 2, and the kernel takes the shape."""
+    if stride == 1:
+        on = _direct("forward_tiled", 1, kh, kw, out.shape[2] * out.shape[3])
+    else:
+        on = "forward_tiled" in DIRECT_3X3 and stride == 2 and kh == kw == 3
+    return on and out.flags.c_contiguous and direct_conv_tiled.fits(k, out.shape[3], dtype)
 
 
 # Data parallelism (see `kernels/parallel.py`): the batch is cut into one part per core and
@@ -542,10 +553,10 @@ def _forward_serial(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
     if _direct("forward", stride, kh, kw, pixels):
         direct_conv.direct3x3_forward_serial(x, w, padding, out,
                                              _epilogue_args(epilogue, 4, x.dtype))
-    elif (_direct("forward_tiled", stride, kh, kw, pixels) and out.flags.c_contiguous
-            and direct_conv_tiled.fits(k, pixels // ho, x.dtype)):
+    elif _tiled(stride, kh, kw, k, out, x.dtype):
         direct_conv_tiled.tiled3x3_forward_serial(x, w, padding, out,
-                                                  _epilogue_args(epilogue, 4, x.dtype))
+                                                  _epilogue_args(epilogue, 4, x.dtype),
+                                                  stride=stride)
     elif _direct("forward_nhwc", stride, kh, kw, pixels):
         direct_conv_nhwc.direct3x3_nhwc_forward_serial(x, w, padding, out,
                                                        _epilogue_args(epilogue, 4, x.dtype))

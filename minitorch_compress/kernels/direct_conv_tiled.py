@@ -1,5 +1,5 @@
-"""Direct 3x3 stride-1 convolution, register-tiled: 4 output channels x 32 positions a tile,
-all 128 sums in vector registers from the first multiply to the last.
+"""Direct 3x3 convolution (stride 1 or 2), register-tiled: 4 output channels x 32 positions
+a tile, all 128 sums in vector registers from the first multiply to the last.
 
 Why a third direct kernel. On two cores ResNet-20's 16x16 and 8x8 convs ran at 104-123
 GFLOP/s on every path we had (im2col + GEMM, and the two direct kernels), while PyTorch's
@@ -26,10 +26,16 @@ planes as one row of Ho*Wo values (`rows.affine_row`, the same loop as every oth
 so the fused results stay bit for bit those of the separate ops applied to this kernel's
 conv).
 
+Stride 2 (`_pack_split`): each padded row is stored as its even columns, then its odd
+ones, so that the three taps of 8 neighbouring outputs are again 8 contiguous values each
+(at offsets 0, half and 1 of the row, `taps`), and input rows advance by 2 per output row.
+The same tiles then run unchanged.
+
 Where it applies: float32, output width a multiple of 8, output channels a multiple of 4
-(ResNet-20's 16/32/64 channels at 32x32, 16x16, 8x8). `fits` says so; the conv module
-takes another path otherwise. The sums run in another order than im2col's GEMM, so results
-agree to rounding (the tests compare against `kernels/reference.py`).
+(ResNet-20's 16/32/64 channels at 32x32, 16x16, 8x8, and its two stride-2 3x3 convs).
+`fits` says so; the conv module takes another path otherwise. The sums run in another
+order than im2col's GEMM, so results agree to rounding (the tests compare against
+`kernels/reference.py`).
 
 ``NUMBA_DISABLE_JIT=1`` runs the same loops in plain Python (the vector operations as 8-value
 NumPy arrays, `kernels/simd.py`).
@@ -75,13 +81,33 @@ def _pack_image(x, n, padding, xpad):
 
 
 @njit(cache=True, nogil=True)
-def _tile4x4(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs):
+def _pack_split(x, n, padding, half, xpad):
+    """For stride 2: each padded row split into its even columns, then its odd ones:
+    xpad[c, padding + iy, px // 2 (+ half if px is odd)] = x[n, c, iy, ix], px = padding + ix.
+
+    Output column ox of a stride-2 conv reads padded columns 2*ox, 2*ox + 1, 2*ox + 2, i.e.
+    even column ox, odd column ox, even column ox + 1: the taps of 8 neighbouring outputs
+    are again 8 contiguous values, at offsets 0, half and 1 (`_tile4x4`'s taps).
+    x: (N, C, H, W); xpad: (C, H + 2*padding, 2*half), half >= ceil((W + 2*padding) / 2)."""
+    for c in range(x.shape[1]):
+        for iy in range(x.shape[2]):
+            src = x[n, c, iy]
+            dst = xpad[c, padding + iy]
+            for ix in range(x.shape[3]):
+                px = padding + ix
+                dst[px // 2 + (px % 2) * half] = src[ix]
+
+
+@njit(cache=True, nogil=True)
+def _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs):
     """One tile: output channels k0..k0+3 at 4 position vectors, whose first outputs are at
     flat offsets outs[0..3] of an output plane and whose taps start at ins[0..3] of a
-    padded plane.
+    packed input plane.
 
-    xflat: the padded image, (C*Hp*Wp,) flat; w9: (K, C*9), w9[k, c*9 + ky*3 + kx];
-    plane: Hp*Wp; wp: Wp; yimg: (K, Ho*Wo), the image's output planes, flat."""
+    xflat: the packed image, (C*Hp*rowlen,) flat; w9: (K, C*9), w9[k, c*9 + ky*3 + kx];
+    plane: Hp*rowlen; rowlen: a packed row's length; taps: (3,), where tap kx of a vector
+    starts in a packed row, relative to its tap 0 (0, 1, 2 at stride 1; see `_pack_split`
+    for stride 2); yimg: (K, Ho*Wo), the image's output planes, flat."""
     in0, in1, in2, in3 = ins[0], ins[1], ins[2], ins[3]
     s00 = s01 = s02 = s03 = vzero()  # s<channel><vector>
     s10 = s11 = s12 = s13 = vzero()
@@ -89,12 +115,12 @@ def _tile4x4(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs):
     s30 = s31 = s32 = s33 = vzero()
     for c in range(c_in):
         for ky in range(3):
-            row = c * plane + ky * wp
+            row = c * plane + ky * rowlen
             for kx in range(3):
-                x0 = vload(xflat, row + in0 + kx)
-                x1 = vload(xflat, row + in1 + kx)
-                x2 = vload(xflat, row + in2 + kx)
-                x3 = vload(xflat, row + in3 + kx)
+                x0 = vload(xflat, row + taps[kx] + in0)
+                x1 = vload(xflat, row + taps[kx] + in1)
+                x2 = vload(xflat, row + taps[kx] + in2)
+                x3 = vload(xflat, row + taps[kx] + in3)
                 t = c * 9 + ky * 3 + kx
                 b = vbroadcast(w9[k0, t])
                 s00, s01, s02, s03 = (vfma(b, x0, s00), vfma(b, x1, s01), vfma(b, x2, s02),
@@ -115,7 +141,7 @@ def _tile4x4(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs):
 
 
 @njit(cache=True, nogil=True)
-def _tile4x3(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs):
+def _tile4x3(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs):
     """`_tile4x4` with 3 position vectors (12 sums: for CPUs with 16 vector registers)."""
     in0, in1, in2 = ins[0], ins[1], ins[2]
     s00 = s01 = s02 = vzero()
@@ -124,11 +150,11 @@ def _tile4x3(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs):
     s30 = s31 = s32 = vzero()
     for c in range(c_in):
         for ky in range(3):
-            row = c * plane + ky * wp
+            row = c * plane + ky * rowlen
             for kx in range(3):
-                x0 = vload(xflat, row + in0 + kx)
-                x1 = vload(xflat, row + in1 + kx)
-                x2 = vload(xflat, row + in2 + kx)
+                x0 = vload(xflat, row + taps[kx] + in0)
+                x1 = vload(xflat, row + taps[kx] + in1)
+                x2 = vload(xflat, row + taps[kx] + in2)
                 t = c * 9 + ky * 3 + kx
                 b = vbroadcast(w9[k0, t])
                 s00, s01, s02 = vfma(b, x0, s00), vfma(b, x1, s01), vfma(b, x2, s02)
@@ -163,16 +189,19 @@ def _store3(yrow, outs, v0, v1, v2):
 
 
 @njit(cache=True, nogil=True)
-def _tiled3x3(x, w9, padding, xpad, y, four, epilogue, coef, relu, res, add_res):
-    """y = conv3x3(x, w), stride 1, one image at a time (module notes).
+def _tiled3x3(x, w9, padding, stride, xpad, y, four, epilogue, coef, relu, res, add_res):
+    """y = conv3x3(x, w) at stride 1 or 2, one image at a time (module notes).
 
-    x: (N, C, H, W) float32; w9: (K, C*9); xpad: (C, Hp, Wp) scratch, zero from its
-    allocation; y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4 and Wo of 8; four:
-    tiles of 4 position vectors (else 3)."""
+    x: (N, C, H, W) float32; w9: (K, C*9); xpad: (C, Hp, rowlen) scratch, zero from its
+    allocation (rowlen = Wp at stride 1, twice `_pack_split`'s half at stride 2);
+    y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4 and Wo of 8; four: tiles of 4
+    position vectors (else 3)."""
     n_img, c_in = x.shape[0], x.shape[1]
     k_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
-    wp = xpad.shape[2]
-    plane = xpad.shape[1] * wp
+    rowlen = xpad.shape[2]
+    plane = xpad.shape[1] * rowlen
+    half = rowlen // 2
+    taps = np.array([0, 1, 2]) if stride == 1 else np.array([0, half, 1])
     per_row = wo // LANES
     vectors = ho * per_row
     step = 4 if four else 3
@@ -180,19 +209,22 @@ def _tiled3x3(x, w9, padding, xpad, y, four, epilogue, coef, relu, res, add_res)
     ins = np.empty(step, np.intp)
     outs = np.empty(step, np.intp)
     for n in range(n_img):
-        _pack_image(x, n, padding, xpad)
+        if stride == 1:
+            _pack_image(x, n, padding, xpad)
+        else:
+            _pack_split(x, n, padding, half, xpad)
         yimg = y[n].reshape(k_out, ho * wo)
         for k0 in range(0, k_out, _BLOCK):
             for v0 in range(0, vectors, step):
                 for j in range(step):
                     v = min(v0 + j, vectors - 1)  # past the last: the last again
                     oy, ox = v // per_row, (v % per_row) * LANES
-                    ins[j] = oy * wp + ox
+                    ins[j] = stride * oy * rowlen + ox
                     outs[j] = oy * wo + ox
                 if four:
-                    _tile4x4(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs)
+                    _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
                 else:
-                    _tile4x3(xflat, w9, k0, c_in, plane, wp, ins, yimg, outs)
+                    _tile4x3(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
         if epilogue:  # each output plane is one contiguous row of Ho*Wo values
             resimg = res[n].reshape(k_out, ho * wo) if add_res else yimg  # (unread if not)
             for k in range(k_out):
@@ -200,27 +232,33 @@ def _tiled3x3(x, w9, padding, xpad, y, four, epilogue, coef, relu, res, add_res)
 
 
 def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,
-                            epilogue_args: tuple, vectors: int | None = None) -> None:
-    """Stride-1 3x3 convolution of x into y on the calling thread, register-tiled.
+                            epilogue_args: tuple, vectors: int | None = None,
+                            stride: int = 1) -> None:
+    """3x3 convolution of x into y at stride 1 or 2 on the calling thread, register-tiled.
 
     Args:
         x: (N, C, H, W) float32, C-contiguous.
         w: (K, C, 3, 3) float32.
         padding: zero padding on each side.
-        y: (N, K, H + 2*padding - 2, W + 2*padding - 2) float32, C-contiguous, written.
+        y: (N, K, Ho, Wo) float32, C-contiguous, written; Ho = (H + 2*padding - 3) //
+            stride + 1, Wo likewise.
         epilogue_args: `conv._epilogue_args(...)` for a 4-D output (or its no-op form).
         vectors: position vectors a tile, 4 or 3 (default: `VECTORS`, by the CPU).
+        stride: 1 or 2.
 
     Raises:
-        ValueError: a shape or dtype this kernel does not take (see `fits`).
+        ValueError: a shape, stride or dtype this kernel does not take (see `fits`).
     """
     n, c, h, wd = x.shape
     k = w.shape[0]
-    wo = wd + 2 * padding - 2
-    if w.shape[2:] != (3, 3) or not fits(k, wo, x.dtype) or w.dtype != np.float32:
-        raise ValueError(f"tiled3x3: needs float32, a 3x3 kernel, K and Wo multiples of "
-                         f"{_BLOCK} and {LANES}; got weight {w.shape} {w.dtype}, output "
-                         f"width {wo}, input {x.dtype}")
+    hp, wp = h + 2 * padding, wd + 2 * padding
+    wo = (wp - 3) // stride + 1
+    if (w.shape[2:] != (3, 3) or stride not in (1, 2) or not fits(k, wo, x.dtype)
+            or w.dtype != np.float32):
+        raise ValueError(f"tiled3x3: needs float32, a 3x3 kernel, stride 1 or 2, K and Wo "
+                         f"multiples of {_BLOCK} and {LANES}; got weight {w.shape} "
+                         f"{w.dtype}, stride {stride}, output width {wo}, input {x.dtype}")
     w9 = np.ascontiguousarray(w.reshape(k, c * 9))
-    xpad = np.zeros((c, h + 2 * padding, wd + 2 * padding), dtype=np.float32)
-    _tiled3x3(x, w9, padding, xpad, y, (vectors or VECTORS) == 4, *epilogue_args)
+    rowlen = wp if stride == 1 else 2 * (-(-wp // 2))  # stride 2: even half, odd half
+    xpad = np.zeros((c, hp, rowlen), dtype=np.float32)
+    _tiled3x3(x, w9, padding, stride, xpad, y, (vectors or VECTORS) == 4, *epilogue_args)
