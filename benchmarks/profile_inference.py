@@ -307,11 +307,12 @@ def render(result: dict) -> str:
                 f"({_ms(s['pytorch_forward_s'])} ms). Reaching 1.0 needs conv kernels "
                 f"{1 / bound:.2f}x faster than the best we have, on these layers as a whole.")
         else:
+            where = ("so what is left of the gap is in the path choices and the rest, not in "
+                     "the kernels" if s["ratio"] < 1 else "and ours is ahead in this profile")
             lines[-1] += (
                 f"Our convs at their fastest paths ({_ms(s['ours_best_convs_s'])} ms) fit in "
                 f"PyTorch's whole forward ({_ms(s['pytorch_forward_s'])} ms): with these "
-                f"kernels the ratio is bounded only at {bound:.2f}, so the gap is in the "
-                "path choices and the rest, not in the kernels.")
+                f"kernels the ratio is bounded only at {bound:.2f}, {where}.")
     return "\n".join(lines)
 
 

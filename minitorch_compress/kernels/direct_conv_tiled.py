@@ -1,7 +1,7 @@
 """Direct 3x3 convolution (stride 1 or 2), register-tiled: 4 output channels x 32 positions
 a tile, all 128 sums in vector registers from the first multiply to the last.
 
-Why a third direct kernel. On two cores ResNet-20's 16x16 and 8x8 convs ran at 104-123
+Why a third direct kernel. On two cores ResNet-20's 16x16 and 8x8 convs ran at 108-123
 GFLOP/s on every path we had (im2col + GEMM, and the two direct kernels), while PyTorch's
 oneDNN ran the same convs at 190-227 (`benchmarks/profile_inference.py`,
 results/benchmark.md). oneDNN's kernels keep a tile of sums in vector registers for the
