@@ -217,11 +217,14 @@ def bench_torch_in_child(repeats: int, threads: int, malloc_like_ours: bool) -> 
     return figures
 
 
-def torch_resnet20():
-    """The course's ResNet-20 in PyTorch (random weights; the same layer names and order),
-    for timing. Needs torch."""
+def torch_resnet20(threads: int):
+    """The course's ResNet-20 in PyTorch (random weights from seed 0; the same layer names
+    and order), for timing on `threads` threads. Needs torch."""
     import torch
     from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
 
     def conv_bn(cin, cout, k, stride, relu):
         layers = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout)]
@@ -254,9 +257,7 @@ def bench_torch(repeats: int, threads: int) -> dict | None:
         from torch import nn
     except ImportError:
         return None
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = torch_resnet20()
+    model = torch_resnet20(threads)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.875,
                                 weight_decay=1e-4)
     x = torch.randn(BATCH_TRAIN, 3, 32, 32)

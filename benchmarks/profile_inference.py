@@ -43,7 +43,7 @@ from collections import defaultdict
 
 # first: bench_resnet20 fixes the thread counts from --threads before numpy starts its pools
 from bench_resnet20 import median_time, torch_resnet20
-from sweep_inference import apply
+from sweep_inference import apply, check_counts, print_saved, timing_parser
 
 # isort: split
 import numpy as np
@@ -145,9 +145,7 @@ def profile_torch(batch: int, repeats: int, threads: int) -> dict | None:
         from torch import nn
     except ImportError:
         return None
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = torch_resnet20()
+    model = torch_resnet20(threads)
     # One training step first, as in `bench_resnet20.py`, whose PyTorch infers after its
     # training steps. It matters: glibc raises its mmap threshold once large blocks have been
     # freed, and until then every large activation is a fresh mmap whose pages fault in (a
@@ -317,30 +315,16 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", default=None, help="write the figures here")
-    parser.add_argument("--from-json", default=None, metavar="PATH",
-                        help="print the tables of a profile saved with --json (measures nothing)")
+    parser = timing_parser(__doc__.split("\n\n")[0], "profile")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
     parser.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.threads, args.batch, args.rounds, args.repeats) < 1:
-        parser.error("--threads, --batch, --rounds and --repeats must be at least 1")
+    check_counts(parser, args)
     if args.torch_child:  # internal: the PyTorch side, printed as one JSON line
         print(json.dumps(profile_torch(args.batch, args.repeats, args.threads)))
         return 0
     if args.from_json:
-        try:
-            with open(args.from_json) as f:
-                print(render(json.load(f)))
-        except (OSError, ValueError, KeyError) as error:
-            print(f"error: cannot read the profile {args.from_json}: {error}", file=sys.stderr)
-            return 2
-        return 0
+        return print_saved(args.from_json, render, "profile")
 
     import llvmlite.binding as llvm
 

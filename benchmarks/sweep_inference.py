@@ -140,26 +140,43 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def timing_parser(description: str, saved: str) -> argparse.ArgumentParser:
+    """The options this script and `profile_inference.py` share: --threads, --batch,
+    --rounds, --repeats, --json, and --from-json (print the tables of a saved `saved`)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", default=None, help="write the figures here")
     parser.add_argument("--from-json", default=None, metavar="PATH",
-                        help="print the table of a sweep saved with --json (measures nothing)")
-    args = parser.parse_args(argv)
+                        help=f"print the table of a {saved} saved with --json (measures nothing)")
+    return parser
+
+
+def check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with one usage line (status 2) unless every count is at least 1."""
     if min(args.threads, args.batch, args.rounds, args.repeats) < 1:
         parser.error("--threads, --batch, --rounds and --repeats must be at least 1")
+
+
+def print_saved(path: str, render: Callable[[dict], str], saved: str) -> int:
+    """Print render(the JSON at path); 0, or 2 with one line when it cannot be read."""
+    try:
+        with open(path) as f:
+            print(render(json.load(f)))
+    except (OSError, ValueError, KeyError) as error:
+        print(f"error: cannot read the {saved} {path}: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = timing_parser(__doc__.split("\n\n")[0], "sweep")
+    args = parser.parse_args(argv)
+    check_counts(parser, args)
     if args.from_json:
-        try:
-            with open(args.from_json) as f:
-                print(render(json.load(f)))
-        except (OSError, ValueError, KeyError) as error:
-            print(f"error: cannot read the sweep {args.from_json}: {error}", file=sys.stderr)
-            return 2
-        return 0
+        return print_saved(args.from_json, render, "sweep")
 
     import llvmlite.binding as llvm
 
