@@ -89,6 +89,24 @@ def test_lasso_and_threshold_and_speed_are_recorded_and_the_page_answers_each_cl
     assert len(c["sparsity_per_epoch"]) == len(c["history"])
 
 
+def test_the_page_compares_lasso_with_the_lab2_d_result_beside_it_now(smoke_run, tmp_path):
+    """(c) keeps a copy of Lab 2 (d)'s result from when it ran; after Lab 2 (d) is rerun,
+    the re-rendered page compares with the new result, not the copy."""
+    import shutil
+
+    from minitorch_compress.reports import lab4 as lab4_report
+
+    out, _ = smoke_run
+    folder = tmp_path / "results"
+    shutil.copytree(out, folder)
+    rerun = {"best_accuracy": 0.4321, "total_sparsity": 0.75, "history": [0.4, 0.4321],
+             "log": [{"sparsity": 0.5}, {"sparsity": 0.75}], "_meta": {"smoke": False}}
+    (folder / "lab2_d.json").write_text(json.dumps(rerun))
+    page = lab4_report.write_report(folder).read_text()
+    claim = next(line for line in page.splitlines() if line.startswith("| 1.4: "))
+    assert "reaches 75.0% at 0.4321" in claim
+
+
 def test_a_missing_group_lasso_model_is_one_clear_line(tmp_path, capsys, synthetic_cifar10_dir,
                                                         random_resnet20_weights):
     argv = ["--part", "b", "--data-dir", str(synthetic_cifar10_dir), "--weights",

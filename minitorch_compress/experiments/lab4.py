@@ -281,19 +281,25 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         print(f"  (c) lambda = {strength}: sparsity {before:.4f} -> {after:.4f} after the "
               f"threshold, accuracy {result['best_accuracy']:.4f} -> {accuracy:.4f}",
               flush=True)
-    iterative = None
-    for folder in (args.out_dir, RESULTS_DIR):
-        if (lab2_d := read_result(folder, "lab2_d")) is not None:
-            iterative = {"best_accuracy": lab2_d["best_accuracy"],
-                         "total_sparsity": lab2_d["total_sparsity"],
-                         "history": lab2_d["history"],
-                         "sparsity_per_epoch": [h.get("sparsity") for h in lab2_d["log"]],
-                         "source": f"{shown(folder / 'lab2_d.json')}"}
-            break
+    iterative = next((it for folder in (args.out_dir, RESULTS_DIR)
+                      if (it := iterative_pruning(folder)) is not None), None)
     return {"strengths": out, "threshold": SMALL_THRESHOLD, "iterative": iterative,
             "epochs": args.epochs, "train_images": len(data.y_train),
             "test_images": len(data.y_test),
             "wall_s_total": round(sum(v["wall_s"] for v in out.values()), 1)}
+
+
+def iterative_pruning(folder: Path) -> dict[str, Any] | None:
+    """Lab 2 (d)'s iterative pruning as (c) compares with it, from ``folder/lab2_d.json``:
+    {"best_accuracy", "total_sparsity", "history", "sparsity_per_epoch", "source"}, or None
+    when that file is absent. The report reads it again when it renders, so a later rerun
+    of Lab 2 (d) is what (c) is compared with."""
+    if (lab2_d := read_result(folder, "lab2_d")) is None:
+        return None
+    return {"best_accuracy": lab2_d["best_accuracy"], "total_sparsity": lab2_d["total_sparsity"],
+            "history": lab2_d["history"],
+            "sparsity_per_epoch": [h.get("sparsity") for h in lab2_d["log"]],
+            "source": f"{shown(folder / 'lab2_d.json')}"}
 
 
 def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:

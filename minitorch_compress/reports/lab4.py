@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from minitorch_compress import published as pub
+from minitorch_compress.experiments import lab4
 from minitorch_compress.experiments.common import read_result
 from minitorch_compress.experiments.lab4 import PARTS, SCRIPT, TITLES
 from minitorch_compress.models.resnet import BLOCKS_PER_STAGE, STAGE_CHANNELS
@@ -355,6 +356,9 @@ def write_report(out_dir: str | Path) -> Path | None:
     results = {p: r for p in PARTS if (r := read_result(out_dir, f"lab4_{p}")) is not None}
     if not results:
         return None
+    if "c" in results and (iterative := lab4.iterative_pruning(out_dir)) is not None:
+        # compare with the Lab 2 (d) result beside it now, not the copy (c) took when it ran
+        results["c"] = {**results["c"], "iterative": iterative}
     compression = read_result(out_dir, "compression")
     figures = (write_figures(out_dir, results) + write_trajectory_figure(out_dir, results)
                + write_lasso_figure(out_dir, results))
