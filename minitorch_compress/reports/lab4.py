@@ -357,8 +357,9 @@ def write_report(out_dir: str | Path) -> Path | None:
     if not results:
         return None
     if "c" in results and (iterative := lab4.iterative_pruning(out_dir)) is not None:
-        # compare with the Lab 2 (d) result beside it now, not the copy (c) took when it ran
-        results["c"] = {**results["c"], "iterative": iterative}
+        # compare with the Lab 2 (d) result beside it now, not the copy (c) took when it ran;
+        # named relative to the page (beside it), so the page does not depend on the folder
+        results["c"] = {**results["c"], "iterative": {**iterative, "source": "lab2_d.json"}}
     compression = read_result(out_dir, "compression")
     figures = (write_figures(out_dir, results) + write_trajectory_figure(out_dir, results)
                + write_lasso_figure(out_dir, results))
