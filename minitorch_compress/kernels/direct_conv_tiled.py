@@ -9,8 +9,8 @@ whole reduction and feed each multiply-add from a broadcast weight; numba could 
 that until `kernels/simd.py` gave it vector values.
 
 Layout. One image at a time is copied into zero-padded planes ``xpad[c]`` of ``Hp x Wp``
-(``Hp = H + 2*padding``, ``Wp = W + 2*padding``; the output is ``Ho x Wo`` with
-``Ho = Hp - 2``, ``Wo = Wp - 2``). A *position vector* is 8 neighbouring outputs of one
+(``Hp = H + 2*padding``, ``Wp = W + 2*padding``; at stride 1 the output is ``Ho x Wo``
+with ``Ho = Hp - 2``, ``Wo = Wp - 2``). A *position vector* is 8 neighbouring outputs of one
 output row, ``y[k, oy, ox : ox + 8]``; tap (ky, kx) of input channel c reads the 8
 neighbouring values ``xpad[c, oy + ky, ox + kx : ox + kx + 8]``, so every tap is one vector
 load. A tile is 4 output channels x V position vectors (the next V of the image, in row
