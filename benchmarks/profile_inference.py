@@ -43,7 +43,7 @@ from collections import defaultdict
 
 # first: bench_resnet20 fixes the thread counts from --threads before numpy starts its pools
 from bench_resnet20 import median_time, torch_resnet20
-from sweep_inference import apply, check_counts, print_saved, timing_parser
+from sweep_inference import apply, check_counts, print_and_save, print_saved, timing_parser
 
 # isort: split
 import numpy as np
@@ -170,10 +170,9 @@ def profile_torch(batch: int, repeats: int, threads: int) -> dict | None:
     def post(module, inputs, output):
         spent[id(module)].append(time.perf_counter() - started[id(module)])
 
-    for unit in units:
-        for module in (unit, unit[0]):
-            module.register_forward_pre_hook(pre)
-            module.register_forward_hook(post)
+    handles = [hook for unit in units for module in (unit, unit[0])
+               for hook in (module.register_forward_pre_hook(pre),
+                            module.register_forward_hook(post))]
 
     def infer() -> None:
         with torch.no_grad():
@@ -192,10 +191,8 @@ def profile_torch(batch: int, repeats: int, threads: int) -> dict | None:
                        "macs": macs(cin, cout, k, stride, size),
                        "unit_s": statistics.median(spent[id(unit)]),
                        "conv_s": statistics.median(spent[id(c)])})
-    for handle_owner in units:  # time the forward without the hooks' overhead
-        for module in (handle_owner, handle_owner[0]):
-            module._forward_pre_hooks.clear()
-            module._forward_hooks.clear()
+    for handle in handles:  # time the whole forward without the hooks' overhead
+        handle.remove()
     return {"version": torch.__version__, "layers": layers,
             "forward_s": median_time(infer, repeats, warmup=1)}
 
@@ -344,12 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         if result["pytorch"]:
             line += f", PyTorch {args.batch / result['pytorch'][-1]['forward_s']:.0f}"
         print(line + " img/s", flush=True)
-    print("\n" + render(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-    return 0
+    return print_and_save(result, render, args.json)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,16 @@ def print_saved(path: str, render: Callable[[dict], str], saved: str) -> int:
     return 0
 
 
+def print_and_save(result: dict, render: Callable[[dict], str], path: str | None) -> int:
+    """Print render(result) and, with a path (--json), write result there as JSON; 0."""
+    print("\n" + render(result))
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = timing_parser(__doc__.split("\n\n")[0], "sweep")
     args = parser.parse_args(argv)
@@ -183,12 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"cpu": llvm.get_host_cpu_name(), "threads": args.threads, "batch": args.batch,
               "rounds": args.rounds, "repeats": args.repeats,
               "img_per_s": sweep(args.batch, args.rounds, args.repeats)}
-    print("\n" + render(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-    return 0
+    return print_and_save(result, render, args.json)
 
 
 if __name__ == "__main__":
