@@ -43,10 +43,16 @@ from collections import defaultdict
 
 # first: bench_resnet20 fixes the thread counts from --threads before numpy starts its pools
 from bench_resnet20 import median_time, torch_resnet20
-from sweep_inference import apply, check_counts, print_and_save, print_saved, timing_parser
+from sweep_inference import (
+    apply,
+    check_counts,
+    print_and_save,
+    print_saved,
+    random_inference,
+    timing_parser,
+)
 
 # isort: split
-import numpy as np
 
 # path name -> kernel constants it overrides (`sweep_inference.apply`); each one is only
 # timed on the 3x3 stride-1 convs, the others have one path
@@ -74,19 +80,9 @@ def macs(cin: int, cout: int, k: int, stride: int, size: int) -> int:
 # ----------------------------------------------------------------------------- ours
 def profile_ours(batch: int, repeats: int) -> dict:
     """{"layers": [{key, macs, in_model_s, paths: {name: s}}], "forward_s": s} for one round."""
-    from minitorch_compress import Tensor, no_grad
     from minitorch_compress.kernels import conv
-    from minitorch_compress.models import resnet20
 
-    rng = np.random.default_rng(0)
-    model = resnet20(rng=rng)
-    model.eval()
-    x = Tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
-
-    def infer() -> None:
-        with no_grad():
-            model(x)
-
+    infer = random_inference(batch)
     original = conv.conv2d_affine_forward
     calls: list[tuple] = []  # each conv's arguments, from the first forward
     spent: list[list[float]] = []  # per conv, its times over the timed forwards

@@ -84,8 +84,9 @@ def images_per_second(infer: Callable[[], None], batch: int, repeats: int) -> fl
     return batch / median_time(infer, repeats, warmup=1)
 
 
-def sweep(batch: int, rounds: int, repeats: int) -> dict[str, list[float]]:
-    """{setting: [images/s per round]} for eval-mode inference of a random ResNet-20."""
+def random_inference(batch: int) -> Callable[[], None]:
+    """One eval-mode forward of a random ResNet-20 (seed 0) on `batch` random images, as a
+    call with no arguments: what the sweep and the profile time."""
     from minitorch_compress import Tensor, no_grad
     from minitorch_compress.models import resnet20
 
@@ -98,6 +99,12 @@ def sweep(batch: int, rounds: int, repeats: int) -> dict[str, list[float]]:
         with no_grad():
             model(x)
 
+    return infer
+
+
+def sweep(batch: int, rounds: int, repeats: int) -> dict[str, list[float]]:
+    """{setting: [images/s per round]} for eval-mode inference of a random ResNet-20."""
+    infer = random_inference(batch)
     names = list(SETTINGS)
     for name in names:  # untimed: every path compiled (or loaded from numba's cache) first
         restore = apply(SETTINGS[name])
