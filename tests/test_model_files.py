@@ -445,6 +445,28 @@ def test_the_entropy_bound_is_below_what_the_file_codes(saved):
     assert f"| {ideal:,} |" in row
 
 
+def test_a_file_that_lzma_beats_is_named_with_its_reason_and_nothing_else_is():
+    """The page names the files stdlib lzma beats, with the code stream's excess over its
+    entropy and the size an entropy coder would reach, computed from the entry."""
+    from minitorch_compress.reports.compression import lzma_beats_lines
+
+    def entry(file_bytes, lzma, codes, bound, saved):
+        return {"bytes": file_bytes, "stages": {"lzma_of_float32": lzma},
+                "parts": {"codes": codes}, "entropy": {"codes": bound},
+                "what_if": {"options": [{"option": "codes at their order-0 entropy",
+                                         "exact": True, "saved": saved}]}}
+
+    lines = lzma_beats_lines({"beaten": entry(53_728, 51_488, 10_681, 1_615, 9_066),
+                              "ahead": entry(54_741, 68_900, 19_306, 18_861, 445),
+                              "close": entry(50_000, 49_000, 2_000, 1_000, 500)})
+    text = " ".join(lines)
+    assert "`ahead`" not in text
+    assert "`beaten`: stdlib lzma on the float32 bytes (51,488 bytes)" in text
+    assert "10,681 bytes against an order-0 entropy of 1,615 (6.6x)" in text
+    assert "would be 44,662 bytes, below lzma's." in text
+    assert "would be 49,500 bytes, still above lzma's." in text
+
+
 def test_models_evaluates_a_committed_file_again_when_its_run_is_gone(tmp_path, capsys,
                                                                        synthetic_cifar10_dir):
     """On a fresh machine the runs are gone but the committed files are not: `models` checks
