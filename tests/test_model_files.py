@@ -467,6 +467,19 @@ def test_a_file_that_lzma_beats_is_named_with_its_reason_and_nothing_else_is():
     assert "would be 49,500 bytes, still above lzma's." in text
 
 
+def test_the_figure_keeps_a_broken_model_off_the_scale_of_the_usable_ones(tmp_path):
+    """A model far below the median is drawn on the axis floor (and the caption says so);
+    otherwise the axis spans every model. The figure is written either way."""
+    from minitorch_compress.reports.compression import off_scale, write_figure
+
+    usable = {f"lab3_d_{b}bit": {"bytes": 50_000 + b, "accuracy": 0.88 - b / 100}
+              for b in (2, 3, 4)}
+    broken = {**usable, "lab3_d_naive_2bit": {"bytes": 30_000, "accuracy": 0.24}}
+    assert off_scale(broken) and not off_scale(usable)
+    for name, models in (("broken", broken), ("usable", usable)):
+        assert write_figure(models, tmp_path / f"{name}.png").stat().st_size > 0
+
+
 def test_models_evaluates_a_committed_file_again_when_its_run_is_gone(tmp_path, capsys,
                                                                        synthetic_cifar10_dir):
     """On a fresh machine the runs are gone but the committed files are not: `models` checks

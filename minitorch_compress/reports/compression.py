@@ -19,32 +19,76 @@ def _kb(n: int) -> str:
     return f"{n / 1000:,.1f} KB"
 
 
+# Which lab a model comes from, by name prefix (first match), for the figure's colours.
+FAMILIES = (("lab2_", "pruned, float32 (Lab 2)"), ("lab3_c_", "quantized, dense (Lab 3 c)"),
+            ("lab3_", "pruned + quantized (Lab 3 d, e)"), ("lab4_", "L1 / group Lasso (Lab 4)"))
+# A model this far below the median accuracy is drawn on the axis floor with its value
+# written beside it, instead of stretching the axis until the usable models overlap.
+OUTLIER_DROP = 0.2
+
+
+def _outlier_cut(accuracies: list[float]) -> float:
+    """Below this accuracy a model is drawn on the figure's floor (`OUTLIER_DROP`)."""
+    import statistics
+
+    return statistics.median(accuracies) - OUTLIER_DROP if accuracies else 0.0
+
+
+def off_scale(models: dict[str, dict[str, Any]]) -> bool:
+    """Whether the figure draws some model on its floor."""
+    accuracies = [m["accuracy"] for m in models.values()]
+    return any(a < _outlier_cut(accuracies) for a in accuracies)
+
+
 def write_figure(models: dict[str, dict[str, Any]], path: Path) -> Path:
-    """Test accuracy (from each file) against file size, with the Pareto front."""
+    """Test accuracy (from each file) against file size, coloured by lab, with the Pareto
+    front; only the front's models are named (the tables name every one)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    points = sorted((m["bytes"], m["accuracy"], name) for name, m in models.items())
-    for size, accuracy, name in points:
-        ax.plot(size / 1000, accuracy, "o", color="C0")
-        ax.annotate(name, (size / 1000, accuracy), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    points = sorted((m["bytes"] / 1000, m["accuracy"], name) for name, m in models.items())
     front, best = [], -1.0
-    for size, accuracy, _ in points:  # smallest first: a point is on the front if it beats
-        if accuracy > best:          # every smaller file
-            front.append((size / 1000, accuracy))
+    for size, accuracy, name in points:  # smallest first: a point is on the front if it
+        if accuracy > best:              # beats every smaller file
+            front.append((size, accuracy, name))
             best = accuracy
+    accuracies = [a for _, a, _ in points]
+    cut = _outlier_cut(accuracies)
+    usable = [a for a in accuracies if a >= cut]
+    floor = min(usable) - 0.02 if len(usable) < len(accuracies) else None
+
+    def shown(accuracy: float) -> float:
+        return accuracy if floor is None or accuracy >= cut else floor + 0.002
+
+    for i, (prefix, label) in enumerate(FAMILIES):
+        mine = [(s, a) for s, a, n in points
+                if n.startswith(prefix) and not any(n.startswith(p) for p, _ in FAMILIES[:i])]
+        if mine:
+            ax.plot([s for s, _ in mine], [shown(a) for _, a in mine], "o", ms=5,
+                    color=f"C{i}", label=label, alpha=0.85)
     if len(front) > 1:
-        ax.step(*zip(*front, strict=True), where="post", color="C1", lw=1, label="Pareto front")
-        ax.legend(fontsize=8)
+        ax.step([s for s, _, _ in front], [shown(a) for _, a, _ in front], where="post",
+                color="0.35", lw=1, label="Pareto front")
+    for j, (size, accuracy, name) in enumerate(front):  # labels alternate sides: the
+        left = j % 2 == 1                                 # front's models are close in size
+        if shown(accuracy) != accuracy:
+            text, left = f"{name} ({accuracy:.4f}, off scale)", False
+        else:
+            text = name
+        ax.annotate(text, (size, shown(accuracy)), fontsize=7, ha="right" if left else "left",
+                    xytext=(-4, 4) if left else (4, -10 if shown(accuracy) == accuracy else 4),
+                    textcoords="offset points")
+    if floor is not None:
+        ax.set_ylim(bottom=floor)
     ax.set_xscale("log")
     ax.set_xlabel("file size (KB, log scale)")
     ax.set_ylabel("test accuracy, evaluated from the file")
     ax.set_title("Lab models as .mtc files: accuracy against size")
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     return save_figure(fig, path)
 
 
@@ -246,7 +290,11 @@ def render(result: dict[str, Any], figure: str | None) -> list[str]:
               "order, so logits agree to float rounding and a prediction can differ only on a "
               "near tie.)", ""]
     if figure:
-        L += [f"![accuracy against size]({figure})", ""]
+        L += [f"![accuracy against size]({figure})", "",
+              "(Colour: the lab a model comes from. Only the Pareto front's models are named; "
+              "the tables above name every one."
+              + (" A model far below the others is drawn on the axis floor, its accuracy "
+                 "beside its name." if off_scale(models) else "") + ")", ""]
     missing = result.get("missing") or []
     if missing:
         L += ["Not on disk when this page was made (their finetunes have to be rerun): "
