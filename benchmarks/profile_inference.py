@@ -52,8 +52,6 @@ from sweep_inference import (
     timing_parser,
 )
 
-# isort: split
-
 # path name -> kernel constants it overrides (`sweep_inference.apply`); each one is only
 # timed on the 3x3 stride-1 convs, the others have one path
 PATHS: dict[str, dict[tuple[str, str], object]] = {

@@ -40,6 +40,11 @@ def off_scale(models: dict[str, dict[str, Any]]) -> bool:
     return any(a < _outlier_cut(accuracies) for a in accuracies)
 
 
+def _family(name: str) -> int:
+    """The index in `FAMILIES` of the first prefix `name` starts with (-1: none)."""
+    return next((i for i, (prefix, _) in enumerate(FAMILIES) if name.startswith(prefix)), -1)
+
+
 def write_figure(models: dict[str, dict[str, Any]], path: Path) -> Path:
     """Test accuracy (from each file) against file size, coloured by lab, with the Pareto
     front; only the front's models are named (the tables name every one)."""
@@ -63,24 +68,22 @@ def write_figure(models: dict[str, dict[str, Any]], path: Path) -> Path:
     def shown(accuracy: float) -> float:
         return accuracy if floor is None or accuracy >= cut else floor + 0.002
 
-    for i, (prefix, label) in enumerate(FAMILIES):
-        mine = [(s, a) for s, a, n in points
-                if n.startswith(prefix) and not any(n.startswith(p) for p, _ in FAMILIES[:i])]
+    for i, (_, label) in enumerate(FAMILIES):
+        mine = [(s, a) for s, a, n in points if _family(n) == i]
         if mine:
             ax.plot([s for s, _ in mine], [shown(a) for _, a in mine], "o", ms=5,
                     color=f"C{i}", label=label, alpha=0.85)
     if len(front) > 1:
         ax.step([s for s, _, _ in front], [shown(a) for _, a, _ in front], where="post",
                 color="0.35", lw=1, label="Pareto front")
-    for j, (size, accuracy, name) in enumerate(front):  # labels alternate sides: the
-        left = j % 2 == 1                                 # front's models are close in size
-        if shown(accuracy) != accuracy:
-            text, left = f"{name} ({accuracy:.4f}, off scale)", False
-        else:
-            text = name
-        ax.annotate(text, (size, shown(accuracy)), fontsize=7, ha="right" if left else "left",
-                    xytext=(-4, 4) if left else (4, -10 if shown(accuracy) == accuracy else 4),
-                    textcoords="offset points")
+    for j, (size, accuracy, name) in enumerate(front):
+        y = shown(accuracy)
+        if y != accuracy:  # on the floor: its value beside its name, above the axis
+            text, left, dy = f"{name} ({accuracy:.4f}, off scale)", False, 4
+        else:  # labels alternate sides: the front's models are close in size
+            text, left, dy = name, j % 2 == 1, 4 if j % 2 == 1 else -10
+        ax.annotate(text, (size, y), fontsize=7, ha="right" if left else "left",
+                    xytext=(-4 if left else 4, dy), textcoords="offset points")
     if floor is not None:
         ax.set_ylim(bottom=floor)
     ax.set_xscale("log")
@@ -164,7 +167,7 @@ def entropy_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
 
 def lzma_beats_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
     """A sentence for each file that stdlib lzma on the float32 bytes beats, saying from the
-    measured streams why, and what the entropy-coded codes would make of it (all computed)."""
+    measured streams why, and the size with its codes at their entropy (all computed)."""
     L = []
     for name, m in rows.items():
         lzma = m["stages"]["lzma_of_float32"]
@@ -173,17 +176,14 @@ def lzma_beats_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
         sentence = (f"`{name}`: stdlib lzma on the float32 bytes ({lzma:,} bytes) is smaller "
                     f"than the file ({m['bytes']:,}).")
         codes, bound = m["parts"]["codes"], m.get("entropy", {}).get("codes")
-        saved = {o["option"]: o["saved"] for o in m.get("what_if", {}).get("options", [])}
-        codes_saved = next((s for o, s in saved.items() if o.startswith("codes at")), None)
         if bound and codes > bound:
+            smaller = m["bytes"] - (codes - bound)  # as "file at the entropy", codes only
             sentence += (f" Its codes take {codes:,} bytes against an order-0 entropy of "
                          f"{bound:,} ({codes / bound:.1f}x): Huffman spends a whole number of "
                          "bits, at least one, on every kept weight, where lzma's range coder "
-                         "spends a fraction of a bit on a likely symbol.")
-        if codes_saved:
-            smaller = m["bytes"] - codes_saved
-            sentence += (f" With the codes at their entropy (an arithmetic/ANS coder, below) "
-                         f"the file would be {smaller:,} bytes, "
+                         "spends a fraction of a bit on a likely symbol. With the codes at "
+                         f"their entropy (an arithmetic/ANS coder) the file would be "
+                         f"{smaller:,} bytes, "
                          + ("below lzma's." if smaller < lzma else "still above lzma's."))
         L += [sentence, ""]
     return L

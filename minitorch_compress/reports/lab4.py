@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from minitorch_compress import published as pub
-from minitorch_compress.experiments import lab4
 from minitorch_compress.experiments.common import read_result
-from minitorch_compress.experiments.lab4 import PARTS, SCRIPT, TITLES
+from minitorch_compress.experiments.lab4 import PARTS, SCRIPT, TITLES, iterative_pruning
 from minitorch_compress.models.resnet import BLOCKS_PER_STAGE, STAGE_CHANNELS
 from minitorch_compress.reports.format import (
     fmt,
@@ -356,7 +355,7 @@ def write_report(out_dir: str | Path) -> Path | None:
     results = {p: r for p in PARTS if (r := read_result(out_dir, f"lab4_{p}")) is not None}
     if not results:
         return None
-    if "c" in results and (iterative := lab4.iterative_pruning(out_dir)) is not None:
+    if "c" in results and (iterative := iterative_pruning(out_dir)) is not None:
         # compare with the Lab 2 (d) result beside it now, not the copy (c) took when it ran;
         # named relative to the page (beside it), so the page does not depend on the folder
         results["c"] = {**results["c"], "iterative": {**iterative, "source": "lab2_d.json"}}
