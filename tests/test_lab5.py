@@ -320,3 +320,41 @@ def test_part_b_and_c_end_to_end(tmp_path, synthetic_cifar10_dir, random_resnet2
     assert lab5_script.main([*argv, "--resume"]) == 0
     again = json.loads((out / "lab5_b.json").read_text())
     assert again["exits"] == result["exits"]
+
+
+def test_report_links_the_claims_table_when_it_exists(tmp_path):
+    from minitorch_compress.reports.summary import write_report
+
+    assert "claims.md" not in write_report(tmp_path).read_text()
+    claims.write_claims(tmp_path)
+    assert "[claims.md](claims.md)" in write_report(tmp_path).read_text()
+
+
+def test_a_smoke_run_never_replaces_the_full_result(tmp_path, synthetic_cifar10_dir,
+                                                    random_resnet20_weights, capsys):
+    (tmp_path / "lab5_b.json").write_text(json.dumps({"_meta": {"smoke": False}}))
+    argv = ["--part", "b", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+            str(random_resnet20_weights), "--epochs", "1", "--subset", "64", "--out-dir",
+            str(tmp_path), "--run-root", str(tmp_path / "runs"), "--no-progress"]
+    assert lab5_script.main(argv) == 2
+    assert "full-size result" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()  # refused before anything was written
+
+
+def test_the_lab5_page_renderer_imports_no_kernel_model_or_training_code():
+    import subprocess
+    import sys
+
+    probe = ("import sys, minitorch_compress.reports.lab5; print(sorted(m for m in sys.modules "
+             "if m.startswith(('numba', 'minitorch_compress.training', 'minitorch_compress."
+             "models', 'minitorch_compress.experiments', 'minitorch_compress.ops'))))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, cwd=REPO_ROOT).stdout.strip()
+    assert loaded == "[]"
+
+
+def test_a_handful_of_early_images_is_not_easy_data_identified_early():
+    few = _lab5_b(0.3, 0.01, 0.99)
+    few["operating_point"]["exit_fractions"] = [0.001] + [0] * 7 + [0.999]
+    text, verdict = report.claim_1_8(few)
+    assert verdict == "in part" and "not identifies easy data early" in text

@@ -243,16 +243,21 @@ def _answer(value: bool | None) -> str:
     return "not recorded here" if value is None else ("True" if value else "False")
 
 
+_ORDER = ("agrees", "in part", "disagrees", "not measured", "without the course's answer")
+
+
 def render(payload: dict[str, Any]) -> list[str]:
     """The markdown lines of ``claims.md``."""
     counts: dict[str, int] = {}
     for row in payload["claims"]:
-        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+        kind = row["verdict"] if row["answer"] is not None else "without the course's answer"
+        counts[kind] = counts.get(kind, 0) + 1
     L = ["# The course's true/false claims, measured", "",
          "Built by `python labs/lab5_claims.py --part c` from the result files in this "
          "folder (`claims.json` holds the same rows); nothing is re-run. A claim's verdict "
          "compares what our measurement says of its statement with the course's answer.", "",
-         "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
+         "Verdicts: " + ", ".join(f"{counts[v]} {v}" for v in _ORDER if v in counts) + ".",
+         "",
          "| claim | the course's answer | what we measured | where | verdict |",
          "|---|---|---|---|---|"]
     for row in payload["claims"]:
