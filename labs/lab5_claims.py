@@ -56,8 +56,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--speed-rounds", type=non_negative_int, default=0,
                    help="alternating timing rounds, full vs early-exit model, at batch 1 and "
                         "100 (default 0: speed not measured)")
-    p.add_argument("--resume", action="store_true",
-                   help="reuse the pooled block features cached under --run-root")
+    reuse = p.add_mutually_exclusive_group()
+    reuse.add_argument("--resume", action="store_true",
+                       help="reuse the pooled block features cached under --run-root")
+    reuse.add_argument("--overwrite", action="store_true",
+                       help="recompute and replace the cached features (what a run without "
+                            "--resume does; accepted as in the other labs)")
     p.add_argument("--out-dir", type=Path, default=LOCAL_RESULTS_DIR,
                    help="where JSON, pages, figures and models go (default: results/local/)")
     p.add_argument("--run-root", type=Path, default=RUNS_DIR,

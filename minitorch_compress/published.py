@@ -76,12 +76,17 @@ PARAPHRASED_CLAIMS: dict[str, str] = {
            "the loss is computed with their quantized values.",
 }
 
-#: Every course claim in order: number -> (text, the course's answer or None when not
-#: recorded here, where the text comes from).
-ALL_CLAIMS: dict[str, tuple[str, bool | None, str]] = {
-    key: ((COURSE_CLAIMS[key][0], COURSE_CLAIMS[key][1],
-           "issue #38" if key in ("1.8", "1.10") else "issues #17-#19")
-          if key in COURSE_CLAIMS else
-          (PARAPHRASED_CLAIMS[key], None, "paraphrase (issue #38; course wording not recorded)"))
-    for key in ("1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9", "1.10")
-}
+#: The course's true/false claims, in order.
+CLAIM_NUMBERS = ("1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9", "1.10")
+
+
+def _claim(key: str) -> tuple[str, bool | None, str]:
+    if key in COURSE_CLAIMS:
+        text, answer = COURSE_CLAIMS[key]
+        return text, answer, "issue #38" if key in ("1.8", "1.10") else "issues #17-#19"
+    return PARAPHRASED_CLAIMS[key], None, "our paraphrase of issue #38's summary"
+
+
+#: Every course claim: number -> (text, the course's answer or None when not recorded here,
+#: where the text comes from).
+ALL_CLAIMS: dict[str, tuple[str, bool | None, str]] = {key: _claim(key) for key in CLAIM_NUMBERS}

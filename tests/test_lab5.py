@@ -263,6 +263,12 @@ def test_every_lab4_sentence_maps_to_a_reading_of_the_claim():
     assert claims.lab4_holds("1.3", lab4.claim_1_3(
         {"models": {"q": {"bits": 4, "ratio": 20.0, "stages": stages}}})) is False
     assert claims.lab4_holds("1.2", lab4.claim_1_2({})) is None
+    alone = {"c": {**c(0.85, 0.865)["c"], "iterative": None}}  # Lab 2 (d) absent
+    assert claims.lab4_holds("1.4", lab4.claim_1_4(alone)) is None
+    unstructured_absent = d(110.0, 150.0)
+    del unstructured_absent["d"]["models"]["unstructured_80_dense_path"]
+    del unstructured_absent["d"]["models"]["unstructured_80_sparse_path"]
+    assert claims.lab4_holds("1.6", lab4.claim_1_6(unstructured_absent)) is None
     with pytest.raises(ValueError, match="no known verdict"):
         claims.lab4_holds("1.2", "a sentence in other words")
 

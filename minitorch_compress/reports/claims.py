@@ -142,13 +142,18 @@ LAB4_PHRASES: dict[str, list[tuple[str, Holds]]] = {
 }
 
 
+#: Lab 4's sentences that measure one side only (the other lab's result is absent)
+LAB4_ONE_SIDED = ("is not in the results to compare with", "was not there to compare with")
+
+
 def lab4_holds(key: str, sentence: str) -> Holds:
-    """Whether Lab 4's sentence on claim `key` finds the statement true (see LAB4_PHRASES).
+    """Whether Lab 4's sentence on claim `key` finds the statement true (see LAB4_PHRASES);
+    None when it is not measured, or only one side of the comparison is.
 
     Raises:
         ValueError: a sentence none of the phrases matches (Lab 4's wording changed).
     """
-    if sentence.startswith("_Not measured yet"):
+    if sentence.startswith("_Not measured yet") or any(p in sentence for p in LAB4_ONE_SIDED):
         return None
     for phrase, holds in LAB4_PHRASES[key]:
         if phrase in sentence:
@@ -261,7 +266,7 @@ def render(payload: dict[str, Any]) -> list[str]:
          "| claim | the course's answer | what we measured | where | verdict |",
          "|---|---|---|---|---|"]
     for row in payload["claims"]:
-        source = "" if row["text_source"].startswith("issue") else f" _({row['text_source']})_"
+        source = "" if row["answer"] is not None else " _(our paraphrase)_"
         L.append(f"| {row['claim']}: {row['text']}{source} | {_answer(row['answer'])} | "
                  f"{row['measured']} | {row['where']} | **{row['verdict']}** |")
     missing = [name for name, present in payload["inputs"].items() if not present]
