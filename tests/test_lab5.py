@@ -225,6 +225,17 @@ def test_the_claims_table_covers_all_ten_and_1_10_waits_for_its_result_file(tmp_
     assert rows["1.10"]["verdict"] == "agrees"
 
 
+def test_a_claims_table_built_from_smoke_results_says_so(tmp_path):
+    (tmp_path / "lab5_b.json").write_text(json.dumps(
+        {**_lab5_b(0.3, 0.01, 0.99), "_meta": {"smoke": True}}))
+    payload = claims.write_claims(tmp_path)
+    assert payload["smoke_inputs"] == ["lab5_b"]
+    assert "Built from smoke results** (`lab5_b.json`)" in (tmp_path / "claims.md").read_text()
+    (tmp_path / "lab5_b.json").write_text(json.dumps(_lab5_b(0.3, 0.01, 0.99)))
+    claims.write_claims(tmp_path)
+    assert "smoke" not in (tmp_path / "claims.md").read_text()
+
+
 def test_claims_without_their_result_files_are_not_measured(tmp_path):
     rows = claims.claims_payload(tmp_path)["claims"]
     assert {row["verdict"] for row in rows if row["claim"] != "1.9"} == {"not measured"}

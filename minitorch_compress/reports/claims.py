@@ -240,8 +240,12 @@ def claims_payload(out_dir: str | Path) -> dict[str, Any]:
                      "verdict": verdict(answer, holds)})
     inputs = ["lab1", "lab3_c", "lab3_d", "lab4_a", "lab4_b", "lab4_c", "lab4_d", "lab2_d",
               "compression", "lab5_a", "lab5_b"]
+    documents = {name: _read(out_dir, name) for name in inputs}
     return {"claims": rows,
-            "inputs": {name: (out_dir / f"{name}.json").is_file() for name in inputs}}
+            "inputs": {name: document is not None for name, document in documents.items()},
+            "smoke_inputs": [name for name, document in documents.items()
+                             if document is not None
+                             and document.get("_meta", {}).get("smoke")]}
 
 
 def _answer(value: bool | None) -> str:
@@ -262,17 +266,22 @@ def render(payload: dict[str, Any]) -> list[str]:
          "folder (`claims.json` holds the same rows); nothing is re-run. A claim's verdict "
          "compares what our measurement says of its statement with the course's answer.", "",
          "Verdicts: " + ", ".join(f"{counts[v]} {v}" for v in _ORDER if v in counts) + ".",
-         "",
-         "| claim | the course's answer | what we measured | where | verdict |",
-         "|---|---|---|---|---|"]
+         ""]
+    if payload.get("smoke_inputs"):
+        L += ["> **Built from smoke results** (" + ", ".join(
+            f"`{name}.json`" for name in payload["smoke_inputs"]) + "): fewer epochs or "
+            "images, to check that the code runs; their verdicts mean nothing.", ""]
+    L += ["| claim | the course's answer | what we measured | where | verdict |",
+          "|---|---|---|---|---|"]
     for row in payload["claims"]:
         source = "" if row["answer"] is not None else " _(our paraphrase)_"
         L.append(f"| {row['claim']}: {row['text']}{source} | {_answer(row['answer'])} | "
                  f"{row['measured']} | {row['where']} | **{row['verdict']}** |")
     missing = [name for name, present in payload["inputs"].items() if not present]
-    L += ["", "Claims 1.1, 1.5, 1.7 and 1.9 are paraphrased: the course's wording and answer "
-          "are not recorded in this repository (`published.PARAPHRASED_CLAIMS`), so their "
-          "verdict only says whether our measurement supports the paraphrase.", ""]
+    paraphrased = [row["claim"] for row in payload["claims"] if row["answer"] is None]
+    L += ["", f"Claims {', '.join(paraphrased)} are our paraphrases: the course's wording and "
+          "answer are not recorded in this repository (`published.PARAPHRASED_CLAIMS`), so "
+          "their verdict only says whether our measurement supports the paraphrase.", ""]
     if missing:
         L += ["Result files not present: " + ", ".join(f"`{m}.json`" for m in missing) + ".",
               ""]

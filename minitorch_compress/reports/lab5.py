@@ -194,9 +194,9 @@ def page(result: dict[str, Any]) -> list[str]:
           _moonshot(result), "",
           "## How it was measured", "",
           f"* **Classifiers.** {protocol['classifiers']}; each is a global average pool and "
-          "a linear layer, like the network's head. They were trained on "
-          f"{result['train_images']:,} training images with the backbone frozen (SDN's "
-          f"protocol): {protocol['features']}. Recipe: {recipe['epochs']} epochs, batch "
+          "a linear layer, like the network's head. As in Shallow-Deep Networks they were "
+          f"trained on {protocol['features']}, of {result['train_images']:,} training "
+          f"images. Recipe: {recipe['epochs']} epochs, batch "
           f"{recipe['batch']}, SGD lr {recipe['lr']:g} ({recipe['schedule']}), momentum "
           f"{recipe['momentum']:g}, weight decay {recipe['weight_decay']:g}, seed "
           f"{recipe['seed']}; the loss is the sum of the eight cross-entropies. They are "
