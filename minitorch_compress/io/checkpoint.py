@@ -28,6 +28,7 @@ from typing import IO, Any
 import numpy as np
 
 from minitorch_compress.errors import CheckpointError
+from minitorch_compress.io.limits import check_zip_sizes, regular_file_size
 
 
 class NonFiniteError(CheckpointError):
@@ -194,8 +195,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
             need pickle to load.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    regular_file_size(path, "checkpoint")
     _check_declared_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -225,6 +225,7 @@ def _check_declared_sizes(path: Path) -> None:
     size checked against the member's real (uncompressed) size in the zip directory."""
     try:
         with zipfile.ZipFile(path) as zf:
+            check_zip_sizes(zf, path)
             for info in zf.infolist():
                 if not info.filename.endswith(".npy"):
                     continue

@@ -44,6 +44,7 @@ import numpy as np
 
 from minitorch_compress.errors import CheckpointError, MinitorchError, UnsafeCheckpointError
 from minitorch_compress.io.checkpoint import atomic_write, write_npz
+from minitorch_compress.io.limits import check_zip_sizes, read_model_file
 
 __all__ = ["load_torch_state_dict", "convert_checkpoint", "main"]
 
@@ -308,6 +309,7 @@ def _decode_storage(
 def _load_zip(path: Path, raw: bytes) -> tuple[Any, dict[str, _Storage]]:
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            check_zip_sizes(zf, path)
             names = zf.namelist()
             pickles = sorted((n for n in names if n.endswith("data.pkl")), key=len)
             if not pickles:
@@ -478,12 +480,7 @@ def load_torch_state_dict(
         UnsafeCheckpointError: If the pickle asks for anything besides tensors and storages.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {_one_line(exc)}") from exc
+    raw = read_model_file(path, "checkpoint")
     if raw.startswith(b"PK\x03\x04") or raw.startswith(b"PK\x05\x06"):
         obj, _ = _load_zip(path, raw)
     else:

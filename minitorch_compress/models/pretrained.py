@@ -26,6 +26,7 @@ from minitorch_compress.io.checkpoint import (
     require_finite,
     write_npz,
 )
+from minitorch_compress.io.limits import regular_file_size
 from minitorch_compress.io.mtc import MAX_MID_CHANNELS
 from minitorch_compress.io.torch_checkpoint import load_torch_state_dict
 from minitorch_compress.models.resnet import ResNet20
@@ -53,8 +54,9 @@ def find_pretrained_checkpoint(weights: str | os.PathLike[str] | None = None) ->
     """
     if weights is not None:
         path = Path(weights)
-        if not path.is_file():
+        if not path.exists():
             raise CheckpointError(f"weights file {path} does not exist; check the --weights path")
+        regular_file_size(path, "weights file")  # refuses a folder, device, FIFO, huge file
         return path
     places = candidate_checkpoints()
     for path in places:
