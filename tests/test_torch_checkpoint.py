@@ -572,7 +572,7 @@ def test_cli(tmp_path, capsys):
     lines: list[str] = []
     assert main([str(pt), str(tmp_path / "m.npz")], print_fn=lines.append) == 0
     assert lines == [f"wrote {tmp_path / 'm.npz'}: 6 tensors, {1 + 108 + 12 + 4 + 6:,} values"]
-    assert main([str(tmp_path / "missing.pt"), str(tmp_path / "x.npz")]) == 1
+    assert main([str(tmp_path / "missing.pt"), str(tmp_path / "x.npz")]) == 2
     assert capsys.readouterr().err.startswith("error: checkpoint not found")
     assert main(["only-one-arg"], print_fn=lines.append) == 2
 
@@ -629,3 +629,11 @@ def test_real_pretrained_checkpoint(tmp_path):
     with np.load(tmp_path / "resnet20.npz", allow_pickle=False) as npz:
         for name in converted:
             np.testing.assert_array_equal(npz[name], state[name])
+
+
+def test_converter_refuses_a_nan_checkpoint_and_writes_nothing(tmp_path, capsys):
+    state = OrderedDict([("w", tensor("0", np.array([1.0, np.nan], np.float32)))])
+    pt = write_zip_pt(tmp_path / "nan.pt", state)
+    assert main([str(pt), str(tmp_path / "out.npz")]) == 2
+    assert "nan" in capsys.readouterr().err.lower()
+    assert not (tmp_path / "out.npz").exists()

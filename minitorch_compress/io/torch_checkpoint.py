@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from minitorch_compress.errors import CheckpointError, MinitorchError, UnsafeCheckpointError
-from minitorch_compress.io.checkpoint import atomic_write, write_npz
+from minitorch_compress.io.checkpoint import atomic_write, require_finite, write_npz
 from minitorch_compress.io.limits import check_zip_sizes, read_model_file
 
 __all__ = ["load_torch_state_dict", "convert_checkpoint", "main"]
@@ -513,6 +513,7 @@ def convert_checkpoint(
         CheckpointError: See ``load_torch_state_dict``.
     """
     state = load_torch_state_dict(pt_path)
+    require_finite(state, f"{pt_path} (nothing written)")
     atomic_write(npz_path, lambda f: write_npz(f, state))
     return state
 
@@ -525,7 +526,8 @@ def main(argv: list[str] | None = None, print_fn: Callable[[str], Any] = print) 
         print_fn: Where the summary line goes (tests pass a collector).
 
     Returns:
-        The process exit code: 0 on success, 1 on a checkpoint error, 2 on bad usage.
+        The process exit code: 0 on success, 2 on bad usage or a checkpoint that cannot be
+        converted (unreadable, hostile, or holding a NaN or inf).
     """
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] in ("-h", "--help"):
@@ -535,7 +537,7 @@ def main(argv: list[str] | None = None, print_fn: Callable[[str], Any] = print) 
         state = convert_checkpoint(args[0], args[1])
     except MinitorchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     values = sum(a.size for a in state.values())
     print_fn(f"wrote {args[1]}: {len(state)} tensors, {values:,} values")
     return 0

@@ -120,8 +120,23 @@ def validated(state: dict[str, np.ndarray], source: Path) -> dict[str, np.ndarra
                                      ("shape mismatch", mismatched)) if items]
     if problems:
         raise CheckpointError(f"{source} does not fit ResNet-20: " + " | ".join(problems))
-    require_finite(state, f"weights file {source}")
+    require_model_values(state, f"weights file {source}")
     return state
+
+
+def require_model_values(state: dict[str, np.ndarray], what: str) -> None:
+    """Refuse values no trained ResNet-20 holds: a NaN or inf anywhere, or a negative batch-norm
+    running variance (eval mode would take the square root of a negative number plus eps and
+    silently predict one class).
+
+    Raises:
+        CheckpointError: naming the first offending tensor.
+    """
+    require_finite(state, what)
+    for name, value in state.items():
+        if name.endswith("running_var") and np.any(np.asarray(value) < 0):
+            raise CheckpointError(f"{what}: {name} has a negative running variance "
+                                  f"({float(np.min(value)):.3g}); the file is corrupt")
 
 
 def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict[str, np.ndarray]:
@@ -163,7 +178,7 @@ def load_pretrained(weights: str | os.PathLike[str] | None = None) -> ResNet20:
 
         path = find_pretrained_checkpoint(weights)
         model = mtc.load_model(path)
-        require_finite(model.state_dict(), f"weights file {path}")
+        require_model_values(model.state_dict(), f"weights file {path}")
         return model
     state = pretrained_state_dict(weights)
     model = ResNet20(mid_channels=mid_channels_of(state))  # a Lab 4 run's smaller model too

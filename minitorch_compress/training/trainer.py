@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from minitorch_compress import ops
 from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.data.loader import iterate_batches
-from minitorch_compress.errors import MinitorchError
+from minitorch_compress.errors import CheckpointError, MinitorchError
 from minitorch_compress.io.checkpoint import (
     NonFiniteError,
     atomic_write,
@@ -166,6 +166,28 @@ def _call_hooks(hooks: Sequence[Any], name: str, *args: Any) -> None:
             method(*args)
 
 
+def _checked_progress(meta: dict[str, Any], epochs: int,
+                      path: Path) -> tuple[int, list[Any], float]:
+    """(completed epochs, history, best accuracy) of a checkpoint's metadata, checked to be a
+    run of this recipe: 0 <= epoch <= epochs, one history entry per completed epoch and an
+    accuracy in [0, 1]. A tampered file would otherwise train "epoch -4/4".
+
+    Raises:
+        CheckpointError: naming the field that is out of range or of the wrong type.
+    """
+    epoch, history, best = meta.get("epoch"), meta.get("history"), meta.get("best_accuracy")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= epochs:
+        raise CheckpointError(f"{path}: its epoch {epoch!r} is not a whole number from 0 to "
+                              f"{epochs}; the file is corrupt (start afresh with --overwrite)")
+    if not isinstance(history, list) or len(history) != epoch:
+        raise CheckpointError(f"{path}: its history does not hold one entry per completed "
+                              "epoch; the file is corrupt (start afresh with --overwrite)")
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or not 0 <= best <= 1:
+        raise CheckpointError(f"{path}: its best accuracy {best!r} is not in [0, 1]; the file "
+                              "is corrupt (start afresh with --overwrite)")
+    return epoch, list(history), float(best)
+
+
 class Trainer:
     """Finetunes `model` on (train_images, train_labels), testing after every epoch.
 
@@ -285,9 +307,8 @@ class Trainer:
         for i, hook in enumerate(self.hooks):
             if hasattr(hook, "load_state_dict"):
                 hook.load_state_dict(hook_state(arrays, hook, i))
-        self.epoch = int(meta["epoch"])
-        self.history = list(meta["history"])
-        self.best_accuracy = float(meta["best_accuracy"])
+        self.epoch, self.history, self.best_accuracy = _checked_progress(
+            meta, self.config.epochs, path)
         self.rng = generator_from_state(meta["rng"])
         best_path = self.run_dir / "best.npz"
         if best_path.exists():
