@@ -117,3 +117,48 @@ def test_evaluate_weights_device_is_one_line(capsys):
     assert main(["evaluate", "--weights", "/dev/zero"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a regular file" in err
+
+
+def test_disk_full_during_a_write_is_one_line_and_leaves_nothing(tmp_path):
+    import errno
+
+    from minitorch_compress.io.checkpoint import FileWriteError, atomic_write
+
+    def full(f):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    (tmp_path / "m.npz").write_bytes(b"old")
+    with pytest.raises(FileWriteError, match="No space left on device"):
+        atomic_write(tmp_path / "m.npz", full)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+    assert (tmp_path / "m.npz").read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("length", [250, 300])
+def test_long_file_names(tmp_path, length):
+    from minitorch_compress.io.checkpoint import FileWriteError, atomic_write
+
+    path = tmp_path / ("n" * (length - 4) + ".npz")
+    if length > 255:
+        with pytest.raises(FileWriteError, match="File name too long"):
+            atomic_write(path, lambda f: f.write(b"x"))
+    else:  # a legal name works, though the temporary file's name would be too long
+        atomic_write(path, lambda f: f.write(b"x"))
+        assert path.read_bytes() == b"x"
+
+
+def test_deeply_nested_metadata_is_one_line(tmp_path):
+    from minitorch_compress.io.checkpoint import META_KEY
+
+    path = tmp_path / "deep.npz"
+    with open(path, "wb") as f:
+        write_npz_plain(f, {META_KEY: np.array("[" * 100_000 + "]" * 100_000)})
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(path)
+
+
+def write_npz_plain(f, arrays):
+    from minitorch_compress.io.checkpoint import write_npz
+
+    write_npz(f, arrays)
