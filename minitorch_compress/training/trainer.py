@@ -46,6 +46,12 @@ from minitorch_compress.io.checkpoint import (
 )
 from minitorch_compress.nn.module import Module
 from minitorch_compress.optim.sgd import SGD
+from minitorch_compress.training.run_folder import (
+    RunLock,
+    discard_replaced_run,
+    recover_replaced_run,
+    set_aside_run,
+)
 from minitorch_compress.training.evaluate import evaluate
 
 
@@ -268,6 +274,7 @@ class Trainer:
             "data": self._data_signature(),
         }
         save_checkpoint(self.run_dir / "last.npz", self._checkpoint_arrays(), meta)
+        discard_replaced_run(self.run_dir)  # this run has a checkpoint now
 
     def _data_signature(self) -> dict[str, int]:
         """Sizes of the data a run trains and tests on: resuming on other data is refused."""
@@ -368,7 +375,8 @@ class Trainer:
         Args:
             resume: continue the run in `run_dir` after its last completed epoch (a fresh
                 run if there is none).
-            overwrite: start afresh even if `run_dir` holds a run, replacing its files.
+            overwrite: start afresh even if `run_dir` holds a run, replacing its files once
+                the new run has its first checkpoint (training/run_folder.py).
 
         Returns:
             The per-epoch history: dicts with epoch, train_loss, train_accuracy, test_accuracy,
@@ -376,21 +384,37 @@ class Trainer:
 
         Raises:
             RunExistsError: a fresh run (neither flag) in a folder that holds one.
+            RunLockedError: another process is training in `run_dir`.
             TrainingDivergedError: the loss or the state became non-finite.
         """
-        if self.run_dir is not None and self.run_dir.is_dir():
+        if self.run_dir is None:
+            return self._train_epochs()
+        with RunLock(self.run_dir):  # one process per run folder
+            recover_replaced_run(self.run_dir, RUN_FILES)
             remove_stale_temporaries(self.run_dir)
-        if resume and self._resume():
-            self._write_log()
-            print(f"resumed {self.run_dir} after epoch {self.epoch}/{self.config.epochs}")
-        elif self.run_dir is not None:
-            if not overwrite:
-                refuse_existing_run(self.run_dir)
-            # a fresh run: nothing of an earlier run in this folder may survive (a stale
-            # best.npz could otherwise be mistaken for this run's best model)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            for stale in RUN_FILES:
-                (self.run_dir / stale).unlink(missing_ok=True)
+            if resume and self._resume():
+                self._write_log()
+                print(f"resumed {self.run_dir} after epoch {self.epoch}/{self.config.epochs}")
+            else:
+                if resume and not overwrite and (self.run_dir / "best.npz").exists():
+                    raise RunExistsError(
+                        f"{self.run_dir} holds a best.npz but no last.npz to continue from; "
+                        "--overwrite starts the run afresh (the old files are kept until "
+                        "the new run's first checkpoint)")
+                if not overwrite:
+                    refuse_existing_run(self.run_dir)
+                # a fresh run: nothing of an earlier run may be mistaken for this one's (a
+                # stale best.npz), yet the earlier run is only set aside until this one has
+                # a checkpoint (see training/run_folder.py)
+                set_aside_run(self.run_dir, RUN_FILES)
+            try:
+                return self._train_epochs()
+            except BaseException:
+                recover_replaced_run(self.run_dir, RUN_FILES)  # only if nothing was saved
+                raise
+
+    def _train_epochs(self) -> list[dict[str, Any]]:
+        """The epochs still to run, checkpointing after each (see `fit`)."""
         while self.epoch < self.config.epochs:
             epoch = self.epoch
             epoch_start = time.perf_counter()
