@@ -46,13 +46,13 @@ from minitorch_compress.io.checkpoint import (
 )
 from minitorch_compress.nn.module import Module
 from minitorch_compress.optim.sgd import SGD
+from minitorch_compress.training.evaluate import evaluate
 from minitorch_compress.training.run_folder import (
     RunLock,
     discard_replaced_run,
     recover_replaced_run,
     set_aside_run,
 )
-from minitorch_compress.training.evaluate import evaluate
 
 
 class TrainingDivergedError(MinitorchError):
