@@ -50,3 +50,18 @@ def test_tampered_progress_in_last_checkpoint_is_refused(tiny_cifar, tmp_path, f
     with pytest.raises(CheckpointError, match=field.replace("_", " ").split()[0]):
         Trainer(resnet20(), train, test, config, run_dir=tmp_path, progress=False).fit(
             resume=True)
+
+
+def test_a_channel_pruned_export_reads_back(tmp_path):
+    from minitorch_compress.io.torch_export import write_torch_state_dict
+    from minitorch_compress.models.resnet import ResNet20
+
+    widths = (10, 12, 11, 31, 29, 27, 64, 64, 49)
+    model = ResNet20(mid_channels=widths)
+    path = tmp_path / "pruned.pt"
+    write_torch_state_dict(path, model.state_dict())
+    loaded = load_pretrained(path)
+    assert tuple(b.conv1[0].conv.weight.shape[0] for b in loaded.body_op) == widths
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(),
+                                 strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)

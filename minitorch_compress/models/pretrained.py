@@ -161,7 +161,10 @@ def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict
     if cached.is_file():
         arrays, _ = load_checkpoint(cached)
         return validated(arrays, path)
-    state = validated(load_torch_state_dict(path, expected_shapes=expected_shapes()), path)
+    # read first, then check the shapes against the widths the file holds (a channel-pruned
+    # export is a ResNet-20 too); the reader's size bound keeps a hostile file from costing
+    # more than a model's memory before that check
+    state = validated(load_torch_state_dict(path), path)
     print(f"converting {path} -> {shown(cached)} (once)")
     try:
         atomic_write(cached, lambda f: write_npz(f, state))
