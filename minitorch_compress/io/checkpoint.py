@@ -270,7 +270,8 @@ def _check_declared_sizes(path: Path) -> None:
 
 
 # np.load and zipfile raise a zoo of types for broken files; each becomes one clear line
-_BROKEN_FILE_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError)
+_BROKEN_FILE_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError,
+                       NotImplementedError)  # NotImplementedError: unknown compression
 
 
 def _unreadable(path: Path, exc: BaseException) -> CheckpointError:

@@ -332,7 +332,8 @@ def _load_zip(path: Path, raw: bytes) -> tuple[Any, dict[str, _Storage]]:
                 storage.data = _decode_storage(zf.read(member), storage, byteorder, path, member)
     except MinitorchError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            NotImplementedError) as exc:  # NotImplementedError: an unknown compression method
         # zipfile reports truncation and CRC mismatches with assorted types and messages.
         raise CheckpointError(
             f"{path} is a damaged zip archive (truncated or corrupt): {_one_line(exc)}"
