@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from minitorch_compress.kernels.conv import _pad_chunk
+from minitorch_compress.kernels import dispatch
+from minitorch_compress.kernels.common import pad_chunk
 from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rules import conv2d_output_size
 
@@ -248,7 +249,8 @@ def sparse_conv2d_forward(x: np.ndarray, sw: SparseWeights, stride: int = 1, pad
     y = np.empty((n, k, ho, wo), dtype=dtype)
     res = y if residual is None else np.ascontiguousarray(residual, dtype=dtype)
     values = sw.values.astype(dtype, copy=False)
-    if batched and stride == 1:  # pads into its own layout, block by block
+    if batched and dispatch.sparse_forward_kernel(stride) == dispatch.SPARSE_BATCHED:
+        # pads into its own layout, block by block
         nb_max = max(1, min(n, BATCHED_TILE_FLOATS // (ho * wp)))
         parts = split_range(n)
         run_parallel([(_sparse_conv_batched,
@@ -261,7 +263,7 @@ def sparse_conv2d_forward(x: np.ndarray, sw: SparseWeights, stride: int = 1, pad
     xp_flat = np.zeros(n * c * hp * wp + kw, dtype=dtype)  # + kw: see _sparse_conv_images
     xp = xp_flat[:n * c * hp * wp].reshape(n, c, hp, wp)
     if padding:
-        _pad_chunk(x, 0, padding, xp)
+        pad_chunk(x, 0, padding, xp)
     else:
         xp[:] = x
     parts = split_range(n)
