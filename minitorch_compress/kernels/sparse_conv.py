@@ -10,17 +10,15 @@ non-zero adds a shifted window of one zero-padded input plane to the whole outpu
 
 so a weight that is zero costs nothing, no im2col buffer is ever written, and one weight
 load serves Ho * Wo multiply-adds on an output tile that stays in L1 (the register/cache
-blocking). The layout stays NCHW, so no layer pays for a transpose (a first version with the
-batch innermost spent 85 % of its time converting layouts; benchmarks/bench_sparse.py).
-Batch norm, the residual add and ReLU run on the finished tile (the same epilogue as the
+blocking). The layout stays NCHW, so no layer pays for a transpose. Batch norm, the residual add and ReLU run on the finished tile (the same epilogue as the
 dense inference path). Images are shared out between the kernel threads.
 
-For stride 1 the default kernel puts the batch inside the tile (`_sparse_conv_batched`): a
-block of images is padded into the layout (C, Hp, nb, Wp), where one non-zero's window over
-all output rows of all nb images is a single contiguous run, and four non-zeros share each
-pass over the tile. On 8x8 planes the per-image runs were only 80 floats long, so loop
-set-up and index loads cost as much as the multiply-adds; the long runs removed that and
-halved the time at every shape (benchmarks/bench_sparse.py measures both kernels).
+For stride 1 the kernel puts the batch inside the tile (`_sparse_conv_batched`, see
+`kernels/dispatch.py`): a block of images is padded into the layout (C, Hp, nb, Wp), where
+one non-zero's window over all output rows of all nb images is a single contiguous run, and
+four non-zeros share each pass over the tile. Per image, the runs on 8x8 planes are only 80
+floats long, so loop set-up and index loads would cost as much as the multiply-adds; other
+strides run one image at a time (`_sparse_conv_images`).
 `kernels/reference.py`'s dense convolution of the same weights is the slow twin the tests
 compare with; sums run in another order, so results agree to float rounding, not bit for bit.
 """
