@@ -10,8 +10,9 @@ non-zero adds a shifted window of one zero-padded input plane to the whole outpu
 
 so a weight that is zero costs nothing, no im2col buffer is ever written, and one weight
 load serves Ho * Wo multiply-adds on an output tile that stays in L1 (the register/cache
-blocking). The layout stays NCHW, so no layer pays for a transpose. Batch norm, the residual add and ReLU run on the finished tile (the same epilogue as the
-dense inference path). Images are shared out between the kernel threads.
+blocking). The layout stays NCHW, so no layer pays for a transpose. Batch norm, the
+residual add and ReLU run on the finished tile (the same epilogue as the dense inference
+path). Images are shared out between the kernel threads.
 
 For stride 1 the kernel puts the batch inside the tile (`_sparse_conv_batched`, see
 `kernels/dispatch.py`): a block of images is padded into the layout (C, Hp, nb, Wp), where
