@@ -14,7 +14,8 @@ conv grad-input
     the forward's kernel  stride 1, kh == kw, padding <= kh - 1: a forward conv of grad_y
                           with flipped, channel-swapped weights, so it contracts over
                           K*kh*kw like the forward and gathers instead of scattering.
-    `GEMM_COL2IM`         otherwise (stride 2): w2d.T @ grad_y, then a scatter-add.
+    `GEMM_COL2IM`         otherwise (ResNet-20: stride 2): w2d.T @ grad_y, then a
+                          scatter-add.
 conv grad-weight
     `DIRECT_GRAD_WEIGHT`  3x3, stride 1, Ho*Wo >= `DIRECT_GRAD_WEIGHT_MIN_PIXELS`: no cols
                           buffer; 1.7-1.9x im2col at 32x32, 1.2x at 16x16, 0.85x at 8x8.
