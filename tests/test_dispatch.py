@@ -152,6 +152,6 @@ def test_no_kernel_module_takes_another_ones_private_names():
                 assert node.value.id not in kernel_modules - {path.stem}, (path, node.attr)
 
 
-def test_no_environment_variable_chooses_a_conv_kernel():
+def test_the_old_direct_conv_environment_switch_is_gone():
     for path in (ROOT / "minitorch_compress").rglob("*.py"):
         assert "MINITORCH_DIRECT_CONV" not in path.read_text(), path
