@@ -431,12 +431,10 @@ def _default_folders(args: argparse.Namespace) -> None:
 
 def run_cli(main: Callable[[], int]) -> int:
     """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status."""
-    from minitorch_compress.kernels.conv import direct_from_environment
     from minitorch_compress.kernels.parallel import threads_from_environment
 
     try:
         threads_from_environment()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
-        direct_from_environment()  # the same for MINITORCH_DIRECT_CONV
         return main()
     except MinitorchError as error:
         print(f"error: {error}", file=sys.stderr)
