@@ -13,6 +13,10 @@ and a NaN or inf (a weight, a momentum buffer, a batch-norm running variance) st
 with an error naming the last checkpoint, which is therefore always finite. A folder that
 already holds a run is never cleared silently: a fresh `fit` there needs ``overwrite=True``.
 
+With a `teacher` the loss is knowledge distillation (`training/distill.py`) instead of plain
+cross-entropy; its settings and the teacher's fingerprint are part of the recipe a resume
+must match.
+
 `fit(resume=True)` continues after the last completed epoch and produces exactly the numbers an
 uninterrupted run would have: the data order and augmentation come from one
 `numpy.random.Generator` whose state is checkpointed with the rest.
