@@ -175,10 +175,9 @@ def test_a_channel_pruned_run_checkpoint_loads_as_its_smaller_model(tmp_path):
 def test_the_channel_tile_is_the_tiled_kernels():
     from minitorch_compress.kernels import direct_conv_tiled
 
-    tile = getattr(direct_conv_tiled, "_BLOCK", CHANNEL_TILE)  # its output channels a tile
-    assert tile == CHANNEL_TILE
-    for k in (CHANNEL_TILE, 2 * CHANNEL_TILE):
-        assert direct_conv_tiled.fits(k, 8, np.float32)
+    # the kernel keeps its output-channel tile private (K is padded up to a multiple of it);
+    # if it is renamed, this test must follow it
+    assert direct_conv_tiled._BLOCK == CHANNEL_TILE
 
 
 @settings(max_examples=100, deadline=None)

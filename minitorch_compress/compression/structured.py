@@ -25,15 +25,15 @@ with ``t = lr * lambda``, which sets a whole group exactly to 0 once its norm fa
 (the structured counterpart of soft-thresholding one weight).
 
 Widths for a MAC budget. The tiled conv kernel computes `CHANNEL_TILE` output channels at a
-time, so a block whose internal width is a multiple of it runs on whole tiles
-(`round_widths`). `widths_for_mac_budget` ranks every channel of the network by a score and
-keeps the best ones, in tile steps, until the MACs (`resnet20_macs`) reach a fraction of the
-full model's; `top_channels` then says which channels of each block those are. The score
-chooses the method: L1 norms of conv1's filters ranked within each block
-(`within_block_ranks`: the same keep fraction in every block, Li et al.'s uniform baseline),
-or the group norms after a group-Lasso run (the channels the penalty left largest).
-`strength_for_mac_budget` predicts, before a run, which group-Lasso strength zeroes about
-that budget's channels.
+time (padding other counts with zero filters), so a block whose internal width is a multiple
+of it wastes no work (`round_widths`). `widths_for_mac_budget` ranks every channel of the
+network by a score and keeps the best ones, in tile steps, until the MACs (`resnet20_macs`)
+reach a fraction of the full model's; `top_channels` then says which channels of each block
+those are. The score chooses the method: L1 norms of conv1's filters ranked within each
+block (`within_block_ranks`: the same keep fraction in every block, Li et al.'s uniform
+baseline), or the group norms after a group-Lasso run (the channels the penalty left
+largest). `strength_for_mac_budget` predicts, before a run, which group-Lasso strength zeroes
+about that budget's channels.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ from minitorch_compress.models.resnet import BLOCKS_PER_STAGE, STAGE_CHANNELS, R
 Keep = list[list[int]]  # per block, the 0-based block-internal channels to keep
 
 # The output channels the tiled conv kernel (kernels/direct_conv_tiled.py) computes at once;
-# it must match that kernel's output-channel tile (tested): a block whose internal width is a
-# multiple of it runs conv1 on whole tiles.
+# it must match that kernel's output-channel tile (tested). The kernel pads any other count
+# with zero filters that it computes and drops, so a block-internal width that is a multiple
+# wastes none of conv1's work.
 CHANNEL_TILE = 4
 
 FULL_WIDTHS = tuple(c for c in STAGE_CHANNELS for _ in range(BLOCKS_PER_STAGE))
