@@ -13,6 +13,10 @@ and a NaN or inf (a weight, a momentum buffer, a batch-norm running variance) st
 with an error naming the last checkpoint, which is therefore always finite. A folder that
 already holds a run is never cleared silently: a fresh `fit` there needs ``overwrite=True``.
 
+With a `teacher` the loss is knowledge distillation (`training/distill.py`) instead of plain
+cross-entropy; its settings and the teacher's fingerprint are part of the recipe a resume
+must match.
+
 `fit(resume=True)` continues after the last completed epoch and produces exactly the numbers an
 uninterrupted run would have: the data order and augmentation come from one
 `numpy.random.Generator` whose state is checkpointed with the rest.
@@ -46,6 +50,12 @@ from minitorch_compress.io.checkpoint import (
 )
 from minitorch_compress.nn.module import Module
 from minitorch_compress.optim.sgd import SGD
+from minitorch_compress.training.distill import (
+    DistillConfig,
+    distillation_loss,
+    model_fingerprint,
+    teacher_logits,
+)
 from minitorch_compress.training.evaluate import evaluate
 from minitorch_compress.training.run_folder import (
     RunLock,
@@ -205,12 +215,17 @@ class Trainer:
         hooks: objects with any of the `Hook` methods (duck-typed).
         run_dir: where checkpoints and the log go; None keeps everything in memory.
         progress: show tqdm bars.
+        teacher: with a teacher the loss is `distill.distillation_loss` against its logits
+            on the same augmented batch (the teacher is not trained); None: cross-entropy.
+        distill: temperature and weight of the distillation (default `DistillConfig()`);
+            only with a teacher.
     """
 
     def __init__(self, model: Module, train: tuple[np.ndarray, np.ndarray],
                  test: tuple[np.ndarray, np.ndarray], config: FinetuneConfig | None = None,
                  hooks: Sequence[Any] = (), run_dir: str | Path | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, teacher: Module | None = None,
+                 distill: DistillConfig | None = None) -> None:
         if getattr(model, "batch_norm_folded", False):
             raise MinitorchError("this model was loaded from a file written with "
                                  "--fold-batch-norm: its batch statistics are gone, so it is "
@@ -219,6 +234,15 @@ class Trainer:
         self.train_images, self.train_labels = train
         self.test_images, self.test_labels = test
         self.config = config or FinetuneConfig()
+        if distill is not None and teacher is None:
+            raise MinitorchError("distillation settings were given without a teacher model")
+        if teacher is model:  # its eval() for the teacher's logits would stop the training
+            raise MinitorchError("the teacher must be another model than the one trained")
+        self.teacher = teacher
+        self.distill = (distill or DistillConfig()) if teacher is not None else None
+        # part of the recipe a resume must match: the settings and which teacher
+        self.distill_recipe = None if teacher is None else {
+            **asdict(self.distill), "teacher": model_fingerprint(teacher)}
         self.hooks = list(hooks)
         names = [hook_key_prefix(h) for h in self.hooks if hasattr(h, "state_dict")]
         if len(set(names)) != len(names):
@@ -271,7 +295,7 @@ class Trainer:
         meta = {
             "epoch": self.epoch, "history": self.history, "best_accuracy": self.best_accuracy,
             "rng": generator_state(self.rng), "config": asdict(self.config),
-            "data": self._data_signature(),
+            "distill": self.distill_recipe, "data": self._data_signature(),
         }
         save_checkpoint(self.run_dir / "last.npz", self._checkpoint_arrays(), meta)
         discard_replaced_run(self.run_dir)  # this run has a checkpoint now
@@ -288,7 +312,8 @@ class Trainer:
         arrays.update(_hook_arrays(self.hooks))
         save_checkpoint(self.run_dir / "best.npz", arrays,
                         {"epoch": self.epoch, "accuracy": accuracy,
-                         "config": asdict(self.config), "data": self._data_signature()})
+                         "config": asdict(self.config), "distill": self.distill_recipe,
+                         "data": self._data_signature()})
 
     def _resume(self) -> bool:
         path = self.run_dir / "last.npz" if self.run_dir is not None else None
@@ -300,6 +325,11 @@ class Trainer:
                 f"{path} was written with a different recipe ({meta.get('config')}); "
                 "resume with the same settings or use a fresh --run-dir"
             )
+        if meta.get("distill") != self.distill_recipe:  # a run before distillation: None
+            raise MinitorchError(
+                f"{path} was written with other distillation settings ({meta.get('distill')}, "
+                f"now {self.distill_recipe}); resume with the same teacher and settings or "
+                "use a fresh --run-dir")
         require_finite(arrays, str(path))
         if meta.get("data") != self._data_signature():
             raise MinitorchError(
@@ -345,7 +375,7 @@ class Trainer:
         try:
             for step, (images, labels) in enumerate(batches):
                 logits = self.model(Tensor(images))
-                loss = ops.cross_entropy(logits, labels)
+                loss = self._loss(images, logits, labels)
                 loss_value = float(loss.data)
                 if not math.isfinite(loss_value):
                     raise TrainingDivergedError(
@@ -368,6 +398,14 @@ class Trainer:
         wall = time.perf_counter() - start
         return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                 "train_img_per_s": seen / wall, "train_wall_s": wall}
+
+    def _loss(self, images: np.ndarray, logits: Tensor, labels: np.ndarray) -> Tensor:
+        """The batch's loss: cross-entropy, or with a teacher the distillation loss against
+        the teacher's logits on the same (augmented) images."""
+        if self.teacher is None:
+            return ops.cross_entropy(logits, labels)
+        return distillation_loss(logits, teacher_logits(self.teacher, images), labels,
+                                 self.distill)
 
     def fit(self, resume: bool = False, overwrite: bool = False) -> list[dict[str, Any]]:
         """Train for `config.epochs` epochs (continuing a saved run when `resume`).
