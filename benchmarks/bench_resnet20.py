@@ -16,9 +16,9 @@ one (the plane-streaming kernel at 32x32 only) and with every direct kernel off.
 measured here, never
 asserted in tests.
 
-PyTorch runs in a child process of its own, as a student would run it: importing
-minitorch_compress changes a malloc setting for its process (`kernels/memory.py`), and the
-PyTorch figure should not inherit it. ``--torch-malloc-like-ours`` gives the child the same
+Like the command line, the script first applies the allocator setting of `kernels/memory.py`
+(``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone). PyTorch runs in a child process of
+its own, as a student would run it, so the PyTorch figure does not inherit that setting. ``--torch-malloc-like-ours`` gives the child the same
 setting (through glibc's MALLOC_* variables), to show what that setting alone would do for
 PyTorch.
 """
@@ -330,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch_child:  # internal: the PyTorch side, printed as one JSON line
         print(json.dumps(bench_torch(args.repeats, args.threads)))
         return 0
+    from minitorch_compress.kernels.memory import keep_freed_memory
+    keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
 
     rounds_ours, rounds_theirs = [], []
     variants = {"plane direct forward (before the tiled one)": frozenset({"forward",
