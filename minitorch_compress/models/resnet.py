@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from minitorch_compress import ops
-from minitorch_compress.autograd.engine import is_grad_enabled
+from minitorch_compress.autograd.engine import is_grad_enabled, no_grad
 from minitorch_compress.autograd.tensor import Tensor
+from minitorch_compress.kernels.sparse_conv import SparseWeights
 from minitorch_compress.nn import BatchNorm2d, Conv2d, Linear, Module, Sequential
 from minitorch_compress.ops.fused import conv2d_batch_norm_eval, sparse_conv2d_batch_norm_eval
 
@@ -217,9 +218,6 @@ def to_sparse(model: ResNet20, break_even: dict[tuple[int, int, int], float] | N
     Returns:
         {conv name: its sparsity} of the convs switched to the sparse path.
     """
-    from minitorch_compress.autograd.engine import no_grad
-    from minitorch_compress.kernels.sparse_conv import SparseWeights
-
     table = SPARSE_BREAK_EVEN if break_even is None else break_even
     chosen = {}
     with no_grad():
