@@ -18,9 +18,9 @@ asserted in tests.
 
 Like the command line, the script first applies the allocator setting of `kernels/memory.py`
 (``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone). PyTorch runs in a child process of
-its own, as a student would run it, so the PyTorch figure does not inherit that setting. ``--torch-malloc-like-ours`` gives the child the same
-setting (through glibc's MALLOC_* variables), to show what that setting alone would do for
-PyTorch.
+its own, as a student would run it, so the PyTorch figure does not inherit that setting;
+``--torch-malloc-like-ours`` gives the child the same setting (through glibc's MALLOC_*
+variables), to show what that setting alone would do for PyTorch.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Each function here has the same signature and returns the same shapes as its fast twin in
 `kernels/conv.py`, `kernels/batchnorm.py` or `kernels/sparse_conv.py`; together they are the
-"reference" kernel set of `kernels/select.py`, which the whole model can run on. Clarity beats speed: convolutions loop over the
-kernel offsets (ky, kx) and use strided slicing plus `einsum`; batch-norm is written out
-formula by formula. Everything is computed in float64 and cast back to the input's dtype,
+"reference" kernel set (`kernels/sets.py`), which the whole model runs on under
+``use_kernels("reference")``. Clarity beats speed: convolutions loop over the kernel offsets
+(ky, kx) and use strided slicing plus `einsum`; batch-norm is written out formula by
+formula. Everything is computed in float64 and cast back to the input's dtype,
 so these functions are also the place to read when you want to know what a kernel *means*
 (and to step through: they are plain NumPy, no compiler involved).
 

@@ -1,4 +1,4 @@
-"""2-D convolution (NCHW), forward and backward on the active kernel set (`kernels/select.py`:
+"""2-D convolution (NCHW), forward and backward on the active kernel set (`kernels/sets.py`:
 `kernels/conv.py` by default, `kernels/reference.py` under ``use_kernels("reference")``)."""
 
 from __future__ import annotations

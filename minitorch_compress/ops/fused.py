@@ -1,12 +1,14 @@
-"""Inference-only fusion: conv -> eval-mode batch norm (-> residual add) (-> ReLU), one kernel.
+"""Inference-only fusion: conv -> eval-mode batch norm (-> residual add) (-> ReLU), one op.
 
 At inference a ResNet block spends as long sweeping its activations through batch norm and
-the residual add as some of its convolutions take; here those steps run on each output row
-of the convolution while it is still in cache (`kernels/conv.conv2d_affine_forward`); under
-``use_kernels("reference")`` the same function of `kernels/reference.py` runs the steps one
-after the other (see `kernels/select.py`). There is no backward, so this is only for code that records no gradients (inside `no_grad`); the
-differentiable path -- `ops.conv2d`, then `ops.batch_norm2d` in eval mode, then
-`ops.add_relu` -- computes bit for bit the same numbers, which the tests check.
+the residual add as some of its convolutions take; on the fast kernels those steps run on
+each output row of the convolution while it is still in cache
+(`kernels/conv.conv2d_affine_forward`), and the differentiable path -- `ops.conv2d`, then
+`ops.batch_norm2d` in eval mode, then `ops.add_relu` -- computes bit for bit the same
+numbers, which the tests check. Under ``use_kernels("reference")`` the function of the same
+name in `kernels/reference.py` runs the steps one after the other (`kernels/sets.py`).
+There is no backward, so this is only for code that records no gradients (inside
+`no_grad`).
 """
 
 from __future__ import annotations

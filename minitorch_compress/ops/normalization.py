@@ -3,7 +3,7 @@
 Training mode normalises with the batch statistics and updates the running statistics in
 place, PyTorch convention: running = (1 - momentum) * running + momentum * batch_stat, with
 the *unbiased* batch variance for running_var. Eval mode uses the running statistics.
-The kernels are the active set's (`kernels/select.py`): `kernels/batchnorm.py` by default,
+The kernels are the active set's (`kernels/sets.py`): `kernels/batchnorm.py` by default,
 `kernels/reference.py` under ``use_kernels("reference")``.
 """
 
