@@ -436,15 +436,13 @@ def _default_folders(args: argparse.Namespace) -> None:
 
 def run_cli(main: Callable[[], int]) -> int:
     """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status."""
-    from minitorch_compress.kernels.conv import direct_from_environment
     from minitorch_compress.kernels.memory import keep_freed_memory
     from minitorch_compress.kernels.parallel import threads_from_environment
     from minitorch_compress.kernels.select import kernels_from_environment
 
     try:
         threads_from_environment()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
-        direct_from_environment()  # the same for MINITORCH_DIRECT_CONV
-        kernels_from_environment()  # and for MINITORCH_KERNELS
+        kernels_from_environment()  # the same for MINITORCH_KERNELS
         keep_freed_memory()  # the allocator setting of the hot path (kernels/memory.py)
         return main()
     except MinitorchError as error:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from minitorch_compress import ops
 from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.data.loader import iterate_batches
-from minitorch_compress.errors import MinitorchError
+from minitorch_compress.errors import CheckpointError, MinitorchError
 from minitorch_compress.io.checkpoint import (
     NonFiniteError,
     atomic_write,
@@ -47,6 +47,12 @@ from minitorch_compress.io.checkpoint import (
 from minitorch_compress.nn.module import Module
 from minitorch_compress.optim.sgd import SGD
 from minitorch_compress.training.evaluate import evaluate
+from minitorch_compress.training.run_folder import (
+    RunLock,
+    discard_replaced_run,
+    recover_replaced_run,
+    set_aside_run,
+)
 
 
 class TrainingDivergedError(MinitorchError):
@@ -166,6 +172,28 @@ def _call_hooks(hooks: Sequence[Any], name: str, *args: Any) -> None:
             method(*args)
 
 
+def _checked_progress(meta: dict[str, Any], epochs: int,
+                      path: Path) -> tuple[int, list[Any], float]:
+    """(completed epochs, history, best accuracy) of a checkpoint's metadata, checked to be a
+    run of this recipe: 0 <= epoch <= epochs, one history entry per completed epoch and an
+    accuracy in [0, 1]. A tampered file would otherwise train "epoch -4/4".
+
+    Raises:
+        CheckpointError: naming the field that is out of range or of the wrong type.
+    """
+    epoch, history, best = meta.get("epoch"), meta.get("history"), meta.get("best_accuracy")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= epochs:
+        raise CheckpointError(f"{path}: its epoch {epoch!r} is not a whole number from 0 to "
+                              f"{epochs}; the file is corrupt (start afresh with --overwrite)")
+    if not isinstance(history, list) or len(history) != epoch:
+        raise CheckpointError(f"{path}: its history does not hold one entry per completed "
+                              "epoch; the file is corrupt (start afresh with --overwrite)")
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or not 0 <= best <= 1:
+        raise CheckpointError(f"{path}: its best accuracy {best!r} is not in [0, 1]; the file "
+                              "is corrupt (start afresh with --overwrite)")
+    return epoch, list(history), float(best)
+
+
 class Trainer:
     """Finetunes `model` on (train_images, train_labels), testing after every epoch.
 
@@ -246,6 +274,7 @@ class Trainer:
             "data": self._data_signature(),
         }
         save_checkpoint(self.run_dir / "last.npz", self._checkpoint_arrays(), meta)
+        discard_replaced_run(self.run_dir)  # this run has a checkpoint now
 
     def _data_signature(self) -> dict[str, int]:
         """Sizes of the data a run trains and tests on: resuming on other data is refused."""
@@ -285,9 +314,8 @@ class Trainer:
         for i, hook in enumerate(self.hooks):
             if hasattr(hook, "load_state_dict"):
                 hook.load_state_dict(hook_state(arrays, hook, i))
-        self.epoch = int(meta["epoch"])
-        self.history = list(meta["history"])
-        self.best_accuracy = float(meta["best_accuracy"])
+        self.epoch, self.history, self.best_accuracy = _checked_progress(
+            meta, self.config.epochs, path)
         self.rng = generator_from_state(meta["rng"])
         best_path = self.run_dir / "best.npz"
         if best_path.exists():
@@ -347,7 +375,8 @@ class Trainer:
         Args:
             resume: continue the run in `run_dir` after its last completed epoch (a fresh
                 run if there is none).
-            overwrite: start afresh even if `run_dir` holds a run, replacing its files.
+            overwrite: start afresh even if `run_dir` holds a run, replacing its files once
+                the new run has its first checkpoint (training/run_folder.py).
 
         Returns:
             The per-epoch history: dicts with epoch, train_loss, train_accuracy, test_accuracy,
@@ -355,21 +384,37 @@ class Trainer:
 
         Raises:
             RunExistsError: a fresh run (neither flag) in a folder that holds one.
+            RunLockedError: another process is training in `run_dir`.
             TrainingDivergedError: the loss or the state became non-finite.
         """
-        if self.run_dir is not None and self.run_dir.is_dir():
+        if self.run_dir is None:
+            return self._train_epochs()
+        with RunLock(self.run_dir):  # one process per run folder
+            recover_replaced_run(self.run_dir, RUN_FILES)
             remove_stale_temporaries(self.run_dir)
-        if resume and self._resume():
-            self._write_log()
-            print(f"resumed {self.run_dir} after epoch {self.epoch}/{self.config.epochs}")
-        elif self.run_dir is not None:
-            if not overwrite:
-                refuse_existing_run(self.run_dir)
-            # a fresh run: nothing of an earlier run in this folder may survive (a stale
-            # best.npz could otherwise be mistaken for this run's best model)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            for stale in RUN_FILES:
-                (self.run_dir / stale).unlink(missing_ok=True)
+            if resume and self._resume():
+                self._write_log()
+                print(f"resumed {self.run_dir} after epoch {self.epoch}/{self.config.epochs}")
+            else:
+                if resume and not overwrite and (self.run_dir / "best.npz").exists():
+                    raise RunExistsError(
+                        f"{self.run_dir} holds a best.npz but no last.npz to continue from; "
+                        "--overwrite starts the run afresh (the old files are kept until "
+                        "the new run's first checkpoint)")
+                if not overwrite:
+                    refuse_existing_run(self.run_dir)
+                # a fresh run: nothing of an earlier run may be mistaken for this one's (a
+                # stale best.npz), yet the earlier run is only set aside until this one has
+                # a checkpoint (see training/run_folder.py)
+                set_aside_run(self.run_dir, RUN_FILES)
+            try:
+                return self._train_epochs()
+            except BaseException:
+                recover_replaced_run(self.run_dir, RUN_FILES)  # only if nothing was saved
+                raise
+
+    def _train_epochs(self) -> list[dict[str, Any]]:
+        """The epochs still to run, checkpointing after each (see `fit`)."""
         while self.epoch < self.config.epochs:
             epoch = self.epoch
             epoch_start = time.perf_counter()
