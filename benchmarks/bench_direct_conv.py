@@ -16,6 +16,9 @@ rounds, the direct grad-weight as it was at git revision REV too
 measured in one run.
 
 Speed is a benchmark's business, never a test's: nothing here asserts a time.
+
+Like the command line, the script first applies the allocator setting of `kernels/memory.py`
+(``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone).
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ def main() -> int:
                         help="also time the direct grad-weight of this git revision "
                              "(before/after)")
     args = parser.parse_args()
+    from minitorch_compress.kernels.memory import keep_freed_memory
+    keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
     from minitorch_compress.kernels.parallel import get_num_threads as worker_count
 
     rng = np.random.default_rng(0)

@@ -13,11 +13,11 @@ needs CIFAR-10), peak RSS during our training, and a per-op time breakdown of ou
 step with the convolutions' achieved GFLOP/s. Speed is measured here, never asserted in
 tests.
 
-PyTorch runs in a child process of its own, as a student would run it: importing
-minitorch_compress changes a malloc setting for its process (`kernels/memory.py`), and the
-PyTorch figure should not inherit it. ``--torch-malloc-like-ours`` gives the child the same
-setting (through glibc's MALLOC_* variables), to show what that setting alone would do for
-PyTorch.
+Like the command line, the script first applies the allocator setting of `kernels/memory.py`
+(``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone). PyTorch runs in a child process of
+its own, as a student would run it, so the PyTorch figure does not inherit that setting;
+``--torch-malloc-like-ours`` gives the child the same setting (through glibc's MALLOC_*
+variables), to show what that setting alone would do for PyTorch.
 """
 
 from __future__ import annotations
@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch_child:  # internal: the PyTorch side, printed as one JSON line
         print(json.dumps(bench_torch(args.repeats, args.threads)))
         return 0
+    from minitorch_compress.kernels.memory import keep_freed_memory
+    keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
 
     rounds_ours, rounds_theirs = [], []
     for round_index in range(max(1, args.rounds)):

@@ -26,6 +26,9 @@ the rounds are printed per group, with GFLOP/s (2 flops per multiply-add). The b
 forward takes at least the sum of its convs at their fastest path, so ours / PyTorch in
 images/s is at most PyTorch's whole forward divided by that sum, whatever the rest costs.
 Nothing is asserted; speed is a benchmark's business.
+
+Like the command line, the script first applies the allocator setting of `kernels/memory.py`
+(``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone).
 """
 
 from __future__ import annotations
@@ -308,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch_child:  # internal: the PyTorch side, printed as one JSON line
         print(json.dumps(profile_torch(args.batch, args.repeats, args.threads)))
         return 0
+    from minitorch_compress.kernels.memory import keep_freed_memory
+    keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
     if args.from_json:
         return print_saved(args.from_json, render, "profile")
 

@@ -16,6 +16,9 @@ printed beside the default's. Nothing is asserted; the host's CPU name (llvmlite
 printed with the figures, because the answer depends on it.
 
 Speed is measured here, never in tests.
+
+Like the command line, the script first applies the allocator setting of `kernels/memory.py`
+(``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone).
 """
 
 from __future__ import annotations
@@ -183,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = timing_parser(__doc__.split("\n\n")[0], "sweep")
     args = parser.parse_args(argv)
     check_counts(parser, args)
+    from minitorch_compress.kernels.memory import keep_freed_memory
+    keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
     if args.from_json:
         return print_saved(args.from_json, render, "sweep")
 

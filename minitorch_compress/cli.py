@@ -319,7 +319,12 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m minitorch_compress",
-                                     description=__doc__.splitlines()[0])
+                                     description=__doc__.splitlines()[0],
+                                     epilog="Every command first sets glibc malloc to keep "
+                                            "freed memory for reuse (kernels/memory.py; "
+                                            "MINITORCH_KEEP_FREED_MEMORY=0 leaves it alone). "
+                                            "MINITORCH_KERNELS=reference runs every op on the "
+                                            "readable NumPy kernels (default: fast).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     evaluate_parser = sub.add_parser(
@@ -431,10 +436,14 @@ def _default_folders(args: argparse.Namespace) -> None:
 
 def run_cli(main: Callable[[], int]) -> int:
     """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status."""
+    from minitorch_compress.kernels.memory import keep_freed_memory
     from minitorch_compress.kernels.parallel import threads_from_environment
+    from minitorch_compress.kernels.select import kernels_from_environment
 
     try:
         threads_from_environment()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
+        kernels_from_environment()  # the same for MINITORCH_KERNELS
+        keep_freed_memory()  # the allocator setting of the hot path (kernels/memory.py)
         return main()
     except MinitorchError as error:
         print(f"error: {error}", file=sys.stderr)
