@@ -166,7 +166,7 @@ def evaluate_file(spec: LabModel, path: Any, options: ModelFilesOptions, data: C
     sparse_layers = to_sparse(from_file)
     sparse = predict(from_file, data.x_test, data.y_test, progress=progress,
                      desc=f"{spec.name} sparse")
-    options = shrink_options(path, lambda model: predict(model, data.x_test, data.y_test,
+    what_if = shrink_options(path, lambda model: predict(model, data.x_test, data.y_test,
                                                          progress=False), data.y_test, dense)
     table = lookup(read_result(options.out_dir, spec.result), spec.accuracy_path)
     print(f"  {spec.name}: {path.stat().st_size:,} bytes, accuracy from the file "
@@ -177,7 +177,7 @@ def evaluate_file(spec: LabModel, path: Any, options: ModelFilesOptions, data: C
     return {"file": shown(path), "accuracy": accuracy, "table_accuracy": table,
             **({"inference_file": inference} if inference else {}),
             "bits": spec.bits, "quantizer": spec.mode if spec.bits else None,
-            "what_if": options,
+            "what_if": what_if,
             "sparse_path": {"convs": len(sparse_layers),
                             "accuracy": float((sparse == data.y_test).mean()),
                             "predictions_differing": int((sparse != dense).sum())}}
@@ -206,12 +206,12 @@ def proxy_model(options: ModelFilesOptions, data: Cifar10) -> dict[str, Any] | N
         sizes = write_model_file(model, path)
         predicted = predict(mtc.load_model(path), data.x_test, data.y_test,
                             progress=not options.no_progress, desc="proxy")
-        options = shrink_options(path, lambda m: predict(m, data.x_test, data.y_test,
+        what_if = shrink_options(path, lambda m: predict(m, data.x_test, data.y_test,
                                                          progress=False), data.y_test, predicted)
     accuracy = float((predicted == data.y_test).mean())
     print(f"  proxy: {sizes['bytes']:,} bytes ({sizes['ratio']:.2f}x), accuracy from the file "
           f"{accuracy:.4f}", flush=True)
-    return {**PROXY, "accuracy": accuracy, **sizes, "what_if": options}
+    return {**PROXY, "accuracy": accuracy, **sizes, "what_if": what_if}
 
 
 def run(options: ModelFilesOptions, data: Cifar10 | None = None) -> dict[str, Any]:
