@@ -52,9 +52,10 @@ def is_smoke(options: DataOptions, trains: bool = True) -> bool:
     """
     if options.test_subset is not None and options.test_subset < FULL_TEST_SIZE:
         return True
-    return trains and isinstance(options, LabOptions) and (
+    short_training = isinstance(options, LabOptions) and (
         options.epochs < RECIPE_EPOCHS
-                       or (options.subset is not None and options.subset < FULL_TRAIN_SIZE))
+        or (options.subset is not None and options.subset < FULL_TRAIN_SIZE))
+    return trains and short_training
 
 
 def _command_line(options: DataOptions, script: str | None) -> str:

@@ -72,7 +72,7 @@ class Lab2Options(LabOptions):
     """Lab 2's options: those of every lab (`LabOptions`: part, epochs, subset, test_subset,
     seed, out_dir, run_root, resume, overwrite, data_dir, weights, ...); Lab 2 has no knob of
     its own. Build it in Python (``Lab2Options(epochs=1, subset=1000)``) or from the parsed
-    arguments of ``labs/lab2_pruning.py`` (``Lab2Options.from_args(options)``)."""
+    arguments of ``labs/lab2_pruning.py`` (``Lab2Options.from_args(args)``)."""
 
     PARTS = PARTS
 
