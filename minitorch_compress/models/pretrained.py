@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from minitorch_compress.errors import CheckpointError
+from minitorch_compress.io import mtc
 from minitorch_compress.io.checkpoint import (
     atomic_write,
     load_checkpoint,
@@ -147,8 +148,6 @@ def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict
     """
     path = find_pretrained_checkpoint(weights)
     if path.suffix == ".mtc":
-        from minitorch_compress.io import mtc
-
         loaded = mtc.load(path)
         if loaded.folded:  # its state needs eps 0 in every batch norm: only load_model knows
             raise CheckpointError(f"{path} has folded batch norm (inference only); load it "
@@ -177,8 +176,6 @@ def load_pretrained(weights: str | os.PathLike[str] | None = None) -> ResNet20:
     """A ResNet-20 with the course's pretrained weights (or those given: a `.pt`, an `.npz`
     or a compressed `.mtc` model file, whose own architecture is used), in eval mode."""
     if weights is not None and Path(weights).suffix == ".mtc":
-        from minitorch_compress.io import mtc
-
         path = find_pretrained_checkpoint(weights)
         model = mtc.load_model(path)
         require_model_values(model.state_dict(), f"weights file {path}")

@@ -28,7 +28,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from minitorch_compress.io.checkpoint import (
 )
 from minitorch_compress.nn.module import Module
 from minitorch_compress.optim.sgd import SGD
+from minitorch_compress.recipe import FinetuneConfig
 from minitorch_compress.training.distill import (
     DistillConfig,
     distillation_loss,
@@ -106,20 +107,6 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
-
-
-@dataclass
-class FinetuneConfig:
-    """The course's finetuning recipe (SPEC: SGD, batch 256, lr 0.002, momentum 0.875, wd 1e-4,
-    20 epochs, test after each epoch, keep the best)."""
-
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 0.002
-    momentum: float = 0.875
-    weight_decay: float = 1e-4
-    seed: int = 0
-    eval_batch_size: int = 500
 
 
 class Hook:
