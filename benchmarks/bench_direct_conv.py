@@ -1,5 +1,5 @@
-"""The direct 3x3 convolutions (`kernels/direct_conv.py`, and the channels-last forward of
-`kernels/direct_conv_nhwc.py`) against the im2col path, per layer.
+"""The direct 3x3 kernels (the register-tiled forward of `kernels/direct_conv_tiled.py`,
+the grad-weight of `kernels/direct_conv.py`) against the im2col + GEMM path, per layer.
 
     python benchmarks/bench_direct_conv.py [--batch 100] [--rounds 7] [--json PATH]
                                            [--baseline REV]
@@ -7,15 +7,18 @@
 For each stride-1 3x3 shape of ResNet-20 (stage 1: 16 -> 16 at 32x32, stage 2: 32 -> 32 at
 16x16, stage 3: 64 -> 64 at 8x8) times, in alternating rounds (median), the forward and the
 weight gradient of one batch on the kernel threads (each thread its part of the batch, as
-`conv._forward` and `conv._backward` split it) by the current path and by the direct
-kernels, and prints ms, GFLOP/s (2 flops per multiply-add; the direct kernels' junk columns
-not counted) and the ratio. The grad-input of these convs is the same forward on flipped
-weights, so the forward's figures apply to it. Checks first that both paths agree (max
-relative difference). ``--baseline REV`` times, in the same rounds, the direct kernels as
-they were at git revision REV too (`kernels/direct_conv.py` read with ``git show``): the
-before and after of a kernel change, measured in one run.
+`conv._forward` and `conv._backward` split it) by im2col + GEMM and by the direct kernels,
+and prints ms, GFLOP/s (2 flops per multiply-add) and the ratio. The grad-input of these
+convs is the same forward on flipped weights, so the forward's figures apply to it. Checks
+first that the paths agree (max relative difference). ``--baseline REV`` times, in the same
+rounds, the direct grad-weight as it was at git revision REV too
+(`kernels/direct_conv.py` read with ``git show``): the before and after of a kernel change,
+measured in one run.
 
 Speed is a benchmark's business, never a test's: nothing here asserts a time.
+
+Like the command line, the script first applies the allocator setting of `kernels/memory.py`
+(``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone).
 """
 
 from __future__ import annotations
@@ -60,36 +63,27 @@ def module_at(rev: str):
 
 def paths(baseline: str | None = None):
     """{op: {path name: fn}} of the forward (fn(x, w, y)) and grad-weight (fn(gy, x, out))
-    paths, each run on the kernel threads; with `baseline`, also the direct kernels of that
-    git revision."""
-    from minitorch_compress.kernels import conv, direct_conv, direct_conv_nhwc
+    paths, each run on the kernel threads; with `baseline`, also the direct grad-weight of
+    that git revision."""
+    from minitorch_compress.kernels import conv, direct_conv, direct_conv_tiled, dispatch
+    from minitorch_compress.kernels.common import epilogue_args
 
-    no_epilogue = conv._epilogue_args(None, 4, np.dtype(np.float32))
+    no_epilogue = epilogue_args(None, 4, np.dtype(np.float32))
 
-    def im2col_only(serial):
-        """`serial` with the direct kernels switched off (the current path would otherwise
-        take them where they are on by default)."""
-        def run(*args):
-            saved = conv.DIRECT_3X3
-            conv.DIRECT_3X3 = frozenset()  # (both threads set the same value)
-            try:
-                return serial(*args)
-            finally:
-                conv.DIRECT_3X3 = saved
-        return run
+    def gemm_grad_weight(gy, x):
+        """grad_w (K, C*9) by im2col + GEMM: the table's direct grad-weight switched off."""
+        saved = dispatch.DIRECT_GRAD_WEIGHT_MIN_PIXELS
+        dispatch.DIRECT_GRAD_WEIGHT_MIN_PIXELS = 10**9  # (both threads set the same value)
+        try:  # (the GEMM path returns grad_w transposed)
+            return conv._backward_serial(gy, x, None, (gy.shape[1], x.shape[1], 3, 3), 1, 1,
+                                         None, True).T
+        finally:
+            dispatch.DIRECT_GRAD_WEIGHT_MIN_PIXELS = saved
 
     def on_threads(serial):
         def run(x, w, y):
             conv._run_parts([(serial, (x[a:b], w, y[a:b])) for a, b in conv._batch_parts(len(x))])
         return run
-
-    def one_image_chunks(x, w, y):
-        saved = direct_conv._FORWARD_POSITIONS
-        direct_conv._FORWARD_POSITIONS = 1  # (each thread sets the same value)
-        try:
-            direct_conv.direct3x3_forward_serial(x, w, 1, y, no_epilogue)
-        finally:
-            direct_conv._FORWARD_POSITIONS = saved
 
     def summed(serial):
         def run(gy, x, out):
@@ -98,37 +92,33 @@ def paths(baseline: str | None = None):
             out[...] = sum(parts[1:], parts[0])
         return run
 
-    k_c = lambda gw_t: gw_t.T  # noqa: E731  (the im2col path returns grad_w transposed)
+    def tiled(vectors):
+        return on_threads(lambda x, w, y: direct_conv_tiled.tiled3x3_forward_serial(
+            x, w, 1, y, no_epilogue, vectors))
+
+    def direct_grad_weight(pairs):
+        return summed(lambda gy, x: direct_conv.direct3x3_grad_weight_serial(
+            gy, x, 1, pairs).reshape(gy.shape[1], -1))
+
     ops = {
         "forward": {
-            "im2col": on_threads(im2col_only(lambda x, w, y: conv._forward_serial(x, w, 1, 1,
-                                                                                  y))),
-            "direct": on_threads(lambda x, w, y: direct_conv.direct3x3_forward_serial(
-                x, w, 1, y, no_epilogue)),
-            "direct, 1 image a chunk": on_threads(one_image_chunks),
-            "direct nhwc": on_threads(lambda x, w, y: (
-                direct_conv_nhwc.direct3x3_nhwc_forward_serial(x, w, 1, y, no_epilogue))),
+            "im2col": on_threads(lambda x, w, y: conv._forward_cols(x, w, 1, 1, y)),
+            # both tiles, whichever this CPU takes by default (dispatch.TILE_VECTORS)
+            "tiled, 4x4": tiled(4),
+            "tiled, 4x3": tiled(3),
         },
         "grad-weight": {
-            "im2col": summed(im2col_only(lambda gy, x: k_c(conv._backward_serial(
-                gy, x, None, (gy.shape[1], x.shape[1], 3, 3), 1, 1, None, True)))),
-            "direct": summed(lambda gy, x: direct_conv.direct3x3_grad_weight_serial(
-                gy, x, 1).reshape(gy.shape[1], -1)),
-            # both blocks, whichever this CPU takes by default (PAIR_GRAD_WEIGHT)
-            "direct, 2 channels a pass": summed(lambda gy, x: (
-                direct_conv.direct3x3_grad_weight_serial(gy, x, 1, True).reshape(
-                    gy.shape[1], -1))),
-            "direct, 1 channel a pass": summed(lambda gy, x: (
-                direct_conv.direct3x3_grad_weight_serial(gy, x, 1, False).reshape(
-                    gy.shape[1], -1))),
+            "im2col": summed(gemm_grad_weight),
+            # both blocks, whichever this CPU takes by default (dispatch.PAIR_GRAD_WEIGHT)
+            "direct, 2 channels a pass": direct_grad_weight(True),
+            "direct, 1 channel a pass": direct_grad_weight(False),
         },
     }
     if baseline is not None:
         old = module_at(baseline)
-        ops["forward"][f"direct @ {baseline}"] = on_threads(
-            lambda x, w, y: old.direct3x3_forward_serial(x, w, 1, y, no_epilogue))
         ops["grad-weight"][f"direct @ {baseline}"] = summed(
-            lambda gy, x: old.direct3x3_grad_weight_serial(gy, x, 1).reshape(gy.shape[1], -1))
+            lambda gy, x: old.direct3x3_grad_weight_serial(
+                gy, x, 1, dispatch.PAIR_GRAD_WEIGHT).reshape(gy.shape[1], -1))
     return ops
 
 
@@ -139,8 +129,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="calls per round (median)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--baseline", metavar="REV", default=None,
-                        help="also time the direct kernels of this git revision (before/after)")
+                        help="also time the direct grad-weight of this git revision "
+                             "(before/after)")
     args = parser.parse_args()
+    from minitorch_compress.kernels.memory import keep_freed_memory
+    keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
     from minitorch_compress.kernels.parallel import get_num_threads as worker_count
 
     rng = np.random.default_rng(0)

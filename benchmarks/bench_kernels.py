@@ -18,6 +18,9 @@ load average before and after is printed so you can tell a quiet run from a busy
 ``--single-thread`` pins OpenBLAS and numba to one thread and reports CPU time of the
 process instead of wall time: a per-core efficiency measure that other processes on the
 machine disturb much less (they still share the caches and memory bandwidth).
+
+Like the command line, the script first applies the allocator setting of `kernels/memory.py`
+(``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone).
 """
 
 from __future__ import annotations
@@ -188,6 +191,8 @@ def main() -> None:
         "--single-thread", action="store_true", help="one thread, CPU time (see module doc)"
     )
     args = parser.parse_args()
+    from minitorch_compress.kernels.memory import keep_freed_memory
+    keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
     global MIN_SECONDS
     MIN_SECONDS = args.min_seconds
     rng = np.random.default_rng(args.seed)

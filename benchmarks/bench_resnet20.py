@@ -3,24 +3,21 @@
 Usage::
 
     python benchmarks/bench_resnet20.py [--threads 2] [--repeats 5] [--json PATH] [--eval-10k]
-                                        [--rounds 3] [--compare-direct]
+                                        [--rounds 3]
 
 Prints, for our engine and (when `torch` is importable, `pip install -e .[bench]`) for PyTorch
 with the same thread count: images/s of a full training step at batch 256 (forward, loss,
 backward, SGD update; median of --repeats after warm-up), inference images/s at batch 100
 and 256 in eval mode, the wall time of the full 10,000-image test evaluation (--eval-10k,
 needs CIFAR-10), peak RSS during our training, and a per-op time breakdown of our training
-step with the convolutions' achieved GFLOP/s. ``--compare-direct`` adds, in the same rounds,
-our figures with the forward of the direct 3x3 kernels as it was before the register-tiled
-one (the plane-streaming kernel at 32x32 only) and with every direct kernel off. Speed is
-measured here, never
-asserted in tests.
+step with the convolutions' achieved GFLOP/s. Speed is measured here, never asserted in
+tests.
 
-PyTorch runs in a child process of its own, as a student would run it: importing
-minitorch_compress changes a malloc setting for its process (`kernels/memory.py`), and the
-PyTorch figure should not inherit it. ``--torch-malloc-like-ours`` gives the child the same
-setting (through glibc's MALLOC_* variables), to show what that setting alone would do for
-PyTorch.
+Like the command line, the script first applies the allocator setting of `kernels/memory.py`
+(``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone). PyTorch runs in a child process of
+its own, as a student would run it, so the PyTorch figure does not inherit that setting;
+``--torch-malloc-like-ours`` gives the child the same setting (through glibc's MALLOC_*
+variables), to show what that setting alone would do for PyTorch.
 """
 
 from __future__ import annotations
@@ -83,22 +80,8 @@ def conv_macs_per_image(model) -> float:
 
 # ----------------------------------------------------------------------------- ours
 def bench_ours(repeats: int, eval_10k: bool, data_dir: str | None,
-               with_breakdown: bool = True, direct: frozenset[str] | None = None) -> dict:
-    """Our figures; with `direct`, the conv kernels' direct 3x3 ops set to it for the run
-    (`kernels.conv.DIRECT_3X3`), restored afterwards."""
-    from minitorch_compress.kernels import conv
-
-    saved = conv.DIRECT_3X3
-    if direct is not None:
-        conv.DIRECT_3X3 = direct
-    try:
-        return _bench_ours(repeats, eval_10k, data_dir, with_breakdown)
-    finally:
-        conv.DIRECT_3X3 = saved
-
-
-def _bench_ours(repeats: int, eval_10k: bool, data_dir: str | None,
-                with_breakdown: bool) -> dict:
+               with_breakdown: bool = True) -> dict:
+    """Our figures (the kernels `kernels/dispatch.py` picks)."""
     from minitorch_compress import Tensor, no_grad, ops
     from minitorch_compress.models import resnet20
     from minitorch_compress.optim import SGD
@@ -322,29 +305,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="run PyTorch with our malloc setting too (see the module notes)")
     parser.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
-    parser.add_argument("--compare-direct", action="store_true",
-                        help="each round also measures ours with the plane-streaming direct "
-                             "forward instead of the register-tiled one, and with every "
-                             "direct 3x3 kernel off, beside the default")
     args = parser.parse_args(argv)
     if args.torch_child:  # internal: the PyTorch side, printed as one JSON line
         print(json.dumps(bench_torch(args.repeats, args.threads)))
         return 0
+    from minitorch_compress.kernels.memory import keep_freed_memory
+    keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
 
     rounds_ours, rounds_theirs = [], []
-    variants = {"plane direct forward (before the tiled one)": frozenset({"forward",
-                                                                          "grad_weight"}),
-                "direct off": frozenset()}
-    rounds_variants: dict[str, list[dict]] = {name: [] for name in variants}
     for round_index in range(max(1, args.rounds)):
         first = round_index == 0
         rounds_ours.append(bench_ours(args.repeats, args.eval_10k and first, args.data_dir,
                                       with_breakdown=first))
-        if args.compare_direct:
-            for name, ops in variants.items():
-                rounds_variants[name].append(bench_ours(args.repeats, args.eval_10k and first,
-                                                        args.data_dir, with_breakdown=False,
-                                                        direct=ops))
         if not args.no_torch:
             rounds_theirs.append(bench_torch_in_child(args.repeats, args.threads,
                                                       args.torch_malloc_like_ours))
@@ -371,17 +343,6 @@ def main(argv: list[str] | None = None) -> int:
             if theirs:
                 spread += f", pytorch {_range(rounds_theirs, key)}"
             print(spread)
-    if args.compare_direct:
-        print("ours with other direct 3x3 kernels (same rounds):")
-        for name, runs in rounds_variants.items():
-            med = median_of_rounds(runs)
-            figures[f"ours ({name})"] = med
-            line = "  ".join(f"{label.split(' (')[0]} {med[key]:.0f} ({_range(runs, key)})"
-                             for label, key in rows)
-            if "eval_10k_accuracy" in med:
-                line += (f"  10k eval {med['eval_10k_s']:.1f} s, "
-                         f"accuracy {med['eval_10k_accuracy']:.4f}")
-            print(f"  {name}: {line}")
     if theirs:
         figures["train_ratio"] = ours["train_img_per_s"] / theirs["train_img_per_s"]
         figures["infer_ratio"] = ours["infer_img_per_s_b100"] / theirs["infer_img_per_s_b100"]

@@ -15,6 +15,9 @@ Measures, in one run and on the kernel threads this machine gives (``MINITORCH_N
   them when torch is importable.
 
 Speed is a benchmark's business, never a test's: nothing here asserts a time.
+
+Like the command line, the script first applies the allocator setting of `kernels/memory.py`
+(``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone).
 """
 
 from __future__ import annotations
@@ -169,6 +172,8 @@ def main() -> int:
     parser.add_argument("--no-models", action="store_true", help="layer sweep only")
     parser.add_argument("--note", default="", help="measurement conditions, for the page")
     args = parser.parse_args()
+    from minitorch_compress.kernels.memory import keep_freed_memory
+    keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
     from minitorch_compress.experiments.common import git_commit
     from minitorch_compress.kernels.parallel import get_num_threads
 

@@ -13,12 +13,10 @@ Each round times, on the same random input batch, in eval mode:
   which runs conv -> batch norm (-> residual add) (-> ReLU) as one fused kernel), by a timing
   wrapper, and the whole forward; what the convs do not account for is "the rest" (pooling,
   FC, glue);
-* **ours, each conv alone, on every path** the kernels have for it ("im2col": im2col + GEMM,
-  or its row-tap variant where `kernels/conv.py` takes that; "direct": the plane-streaming
-  direct kernel at every size; "direct nhwc": the channels-last direct kernel; "direct
-  tiled": the register-tiled one),
-  called with that conv's own inputs from the model: the fastest path per layer says what
-  the current kernels can do at best;
+* **ours, each conv alone, on every path** the kernels have for it ("default": what
+  `kernels/dispatch.py` picks, the register-tiled kernel for every 3x3 conv; "im2col":
+  im2col + GEMM), called with that conv's own inputs from the model: the fastest path per
+  layer says what the current kernels can do at best;
 * **PyTorch** (in a child process, as `bench_resnet20.py` runs it, after one training step
   as there): the same network, each `Conv2d` and each conv + batch norm (+ ReLU) module
   timed by forward hooks, and the whole forward.
@@ -28,6 +26,9 @@ the rounds are printed per group, with GFLOP/s (2 flops per multiply-add). The b
 forward takes at least the sum of its convs at their fastest path, so ours / PyTorch in
 images/s is at most PyTorch's whole forward divided by that sum, whatever the rest costs.
 Nothing is asserted; speed is a benchmark's business.
+
+Like the command line, the script first applies the allocator setting of `kernels/memory.py`
+(``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone).
 """
 
 from __future__ import annotations
@@ -53,14 +54,10 @@ from sweep_inference import (
 )
 
 # path name -> kernel constants it overrides (`sweep_inference.apply`); each one is only
-# timed on the 3x3 stride-1 convs, the others have one path
+# timed on the 3x3 convs, the others have one path
 PATHS: dict[str, dict[tuple[str, str], object]] = {
     "default": {},
-    "im2col": {("conv", "DIRECT_3X3"): frozenset()},
-    "direct": {("conv", "DIRECT_3X3"): frozenset({"forward"}),
-               ("conv", "_DIRECT_MIN_PIXELS"): {"forward": 0}},
-    "direct nhwc": {("conv", "DIRECT_3X3"): frozenset({"forward_nhwc"})},
-    "direct tiled": {("conv", "DIRECT_3X3"): frozenset({"forward_tiled"})},
+    "im2col": {("dispatch", "forward_kernel"): lambda *_: "im2col_gemm"},
 }
 
 
@@ -114,7 +111,7 @@ def profile_ours(batch: int, repeats: int) -> dict:
         xa, w, stride = args[0], args[1], args[2]
         cin, cout, k, size = w.shape[1], w.shape[0], w.shape[2], xa.shape[2]
         paths = {}
-        names = list(PATHS) if (k == 3 and stride == 1) else ["default"]
+        names = list(PATHS) if k == 3 else ["default"]
         for name in names:
             restore = apply(PATHS[name])
             try:
@@ -314,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch_child:  # internal: the PyTorch side, printed as one JSON line
         print(json.dumps(profile_torch(args.batch, args.repeats, args.threads)))
         return 0
+    from minitorch_compress.kernels.memory import keep_freed_memory
+    keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
     if args.from_json:
         return print_saved(args.from_json, render, "profile")
 

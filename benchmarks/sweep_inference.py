@@ -6,8 +6,8 @@ Usage::
                                          [--repeats 7] [--json PATH]
     python benchmarks/sweep_inference.py --from-json PATH   # the table of a saved sweep
 
-The conv kernels choose between paths (direct 3x3, im2col + GEMM, the row-tap variant) and
-size their scratch buffers with a few module constants, set by measurement on one host
+The conv kernels' choices (`kernels/dispatch.py`: the register-tiled forward and its tile)
+and the GEMM path's chunk size were set by measurement on one host
 (``results/benchmark.md``). This script re-measures those choices on the machine it runs on:
 each *setting* overrides some constants for the duration of a timing, the settings take
 turns within every round (the order rotated from round to round, so the machine's drift
@@ -16,6 +16,9 @@ printed beside the default's. Nothing is asserted; the host's CPU name (llvmlite
 printed with the figures, because the answer depends on it.
 
 Speed is measured here, never in tests.
+
+Like the command line, the script first applies the allocator setting of `kernels/memory.py`
+(``MINITORCH_KEEP_FREED_MEMORY=0`` leaves malloc alone).
 """
 
 from __future__ import annotations
@@ -35,33 +38,24 @@ import numpy as np
 
 KB = 1024
 
-# name -> {(module, attribute): value}; "conv" is kernels.conv, "direct" kernels.direct_conv.
+# name -> {(module, attribute): value}; "conv" is kernels.conv, "dispatch" kernels.dispatch.
 # A dict-valued attribute is updated key by key (the others keep their values).
 SETTINGS: dict[str, dict[tuple[str, str], object]] = {
     "default": {},
     "cols chunk 1 MB": {("conv", "_CHUNK_BYTES"): 1024 * KB},
     "cols chunk 512 KB": {("conv", "_CHUNK_BYTES"): 512 * KB},
     "cols chunk 256 KB": {("conv", "_CHUNK_BYTES"): 256 * KB},
-    "direct forward also at 16x16": {("conv", "_DIRECT_MIN_PIXELS"): {"forward": 256}},
-    "direct forward 512 positions": {("direct", "_FORWARD_POSITIONS"): 512},
-    "direct forward 2048 positions": {("direct", "_FORWARD_POSITIONS"): 2048},
-    "row taps up to K = 32": {("conv", "_ROWS_MAX_K"): 32},
-    "no direct kernels": {("conv", "DIRECT_3X3"): frozenset()},
-    "nhwc forward below 32x32": {
-        ("conv", "DIRECT_3X3"): frozenset({"forward", "forward_nhwc", "grad_weight"})},
-    "nhwc forward everywhere": {
-        ("conv", "DIRECT_3X3"): frozenset({"forward_nhwc", "grad_weight"})},
-    "plane direct forward at 32x32, no tiled (before 2026-12-04)": {
-        ("conv", "DIRECT_3X3"): frozenset({"forward", "grad_weight"})},
-    "tiled forward below 32x32 only": {
-        ("conv", "DIRECT_3X3"): frozenset({"forward", "forward_tiled", "grad_weight"})},
+    "tiles of 4x4": {("dispatch", "TILE_VECTORS"): 4},
+    "tiles of 4x3": {("dispatch", "TILE_VECTORS"): 3},
+    "im2col + GEMM forward everywhere": {
+        ("dispatch", "forward_kernel"): lambda *_: "im2col_gemm"},
 }
 
 
 def _modules() -> dict[str, object]:
-    from minitorch_compress.kernels import conv, direct_conv
+    from minitorch_compress.kernels import conv, dispatch
 
-    return {"conv": conv, "direct": direct_conv}
+    return {"conv": conv, "dispatch": dispatch}
 
 
 def apply(setting: dict[tuple[str, str], object]) -> Callable[[], None]:
@@ -192,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = timing_parser(__doc__.split("\n\n")[0], "sweep")
     args = parser.parse_args(argv)
     check_counts(parser, args)
+    from minitorch_compress.kernels.memory import keep_freed_memory
+    keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
     if args.from_json:
         return print_saved(args.from_json, render, "sweep")
 

@@ -22,13 +22,13 @@ ignored (there is no data set to subsample and nothing worth resuming).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from minitorch_compress.cli import OneLineParser, ensure_writable_dir, positive_int, run_cli
+from minitorch_compress.cli import run_cli
 from minitorch_compress.experiments import lab1
-from minitorch_compress.io.checkpoint import atomic_write
+from minitorch_compress.options import OneLineParser, positive_int
 from minitorch_compress.paths import LOCAL_RESULTS_DIR
+from minitorch_compress.reports import lab1 as report
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,25 +61,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run Lab 1 and write the report, JSON and figures under ``--out-dir``."""
-    args = parse_args(argv)
-    return run_cli(lambda: run(args))
+    options = lab1.Lab1Options.from_args(parse_args(argv))
+    return run_cli(lambda: run(options))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run every case and write lab1.json, lab1.md and the figures (the folder is checked
-    before any work)."""
-    from minitorch_compress.reports import lab1 as report
-
-    ensure_writable_dir(args.out_dir, "--out-dir")
-    results = lab1.run_all(args.steps)
-    document = {**lab1.payload(results, args.steps), "_meta": lab1.provenance(args.steps)}
-    json_path, md_path = args.out_dir / "lab1.json", args.out_dir / "lab1.md"
-    text = json.dumps(document, indent=2) + "\n"
-    atomic_write(json_path, lambda f: f.write(text.encode()))
+def run(options: lab1.Lab1Options) -> int:
+    """Run every case (`lab1.run_lab` writes lab1.json), then write lab1.md and the figures."""
+    results, document = lab1.run_lab(options)
+    md_path = options.out_dir / "lab1.md"
     md_path.write_text(report.render_lab1(document), encoding="utf-8")
-    figures = report.write_figures(results, args.out_dir / report.FIGURE_DIR)
+    figures = report.write_figures(results, options.out_dir / report.FIGURE_DIR)
     print(report.summary(document))
-    print(f"wrote {md_path}, {json_path} and {len(figures)} figures")
+    print(f"wrote {md_path}, {options.out_dir / 'lab1.json'} and {len(figures)} figures")
     return 0
 
 

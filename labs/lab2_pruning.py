@@ -15,7 +15,9 @@ checkpoints of (c)-(e) go to ``runs/lab2_<part>/best.npz`` (Lab 3 starts from th
 ``--epochs N --subset M --test-subset K`` make a quick smoke run (labelled as such in the
 report; the iterative schedule of (d)/(e) is then compressed to max(1, N // 2) pruning
 epochs).
-The experiments live in ``minitorch_compress.experiments.lab2``.
+The experiments live in ``minitorch_compress.experiments.lab2``; from Python,
+``lab2.run(lab2.Lab2Options(part="c", epochs=1, subset=1000))`` does what this script does
+(without the page), and ``lab2.part_c(...)`` runs one part and returns its payload.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Sequence
 
 from minitorch_compress.cli import run_cli
 from minitorch_compress.experiments import lab2
-from minitorch_compress.experiments.common import lab_parser
+from minitorch_compress.options import lab_parser
 from minitorch_compress.reports import lab2 as report
 
 
@@ -34,17 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     return lab_parser(__doc__.split("\n\n")[0], lab2.PARTS)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(options: lab2.Lab2Options) -> int:
     """Run the chosen parts, re-rendering lab2.md and its figures after each one."""
-    lab2.run(args, after_part=lambda: report.write_report(args.out_dir))
-    print(f"wrote {args.out_dir / 'lab2.md'} and the figures in {args.out_dir / 'lab2'}")
+    lab2.run(options, after_part=lambda: report.write_report(options.out_dir))
+    print(f"wrote {options.out_dir / 'lab2.md'} and the figures in {options.out_dir / 'lab2'}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; user errors (missing data or weights, ...) print one line, exit status 2."""
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: run(args))
+    options = lab2.Lab2Options.from_args(build_parser().parse_args(argv))
+    return run_cli(lambda: run(options))
 
 
 if __name__ == "__main__":

@@ -21,27 +21,54 @@ in ``minitorch_compress.reports.lab4``.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from minitorch_compress.cli import run_cli
+from minitorch_compress.errors import MinitorchError
 from minitorch_compress.experiments import lab4
-from minitorch_compress.experiments.common import lab_parser
+from minitorch_compress.options import lab_parser, positive_int
 from minitorch_compress.reports import lab4 as report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The shared lab options and Lab 4's own (the fields of `lab4.Lab4Options`)."""
+    parser = lab_parser(__doc__.split("\n\n")[0], lab4.PARTS)
+    parser.add_argument("--strengths", nargs="+", default=list(lab4.STRENGTHS),
+                        metavar="LAMBDA", help="group-Lasso strengths of (a)/(b) (default "
+                                               f"{' '.join(lab4.STRENGTHS)})")
+    parser.add_argument("--l1-strengths", nargs="+", default=list(lab4.L1_STRENGTHS),
+                        metavar="LAMBDA",
+                        help=f"Lasso strengths of (c) (default {' '.join(lab4.L1_STRENGTHS)})")
+    parser.add_argument("--no-l1-baseline", action="store_true",
+                        help="(b): finetune only the group-Lasso models, not the L1-filter "
+                             "baseline (its 20 epochs double the part's time; a later run "
+                             "without this option adds it, --resume keeps the rest)")
+    parser.add_argument("--speed-rounds", type=positive_int, default=5,
+                        help="(d): timed rounds per model (median)")
+    return parser
+
+
+def parse_options(argv: Sequence[str] | None) -> lab4.Lab4Options:
+    """`lab4.Lab4Options` from the command line; a strength that is not a number >= 0 is a
+    usage error (one line, exit status 2)."""
+    parser = build_parser()
+    try:
+        return lab4.Lab4Options.from_args(parser.parse_args(argv))
+    except MinitorchError as error:
+        parser.error(str(error))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; user errors print one line and exit with status 2."""
-    parser = lab_parser(__doc__.split("\n\n")[0], lab4.PARTS)
-    lab4.add_arguments(parser)
-    args = parser.parse_args(argv)
-    lab4.check_arguments(args, parser)
-    return run_cli(lambda: run(args))
+    options = parse_options(argv)
+    return run_cli(lambda: run(options))
 
 
-def run(args) -> int:
+def run(options: lab4.Lab4Options) -> int:
     """Run the chosen parts, re-rendering lab4.md after each one."""
-    lab4.run(args, after_part=lambda: report.write_report(args.out_dir))
-    print(f"wrote {args.out_dir / 'lab4.md'}")
+    lab4.run(options, after_part=lambda: report.write_report(options.out_dir))
+    print(f"wrote {options.out_dir / 'lab4.md'}")
     return 0
 
 

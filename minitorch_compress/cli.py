@@ -8,158 +8,44 @@ is a `MinitorchError` and is printed as one line, without a traceback.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
 
 import numpy as np
 
+from minitorch_compress.compression.pipeline import compress_model, write_model_file
 from minitorch_compress.errors import MinitorchError
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An `argparse.ArgumentParser` whose usage errors are one line (exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
-        """Print ``<prog>: error: <message> (see --help)`` and exit with status 2."""
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    value = _number(text, int, "a whole number")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    value = _number(text, float, "a number")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    value = _number(text, float, "a number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def momentum_float(text: str) -> float:
-    """argparse type: a momentum in [0, 1)."""
-    value = _number(text, float, "a number")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def _number(text: str, kind: type, what: str) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
-    return value
-
-
-def ensure_writable_dir(folder: Path, option: str) -> None:
-    """Create `folder` if needed and check that a file can be written in it, so a run fails
-    in its first second rather than after an hour of training.
-
-    Raises:
-        MinitorchError: `folder` is a file, lies under a file, or cannot be written.
-    """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise MinitorchError(f"{option} {folder} is a file, not a folder; give a folder path")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise MinitorchError(
-            f"{option} {folder} cannot be written ({exc.strerror or exc}); give a folder you "
-            "can write to") from None
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """--data-dir, --download, --weights, --subset, --test-subset: shared by every command."""
-    parser.add_argument("--data-dir", default=None,
-                        help="CIFAR-10 folder or .tar.gz (default: $MINITORCH_DATA, ./data, "
-                             "../shared/data)")
-    parser.add_argument("--download", action="store_true",
-                        help="download CIFAR-10 (official URL, md5-checked) if not found")
-    parser.add_argument("--weights", default=None,
-                        help="pretrained checkpoint (.pt or converted .npz); default: "
-                             "$MINITORCH_WEIGHTS or ../shared/weights/pretrained_model.pt")
-    parser.add_argument("--subset", type=positive_int, default=None,
-                        help="use only the first N training images (quick runs)")
-    parser.add_argument("--test-subset", type=positive_int, default=None,
-                        help="use only the first N test images")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="hide progress bars (per-epoch lines are still printed)")
-
-
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """The finetuning recipe's knobs (defaults = the course recipe) and run management."""
-    from minitorch_compress.training.trainer import FinetuneConfig
-
-    defaults = FinetuneConfig()
-    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs,
-                        help=f"training epochs (recipe: {defaults.epochs})")
-    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
-                        help=f"images per SGD step (recipe: {defaults.batch_size})")
-    parser.add_argument("--lr", type=positive_float, default=defaults.lr,
-                        help=f"learning rate (recipe: {defaults.lr})")
-    parser.add_argument("--momentum", type=momentum_float, default=defaults.momentum,
-                        help=f"SGD momentum in [0, 1) (recipe: {defaults.momentum})")
-    parser.add_argument("--weight-decay", type=non_negative_float,
-                        default=defaults.weight_decay,
-                        help=f"L2 weight decay added to the gradient (recipe: "
-                             f"{defaults.weight_decay})")
-    parser.add_argument("--seed", type=int, default=defaults.seed,
-                        help=f"seed of batch order and augmentation (default {defaults.seed})")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --run-dir after its last completed epoch")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh even if --run-dir holds a run (replaces it)")
-
-
-def config_from_args(args: argparse.Namespace):
-    """FinetuneConfig from parsed `add_training_arguments` options."""
-    from minitorch_compress.training.trainer import FinetuneConfig
-
-    return FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed)
-
-
-def load_data(args: argparse.Namespace, train: bool = True):
-    """CIFAR-10 arrays as selected by `add_data_arguments` options; with ``train=False``
-    the training batches are not read at all (evaluation needs only the test batch)."""
-    from minitorch_compress.data.cifar10 import load_cifar10
-
-    return load_cifar10(args.data_dir, subset=args.subset if train else 0,
-                        test_subset=args.test_subset, download=args.download)
+from minitorch_compress.experiments import model_files
+from minitorch_compress.experiments.common import load_data
+from minitorch_compress.io import mtc
+from minitorch_compress.io.torch_export import write_torch_state_dict
+from minitorch_compress.kernels.memory import keep_freed_memory
+from minitorch_compress.kernels.parallel import threads_from_environment
+from minitorch_compress.kernels.select import kernels_from_environment
+from minitorch_compress.models.pretrained import load_pretrained
+from minitorch_compress.models.resnet import to_sparse
+from minitorch_compress.options import (
+    OneLineParser,
+    add_data_arguments,
+    add_training_arguments,
+    bits_type,
+    config_from_args,
+    ensure_writable_dir,
+    fraction,
+)
+from minitorch_compress.paths import LOCAL_RESULTS_DIR, REPO_ROOT, RUNS_DIR
+from minitorch_compress.reports import compression, lab1, lab2, lab3, lab4, sparse, summary
+from minitorch_compress.reproduce import reproduce
+from minitorch_compress.training.evaluate import evaluate
+from minitorch_compress.training.trainer import Trainer, refuse_existing_run
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from minitorch_compress.models.pretrained import load_pretrained
-    from minitorch_compress.training.evaluate import evaluate
-
     data = load_data(args, train=False)
     model = load_pretrained(args.weights)
     if args.sparse:
-        from minitorch_compress.models.resnet import to_sparse
-
         chosen = to_sparse(model)
         print(f"sparse path: {len(chosen)} convs at or above their shape's break-even sparsity")
     start = time.perf_counter()
@@ -171,9 +57,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from minitorch_compress.models.pretrained import load_pretrained
-    from minitorch_compress.training.trainer import Trainer, refuse_existing_run
-
     ensure_writable_dir(args.run_dir, "--run-dir")
     if not (args.resume or args.overwrite):
         refuse_existing_run(args.run_dir, "another --run-dir")  # before reading the data
@@ -189,22 +72,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def fraction(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1."""
-    value = _number(text, float, "a number")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
-    return value
-
-
-def bits_type(text: str) -> int:
-    """argparse type: a bit width from 1 to 8."""
-    value = _number(text, int, "a whole number")
-    if not 1 <= value <= 8:
-        raise argparse.ArgumentTypeError(f"must be 1 .. 8, got {value}")
-    return value
-
-
 def _output_file(path: Path, option: str) -> None:
     """The folder of an output file must be writable (checked before any work)."""
     if path.is_dir():
@@ -213,9 +80,6 @@ def _output_file(path: Path, option: str) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from minitorch_compress.compression.pipeline import compress_model, write_model_file
-    from minitorch_compress.models.pretrained import load_pretrained
-
     if args.out.suffix != ".mtc":
         raise MinitorchError(f"--out {args.out}: a compressed model file ends in .mtc")
     _output_file(args.out, "--out")
@@ -233,8 +97,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from minitorch_compress.io import mtc
-
     loaded = mtc.load(args.file)
     tensors = loaded.header["tensors"]
     print(f"{args.file}: {loaded.file_bytes:,} bytes; architecture {loaded.architecture}")
@@ -256,10 +118,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from minitorch_compress.io.mtc import inference_state
-    from minitorch_compress.io.torch_export import write_torch_state_dict
-    from minitorch_compress.models.pretrained import load_pretrained
-
     if args.format != "torch":
         raise MinitorchError(f"--format {args.format}: only torch is written")
     _output_file(args.out, "--out")
@@ -268,58 +126,50 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise MinitorchError(f"--weights {args.weights} has folded batch norm (eps 0), which "
                              "PyTorch's BatchNorm2d (eps 1e-5) cannot hold exactly; export "
                              "the unfolded .mtc file")
-    write_torch_state_dict(args.out, inference_state(model))
+    write_torch_state_dict(args.out, mtc.inference_state(model))
     print(f"wrote {args.out}: a PyTorch state_dict (torch.load(path, weights_only=True)) with "
           f"{len(model.state_dict())} tensors")
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from minitorch_compress.experiments import model_files
-    from minitorch_compress.reports import compression
-
-    ensure_writable_dir(args.out_dir, "--out-dir")
-    data = load_data(args, train=False)
-    model_files.run(args, data)
-    print(f"wrote {compression.write_report(args.out_dir)} and the model files in "
-          f"{args.out_dir / 'models'}")
+    options = model_files.ModelFilesOptions.from_args(args)
+    ensure_writable_dir(options.out_dir, "--out-dir")
+    model_files.run(options, load_data(options, train=False))
+    print(f"wrote {compression.write_report(options.out_dir)} and the model files in "
+          f"{options.out_dir / 'models'}")
     return 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from minitorch_compress.reproduce import reproduce
-
     return reproduce(args)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from minitorch_compress.paths import REPO_ROOT
-    from minitorch_compress.reports.summary import write_report
-
     out_dir = args.out_dir or REPO_ROOT / "results"
     if args.all:
-        from minitorch_compress.reports import compression, lab1, lab2, lab3, lab4, sparse
-
-        for lab in (lab1, lab2, lab3, compression, lab4, sparse):
-            if (page := lab.write_report(out_dir)) is not None:
-                print(f"wrote {page}")
-    print(f"wrote {write_report(out_dir, smoke=out_dir.name == 'quick')}")
+        for page in (lab1, lab2, lab3, compression, lab4, sparse):
+            if (written := page.write_report(out_dir)) is not None:
+                print(f"wrote {written}")
+    print(f"wrote {summary.write_report(out_dir, smoke=out_dir.name == 'quick')}")
     return 0
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from minitorch_compress.paths import LOCAL_RESULTS_DIR
-    from minitorch_compress.reports.summary import write_progress_snapshot, write_report
-
     out_dir = args.out_dir or LOCAL_RESULTS_DIR
-    print(f"wrote {write_progress_snapshot(args.run_dir, out_dir, args.name, args.title)}")
-    print(f"wrote {write_report(out_dir, smoke=out_dir.name == 'quick')}")
+    print(f"wrote {summary.write_progress_snapshot(args.run_dir, out_dir, args.name, args.title)}")
+    print(f"wrote {summary.write_report(out_dir, smoke=out_dir.name == 'quick')}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m minitorch_compress",
-                                     description=__doc__.splitlines()[0])
+                                     description=__doc__.splitlines()[0],
+                                     epilog="Every command first sets glibc malloc to keep "
+                                            "freed memory for reuse (kernels/memory.py; "
+                                            "MINITORCH_KEEP_FREED_MEMORY=0 leaves it alone). "
+                                            "MINITORCH_KERNELS=reference runs every op on the "
+                                            "readable NumPy kernels (default: fast).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     evaluate_parser = sub.add_parser(
@@ -374,9 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         "models", help="every finetuned lab model on disk as an .mtc file, evaluated from it "
                        "(compression.json/.md)")
     add_data_arguments(models_parser)
-    models_parser.add_argument("--run-root", type=Path, default=None,
+    models_parser.add_argument("--run-root", type=Path, default=RUNS_DIR,
                                help="where the lab runs are (default: runs/)")
-    models_parser.add_argument("--out-dir", type=Path, default=None,
+    models_parser.add_argument("--out-dir", type=Path, default=LOCAL_RESULTS_DIR,
                                help="results folder (default: results/local/; --out-dir "
                                     "results publishes)")
     models_parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
@@ -419,24 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _default_folders(args: argparse.Namespace) -> None:
-    """Fill in the folder defaults that depend on the checkout (``models``)."""
-    from minitorch_compress.paths import LOCAL_RESULTS_DIR, RUNS_DIR
-
-    if args.command == "models":
-        args.run_root = args.run_root or RUNS_DIR
-        args.out_dir = args.out_dir or LOCAL_RESULTS_DIR
-        args.epochs, args.resume = None, False
-
-
 def run_cli(main: Callable[[], int]) -> int:
     """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status."""
-    from minitorch_compress.kernels.conv import direct_from_environment
-    from minitorch_compress.kernels.parallel import threads_from_environment
-
     try:
         threads_from_environment()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
-        direct_from_environment()  # the same for MINITORCH_DIRECT_CONV
+        kernels_from_environment()  # the same for MINITORCH_KERNELS
+        keep_freed_memory()  # the allocator setting of the hot path (kernels/memory.py)
         return main()
     except MinitorchError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -452,5 +290,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(given)
     args.argv = given[1:]  # the command's own arguments, for provenance
-    _default_folders(args)
     return run_cli(lambda: args.func(args))

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from minitorch_compress.cli import ensure_writable_dir
 from minitorch_compress.errors import MinitorchError
+from minitorch_compress.options import ensure_writable_dir
 from minitorch_compress.paths import LOCAL_RESULTS_DIR, QUICK_RESULTS_DIR, REPO_ROOT, RUNS_DIR
 from minitorch_compress.reports.summary import write_report
 

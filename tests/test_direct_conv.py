@@ -1,16 +1,12 @@
-"""The direct 3x3 convolution (`kernels/direct_conv.py`) agrees with the NumPy reference.
+"""The direct 3x3 grad-weight (`kernels/direct_conv.py`) agrees with the NumPy reference.
 
-Drawn over shapes (batch, channel counts that are and are not multiples of the 4-channel
-block, odd and even sizes down to 1x1), paddings 0-3 (beyond 2 the output is larger than the
-input) and both float dtypes; with the fused
-epilogue it equals the plain kernel followed by the same row epilogue, bit for bit.
+Drawn over shapes (batch, odd and even channel counts, odd and even sizes down to 1x1),
+paddings 0-3 (beyond 2 the output is larger than the input), both float dtypes, chunk sizes
+and both register blocks (two output channels a pass, or one).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from unittest import mock
 
 import numpy as np
@@ -19,10 +15,8 @@ from hypothesis import strategies as st
 from strategies import float_dtypes, seeds
 from test_kernels import assert_close
 
-from minitorch_compress.kernels import conv, direct_conv
+from minitorch_compress.kernels import direct_conv
 from minitorch_compress.kernels import reference as ref
-from minitorch_compress.kernels.conv import _Epilogue, _epilogue_args
-from minitorch_compress.kernels.rows import affine_row
 
 
 @st.composite
@@ -34,76 +28,8 @@ def direct_settings(draw):
             draw(st.integers(smallest, 11)), draw(st.integers(smallest, 11)), padding)
 
 
-def _run(x, w, padding, epilogue=None, positions=None):
-    n, _, h, wd = x.shape
-    y = np.full((n, w.shape[0], h + 2 * padding - 2, wd + 2 * padding - 2), np.nan, x.dtype)
-    with mock.patch.object(direct_conv, "_FORWARD_POSITIONS",
-                           positions or direct_conv._FORWARD_POSITIONS):
-        direct_conv.direct3x3_forward_serial(x, w, padding, y,
-                                             _epilogue_args(epilogue, 4, x.dtype))
-    return y
-
-
-# how many flat positions a forward chunk aims at: the kernel's own (every drawn batch in one
-# chunk), one image per chunk, a few images and usually a shorter last chunk
-positions = st.sampled_from([None, 1, 200])
-
-
-@settings(max_examples=60, deadline=None)
-@given(direct_settings(), float_dtypes, seeds, positions)
-def test_direct3x3_matches_reference(setting, dtype, seed, chunk_positions):
-    n, c, k, h, wd, padding = setting
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, wd)).astype(dtype)
-    w = rng.standard_normal((k, c, 3, 3)).astype(dtype)
-    y = _run(x, w, padding, positions=chunk_positions)
-    expected = ref.conv2d_forward(x, w, 1, padding)
-    assert_close(y, expected, ref.conv2d_forward(np.abs(x), np.abs(w), 1, padding))
-
-
-def test_direct3x3_resnet_shapes_match_reference():
-    """ResNet-20's three stride-1 shapes, whose flat loops are long and rounded to lanes."""
-    rng = np.random.default_rng(0)
-    for c, size in ((16, 32), (32, 16), (64, 8)):
-        x = rng.standard_normal((2, c, size, size)).astype(np.float32)
-        w = rng.standard_normal((c, c, 3, 3)).astype(np.float32)
-        y = _run(x, w, 1)
-        assert_close(y, ref.conv2d_forward(x, w, 1, 1),
-                     ref.conv2d_forward(np.abs(x), np.abs(w), 1, 1))
-
-
-@settings(max_examples=25, deadline=None)
-@given(direct_settings(), seeds, st.booleans(), st.booleans(), positions)
-def test_direct3x3_epilogue_is_the_row_epilogue_after_the_conv(setting, seed, relu, residual,
-                                                               chunk_positions):
-    n, c, k, h, wd, padding = setting
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
-    w = rng.standard_normal((k, c, 3, 3)).astype(np.float32)
-    coef = rng.standard_normal((k, 2)).astype(np.float32)
-    plain = _run(x, w, padding, positions=chunk_positions)
-    res = rng.standard_normal(plain.shape).astype(np.float32) if residual else None
-    fused = _run(x, w, padding, _Epilogue(coef, relu, res), positions=chunk_positions)
-    np.testing.assert_array_equal(fused, with_row_epilogue(plain, coef, relu, res))
-
-
-def with_row_epilogue(plain, coef, relu, res):
-    """`plain` (N, K, Ho, Wo) with `rows.affine_row` applied to each output row: what a
-    kernel's fused epilogue must give, bit for bit (res: like plain, or None)."""
-    expected = plain.copy()
-    n, k, ho, _ = plain.shape
-    for i in range(n):
-        for q in range(k):
-            for oy in range(ho):
-                row = expected[i, q, oy]
-                affine_row(row, row, coef[q, 0], coef[q, 1], relu,
-                           res[i, q, oy] if res is not None else row, res is not None)
-    return expected
-
-
 def test_stacked_geometry_leaves_room_for_every_read():
-    """Every tap's read at every position a rounded-up loop computes lies inside the row."""
-    lanes = direct_conv._LANES
+    """Every tap's read at every position the grad-weight loop visits lies inside the row."""
     for h, w, padding, images in ((32, 32, 1, 1), (8, 8, 1, 10), (1, 1, 1, 3), (5, 3, 2, 2),
                                   (3, 3, 0, 1), (2, 3, 3, 3), (4, 4, 5, 2)):
         wp, segment, row_len = direct_conv.stacked_geometry(h, w, padding, images)
@@ -114,8 +40,7 @@ def test_stacked_geometry_leaves_room_for_every_read():
         # the images' real rows and columns
         assert ho * wp <= segment and wo <= wp and segment >= (h + padding) * wp
         assert wp >= w + padding
-        last = (images - 1) * segment + (ho - 1) * wp + wo
-        length = -(-last // lanes) * lanes
+        length = (images - 1) * segment + (ho - 1) * wp + wo
         assert (length - 1) + 2 * wp + 2 < row_len
 
 
@@ -136,16 +61,13 @@ def test_direct3x3_grad_weight_matches_reference(setting, dtype, seed, stack_byt
     assert_close(gw, expected, magnitude)
 
 
-def test_a_bad_direct_conv_setting_in_the_environment_is_one_line():
-    env = dict(os.environ, MINITORCH_DIRECT_CONV="fast")
-    out = subprocess.run([sys.executable, "-m", "minitorch_compress", "report", "--out-dir",
-                          os.devnull + "_nothing"], env=env, capture_output=True, text=True)
-    assert out.returncode == 2 and out.stderr.count("\n") == 1
-    assert "MINITORCH_DIRECT_CONV='fast'" in out.stderr
-
-
-def test_the_environment_chooses_the_direct_ops(monkeypatch):
-    monkeypatch.setenv("MINITORCH_DIRECT_CONV", "forward, grad_weight")
-    assert conv.direct_from_environment() == {"forward", "grad_weight"}
-    monkeypatch.setenv("MINITORCH_DIRECT_CONV", "none")
-    assert conv.direct_from_environment() == frozenset()
+def test_direct3x3_grad_weight_resnet_shapes_match_reference():
+    """ResNet-20's stride-1 shapes where the table runs it (32x32 and 16x16), both blocks."""
+    rng = np.random.default_rng(0)
+    for c, size in ((16, 32), (32, 16)):
+        x = rng.standard_normal((3, c, size, size)).astype(np.float32)
+        gy = rng.standard_normal((3, c, size, size)).astype(np.float32)
+        for pairs in (True, False):
+            gw = direct_conv.direct3x3_grad_weight_serial(gy, x, 1, pairs)
+            assert_close(gw, ref.conv2d_grad_weight(gy, x, (c, c, 3, 3), 1, 1),
+                         ref.conv2d_grad_weight(np.abs(gy), np.abs(x), (c, c, 3, 3), 1, 1))

@@ -1,56 +1,76 @@
 """The register-tiled direct 3x3 forward (`kernels/direct_conv_tiled.py`) and the vector
 operations it is written in (`kernels/simd.py`) agree with their plain references.
 
-Drawn over the shapes the kernel takes (K a multiple of 4, output widths multiples of 8,
-vector counts that do and do not fill the last tile), paddings 0-3 and both tile sizes;
+Drawn over output-channel counts 1..13 (multiples of the 4-channel tile and not: those are
+padded with zero filters), output widths that are and are not multiples of 8, vector counts
+that do and do not fill the last tile, paddings 0-3, strides 1 and 2 and both tile sizes;
 with the fused epilogue it equals the plain kernel followed by the same row epilogue, bit
-for bit. Shapes it does not take are refused, and the conv module then takes another path.
+for bit. Lab 4's pruned widths go through it from the conv entry points.
 """
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from numba import njit
 from strategies import seeds
-from test_direct_conv import with_row_epilogue
 from test_kernels import assert_close
 
-from minitorch_compress.kernels import conv, simd
+from minitorch_compress.kernels import conv, dispatch, simd
 from minitorch_compress.kernels import direct_conv_tiled as tiled
 from minitorch_compress.kernels import reference as ref
-from minitorch_compress.kernels.conv import _Epilogue, _epilogue_args
+from minitorch_compress.kernels.common import Epilogue, epilogue_args
+from minitorch_compress.kernels.rows import affine_row
 
 
 @st.composite
 def tiled_settings(draw):
-    """(n, c, k, h, w, padding, stride) with K % 4 == 0 and an output width that is a
-    multiple of 8 (h is None when no input height gives the drawn output height)."""
+    """(n, c, k, h, w, padding, stride): any K in 1..13, an output width that is a multiple
+    of 8 or any width (h is None when no input height gives the drawn output height)."""
     padding, stride = draw(st.integers(0, 3)), draw(st.sampled_from([1, 2]))
-    wo, ho = 8 * draw(st.integers(1, 3)), draw(st.integers(1, 9))
+    wo = draw(st.one_of(st.integers(1, 3).map(lambda v: 8 * v), st.integers(1, 20)))
+    ho = draw(st.integers(1, 9))
     # the input sizes whose output is ho x wo: (size + 2p - 3) // stride + 1 == out
     extra = draw(st.integers(0, stride - 1))
     h, w = ((out - 1) * stride + 3 - 2 * padding + extra for out in (ho, wo))
-    return (draw(st.integers(1, 3)), draw(st.integers(1, 9)), 4 * draw(st.integers(1, 3)),
-            h if h >= 1 else None, w, padding, stride)
+    return (draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 13)),
+            h if h >= 1 else None, w if w >= 1 else None, padding, stride)
 
 
-def _run(x, w, padding, epilogue=None, vectors=None, stride=1):
+def _run(x, w, padding, epilogue=None, vectors=None, stride=1, y=None):
     n, _, h, wd = x.shape
     ho, wo = ((size + 2 * padding - 3) // stride + 1 for size in (h, wd))
-    y = np.full((n, w.shape[0], ho, wo), np.nan, x.dtype)
-    tiled.tiled3x3_forward_serial(x, w, padding, y, _epilogue_args(epilogue, 4, x.dtype),
-                                  vectors, stride)
+    y = np.full((n, w.shape[0], ho, wo), np.nan, x.dtype) if y is None else y
+    tiled.tiled3x3_forward_serial(x, w, padding, y, epilogue_args(epilogue, 4, x.dtype),
+                                  vectors or dispatch.TILE_VECTORS, stride)
     return y
 
 
-@settings(max_examples=80, deadline=None)
+def with_row_epilogue(plain, coef, relu, res):
+    """`plain` (N, K, Ho, Wo) with `rows.affine_row` applied to each output row: what a
+    kernel's fused epilogue must give, bit for bit (res: like plain, or None)."""
+    expected = plain.copy()
+    n, k, ho, _ = plain.shape
+    for i in range(n):
+        for q in range(k):
+            for oy in range(ho):
+                row = expected[i, q, oy]
+                affine_row(row, row, coef[q, 0], coef[q, 1], relu,
+                           res[i, q, oy] if res is not None else row, res is not None)
+    return expected
+
+
+@settings(max_examples=100, deadline=None)
 @given(tiled_settings(), seeds, st.sampled_from([3, 4]))
+@example((2, 3, 10, 8, 8, 1, 1), 0, 4)  # a pruned width on an aligned output
+@example((1, 2, 11, 9, 9, 1, 2), 0, 3)  # odd K, odd width, stride 2
 def test_tiled_forward_matches_reference(setting, seed, vectors):
     n, c, k, h, wd, padding, stride = setting
-    if h is None:
+    if h is None or wd is None:
         return
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
@@ -74,11 +94,11 @@ def test_tiled_forward_resnet_shapes_match_reference(vectors):
                      ref.conv2d_forward(np.abs(x), np.abs(w), stride, 1))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(tiled_settings(), seeds)
 def test_tiled_epilogue_is_the_row_epilogue_after_the_conv(setting, seed):
     n, c, k, h, wd, padding, stride = setting
-    if h is None:
+    if h is None or wd is None:
         return
     rng = np.random.default_rng(seed)
     relu, residual = bool(seed % 2), bool(seed % 3)
@@ -87,38 +107,56 @@ def test_tiled_epilogue_is_the_row_epilogue_after_the_conv(setting, seed):
     coef = rng.standard_normal((k, 2)).astype(np.float32)
     plain = _run(x, w, padding, stride=stride)
     res = rng.standard_normal(plain.shape).astype(np.float32) if residual else None
-    fused = _run(x, w, padding, _Epilogue(coef, relu, res), stride=stride)
+    fused = _run(x, w, padding, Epilogue(coef, relu, res), stride=stride)
     np.testing.assert_array_equal(fused, with_row_epilogue(plain, coef, relu, res))
 
 
-@pytest.mark.parametrize("k, wo, dtype", [(6, 8, np.float32), (8, 12, np.float32),
-                                          (8, 8, np.float64)])
-def test_shapes_it_does_not_take_are_refused(k, wo, dtype):
-    assert not tiled.fits(k, wo, dtype)
-    x = np.zeros((1, 2, wo, wo), dtype)
-    w = np.zeros((k, 2, 3, 3), dtype)
-    with pytest.raises(ValueError, match="tiled3x3"):
-        _run(x, w, 1)
-    with pytest.raises(ValueError, match="stride 1 or 2"):
-        _run(np.zeros((1, 2, 10, 10), np.float32), np.zeros((8, 2, 3, 3), np.float32), 1,
-             stride=3)
+def test_tiled_forward_writes_a_strided_output():
+    """An output that is not C-contiguous is written through the scratch, values as into a
+    contiguous one."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    strided = np.full((2, 8, 8, 8), np.nan, np.float32).transpose(0, 1, 3, 2)
+    assert not strided.flags.c_contiguous
+    _run(x, w, 1, y=strided)
+    np.testing.assert_array_equal(strided, _run(x, w, 1))
 
 
-def test_conv_falls_back_where_the_tiled_kernel_does_not_fit():
-    """With only the tiled forward switched on, a conv it cannot take (K = 6, float64, an
-    output width of 7) still gives the reference result, through another path."""
-    rng = np.random.default_rng(3)
-    for k, size, dtype in ((6, 8, np.float32), (8, 8, np.float64), (8, 7, np.float32)):
-        x = rng.standard_normal((2, 3, size, size)).astype(dtype)
-        w = rng.standard_normal((k, 3, 3, 3)).astype(dtype)
-        saved = conv.DIRECT_3X3
-        conv.DIRECT_3X3 = frozenset({"forward_tiled"})
-        try:
-            y = conv.conv2d_forward(x, w, 1, 1)
-        finally:
-            conv.DIRECT_3X3 = saved
-        assert_close(y, ref.conv2d_forward(x, w, 1, 1),
-                     ref.conv2d_forward(np.abs(x), np.abs(w), 1, 1))
+def test_what_it_does_not_take_is_refused():
+    x32, w32 = np.zeros((1, 2, 8, 8), np.float32), np.zeros((4, 2, 3, 3), np.float32)
+    for x, w, stride, vectors in ((x32.astype(np.float64), w32.astype(np.float64), 1, 4),
+                                  (x32, np.zeros((4, 2, 5, 5), np.float32), 1, 4),
+                                  (x32, w32, 3, 4), (x32, w32, 1, 5)):
+        with pytest.raises(ValueError, match="tiled3x3"):
+            _run(x, w, 1, stride=stride, vectors=vectors)
+
+
+@pytest.mark.parametrize("k, size, stride", [(10, 32, 1), (11, 16, 2), (31, 16, 1),
+                                             (49, 8, 1), (13, 7, 1)])
+def test_pruned_widths_run_the_tiled_kernel_from_the_conv_entry_points(k, size, stride):
+    """Lab 4's channel-pruned widths (and an odd image size) take the tiled forward, plain,
+    fused and as the stride-1 grad-input, and agree with the reference."""
+    rng = np.random.default_rng(k)
+    c = 7
+    x = rng.standard_normal((3, c, size, size)).astype(np.float32)
+    w = rng.standard_normal((k, c, 3, 3)).astype(np.float32)
+    coef = rng.standard_normal((k, 2)).astype(np.float32)
+    spy = mock.patch.object(tiled, "tiled3x3_forward_serial",
+                            wraps=tiled.tiled3x3_forward_serial)
+    with spy as called:
+        y = conv.conv2d_forward(x, w, stride, 1)
+        fused = conv.conv2d_affine_forward(x, w, stride, 1, coef, relu=True)
+        assert called.call_count >= 2
+    assert_close(y, ref.conv2d_forward(x, w, stride, 1),
+                 ref.conv2d_forward(np.abs(x), np.abs(w), stride, 1))
+    np.testing.assert_array_equal(fused, with_row_epilogue(y, coef, True, None))
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    with spy as called:
+        gx = conv.conv2d_grad_input(gy, w, x.shape, stride, 1)
+        assert called.called == (stride == 1)
+    assert_close(gx, ref.conv2d_grad_input(gy, w, x.shape, stride, 1),
+                 ref.conv2d_grad_input(np.abs(gy), np.abs(w), x.shape, stride, 1))
 
 
 # ------------------------------------------------------------------ the vector operations

@@ -5,8 +5,9 @@ Two layers of checks:
 * reference vs mathematics: the reference conv gradients satisfy the adjoint identities of
   a bilinear map, the reference batch-norm gradients match central finite differences, and
   a hand-computed convolution comes out exactly;
-* fast vs reference: every kernel in `kernels/conv.py` and `kernels/batchnorm.py` equals its
-  reference twin over drawn shapes, strides, paddings, dtypes and chunk sizes.
+* fast vs reference: the conv entry points (on the kernels `kernels/dispatch.py` picks, and
+  forced onto the others) and `kernels/batchnorm.py` equal their reference twins over drawn
+  shapes, strides, paddings, dtypes and chunk sizes.
 
 Tolerances: errors are bounded relative to the *sum of magnitudes* that forms each output
 element (e.g. ``conv(|x|, |w|)`` for the conv forward), not relative to the output itself,
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 from strategies import ConvSetting, conv_settings, float_dtypes, nchw_shapes, seeds
 
 from minitorch_compress.kernels import batchnorm as bn
-from minitorch_compress.kernels import conv
+from minitorch_compress.kernels import conv, dispatch
 from minitorch_compress.kernels import reference as ref
 
 # the pool path, kernels split across two threads on any machine (conftest.kernel_threads)
@@ -38,13 +39,11 @@ RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 # image per chunk; 4000 bytes: a few images per chunk and usually a shorter last chunk
 chunk_bytes = st.sampled_from([None, 1, 4000])
 
-# which stride-1 path the conv kernels take: their own choice; the row-cols forward
-# (`conv._forward_rows`) forced on for every shape; the direct 3x3 kernels
-# (`kernels/direct_conv.py`, forward and grad-weight) forced on; the channels-last direct
-# forward (`kernels/direct_conv_nhwc.py`) forced on; the register-tiled direct forward
-# (`kernels/direct_conv_tiled.py`, float32 with K % 4 == 0 and Wo % 8 == 0; other shapes
-# fall through to the next path) forced on; or im2col + GEMM only
-row_paths = st.sampled_from(["auto", "rows", "direct", "nhwc", "tiled", "im2col"])
+# which kernels the conv entry points take: the dispatch table's choice
+# (`kernels/dispatch.py`: float32 3x3 convs on the register-tiled kernel); im2col + GEMM
+# for every forward, grad-input and grad-weight; or the direct grad-weight at every size of
+# a stride-1 3x3 conv (the table takes it only from 16x16 on)
+kernel_paths = st.sampled_from(["auto", "im2col", "direct"])
 
 
 def assert_close(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray) -> None:
@@ -62,24 +61,18 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray
 
 
 @contextmanager
-def _conv_config(chunk: int | None, row_path: str = "auto"):
-    """Temporarily set the conv kernels' chunk sizes and choice of stride-1 forward."""
+def _conv_config(chunk: int | None, path: str = "auto"):
+    """Temporarily set the conv kernels' chunk size and the kernels the table picks."""
     with ExitStack() as stack:
         if chunk is not None:
             stack.enter_context(mock.patch.object(conv, "_CHUNK_BYTES", chunk))
-            stack.enter_context(mock.patch.object(conv, "_ROW_CHUNK_BYTES", chunk))
-        if row_path == "rows":
-            stack.enter_context(mock.patch.object(conv, "_ROWS_MAX_K", 10**9))
-            stack.enter_context(mock.patch.object(conv, "_ROWS_MIN_HO", 0))
-        if row_path in ("rows", "im2col"):
-            stack.enter_context(mock.patch.object(conv, "DIRECT_3X3", frozenset()))
-        if row_path in ("direct", "nhwc", "tiled"):  # on for every size, not only where faster
-            forward = {"direct": "forward", "nhwc": "forward_nhwc",
-                       "tiled": "forward_tiled"}[row_path]
-            stack.enter_context(mock.patch.object(conv, "DIRECT_3X3",
-                                                  frozenset({forward, "grad_weight"})))
-            stack.enter_context(mock.patch.dict(conv._DIRECT_MIN_PIXELS,
-                                                {forward: 0, "grad_weight": 0}))
+        if path == "im2col":
+            stack.enter_context(mock.patch.object(dispatch, "forward_kernel",
+                                                  lambda *_: dispatch.IM2COL_GEMM))
+            stack.enter_context(mock.patch.object(dispatch, "DIRECT_GRAD_WEIGHT_MIN_PIXELS",
+                                                  10**9))
+        if path == "direct":
+            stack.enter_context(mock.patch.object(dispatch, "DIRECT_GRAD_WEIGHT_MIN_PIXELS", 0))
         yield
 
 
@@ -117,7 +110,7 @@ def test_reference_conv_gradients_are_adjoints(s: ConvSetting, seed: int):
 
 # ------------------------------------------------------------------- conv: fast == ref
 @settings(deadline=None, max_examples=60)
-@given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes, path=row_paths)
+@given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes, path=kernel_paths)
 def test_conv_forward_matches_reference(s: ConvSetting, dtype, seed: int, chunk, path: str):
     x, w, _ = _conv_arrays(s, dtype, seed)
     with _conv_config(chunk, path):
@@ -128,7 +121,7 @@ def test_conv_forward_matches_reference(s: ConvSetting, dtype, seed: int, chunk,
 
 
 @settings(deadline=None, max_examples=60)
-@given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes, path=row_paths,
+@given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes, path=kernel_paths,
        relu=st.booleans(), with_residual=st.booleans())
 def test_conv_affine_forward_equals_conv_then_batchnorm_then_add_relu(
     s: ConvSetting, dtype, seed: int, chunk, path: str, relu: bool, with_residual: bool
@@ -162,7 +155,7 @@ def test_conv_affine_forward_rejects_bad_coef_and_residual():
 
 
 @settings(deadline=None, max_examples=60)
-@given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes, path=row_paths)
+@given(s=conv_settings(), dtype=float_dtypes, seed=seeds, chunk=chunk_bytes, path=kernel_paths)
 def test_conv_backward_matches_reference(s: ConvSetting, dtype, seed: int, chunk, path: str):
     x, w, gy = _conv_arrays(s, dtype, seed)
     with _conv_config(chunk, path):
@@ -190,7 +183,7 @@ def test_conv_backward_matches_reference(s: ConvSetting, dtype, seed: int, chunk
         (4, 4, 2, 3),
     ],
 )
-@pytest.mark.parametrize("path", ["auto", "rows", "direct", "nhwc", "tiled", "im2col"])
+@pytest.mark.parametrize("path", ["auto", "im2col", "direct"])
 def test_conv_general_geometry_matches_reference(
     kh: int, kw: int, stride: int, padding: int, path: str
 ):
@@ -209,23 +202,11 @@ def test_conv_general_geometry_matches_reference(
     )
 
 
-# (C, K, H, kernel, stride, padding) of every conv shape in ResNet-20
-RESNET20_CONVS = [
-    (3, 16, 32, 3, 1, 1),
-    (16, 16, 32, 3, 1, 1),
-    (16, 32, 32, 3, 2, 1),
-    (32, 32, 16, 3, 1, 1),
-    (32, 64, 16, 3, 2, 1),
-    (64, 64, 8, 3, 1, 1),
-    (16, 32, 32, 1, 2, 0),
-    (32, 64, 16, 1, 2, 0),
-]
-
-
-@pytest.mark.parametrize("path", ["auto", "direct", "nhwc", "tiled", "im2col"])
-@pytest.mark.parametrize("c, k, size, ksize, stride, padding", RESNET20_CONVS)
-def test_conv_resnet20_shapes_match_reference(c, k, size, ksize, stride, padding, path):
-    # the real shapes (2 images), on whatever path the kernels pick for them, and forced
+@pytest.mark.parametrize("path", ["auto", "im2col", "direct"])
+@pytest.mark.parametrize("shape", dispatch.RESNET20_CONVS, ids=lambda s: s.name)
+def test_conv_resnet20_shapes_match_reference(shape: dispatch.ConvShape, path: str):
+    # the real shapes (2 images), on the kernels the table picks for them, and forced
+    c, k, size, ksize, stride, padding = shape[1:]
     s = ConvSetting(2, c, k, size, size, ksize, ksize, stride, padding)
     x, w, gy = _conv_arrays(s, np.float32, 11)
     with _conv_config(None, path):

@@ -8,9 +8,9 @@ check shapes, sparsity, files, resume and the "best only with the final mask" ru
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -198,28 +198,27 @@ def test_a_fresh_run_never_deletes_an_old_one_silently_and_resume_keeps_it(tmp_p
     run_dir.mkdir()
     for name in ("best.npz", "last.npz"):
         (run_dir / name).write_bytes(b"previous run")
-    args = argparse.Namespace(run_root=tmp_path, resume=True, overwrite=False, epochs=2,
-                              subset=8, test_subset=8, weights=None)
-    common.prepare_run_dir(args, lab2.run_name("d"))  # resumable: nothing removed
+    options = lab2.Lab2Options(run_root=tmp_path, resume=True, epochs=2, subset=8,
+                               test_subset=8)
+    common.prepare_run_dir(options, lab2.run_name("d"))  # resumable: nothing removed
     assert (run_dir / "best.npz").read_bytes() == b"previous run"
-    args.resume = False
+    options = replace(options, resume=False)
     with pytest.raises(RunExistsError, match="--resume.*--overwrite"):
-        common.prepare_run_dir(args, lab2.run_name("d"))  # fresh, without --overwrite: refused
+        common.prepare_run_dir(options, lab2.run_name("d"))  # fresh, without --overwrite: refused
     assert (run_dir / "best.npz").read_bytes() == (run_dir / "last.npz").read_bytes()
-    args.overwrite = True
-    common.prepare_run_dir(args, lab2.run_name("d"))  # explicit: recorded, replaced by fit()
+    options = replace(options, overwrite=True)
+    common.prepare_run_dir(options, lab2.run_name("d"))  # explicit: recorded, replaced by fit()
     assert json.loads((run_dir / "provenance.json").read_text())["train_subset"] == 8
 
 
 def test_evaluations_are_smoke_only_on_a_cut_test_set():
     """(a)/(b) use neither --epochs nor --subset: on all 10,000 test images they are full."""
-    args = argparse.Namespace(epochs=2, subset=64, test_subset=None, argv=["--part", "all"])
-    assert common.is_smoke(args) and not common.is_smoke(args, trains=False)
-    meta = common.provenance(args, trains=False, script=lab2.SCRIPT)
+    options = lab2.Lab2Options(epochs=2, subset=64, argv=("--part", "all"))
+    assert common.is_smoke(options) and not common.is_smoke(options, trains=False)
+    meta = common.provenance(options, trains=False, script=lab2.SCRIPT)
     assert (meta["epochs"], meta["train_subset"], meta["smoke"]) == (None, 0, False)
     assert meta["command"] == "python labs/lab2_pruning.py --part all"
-    args.test_subset = 100
-    assert common.is_smoke(args, trains=False)
+    assert common.is_smoke(replace(options, test_subset=100), trains=False)
 
 
 @pytest.mark.parametrize(("best", "history", "best_epoch", "rising", "beyond_noise"), [
@@ -253,3 +252,50 @@ def test_recorded_commands_hold_no_machine_path(tmp_path):
     assert common.portable(argv) == ["--part", "c", "--out-dir", "results"]
     own = ["--weights", str(tmp_path / "mine.npz")]
     assert common.portable(own) == own
+
+
+def test_parts_run_from_python_with_the_options_dataclass(tmp_path, synthetic_cifar10_dir,
+                                                          random_resnet20_weights):
+    """What a student types at a prompt: no script, no argparse; each part loads the data
+    itself, returns its payload, and what it records names the options it ran with."""
+    options = lab2.Lab2Options(data_dir=synthetic_cifar10_dir, weights=random_resnet20_weights,
+                               test_subset=32, out_dir=tmp_path / "results",
+                               run_root=tmp_path / "runs", no_progress=True)
+    a = lab2.part_a(options)
+    assert 0.0 <= a["accuracy"] <= 1.0 and a["test_images"] == 32
+    b = lab2.part_b(options)
+    assert set(b["accuracy"]) == set(lab2.FRACTIONS)
+    assert b["total_sparsity"]["0.8"] == pytest.approx(0.8, abs=1e-3)
+
+    c = lab2.part_c(replace(options, epochs=1, subset=64))
+    assert c["epochs"] == 1 and len(c["history"]) == 1
+    assert (c["train_images"], c["test_images"]) == (64, 32)
+    assert c["total_sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert (tmp_path / "results" / "models" / "lab2_c.mtc").is_file()
+    started = json.loads((tmp_path / "runs" / "lab2_c" / "provenance.json").read_text())
+    # built in Python, the run records the command that gives the same options
+    assert started["command"].startswith("python labs/lab2_pruning.py ")
+    assert "--epochs 1" in started["command"] and "--subset 64" in started["command"]
+    assert (started["epochs"], started["train_subset"]) == (1, 64)
+    assert started["options"]["epochs"] == 1 and started["options"]["part"] == "all"
+
+    # `run` shares one data set between parts and writes each result with its options
+    written = lab2.run(replace(options, part="a"))
+    meta = json.loads((tmp_path / "results" / "lab2_a.json").read_text())["_meta"]
+    assert written[0]["accuracy"] == a["accuracy"]
+    assert "--part a" in meta["command"] and "--test-subset 32" in meta["command"]
+    assert meta["options"] == {"subset": 0, "test_subset": 32, "part": "a", "epochs": 20,
+                               "seed": 0, "resume": False, "overwrite": False}
+    assert str(tmp_path) not in json.dumps(meta["options"])  # where-options are not recorded
+
+
+def test_options_are_frozen_and_checked():
+    options = lab2.Lab2Options(epochs=3)
+    with pytest.raises(AttributeError):
+        options.epochs = 4  # type: ignore[misc]
+    assert replace(options, epochs=4).epochs == 4 and options.epochs == 3
+    for bad in ({"epochs": 0}, {"part": "z"}, {"subset": -1}, {"test_subset": 0}):
+        with pytest.raises(MinitorchError):
+            lab2.Lab2Options(**bad)
+    assert lab2.Lab2Options(part="c").parts() == ["c"]
+    assert lab2.Lab2Options().parts() == list(lab2.PARTS)

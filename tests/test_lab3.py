@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from minitorch_compress.compression import (
     quantize_array,
     sparsity_report,
 )
+from minitorch_compress.errors import MinitorchError
 from minitorch_compress.experiments import lab3
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models import resnet20
@@ -352,3 +354,20 @@ def test_bits_is_refused_outside_parts_c_and_d(capsys):
         lab3_script.main(["--part", "e", "--bits", "4"])
     assert exit_info.value.code == 2
     assert "--bits applies to parts c and d only" in capsys.readouterr().err
+
+
+def test_options_round_trip_through_the_command_line():
+    """The script's options and the dataclass are one: parsing `as_argv` gives the options
+    back, and the dataclass refuses what the script refuses."""
+    options = lab3.Lab3Options(part="d", epochs=2, subset=100, naive_quantizer=True,
+                               bits=("4", "2"), sparse_from=Path("results/models/lab2_c.mtc"))
+    argv = options.as_argv()
+    assert argv[:2] == ["--subset", "100"] and "--naive-quantizer" in argv
+    parsed = lab3_script.parse_options(argv)
+    assert replace(parsed, argv=None) == options
+    with pytest.raises(MinitorchError, match="drop --symmetric"):
+        lab3.Lab3Options(naive_quantizer=True, symmetric=True)
+    with pytest.raises(MinitorchError, match="--bits"):
+        lab3.Lab3Options(bits=("5",))
+    with pytest.raises(MinitorchError, match="part d only"):
+        lab3.check_parts(lab3.Lab3Options(part="c", sparse_from_pretrained=True))

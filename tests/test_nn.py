@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minitorch_compress import Tensor, no_grad
+from minitorch_compress import Tensor, no_grad, use_kernels
 from minitorch_compress.models import resnet20
+from minitorch_compress.models.resnet import ConvBN, ResNet20
 from minitorch_compress.nn import (
     BatchNorm2d,
     Conv2d,
@@ -157,6 +158,50 @@ def test_resnet20_fused_inference_equals_the_differentiable_path(batch: int):
         fused = model(x)
     assert not fused.requires_grad
     np.testing.assert_array_equal(fused.data, separate.data)
+
+
+def test_resnet20_fused_inference_on_the_reference_kernels_equals_the_separate_ops():
+    # the reference fused op applies batch norm as y*a + b, the separate one formula by
+    # formula: the same up to float64 rounding
+    model = _resnet20_with_random_batch_norm(seed=3)
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    x = Tensor(np.random.default_rng(7).standard_normal((2, 3, 32, 32)))
+    with use_kernels("reference"):
+        separate = model(x)
+        with no_grad():
+            fused = model(x)
+    assert separate.requires_grad and not fused.requires_grad
+    np.testing.assert_allclose(fused.data, separate.data, rtol=1e-12, atol=1e-12)
+
+
+def _count_fused_calls(model, x) -> int:
+    calls = []
+    for _, module in model.named_modules():
+        if isinstance(module, ConvBN):
+            original = module.fused_inference
+            module.fused_inference = lambda *a, _f=original, **k: calls.append(1) or _f(*a, **k)
+    with no_grad():
+        model(x)
+    return len(calls)
+
+
+def test_fusion_at_inference_is_chosen_per_model():
+    x = Tensor(np.random.default_rng(7).standard_normal((1, 3, 32, 32)).astype(np.float32))
+    fused = resnet20(rng=np.random.default_rng(0)).eval()
+    unfused = ResNet20(rng=np.random.default_rng(0), fuse_at_inference=False).eval()
+    assert _count_fused_calls(unfused, x) == 0
+    assert _count_fused_calls(fused, x) == 21  # every ConvBN: the other model is unaffected
+    fused.set_fuse_at_inference(False)
+    assert _count_fused_calls(fused, x) == 0
+    assert "fuse_at_inference" not in vars(ConvBN)  # no class-level switch to flip
+
+
+def test_resnet20_takes_any_image_size_but_only_three_channels():
+    model = resnet20(rng=np.random.default_rng(0))
+    assert model(Tensor(np.zeros((2, 3, 8, 8), np.float32))).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"ResNet20 expects images \(N, 3, H, W\)"):
+        model(Tensor(np.zeros((2, 1, 32, 32), np.float32)))
 
 
 def test_fused_conv_batch_norm_refuses_to_record_gradients():

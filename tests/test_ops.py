@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minitorch_compress import grad_check, ops
+from minitorch_compress import grad_check, ops, use_kernels
 from minitorch_compress.autograd.gradcheck import GradCheckError
 from minitorch_compress.autograd.tensor import Tensor
 
@@ -111,22 +111,26 @@ def test_log_softmax_and_cross_entropy(n, k, seed):
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(3, 6),
        st.sampled_from([(1, 1, 0), (3, 1, 1), (3, 2, 1), (1, 2, 0), (3, 1, 0)]),
        st.booleans(), st.integers(0, 2**31))
-def test_conv2d(n, c, k, size, kernel, use_bias, seed):
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
+def test_conv2d(kernels, n, c, k, size, kernel, use_bias, seed):
     ksize, stride, padding = kernel
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, size, size))
     w = rng.standard_normal((k, c, ksize, ksize))
-    if use_bias:
-        b = rng.standard_normal(k)
-        assert grad_check(lambda x_, w_, b_: ops.conv2d(x_, w_, b_, stride, padding), x, w, b)
-    else:
-        assert grad_check(lambda x_, w_: ops.conv2d(x_, w_, None, stride, padding), x, w)
+    with use_kernels(kernels):
+        if use_bias:
+            b = rng.standard_normal(k)
+            assert grad_check(lambda x_, w_, b_: ops.conv2d(x_, w_, b_, stride, padding),
+                              x, w, b)
+        else:
+            assert grad_check(lambda x_, w_: ops.conv2d(x_, w_, None, stride, padding), x, w)
 
 
 @SETTINGS
 @given(st.integers(2, 4), st.integers(1, 3), st.integers(1, 3), st.booleans(), st.booleans(),
        st.integers(0, 2**31))
-def test_batch_norm2d(n, c, size, training, relu, seed):
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
+def test_batch_norm2d(kernels, n, c, size, training, relu, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, size, size))
     gamma, beta = rng.uniform(0.5, 1.5, c), rng.uniform(-0.3, 0.3, c)
@@ -141,12 +145,14 @@ def test_batch_norm2d(n, c, size, training, relu, seed):
                                training=training, relu=False)
         if np.min(np.abs(pre.data)) < 1e-3:
             return
-    assert grad_check(fn, x, gamma, beta, atol=1e-5, rtol=1e-3)
+    with use_kernels(kernels):
+        assert grad_check(fn, x, gamma, beta, atol=1e-5, rtol=1e-3)
 
 
 @SETTINGS
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(0, 2**31))
-def test_pooling_mask_and_add_relu(n, c, size, seed):
+@pytest.mark.parametrize("kernels", ["fast", "reference"])
+def test_pooling_mask_and_add_relu(kernels, n, c, size, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, size, size))
     assert grad_check(ops.global_avg_pool2d, x)
@@ -155,7 +161,8 @@ def test_pooling_mask_and_add_relu(n, c, size, seed):
     y = rng.standard_normal(x.shape)
     keep = np.abs(x + y) > 1e-3  # away from the ReLU kink
     x, y = np.where(keep, x, x + 0.1), np.where(keep, y, y + 0.1)
-    assert grad_check(ops.add_relu, x, y)
+    with use_kernels(kernels):
+        assert grad_check(ops.add_relu, x, y)
 
 
 def test_grad_check_catches_a_wrong_backward():

@@ -21,7 +21,6 @@ from minitorch_compress.compression import (
     global_prune_by_percentage,
     mask_from_weights,
     percentile_threshold,
-    plot_sparsity,
     prunable_layers,
     prune_below,
     prune_by_percentage,
@@ -31,6 +30,7 @@ from minitorch_compress.compression import (
 from minitorch_compress.models.resnet import resnet20
 from minitorch_compress.nn import Conv2d, GlobalAvgPool2d, Linear, Module, ReLU, Sequential
 from minitorch_compress.optim import SGD
+from minitorch_compress.reports.figures import plot_sparsity
 
 
 def expected_pruned_counts(q: float, n: int) -> set[int]:

@@ -523,6 +523,8 @@ def test_short_storage_member(tmp_path):
 # a flip in a zip local-header field no reader uses (the general-purpose flags of
 # archive/version): the file is still correct, and loads with the right values
 @example(writer="zip", cut=0.0, flips=[(0.75, 1)])
+# a flipped compression method that zipfile does not know (NotImplementedError)
+@example(writer="zip", cut=0.0, flips=[(0.0, 1), (0.0, 1), (0.84, 1)])
 def test_damaged_files_only_ever_raise_checkpoint_error(tmp_path, writer, cut, flips):
     """Fuzz: a truncated or bit-flipped file gives a one-line CheckpointError, never another
     exception or a crash, and never wrong values from a zip file: either an error, or exactly
@@ -572,7 +574,7 @@ def test_cli(tmp_path, capsys):
     lines: list[str] = []
     assert main([str(pt), str(tmp_path / "m.npz")], print_fn=lines.append) == 0
     assert lines == [f"wrote {tmp_path / 'm.npz'}: 6 tensors, {1 + 108 + 12 + 4 + 6:,} values"]
-    assert main([str(tmp_path / "missing.pt"), str(tmp_path / "x.npz")]) == 1
+    assert main([str(tmp_path / "missing.pt"), str(tmp_path / "x.npz")]) == 2
     assert capsys.readouterr().err.startswith("error: checkpoint not found")
     assert main(["only-one-arg"], print_fn=lines.append) == 2
 
@@ -629,3 +631,11 @@ def test_real_pretrained_checkpoint(tmp_path):
     with np.load(tmp_path / "resnet20.npz", allow_pickle=False) as npz:
         for name in converted:
             np.testing.assert_array_equal(npz[name], state[name])
+
+
+def test_converter_refuses_a_nan_checkpoint_and_writes_nothing(tmp_path, capsys):
+    state = OrderedDict([("w", tensor("0", np.array([1.0, np.nan], np.float32)))])
+    pt = write_zip_pt(tmp_path / "nan.pt", state)
+    assert main([str(pt), str(tmp_path / "out.npz")]) == 2
+    assert "nan" in capsys.readouterr().err.lower()
+    assert not (tmp_path / "out.npz").exists()

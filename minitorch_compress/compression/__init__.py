@@ -15,7 +15,6 @@ from minitorch_compress.compression.masks import (
 from minitorch_compress.compression.metrics import (
     count_levels,
     format_sparsity_table,
-    plot_sparsity,
     sparsity_report,
 )
 from minitorch_compress.compression.prune import (
@@ -53,7 +52,7 @@ from minitorch_compress.compression.structured import (
 __all__ = [
     "Masks", "MaskHook", "apply_masks", "layers_by_name", "mask_from_weights",
     "prunable_layers", "sparsity_of_masks", "weight_layers", "zero_masked_momentum",
-    "count_levels", "format_sparsity_table", "plot_sparsity", "sparsity_report",
+    "count_levels", "format_sparsity_table", "sparsity_report",
     "IterativePruningHook", "global_prune_by_percentage", "magnitude_mask",
     "percentile_threshold", "prune_below", "prune_by_percentage", "prune_model_by_percentage",
     "MODES", "QuantMode", "QuantizeSTE", "WeightQuantizer", "clear_weight_quantization",

@@ -1,8 +1,7 @@
-"""Sparsity and quantization-level reports: numbers, a markdown table and a bar chart."""
+"""Sparsity and quantization-level reports: numbers and a markdown table (the bar chart of
+per-layer sparsity is drawn by `reports.figures.plot_sparsity`)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -62,29 +61,3 @@ def format_sparsity_table(per_layer: dict[str, float], total: float) -> str:
     lines += [f"| {name:<{width}} | {value:8.4f} |" for name, value in per_layer.items()]
     lines.append(f"| {'**total**':<{width}} | {total:8.4f} |")
     return "\n".join(lines)
-
-
-def plot_sparsity(per_layer: dict[str, float], path: str | Path, title: str) -> None:
-    """Save a bar chart of per-layer sparsity (one bar per layer, in table order).
-
-    Args:
-        per_layer: {layer name: fraction of zeros}, as from `sparsity_report`.
-        path: output image file (the format follows its suffix, e.g. .png).
-        title: the figure's title.
-    """
-    # imported here: matplotlib is slow to import and only the lab scripts draw. A bare
-    # Figure renders with Agg and leaves pyplot's global backend and state alone.
-    from matplotlib.figure import Figure
-
-    names = list(per_layer)
-    fig = Figure(figsize=(max(6.0, 0.45 * len(names) + 2.0), 4.5))
-    ax = fig.subplots()
-    ax.bar(range(len(names)), [per_layer[n] for n in names], color="tab:blue")
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=75, ha="right", fontsize=8)
-    ax.set_ylim(0.0, 1.0)
-    ax.set_ylabel("fraction of zero weights")
-    ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)

@@ -23,6 +23,17 @@ The group-Lasso penalty lambda * sum_g ||g||_2 is optimised like Lab 1 (e)'s Las
 proximal step after each SGD step: group soft-thresholding, ``g <- g * max(0, 1 - t/||g||)``
 with ``t = lr * lambda``, which sets a whole group exactly to 0 once its norm falls below t
 (the structured counterpart of soft-thresholding one weight).
+
+Widths for a MAC budget. The tiled conv kernel computes `CHANNEL_TILE` output channels at a
+time (padding other counts with zero filters), so a block whose internal width is a multiple
+of it wastes no work (`round_widths`). `widths_for_mac_budget` ranks every channel of the
+network by a score and keeps the best ones, in tile steps, until the MACs (`resnet20_macs`)
+reach a fraction of the full model's; `top_channels` then says which channels of each block
+those are. The score chooses the method: L1 norms of conv1's filters ranked within each
+block (`within_block_ranks`: the same keep fraction in every block, Li et al.'s uniform
+baseline), or the group norms after a group-Lasso run (the channels the penalty left
+largest). `strength_for_mac_budget` predicts, before a run, which group-Lasso strength zeroes
+about that budget's channels.
 """
 
 from __future__ import annotations
@@ -33,9 +44,18 @@ from typing import Any
 import numpy as np
 
 from minitorch_compress.compression.masks import TrainerLike, zero_momentum_of_zeros
-from minitorch_compress.models.resnet import ResNet20
+from minitorch_compress.errors import MinitorchError
+from minitorch_compress.models.resnet import BLOCKS_PER_STAGE, STAGE_CHANNELS, ResNet20
 
 Keep = list[list[int]]  # per block, the 0-based block-internal channels to keep
+
+# The output channels the tiled conv kernel (kernels/direct_conv_tiled.py) computes at once;
+# it must match that kernel's output-channel tile (tested). The kernel pads any other count
+# with zero filters that it computes and drops, so a block-internal width that is a multiple
+# wastes none of conv1's work.
+CHANNEL_TILE = 4
+
+FULL_WIDTHS = tuple(c for c in STAGE_CHANNELS for _ in range(BLOCKS_PER_STAGE))
 
 
 def group_parameters(block: Any) -> list[Any]:
@@ -107,15 +127,26 @@ def at_least_one(keep: Keep, model: ResNet20) -> Keep:
     return [k if k else [int(np.argmax(norms[i]))] for i, k in enumerate(keep)]
 
 
+def l1_filter_norms(model: ResNet20) -> list[np.ndarray]:
+    """Per block, (mid,) the L1 norm of each conv1 filter (float64): Li et al.'s score."""
+    return [np.abs(group_tensors(block)[0].astype(np.float64)).sum(axis=(1, 2, 3))
+            for block in model.body_op]
+
+
+def top_channels(scores: Sequence[np.ndarray], counts: Sequence[int]) -> Keep:
+    """In block i the `counts[i]` channels with the largest `scores[i]` (ties to the earlier
+    channel), sorted."""
+    keep = []
+    for block_scores, count in zip(scores, counts, strict=True):
+        order = np.argsort(-np.asarray(block_scores, dtype=np.float64), kind="stable")
+        keep.append(sorted(int(k) for k in order[:count]))
+    return keep
+
+
 def l1_filter_keep(model: ResNet20, counts: Sequence[int]) -> Keep:
     """The baseline of Li et al. (ICLR 2017): in block i keep the `counts[i]` channels whose
     conv1 filters have the largest L1 norms (ties to the earlier channel), sorted."""
-    keep = []
-    for block, count in zip(model.body_op, counts, strict=True):
-        l1 = np.abs(group_tensors(block)[0].astype(np.float64)).sum(axis=(1, 2, 3))
-        order = np.argsort(-l1, kind="stable")[:count]
-        keep.append(sorted(int(k) for k in order))
-    return keep
+    return top_channels(l1_filter_norms(model), counts)
 
 
 def shrink(model: ResNet20, keep: Keep) -> ResNet20:
@@ -169,6 +200,163 @@ def resnet20_macs(mid_channels: Sequence[int] | None = None, num_classes: int = 
             macs += hw * hw * c_out * c_in
         c_in = c_out
     return macs + 64 * num_classes
+
+
+def round_widths(widths: Sequence[int], multiple: int = CHANNEL_TILE,
+                 limits: Sequence[int] = FULL_WIDTHS) -> list[int]:
+    """Each width rounded to the nearest multiple of `multiple` (a half rounds up), but at
+    least `multiple` (never 0) and at most its limit.
+
+    Args:
+        widths: (9,) per block, the channels wanted (>= 0).
+        multiple: the tile, `CHANNEL_TILE` by default.
+        limits: (9,) per block, the full width (16/32/64 by default; a limit that is not a
+            multiple is still never exceeded).
+    """
+    if multiple < 1:
+        raise ValueError(f"the width multiple must be >= 1, got {multiple}")
+    rounded = []
+    for width, limit in zip(widths, limits, strict=True):
+        if width < 0:
+            raise ValueError(f"widths must be >= 0, got {list(widths)}")
+        nearest = multiple * int(np.floor(width / multiple + 0.5))
+        rounded.append(min(limit, max(multiple, nearest)))
+    return rounded
+
+
+def within_block_ranks(scores: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per block, each channel's score replaced by ``1 - rank / width`` (the block's largest
+    1.0, its smallest 1 / width): ranked on these, every block keeps about the same fraction
+    of its channels (Li et al.'s uniform keep ratio, since L1 norms of filters with 16, 32
+    or 64 inputs are not comparable across blocks)."""
+    ranks = []
+    for block_scores in scores:
+        order = np.argsort(-np.asarray(block_scores, dtype=np.float64), kind="stable")
+        rank = np.empty(order.size, dtype=np.float64)
+        rank[order] = np.arange(order.size)
+        ranks.append(1.0 - rank / order.size)
+    return ranks
+
+
+def widths_for_mac_budget(scores: Sequence[np.ndarray], budget_fraction: float,
+                          multiple: int = CHANNEL_TILE, num_classes: int = 10) -> list[int]:
+    """Per-block widths, multiples of `multiple`, whose MACs are at most `budget_fraction` of
+    the full model's and within one tile step of it.
+
+    All channels of the network are ranked by score (ties: earlier block, earlier channel);
+    the widths are the per-block counts among the best n channels, `round_widths`-ed; n is
+    the largest whose widths fit the budget. Going from n to n + 1 adds at most one tile to
+    one block, so the next width profile would exceed the budget by less than one tile's
+    MACs: the result is under the budget by less than the costliest tile (stage 1: 4
+    channels at 32x32, 2.9 % of the model).
+
+    Args:
+        scores: per block, (width,) one score per channel, larger = keep first (the full
+            model's widths: 16/32/64).
+        budget_fraction: in (0, 1], the share of `resnet20_macs()` allowed.
+        multiple: the tile (`CHANNEL_TILE`).
+        num_classes: the classifier's outputs (for the MACs).
+
+    Returns:
+        (9,) the widths; `top_channels(scores, widths)` says which channels.
+
+    Raises:
+        MinitorchError: the budget is outside (0, 1] or below the smallest model of this tile.
+    """
+    if not 0 < budget_fraction <= 1:
+        raise MinitorchError(f"a MAC budget is a fraction in (0, 1], got {budget_fraction}")
+    limits = [len(s) for s in scores]
+    budget = budget_fraction * resnet20_macs(num_classes=num_classes)
+    block_of = np.concatenate([np.full(len(s), i) for i, s in enumerate(scores)])
+    ranked = block_of[np.argsort(-np.concatenate(scores), kind="stable")]
+
+    def macs_of(widths: list[int]) -> int:
+        return resnet20_macs(widths, num_classes)
+
+    counts = [0] * len(scores)
+    best = round_widths(counts, multiple, limits)
+    if macs_of(best) > budget:
+        raise MinitorchError(
+            f"a budget of {budget_fraction:.1%} of the MACs is below the smallest model with "
+            f"{multiple} channels a block ({macs_of(best) / resnet20_macs():.1%})")
+    for block in ranked:  # the MACs grow with every channel added: stop at the first miss
+        counts[block] += 1
+        widths = round_widths(counts, multiple, limits)
+        if macs_of(widths) > budget:
+            break
+        best = widths
+    return best
+
+
+def predicted_group_norms(norms: Sequence[np.ndarray], strength: float, lr: float, steps: int,
+                          momentum: float = 0.0, weight_decay: float = 0.0) -> list[np.ndarray]:
+    """Each group's norm after `steps` SGD steps with the group-Lasso prox, if the loss
+    gradient were 0 (a converged model, where it barely pushes back).
+
+    Then weight decay and the prox only scale a group, never turn it, so its norm n follows
+    the scalar recursion of `SGD` and `GroupLassoHook.after_step`::
+
+        g = weight_decay * n;  b = g at the first step, else momentum * b + g
+        n = n - lr * b;        n = n - lr * strength, or 0 once n <= lr * strength
+
+    and a zeroed group stays 0 (its momentum is cleared and its decay is 0).
+
+    Args:
+        norms: per block, (mid,) the group norms at the start (`group_norms`).
+        strength: the hook's lambda.
+        lr, momentum, weight_decay: the recipe's SGD settings.
+        steps: SGD steps in the run (steps per epoch x epochs).
+
+    Returns:
+        Per block, (mid,) the predicted norms (0 where the group dies).
+    """
+    sizes = [len(n) for n in norms]
+    n = np.concatenate(norms).astype(np.float64)
+    threshold = lr * strength
+    buffer = np.zeros_like(n)
+    for step in range(steps):
+        decay = weight_decay * n
+        buffer = decay if step == 0 else momentum * buffer + decay
+        n = n - lr * buffer
+        n = np.where(n > threshold, n - threshold, 0.0)
+        buffer[n == 0] = 0.0
+    return np.split(n, np.cumsum(sizes)[:-1])
+
+
+def strength_for_mac_budget(norms: Sequence[np.ndarray], budget_fraction: float, lr: float,
+                            steps: int, momentum: float = 0.0, weight_decay: float = 0.0,
+                            num_classes: int = 10) -> float:
+    """The smallest group-Lasso strength whose predicted survivors (`predicted_group_norms`,
+    at least one channel a block) cost at most `budget_fraction` of the full model's MACs.
+
+    A bisection on the prediction: more strength never keeps more channels. The real run
+    keeps some more (the loss gradient holds useful groups up), and `widths_for_mac_budget`
+    on its final group norms then lands exactly on the budget.
+
+    Args:
+        norms: per block, the group norms of the model the run starts from.
+        budget_fraction: in (0, 1].
+        lr, steps, momentum, weight_decay: the run's recipe (see `predicted_group_norms`).
+
+    Raises:
+        MinitorchError: the budget is outside (0, 1].
+    """
+    if not 0 < budget_fraction <= 1:
+        raise MinitorchError(f"a MAC budget is a fraction in (0, 1], got {budget_fraction}")
+    budget = budget_fraction * resnet20_macs(num_classes=num_classes)
+
+    def fits(strength: float) -> bool:
+        alive = predicted_group_norms(norms, strength, lr, steps, momentum, weight_decay)
+        widths = [max(1, int(np.count_nonzero(a))) for a in alive]
+        return resnet20_macs(widths, num_classes) <= budget
+
+    if fits(0.0):
+        return 0.0
+    low, high = 0.0, 2 * max(float(np.max(n)) for n in norms) / (lr * steps)  # all dead
+    for _ in range(50):  # 2^-50 of the bracket
+        middle = (low + high) / 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high
 
 
 class GroupLassoHook:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from minitorch_compress.compression.masks import weight_layers
 from minitorch_compress.compression.pipeline import entropy_bytes
 from minitorch_compress.io import mtc
 from minitorch_compress.kernels.batchnorm import eval_coefficients
@@ -83,8 +84,6 @@ def dense_bytes(model: Any, folded: bool, half: bool = False) -> int:
     """Bytes of the file's dense section for `model`: as written today, or with its batch
     norms folded (two float32s, or with `half` two float16s, per channel; no running
     statistics, no batch counters). Encoded with `mtc.pack_dense`."""
-    from minitorch_compress.compression.masks import weight_layers
-
     state = mtc.inference_state(model)
     compressed = {f"{name}.weight" for name in weight_layers(model)}
     entries = []

@@ -5,17 +5,22 @@ report) and, for comparison, with the per-sample schedule a published solution u
 (the same update applied once per data point, three per step). The maths lives in
 `minitorch_compress.linear`; this module loops over the settings (`run_all`), computes every
 number the report quotes beyond the final iterates (`evidence`, including the few extra runs
-it needs) and returns them as the JSON payload of ``lab1.json`` (`payload`). Rendering
-``lab1.md`` from that JSON, and drawing the figures from the histories, is
-`minitorch_compress.reports.lab1`'s job.
+it needs) and returns them as the JSON payload of ``lab1.json`` (`payload`); `run_lab` does it
+all for a `Lab1Options` and writes the file (``run_lab(Lab1Options(steps=50))`` from a Python
+prompt). Rendering ``lab1.md`` from that JSON, and drawing the figures from the histories,
+is `minitorch_compress.reports.lab1`'s job.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from minitorch_compress.errors import MinitorchError
+from minitorch_compress.io.checkpoint import atomic_write
 from minitorch_compress.linear import (
     MU_LAB1,
     SCHEDULES,
@@ -31,6 +36,9 @@ from minitorch_compress.linear import (
     prox_step,
     run,
 )
+from minitorch_compress.options import Options, ensure_writable_dir
+from minitorch_compress.paths import LOCAL_RESULTS_DIR
+from minitorch_compress.results import git_commit
 
 # The code whose changes make a result "with uncommitted changes to the Lab 1 code".
 LAB1_CODE = ("minitorch_compress/linear", "minitorch_compress/experiments/lab1.py",
@@ -281,8 +289,40 @@ def payload(results: dict[str, dict[Setting, History]], steps: int) -> dict:
 def provenance(steps: int) -> dict:
     """The ``_meta`` entry of ``lab1.json``: the command (as typed in a fresh clone) and the
     commit of the Lab 1 code."""
-    from minitorch_compress.experiments.common import git_commit
-
     command = f"python {SCRIPT}" + (f" --steps {steps}" if steps != DEFAULT_STEPS else "")
     return {"command": command,
             "commit": git_commit(LAB1_CODE, " with uncommitted changes to the Lab 1 code")}
+
+
+@dataclass(frozen=True)
+class Lab1Options(Options):
+    """Lab 1's options (``labs/lab1_sparse_linear.py``'s ``--steps`` and ``--out-dir``).
+
+    Attributes:
+        steps: optimisation steps per case (the assignment's 200).
+        out_dir: where ``lab1.json`` (and, from the script, ``lab1.md`` and the figures) go.
+    """
+
+    steps: int = DEFAULT_STEPS
+    out_dir: Path = LOCAL_RESULTS_DIR
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise MinitorchError(f"steps must be a whole number >= 1, got {self.steps!r}")
+
+
+def run_lab(options: Lab1Options) -> tuple[dict[str, dict[Setting, History]], dict]:
+    """Run every case in both schedules and write ``<out_dir>/lab1.json`` (the folder is
+    checked first).
+
+    Returns:
+        (the runs, {schedule: {setting: History}}, for the figures; the document written:
+        `payload` plus its ``_meta`` `provenance`).
+    """
+    ensure_writable_dir(options.out_dir, "--out-dir")
+    results = run_all(options.steps)
+    document = {**payload(results, options.steps), "_meta": provenance(options.steps)}
+    text = json.dumps(document, indent=2) + "\n"
+    atomic_write(options.out_dir / "lab1.json", lambda f: f.write(text.encode()))
+    return results, document

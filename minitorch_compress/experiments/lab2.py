@@ -1,7 +1,9 @@
 """Lab 2: magnitude pruning of the pretrained ResNet-20 (SPEC "Lab 2", parts a-e).
 
-Each part is a function ``part_x(args, data) -> payload`` returning the JSON payload that
-`run_part` writes to ``<out-dir>/lab2_<part>.json`` (with `_meta` provenance):
+Each part is a function ``part_x(options, data=None) -> payload`` of `Lab2Options` (a frozen
+dataclass: ``part_c(Lab2Options(epochs=1, subset=1000))`` runs from a Python prompt, loading
+CIFAR-10 itself when no `data` is passed) returning the JSON payload that `run_part` writes
+to ``<out-dir>/lab2_<part>.json`` (with `_meta` provenance):
 
 * (a) ``{"accuracy": float}``: the pretrained float model on the test set;
 * (b) ``{"accuracy": {"0.4": float, "0.6": float, "0.8": float}, ...}``: per-layer percentile
@@ -24,10 +26,10 @@ epochs (`prune_epochs_for`), so the 80 % mask is fixed, and a best model exists,
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,33 +46,35 @@ from minitorch_compress.compression import (
 from minitorch_compress.data.cifar10 import Cifar10
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.experiments.common import (
-    RECIPE_EPOCHS,
     accuracy_on_test_set,
     finetune,
-    load_lab_data,
+    lab_data,
+    load_data,
     preflight,
     pretrained,
     run_and_write,
     save_model_file,
 )
+from minitorch_compress.experiments.lab2_layout import FINETUNE_PARTS, PARTS, SCRIPT, TITLES
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.resnet import ResNet20
+from minitorch_compress.options import LabOptions
+from minitorch_compress.recipe import RECIPE_EPOCHS
 from minitorch_compress.training.trainer import hook_state
 
-PARTS = ("a", "b", "c", "d", "e")
-FINETUNE_PARTS = ("c", "d", "e")
 FRACTIONS = ("0.4", "0.6", "0.8")  # part (b); the strings are the JSON keys
 TARGET = 0.8  # sparsity of parts (c)-(e)
 PRUNE_EPOCHS = 10  # the course's iterative schedule: 8 % more before each of epochs 1..10
-SCRIPT = "labs/lab2_pruning.py"  # as recorded in the provenance of the results
 
-TITLES = {
-    "a": "(a) pretrained float model",
-    "b": "(b) per-layer percentile pruning, no finetuning",
-    "c": "(c) prune 80 % per layer + masked finetuning",
-    "d": "(d) iterative per-layer pruning to 80 %",
-    "e": "(e) global iterative pruning to 80 %",
-}
+
+@dataclass(frozen=True)
+class Lab2Options(LabOptions):
+    """Lab 2's options: those of every lab (`LabOptions`: part, epochs, subset, test_subset,
+    seed, out_dir, run_root, resume, overwrite, data_dir, weights, ...); Lab 2 has no knob of
+    its own. Build it in Python (``Lab2Options(epochs=1, subset=1000)``) or from the parsed
+    arguments of ``labs/lab2_pruning.py`` (``Lab2Options.from_args(args)``)."""
+
+    PARTS = PARTS
 
 
 def run_name(part: str) -> str:
@@ -109,18 +113,19 @@ class BestOnlyWithFinalMask:
 
 
 # ------------------------------------------------------------------------------ the parts
-def part_a(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_a(options: Lab2Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(a) Test accuracy of the pretrained float model.
 
     Returns:
         {"accuracy": float, "test_images": int}.
     """
-    model = pretrained(args)
-    return {"accuracy": accuracy_on_test_set(model, data, args, "(a) float"),
+    data = lab_data(options, data, trains=False)
+    model = pretrained(options)
+    return {"accuracy": accuracy_on_test_set(model, data, options, "(a) float"),
             "test_images": len(data.y_test)}
 
 
-def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_b(options: Lab2Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(b) Per-layer percentile pruning at q = 0.4 / 0.6 / 0.8, without finetuning.
 
     The pretrained weights are reloaded before each q, as the lab asks (magnitude pruning at
@@ -130,55 +135,58 @@ def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         {"accuracy": {"0.4": float, "0.6": float, "0.8": float},
         "total_sparsity": {q: fraction of zeros over the prunable layers}, "test_images"}.
     """
+    data = lab_data(options, data, trains=False)
     accuracy: dict[str, float] = {}
     total_sparsity: dict[str, float] = {}
     for q in FRACTIONS:
-        model = pretrained(args)
+        model = pretrained(options)
         prune_model_by_percentage(model, float(q))
         total_sparsity[q] = sparsity_report(model)[1]
-        accuracy[q] = accuracy_on_test_set(model, data, args, f"(b) q={q}")
+        accuracy[q] = accuracy_on_test_set(model, data, options, f"(b) q={q}")
         print(f"  (b) q = {q}: accuracy {accuracy[q]:.4f}, sparsity {total_sparsity[q]:.4f}",
               flush=True)
     return {"accuracy": accuracy, "total_sparsity": total_sparsity,
             "test_images": len(data.y_test)}
 
 
-def _finetune_payload(model: ResNet20, data: Cifar10, args: argparse.Namespace, part: str,
+def _finetune_payload(model: ResNet20, data: Cifar10, options: Lab2Options, part: str,
                       hooks: list[Any], extra: dict[str, Any]) -> dict[str, Any]:
     """Run (or resume) the finetuning of `part` and describe its best model."""
-    result = finetune(model, data, args, run_name(part), hooks=hooks, script=SCRIPT)
+    result = finetune(model, data, options, run_name(part), hooks=hooks, script=SCRIPT)
     # `finetune` leaves the model holding the best eligible epoch's weights
     per_layer, total = sparsity_report(model)
     return {**result, "sparsity": per_layer, "total_sparsity": total,
-            "model_file": save_model_file(model, args, run_name(part)),
+            "model_file": save_model_file(model, options, run_name(part)),
             "train_images": len(data.y_train), "test_images": len(data.y_test), **extra}
 
 
-def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_c(options: Lab2Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(c) Prune 80 % of every prunable layer, then finetune with the mask enforced.
 
     Returns:
         The `finetune` summary plus the best model's "sparsity" per layer,
         "total_sparsity", "best_epoch", "target".
     """
-    model = pretrained(args)
+    data = lab_data(options, data, trains=True)
+    model = pretrained(options)
     # on --resume the trainer replaces these weights and masks with the checkpointed ones
     masks = prune_model_by_percentage(model, TARGET)
-    return _finetune_payload(model, data, args, "c", [MaskHook(masks)], {"target": TARGET})
+    return _finetune_payload(model, data, options, "c", [MaskHook(masks)], {"target": TARGET})
 
 
-def _iterative(args: argparse.Namespace, data: Cifar10, part: str,
+def _iterative(options: Lab2Options, data: Cifar10 | None, part: str,
                global_: bool) -> dict[str, Any]:
-    prune_epochs = prune_epochs_for(args.epochs)
+    data = lab_data(options, data, trains=True)
+    prune_epochs = prune_epochs_for(options.epochs)
     pruning = IterativePruningHook(TARGET, prune_epochs, global_=global_)
     hooks = [pruning, BestOnlyWithFinalMask(pruning)]  # pruning first: its on_epoch_end decides
     extra = {"target": TARGET, "prune_epochs": prune_epochs, "global": global_,
              "schedule": f"prune to {TARGET:g} * e / {prune_epochs} before epoch e = 1.."
                          f"{prune_epochs}, then the mask is fixed"}
-    return _finetune_payload(pretrained(args), data, args, part, hooks, extra)
+    return _finetune_payload(pretrained(options), data, options, part, hooks, extra)
 
 
-def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_d(options: Lab2Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(d) Iterative per-layer pruning to 80 % (8e % before epoch e = 1..10), then a fixed mask.
 
     Only epochs with the final mask in force may be the best one.
@@ -186,16 +194,16 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     Returns:
         As `part_c`, plus "prune_epochs", "global" (False) and "schedule".
     """
-    return _iterative(args, data, "d", global_=False)
+    return _iterative(options, data, "d", global_=False)
 
 
-def part_e(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_e(options: Lab2Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(e) As (d) with one global threshold over all prunable layers (80 % in total).
 
     Returns:
         As `part_d`, with "global" True; "sparsity" then varies from layer to layer.
     """
-    return _iterative(args, data, "e", global_=True)
+    return _iterative(options, data, "e", global_=True)
 
 
 PART_FUNCTIONS = {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e}
@@ -207,7 +215,7 @@ def evaluation_only(parts: list[str]) -> bool:
     return not set(parts) & set(FINETUNE_PARTS)
 
 
-def run_part(part: str, args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def run_part(part: str, options: Lab2Options, data: Cifar10) -> dict[str, Any]:
     """Run one part, write ``<out-dir>/lab2_<part>.json`` and return what was written.
 
     With --resume, (a)/(b) results made on the same test set are reused and (c)-(e)
@@ -220,8 +228,8 @@ def run_part(part: str, args: argparse.Namespace, data: Cifar10) -> dict[str, An
         raise MinitorchError(f"unknown Lab 2 part {part!r}; choose from {', '.join(PARTS)}")
     if part in FINETUNE_PARTS and len(data.y_train) == 0:
         raise MinitorchError(f"part ({part}) finetunes: it needs training images (--subset > 0)")
-    return run_and_write(args, f"lab2_{part}", part, TITLES[part],
-                         lambda: PART_FUNCTIONS[part](args, data),
+    return run_and_write(options, f"lab2_{part}", part, TITLES[part],
+                         lambda: PART_FUNCTIONS[part](options, data),
                          trains=part in FINETUNE_PARTS, script=SCRIPT)
 
 
@@ -283,7 +291,7 @@ def _warn_if_not_a_full_run(run_dir: Path, part: str) -> None:
                           f"`python labs/lab2_pruning.py --part {part} --resume`", stacklevel=3)
 
 
-def run(args: argparse.Namespace,
+def run(options: Lab2Options,
         after_part: Callable[[], Any] | None = None) -> list[dict[str, Any]]:
     """Run the chosen parts in order (every check first, `preflight`), printing each
     headline; `after_part` is called after each (the lab script re-renders the report).
@@ -291,16 +299,16 @@ def run(args: argparse.Namespace,
     Returns:
         What each part wrote.
     """
-    parts = list(PARTS) if args.part == "all" else [args.part]
-    preflight(args, [(f"lab2_{p}", p in FINETUNE_PARTS) for p in parts],
+    parts = options.parts()
+    preflight(options, [(f"lab2_{p}", p in FINETUNE_PARTS) for p in parts],
               [run_name(p) for p in parts if p in FINETUNE_PARTS])
     if evaluation_only(parts):
         # (a)/(b) only evaluate: skip reading the 50,000 training images
-        args = argparse.Namespace(**{**vars(args), "subset": 0})
-    data = load_lab_data(args)
+        options = replace(options, subset=0)
+    data = load_data(options)
     written = []
     for part in parts:
-        result = run_part(part, args, data)
+        result = run_part(part, options, data)
         headline = result.get("accuracy", result.get("best_accuracy"))
         print(f"({part}) {headline if isinstance(headline, dict) else f'{headline:.4f}'}",
               flush=True)

@@ -1,7 +1,9 @@
 """Lab 3: fixed-point weight quantization with a straight-through estimator (SPEC "Lab 3").
 
-Each part is a function ``part_x(args, data) -> payload`` returning the JSON payload that
-`run_part` writes to ``<out-dir>/lab3_<part>[_symmetric|_naive].json`` (with `_meta`
+Each part is a function ``part_x(options, data=None) -> payload`` of `Lab3Options` (a frozen
+dataclass: ``part_b(Lab3Options(test_subset=500))`` runs from a Python prompt, loading
+CIFAR-10 itself when no `data` is passed) returning the JSON payload that `run_part` writes
+to ``<out-dir>/lab3_<part>[_symmetric|_naive].json`` (with `_meta`
 provenance). "The body" is every Conv2d under ``body_op.`` (the 9 residual blocks, the two 1x1
 shortcut convs included: 20 layers); the head conv and the final FC stay float.
 
@@ -30,8 +32,8 @@ the figures in ``<out-dir>/lab3/`` from whichever ``lab3_*.json`` files exist.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,30 +61,33 @@ from minitorch_compress.experiments.common import (
     accuracy_on_test_set,
     finetune,
     is_smoke,
-    load_lab_data,
+    lab_data,
+    load_data,
     preflight,
     pretrained,
     provenance,
-    read_result,
     run_and_write,
     save_model_file,
     weights_id,
     write_result,
 )
+from minitorch_compress.experiments.lab3_layout import (
+    BITS_B,
+    BITS_QAT,
+    PARTS,
+    SCRIPT,
+)
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import ResNet20
+from minitorch_compress.options import LabOptions
 from minitorch_compress.paths import shown
+from minitorch_compress.results import read_result
 
-PARTS = ("b", "c", "d", "e")
-FINETUNE_PARTS = ("c", "d", "e")
-BITS_B = ("6", "5", "4", "3", "2")  # part (b); the strings are the JSON keys
-BITS_QAT = ("4", "3", "2")  # parts (c) and (d)
 BITS_E = 4
 NAIVE_PARTS = ("d", "e")  # the parts --naive-quantizer applies to
 TARGET = lab2.TARGET  # 80 % sparsity in (d) and (e)
 QUANTIZED_LAYERS = "body"  # set_weight_quantization's selection: body_op.*, shortcuts included
-SCRIPT = "labs/lab3_quantization.py"  # as recorded in the provenance of the results
 
 TITLES = {
     "b": "(b) body quantized to b bits, no finetuning",
@@ -95,122 +100,144 @@ TITLES = {
 
 
 # ------------------------------------------------------------------------------ options
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Lab 3's own options, on top of `common.lab_parser`'s."""
-    parser.add_argument("--symmetric", action="store_true",
-                        help="symmetric quantizer (levels k*s around an exact 0) instead of "
-                             "the course's asymmetric one (b, c) / the masked one (d, e); "
-                             "results go to lab3_<part>_symmetric.json")
-    parser.add_argument("--naive-quantizer", action="store_true",
-                        help="parts d and e: the plain asymmetric quantizer (zeros scaled "
-                             "like any weight, so they leave 0) instead of the mask-aware one; "
-                             "writes lab3_<part>_naive.json")
-    parser.add_argument("--sparse-from-pretrained", action="store_true",
-                        help="part d: start from the pretrained model pruned to 80 %% per "
-                             "layer without finetuning, instead of Lab 2 (c)'s best model "
-                             "(quick runs and tests; recorded in the result)")
-    parser.add_argument("--sparse-from", type=Path, default=None, metavar="FILE",
-                        help="part d: start from this 80 %%-sparse model (a .mtc model file "
-                             "such as the committed results/models/lab2_c.mtc, or a run's "
-                             "best.npz) instead of <run-root>/lab2_c/best.npz; its zeros in "
-                             "the prunable layers are the mask")
-    parser.add_argument("--bits", nargs="+", choices=BITS_QAT, default=None, metavar="B",
-                        help="parts c and d: finetune only these bit widths (of 4 3 2; "
-                             "default all three). The result stays marked partial until every "
-                             "width is done; --resume keeps the finished ones and adds the rest")
+@dataclass(frozen=True)
+class Lab3Options(LabOptions):
+    """Lab 3's options: those of every lab (`LabOptions`) and its own knobs.
+
+    Attributes:
+        symmetric: the symmetric quantizer (levels k s around an exact 0) in every part;
+            results go to ``lab3_<part>_symmetric.json``.
+        naive_quantizer: parts (d) and (e) with the plain asymmetric quantizer instead of
+            the mask-aware one (``lab3_<part>_naive.json``).
+        sparse_from_pretrained: part (d) starts from the pretrained model pruned to 80 %
+            per layer without finetuning (quick runs and tests).
+        sparse_from: part (d) starts from this 80 %-sparse model file (.mtc or .npz)
+            instead of ``<run_root>/lab2_c/best.npz``.
+        bits: the widths parts (c)/(d) finetune, of "4" "3" "2" (None: all three).
+
+    Raises:
+        MinitorchError: (when built) two knobs that contradict each other, or a width
+            outside 4 3 2. Knobs that do not fit `part` are refused by `check_parts`.
+    """
+
+    PARTS = PARTS
+
+    symmetric: bool = False
+    naive_quantizer: bool = False
+    sparse_from_pretrained: bool = False
+    sparse_from: Path | None = None
+    bits: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sparse_from is not None:
+            object.__setattr__(self, "sparse_from", Path(self.sparse_from))
+        if self.bits is not None:
+            object.__setattr__(self, "bits", tuple(str(b) for b in self.bits))
+            if not self.bits or set(self.bits) - set(BITS_QAT):
+                raise MinitorchError(f"--bits takes some of {' '.join(BITS_QAT)}, got "
+                                     f"{' '.join(self.bits) or 'none'}")
+        if self.naive_quantizer and self.symmetric:
+            raise MinitorchError("--naive-quantizer is the plain asymmetric quantizer; drop "
+                                 "--symmetric")
+        if self.sparse_from is not None and self.sparse_from_pretrained:
+            raise MinitorchError("--sparse-from and --sparse-from-pretrained name two "
+                                 "different starts; pick one")
 
 
-def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Reject option combinations that make no sense (exits through `parser.error`)."""
-    if args.naive_quantizer and args.symmetric:
-        parser.error("--naive-quantizer is the plain asymmetric quantizer; drop --symmetric")
-    if args.naive_quantizer and args.part not in NAIVE_PARTS:
-        parser.error(f"--naive-quantizer applies to parts d and e only (got --part {args.part})")
-    if args.sparse_from_pretrained and args.part not in ("d", "all"):
-        parser.error(f"--sparse-from-pretrained applies to part d only (got --part {args.part})")
-    if args.sparse_from is not None and args.part not in ("d", "all"):
-        parser.error(f"--sparse-from applies to part d only (got --part {args.part})")
-    if args.bits is not None and args.part not in ("c", "d"):
-        parser.error(f"--bits applies to parts c and d only (got --part {args.part})")
-    if args.sparse_from is not None and args.sparse_from_pretrained:
-        parser.error("--sparse-from and --sparse-from-pretrained name two different starts; "
-                     "pick one")
+def check_parts(options: Lab3Options) -> None:
+    """Refuse knobs that do not apply to ``options.part`` (`run` would ignore them).
+
+    Raises:
+        MinitorchError: naming the knob and the parts it applies to.
+    """
+    part = options.part
+    if options.naive_quantizer and part not in NAIVE_PARTS:
+        raise MinitorchError(f"--naive-quantizer applies to parts d and e only (got --part "
+                             f"{part})")
+    if options.sparse_from_pretrained and part not in ("d", "all"):
+        raise MinitorchError(f"--sparse-from-pretrained applies to part d only (got --part "
+                             f"{part})")
+    if options.sparse_from is not None and part not in ("d", "all"):
+        raise MinitorchError(f"--sparse-from applies to part d only (got --part {part})")
+    if options.bits is not None and part not in ("c", "d"):
+        raise MinitorchError(f"--bits applies to parts c and d only (got --part {part})")
 
 
-def quantizer_mode(part: str, args: argparse.Namespace) -> QuantMode:
+def quantizer_mode(part: str, options: Lab3Options) -> QuantMode:
     """The quantizer a part uses: asymmetric for (b)/(c), masked for the sparse (d)/(e);
     symmetric everywhere with --symmetric; plain asymmetric with --naive-quantizer."""
-    if args.naive_quantizer:
+    if options.naive_quantizer:
         return "asymmetric"
-    if args.symmetric:
+    if options.symmetric:
         return "symmetric"
     return "masked" if part in ("d", "e") else "asymmetric"
 
 
-def result_name(part: str, args: argparse.Namespace) -> str:
+def result_name(part: str, options: Lab3Options) -> str:
     """``lab3_<part>``, ``lab3_<part>_symmetric`` or ``lab3_<part>_naive`` (no ``.json``)."""
-    if args.naive_quantizer:
+    if options.naive_quantizer:
         return f"lab3_{part}_naive"
-    return f"lab3_{part}" + ("_symmetric" if args.symmetric else "")
+    return f"lab3_{part}" + ("_symmetric" if options.symmetric else "")
 
 
-def run_name(part: str, args: argparse.Namespace, bits: str | None = None) -> str:
+def run_name(part: str, options: Lab3Options, bits: str | None = None) -> str:
     """Folder of one finetuning run under --run-root, e.g. ``lab3_c_4bit``.
 
     Runs that start from a different model or use another quantizer get their own folder, so
     --resume can never continue a run made with other settings.
     """
     name = f"lab3_{part}" + (f"_{bits}bit" if bits is not None else "")
-    if args.symmetric:
+    if options.symmetric:
         name += "_symmetric"
-    if args.naive_quantizer:
+    if options.naive_quantizer:
         name += "_naive"
-    if part == "d" and args.sparse_from_pretrained:
+    if part == "d" and options.sparse_from_pretrained:
         name += "_from_pretrained"
-    if part == "d" and args.sparse_from is not None:
-        name += "_from_" + Path(args.sparse_from).stem
+    if part == "d" and options.sparse_from is not None:
+        name += "_from_" + Path(options.sparse_from).stem
     return name
 
 
-def model_name(part: str, args: argparse.Namespace, bits: str | None = None) -> str:
+def model_name(part: str, options: Lab3Options, bits: str | None = None) -> str:
     """The model file's name, as `experiments.model_files` names it: ``lab3_d_4bit``,
     ``lab3_d_naive_4bit``, ``lab3_e``, ``lab3_e_naive``, ``lab3_c_4bit_symmetric``."""
-    name = f"lab3_{part}" + ("_naive" if args.naive_quantizer else "")
+    name = f"lab3_{part}" + ("_naive" if options.naive_quantizer else "")
     name += f"_{bits}bit" if bits is not None else ""
-    return name + ("_symmetric" if args.symmetric else "")
+    return name + ("_symmetric" if options.symmetric else "")
 
 
-def selected_bit_widths(args: argparse.Namespace) -> tuple[str, ...]:
+def selected_bit_widths(options: Lab3Options) -> tuple[str, ...]:
     """The widths parts (c)/(d) finetune in this run: --bits, in 4-3-2 order, or all three."""
-    chosen = getattr(args, "bits", None) or BITS_QAT
+    chosen = options.bits or BITS_QAT
     return tuple(bits for bits in BITS_QAT if bits in chosen)
 
 
-def run_names(part: str, args: argparse.Namespace) -> list[str]:
+def run_names(part: str, options: Lab3Options) -> list[str]:
     """The run folders a part trains in (none for (b))."""
     if part in ("c", "d"):
-        return [run_name(part, args, bits) for bits in selected_bit_widths(args)]
-    return [run_name(part, args)] if part == "e" else []
+        return [run_name(part, options, bits) for bits in selected_bit_widths(options)]
+    return [run_name(part, options)] if part == "e" else []
 
 
-def lab2_checkpoint(args: argparse.Namespace) -> Path:
+def lab2_checkpoint(options: Lab3Options) -> Path:
     """Where part (d) finds Lab 2 (c)'s best model: ``<run-root>/lab2_c/best.npz``."""
-    return args.run_root / lab2.run_name("c") / "best.npz"
+    return options.run_root / lab2.run_name("c") / "best.npz"
 
 
-def check_sparse_start(args: argparse.Namespace) -> None:
+def check_sparse_start(options: Lab3Options) -> None:
     """Fail early, in one line, when part (d) has no model to start from.
 
     Raises:
         CheckpointError: the --sparse-from file is missing, or Lab 2 (c)'s checkpoint is
             missing and neither --sparse-from nor --sparse-from-pretrained is given.
     """
-    if args.sparse_from is not None:
-        if not args.sparse_from.is_file():
-            raise CheckpointError(f"--sparse-from {args.sparse_from}: no such file")
+    if options.sparse_from is not None:
+        if not options.sparse_from.is_file():
+            raise CheckpointError(f"--sparse-from {options.sparse_from}: no such file")
         return
-    path = lab2_checkpoint(args)
-    if not args.sparse_from_pretrained and not path.is_file():
+    path = lab2_checkpoint(options)
+    if not options.sparse_from_pretrained and not path.is_file():
         raise CheckpointError(
             f"Lab 3 (d) starts from Lab 2 (c)'s best 80 %-sparse model and {path} does not "
             "exist: run `python labs/lab2_pruning.py --part c` first (with the same "
@@ -254,7 +281,7 @@ def _quantized_layer_zeros(model: ResNet20) -> int:
 
 
 # ------------------------------------------------------------------------------ the parts
-def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_b(options: Lab3Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(b) Test accuracy with the body quantized to 6..2 bits (head conv and FC float).
 
     Returns:
@@ -262,23 +289,24 @@ def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         "quantized_layers" (the 20 names), "max_nonzero_levels": {bits: int},
         "test_images"}.
     """
-    mode = quantizer_mode("b", args)
-    model = pretrained(args)
-    accuracy = {"float": accuracy_on_test_set(model, data, args, "(b) float")}
+    data = lab_data(options, data, trains=False)
+    mode = quantizer_mode("b", options)
+    model = pretrained(options)
+    accuracy = {"float": accuracy_on_test_set(model, data, options, "(b) float")}
     print(f"  (b) float: {accuracy['float']:.4f}", flush=True)
     levels: dict[str, int] = {}
     layers: list[str] = []
     for bits in BITS_B:
         # the float weights are never changed: each width quantizes the same pretrained model
         layers = set_weight_quantization(model, int(bits), QUANTIZED_LAYERS, mode)
-        accuracy[bits] = accuracy_on_test_set(model, data, args, f"(b) {bits} bits")
+        accuracy[bits] = accuracy_on_test_set(model, data, options, f"(b) {bits} bits")
         levels[bits] = max(nonzero_levels(model).values())
         print(f"  (b) {bits} bits ({mode}): {accuracy[bits]:.4f}", flush=True)
     return {"accuracy": accuracy, "mode": mode, "quantized_layers": layers,
             "max_nonzero_levels": levels, "test_images": len(data.y_test)}
 
 
-def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_c(options: Lab3Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(c) QAT finetuning of the pretrained model with its body at 4, 3 and 2 bits.
 
     Returns:
@@ -286,21 +314,22 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         "final_accuracy", "best_epoch", "max_nonzero_levels", "wall_s" (each {bits: ...}),
         "wall_s_total", "mode", "epochs", "train_images", "test_images"}.
     """
-    mode = quantizer_mode("c", args)
+    data = lab_data(options, data, trains=True)
+    mode = quantizer_mode("c", options)
 
     def one_width(bits: str) -> dict[str, Any]:
-        model = pretrained(args)
+        model = pretrained(options)
         set_weight_quantization(model, int(bits), QUANTIZED_LAYERS, mode)
-        result = finetune(model, data, args, run_name("c", args, bits), script=SCRIPT)
+        result = finetune(model, data, options, run_name("c", options, bits), script=SCRIPT)
         print(f"  (c) {bits} bits ({mode}): best {result['best_accuracy']:.4f}", flush=True)
         return {**{key: result[key] for key in (
                     "best_accuracy", "history", "final_accuracy", "best_epoch", "wall_s")},
-                "model_file": save_model_file(model, args, model_name("c", args, bits)),
+                "model_file": save_model_file(model, options, model_name("c", options, bits)),
                 "max_nonzero_levels": max(nonzero_levels(model).values())}
 
-    context = {"mode": mode, "epochs": args.epochs, "train_images": len(data.y_train),
-               "test_images": len(data.y_test), **run_settings(args)}
-    out = each_bit_width(args, "c", PER_BIT_KEYS["c"], context, one_width)
+    context = {"mode": mode, "epochs": options.epochs, "train_images": len(data.y_train),
+               "test_images": len(data.y_test), **run_settings(options)}
+    out = each_bit_width(options, "c", PER_BIT_KEYS["c"], context, one_width)
     return {**out, "wall_s_total": round(sum(out["wall_s"].values()), 1), **context}
 
 
@@ -317,7 +346,7 @@ PER_BIT_KEYS = {
 }
 
 
-def each_bit_width(args: argparse.Namespace, part: str, keys: tuple[str, ...],
+def each_bit_width(options: Lab3Options, part: str, keys: tuple[str, ...],
                    context: dict[str, Any],
                    one_width: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
     """Run `one_width(bits)` for 4, 3 and 2 bits (or those --bits selects), recording each
@@ -335,37 +364,37 @@ def each_bit_width(args: argparse.Namespace, part: str, keys: tuple[str, ...],
         {key: {bits: value}} for each key of `keys`, plus ``"partial": True`` and
         ``"bits_finished"`` when some width is still missing.
     """
-    name = result_name(part, args)
-    done = finished_bit_widths(args, name, keys, context)
-    selected = selected_bit_widths(args)
+    name = result_name(part, options)
+    done = finished_bit_widths(options, name, keys, context)
+    selected = selected_bit_widths(options)
     out: dict[str, Any] = {key: {} for key in keys}
     for bits in BITS_QAT:
         if bits in done:
             print(f"  ({part}) {bits} bits: reusing the finished width recorded in "
-                  f"{shown(args.out_dir / name)}.json (--resume)", flush=True)
+                  f"{shown(options.out_dir / name)}.json (--resume)", flush=True)
         elif bits not in selected:
             continue
-        values = done.get(bits) or {**one_width(bits), "run": width_provenance(args)}
+        values = done.get(bits) or {**one_width(bits), "run": width_provenance(options)}
         for key in (*keys, "run"):
             if key in values:  # "run" is missing from files written before it was kept
                 out.setdefault(key, {})[bits] = values[key]
         finished = [b for b in BITS_QAT if b in out[keys[0]]]
         if len(finished) < len(BITS_QAT):
-            write_result(args.out_dir, name, {**out, **context, "partial": True,
+            write_result(options.out_dir, name, {**out, **context, "partial": True,
                                               "bits_finished": finished},
-                         args, sum(out["wall_s"].values()), script=SCRIPT)
+                         options, sum(out["wall_s"].values()), script=SCRIPT)
     finished = [b for b in BITS_QAT if b in out[keys[0]]]
     if len(finished) < len(BITS_QAT):
         out.update(partial=True, bits_finished=finished)
     return out
 
 
-def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+def run_settings(options: Lab3Options) -> dict[str, Any]:
     """What else a finished width depends on: the starting weights and the seed."""
-    return {"weights": weights_id(args), "seed": args.seed}
+    return {"weights": weights_id(options), "seed": options.seed}
 
 
-def finished_bit_widths(args: argparse.Namespace, name: str, keys: tuple[str, ...],
+def finished_bit_widths(options: Lab3Options, name: str, keys: tuple[str, ...],
                         context: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The widths a partial result file made with these settings already holds (--resume).
 
@@ -373,17 +402,17 @@ def finished_bit_widths(args: argparse.Namespace, name: str, keys: tuple[str, ..
         {bits: {key: value}}; empty without --resume, without a partial file, or when the
         file was made with other settings (then the widths are run again).
     """
-    previous = read_result(args.out_dir, name) if args.resume else None
+    previous = read_result(options.out_dir, name) if options.resume else None
     if previous is None or not previous.get("partial"):
         return {}
     meta = previous.get("_meta", {})
-    same = (meta.get("smoke") == is_smoke(args, True) and meta.get("epochs") == args.epochs
-            and meta.get("train_subset") == args.subset
-            and meta.get("test_subset") == args.test_subset
+    same = (meta.get("smoke") == is_smoke(options, True) and meta.get("epochs") == options.epochs
+            and meta.get("train_subset") == options.subset
+            and meta.get("test_subset") == options.test_subset
             and all(previous.get(key, DEFAULTS.get(key)) == value
                     for key, value in context.items()))
     if not same:
-        print(f"  note: {shown(args.out_dir / name)}.json was made with other settings; its "
+        print(f"  note: {shown(options.out_dir / name)}.json was made with other settings; its "
               "finished widths are run again", flush=True)
         return {}
     return {b: {key: previous[key][b] for key in (*keys, "run")
@@ -391,15 +420,15 @@ def finished_bit_widths(args: argparse.Namespace, name: str, keys: tuple[str, ..
             for b in previous["bits_finished"]}
 
 
-def width_provenance(args: argparse.Namespace) -> dict[str, Any]:
+def width_provenance(options: Lab3Options) -> dict[str, Any]:
     """Who made one bit width: its command and commit (under ``"run"``, by width), since the
     widths of one result may come from separate commands (--bits, --resume); the result's
     `_meta` names only the last."""
-    meta = provenance(args, script=SCRIPT)
+    meta = provenance(options, script=SCRIPT)
     return {"command": meta["command"], "commit": meta["commit"], "date": meta["date"]}
 
 
-def sparse_start(args: argparse.Namespace, data: Cifar10
+def sparse_start(options: Lab3Options, data: Cifar10
                  ) -> tuple[dict[str, np.ndarray], Masks, dict[str, Any]]:
     """The 80 %-sparse float model part (d) starts from.
 
@@ -413,30 +442,30 @@ def sparse_start(args: argparse.Namespace, data: Cifar10
         shape}, and {"source", "float_accuracy" (the unquantized sparse model on this test
         set), "sparsity" (of the masks)} for the result file.
     """
-    check_sparse_start(args)
-    if args.sparse_from_pretrained:
-        model = pretrained(args)
+    check_sparse_start(options)
+    if options.sparse_from_pretrained:
+        model = pretrained(options)
         masks = prune_model_by_percentage(model, TARGET)
         source = ("pretrained model pruned to 80 % per layer, NOT finetuned "
                   "(--sparse-from-pretrained)")
-    elif args.sparse_from is not None:
-        model = load_pretrained(args.sparse_from)
+    elif options.sparse_from is not None:
+        model = load_pretrained(options.sparse_from)
         masks = mask_from_weights(model)  # a trained weight is never exactly 0.0
-        source = f"{shown(args.sparse_from)} (--sparse-from: masked by its zeros)"
+        source = f"{shown(options.sparse_from)} (--sparse-from: masked by its zeros)"
     else:
-        model, masks = lab2.load_sparse_best(args.run_root, part="c")
+        model, masks = lab2.load_sparse_best(options.run_root, part="c")
         apply_masks(model, masks)  # a no-op for a masked run's checkpoint, a guarantee here
-        _, meta = load_checkpoint(lab2_checkpoint(args))
-        source = (f"{shown(lab2_checkpoint(args))} (Lab 2 (c) best epoch {meta.get('epoch')}, test "
-                  f"accuracy {meta.get('accuracy')})")
-    accuracy = accuracy_on_test_set(model, data, args, "(d) sparse float")
+        _, meta = load_checkpoint(lab2_checkpoint(options))
+        source = (f"{shown(lab2_checkpoint(options))} (Lab 2 (c) best epoch "
+                  f"{meta.get('epoch')}, test accuracy {meta.get('accuracy')})")
+    accuracy = accuracy_on_test_set(model, data, options, "(d) sparse float")
     info = {"source": source, "float_accuracy": accuracy, "sparsity": sparsity_of_masks(masks)}
     print(f"  (d) start: {source}; float accuracy {accuracy:.4f}, sparsity "
           f"{info['sparsity']:.4f}", flush=True)
     return model.state_dict(), masks, info
 
 
-def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_d(options: Lab3Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(d) The 80 %-sparse model quantized to 4/3/2 bits, before and after masked QAT.
 
     The mask-aware quantizer keeps the pruned zeros at 0 and the `MaskHook` keeps the float
@@ -454,26 +483,27 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         with --naive-quantizer also "masked_before", "zeros_destroyed" ({bits: ...}) and
         "zeros" (exact zeros in the quantized layers' float weights).
     """
-    mode = quantizer_mode("d", args)
-    state, masks, start = sparse_start(args, data)
-    keys = PER_BIT_KEYS["d"] + (PER_BIT_KEYS["d_naive"] if args.naive_quantizer else ())
+    data = lab_data(options, data, trains=True)
+    mode = quantizer_mode("d", options)
+    state, masks, start = sparse_start(options, data)
+    keys = PER_BIT_KEYS["d"] + (PER_BIT_KEYS["d_naive"] if options.naive_quantizer else ())
 
     def one_width(bits: str) -> dict[str, Any]:
         model = quantized_model(state, int(bits), mode)
         values: dict[str, Any] = {
-            "before": accuracy_on_test_set(model, data, args, f"(d) {bits} bits before")}
-        if args.naive_quantizer:
+            "before": accuracy_on_test_set(model, data, options, f"(d) {bits} bits before")}
+        if options.naive_quantizer:
             values["zeros_destroyed"] = sum(
                 zeros_destroyed(layer.weight.data, int(bits), mode)
                 for layer in weight_layers(model).values() if layer.weight_transform is not None)
             values["masked_before"] = accuracy_on_test_set(
-                quantized_model(state, int(bits), "masked"), data, args, f"(d) {bits} masked")
-        result = finetune(model, data, args, run_name("d", args, bits), [MaskHook(masks)],
+                quantized_model(state, int(bits), "masked"), data, options, f"(d) {bits} masked")
+        result = finetune(model, data, options, run_name("d", options, bits), [MaskHook(masks)],
                           script=SCRIPT)
         values["after"] = result["best_accuracy"]
         values.update({key: result[key] for key in (
             "history", "final_accuracy", "best_epoch", "wall_s")})
-        values["model_file"] = save_model_file(model, args, model_name("d", args, bits))
+        values["model_file"] = save_model_file(model, options, model_name("d", options, bits))
         # `finetune` left the best epoch's weights in the model: describe that model
         values["sparsity"] = sparsity_report(model)[1]
         values["quantized_sparsity"] = sparsity_report(model, effective=True)[1]
@@ -483,16 +513,16 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
               f"with: {values['quantized_sparsity']:.4f})", flush=True)
         return values
 
-    context = {"start": start, "mode": mode, "epochs": args.epochs,
+    context = {"start": start, "mode": mode, "epochs": options.epochs,
                "train_images": len(data.y_train), "test_images": len(data.y_test),
-               **run_settings(args)}
-    if args.naive_quantizer:
+               **run_settings(options)}
+    if options.naive_quantizer:
         context["zeros"] = _quantized_layer_zeros(quantized_model(state, 4, mode))
-    out = each_bit_width(args, "d", keys, context, one_width)
+    out = each_bit_width(options, "d", keys, context, one_width)
     return {**out, "wall_s_total": round(sum(out["wall_s"].values()), 1), **context}
 
 
-def part_e(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_e(options: Lab3Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(e) Global iterative pruning to 80 % with 4-bit masked QAT of the body throughout.
 
     The schedule is Lab 2 (e)'s (`lab2.prune_epochs_for`): prune to 80 % * e / P before epoch
@@ -503,13 +533,14 @@ def part_e(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         fraction of zeros of the best model}, "total_sparsity", "quantized_total_sparsity",
         "max_nonzero_levels", "sparsity_per_epoch", "prune_epochs", "bits", "mode", ...}.
     """
-    mode = quantizer_mode("e", args)
-    prune_epochs = lab2.prune_epochs_for(args.epochs)
+    data = lab_data(options, data, trains=True)
+    mode = quantizer_mode("e", options)
+    prune_epochs = lab2.prune_epochs_for(options.epochs)
     pruning = IterativePruningHook(TARGET, prune_epochs, global_=True)
-    model = pretrained(args)
+    model = pretrained(options)
     set_weight_quantization(model, BITS_E, QUANTIZED_LAYERS, mode)
-    result = finetune(model, data, args, run_name("e", args), [pruning], script=SCRIPT)
-    model_file = save_model_file(model, args, model_name("e", args))
+    result = finetune(model, data, options, run_name("e", options), [pruning], script=SCRIPT)
+    model_file = save_model_file(model, options, model_name("e", options))
     per_layer, total = sparsity_report(model)
     quantized_per_layer, quantized_total = sparsity_report(model, effective=True)
     payload = {key: result[key] for key in (
@@ -529,12 +560,12 @@ PART_FUNCTIONS = {"b": part_b, "c": part_c, "d": part_d, "e": part_e}
 
 
 # ------------------------------------------------------------------------------ running
-def is_evaluation(part: str, args: argparse.Namespace) -> bool:
+def is_evaluation(part: str, options: Lab3Options) -> bool:
     """Whether `part` only evaluates (only (b))."""
     return part == "b"
 
 
-def run_part(part: str, args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def run_part(part: str, options: Lab3Options, data: Cifar10) -> dict[str, Any]:
     """Run one part, write its JSON under --out-dir and return what was written.
 
     With --resume, a finished evaluation on the same test set is reused and the finetuning
@@ -546,40 +577,45 @@ def run_part(part: str, args: argparse.Namespace, data: Cifar10) -> dict[str, An
     """
     if part not in PART_FUNCTIONS:
         raise MinitorchError(f"unknown Lab 3 part {part!r}; choose from {', '.join(PARTS)}")
-    evaluation = is_evaluation(part, args)
+    evaluation = is_evaluation(part, options)
     if not evaluation and len(data.y_train) == 0:
         raise MinitorchError(f"part ({part}) finetunes: it needs training images (--subset > 0)")
-    name = result_name(part, args)
+    name = result_name(part, options)
     # every Lab 3 result records the weights it started from (Lab 2's evaluations only)
-    return run_and_write(args, name, part, TITLES.get(name.removeprefix("lab3_"), TITLES[part]),
-                         lambda: {**PART_FUNCTIONS[part](args, data), "weights": weights_id(args)},
+    title = TITLES.get(name.removeprefix("lab3_"), TITLES[part])
+    return run_and_write(options, name, part, title,
+                         lambda: {**PART_FUNCTIONS[part](options, data),
+                                  "weights": weights_id(options)},
                          trains=not evaluation, script=SCRIPT)
 
 
-def run(args: argparse.Namespace,
+def run(options: Lab3Options,
         after_part: Callable[[], Any] | None = None) -> list[dict[str, Any]]:
-    """Run the parts chosen by --part in order (every check first, `preflight`).
+    """Run the parts ``options.part`` names in order (every check first: `check_parts`,
+    `preflight`), sharing one loaded data set between them.
 
     Args:
-        args: the lab options.
+        options: the lab options.
         after_part: called after each part (the lab script re-renders the report there, so
             an interrupted `--part all` still leaves a page of what finished).
 
     Returns:
         What each part wrote.
     """
-    parts = list(PARTS) if args.part == "all" else [args.part]
+    check_parts(options)
+    parts = options.parts()
     if "d" in parts:
-        check_sparse_start(args)  # before minutes of (b)/(c), not after
-    preflight(args, [(result_name(p, args), not is_evaluation(p, args)) for p in parts],
-              [run for p in parts for run in run_names(p, args)])
-    if all(is_evaluation(p, args) for p in parts):
+        check_sparse_start(options)  # before minutes of (b)/(c), not after
+    preflight(options, [(result_name(p, options), not is_evaluation(p, options))
+                        for p in parts],
+              [run for p in parts for run in run_names(p, options)])
+    if all(is_evaluation(p, options) for p in parts):
         # nothing trains: skip reading the 50,000 training images
-        args = argparse.Namespace(**{**vars(args), "subset": 0})
-    data = load_lab_data(args)
+        options = replace(options, subset=0)
+    data = load_data(options)
     written = []
     for part in parts:
-        written.append(run_part(part, args, data))
+        written.append(run_part(part, options, data))
         if after_part is not None:
             after_part()
     return written

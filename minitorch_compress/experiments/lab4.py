@@ -1,6 +1,8 @@
 """Lab 4: structured sparsity that makes ResNet-20 smaller, and the course's claims measured.
 
-Each part is a function ``part_x(args, data) -> payload`` that `run_part` writes to
+Each part is a function ``part_x(options, data=None) -> payload`` of `Lab4Options` (a frozen
+dataclass that a Python prompt can build, as the lab script does from its arguments; CIFAR-10
+is loaded when no `data` is passed) that `run_part` writes to
 ``<out-dir>/lab4_<part>.json`` (with `_meta` provenance); models go to
 ``<out-dir>/models/lab4_*.mtc``, so a later part (and a later machine) starts from the
 committed file, not from a run folder.
@@ -47,13 +49,17 @@ it.
 
 from __future__ import annotations
 
-import argparse
+import statistics
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from minitorch_compress.autograd.engine import no_grad
+from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.compression import prunable_layers, prune_below, sparsity_report
 from minitorch_compress.compression.masks import zero_momentum_of_zeros
 from minitorch_compress.compression.structured import (
@@ -69,58 +75,69 @@ from minitorch_compress.errors import MinitorchError
 from minitorch_compress.experiments.common import (
     accuracy_on_test_set,
     finetune,
-    load_lab_data,
+    lab_data,
+    load_data,
     preflight,
     pretrained,
-    read_result,
     run_and_write,
     save_model_file,
 )
+from minitorch_compress.experiments.lab4_layout import (
+    FINETUNE_PARTS,
+    PARTS,
+    SCRIPT,
+    TITLES,
+    iterative_pruning,
+)
+from minitorch_compress.kernels.parallel import get_num_threads
 from minitorch_compress.models.pretrained import load_pretrained
+from minitorch_compress.models.resnet import to_sparse
+from minitorch_compress.options import LabOptions
 from minitorch_compress.paths import RESULTS_DIR, shown
 
-PARTS = ("a", "b", "c", "d")
-FINETUNE_PARTS = ("a", "b", "c")
 STRENGTHS = ("0.6", "0.8", "1")  # group Lasso, part (a): see the module docstring
 L1_STRENGTHS = ("0.01", "0.02")  # Lasso on every weight, part (c): see the module docstring
 SMALL_THRESHOLD = 1e-3  # part (c)'s single pruning step: |w| below this becomes 0
 SPEED_BATCH = 100
-SCRIPT = "labs/lab4_structured.py"
-
-TITLES = {
-    "a": "(a) group Lasso on the block-internal channels",
-    "b": "(b) the channel-pruned network, finetuned; L1-filter baseline",
-    "c": "(c) Lasso + one small threshold vs iterative pruning",
-    "d": "(d) inference speed",
-}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Lab 4's own options, on top of `common.lab_parser`'s."""
-    parser.add_argument("--strengths", nargs="+", default=list(STRENGTHS), metavar="LAMBDA",
-                        help=f"group-Lasso strengths of (a)/(b) (default {' '.join(STRENGTHS)})")
-    parser.add_argument("--l1-strengths", nargs="+", default=list(L1_STRENGTHS),
-                        metavar="LAMBDA",
-                        help=f"Lasso strengths of (c) (default {' '.join(L1_STRENGTHS)})")
-    parser.add_argument("--no-l1-baseline", action="store_true",
-                        help="(b): finetune only the group-Lasso models, not the L1-filter "
-                             "baseline (its 20 epochs double the part's time; a later run "
-                             "without this option adds it, --resume keeps the rest)")
-    parser.add_argument("--speed-rounds", type=int, default=5,
-                        help="(d): timed rounds per model (median)")
+@dataclass(frozen=True)
+class Lab4Options(LabOptions):
+    """Lab 4's options: those of every lab (`LabOptions`) and its own knobs.
 
+    Attributes:
+        strengths: group-Lasso strengths of (a)/(b), as strings (the JSON keys).
+        l1_strengths: Lasso strengths of (c), as strings.
+        no_l1_baseline: (b) finetunes only the group-Lasso models, not the L1-filter
+            baseline.
+        speed_rounds: (d)'s timed rounds per model (their median is reported).
 
-def check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Strengths must be numbers >= 0 (exits through `parser.error`)."""
-    for option, values in (("--strengths", args.strengths),
-                           ("--l1-strengths", args.l1_strengths)):
-        for value in values:
-            try:
-                ok = float(value) >= 0
-            except ValueError:
-                ok = False
-            if not ok:
-                parser.error(f"{option} takes numbers >= 0, got {value!r}")
+    Raises:
+        MinitorchError: (when built) a strength that is not a number >= 0, or fewer than
+            one speed round.
+    """
+
+    PARTS = PARTS
+
+    strengths: tuple[str, ...] = STRENGTHS
+    l1_strengths: tuple[str, ...] = L1_STRENGTHS
+    no_l1_baseline: bool = False
+    speed_rounds: int = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, option in (("strengths", "--strengths"), ("l1_strengths", "--l1-strengths")):
+            values = tuple(str(v) for v in getattr(self, name))
+            object.__setattr__(self, name, values)
+            for value in values:
+                try:
+                    ok = float(value) >= 0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise MinitorchError(f"{option} takes numbers >= 0, got {value!r}")
+        if not isinstance(self.speed_rounds, int) or self.speed_rounds < 1:
+            raise MinitorchError(f"--speed-rounds must be >= 1, got {self.speed_rounds!r}")
 
 
 def phase_epochs(epochs: int) -> tuple[int, int]:
@@ -128,11 +145,6 @@ def phase_epochs(epochs: int) -> tuple[int, int]:
     one for the Lasso."""
     lasso = max(1, epochs // 2)
     return lasso, max(1, epochs - lasso)
-
-
-def with_epochs(args: argparse.Namespace, epochs: int) -> argparse.Namespace:
-    """`args` with another --epochs (a phase of the budget)."""
-    return argparse.Namespace(**{**vars(args), "epochs": epochs})
 
 
 class LastEpochOnly:
@@ -168,14 +180,14 @@ class L1ProxHook:
         metrics["sparsity"] = sparsity_report(trainer.model)[1]
 
 
-def model_file(args: argparse.Namespace, name: str) -> Path:
+def model_file(options: Lab4Options, name: str) -> Path:
     """Where part (a)/(b) write model `name` (``<out-dir>/models/<name>.mtc``)."""
-    return args.out_dir / "models" / f"{name}.mtc"
+    return options.out_dir / "models" / f"{name}.mtc"
 
 
-def need_model(args: argparse.Namespace, name: str, part: str) -> Path:
+def need_model(options: Lab4Options, name: str, part: str) -> Path:
     """The model file a later part starts from, or a one-line error saying how to make it."""
-    path = model_file(args, name)
+    path = model_file(options, name)
     if not path.is_file():
         raise MinitorchError(f"{shown(path)} does not exist: run `python {SCRIPT} --part "
                              f"{part}` first (with the same --out-dir and --strengths)")
@@ -183,7 +195,7 @@ def need_model(args: argparse.Namespace, name: str, part: str) -> Path:
 
 
 # ------------------------------------------------------------------------------ the parts
-def part_a(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_a(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(a) Group-Lasso finetuning at each strength, then the zero channels removed.
 
     Returns:
@@ -191,15 +203,16 @@ def part_a(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         "macs_ratio", "history", "channels_per_epoch", "wall_s", "model_file"}}, "epochs",
         "train_images", "test_images"}.
     """
-    lasso_epochs, _ = phase_epochs(args.epochs)
-    phase = with_epochs(args, lasso_epochs)
+    data = lab_data(options, data, trains=True)
+    lasso_epochs, _ = phase_epochs(options.epochs)
+    phase = replace(options, epochs=lasso_epochs)
     out: dict[str, Any] = {}
-    for strength in args.strengths:
-        model = pretrained(args)
+    for strength in options.strengths:
+        model = pretrained(options)
         hooks = [GroupLassoHook(float(strength)), LastEpochOnly(lasso_epochs)]
         result = finetune(model, data, phase, f"lab4_a_{strength}", hooks, script=SCRIPT)
         small = shrink(model, at_least_one(surviving_channels(model), model))
-        saved = save_model_file(small, args, f"lab4_a_{strength}")
+        saved = save_model_file(small, options, f"lab4_a_{strength}")
         channels = list(small.mid_channels)
         out[strength] = {
             "accuracy": result["best_accuracy"], "channels": channels,
@@ -214,7 +227,7 @@ def part_a(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
             "wall_s_total": round(sum(v["wall_s"] for v in out.values()), 1)}
 
 
-def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_b(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(b) Each (a) model finetuned for the rest of the budget; the L1-filter baseline with the
     same channel counts finetuned for the whole budget.
 
@@ -224,22 +237,23 @@ def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         "final_accuracy", "best_epoch", "history", "wall_s", "model_file"}; "l1_filter" is
         None with ``--no-l1-baseline``.
     """
-    lasso_epochs, tune_epochs = phase_epochs(args.epochs)
+    data = lab_data(options, data, trains=True)
+    lasso_epochs, tune_epochs = phase_epochs(options.epochs)
     out: dict[str, Any] = {}
 
     def run(model: Any, epochs: int, name: str) -> dict[str, Any]:
-        result = finetune(model, data, with_epochs(args, epochs), name, script=SCRIPT)
+        result = finetune(model, data, replace(options, epochs=epochs), name, script=SCRIPT)
         return {**{k: result[k] for k in ("best_accuracy", "final_accuracy", "best_epoch",
                                            "history", "wall_s")},
-                "model_file": save_model_file(model, args, name)}
+                "model_file": save_model_file(model, options, name)}
 
-    for strength in args.strengths:
-        small = load_pretrained(need_model(args, f"lab4_a_{strength}", "a"))
+    for strength in options.strengths:
+        small = load_pretrained(need_model(options, f"lab4_a_{strength}", "a"))
         channels = list(small.mid_channels)
         group = run(small, tune_epochs, f"lab4_b_{strength}")
         l1 = None
-        if not getattr(args, "no_l1_baseline", False):
-            full = pretrained(args)
+        if not options.no_l1_baseline:
+            full = pretrained(options)
             baseline = shrink(full, l1_filter_keep(full, channels))
             l1 = run(baseline, lasso_epochs + tune_epochs, f"lab4_b_l1_{strength}")
         out[strength] = {"group_lasso": group, "l1_filter": l1, "channels": channels,
@@ -254,7 +268,7 @@ def part_b(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
                                       for k in ("group_lasso", "l1_filter") if v[k]), 1)}
 
 
-def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_c(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(c) Lasso finetuning, then one pruning step at ``SMALL_THRESHOLD``, beside Lab 2 (d).
 
     Returns:
@@ -264,45 +278,33 @@ def part_c(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         "iterative": {"best_accuracy", "total_sparsity", "history", "sparsity_per_epoch",
         "source"} or None, ...}.
     """
+    data = lab_data(options, data, trains=True)
     out: dict[str, Any] = {}
-    for strength in args.l1_strengths:
-        model = pretrained(args)
-        hooks = [L1ProxHook(float(strength)), LastEpochOnly(args.epochs)]
-        result = finetune(model, data, args, f"lab4_c_{strength}", hooks, script=SCRIPT)
+    for strength in options.l1_strengths:
+        model = pretrained(options)
+        hooks = [L1ProxHook(float(strength)), LastEpochOnly(options.epochs)]
+        result = finetune(model, data, options, f"lab4_c_{strength}", hooks, script=SCRIPT)
         before = sparsity_report(model)[1]
         prune_below(model, SMALL_THRESHOLD)
         after = sparsity_report(model)[1]
-        accuracy = accuracy_on_test_set(model, data, args, f"(c) lambda={strength} pruned")
+        accuracy = accuracy_on_test_set(model, data, options, f"(c) lambda={strength} pruned")
         out[strength] = {"accuracy_before": result["best_accuracy"], "sparsity_before": before,
                          "accuracy": accuracy, "sparsity": after, "history": result["history"],
                          "wall_s": result["wall_s"],
                          "sparsity_per_epoch": [h.get("sparsity") for h in result["log"]],
-                         "model_file": save_model_file(model, args, f"lab4_c_{strength}")}
+                         "model_file": save_model_file(model, options, f"lab4_c_{strength}")}
         print(f"  (c) lambda = {strength}: sparsity {before:.4f} -> {after:.4f} after the "
               f"threshold, accuracy {result['best_accuracy']:.4f} -> {accuracy:.4f}",
               flush=True)
-    iterative = next((it for folder in (args.out_dir, RESULTS_DIR)
+    iterative = next((it for folder in (options.out_dir, RESULTS_DIR)
                       if (it := iterative_pruning(folder)) is not None), None)
     return {"strengths": out, "threshold": SMALL_THRESHOLD, "iterative": iterative,
-            "epochs": args.epochs, "train_images": len(data.y_train),
+            "epochs": options.epochs, "train_images": len(data.y_train),
             "test_images": len(data.y_test),
             "wall_s_total": round(sum(v["wall_s"] for v in out.values()), 1)}
 
 
-def iterative_pruning(folder: Path) -> dict[str, Any] | None:
-    """Lab 2 (d)'s iterative pruning as (c) compares with it, from ``folder/lab2_d.json``:
-    {"best_accuracy", "total_sparsity", "history", "sparsity_per_epoch", "source"}, or None
-    when that file is absent. The report reads it again when it renders, so a later rerun
-    of Lab 2 (d) is what (c) is compared with."""
-    if (lab2_d := read_result(folder, "lab2_d")) is None:
-        return None
-    return {"best_accuracy": lab2_d["best_accuracy"], "total_sparsity": lab2_d["total_sparsity"],
-            "history": lab2_d["history"],
-            "sparsity_per_epoch": [h.get("sparsity") for h in lab2_d["log"]],
-            "source": f"{shown(folder / 'lab2_d.json')}"}
-
-
-def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(d) Measured inference images/s of the full, unstructured-sparse and channel-pruned
     models, in one run, alternating rounds (median), with their accuracies and MACs.
 
@@ -311,15 +313,9 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         its prunable weights that are 0), "weights_kept" (its prunable weights, as a fraction
         of the full model's), "file"}}, "batch", "rounds", "threads"}.
     """
-    import statistics
-    import time
-
-    from minitorch_compress import Tensor, no_grad
-    from minitorch_compress.kernels.parallel import get_num_threads
-    from minitorch_compress.models.resnet import to_sparse
-
-    candidates: dict[str, tuple[Any, str]] = {"full": (pretrained(args), "pretrained")}
-    for folder in (args.out_dir, RESULTS_DIR):
+    data = lab_data(options, data, trains=False)
+    candidates: dict[str, tuple[Any, str]] = {"full": (pretrained(options), "pretrained")}
+    for folder in (options.out_dir, RESULTS_DIR):
         if (path := folder / "models" / "lab2_c.mtc").is_file():
             dense = load_pretrained(path)
             sparse = load_pretrained(path)
@@ -329,9 +325,9 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
             break
     # (a)'s models too: channel-pruned but not finetuned, they give the speed of every
     # strength, also those whose (b) finetune has not been run
-    for strength in args.strengths:
+    for strength in options.strengths:
         for name in (f"lab4_a_{strength}", f"lab4_b_{strength}", f"lab4_b_l1_{strength}"):
-            path = model_file(args, name)
+            path = model_file(options, name)
             if path.is_file():
                 candidates[name] = (load_pretrained(path), shown(path))
     x = Tensor(np.random.default_rng(0).standard_normal(
@@ -340,7 +336,7 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
     with no_grad():
         for model, _ in candidates.values():
             model(x)  # compile and warm
-        for _ in range(args.speed_rounds):
+        for _ in range(options.speed_rounds):
             for name, (model, _) in candidates.items():
                 start = time.perf_counter()
                 model(x)
@@ -354,57 +350,58 @@ def part_d(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
         models[name] = {
             "img_s": SPEED_BATCH / statistics.median(times[name]),
             "macs_ratio": resnet20_macs(model.mid_channels) / resnet20_macs(),
-            "accuracy": accuracy_on_test_set(model, data, args, f"(d) {name}"),
+            "accuracy": accuracy_on_test_set(model, data, options, f"(d) {name}"),
             "weights_zero": sparsity_report(model)[1],
             "weights_kept": prunable_weights(model) / full_weights, "file": source}
         print(f"  (d) {name}: {models[name]['img_s']:.0f} img/s, accuracy "
               f"{models[name]['accuracy']:.4f}", flush=True)
-    return {"models": models, "batch": SPEED_BATCH, "rounds": args.speed_rounds,
+    return {"models": models, "batch": SPEED_BATCH, "rounds": options.speed_rounds,
             "threads": get_num_threads(), "test_images": len(data.y_test)}
 
 
-PART_FUNCTIONS: dict[str, Callable[[argparse.Namespace, Cifar10], dict[str, Any]]] = {
+PART_FUNCTIONS: dict[str, Callable[[Lab4Options, Cifar10 | None], dict[str, Any]]] = {
     "a": part_a, "b": part_b, "c": part_c, "d": part_d}
 
 
 # ------------------------------------------------------------------------------ running
-def run_names(part: str, args: argparse.Namespace) -> list[str]:
+def run_names(part: str, options: Lab4Options) -> list[str]:
     """The run folders a part trains in."""
     if part == "a":
-        return [f"lab4_a_{s}" for s in args.strengths]
+        return [f"lab4_a_{s}" for s in options.strengths]
     if part == "b":
-        kinds = ("",) if getattr(args, "no_l1_baseline", False) else ("", "l1_")
-        return [f"lab4_b_{k}{s}" for s in args.strengths for k in kinds]
+        kinds = ("",) if options.no_l1_baseline else ("", "l1_")
+        return [f"lab4_b_{k}{s}" for s in options.strengths for k in kinds]
     if part == "c":
-        return [f"lab4_c_{s}" for s in args.l1_strengths]
+        return [f"lab4_c_{s}" for s in options.l1_strengths]
     return []
 
 
-def run_part(part: str, args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def run_part(part: str, options: Lab4Options, data: Cifar10) -> dict[str, Any]:
     """Run one part, write ``<out-dir>/lab4_<part>.json`` and return what was written."""
     if part not in PART_FUNCTIONS:
         raise MinitorchError(f"unknown Lab 4 part {part!r}; choose from {', '.join(PARTS)}")
     if part in FINETUNE_PARTS and len(data.y_train) == 0:
         raise MinitorchError(f"part ({part}) finetunes: it needs training images (--subset > 0)")
     if part == "d":  # it times model files that a rerun of (b) may have changed: never reuse
-        args = argparse.Namespace(**{**vars(args), "resume": False})
-    return run_and_write(args, f"lab4_{part}", part, TITLES[part],
-                         lambda: PART_FUNCTIONS[part](args, data),
+        options = replace(options, resume=False)
+    return run_and_write(options, f"lab4_{part}", part, TITLES[part],
+                         lambda: PART_FUNCTIONS[part](options, data),
                          trains=part in FINETUNE_PARTS, script=SCRIPT)
 
 
-def run(args: argparse.Namespace,
+def run(options: Lab4Options,
         after_part: Callable[[], Any] | None = None) -> list[dict[str, Any]]:
-    """Run the parts chosen by --part in order (every check first, `preflight`)."""
-    parts = list(PARTS) if args.part == "all" else [args.part]
-    preflight(args, [(f"lab4_{p}", p in FINETUNE_PARTS) for p in parts],
-              [run for p in parts for run in run_names(p, args)])
+    """Run the parts ``options.part`` names in order (every check first, `preflight`),
+    sharing one loaded data set between them."""
+    parts = options.parts()
+    preflight(options, [(f"lab4_{p}", p in FINETUNE_PARTS) for p in parts],
+              [run for p in parts for run in run_names(p, options)])
     if not set(parts) & set(FINETUNE_PARTS):
-        args = argparse.Namespace(**{**vars(args), "subset": 0})
-    data = load_lab_data(args)
+        options = replace(options, subset=0)
+    data = load_data(options)
     written = []
     for part in parts:
-        written.append(run_part(part, args, data))
+        written.append(run_part(part, options, data))
         if after_part is not None:
             after_part()
     return written

@@ -14,7 +14,7 @@
   `reports.claims` (``claims.json`` and ``claims.md``).
 * (a) Mixed precision (claim 1.10) is not implemented yet (issue #38).
 
-Options are a frozen `Lab5Options`; ``part_b(opts)`` runs (b), writes its JSON and returns
+Options are a frozen `Lab5Options`; ``part_b(options)`` runs (b), writes its JSON and returns
 the payload.
 """
 
@@ -24,9 +24,8 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -37,22 +36,17 @@ from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.data.cifar10 import Cifar10, load_cifar10
 from minitorch_compress.data.transforms import normalize
 from minitorch_compress.errors import MinitorchError
-from minitorch_compress.experiments.common import (
-    is_smoke,
-    read_result,
-    refuse_smoke_over_full,
-    write_result,
-)
+from minitorch_compress.experiments.common import is_smoke, refuse_smoke_over_full, write_result
+from minitorch_compress.experiments.lab5_layout import PARTS, SCRIPT
 from minitorch_compress.io.checkpoint import load_checkpoint, save_checkpoint
 from minitorch_compress.models import early_exit as ee
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import ResNet20
 from minitorch_compress.optim.sgd import SGD
-from minitorch_compress.paths import LOCAL_RESULTS_DIR, RUNS_DIR, shown
-
-SCRIPT = "labs/lab5_claims.py"
-PARTS = ("a", "b", "c")
-PART_A_REFUSAL = "part a (mixed precision, claim 1.10) is not implemented yet (issue #38)"
+from minitorch_compress.options import LabOptions
+from minitorch_compress.paths import shown
+from minitorch_compress.recipe import RECIPE_EPOCHS
+from minitorch_compress.results import read_result
 
 #: the operating point may lose at most this much test accuracy against the full model
 TOLERANCE = 0.005
@@ -67,55 +61,33 @@ HEAD_BATCH = 128
 HEAD_LR = 1.0
 HEAD_MOMENTUM = 0.9
 HEAD_WEIGHT_DECAY = 0.0
-FULL_EPOCHS = 20
+FULL_EPOCHS = RECIPE_EPOCHS  # fewer make a smoke run, as in the other labs
 #: images timed per round at each batch size (batch 1 is slow per image in Python)
 SPEED_IMAGES = {1: 200, 100: 1000}
 
 
 @dataclass(frozen=True)
-class Lab5Options:
-    """What a Lab 5 run may change; build one at a Python prompt or from `labs/lab5_claims.py`.
+class Lab5Options(LabOptions):
+    """Lab 5's options: `options.LabOptions` (epochs: of the internal classifiers; seed:
+    their initialisation and batch order; run_root: where (b) caches the pooled block
+    features, ``<run_root>/lab5_b/``; resume: reuse those features when they were made from
+    the same images and weights; overwrite: recompute them, as a run without resume does)
+    and
 
     Attributes:
-        epochs: epochs of the internal classifiers' training (the full recipe: 20).
-        subset / test_subset: only the first N training / test images (None: all).
-        seed: initialisation and batch order of the classifiers.
-        out_dir: where the JSON, page, figure and the classifiers' file go.
-        run_root: where (b) caches the pooled block features (``<run_root>/lab5_b/``).
-        resume: reuse those cached features when they were made from the same images and
-            weights.
         speed_rounds: alternating timing rounds of the full and early-exit models (0: speed
             not measured).
-        data_dir / weights / download: as for every command (None: the default search).
-        progress: print what is happening.
-        argv: the command-line words, recorded as the run's command (provenance).
     """
 
-    epochs: int = FULL_EPOCHS
-    subset: int | None = None
-    test_subset: int | None = None
-    seed: int = 0
-    out_dir: Path = LOCAL_RESULTS_DIR
-    run_root: Path = RUNS_DIR
-    resume: bool = False
+    PARTS = PARTS
+
     speed_rounds: int = 0
-    data_dir: str | None = None
-    weights: str | None = None
-    download: bool = False
-    progress: bool = True
-    argv: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "subset", "test_subset"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise MinitorchError(f"Lab5Options.{name} must be a whole number >= 1, got "
-                                     f"{value!r}")
+        super().__post_init__()
         if not isinstance(self.speed_rounds, int) or self.speed_rounds < 0:
-            raise MinitorchError("Lab5Options.speed_rounds must be a whole number >= 0, got "
+            raise MinitorchError("speed_rounds must be a whole number >= 0, got "
                                  f"{self.speed_rounds!r}")
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
-        object.__setattr__(self, "run_root", Path(self.run_root))
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,37 +222,37 @@ def measure_speed(model: ResNet20, classifiers: ee.InternalClassifiers, images: 
             "early_exit_rounds": [round(v, 1) for v in early_rounds]}
 
 
-def _features(opts: Lab5Options, model: ResNet20, images: np.ndarray, split: str
+def _features(options: Lab5Options, model: ResNet20, images: np.ndarray, split: str
               ) -> list[np.ndarray]:
     """Pooled block features of `images`, cached in ``<run_root>/lab5_b/`` and reused with
     --resume when made from the same number of images and the same weights."""
-    path = opts.run_root / "lab5_b" / f"features_{split}.npz"
-    if opts.resume and path.is_file():
+    path = options.run_root / "lab5_b" / f"features_{split}.npz"
+    if options.resume and path.is_file():
         arrays, meta = load_checkpoint(path)
-        if meta.get("images") == len(images) and meta.get("weights") == opts.weights:
-            if opts.progress:
+        if meta.get("images") == len(images) and meta.get("weights") == options.weights:
+            if not options.no_progress:
                 print(f"(b) reusing {shown(path)} (--resume)")
             return [arrays[f"exit{e}"] for e in range(ee.NUM_EXITS)]
-    if opts.progress:
+    if not options.no_progress:
         print(f"(b) pooled block features of {len(images):,} {split} images ...", flush=True)
     features = ee.pooled_block_features(model, images)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {f"exit{e}": f for e, f in enumerate(features)},
-                    {"images": len(images), "weights": opts.weights})
+                    {"images": len(images), "weights": options.weights})
     return features
 
 
-def heads_file(opts: Lab5Options) -> Path:
+def heads_file(options: Lab5Options) -> Path:
     """Where (b) writes its trained internal classifiers."""
-    return opts.out_dir / "models" / "lab5_b_exits.npz"
+    return options.out_dir / "models" / "lab5_b_exits.npz"
 
 
-def part_b(opts: Lab5Options, data: Cifar10 | None = None) -> dict[str, Any]:
+def part_b(options: Lab5Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """Early exit on the pretrained ResNet-20: writes ``lab5_b.json`` and the classifiers'
     file (``<out_dir>/models/lab5_b_exits.npz``); returns what was written.
 
     Args:
-        data: CIFAR-10 already loaded, as `opts` selects it (its subsets are what the result
+        data: CIFAR-10 already loaded, as `options` selects it (its subsets are what the result
             records); None: load it.
 
     Raises:
@@ -288,20 +260,19 @@ def part_b(opts: Lab5Options, data: Cifar10 | None = None) -> dict[str, Any]:
             `out_dir`, refused before anything is computed or written.
     """
     start = time.perf_counter()
-    args = _as_args(opts)
-    refuse_smoke_over_full(opts.out_dir, "lab5_b", is_smoke(args))
+    refuse_smoke_over_full(options.out_dir, "lab5_b", is_smoke(options))
     if data is None:
-        data = load_cifar10(opts.data_dir, subset=opts.subset, test_subset=opts.test_subset,
-                            download=opts.download)
-    model = load_pretrained(opts.weights)
-    train_features = _features(opts, model, data.x_train, "train")
-    test_features = _features(opts, model, data.x_test, "test")
-    classifiers = ee.internal_classifiers_for(model, np.random.default_rng(opts.seed))
-    if opts.progress:
-        print(f"(b) training {len(classifiers.heads)} internal classifiers for {opts.epochs} "
+        data = load_cifar10(options.data_dir, subset=options.subset,
+                            test_subset=options.test_subset, download=options.download)
+    model = load_pretrained(options.weights)
+    train_features = _features(options, model, data.x_train, "train")
+    test_features = _features(options, model, data.x_test, "test")
+    classifiers = ee.internal_classifiers_for(model, np.random.default_rng(options.seed))
+    if not options.no_progress:
+        print(f"(b) training {len(classifiers.heads)} internal classifiers for {options.epochs} "
               "epochs ...", flush=True)
     log = train_internal_classifiers(classifiers, train_features[:-1], data.y_train,
-                                     opts.epochs, opts.seed)
+                                     options.epochs, options.seed)
     train_logits = ee.exit_logits(model, classifiers, train_features)
     logits = ee.exit_logits(model, classifiers, test_features)
     correct = logits.argmax(axis=-1) == data.y_test
@@ -314,25 +285,25 @@ def part_b(opts: Lab5Options, data: Cifar10 | None = None) -> dict[str, Any]:
     final_errors = int((~correct[-1]).sum())
 
     speed = None
-    if opts.speed_rounds and point is not None:
+    if options.speed_rounds and point is not None:
         images = normalize(data.x_test)
         speed = {str(b): measure_speed(model, classifiers, images[:n], point["threshold"], b,
-                                       opts.speed_rounds)
+                                       options.speed_rounds)
                  for b, n in SPEED_IMAGES.items()}
 
-    path = heads_file(opts)
+    path = heads_file(options)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, classifiers.state_dict(),
                     {"after_blocks": list(range(len(classifiers.heads))),
-                     "weights": opts.weights, "epochs": opts.epochs, "seed": opts.seed})
+                     "weights": options.weights, "epochs": options.epochs, "seed": options.seed})
     payload = {
         "protocol": {
             "features": "the pooled output of every block, computed once per image with the "
                         "backbone frozen (eval mode), without augmentation",
             "classifiers": "Linear(C, 10) after blocks 0..7; exit 8 is the network's own head",
-            "recipe": {"epochs": opts.epochs, "batch": HEAD_BATCH, "lr": HEAD_LR,
+            "recipe": {"epochs": options.epochs, "batch": HEAD_BATCH, "lr": HEAD_LR,
                        "schedule": "cosine", "momentum": HEAD_MOMENTUM,
-                       "weight_decay": HEAD_WEIGHT_DECAY, "seed": opts.seed},
+                       "weight_decay": HEAD_WEIGHT_DECAY, "seed": options.seed},
             "policy": "leave at the first exit whose max softmax probability >= threshold",
             "tolerance": TOLERANCE,
         },
@@ -350,18 +321,12 @@ def part_b(opts: Lab5Options, data: Cifar10 | None = None) -> dict[str, Any]:
         "curve": curve,
         "operating_point": point,
         "speed": speed,
-        "speed_rounds": opts.speed_rounds,
+        "speed_rounds": options.speed_rounds,
         "classifiers_file": shown(path),
         "classifiers_bytes": path.stat().st_size,
         "training_log": log,
     }
     wall = time.perf_counter() - start
     payload["wall_s"] = round(wall, 1)
-    write_result(opts.out_dir, "lab5_b", payload, args, wall, trains=True, script=SCRIPT)
-    return read_result(opts.out_dir, "lab5_b") or payload
-
-
-def _as_args(opts: Lab5Options) -> SimpleNamespace:
-    """The attributes `experiments.common`'s `provenance` and `is_smoke` read."""
-    return SimpleNamespace(epochs=opts.epochs, subset=opts.subset,
-                           test_subset=opts.test_subset, argv=list(opts.argv))
+    write_result(options.out_dir, "lab5_b", payload, options, wall, trains=True, script=SCRIPT)
+    return read_result(options.out_dir, "lab5_b") or payload

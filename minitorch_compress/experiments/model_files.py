@@ -17,21 +17,47 @@ folded (``<name>_folded.mtc``), under ``"inference_file"``: the file the 20x tar
 
 from __future__ import annotations
 
-import argparse
 import json
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from minitorch_compress.compression.pipeline import compress_model, write_model_file
 from minitorch_compress.compression.prune import prune_below
 from minitorch_compress.compression.what_if import shrink_options
 from minitorch_compress.data.cifar10 import Cifar10
-from minitorch_compress.experiments.common import lookup, read_result, write_result
+from minitorch_compress.errors import CheckpointError
+from minitorch_compress.experiments.common import load_data, write_result
 from minitorch_compress.io import mtc
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import to_sparse
-from minitorch_compress.paths import shown
+from minitorch_compress.options import DataOptions
+from minitorch_compress.paths import LOCAL_RESULTS_DIR, RUNS_DIR, shown
+from minitorch_compress.results import lookup, read_result
 from minitorch_compress.training.evaluate import predict
+
+
+@dataclass(frozen=True)
+class ModelFilesOptions(DataOptions):
+    """Options of ``python -m minitorch_compress models``: those of `DataOptions` (only the
+    test set is read; ``weights`` is the proxy model's start), and where the files are.
+
+    Attributes:
+        run_root: where the lab runs keep their best checkpoints.
+        out_dir: the results folder: ``compression.json`` and ``models/*.mtc`` are written
+            there, and the labs' result files are read from it.
+        only: only these models (names such as "lab3_d_4bit"); None: every one.
+    """
+
+    run_root: Path = RUNS_DIR
+    out_dir: Path = LOCAL_RESULTS_DIR
+    only: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "run_root", Path(self.run_root))
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
 
 
 @dataclass(frozen=True)
@@ -83,10 +109,11 @@ def lab_models(out_dir: Any = None) -> list[LabModel]:
     return models
 
 
-def compress_lab_model(spec: LabModel, args: argparse.Namespace, data: Cifar10,
+def compress_lab_model(spec: LabModel, options: ModelFilesOptions, data: Cifar10,
                        progress: bool) -> dict[str, Any] | None:
     """Write and evaluate one lab model's file; None when its checkpoint is not on disk."""
-    candidates = [args.run_root / run / "best.npz" for run in (spec.run, spec.run + "_from_lab2_c")]
+    candidates = [options.run_root / run / "best.npz"
+                  for run in (spec.run, spec.run + "_from_lab2_c")]
     checkpoint = next((c for c in candidates if c.is_file()), None)
     if checkpoint is None:
         return None
@@ -94,9 +121,9 @@ def compress_lab_model(spec: LabModel, args: argparse.Namespace, data: Cifar10,
     if spec.threshold is not None:
         prune_below(model, spec.threshold)
     model = compress_model(model, bits=spec.bits, mode=spec.mode)  # type: ignore[arg-type]
-    path = args.out_dir / "models" / f"{spec.name}.mtc"
+    path = options.out_dir / "models" / f"{spec.name}.mtc"
     sizes = write_model_file(model, path)
-    return {**evaluate_file(spec, path, args, data, progress), **sizes}
+    return {**evaluate_file(spec, path, options, data, progress), **sizes}
 
 
 #: The models that also get an inference-only file, ``<name>_folded.mtc``: each batch norm
@@ -128,7 +155,7 @@ def inference_file(name: str, full: Any, path: Any, data: Cifar10,
     return out
 
 
-def evaluate_file(spec: LabModel, path: Any, args: argparse.Namespace, data: Cifar10,
+def evaluate_file(spec: LabModel, path: Any, options: ModelFilesOptions, data: Cifar10,
                   progress: bool) -> dict[str, Any]:
     """Evaluate a lab model's file as it is: accuracy from the file on the dense path and on
     the direct sparse kernel, beside the figure the lab's own table reports."""
@@ -139,9 +166,9 @@ def evaluate_file(spec: LabModel, path: Any, args: argparse.Namespace, data: Cif
     sparse_layers = to_sparse(from_file)
     sparse = predict(from_file, data.x_test, data.y_test, progress=progress,
                      desc=f"{spec.name} sparse")
-    options = shrink_options(path, lambda model: predict(model, data.x_test, data.y_test,
+    what_if = shrink_options(path, lambda model: predict(model, data.x_test, data.y_test,
                                                          progress=False), data.y_test, dense)
-    table = lookup(read_result(args.out_dir, spec.result), spec.accuracy_path)
+    table = lookup(read_result(options.out_dir, spec.result), spec.accuracy_path)
     print(f"  {spec.name}: {path.stat().st_size:,} bytes, accuracy from the file "
           f"{accuracy:.4f}" + (f" (table: {table:.4f})" if table is not None else ""),
           flush=True)
@@ -150,7 +177,7 @@ def evaluate_file(spec: LabModel, path: Any, args: argparse.Namespace, data: Cif
     return {"file": shown(path), "accuracy": accuracy, "table_accuracy": table,
             **({"inference_file": inference} if inference else {}),
             "bits": spec.bits, "quantizer": spec.mode if spec.bits else None,
-            "what_if": options,
+            "what_if": what_if,
             "sparse_path": {"convs": len(sparse_layers),
                             "accuracy": float((sparse == data.y_test).mean()),
                             "predictions_differing": int((sparse != dense).sum())}}
@@ -165,17 +192,12 @@ PROXY = {"about": "the pretrained model pruned 80 % per layer, mask-aware 4 bits
                     "results/local/proxy.mtc"}
 
 
-def proxy_model(args: argparse.Namespace, data: Cifar10) -> dict[str, Any] | None:
+def proxy_model(options: ModelFilesOptions, data: Cifar10) -> dict[str, Any] | None:
     """The `PROXY` model's file sizes and accuracy from its file (written to a temporary
     folder: it is made from the pretrained weights, so it is not committed); None when the
     pretrained checkpoint is not found."""
-    import tempfile
-    from pathlib import Path
-
-    from minitorch_compress.errors import CheckpointError
-
     try:
-        model = load_pretrained(getattr(args, "weights", None))
+        model = load_pretrained(options.weights)
     except CheckpointError:
         return None
     compress_model(model, prune=0.8, bits=4, mode="masked")
@@ -183,29 +205,30 @@ def proxy_model(args: argparse.Namespace, data: Cifar10) -> dict[str, Any] | Non
         path = Path(folder) / "proxy.mtc"
         sizes = write_model_file(model, path)
         predicted = predict(mtc.load_model(path), data.x_test, data.y_test,
-                            progress=not args.no_progress, desc="proxy")
-        options = shrink_options(path, lambda m: predict(m, data.x_test, data.y_test,
+                            progress=not options.no_progress, desc="proxy")
+        what_if = shrink_options(path, lambda m: predict(m, data.x_test, data.y_test,
                                                          progress=False), data.y_test, predicted)
     accuracy = float((predicted == data.y_test).mean())
     print(f"  proxy: {sizes['bytes']:,} bytes ({sizes['ratio']:.2f}x), accuracy from the file "
           f"{accuracy:.4f}", flush=True)
-    return {**PROXY, "accuracy": accuracy, **sizes, "what_if": options}
+    return {**PROXY, "accuracy": accuracy, **sizes, "what_if": what_if}
 
 
-def run(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
+def run(options: ModelFilesOptions, data: Cifar10 | None = None) -> dict[str, Any]:
     """Every lab model on disk as an .mtc file; writes and returns compression.json's
     payload (models whose checkpoint is missing are listed under "missing").
 
     A model whose run is gone but whose file was made earlier (e.g. committed, or written by
     the lab when it finished) is decoded, written again by the current writer (same weights,
     so a format improvement reaches every committed file) and evaluated from that file, so a
-    kernel or format change is checked against every committed model. ``args.only`` (names)
+    kernel or format change is checked against every committed model. ``options.only`` (names)
     limits the work to those models; the others keep their entries.
     """
+    data = data if data is not None else load_data(options, train=False)
     models, missing = {}, []
-    previous = read_result(args.out_dir, "compression") or {}
-    only = set(getattr(args, "only", None) or [])
-    for spec in lab_models(args.out_dir):
+    previous = read_result(options.out_dir, "compression") or {}
+    only = set(options.only or ())
+    for spec in lab_models(options.out_dir):
         earlier = previous.get("models", {}).get(spec.name)
         if only and spec.name not in only:
             if earlier is not None:
@@ -213,21 +236,21 @@ def run(args: argparse.Namespace, data: Cifar10) -> dict[str, Any]:
             else:
                 missing.append(spec.name)
             continue
-        result = compress_lab_model(spec, args, data, progress=not args.no_progress)
-        path = args.out_dir / "models" / f"{spec.name}.mtc"
+        result = compress_lab_model(spec, options, data, progress=not options.no_progress)
+        path = options.out_dir / "models" / f"{spec.name}.mtc"
         if result is None and path.is_file():
             # the run is gone, its file is not: written again by today's writer (the
             # decoded weights are the ones it holds, so only the encoding can change)
             sizes = write_model_file(mtc.load_model(path), path)
             result = {**(earlier or {}), **sizes,
-                      **evaluate_file(spec, path, args, data, progress=not args.no_progress)}
+                      **evaluate_file(spec, path, options, data, progress=not options.no_progress)}
         if result is not None:
             models[spec.name] = result
         else:
             missing.append(spec.name)
-    proxy = proxy_model(args, data) if not only else previous.get("proxy")
+    proxy = proxy_model(options, data) if not only else previous.get("proxy")
     payload = {"models": models, "missing": missing, "test_images": len(data.y_test),
                **({"proxy": proxy} if proxy else {})}
-    write_result(args.out_dir, "compression", payload, args, trains=False,
+    write_result(options.out_dir, "compression", payload, options, trains=False,
                  script="-m minitorch_compress models")
-    return json.loads((args.out_dir / "compression.json").read_text())
+    return json.loads((options.out_dir / "compression.json").read_text())

@@ -27,7 +27,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from minitorch_compress.errors import CheckpointError
+from minitorch_compress.errors import CheckpointError, MinitorchError
+from minitorch_compress.io.limits import check_zip_sizes, regular_file_size
 
 
 class NonFiniteError(CheckpointError):
@@ -58,9 +59,18 @@ __all__ = [
     "write_npz",
     "json_default",
     "atomic_write",
+    "FileWriteError",
     "generator_state",
     "generator_from_state",
 ]
+
+class FileWriteError(MinitorchError, OSError):
+    """The file system refused a write (disk full, read-only folder, name too long).
+
+    A `MinitorchError`, so the command line prints its one line; an `OSError` too, so code
+    that tolerates a failed optional write (the weights cache) keeps catching it as one.
+    """
+
 
 #: Name of the npz member that holds the JSON metadata; reserved, callers cannot use it.
 META_KEY = "__meta__"
@@ -88,10 +98,18 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     Args:
         path: Destination file. Its parent folder is created if needed.
         write: Callback that writes the whole content to the file object it is given.
+
+    Raises:
+        FileWriteError: the file system refused (disk full, read-only, a name too long, a
+            file where a folder should be): one line naming the file; nothing is left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp",
+                                        dir=path.parent)
+    except OSError as exc:
+        raise FileWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -103,9 +121,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
         os.umask(umask)
         os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError) and not isinstance(exc, MinitorchError):
+            raise FileWriteError(f"cannot write {path}: {exc.strerror or exc}; nothing was "
+                                 "written there") from None
         raise
     # Make the rename itself durable. Not every platform lets us open a folder (Windows does
     # not), and losing only the rename on power loss still leaves a valid old file.
@@ -194,8 +215,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
             need pickle to load.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    regular_file_size(path, "checkpoint")
     _check_declared_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -211,7 +231,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
         raw = arrays.pop(META_KEY)
         try:
             meta = json.loads(str(raw[()]))
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, RecursionError) as exc:  # RecursionError: nested deep
             raise CheckpointError(f"{path}: the metadata member is not valid JSON") from exc
         if not isinstance(meta, dict):
             raise CheckpointError(f"{path}: the metadata member is not a JSON object")
@@ -225,6 +245,7 @@ def _check_declared_sizes(path: Path) -> None:
     size checked against the member's real (uncompressed) size in the zip directory."""
     try:
         with zipfile.ZipFile(path) as zf:
+            check_zip_sizes(zf, path)
             for info in zf.infolist():
                 if not info.filename.endswith(".npy"):
                     continue
@@ -249,7 +270,8 @@ def _check_declared_sizes(path: Path) -> None:
 
 
 # np.load and zipfile raise a zoo of types for broken files; each becomes one clear line
-_BROKEN_FILE_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError)
+_BROKEN_FILE_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError,
+                       NotImplementedError)  # NotImplementedError: unknown compression
 
 
 def _unreadable(path: Path, exc: BaseException) -> CheckpointError:

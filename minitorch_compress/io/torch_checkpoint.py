@@ -43,7 +43,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from minitorch_compress.errors import CheckpointError, MinitorchError, UnsafeCheckpointError
-from minitorch_compress.io.checkpoint import atomic_write, write_npz
+from minitorch_compress.io.checkpoint import atomic_write, require_finite, write_npz
+from minitorch_compress.io.limits import check_zip_sizes, read_model_file
 
 __all__ = ["load_torch_state_dict", "convert_checkpoint", "main"]
 
@@ -308,6 +309,7 @@ def _decode_storage(
 def _load_zip(path: Path, raw: bytes) -> tuple[Any, dict[str, _Storage]]:
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            check_zip_sizes(zf, path)
             names = zf.namelist()
             pickles = sorted((n for n in names if n.endswith("data.pkl")), key=len)
             if not pickles:
@@ -330,7 +332,8 @@ def _load_zip(path: Path, raw: bytes) -> tuple[Any, dict[str, _Storage]]:
                 storage.data = _decode_storage(zf.read(member), storage, byteorder, path, member)
     except MinitorchError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            NotImplementedError) as exc:  # NotImplementedError: an unknown compression method
         # zipfile reports truncation and CRC mismatches with assorted types and messages.
         raise CheckpointError(
             f"{path} is a damaged zip archive (truncated or corrupt): {_one_line(exc)}"
@@ -478,12 +481,7 @@ def load_torch_state_dict(
         UnsafeCheckpointError: If the pickle asks for anything besides tensors and storages.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {_one_line(exc)}") from exc
+    raw = read_model_file(path, "checkpoint")
     if raw.startswith(b"PK\x03\x04") or raw.startswith(b"PK\x05\x06"):
         obj, _ = _load_zip(path, raw)
     else:
@@ -516,6 +514,7 @@ def convert_checkpoint(
         CheckpointError: See ``load_torch_state_dict``.
     """
     state = load_torch_state_dict(pt_path)
+    require_finite(state, f"{pt_path} (nothing written)")
     atomic_write(npz_path, lambda f: write_npz(f, state))
     return state
 
@@ -528,7 +527,8 @@ def main(argv: list[str] | None = None, print_fn: Callable[[str], Any] = print) 
         print_fn: Where the summary line goes (tests pass a collector).
 
     Returns:
-        The process exit code: 0 on success, 1 on a checkpoint error, 2 on bad usage.
+        The process exit code: 0 on success, 2 on bad usage or a checkpoint that cannot be
+        converted (unreadable, hostile, or holding a NaN or inf).
     """
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] in ("-h", "--help"):
@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None, print_fn: Callable[[str], Any] = print) 
         state = convert_checkpoint(args[0], args[1])
     except MinitorchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     values = sum(a.size for a in state.values())
     print_fn(f"wrote {args[1]}: {len(state)} tensors, {values:,} values")
     return 0

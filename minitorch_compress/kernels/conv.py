@@ -1,43 +1,34 @@
-"""Fast 2-D convolution kernels: im2col in numba + one BLAS GEMM per chunk of images.
+"""Convolution kernels: the entry points the conv op calls, and im2col + BLAS GEMM.
 
-Layouts: activations NCHW, weights (K, C, kh, kw), ``w2d = w.reshape(K, C*kh*kw)``. Every
-kernel walks the batch in chunks of `nc` images:
+Which kernel computes a conv is decided in one place, `kernels/dispatch.py` (per op and
+direction, with the shapes and the reasons); this module follows it. The register-tiled 3x3
+forward is in `kernels/direct_conv_tiled.py`, the direct 3x3 grad-weight in
+`kernels/direct_conv.py`; the im2col + GEMM kernels are here.
+
+Layouts: activations NCHW, weights (K, C, kh, kw), ``w2d = w.reshape(K, C*kh*kw)``. The
+GEMM kernels walk the batch in chunks of `nc` images:
 
 * forward:      ``cols = im2col(x[chunk])``              (C*kh*kw, nc*Ho*Wo)
                 ``out  = w2d @ cols``                     (K, nc*Ho*Wo)
                 ``y[chunk] = out`` re-laid out as        (nc, K, Ho, Wo)
-                For stride 1 and few output channels (stage 1 of ResNet-20) a variant
-                unrolls only the kw horizontal taps and adds the kh kernel rows up after
-                the GEMM (`_forward_rows`).
 * grad-weight:  ``grad_w.T += cols @ gy2d.T`` with gy2d = grad_y[chunk] laid out as
                 (K, nc*Ho*Wo)
-* grad-input:   stride 1 (all 3x3 stride-1 convs of ResNet-20): a forward convolution of
-                grad_y with the spatially flipped, channel-transposed weights and padding
-                ``kh - 1 - padding``. Otherwise: ``dcols = w2d.T @ gy2d`` and a col2im
-                scatter-add into grad_x[chunk].
-* direct 3x3:   for stride-1 3x3 convs, `kernels/direct_conv.py` computes the forward (and
-                so the grad-input) and the grad-weight without any cols buffer, where
-                `DIRECT_3X3` says so (chosen by measurement, see there); its op
-                "forward_nhwc" takes the forward from `kernels/direct_conv_nhwc.py`
-                instead (channels-last rows, sums held in registers), and its op
-                "forward_tiled" from `kernels/direct_conv_tiled.py` (a tile of 8
-                output channels x 16 positions in vector registers, float32 only).
+* grad-input:   stride 1: a forward convolution of grad_y with the spatially flipped,
+                channel-transposed weights and padding ``kh - 1 - padding``. Otherwise:
+                ``dcols = w2d.T @ gy2d`` and a col2im scatter-add into grad_x[chunk].
 * inference:    `conv2d_affine_forward` is the forward with an epilogue: each output row
                 gets ``relu?(y*a + b (+ residual))`` (eval batch norm, shortcut add, ReLU;
-                `rows.affine_row`) right after the re-layout writes it.
+                `rows.affine_row`) right after the kernel writes it.
 
-Why chunks: a GEMM is only fast while its `cols` operand stays in cache. Measured on the
-2-core AVX-512 box, (16, 144) @ (144, M) runs at ~100 GFLOP/s for M = 16 images * 1024
-pixels (cols ~9 MB) but ~44 GFLOP/s for the whole batch of 256 (cols ~150 MB).
-
-Why the flipped-weight grad-input: ``w2d.T @ gy2d`` contracts over only K (16 in stage 1)
-and writes a 9x larger dcols that col2im must read back, whereas the flipped forward
-contracts over K*kh*kw like the forward GEMM and gathers instead of scatter-adding.
-
-Why numba for the re-layouts and BLAS (through numpy) for the products: a GEMM written in
-numba reaches a fraction of OpenBLAS's speed, while the gathers/scatters around it are
-simple loops that numba compiles to tight SIMD code. Each is serial: the two cores are used
-by giving each half of the batch to its own thread (`kernels/parallel.py`).
+Why chunks: a GEMM is only fast while its `cols` operand stays in cache (see
+`_CHUNK_BYTES`). Why the flipped-weight grad-input: ``w2d.T @ gy2d`` contracts over only K
+(16 in stage 1) and writes a 9x larger dcols that col2im must read back, whereas the
+flipped forward contracts over K*kh*kw like the forward and gathers instead of
+scatter-adding. Why numba for the re-layouts and BLAS (through numpy) for the products: a
+GEMM written in numba reaches a fraction of OpenBLAS's speed, while the gathers and
+scatters around it are simple loops that numba compiles to tight SIMD code. Each kernel is
+serial: the cores are used by giving each part of the batch to its own thread
+(`kernels/parallel.py`).
 
 The numba kernels are plain Python loops over arrays, so ``NUMBA_DISABLE_JIT=1`` runs them
 as ordinary (slow) Python you can step through in a debugger. `kernels/reference.py` holds
@@ -46,102 +37,25 @@ the slow NumPy twins the tests compare against.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from numba import njit
 
-from minitorch_compress.errors import MinitorchError
-from minitorch_compress.kernels import direct_conv, direct_conv_nhwc, direct_conv_tiled
+from minitorch_compress.kernels import direct_conv, direct_conv_tiled, dispatch
+from minitorch_compress.kernels.common import Epilogue, epilogue_args, pad_chunk
 from minitorch_compress.kernels.parallel import run_parallel, split_range
-from minitorch_compress.kernels.rows import affine_row, epilogue_on_row
+from minitorch_compress.kernels.rows import affine_row
 from minitorch_compress.kernels.rules import conv2d_output_size, result_float_dtype
 
 # Bytes of one chunk's `cols` buffer. A few MB keeps it in cache (1 MB L2 per core, 32 MB
-# shared L3) between the im2col that writes it and the GEMM that reads it. Measured on
+# shared L3) between the im2col that writes it and the GEMM that reads it: on the 2-core
+# AVX-512 box a (16, 144) @ (144, M) GEMM ran at ~100 GFLOP/s for M = 16 images * 1024
+# pixels (cols ~9 MB), ~44 GFLOP/s for a whole batch of 256 (cols ~150 MB). Measured on
 # ResNet-20's shapes: 16 MB and more clearly slower; on one core 1-3 MB beat 6 MB by 5-10 %,
 # while two-thread GEMMs preferred ~5 MB by about as much. 3 MB splits the difference.
 _CHUNK_BYTES = 3 * 1024 * 1024
-# When `_forward_rows` replaces the full im2col (stride 1, few output channels, large
-# images: stage 1 of ResNet-20 and the grad-input of its convs), and its chunk size: it
-# measured 1.5x faster for K = 16 at 32x32, no faster for K = 32 at 16x16 and slower for
-# K = 64 at 8x8; small chunks (a few images) were best, on one core and on two.
-_ROWS_MAX_K = 16
-_ROWS_MIN_HO = 16
-_ROW_CHUNK_BYTES = 512 * 1024
-
-# Which stride-1 3x3 convolutions run direct kernels instead of im2col + GEMM: a set of
-# "forward" (`kernels/direct_conv.py`, planes streamed; also the grad-input, a forward on
-# flipped weights), "forward_tiled" (`kernels/direct_conv_tiled.py`, sums in vector
-# registers, at stride 1 and 2; taken where "forward" is off or below its size, and the
-# shape fits),
-# "forward_nhwc" (`kernels/direct_conv_nhwc.py`, channels-last; taken where neither of the
-# others is) and "grad_weight" (`kernels/direct_conv.py`). Chosen by measurement
-# (`benchmarks/profile_inference.py`, `sweep_inference.py`, `bench_resnet20.py
-# --compare-direct`; results/benchmark.md): on Zen 4 the tiled forward beat the others at
-# 32x32, 16x16 and 8x8. The environment variable overrides it for experiments, e.g.
-# MINITORCH_DIRECT_CONV=none or =forward,grad_weight.
-DIRECT_ENV_VAR = "MINITORCH_DIRECT_CONV"
-_DIRECT_OPS = ("forward", "forward_nhwc", "forward_tiled", "grad_weight")
-_DIRECT_DEFAULT: frozenset[str] = frozenset({"forward_tiled", "grad_weight"})
-
-
-def direct_from_environment() -> frozenset[str]:
-    """The ops ``MINITORCH_DIRECT_CONV`` names (a comma list of forward, forward_nhwc,
-    grad_weight, or none), or the measured default when it is unset.
-
-    Raises:
-        MinitorchError: another value (the command line reports it in one line; importing
-            the package falls back to the default).
-    """
-    value = os.environ.get(DIRECT_ENV_VAR)
-    if value is None:
-        return _DIRECT_DEFAULT
-    ops = frozenset(v.strip() for v in value.split(",")) - {"", "none"}
-    unknown = ops - set(_DIRECT_OPS)
-    if unknown:
-        raise MinitorchError(f"{DIRECT_ENV_VAR}={value!r}: give a comma list of "
-                             f"{', '.join(_DIRECT_OPS)}, or none (or unset it for the "
-                             "measured default)")
-    return ops
-
-
-def _initial_direct() -> frozenset[str]:
-    try:
-        return direct_from_environment()
-    except MinitorchError:
-        return _DIRECT_DEFAULT  # reported by the command line (run_cli), not at import
-
-
-DIRECT_3X3 = _initial_direct()
-
-
-# ... and from which output size (Ho*Wo) on. Measured per layer at batch 100 and 256 on
-# two threads (`bench_direct_conv.py`, results/benchmark.md): the direct forward beats
-# im2col only at 32x32 (1.1-1.2x; 0.7-0.9x at 16x16, 0.4x at 8x8, where its junk
-# columns and rows cost 21 % and 36 %), the direct grad-weight at 32x32 (1.7-1.9x) and
-# 16x16 (1.2x), not at 8x8 (0.85x).
-_DIRECT_MIN_PIXELS = {"forward": 1024, "forward_nhwc": 0, "forward_tiled": 0,
-                      "grad_weight": 256}
-
-
-def _direct(op: str, stride: int, kh: int, kw: int, out_pixels: int) -> bool:
-    """Whether `op` of a conv with this stride, kernel and output size runs the direct
-    kernel."""
-    return (op in DIRECT_3X3 and stride == 1 and kh == 3 and kw == 3
-            and out_pixels >= _DIRECT_MIN_PIXELS[op])
-
-
-def _tiled(stride: int, kh: int, kw: int, k: int, out: np.ndarray, dtype: np.dtype) -> bool:
-    """Whether a forward of this shape into `out` runs the register-tiled kernel: it is on,
-    the conv is 3x3 at stride 1 (from its size on) or 2, and the kernel takes the shape."""
-    if stride == 1:
-        on = _direct("forward_tiled", 1, kh, kw, out.shape[2] * out.shape[3])
-    else:
-        on = "forward_tiled" in DIRECT_3X3 and stride == 2 and kh == kw == 3
-    return on and out.flags.c_contiguous and direct_conv_tiled.fits(k, out.shape[3], dtype)
 
 
 # Data parallelism (see `kernels/parallel.py`): the batch is cut into one part per core and
@@ -268,23 +182,6 @@ class _ChunkBuffers:
 
 
 @njit(cache=True, nogil=True)
-def _pad_chunk(x, n0, padding, xp):
-    """xp[i, c, padding + iy, padding + ix] = x[n0 + i, c, iy, ix] for the interior only.
-
-    x: (N, C, H, W); xp: (nc, C, H + 2*padding, W + 2*padding), whose border is zero from
-    its allocation and never written, so it stays zero across chunks."""
-    nc, c_in, _, _ = xp.shape
-    _, _, h, w = x.shape
-    for i in range(nc):
-        for c in range(c_in):
-            for iy in range(h):
-                src = x[n0 + i, c, iy]
-                dst = xp[i, c, padding + iy, padding:]
-                for ix in range(w):
-                    dst[ix] = src[ix]
-
-
-@njit(cache=True, nogil=True)
 def _im2col(xp, kh, kw, stride, cols):
     """cols[(c, ky, kx), i, oy, ox] = xp[i, c, oy*stride + ky, ox*stride + kx].
 
@@ -344,50 +241,6 @@ def _col2im(dcols, n0, kh, kw, stride, padding, gxp, gx):
                 dst = gx[n0 + i, c, iy]
                 for ix in range(w):
                     dst[ix] = src[ix]
-
-
-@njit(cache=True, nogil=True)
-def _im2col_rows(xp, kw, cols):
-    """cols[(c, kx), i, py, ox] = xp[i, c, py, ox + kx] for every padded row py.
-
-    The stride-1 path's "row cols": only the kw horizontal taps are unrolled, for all rows
-    of the padded input, so the buffer is kw (not kh*kw) times the input; the kh vertical
-    taps are applied later by shifting rows (`_sum_row_taps`).
-    xp: (nc, C, Hp, Wp); cols: (C*kw, nc, Hp, Wo)."""
-    nc, c_in, hp, _ = xp.shape
-    _, _, _, wo = cols.shape
-    for i in range(nc):
-        for c in range(c_in):
-            for kx in range(kw):
-                r = c * kw + kx
-                for py in range(hp):
-                    dst = cols[r, i, py]
-                    src = xp[i, c, py, kx:]
-                    for ox in range(wo):
-                        dst[ox] = src[ox]
-
-
-@njit(cache=True, nogil=True)
-def _sum_row_taps(rt, n0, y, epilogue, coef, relu, res, add_res):
-    """y[n0 + i, k, oy, ox] = sum_ky rt[ky, k, i, oy + ky, ox], then the epilogue if asked.
-
-    rt: (kh, K, nc, Hp, Wo), the GEMM of the stacked kernel rows with the row cols: for
-    each kernel row ky, the contribution of every padded input row. y: (N, K, Ho, Wo).
-    The epilogue arguments are those of `rows.affine_row`, res: (N, K, Ho, Wo)."""
-    kh, k_out, nc, _, wo = rt.shape
-    ho = y.shape[2]
-    for i in range(nc):
-        for k in range(k_out):
-            for oy in range(ho):
-                dst = y[n0 + i, k, oy]
-                src = rt[0, k, i, oy]
-                for ox in range(wo):
-                    dst[ox] = src[ox]
-                for ky in range(1, kh):
-                    src = rt[ky, k, i, oy + ky]
-                    for ox in range(wo):
-                        dst[ox] += src[ox]
-                epilogue_on_row(dst, n0 + i, k, oy, epilogue, coef, relu, res, add_res)
 
 
 @njit(cache=True, nogil=True)
@@ -460,7 +313,7 @@ def conv2d_affine_forward(
 
     This is conv -> eval-mode batch norm (``a = gamma/sqrt(running_var + eps)``,
     ``b = beta - running_mean*a``, see `batchnorm.eval_coefficients`) -> residual add ->
-    ReLU, applied to each output row right after the GEMM writes it, instead of three more
+    ReLU, applied to each output row right after the conv kernel writes it, instead of three more
     sweeps over the whole activation. Bit for bit equal to `conv2d_forward` followed by
     `batchnorm_eval_forward` and `add_relu_forward` (the same float operations in the same
     order); there is no backward: it is for inference only.
@@ -489,42 +342,14 @@ def conv2d_affine_forward(
     if residual is not None and np.shape(residual) != (n, k, ho, wo):
         raise ValueError(f"conv2d_affine_forward: residual must have shape {(n, k, ho, wo)}, "
                          f"got {np.shape(residual)}")
-    epilogue = _Epilogue(_as_float(coef, dtype), bool(relu),
+    epilogue = Epilogue(_as_float(coef, dtype), bool(relu),
                          None if residual is None else _as_float(residual, dtype))
     return _forward(_as_float(x, dtype), _as_float(w, dtype), stride, padding,
                     epilogue=epilogue)
 
 
-class _Epilogue(NamedTuple):
-    """What `conv2d_affine_forward` applies to each output row: relu?(y*a + b (+ residual))."""
-
-    coef: np.ndarray  # (K, 2)
-    relu: bool
-    residual: np.ndarray | None  # (N, K, Ho, Wo), or the part of it of one thread
-
-    def part(self, a: int, b: int) -> _Epilogue:
-        """The epilogue of images a..b-1 of the batch."""
-        return self if self.residual is None else self._replace(residual=self.residual[a:b])
-
-
-def _epilogue_args(epilogue: _Epilogue | None, ndim: int, dtype: np.dtype) -> tuple:
-    """(epilogue, coef, relu, res, add_res) as the numba re-layout kernels take them.
-
-    res is an `ndim`-D view of the residual, or a never-read placeholder; with no epilogue
-    the kernels just copy (coef and relu are placeholders too)."""
-    placeholder = np.zeros((1,) * ndim, dtype)
-    if epilogue is None:
-        return False, np.zeros((1, 2), dtype), False, placeholder, False
-    residual = epilogue.residual
-    if residual is None:
-        return True, epilogue.coef, epilogue.relu, placeholder, False
-    n, k = residual.shape[:2]
-    res = residual if ndim == 4 else residual.reshape(n, k, -1)
-    return True, epilogue.coef, epilogue.relu, res, True
-
-
 def _forward(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
-             out: np.ndarray | None = None, epilogue: _Epilogue | None = None) -> np.ndarray:
+             out: np.ndarray | None = None, epilogue: Epilogue | None = None) -> np.ndarray:
     """`conv2d_forward` (and `conv2d_affine_forward`, with an epilogue) on validated,
     C-contiguous arrays of one float dtype.
 
@@ -542,40 +367,30 @@ def _forward(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
 
 
 def _forward_serial(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
-                    out: np.ndarray, epilogue: _Epilogue | None = None) -> None:
-    """Forward of one part of the batch on the calling thread, into `out`."""
-    k, _, kh, kw = w.shape
-    ho = x.shape[2] + 2 * padding - kh + 1
-    pixels = ho * (x.shape[3] + 2 * padding - kw + 1)
-    # the plane-streaming direct forward where it is on and the image large enough, else
-    # the register-tiled one where it is on and takes the shape, else the channels-last one
-    # where that is on
-    if _direct("forward", stride, kh, kw, pixels):
-        direct_conv.direct3x3_forward_serial(x, w, padding, out,
-                                             _epilogue_args(epilogue, 4, x.dtype))
-    elif _tiled(stride, kh, kw, k, out, x.dtype):
+                    out: np.ndarray, epilogue: Epilogue | None = None) -> None:
+    """Forward of one part of the batch on the calling thread, into `out`, by the kernel
+    `dispatch.forward_kernel` names."""
+    _, _, kh, kw = w.shape
+    if dispatch.forward_kernel(kh, kw, stride, x.dtype) == dispatch.TILED_3X3:
         direct_conv_tiled.tiled3x3_forward_serial(x, w, padding, out,
-                                                  _epilogue_args(epilogue, 4, x.dtype),
+                                                  epilogue_args(epilogue, 4, x.dtype),
+                                                  vectors=dispatch.TILE_VECTORS,
                                                   stride=stride)
-    elif _direct("forward_nhwc", stride, kh, kw, pixels):
-        direct_conv_nhwc.direct3x3_nhwc_forward_serial(x, w, padding, out,
-                                                       _epilogue_args(epilogue, 4, x.dtype))
-    elif stride == 1 and kh > 1 and k <= _ROWS_MAX_K and ho >= _ROWS_MIN_HO:
-        _forward_rows(x, w, padding, out, epilogue)
     else:
         _forward_cols(x, w, stride, padding, out, epilogue)
 
 
 def _forward_cols(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
-                  y: np.ndarray, epilogue: _Epilogue | None = None) -> None:
-    """The classic path: full im2col, one GEMM, re-layout (used for stride > 1 and 1x1)."""
+                  y: np.ndarray, epilogue: Epilogue | None = None) -> None:
+    """`dispatch.IM2COL_GEMM`: per chunk of images a full im2col, one GEMM, a re-layout
+    into y (and the epilogue, if any, on each row it writes)."""
     n, c, h, wd = x.shape
     k, _, kh, kw = w.shape
     ho, wo = conv2d_output_size(h, wd, kh, kw, stride, padding)
     rows, p_len = c * kh * kw, ho * wo
     w2d = w.reshape(k, rows)
     y3 = y.reshape(n, k, p_len)
-    epi = _epilogue_args(epilogue, 3, x.dtype)
+    epi = epilogue_args(epilogue, 3, x.dtype)
     bufs = _ChunkBuffers(n, c, h, wd, k, kh, kw, ho, wo, padding, x.dtype)
     for n0 in range(0, n, bufs.nc):
         n1 = min(n, n0 + bufs.nc)
@@ -588,7 +403,7 @@ def _forward_cols(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
 class _Padder:
     """Zero-padded copies of consecutive chunks of images, in one reused buffer.
 
-    The buffer is allocated with zeros and `_pad_chunk` writes only the interior, so the
+    The buffer is allocated with zeros and `common.pad_chunk` writes only the interior, so the
     border stays zero for every chunk; with ``padding == 0`` a chunk is a view of the input.
     """
 
@@ -606,48 +421,8 @@ class _Padder:
             self._flat = np.zeros(self._size, dtype=self._dtype)
         c, hp, wp = self.shape
         xp = self._flat[: (n1 - n0) * c * hp * wp].reshape(n1 - n0, c, hp, wp)
-        _pad_chunk(x, n0, self.padding, xp)
+        pad_chunk(x, n0, self.padding, xp)
         return xp
-
-
-def _padded_chunks(x: np.ndarray, padding: int, nc: int):
-    """Yield (n0, n1, xp) with xp the zero-padded images x[n0:n1], (n1-n0, C, Hp, Wp)."""
-    n, c, h, w = x.shape
-    padder = _Padder(nc, c, h, w, padding, x.dtype)
-    for n0 in range(0, n, nc):
-        n1 = min(n, n0 + nc)
-        yield n0, n1, padder.chunk(x, n0, n1)
-
-
-def _forward_rows(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,
-                  epilogue: _Epilogue | None = None) -> None:
-    """Stride-1 path: im2col over the kw horizontal taps only, one GEMM for all kh kernel
-    rows at once, then a shifted sum over the kernel rows.
-
-    With ``rt[ky, k, i, py, ox] = sum_{c,kx} w[k,c,ky,kx] * xpad[i, c, py, ox+kx]`` for
-    every padded row py, the output is ``y[i, k, oy, ox] = sum_ky rt[ky, k, i, oy+ky, ox]``.
-    Compared with the full im2col this writes a kh times smaller cols buffer and gives the
-    GEMM kh*K rows instead of K (48 instead of 16 in stage 1), at the price of computing
-    Hp instead of Ho rows (6 % more flops at 32x32, 25 % at 8x8). See `_ROWS_MAX_K` for
-    where it pays.
-    """
-    n, c, h, wd = x.shape
-    k, _, kh, kw = w.shape
-    hp = h + 2 * padding
-    wo = wd + 2 * padding - kw + 1
-    # w_rows[(ky, k), (c, kx)] = w[k, c, ky, kx]: the kh kernel rows stacked as GEMM rows
-    w_rows = np.ascontiguousarray(w.transpose(2, 0, 1, 3)).reshape(kh * k, c * kw)
-    nc = _images_per_chunk(n, c * kw * hp * wo * x.dtype.itemsize, _ROW_CHUNK_BYTES)
-    cols_flat = np.empty(c * kw * nc * hp * wo, dtype=x.dtype)
-    rt_flat = np.empty(kh * k * nc * hp * wo, dtype=x.dtype)
-    epi = _epilogue_args(epilogue, 4, x.dtype)
-    for n0, n1, xp in _padded_chunks(x, padding, nc):
-        m = n1 - n0
-        cols = cols_flat[: c * kw * m * hp * wo].reshape(c * kw, m, hp, wo)
-        _im2col_rows(xp, kw, cols)
-        rt = rt_flat[: kh * k * m * hp * wo].reshape(kh, k, m, hp, wo)
-        np.dot(w_rows, cols.reshape(c * kw, -1), out=rt.reshape(kh * k, -1))
-        _sum_row_taps(rt, n0, y, *epi)
 
 
 def _backward(grad_y, x, x_shape, w, w_shape, stride, padding, need_gx, need_gw):
@@ -692,7 +467,7 @@ def _backward_serial(grad_y, x, w, w_shape, stride, padding, gx, need_gw):
     gw_t = w2d = None
     scatter_gx = False
     if gx is not None:
-        if stride == 1 and kh == kw and padding <= kh - 1:
+        if dispatch.grad_input_kernel(kh, kw, stride, padding, dtype) != dispatch.GEMM_COL2IM:
             # grad_x[n,c,i,j] = sum_{k,ky,kx} grad_y[n,k,i+p-ky,j+p-kx] * w[k,c,ky,kx]: a
             # stride-1 convolution of grad_y (padded by kh-1-p) with w flipped in space and
             # with its K and C axes swapped; it yields exactly H x W outputs
@@ -701,8 +476,10 @@ def _backward_serial(grad_y, x, w, w_shape, stride, padding, gx, need_gw):
         else:
             w2d = w.reshape(k, rows)
             scatter_gx = True
-    if need_gw and _direct("grad_weight", stride, kh, kw, ho * wo):
-        gw = direct_conv.direct3x3_grad_weight_serial(grad_y, x, padding)
+    if (need_gw and dispatch.grad_weight_kernel(kh, kw, stride, ho * wo)
+            == dispatch.DIRECT_GRAD_WEIGHT):
+        gw = direct_conv.direct3x3_grad_weight_serial(grad_y, x, padding,
+                                                      pairs=dispatch.PAIR_GRAD_WEIGHT)
         gw_t = np.ascontiguousarray(gw.reshape(k, rows).T)
         need_gw = False  # done: the chunk loop below has at most grad_x to scatter
     if need_gw:

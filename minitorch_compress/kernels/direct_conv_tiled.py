@@ -1,41 +1,42 @@
-"""Direct 3x3 convolution (stride 1 or 2), register-tiled: 4 output channels x 32 positions
-a tile, all 128 sums in vector registers from the first multiply to the last.
+"""Direct 3x3 convolution (stride 1 or 2), register-tiled: a tile of 4 output channels x
+V position vectors of 8 outputs, all its sums in vector registers from the first multiply
+to the last. It is the forward (and so the stride-1 grad-input) of every float32 3x3 conv
+(`kernels/dispatch.py`).
 
-Why a third direct kernel. On two cores ResNet-20's 16x16 and 8x8 convs ran at 108-123
-GFLOP/s on every path we had (im2col + GEMM, and the two direct kernels), while PyTorch's
-oneDNN ran the same convs at 190-227 (`benchmarks/profile_inference.py`,
-results/benchmark.md). oneDNN's kernels keep a tile of sums in vector registers for the
-whole reduction and feed each multiply-add from a broadcast weight; numba could not express
-that until `kernels/simd.py` gave it vector values.
+Why: an im2col + GEMM path writes nine copies of the input and reads them back, and a
+direct loop that keeps its sums in memory loads and stores them once per input channel.
+Keeping a tile of sums in registers for the whole reduction, each multiply-add fed by a
+broadcast weight, is how oneDNN's kernels run; `kernels/simd.py` lets numba express it.
 
-Layout. One image at a time is copied into zero-padded planes ``xpad[c]`` of ``Hp x Wp``
-(``Hp = H + 2*padding``, ``Wp = W + 2*padding``; at stride 1 the output is ``Ho x Wo``
-with ``Ho = Hp - 2``, ``Wo = Wp - 2``). A *position vector* is 8 neighbouring outputs of one
-output row, ``y[k, oy, ox : ox + 8]``; tap (ky, kx) of input channel c reads the 8
-neighbouring values ``xpad[c, oy + ky, ox + kx : ox + kx + 8]``, so every tap is one vector
-load. A tile is 4 output channels x V position vectors (the next V of the image, in row
-order; V = 4 with AVX-512's 32 vector registers, 3 with AVX2's 16)::
+Layout. One image at a time is copied into zero-padded planes ``xpad[c]`` of ``Hp`` rows
+(``Hp = H + 2*padding``), each row `rowlen` values long (at least ``Wp = W + 2*padding``;
+at stride 1 the output is ``Ho x Wo`` with ``Ho = Hp - 2``, ``Wo = Wp - 2``). A *position
+vector* is 8 neighbouring outputs of one output row, ``y[k, oy, ox : ox + 8]``; tap
+(ky, kx) of input channel c reads the 8 neighbouring values
+``xpad[c, oy + ky, ox + kx : ox + kx + 8]``, so every tap is one vector load. A tile is 4
+output channels x V position vectors (the next V of the image, in row order; V =
+`dispatch.TILE_VECTORS`, 4 with 32 vector registers, 3 with 16)::
 
     for c, ky, kx:                                   # C*9 steps
         x_v = position vector v's tap (ky, kx) of channel c      (V loads)
         for q in 0..3:  sum[q][v] += w[k0 + q, c, ky, kx] * x_v  (4 broadcasts, 4V FMAs)
 
-No store until the tile is done. The sums are then stored into the output planes, and once
-an image is done the fused epilogue (batch norm, residual add, ReLU) runs over each of its
-planes as one row of Ho*Wo values (`rows.affine_row`, the same loop as every other path,
-so the fused results stay bit for bit those of the separate ops applied to this kernel's
-conv).
+No store until the tile is done. Once an image is done, the fused epilogue (batch norm,
+residual add, ReLU) runs over each of its planes as one row of Ho*Wo values
+(`rows.affine_row`, the same loop as every other path, so the fused results stay bit for
+bit those of the separate ops applied to this kernel's conv).
 
 Stride 2 (`_pack_split`): each padded row is stored as its even columns, then its odd
 ones, so that the three taps of 8 neighbouring outputs are again 8 contiguous values each
 (at offsets 0, half and 1 of the row, `taps`), and input rows advance by 2 per output row.
 The same tiles then run unchanged.
 
-Where it applies: float32, output width a multiple of 8, output channels a multiple of 4
-(ResNet-20's 16/32/64 channels at 32x32, 16x16, 8x8, and its two stride-2 3x3 convs).
-`fits` says so; the conv module takes another path otherwise. The sums run in another
-order than im2col's GEMM, so results agree to rounding (the tests compare against
-`kernels/reference.py`).
+Any shape: a K that is not a multiple of 4 (the pruned widths of Lab 4) is padded with zero
+filters and a Wo that is not a multiple of 8 with zero input columns; the conv then runs
+into a scratch output whose extra planes and columns are dropped when it is copied out (the
+epilogue runs on the copied rows). ResNet-20's widths (16, 32, 64; Wo 32, 16, 8) need no
+scratch. The sums run in another order than im2col's GEMM, so results agree to rounding
+(the tests compare against `kernels/reference.py`).
 
 ``NUMBA_DISABLE_JIT=1`` runs the same loops in plain Python (the vector operations as 8-value
 NumPy arrays, `kernels/simd.py`).
@@ -46,25 +47,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minitorch_compress.kernels.direct_conv import _has_32_vector_registers
-from minitorch_compress.kernels.rows import affine_row
+from minitorch_compress.kernels.common import epilogue_args as make_epilogue_args
+from minitorch_compress.kernels.rows import affine_row, epilogue_on_row
 from minitorch_compress.kernels.simd import LANES, vbroadcast, vfma, vload, vstore, vzero
 
 # Output channels of one tile.
 _BLOCK = 4
-
-
-# Position vectors of one tile: 4 (16 sums, 4 input vectors and a broadcast weight: 21
-# registers) where the CPU has 32 vector registers, else 3 (12 + 3 + 1 = AVX2's 16).
-# Measured on Zen 4 (2 threads, batch 100, GFLOP/s at 32x32 / 16x16 / 8x8): 4 channels x 4
-# vectors 143 / 180 / 188, 8 x 2 149 / 157 / 165, 8 x 3 137 / 158 / 176, 4 x 5 151 / 169 /
-# 163, 4 x 6 135 / 163 / 128 (results/benchmark.md).
-VECTORS = 4 if _has_32_vector_registers() else 3
-
-
-def fits(k: int, wo: int, dtype: np.dtype) -> bool:
-    """Whether this kernel computes a conv with K output channels and output width `wo`."""
-    return np.dtype(dtype) == np.float32 and k % _BLOCK == 0 and wo % LANES == 0
 
 
 @njit(cache=True, nogil=True)
@@ -193,9 +181,9 @@ def _tiled3x3(x, w9, padding, stride, xpad, y, four, epilogue, coef, relu, res, 
     """y = conv3x3(x, w) at stride 1 or 2, one image at a time (module notes).
 
     x: (N, C, H, W) float32; w9: (K, C*9); xpad: (C, Hp, rowlen) scratch, zero from its
-    allocation (rowlen = Wp at stride 1, twice `_pack_split`'s half at stride 2);
-    y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4 and Wo of 8; four: tiles of 4
-    position vectors (else 3)."""
+    allocation (rowlen >= Wo + 2 at stride 1; at stride 2 twice `_pack_split`'s half,
+    half >= Wo + 1); y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4 and Wo of 8; four:
+    tiles of 4 position vectors (else 3)."""
     n_img, c_in = x.shape[0], x.shape[1]
     k_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
     rowlen = xpad.shape[2]
@@ -231,34 +219,67 @@ def _tiled3x3(x, w9, padding, stride, xpad, y, four, epilogue, coef, relu, res, 
                 affine_row(yimg[k], yimg[k], coef[k, 0], coef[k, 1], relu, resimg[k], add_res)
 
 
+@njit(cache=True, nogil=True)
+def _crop_into(scratch, y, epilogue, coef, relu, res, add_res):
+    """y[n, k, oy, :] = scratch[n, k, oy, :Wo] for the K planes of y (the padded filters'
+    planes and columns dropped), then the epilogue on each row (`rows.epilogue_on_row`).
+
+    scratch: (N, >= K, Ho, >= Wo); y: (N, K, Ho, Wo), any strides; res: like y or unread."""
+    n_img, k_out, ho, wo = y.shape
+    for n in range(n_img):
+        for k in range(k_out):
+            for oy in range(ho):
+                src = scratch[n, k, oy]
+                dst = y[n, k, oy]
+                for ox in range(wo):
+                    dst[ox] = src[ox]
+                epilogue_on_row(dst, n, k, oy, epilogue, coef, relu, res, add_res)
+
+
 def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,
-                            epilogue_args: tuple, vectors: int | None = None,
-                            stride: int = 1) -> None:
+                            epilogue_args: tuple, vectors: int, stride: int = 1) -> None:
     """3x3 convolution of x into y at stride 1 or 2 on the calling thread, register-tiled.
 
     Args:
         x: (N, C, H, W) float32, C-contiguous.
-        w: (K, C, 3, 3) float32.
+        w: (K, C, 3, 3) float32, any K.
         padding: zero padding on each side.
-        y: (N, K, Ho, Wo) float32, C-contiguous, written; Ho = (H + 2*padding - 3) //
-            stride + 1, Wo likewise.
-        epilogue_args: `conv._epilogue_args(...)` for a 4-D output (or its no-op form).
-        vectors: position vectors a tile, 4 or 3 (default: `VECTORS`, by the CPU).
+        y: (N, K, Ho, Wo) float32, written; Ho = (H + 2*padding - 3) // stride + 1, Wo
+            likewise. Where K is a multiple of 4, Wo of 8 and y C-contiguous the tiles write
+            into y itself; otherwise into a padded scratch output, cropped into y.
+        epilogue_args: `common.epilogue_args(...)` for a 4-D output (or its no-op form).
+        vectors: position vectors a tile, 4 or 3 (`dispatch.TILE_VECTORS`, by the CPU).
         stride: 1 or 2.
 
     Raises:
-        ValueError: a shape, stride or dtype this kernel does not take (see `fits`).
+        ValueError: a kernel size, stride, dtype or tile this kernel does not take.
     """
     n, c, h, wd = x.shape
     k = w.shape[0]
+    if (w.shape[2:] != (3, 3) or stride not in (1, 2) or vectors not in (3, 4)
+            or x.dtype != np.float32 or w.dtype != np.float32):
+        raise ValueError(f"tiled3x3: needs float32, a 3x3 kernel, stride 1 or 2 and tiles of "
+                         f"3 or 4 vectors; got weight {w.shape} {w.dtype}, input {x.dtype}, "
+                         f"stride {stride}, {vectors} vectors")
     hp, wp = h + 2 * padding, wd + 2 * padding
-    wo = (wp - 3) // stride + 1
-    if (w.shape[2:] != (3, 3) or stride not in (1, 2) or not fits(k, wo, x.dtype)
-            or w.dtype != np.float32):
-        raise ValueError(f"tiled3x3: needs float32, a 3x3 kernel, stride 1 or 2, K and Wo "
-                         f"multiples of {_BLOCK} and {LANES}; got weight {w.shape} "
-                         f"{w.dtype}, stride {stride}, output width {wo}, input {x.dtype}")
+    ho, wo = (hp - 3) // stride + 1, (wp - 3) // stride + 1
+    k_tiled = -(-k // _BLOCK) * _BLOCK  # K up to whole tiles of output channels
+    wo_tiled = -(-wo // LANES) * LANES  # Wo up to whole position vectors
     w9 = np.ascontiguousarray(w.reshape(k, c * 9))
-    rowlen = wp if stride == 1 else 2 * (-(-wp // 2))  # stride 2: even half, odd half
+    if k_tiled != k:  # zero filters: their planes are computed and dropped
+        w9 = np.concatenate([w9, np.zeros((k_tiled - k, c * 9), np.float32)])
+    # a packed row holds the padded input row and, past it, zeros up to the last tap read
+    # by the last position vector (stride 2: each half as long as the even columns)
+    if stride == 1:
+        rowlen = max(wp, wo_tiled + 2)
+    else:
+        rowlen = 2 * max(-(-wp // 2), wo_tiled + 1)
     xpad = np.zeros((c, hp, rowlen), dtype=np.float32)
-    _tiled3x3(x, w9, padding, stride, xpad, y, (vectors or VECTORS) == 4, *epilogue_args)
+    four = vectors == 4
+    if k_tiled == k and wo_tiled == wo and y.flags.c_contiguous:
+        _tiled3x3(x, w9, padding, stride, xpad, y, four, *epilogue_args)
+        return
+    scratch = np.empty((n, k_tiled, ho, wo_tiled), dtype=np.float32)
+    _tiled3x3(x, w9, padding, stride, xpad, scratch, four,
+              *make_epilogue_args(None, 4, np.dtype(np.float32)))
+    _crop_into(scratch, y, *epilogue_args)

@@ -10,9 +10,11 @@ causes none and runs at ~900 images/s (training: ~260 -> ~310 images/s).
 `keep_freed_memory` raises malloc's mmap threshold (blocks up to that size come from the
 heap, which is reused) and its trim threshold (freed heap is kept instead of returned), so
 after the first step the process reuses the same pages. The price is that the process keeps
-its peak heap (~0.8 GB for batch-256 training) until it exits. It is applied once when
-`minitorch_compress` is imported; set ``MINITORCH_KEEP_FREED_MEMORY=0`` to leave malloc at
-its defaults. On systems without glibc it does nothing.
+its peak heap (~0.8 GB for batch-256 training) until it exits. Importing `minitorch_compress`
+does not apply it (a library should not change the allocator of, say, a student's Jupyter
+kernel): the command line (`cli.run_cli`) and the benchmarks call `keep_freed_memory` when
+they start, and so can any script that wants the speed. ``MINITORCH_KEEP_FREED_MEMORY=0``
+makes that call leave malloc at its defaults. On systems without glibc it does nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ MMAP_THRESHOLD_BYTES = 256 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 2 * 1024 * 1024 * 1024
 
 _applied: bool | None = None
+
+
+def applied() -> bool:
+    """Whether `keep_freed_memory` has changed malloc's settings in this process."""
+    return bool(_applied)
 
 
 def keep_freed_memory() -> bool:

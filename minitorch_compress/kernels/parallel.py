@@ -9,8 +9,7 @@ one-thread BLAS product on each slice. There is deliberately no second thread po
   ResNet-20 two of them were slower than one thread alone;
 * numba's ``prange`` (OpenMP here) leaves its threads spinning for a while after each
   parallel loop, and those spinning threads took the cores away from the convolution
-  threads that ran next: inference went from ~500 to ~800 images/s once batch norm stopped
-  using ``prange`` (measured on the 2-core box, batch 100).
+  threads that ran next (results/benchmark.md).
 
 Slices are contiguous ranges, and results that are reduced across slices (the conv weight
 gradient) are summed in a fixed order, so results do not depend on thread timing.

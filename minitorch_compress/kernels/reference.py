@@ -1,10 +1,13 @@
 """Slow, obviously correct NumPy versions of every fast kernel (the tests' ground truth).
 
 Each function here has the same signature and returns the same shapes as its fast twin in
-`kernels/conv.py` or `kernels/batchnorm.py`. Clarity beats speed: convolutions loop over the
-kernel offsets (ky, kx) and use strided slicing plus `einsum`; batch-norm is written out
-formula by formula. Everything is computed in float64 and cast back to the input's dtype,
-so these functions are also the place to read when you want to know what a kernel *means*.
+`kernels/conv.py`, `kernels/batchnorm.py` or `kernels/sparse_conv.py`; together they are the
+"reference" kernel set (`kernels/sets.py`), which the whole model runs on under
+``use_kernels("reference")``. Clarity beats speed: convolutions loop over the kernel offsets
+(ky, kx) and use strided slicing plus `einsum`; batch-norm is written out formula by
+formula. Everything is computed in float64 and cast back to the input's dtype,
+so these functions are also the place to read when you want to know what a kernel *means*
+(and to step through: they are plain NumPy, no compiler involved).
 
 Layouts: activations are NCHW, conv weights are (K, C, kh, kw) (K output channels).
 """
@@ -282,3 +285,66 @@ def relu_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Gradient through a ReLU whose output was `y`: ``grad_y * (y > 0)``."""
     g = grad_y.astype(result_float_dtype(grad_y))
     return np.where(y > 0, g, np.zeros_like(g))
+
+
+# ------------------------------------------------------------ inference: conv + eval BN
+def conv2d_affine_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: int,
+    padding: int,
+    coef: np.ndarray,
+    relu: bool = False,
+    residual: np.ndarray | None = None,
+) -> np.ndarray:
+    """Conv -> eval-mode batch norm -> residual add -> ReLU, one step after the other:
+    ``y = relu?(conv2d(x, w) * a + b (+ residual))`` with ``(a, b) = coef[k]`` per channel.
+
+    Args:
+        x: input, shape (N, C, H, W).
+        w: weights, shape (K, C, kh, kw).
+        stride, padding: as in `conv2d_forward`.
+        coef: (K, 2): the eval batch norm as ``a = gamma / sqrt(running_var + eps)``,
+            ``b = beta - running_mean * a`` (`batchnorm.eval_coefficients`).
+        relu: apply ``max(., 0)`` last.
+        residual: optional (N, K, Ho, Wo) added before the ReLU.
+
+    Returns:
+        y, shape (N, K, Ho, Wo); float64 if x or w is float64, else float32.
+    """
+    conv = conv2d_forward(x, w, stride, padding).astype(np.float64)
+    coef64 = np.asarray(coef, dtype=np.float64)
+    y = conv * _per_channel(coef64[:, 0]) + _per_channel(coef64[:, 1])
+    if residual is not None:
+        y = y + residual.astype(np.float64)
+    if relu:
+        y = np.maximum(y, 0.0)
+    return y.astype(result_float_dtype(x, w))
+
+
+def sparse_conv2d_forward(
+    x: np.ndarray,
+    sw,
+    stride: int = 1,
+    padding: int = 0,
+    coef: np.ndarray | None = None,
+    relu: bool = False,
+    residual: np.ndarray | None = None,
+) -> np.ndarray:
+    """`conv2d_affine_forward` with the weights given by their non-zeros: decode them
+    (`sparse_conv.SparseWeights.to_dense`) and run the dense reference.
+
+    Args:
+        x: input, shape (N, C, H, W).
+        sw: the weights (K, C, kh, kw) as `SparseWeights`.
+        stride, padding: the conv's.
+        coef: (K, 2) per-channel (a, b); default (1, 0), the plain convolution.
+        relu, residual: as in `conv2d_affine_forward`.
+
+    Returns:
+        y, shape (N, K, Ho, Wo); float64 if x or the weights are float64, else float32.
+    """
+    w = sw.to_dense()
+    if coef is None:
+        coef = np.tile([1.0, 0.0], (w.shape[0], 1))
+    return conv2d_affine_forward(x, w, stride, padding, coef, relu, residual)

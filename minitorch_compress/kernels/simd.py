@@ -2,13 +2,11 @@
 
 Why. LLVM vectorises a loop by itself only along its innermost index, and keeps a sum in a
 register only while it can prove that no store touches it. A convolution tile that keeps
-16 running sums (8 output channels x 2 groups of 8 positions) in registers across its whole
-reduction is out of reach that way: the direct kernels of `direct_conv.py` load and store
-their sums once per input channel, and the channels-last kernel of `direct_conv_nhwc.py`
-pays horizontal sums. Here a vector is a numba value like an int (an LLVM ``<8 x float>``
-in SSA form), so a kernel can keep as many as the CPU has registers for, and LLVM emits
-one instruction per operation below (e.g. ``vfmadd231ps mem{1to8}, ymm, ymm``: a broadcast
-weight times 8 inputs added into a sum).
+16 running sums (4 output channels x 4 vectors of 8 positions, `direct_conv_tiled.py`) in
+registers across its whole reduction is out of reach that way. Here a vector is a numba
+value like an int (an LLVM ``<8 x float>`` in SSA form), so a kernel can keep as many as the
+CPU has registers for, and LLVM emits one instruction per operation below (e.g.
+``vfmadd231ps mem{1to8}, ymm, ymm``: a broadcast weight times 8 inputs added into a sum).
 
 Eight lanes: a 256-bit register, which every x86-64 CPU with AVX2 has. On AVX-512 CPUs with
 256-bit datapaths (AMD Zen 4) two 8-lane operations issue per cycle, the same throughput as

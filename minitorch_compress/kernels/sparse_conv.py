@@ -10,17 +10,16 @@ non-zero adds a shifted window of one zero-padded input plane to the whole outpu
 
 so a weight that is zero costs nothing, no im2col buffer is ever written, and one weight
 load serves Ho * Wo multiply-adds on an output tile that stays in L1 (the register/cache
-blocking). The layout stays NCHW, so no layer pays for a transpose (a first version with the
-batch innermost spent 85 % of its time converting layouts; benchmarks/bench_sparse.py).
-Batch norm, the residual add and ReLU run on the finished tile (the same epilogue as the
-dense inference path). Images are shared out between the kernel threads.
+blocking). The layout stays NCHW, so no layer pays for a transpose. Batch norm, the
+residual add and ReLU run on the finished tile (the same epilogue as the dense inference
+path). Images are shared out between the kernel threads.
 
-For stride 1 the default kernel puts the batch inside the tile (`_sparse_conv_batched`): a
-block of images is padded into the layout (C, Hp, nb, Wp), where one non-zero's window over
-all output rows of all nb images is a single contiguous run, and four non-zeros share each
-pass over the tile. On 8x8 planes the per-image runs were only 80 floats long, so loop
-set-up and index loads cost as much as the multiply-adds; the long runs removed that and
-halved the time at every shape (benchmarks/bench_sparse.py measures both kernels).
+For stride 1 the kernel puts the batch inside the tile (`_sparse_conv_batched`, see
+`kernels/dispatch.py`): a block of images is padded into the layout (C, Hp, nb, Wp), where
+one non-zero's window over all output rows of all nb images is a single contiguous run, and
+four non-zeros share each pass over the tile. Per image, the runs on 8x8 planes are only 80
+floats long, so loop set-up and index loads would cost as much as the multiply-adds; other
+strides run one image at a time (`_sparse_conv_images`).
 `kernels/reference.py`'s dense convolution of the same weights is the slow twin the tests
 compare with; sums run in another order, so results agree to float rounding, not bit for bit.
 """
@@ -32,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from minitorch_compress.kernels.conv import _pad_chunk
+from minitorch_compress.kernels import dispatch
+from minitorch_compress.kernels.common import pad_chunk
 from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rules import conv2d_output_size
 
@@ -248,7 +248,8 @@ def sparse_conv2d_forward(x: np.ndarray, sw: SparseWeights, stride: int = 1, pad
     y = np.empty((n, k, ho, wo), dtype=dtype)
     res = y if residual is None else np.ascontiguousarray(residual, dtype=dtype)
     values = sw.values.astype(dtype, copy=False)
-    if batched and stride == 1:  # pads into its own layout, block by block
+    if batched and dispatch.sparse_forward_kernel(stride) == dispatch.SPARSE_BATCHED:
+        # pads into its own layout, block by block
         nb_max = max(1, min(n, BATCHED_TILE_FLOATS // (ho * wp)))
         parts = split_range(n)
         run_parallel([(_sparse_conv_batched,
@@ -261,7 +262,7 @@ def sparse_conv2d_forward(x: np.ndarray, sw: SparseWeights, stride: int = 1, pad
     xp_flat = np.zeros(n * c * hp * wp + kw, dtype=dtype)  # + kw: see _sparse_conv_images
     xp = xp_flat[:n * c * hp * wp].reshape(n, c, hp, wp)
     if padding:
-        _pad_chunk(x, 0, padding, xp)
+        pad_chunk(x, 0, padding, xp)
     else:
         xp[:] = x
     parts = split_range(n)

@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from minitorch_compress.errors import CheckpointError
+from minitorch_compress.io import mtc
 from minitorch_compress.io.checkpoint import (
     atomic_write,
     load_checkpoint,
     require_finite,
     write_npz,
 )
+from minitorch_compress.io.limits import regular_file_size
 from minitorch_compress.io.mtc import MAX_MID_CHANNELS
 from minitorch_compress.io.torch_checkpoint import load_torch_state_dict
 from minitorch_compress.models.resnet import ResNet20
@@ -53,8 +55,9 @@ def find_pretrained_checkpoint(weights: str | os.PathLike[str] | None = None) ->
     """
     if weights is not None:
         path = Path(weights)
-        if not path.is_file():
+        if not path.exists():
             raise CheckpointError(f"weights file {path} does not exist; check the --weights path")
+        regular_file_size(path, "weights file")  # refuses a folder, device, FIFO, huge file
         return path
     places = candidate_checkpoints()
     for path in places:
@@ -118,8 +121,23 @@ def validated(state: dict[str, np.ndarray], source: Path) -> dict[str, np.ndarra
                                      ("shape mismatch", mismatched)) if items]
     if problems:
         raise CheckpointError(f"{source} does not fit ResNet-20: " + " | ".join(problems))
-    require_finite(state, f"weights file {source}")
+    require_model_values(state, f"weights file {source}")
     return state
+
+
+def require_model_values(state: dict[str, np.ndarray], what: str) -> None:
+    """Refuse values no trained ResNet-20 holds: a NaN or inf anywhere, or a negative batch-norm
+    running variance (eval mode would take the square root of a negative number plus eps and
+    silently predict one class).
+
+    Raises:
+        CheckpointError: naming the first offending tensor.
+    """
+    require_finite(state, what)
+    for name, value in state.items():
+        if name.endswith("running_var") and np.any(np.asarray(value) < 0):
+            raise CheckpointError(f"{what}: {name} has a negative running variance "
+                                  f"({float(np.min(value)):.3g}); the file is corrupt")
 
 
 def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict[str, np.ndarray]:
@@ -130,8 +148,6 @@ def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict
     """
     path = find_pretrained_checkpoint(weights)
     if path.suffix == ".mtc":
-        from minitorch_compress.io import mtc
-
         loaded = mtc.load(path)
         if loaded.folded:  # its state needs eps 0 in every batch norm: only load_model knows
             raise CheckpointError(f"{path} has folded batch norm (inference only); load it "
@@ -144,7 +160,10 @@ def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict
     if cached.is_file():
         arrays, _ = load_checkpoint(cached)
         return validated(arrays, path)
-    state = validated(load_torch_state_dict(path, expected_shapes=expected_shapes()), path)
+    # read first, then check the shapes against the widths the file holds (a channel-pruned
+    # export is a ResNet-20 too); the reader's size bound keeps a hostile file from costing
+    # more than a model's memory before that check
+    state = validated(load_torch_state_dict(path), path)
     print(f"converting {path} -> {shown(cached)} (once)")
     try:
         atomic_write(cached, lambda f: write_npz(f, state))
@@ -157,11 +176,9 @@ def load_pretrained(weights: str | os.PathLike[str] | None = None) -> ResNet20:
     """A ResNet-20 with the course's pretrained weights (or those given: a `.pt`, an `.npz`
     or a compressed `.mtc` model file, whose own architecture is used), in eval mode."""
     if weights is not None and Path(weights).suffix == ".mtc":
-        from minitorch_compress.io import mtc
-
         path = find_pretrained_checkpoint(weights)
         model = mtc.load_model(path)
-        require_finite(model.state_dict(), f"weights file {path}")
+        require_model_values(model.state_dict(), f"weights file {path}")
         return model
     state = pretrained_state_dict(weights)
     model = ResNet20(mid_channels=mid_channels_of(state))  # a Lab 4 run's smaller model too

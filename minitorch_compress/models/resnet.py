@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from minitorch_compress import ops
-from minitorch_compress.autograd.engine import is_grad_enabled
+from minitorch_compress.autograd.engine import is_grad_enabled, no_grad
 from minitorch_compress.autograd.tensor import Tensor
+from minitorch_compress.kernels.sparse_conv import SparseWeights
 from minitorch_compress.nn import BatchNorm2d, Conv2d, Linear, Module, Sequential
 from minitorch_compress.ops.fused import conv2d_batch_norm_eval, sparse_conv2d_batch_norm_eval
 
@@ -50,16 +51,14 @@ class ConvBN(Sequential):
     follows the batch norm, named here rather than implied: ``activation="relu"`` or None,
     and, when `forward` gets a residual, ``+ residual`` then ReLU (a ResNet block's tail).
 
-    At inference the whole of it can run as one fused kernel (`fused_inference`); the
+    At inference the whole of it can run as one fused op (`fused_inference`) when
+    `fuse_at_inference` is True (the default; `ResNet20` sets it for all its ConvBNs); the
     forward says when.
     """
 
-    #: Run conv -> BN (-> + residual) (-> ReLU) as one kernel when nothing needs gradients
-    #: (see `fused_inference`). Set to False to compare with the separate ops.
-    fuse_at_inference: bool = True
-
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 rng: np.random.Generator, activation: str | None) -> None:
+                 rng: np.random.Generator, activation: str | None,
+                 fuse_at_inference: bool = True) -> None:
         if activation not in ("relu", None):
             raise ValueError(f"activation must be 'relu' or None, got {activation!r}")
         super().__init__(
@@ -67,6 +66,9 @@ class ConvBN(Sequential):
             BatchNorm2d(out_channels),
         )
         self.activation = activation
+        #: Run conv -> BN (-> + residual) (-> ReLU) as one op when nothing needs gradients
+        #: (see `fused_inference`); False runs the separate ops, to compare with them.
+        self.fuse_at_inference = fuse_at_inference
         self.sparse_weights = None  # set by `to_sparse`: the conv's non-zeros, for inference
 
     def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
@@ -87,9 +89,10 @@ class ConvBN(Sequential):
                 and self[0].conv.bias is None)
 
     def fused_inference(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
-        """The same result as the separate ops, bit for bit (tested), in one pass over the
-        conv's output: eval batch norm, residual add and ReLU as the conv's epilogue
-        (`ops.fused`). Inference only: the result records no gradient.
+        """The same result as the separate ops, bit for bit on the fast kernels (tested), in one
+        pass over the conv's output: eval batch norm, residual add and ReLU as the conv's
+        epilogue (`ops.fused`; on the reference kernels, the steps one after the other).
+        Inference only: the result records no gradient.
 
         A conv given `sparse_weights` (see `to_sparse`) runs the direct sparse kernel
         instead, with the same epilogue (equal to float rounding: sums run in another order).
@@ -113,16 +116,22 @@ class BasicBlock(Module):
     The shortcut is the identity, or conv1x1(stride 2) + BN when the channel count changes.
     `mid_channels` is the block-internal width (conv1's outputs, conv2's inputs; default
     `out_channels`): channel pruning changes it without touching the residual path.
+    `fuse_at_inference` is passed to the three `ConvBN`s.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int,
-                 rng: np.random.Generator, mid_channels: int | None = None) -> None:
+                 rng: np.random.Generator, mid_channels: int | None = None,
+                 fuse_at_inference: bool = True) -> None:
         super().__init__()
         mid = out_channels if mid_channels is None else mid_channels
-        self.conv1 = ConvBN(in_channels, mid, 3, stride, rng, activation="relu")
-        self.conv2 = ConvBN(mid, out_channels, 3, 1, rng, activation=None)
+        fuse = fuse_at_inference
+        self.conv1 = ConvBN(in_channels, mid, 3, stride, rng, activation="relu",
+                            fuse_at_inference=fuse)
+        self.conv2 = ConvBN(mid, out_channels, 3, 1, rng, activation=None,
+                            fuse_at_inference=fuse)
         if stride != 1 or in_channels != out_channels:
-            self.id_mapping = ConvBN(in_channels, out_channels, 1, stride, rng, activation=None)
+            self.id_mapping = ConvBN(in_channels, out_channels, 1, stride, rng, activation=None,
+                                     fuse_at_inference=fuse)
         else:
             self.id_mapping = None
 
@@ -137,17 +146,24 @@ BLOCKS_PER_STAGE = 3
 
 
 class ResNet20(Module):
-    """ResNet-20: (N, 3, 32, 32) normalised images -> (N, 10) logits.
+    """ResNet-20: (N, 3, H, W) normalised images -> (N, 10) logits.
+
+    CIFAR-10's images are 32x32; the network is convolutional up to a global average pool,
+    so smaller images work too (`labs/step_through.py` steps the fast kernels on 8x8 ones).
 
     Args:
         num_classes: outputs of the final FC.
         rng: initialisation (default seed 0).
         mid_channels: the block-internal width of each of the 9 blocks (default: the stage
             width, 16/32/64); a channel-pruned model is the same network with fewer.
+        fuse_at_inference: whether each conv + batch norm (+ residual) (+ ReLU) runs as one
+            fused op in eval mode under ``no_grad()`` (default True; see `ConvBN`). Change
+            it later with `set_fuse_at_inference`.
     """
 
     def __init__(self, num_classes: int = 10, rng: np.random.Generator | None = None,
-                 mid_channels: Sequence[int] | None = None) -> None:
+                 mid_channels: Sequence[int] | None = None,
+                 fuse_at_inference: bool = True) -> None:
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng(0)
         widths = [c for c in STAGE_CHANNELS for _ in range(BLOCKS_PER_STAGE)]
@@ -155,19 +171,29 @@ class ResNet20(Module):
         if len(mids) != len(widths) or not all(isinstance(m, int) and m >= 1 for m in mids):
             raise ValueError(f"mid_channels needs {len(widths)} widths >= 1, got {mids}")
         self.mid_channels = tuple(mids)
-        self.head_conv = ConvBN(3, STAGE_CHANNELS[0], 3, 1, rng, activation="relu")
+        self.head_conv = ConvBN(3, STAGE_CHANNELS[0], 3, 1, rng, activation="relu",
+                                fuse_at_inference=fuse_at_inference)
         blocks = []
         in_channels = STAGE_CHANNELS[0]
         for i, (channels, mid) in enumerate(zip(widths, mids, strict=True)):
             stride = 2 if i > 0 and i % BLOCKS_PER_STAGE == 0 else 1
-            blocks.append(BasicBlock(in_channels, channels, stride, rng, mid))
+            blocks.append(BasicBlock(in_channels, channels, stride, rng, mid,
+                                     fuse_at_inference))
             in_channels = channels
         self.body_op = Sequential(*blocks)
         self.final_fc = LinearLayer(STAGE_CHANNELS[-1], num_classes, rng)
 
+    def set_fuse_at_inference(self, fuse: bool) -> None:
+        """Turn the fused inference path on or off for every conv + batch norm of this model."""
+        for _, module in self.named_modules():
+            if isinstance(module, ConvBN):
+                module.fuse_at_inference = fuse
+
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1:] != (3, 32, 32):
-            raise ValueError(f"ResNet20 expects images (N, 3, 32, 32), got {tuple(x.shape)}")
+        """x (N, 3, H, W) -> logits (N, num_classes); the shape after each stage is printed
+        by `labs/step_through.py`."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"ResNet20 expects images (N, 3, H, W), got {tuple(x.shape)}")
         out = self.head_conv(x)
         out = self.body_op(out)
         return self.final_fc(ops.global_avg_pool2d(out))
@@ -192,9 +218,6 @@ def to_sparse(model: ResNet20, break_even: dict[tuple[int, int, int], float] | N
     Returns:
         {conv name: its sparsity} of the convs switched to the sparse path.
     """
-    from minitorch_compress.autograd.engine import no_grad
-    from minitorch_compress.kernels.sparse_conv import SparseWeights
-
     table = SPARSE_BREAK_EVEN if break_even is None else break_even
     chosen = {}
     with no_grad():
@@ -222,10 +245,9 @@ def to_dense(model: ResNet20) -> None:
 #: the dense path at batch 100 on this machine (benchmarks/bench_sparse.py writes the
 #: measured values into results/sparse.json); shapes not listed stay dense.
 SPARSE_BREAK_EVEN: dict[tuple[int, int, int], float] = {
-    # the batched kernel's break-even, the highest of four bench_sparse.py runs of 2026-12-02
-    # (this machine's speed drifts; results/sparse.json holds the last: 0.00 / 0.16 / 0.37);
-    # the per-image kernel it replaced needed 0.71 / 0.71 / 0.85
-    (16, 3, 1): 0.47,  # 16x32x32 (runs: 0.04, 0.16, 0.46, 0.00)
-    (32, 3, 1): 0.48,  # 32x16x16 (0.47, 0.40, 0.00, 0.16)
-    (64, 3, 1): 0.37,  # 64x8x8 (0.36, 0.35, 0.26, 0.37)
+    # the highest break-even of the batched sparse kernel over several runs, so that a
+    # noisy run never sends a layer to the slower path (the runs: results/benchmark.md)
+    (16, 3, 1): 0.47,  # 16x32x32
+    (32, 3, 1): 0.48,  # 32x16x16
+    (64, 3, 1): 0.37,  # 64x8x8
 }

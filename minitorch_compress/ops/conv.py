@@ -1,11 +1,12 @@
-"""2-D convolution (NCHW), forward and backward over the numba kernels in `kernels/conv.py`."""
+"""2-D convolution (NCHW), forward and backward on the active kernel set (`kernels/sets.py`:
+`kernels/conv.py` by default, `kernels/reference.py` under ``use_kernels("reference")``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from minitorch_compress.autograd.function import Context, Function
-from minitorch_compress.kernels import conv as conv_kernels
+from minitorch_compress.kernels.sets import active_kernels
 
 
 class Conv2d(Function):
@@ -24,8 +25,9 @@ class Conv2d(Function):
         padding: int = 0,
     ) -> np.ndarray:
         ctx.stride, ctx.padding = stride, padding
+        ctx.kernels = active_kernels()  # the backward runs on the same set
         ctx.save_for_backward(x, weight)
-        y = conv_kernels.conv2d_forward(x, weight, stride=stride, padding=padding)
+        y = ctx.kernels.conv2d_forward(x, weight, stride=stride, padding=padding)
         if bias is not None:
             y += bias.reshape(1, -1, 1, 1)
         return y
@@ -34,7 +36,7 @@ class Conv2d(Function):
     def backward(ctx: Context, grad: np.ndarray):
         x, weight = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_x, grad_w = conv_kernels.conv2d_backward(
+        grad_x, grad_w = ctx.kernels.conv2d_backward(
             grad, x, weight, ctx.stride, ctx.padding,
             need_input_grad=need_x, need_weight_grad=need_w,
         )

@@ -1,20 +1,23 @@
-"""Inference-only fusion: conv -> eval-mode batch norm (-> residual add) (-> ReLU), one kernel.
+"""Inference-only fusion: conv -> eval-mode batch norm (-> residual add) (-> ReLU), one op.
 
 At inference a ResNet block spends as long sweeping its activations through batch norm and
-the residual add as some of its convolutions take; here those steps run on each output row
-of the convolution while it is still in cache (`kernels/conv.conv2d_affine_forward`). There
-is no backward, so this is only for code that records no gradients (inside `no_grad`); the
-differentiable path -- `ops.conv2d`, then `ops.batch_norm2d` in eval mode, then
-`ops.add_relu` -- computes bit for bit the same numbers, which the tests check.
+the residual add as some of its convolutions take; on the fast kernels those steps run on
+each output row of the convolution while it is still in cache
+(`kernels/conv.conv2d_affine_forward`), and the differentiable path -- `ops.conv2d`, then
+`ops.batch_norm2d` in eval mode, then `ops.add_relu` -- computes bit for bit the same
+numbers, which the tests check. Under ``use_kernels("reference")`` the function of the same
+name in `kernels/reference.py` runs the steps one after the other (`kernels/sets.py`).
+There is no backward, so this is only for code that records no gradients (inside
+`no_grad`).
 """
 
 from __future__ import annotations
 
 from minitorch_compress.autograd.engine import is_grad_enabled
 from minitorch_compress.autograd.tensor import Tensor
-from minitorch_compress.kernels import batchnorm as bn_kernels
-from minitorch_compress.kernels import conv as conv_kernels
+from minitorch_compress.kernels.batchnorm import eval_coefficients
 from minitorch_compress.kernels.rules import result_float_dtype
+from minitorch_compress.kernels.sets import active_kernels
 
 
 def conv2d_batch_norm_eval(
@@ -53,9 +56,9 @@ def conv2d_batch_norm_eval(
         raise RuntimeError("conv2d_batch_norm_eval has no backward: call it inside no_grad()")
     k = weight.shape[0]
     dtype = result_float_dtype(x.data, weight.data)
-    coef = bn_kernels.eval_coefficients(gamma.data, beta.data, running_mean, running_var, eps,
-                                        k, dtype, "conv2d_batch_norm_eval")
-    y = conv_kernels.conv2d_affine_forward(
+    coef = eval_coefficients(gamma.data, beta.data, running_mean, running_var, eps,
+                             k, dtype, "conv2d_batch_norm_eval")
+    y = active_kernels().conv2d_affine_forward(
         x.data, weight.data, stride, padding, coef, relu=relu,
         residual=None if residual is None else residual.data,
     )
@@ -67,17 +70,17 @@ def sparse_conv2d_batch_norm_eval(x: Tensor, sparse_weights, stride: int, paddin
                                   eps: float, relu: bool = False,
                                   residual: Tensor | None = None) -> Tensor:
     """`conv2d_batch_norm_eval` with the weights given by their non-zeros
-    (`kernels.sparse_conv.SparseWeights`): the direct sparse kernel, same epilogue."""
-    from minitorch_compress.kernels.sparse_conv import sparse_conv2d_forward
-
+    (`kernels.sparse_conv.SparseWeights`): the direct sparse kernel (under the reference
+    kernels, the dense reference on the decoded weights), same epilogue."""
     if is_grad_enabled():
         raise RuntimeError("sparse_conv2d_batch_norm_eval has no backward: call it inside "
                            "no_grad()")
     k = sparse_weights.shape[0]
     dtype = result_float_dtype(x.data, sparse_weights.values)
-    coef = bn_kernels.eval_coefficients(gamma.data, beta.data, running_mean, running_var, eps,
-                                        k, dtype, "sparse_conv2d_batch_norm_eval")
-    y = sparse_conv2d_forward(x.data.astype(dtype, copy=False), sparse_weights, stride,
-                              padding, coef, relu,
-                              None if residual is None else residual.data)
+    coef = eval_coefficients(gamma.data, beta.data, running_mean, running_var, eps,
+                             k, dtype, "sparse_conv2d_batch_norm_eval")
+    y = active_kernels().sparse_conv2d_forward(
+        x.data.astype(dtype, copy=False), sparse_weights, stride, padding, coef, relu,
+        None if residual is None else residual.data,
+    )
     return Tensor(y)

@@ -3,6 +3,8 @@
 Training mode normalises with the batch statistics and updates the running statistics in
 place, PyTorch convention: running = (1 - momentum) * running + momentum * batch_stat, with
 the *unbiased* batch variance for running_var. Eval mode uses the running statistics.
+The kernels are the active set's (`kernels/sets.py`): `kernels/batchnorm.py` by default,
+`kernels/reference.py` under ``use_kernels("reference")``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from minitorch_compress.autograd.function import Context, Function
-from minitorch_compress.kernels import batchnorm as bn_kernels
+from minitorch_compress.kernels.sets import active_kernels
 
 
 class BatchNorm2d(Function):
@@ -34,8 +36,9 @@ class BatchNorm2d(Function):
                 f"batch_norm2d: input {x.shape} must be (N, C, H, W) with C = {gamma.shape[0]}"
             )
         ctx.training, ctx.eps, ctx.relu = training, eps, relu
+        ctx.kernels = kernels = active_kernels()  # the backward runs on the same set
         if training:
-            y, mean, var, invstd = bn_kernels.batchnorm_train_forward(
+            y, mean, var, invstd = kernels.batchnorm_train_forward(
                 x, gamma, beta, eps, relu=relu
             )
             count = x.shape[0] * x.shape[2] * x.shape[3]
@@ -47,7 +50,7 @@ class BatchNorm2d(Function):
                 running_var += momentum * unbiased
             ctx.save_for_backward(x, y, gamma, mean, invstd)
         else:
-            y = bn_kernels.batchnorm_eval_forward(
+            y = kernels.batchnorm_eval_forward(
                 x, gamma, beta, running_mean, running_var, eps, relu=relu
             )
             ctx.save_for_backward(x, y, gamma, beta, running_mean.copy(), running_var.copy())
@@ -57,11 +60,11 @@ class BatchNorm2d(Function):
     def backward(ctx: Context, grad: np.ndarray):
         if ctx.training:
             x, y, gamma, mean, invstd = ctx.saved_tensors
-            return bn_kernels.batchnorm_train_backward(
+            return ctx.kernels.batchnorm_train_backward(
                 grad, x, y, gamma, mean, invstd, relu=ctx.relu
             )
         x, y, gamma, beta, running_mean, running_var = ctx.saved_tensors
-        return bn_kernels.batchnorm_eval_backward(
+        return ctx.kernels.batchnorm_eval_backward(
             grad, x, y, gamma, beta, running_mean, running_var, ctx.eps, relu=ctx.relu
         )
 
@@ -71,12 +74,13 @@ class AddReLU(Function):
 
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        y = bn_kernels.add_relu_forward(a, b)
+        ctx.kernels = active_kernels()  # the backward runs on the same set
+        y = ctx.kernels.add_relu_forward(a, b)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx: Context, grad: np.ndarray):
         (y,) = ctx.saved_tensors
-        g = bn_kernels.relu_backward(grad, y)
+        g = ctx.kernels.relu_backward(grad, y)
         return g, g

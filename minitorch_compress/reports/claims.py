@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from minitorch_compress import published as pub
+from minitorch_compress.experiments.lab4_layout import iterative_pruning
 from minitorch_compress.io.checkpoint import atomic_write
 from minitorch_compress.reports import lab4, lab5
 from minitorch_compress.reports.format import fmt, write_markdown
+from minitorch_compress.results import read_result
 
 Holds = bool | str | None  # True, False, "in part", or None: not measured
 
@@ -38,10 +40,6 @@ CODE_EVIDENCE: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
-def _read(out_dir: Path, name: str) -> dict[str, Any] | None:
-    return lab5.read(out_dir, name)
-
-
 def _code(key: str) -> str:
     code, tests = CODE_EVIDENCE[key]
     return ("code: " + ", ".join(f"`{c}`" for c in code) + "; tests: "
@@ -50,7 +48,7 @@ def _code(key: str) -> str:
 
 def claim_1_1(out_dir: Path) -> tuple[str, str, Holds]:
     """Pruning and quantization together: Lab 3 (d)'s masked quantizer keeps every zero."""
-    d = _read(out_dir, "lab3_d")
+    d = read_result(out_dir, "lab3_d")
     where = "Lab 3 (d), [lab3.md](lab3.md); " + _code("1.1")
     if d is None:
         return "_Not measured yet: Lab 3 (d)._", where, None
@@ -67,7 +65,7 @@ def claim_1_1(out_dir: Path) -> tuple[str, str, Holds]:
 
 def claim_1_5(out_dir: Path) -> tuple[str, str, Holds]:
     """L1's bias and trimmed L1, from Lab 1 (e) and (f) (full batch)."""
-    d = _read(out_dir, "lab1")
+    d = read_result(out_dir, "lab1")
     where = "Lab 1 (e), (f), [lab1.md](lab1.md)"
     if d is None:
         return "_Not measured yet: Lab 1._", where, None
@@ -90,7 +88,7 @@ def claim_1_5(out_dir: Path) -> tuple[str, str, Holds]:
 
 def claim_1_7(out_dir: Path) -> tuple[str, str, Holds]:
     """Proximal vs subgradient convergence, from Lab 1 (d) and (e) (full batch)."""
-    d = _read(out_dir, "lab1")
+    d = read_result(out_dir, "lab1")
     where = "Lab 1 (d), (e), [lab1.md](lab1.md)"
     if d is None:
         return "_Not measured yet: Lab 1._", where, None
@@ -110,7 +108,7 @@ def claim_1_7(out_dir: Path) -> tuple[str, str, Holds]:
 
 def claim_1_9(out_dir: Path) -> tuple[str, str, Holds]:
     """The STE: shown by the code and its tests; Lab 3 (c) trains with it."""
-    c = _read(out_dir, "lab3_c")
+    c = read_result(out_dir, "lab3_c")
     where = "Lab 3 (c), [lab3.md](lab3.md); " + _code("1.9")
     text = ("The layer keeps its float weight as the parameter and computes with "
             "`QuantizeSTE` of it; the backward passes the gradient at the quantized weight to "
@@ -163,7 +161,7 @@ def lab4_holds(key: str, sentence: str) -> Holds:
 
 def claim_1_10(out_dir: Path) -> tuple[str, str, Holds]:
     """Mixed precision: Lab 5 (a), not implemented yet."""
-    a = _read(out_dir, "lab5_a")
+    a = read_result(out_dir, "lab5_a")
     where = "Lab 5 (a) (issue #38)"
     if a is None:
         return "_Not measured yet: Lab 5 (a) is not implemented (no lab5_a.json)._", where, None
@@ -175,10 +173,10 @@ def evaluators(out_dir: Path) -> dict[str, Callable[[], tuple[str, str, Holds]]]
     """Claim number -> its evaluator over the result files of `out_dir`."""
     def lab4_results() -> dict[str, Any]:
         return {p: r for p in ("a", "b", "c", "d")
-                if (r := _read(out_dir, f"lab4_{p}")) is not None}
+                if (r := read_result(out_dir, f"lab4_{p}")) is not None}
 
     def claim_1_8() -> tuple[str, str, Holds]:
-        text, verdict = lab5.claim_1_8(_read(out_dir, "lab5_b"))
+        text, verdict = lab5.claim_1_8(read_result(out_dir, "lab5_b"))
         holds = {"agrees": True, "in part": "in part", "disagrees": False}.get(verdict)
         return text, "Lab 5 (b), [lab5.md](lab5.md), figure lab5/early_exit.png", holds
 
@@ -186,7 +184,8 @@ def evaluators(out_dir: Path) -> dict[str, Callable[[], tuple[str, str, Holds]]]
         "1.1": lambda: claim_1_1(out_dir),
         "1.2": lambda: _lab4_claim("1.2", lambda: lab4.claim_1_2(lab4_results()),
                                    "Lab 4 (d), [lab4.md](lab4.md)"),
-        "1.3": lambda: _lab4_claim("1.3", lambda: lab4.claim_1_3(_read(out_dir, "compression")),
+        "1.3": lambda: _lab4_claim("1.3",
+                                   lambda: lab4.claim_1_3(read_result(out_dir, "compression")),
                                    "[compression.md](compression.md), [lab4.md](lab4.md)"),
         "1.4": lambda: _lab4_claim("1.4", lambda: lab4.claim_1_4(_lab4_c_beside(out_dir)),
                                    "Lab 4 (c), [lab4.md](lab4.md), figure "
@@ -204,10 +203,10 @@ def evaluators(out_dir: Path) -> dict[str, Callable[[], tuple[str, str, Holds]]]
 
 def _lab4_c_beside(out_dir: Path) -> dict[str, Any]:
     """Lab 4 (c) compared with the Lab 2 (d) result beside it, as lab4.md does."""
-    c = _read(out_dir, "lab4_c")
+    c = read_result(out_dir, "lab4_c")
     if c is None:
         return {}
-    iterative = lab4.iterative_pruning(out_dir)
+    iterative = iterative_pruning(out_dir)
     if iterative is not None:
         c = {**c, "iterative": {**iterative, "source": "lab2_d.json"}}
     return {"c": c}
@@ -240,7 +239,7 @@ def claims_payload(out_dir: str | Path) -> dict[str, Any]:
                      "verdict": verdict(answer, holds)})
     inputs = ["lab1", "lab3_c", "lab3_d", "lab4_a", "lab4_b", "lab4_c", "lab4_d", "lab2_d",
               "compression", "lab5_a", "lab5_b"]
-    documents = {name: _read(out_dir, name) for name in inputs}
+    documents = {name: read_result(out_dir, name) for name in inputs}
     return {"claims": rows,
             "inputs": {name: document is not None for name, document in documents.items()},
             "smoke_inputs": [name for name, document in documents.items()

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from minitorch_compress.experiments.common import read_result
 from minitorch_compress.reports.format import fmt, run_label, save_figure, write_markdown
+from minitorch_compress.results import read_result
 
 TARGET_RATIO = 20.0  # issue 17: the 80 %-sparse 4-bit Lab 3 (d) model, at least 20x
 TARGET_MODEL = "lab3_d_4bit"

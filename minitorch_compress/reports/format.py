@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from minitorch_compress import published as pub
+from minitorch_compress.recipe import FinetuneConfig
+
 
 def plot_histories(histories: dict[str, list[float]], path: Path, title: str,
                    published: dict[str, float] | None = None,
@@ -249,8 +252,6 @@ _LAYER_WORDS = {"final_fc.linear": "final FC", "head_conv.0.conv": "head conv",
 def published_global_spread() -> str:
     """"~0.16 (final FC) and ~0.31 (head conv) to ~0.98 (last conv of stage 3), total
     0.8000": the published per-layer sparsity of global pruning, from `published`."""
-    from minitorch_compress import published as pub
-
     (low, a), (mid, b), (high, c) = sorted(pub.LAB2_GLOBAL_SPARSITY.items(),
                                            key=lambda item: item[1])
     return (f"~{a:.2f} ({_LAYER_WORDS[low]}) and ~{b:.2f} ({_LAYER_WORDS[mid]}) to ~{c:.2f} "
@@ -260,8 +261,6 @@ def published_global_spread() -> str:
 def recipe() -> str:
     """"SGD, batch 256, lr 0.002, momentum 0.875, weight decay 1e-4": the finetuning recipe
     as `FinetuneConfig` holds it (not typed again)."""
-    from minitorch_compress.training.trainer import FinetuneConfig
-
     c = FinetuneConfig()
     return (f"SGD, batch {c.batch_size}, lr {c.lr:g}, momentum {c.momentum:g}, weight decay "
             f"{c.weight_decay:g}")

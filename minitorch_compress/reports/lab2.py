@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 
 from minitorch_compress import published as pub
-from minitorch_compress.compression import plot_sparsity
-from minitorch_compress.experiments.common import read_result
-from minitorch_compress.experiments.lab2 import FINETUNE_PARTS, PARTS, SCRIPT, TITLES
+from minitorch_compress.experiments.lab2_layout import FINETUNE_PARTS, PARTS, SCRIPT, TITLES
+from minitorch_compress.reports.figures import plot_sparsity
 from minitorch_compress.reports.format import (
     FinetuneRun,
     fmt,
@@ -25,6 +24,7 @@ from minitorch_compress.reports.format import (
     smoke_tag,
     write_markdown,
 )
+from minitorch_compress.results import read_result
 
 
 def _headline(part: str, result: dict[str, Any]) -> float | None:

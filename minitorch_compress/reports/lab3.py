@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from minitorch_compress import published as pub
-from minitorch_compress.compression import plot_sparsity
-from minitorch_compress.experiments.common import read_result
-from minitorch_compress.experiments.lab3 import BITS_B, BITS_QAT, SCRIPT
+from minitorch_compress.experiments.lab3_layout import BITS_B, BITS_QAT, SCRIPT
+from minitorch_compress.reports.figures import plot_sparsity
 from minitorch_compress.reports.format import (
     FinetuneRun,
     fmt,
@@ -24,6 +23,7 @@ from minitorch_compress.reports.format import (
     smoke_tag,
     write_markdown,
 )
+from minitorch_compress.results import read_result
 
 RESULT_NAMES = ("lab3_b", "lab3_b_symmetric", "lab3_c", "lab3_c_symmetric", "lab3_d",
                 "lab3_d_symmetric", "lab3_d_naive", "lab3_e", "lab3_e_symmetric", "lab3_e_naive")

@@ -8,9 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from minitorch_compress import published as pub
-from minitorch_compress.experiments.common import read_result
-from minitorch_compress.experiments.lab4 import PARTS, SCRIPT, TITLES, iterative_pruning
-from minitorch_compress.models.resnet import BLOCKS_PER_STAGE, STAGE_CHANNELS
+from minitorch_compress.experiments.lab4_layout import (
+    BLOCKS_PER_STAGE,
+    PARTS,
+    SCRIPT,
+    STAGE_CHANNELS,
+    TITLES,
+    iterative_pruning,
+)
 from minitorch_compress.reports.format import (
     fmt,
     report_head,
@@ -19,6 +24,7 @@ from minitorch_compress.reports.format import (
     save_figure,
     write_markdown,
 )
+from minitorch_compress.results import read_result
 
 #: a speedup below this counts as "not much" for claim 1.2
 MUCH_SPEEDUP = 1.2

@@ -6,11 +6,11 @@ A pure function of the result file: it imports no kernel, model or training code
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from minitorch_compress import published as pub
+from minitorch_compress.experiments.lab5_layout import SCRIPT
 from minitorch_compress.reports.format import (
     fmt,
     report_tail,
@@ -18,8 +18,8 @@ from minitorch_compress.reports.format import (
     save_figure,
     write_markdown,
 )
+from minitorch_compress.results import read_result
 
-SCRIPT = "labs/lab5_claims.py"
 #: an operating point must save at least this fraction of the MACs to count as "effective"
 EFFECTIVE_SAVING = 0.10
 #: the first stage's exits (after blocks 0..2, 16 channels at 32x32): "an early stage"
@@ -29,12 +29,6 @@ EARLY_EXITS = (0, 1, 2)
 EARLY_SHARE = 0.05
 #: issue #38's moonshot: the operating point saves at least this fraction of the MACs
 MOONSHOT_SAVING = 0.40
-
-
-def read(out_dir: Path, name: str) -> dict[str, Any] | None:
-    """``out_dir/name.json``, or None when it is not there."""
-    path = Path(out_dir) / f"{name}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _early_share(point: dict[str, Any]) -> tuple[float, float | None]:
@@ -242,7 +236,7 @@ def write_report(out_dir: str | Path) -> Path | None:
     """Regenerate ``out_dir/lab5.md`` and its figure from ``lab5_b.json``; None when (b) has
     not been run there."""
     out_dir = Path(out_dir)
-    result = read(out_dir, "lab5_b")
+    result = read_result(out_dir, "lab5_b")
     if result is None:
         return None
     figure = write_figure(out_dir, result)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from minitorch_compress.reports.format import save_figure
+
 #: the benchmark's batch and sparsities (the page's columns come from the JSON rows)
 BATCH = 100
 
@@ -108,8 +110,6 @@ def write_figure(result: dict, path: Path) -> None:
     ax.set_title(f"Direct sparse conv, batch {BATCH}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    from minitorch_compress.reports.format import save_figure
-
     save_figure(fig, path)
 
 

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from minitorch_compress.experiments.common import lookup
+from minitorch_compress.errors import MinitorchError
 from minitorch_compress.published import SUMMARY as PUBLISHED
+from minitorch_compress.results import lookup
 
 
 def _load(out_dir: Path, name: str) -> dict[str, Any] | None:
@@ -127,8 +128,6 @@ def write_progress_snapshot(run_dir: Path, out_dir: Path, name: str | None = Non
     Raises:
         MinitorchError: if the run folder has no finished epoch yet.
     """
-    from minitorch_compress.errors import MinitorchError
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     name = name or run_dir.name
     log_path = run_dir / "log.jsonl"

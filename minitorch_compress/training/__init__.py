@@ -1,5 +1,6 @@
 """Evaluation and the shared finetuning loop."""
 
+from minitorch_compress.training.distill import DistillConfig
 from minitorch_compress.training.evaluate import evaluate
 from minitorch_compress.training.trainer import (
     FinetuneConfig,
@@ -8,4 +9,5 @@ from minitorch_compress.training.trainer import (
     TrainingDivergedError,
 )
 
-__all__ = ["evaluate", "Trainer", "FinetuneConfig", "Hook", "TrainingDivergedError"]
+__all__ = ["evaluate", "Trainer", "FinetuneConfig", "Hook", "TrainingDivergedError",
+           "DistillConfig"]

@@ -13,6 +13,10 @@ and a NaN or inf (a weight, a momentum buffer, a batch-norm running variance) st
 with an error naming the last checkpoint, which is therefore always finite. A folder that
 already holds a run is never cleared silently: a fresh `fit` there needs ``overwrite=True``.
 
+With a `teacher` the loss is knowledge distillation (`training/distill.py`) instead of plain
+cross-entropy; its settings and the teacher's fingerprint are part of the recipe a resume
+must match.
+
 `fit(resume=True)` continues after the last completed epoch and produces exactly the numbers an
 uninterrupted run would have: the data order and augmentation come from one
 `numpy.random.Generator` whose state is checkpointed with the rest.
@@ -24,7 +28,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,7 @@ from tqdm.auto import tqdm
 from minitorch_compress import ops
 from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.data.loader import iterate_batches
-from minitorch_compress.errors import MinitorchError
+from minitorch_compress.errors import CheckpointError, MinitorchError
 from minitorch_compress.io.checkpoint import (
     NonFiniteError,
     atomic_write,
@@ -46,7 +50,20 @@ from minitorch_compress.io.checkpoint import (
 )
 from minitorch_compress.nn.module import Module
 from minitorch_compress.optim.sgd import SGD
+from minitorch_compress.recipe import FinetuneConfig
+from minitorch_compress.training.distill import (
+    DistillConfig,
+    distillation_loss,
+    model_fingerprint,
+    teacher_logits,
+)
 from minitorch_compress.training.evaluate import evaluate
+from minitorch_compress.training.run_folder import (
+    RunLock,
+    discard_replaced_run,
+    recover_replaced_run,
+    set_aside_run,
+)
 
 
 class TrainingDivergedError(MinitorchError):
@@ -90,20 +107,6 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
-
-
-@dataclass
-class FinetuneConfig:
-    """The course's finetuning recipe (SPEC: SGD, batch 256, lr 0.002, momentum 0.875, wd 1e-4,
-    20 epochs, test after each epoch, keep the best)."""
-
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 0.002
-    momentum: float = 0.875
-    weight_decay: float = 1e-4
-    seed: int = 0
-    eval_batch_size: int = 500
 
 
 class Hook:
@@ -166,6 +169,28 @@ def _call_hooks(hooks: Sequence[Any], name: str, *args: Any) -> None:
             method(*args)
 
 
+def _checked_progress(meta: dict[str, Any], epochs: int,
+                      path: Path) -> tuple[int, list[Any], float]:
+    """(completed epochs, history, best accuracy) of a checkpoint's metadata, checked to be a
+    run of this recipe: 0 <= epoch <= epochs, one history entry per completed epoch and an
+    accuracy in [0, 1]. A tampered file would otherwise train "epoch -4/4".
+
+    Raises:
+        CheckpointError: naming the field that is out of range or of the wrong type.
+    """
+    epoch, history, best = meta.get("epoch"), meta.get("history"), meta.get("best_accuracy")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= epochs:
+        raise CheckpointError(f"{path}: its epoch {epoch!r} is not a whole number from 0 to "
+                              f"{epochs}; the file is corrupt (start afresh with --overwrite)")
+    if not isinstance(history, list) or len(history) != epoch:
+        raise CheckpointError(f"{path}: its history does not hold one entry per completed "
+                              "epoch; the file is corrupt (start afresh with --overwrite)")
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or not 0 <= best <= 1:
+        raise CheckpointError(f"{path}: its best accuracy {best!r} is not in [0, 1]; the file "
+                              "is corrupt (start afresh with --overwrite)")
+    return epoch, list(history), float(best)
+
+
 class Trainer:
     """Finetunes `model` on (train_images, train_labels), testing after every epoch.
 
@@ -177,12 +202,17 @@ class Trainer:
         hooks: objects with any of the `Hook` methods (duck-typed).
         run_dir: where checkpoints and the log go; None keeps everything in memory.
         progress: show tqdm bars.
+        teacher: with a teacher the loss is `distill.distillation_loss` against its logits
+            on the same augmented batch (the teacher is not trained); None: cross-entropy.
+        distill: temperature and weight of the distillation (default `DistillConfig()`);
+            only with a teacher.
     """
 
     def __init__(self, model: Module, train: tuple[np.ndarray, np.ndarray],
                  test: tuple[np.ndarray, np.ndarray], config: FinetuneConfig | None = None,
                  hooks: Sequence[Any] = (), run_dir: str | Path | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, teacher: Module | None = None,
+                 distill: DistillConfig | None = None) -> None:
         if getattr(model, "batch_norm_folded", False):
             raise MinitorchError("this model was loaded from a file written with "
                                  "--fold-batch-norm: its batch statistics are gone, so it is "
@@ -191,6 +221,15 @@ class Trainer:
         self.train_images, self.train_labels = train
         self.test_images, self.test_labels = test
         self.config = config or FinetuneConfig()
+        if distill is not None and teacher is None:
+            raise MinitorchError("distillation settings were given without a teacher model")
+        if teacher is model:  # its eval() for the teacher's logits would stop the training
+            raise MinitorchError("the teacher must be another model than the one trained")
+        self.teacher = teacher
+        self.distill = (distill or DistillConfig()) if teacher is not None else None
+        # part of the recipe a resume must match: the settings and which teacher
+        self.distill_recipe = None if teacher is None else {
+            **asdict(self.distill), "teacher": model_fingerprint(teacher)}
         self.hooks = list(hooks)
         names = [hook_key_prefix(h) for h in self.hooks if hasattr(h, "state_dict")]
         if len(set(names)) != len(names):
@@ -243,9 +282,10 @@ class Trainer:
         meta = {
             "epoch": self.epoch, "history": self.history, "best_accuracy": self.best_accuracy,
             "rng": generator_state(self.rng), "config": asdict(self.config),
-            "data": self._data_signature(),
+            "distill": self.distill_recipe, "data": self._data_signature(),
         }
         save_checkpoint(self.run_dir / "last.npz", self._checkpoint_arrays(), meta)
+        discard_replaced_run(self.run_dir)  # this run has a checkpoint now
 
     def _data_signature(self) -> dict[str, int]:
         """Sizes of the data a run trains and tests on: resuming on other data is refused."""
@@ -259,7 +299,8 @@ class Trainer:
         arrays.update(_hook_arrays(self.hooks))
         save_checkpoint(self.run_dir / "best.npz", arrays,
                         {"epoch": self.epoch, "accuracy": accuracy,
-                         "config": asdict(self.config), "data": self._data_signature()})
+                         "config": asdict(self.config), "distill": self.distill_recipe,
+                         "data": self._data_signature()})
 
     def _resume(self) -> bool:
         path = self.run_dir / "last.npz" if self.run_dir is not None else None
@@ -271,6 +312,11 @@ class Trainer:
                 f"{path} was written with a different recipe ({meta.get('config')}); "
                 "resume with the same settings or use a fresh --run-dir"
             )
+        if meta.get("distill") != self.distill_recipe:  # a run before distillation: None
+            raise MinitorchError(
+                f"{path} was written with other distillation settings ({meta.get('distill')}, "
+                f"now {self.distill_recipe}); resume with the same teacher and settings or "
+                "use a fresh --run-dir")
         require_finite(arrays, str(path))
         if meta.get("data") != self._data_signature():
             raise MinitorchError(
@@ -285,9 +331,8 @@ class Trainer:
         for i, hook in enumerate(self.hooks):
             if hasattr(hook, "load_state_dict"):
                 hook.load_state_dict(hook_state(arrays, hook, i))
-        self.epoch = int(meta["epoch"])
-        self.history = list(meta["history"])
-        self.best_accuracy = float(meta["best_accuracy"])
+        self.epoch, self.history, self.best_accuracy = _checked_progress(
+            meta, self.config.epochs, path)
         self.rng = generator_from_state(meta["rng"])
         best_path = self.run_dir / "best.npz"
         if best_path.exists():
@@ -317,7 +362,7 @@ class Trainer:
         try:
             for step, (images, labels) in enumerate(batches):
                 logits = self.model(Tensor(images))
-                loss = ops.cross_entropy(logits, labels)
+                loss = self._loss(images, logits, labels)
                 loss_value = float(loss.data)
                 if not math.isfinite(loss_value):
                     raise TrainingDivergedError(
@@ -341,13 +386,22 @@ class Trainer:
         return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                 "train_img_per_s": seen / wall, "train_wall_s": wall}
 
+    def _loss(self, images: np.ndarray, logits: Tensor, labels: np.ndarray) -> Tensor:
+        """The batch's loss: cross-entropy, or with a teacher the distillation loss against
+        the teacher's logits on the same (augmented) images."""
+        if self.teacher is None:
+            return ops.cross_entropy(logits, labels)
+        return distillation_loss(logits, teacher_logits(self.teacher, images), labels,
+                                 self.distill)
+
     def fit(self, resume: bool = False, overwrite: bool = False) -> list[dict[str, Any]]:
         """Train for `config.epochs` epochs (continuing a saved run when `resume`).
 
         Args:
             resume: continue the run in `run_dir` after its last completed epoch (a fresh
                 run if there is none).
-            overwrite: start afresh even if `run_dir` holds a run, replacing its files.
+            overwrite: start afresh even if `run_dir` holds a run, replacing its files once
+                the new run has its first checkpoint (training/run_folder.py).
 
         Returns:
             The per-epoch history: dicts with epoch, train_loss, train_accuracy, test_accuracy,
@@ -355,21 +409,37 @@ class Trainer:
 
         Raises:
             RunExistsError: a fresh run (neither flag) in a folder that holds one.
+            RunLockedError: another process is training in `run_dir`.
             TrainingDivergedError: the loss or the state became non-finite.
         """
-        if self.run_dir is not None and self.run_dir.is_dir():
+        if self.run_dir is None:
+            return self._train_epochs()
+        with RunLock(self.run_dir):  # one process per run folder
+            recover_replaced_run(self.run_dir, RUN_FILES)
             remove_stale_temporaries(self.run_dir)
-        if resume and self._resume():
-            self._write_log()
-            print(f"resumed {self.run_dir} after epoch {self.epoch}/{self.config.epochs}")
-        elif self.run_dir is not None:
-            if not overwrite:
-                refuse_existing_run(self.run_dir)
-            # a fresh run: nothing of an earlier run in this folder may survive (a stale
-            # best.npz could otherwise be mistaken for this run's best model)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            for stale in RUN_FILES:
-                (self.run_dir / stale).unlink(missing_ok=True)
+            if resume and self._resume():
+                self._write_log()
+                print(f"resumed {self.run_dir} after epoch {self.epoch}/{self.config.epochs}")
+            else:
+                if resume and not overwrite and (self.run_dir / "best.npz").exists():
+                    raise RunExistsError(
+                        f"{self.run_dir} holds a best.npz but no last.npz to continue from; "
+                        "--overwrite starts the run afresh (the old files are kept until "
+                        "the new run's first checkpoint)")
+                if not overwrite:
+                    refuse_existing_run(self.run_dir)
+                # a fresh run: nothing of an earlier run may be mistaken for this one's (a
+                # stale best.npz), yet the earlier run is only set aside until this one has
+                # a checkpoint (see training/run_folder.py)
+                set_aside_run(self.run_dir, RUN_FILES)
+            try:
+                return self._train_epochs()
+            except BaseException:
+                recover_replaced_run(self.run_dir, RUN_FILES)  # only if nothing was saved
+                raise
+
+    def _train_epochs(self) -> list[dict[str, Any]]:
+        """The epochs still to run, checkpointing after each (see `fit`)."""
         while self.epoch < self.config.epochs:
             epoch = self.epoch
             epoch_start = time.perf_counter()

@@ -1,0 +1,121 @@
+"""Which fast kernel computes each convolution: the whole choice, in one table.
+
+Per op and direction, the kernel, when it runs, and why (float32 is what training and
+inference use; float64 is what grad checks use):
+
+conv forward, plain or with the fused inference epilogue (batch norm, residual, ReLU)
+    `TILED_3X3`           float32, 3x3, stride 1 or 2, any K and width (K is padded to a
+                          multiple of 4 with zero filters, Wo to 8): the sums stay in
+                          vector registers for the whole reduction; fastest at every
+                          ResNet-20 size (results/benchmark.md).
+    `IM2COL_GEMM`         everything else (1x1, float64, other kernels and strides): one
+                          BLAS GEMM per chunk of images.
+conv grad-input
+    the forward's kernel  stride 1, kh == kw, padding <= kh - 1: a forward conv of grad_y
+                          with flipped, channel-swapped weights, so it contracts over
+                          K*kh*kw like the forward and gathers instead of scattering.
+    `GEMM_COL2IM`         otherwise (ResNet-20: stride 2): w2d.T @ grad_y, then a
+                          scatter-add.
+conv grad-weight
+    `DIRECT_GRAD_WEIGHT`  3x3, stride 1, Ho*Wo >= `DIRECT_GRAD_WEIGHT_MIN_PIXELS`: no cols
+                          buffer; 1.7-1.9x im2col at 32x32, 1.2x at 16x16, 0.85x at 8x8.
+    `GEMM_GRAD_WEIGHT`    otherwise: cols @ grad_y.T, one GEMM per chunk of images.
+sparse conv (inference of pruned models, `models.resnet.to_sparse`)
+    `SPARSE_BATCHED`      stride 1: a block of images in one tile, long runs; about 2x
+                          the per-image kernel.
+    `SPARSE_IMAGES`       other strides: one image at a time.
+
+Two choices depend on the CPU, both by its number of vector registers
+(`common.has_32_vector_registers`): `TILE_VECTORS`, the register tile of `TILED_3X3`
+(4 output channels x 4 position vectors with 32 registers, x 3 with 16), and
+`PAIR_GRAD_WEIGHT` (two output channels a `DIRECT_GRAD_WEIGHT` pass with 32, one with 16).
+
+So ResNet-20 in float32 (`RESNET20_CONVS` lists the shapes; tests/test_dispatch.py checks
+every row): every 3x3 forward and every stride-1 grad-input runs `TILED_3X3`; the two 1x1
+stride-2 shortcuts run `IM2COL_GEMM` forward; every stride-2 grad-input runs
+`GEMM_COL2IM`; the grad-weight is `DIRECT_GRAD_WEIGHT` at 32x32 and 16x16 at stride 1 and
+`GEMM_GRAD_WEIGHT` elsewhere (8x8, stride 2, 1x1). The kernels themselves are in
+`direct_conv_tiled.py`, `conv.py`, `direct_conv.py` and `sparse_conv.py`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from minitorch_compress.kernels.common import has_32_vector_registers
+
+TILED_3X3 = "tiled3x3"  # direct_conv_tiled.tiled3x3_forward_serial
+IM2COL_GEMM = "im2col_gemm"  # conv._forward_cols
+GEMM_COL2IM = "gemm_col2im"  # conv._backward_serial: w2d.T @ grad_y, then conv._col2im
+DIRECT_GRAD_WEIGHT = "direct_grad_weight"  # direct_conv.direct3x3_grad_weight_serial
+GEMM_GRAD_WEIGHT = "gemm_grad_weight"  # conv._backward_serial: cols @ grad_y.T
+SPARSE_BATCHED = "sparse_batched"  # sparse_conv._sparse_conv_batched
+SPARSE_IMAGES = "sparse_images"  # sparse_conv._sparse_conv_images
+
+#: Every kernel the table can name.
+KERNELS = (TILED_3X3, IM2COL_GEMM, GEMM_COL2IM, DIRECT_GRAD_WEIGHT, GEMM_GRAD_WEIGHT,
+           SPARSE_BATCHED, SPARSE_IMAGES)
+
+# Position vectors in one `TILED_3X3` tile: 4 (16 sums + 4 inputs + 1 weight = 21
+# registers) with 32 vector registers, else 3 (12 + 3 + 1 = AVX2's 16).
+TILE_VECTORS = 4 if has_32_vector_registers() else 3
+# Two output channels a `DIRECT_GRAD_WEIGHT` pass need 18 vector accumulators: they fit in
+# 32 registers, not in 16 (where the spills made it slower than im2col).
+PAIR_GRAD_WEIGHT = has_32_vector_registers()
+# From this output size (Ho*Wo) on the direct grad-weight beats im2col + GEMM: 16x16 and
+# 32x32, not 8x8 (measured per layer, results/benchmark.md).
+DIRECT_GRAD_WEIGHT_MIN_PIXELS = 256
+
+
+def forward_kernel(kh: int, kw: int, stride: int, dtype: np.dtype) -> str:
+    """The kernel of a conv forward (plain or with the fused inference epilogue)."""
+    if np.dtype(dtype) == np.float32 and (kh, kw) == (3, 3) and stride in (1, 2):
+        return TILED_3X3
+    return IM2COL_GEMM
+
+
+def grad_input_kernel(kh: int, kw: int, stride: int, padding: int, dtype: np.dtype) -> str:
+    """The kernel of a conv's input gradient: at stride 1 (square kernel, padding <= kh - 1)
+    the forward kernel of the flipped conv, which has stride 1 too; else `GEMM_COL2IM`."""
+    if stride == 1 and kh == kw and padding <= kh - 1:
+        return forward_kernel(kh, kw, 1, dtype)
+    return GEMM_COL2IM
+
+
+def grad_weight_kernel(kh: int, kw: int, stride: int, out_pixels: int) -> str:
+    """The kernel of a conv's weight gradient (any float dtype); out_pixels = Ho*Wo."""
+    if (kh, kw) == (3, 3) and stride == 1 and out_pixels >= DIRECT_GRAD_WEIGHT_MIN_PIXELS:
+        return DIRECT_GRAD_WEIGHT
+    return GEMM_GRAD_WEIGHT
+
+
+def sparse_forward_kernel(stride: int) -> str:
+    """The kernel of a sparse conv at inference (`sparse_conv.sparse_conv2d_forward`)."""
+    return SPARSE_BATCHED if stride == 1 else SPARSE_IMAGES
+
+
+class ConvShape(NamedTuple):
+    """One conv of ResNet-20: channels in and out, input size, kernel, stride, padding."""
+
+    name: str
+    c: int
+    k: int
+    size: int
+    kernel: int
+    stride: int
+    padding: int
+
+
+#: The distinct conv shapes of ResNet-20 on CIFAR-10 (32x32 inputs), in model order.
+RESNET20_CONVS = (
+    ConvShape("head_conv", 3, 16, 32, 3, 1, 1),
+    ConvShape("stage 1 conv", 16, 16, 32, 3, 1, 1),
+    ConvShape("stage 2 first conv1", 16, 32, 32, 3, 2, 1),
+    ConvShape("stage 2 shortcut", 16, 32, 32, 1, 2, 0),
+    ConvShape("stage 2 conv", 32, 32, 16, 3, 1, 1),
+    ConvShape("stage 3 first conv1", 32, 64, 16, 3, 2, 1),
+    ConvShape("stage 3 shortcut", 32, 64, 16, 1, 2, 0),
+    ConvShape("stage 3 conv", 64, 64, 8, 3, 1, 1),
+)
