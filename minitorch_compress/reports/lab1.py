@@ -31,6 +31,7 @@ from minitorch_compress.experiments.lab1 import (
     support_indices,
 )
 from minitorch_compress.linear import SCHEDULES, History
+from minitorch_compress.reports.format import listing, pyplot, table
 
 FIGURE_DIR = "lab1"  # the figures' folder, next to lab1.md (so links are relative to it)
 CONVERGED = 1e-8  # a last-step change below this counts as converged
@@ -52,12 +53,7 @@ def write_figures(results: dict[str, dict[Setting, History]], fig_dir: Path) -> 
     Returns:
         The paths written.
     """
-    # Imported here so that importing this module (or the package) never pulls in matplotlib.
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig_dir.mkdir(parents=True, exist_ok=True)
     floor = np.finfo(np.float64).tiny  # an exact 0 loss cannot be drawn on a log axis
     written = []
@@ -134,8 +130,7 @@ def support(w) -> str:
 
 def names(indices) -> str:
     """1-based entry names, e.g. "w1, w3 and w4"."""
-    items = [f"w{j + 1}" for j in indices]
-    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+    return listing([f"w{j + 1}" for j in indices])
 
 
 def joined(values, fmt: str = "{}") -> str:
@@ -252,17 +247,14 @@ def part_a_lines(r: Lab1Results) -> list[str]:
 
 def part_table(r: Lab1Results, part: str) -> list[str]:
     """Markdown table of one part: both schedules, final W / L / ||W||_0 / last-step change."""
-    lines = ["| schedule | setting | final W | final L | ‖W‖₀ | max\\|ΔW\\| last step |",
-             "|---|---|---|---|---|---|"]
     label = {"d": "lambda = {}", "e": "t = {}", "f": "t = {}"}.get(part)
-    for schedule in SCHEDULES:
-        cases = ([(None, r.case(schedule, part))] if label is None else
-                 [(k, r.case(schedule, part, k)) for k in r.settings(part)])
-        for key, c in cases:
-            lines.append(f"| {schedule} | {label.format(key) if label else '-'} | "
-                         f"{fmt_w(c['W'])} | {c['loss']:.4g} | {c['nnz']} | "
-                         f"{c['last_change']:.1e} |")
-    return lines
+    cases = [(schedule, key, r.case(schedule, part, key)) for schedule in SCHEDULES
+             for key in (r.settings(part) if label else (None,))]
+    return table(["schedule", "setting", "final W", "final L", "‖W‖₀",
+                  "max\\|ΔW\\| last step"], "llllll",
+                 ([schedule, label.format(key) if label else "-", fmt_w(c["W"]),
+                   f"{c['loss']:.4g}", c["nnz"], f"{c['last_change']:.1e}"]
+                  for schedule, key, c in cases))
 
 
 def part_section(r: Lab1Results, part: str, commentary: list[str]) -> list[str]:
