@@ -36,9 +36,8 @@ tensors regrouped by kind (every ``weight``, then every ``bias``, ``running_mean
 ``running_var``: the name's last part, kinds in order of first appearance, state_dict order
 within a kind), byte planes of all of them (as ``"planes"``), then the int64 tensors'
 bytes as they are, and the whole raw LZMA2. Like values then sit side by side (a batch
-norm's variances resemble the next one's, not its own means): on Lab 3 (d)'s 4-bit model
-164 bytes fewer than ``"planes"``. A compressed tensor
-(the weights of a conv or linear layer) has a *fill*, the value of every entry the index does
+norm's variances resemble the next one's, not its own means), which LZMA2 codes in fewer
+bytes. A compressed tensor (the weights of a conv or linear layer) has a *fill*, the value of every entry the index does
 not list: 0, or, under ``"fill"``, another float32 (its bits as a uint32). A quantizer whose
 levels do not include 0 (the plain quantizer of Lab 3 (d)) maps every pruned weight onto one
 non-zero level; the writer then also tries that level as the fill, so the index lists the
@@ -75,8 +74,8 @@ The *float codecs* (dense section, float32 non-zeros), all lossless on the exact
 * ``"planes"``: the bytes cut into 4-byte words and regrouped by byte position (every
   word's byte 0, then every byte 1, ...), then raw LZMA2 (`_RAW_LZMA2`, no container).
   A float32's sign-and-exponent bytes of one tensor are nearly all alike and its low
-  mantissa bytes are noise; kept apart, the first compress far better (on Lab 3 (d)'s
-  batch-norm tensors, about 8 % fewer bytes than ``"lzma"``). int64 entries are two words.
+  mantissa bytes are noise; kept apart, the first compress far better. int64 entries are
+  two words.
 
 *Folded batch norm* (``save(..., fold_batch_norm=True)``, ``compress --fold-batch-norm``):
 eval-mode batch norm computes ``x*a + b`` with ``a = gamma / sqrt(var + eps)`` and
@@ -122,10 +121,9 @@ _FOLDED_BUFFERS = {"running_mean": 0.0, "running_var": 1.0, "num_batches_tracked
 _PREAMBLE = struct.Struct("<8sHII")  # magic, version, header length, header CRC32
 MAX_MID_CHANNELS = 1024  # bounds what a (hostile) architecture may make us allocate
 MAX_CODEBOOK = 256  # more distinct values than this: stored as raw float32
-#: raw LZMA2 for the "planes" codec and the header; lc=lp=pb=0: no literal or position
-#: context, since the byte planes have no byte alignment for LZMA to exploit (measured: fewer
-#: bytes than the defaults on batch-norm planes, and on the JSON header: 914 against 927
-#: bytes on Lab 3 (d)'s 4-bit model, where zlib takes 990)
+#: raw LZMA2 for the "planes" and "grouped" codecs and the header; lc=lp=pb=0: no literal or
+#: position context, since byte planes have no byte alignment for LZMA to exploit (fewer
+#: bytes than the defaults on batch-norm planes and on the JSON header)
 _RAW_LZMA2 = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
                     "lc": 0, "lp": 0, "pb": 0}]
 
