@@ -57,6 +57,14 @@ def write_figures(results: dict[str, dict[Setting, History]], fig_dir: Path) -> 
     fig_dir.mkdir(parents=True, exist_ok=True)
     floor = np.finfo(np.float64).tiny  # an exact 0 loss cannot be drawn on a log axis
     written = []
+
+    def save(fig: Any, name: str, **margins: float) -> None:
+        # Fixed margins: tight_layout would triple the plotting time of this lab.
+        fig.subplots_adjust(**margins)
+        fig.savefig(fig_dir / name, dpi=80)
+        plt.close(fig)
+        written.append(fig_dir / name)
+
     for schedule, by_setting in results.items():
         for s, h in by_setting.items():
             fig, (ax_l, ax_w) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -70,12 +78,8 @@ def write_figures(results: dict[str, dict[Setting, History]], fig_dir: Path) -> 
             ax_w.legend(fontsize=8, ncol=5, loc="best")
             setting = f", {s.label}" if s.label else ""
             fig.suptitle(f"{PART_TITLES[s.part]}{setting}  [{schedule}]", fontsize=10)
-            # Fixed margins: tight_layout would triple the plotting time of this lab.
-            fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.84, wspace=0.22)
-            path = fig_dir / f"{schedule}_{s.slug}.png"
-            fig.savefig(path, dpi=80)
-            plt.close(fig)
-            written.append(path)
+            save(fig, f"{schedule}_{s.slug}.png", left=0.07, right=0.98, bottom=0.14, top=0.84,
+                 wspace=0.22)
 
     for part in PARTS:
         fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
@@ -99,11 +103,8 @@ def write_figures(results: dict[str, dict[Setting, History]], fig_dir: Path) -> 
             ax.set(title=f"final W, {schedule}")
             ax.legend(fontsize=7)
         fig.suptitle(f"{PART_TITLES[part]}: overview", fontsize=10)
-        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.12, top=0.86, wspace=0.18)
-        path = fig_dir / f"overview_{part}.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
+        save(fig, f"overview_{part}.png", left=0.05, right=0.99, bottom=0.12, top=0.86,
+             wspace=0.18)
     return written
 
 
