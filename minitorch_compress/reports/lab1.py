@@ -31,7 +31,7 @@ from minitorch_compress.experiments.lab1 import (
     support_indices,
 )
 from minitorch_compress.linear import SCHEDULES, History
-from minitorch_compress.reports.format import listing, pyplot, table
+from minitorch_compress.reports.format import listing, pyplot, table, write_markdown
 
 FIGURE_DIR = "lab1"  # the figures' folder, next to lab1.md (so links are relative to it)
 CONVERGED = 1e-8  # a last-step change below this counts as converged
@@ -564,19 +564,18 @@ def data_term_item(r: Lab1Results) -> str:
     ev, n = r.ev, r.ev["n"]
     probe, losses = ev["probe"], ev["probe_losses"]
     ps, fb, fast = losses["per_sample"], losses["full_batch"], losses["full_batch_n_mu"]
+    first_order = (f"1. **The data term is not multiplied by {n}.** The {n} per-point "
+                   "gradients add up to the full gradient, so to first order one per-sample "
+                   f"step moves W like one full-batch step with the same mu, not {n} mu.")
     if not probe:  # a run shorter than 5 steps: nothing to compare
-        return (f"1. **The data term is not multiplied by {n}.** The {n} per-point gradients "
-                "add up to the full gradient, so to first order one per-sample step moves W "
-                f"like one full-batch step with the same mu, not {n} mu.")
+        return first_order
     faster = all(a < b for a, b in zip(ps, fb, strict=True))
     # in log scale: is per sample nearer full batch with mu than with n mu at every probe?
     nearer_mu = all(abs(np.log10(max(a, 1e-300)) - np.log10(max(b, 1e-300)))
                     < abs(np.log10(max(a, 1e-300)) - np.log10(max(c, 1e-300)))
                     for a, b, c in zip(ps, fb, fast, strict=True))
     return (
-        f"1. **The data term is not multiplied by {n}.** The {n} per-point gradients add up to "
-        "the full gradient, so to first order one per-sample step moves W like one full-batch "
-        f"step with the same mu, not {n} mu. In (b) it is "
+        f"{first_order} In (b) it is "
         + ("somewhat faster" if faster else "not faster")
         + " per step"
         + (" because each update uses the freshest W" if faster else "")
@@ -591,10 +590,9 @@ def penalty_item(r: Lab1Results) -> str:
     """Item 2 of "Full batch vs per sample": the penalty acts once per point, so ~n x per step."""
     ev, n = r.ev, r.ev["n"]
     nearer_n = [b < a for _, a, b in ev["e_vs"] + ev["d_vs"]]
-    closeness = ("sit much closer to full-batch runs with {n}x the penalty than with the same "
-                 "penalty" if all(nearer_n) else
-                 "sit closer to full-batch runs with {n}x the penalty than with the same "
-                 "penalty in {k} of {m} cases").format(n=n, k=sum(nearer_n), m=len(nearer_n))
+    closeness = (f"sit {'much ' if all(nearer_n) else ''}closer to full-batch runs with {n}x "
+                 "the penalty than with the same penalty"
+                 + ("" if all(nearer_n) else f" in {sum(nearer_n)} of {len(nearer_n)} cases"))
     trace = [np.asarray(w) for w in ev["w_trace"]]
     zeroed_then_back = [j for j in range(trace[0].size)
                         if any(abs(w[j]) <= 1e-12 for w in trace[1:-1])
@@ -704,14 +702,10 @@ def write_report(out_dir: str | Path) -> Path | None:
     """Re-render ``out_dir/lab1.md`` from ``out_dir/lab1.json``; None when there is none or it
     predates the evidence it needs (rerun the lab then)."""
     path = Path(out_dir) / "lab1.json"
-    if not path.is_file():
-        return None
-    document = json.loads(path.read_text())
+    document = json.loads(path.read_text()) if path.is_file() else {}
     if "evidence" not in document:
         return None
-    page = Path(out_dir) / "lab1.md"
-    page.write_text(render_lab1(document), encoding="utf-8")
-    return page
+    return write_markdown(Path(out_dir) / "lab1.md", [render_lab1(document)])
 
 
 def summary(document: dict[str, Any]) -> str:

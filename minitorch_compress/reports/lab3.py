@@ -186,27 +186,25 @@ def _start_context(r: dict[str, Any], best: float, published: float) -> str:
 
 def _section_b(results: dict[str, dict[str, Any]]) -> list[str]:
     names = [n for n in ("lab3_b", "lab3_b_symmetric") if n in results]
+    L = ["## (b) quantizing the body, no finetuning", ""]
     if not names:
-        return ["## (b) quantizing the body, no finetuning", "",
-                "_Not run yet: `python labs/lab3_quantization.py --part b` (and "
-                "`--symmetric`)._", ""]
-    L = ["## (b) quantizing the body, no finetuning", "",
-         "The 20 convs of the 9 residual blocks (shortcut convs included) compute with b-bit "
-         "weights, one scale per weight tensor; the head conv and the final FC stay float. "
-         "Asymmetric: 2^b levels from min(w) to max(w) (the course's formula). Symmetric: "
-         "2^b - 1 levels k * max|w| / (2^(b-1) - 1) around an exact 0. The spec publishes "
-         "no number for (b) except the float model.", "",
-         *table(["bits", *(_variant(n, results[n]) for n in names), "published",
-                 "max non-zero levels per layer"], "l" + "r" * (len(names) + 1) + "l",
-                ([b, *(fmt(results[n]["accuracy"][b]) for n in names),
-                  fmt(pub.LAB3_FLOAT) if b == "float" else "—",
-                  " / ".join(str(results[n].get("max_nonzero_levels", {}).get(b, "—"))
-                             for n in names) if b != "float" else "—"]
-                 for b in ("float", *BITS_B))), ""]
+        return L + ["_Not run yet: `python labs/lab3_quantization.py --part b` (and "
+                    "`--symmetric`)._", ""]
+    L += ["The 20 convs of the 9 residual blocks (shortcut convs included) compute with b-bit "
+          "weights, one scale per weight tensor; the head conv and the final FC stay float. "
+          "Asymmetric: 2^b levels from min(w) to max(w) (the course's formula). Symmetric: "
+          "2^b - 1 levels k * max|w| / (2^(b-1) - 1) around an exact 0. The spec publishes "
+          "no number for (b) except the float model.", "",
+          *table(["bits", *(_variant(n, results[n]) for n in names), "published",
+                  "max non-zero levels per layer"], "l" + "r" * (len(names) + 1) + "l",
+                 ([b, *(fmt(results[n]["accuracy"][b]) for n in names),
+                   fmt(pub.LAB3_FLOAT) if b == "float" else "—",
+                   " / ".join(str(results[n].get("max_nonzero_levels", {}).get(b, "—"))
+                              for n in names) if b != "float" else "—"]
+                  for b in ("float", *BITS_B))), ""]
     for n in names:
-        L.append(f"{_variant(n, results[n])}: {run_label(results[n]['_meta'])}, "
-                 f"{results[n].get('test_images', '?')} test images.")
-        L.append("")
+        L += [f"{_variant(n, results[n])}: {run_label(results[n]['_meta'])}, "
+              f"{results[n].get('test_images', '?')} test images.", ""]
     L += ["Reading the table: the asymmetric quantizer has 2^b levels spread over [min(w), "
           "max(w)]; the symmetric one has 2^b - 1 levels over [-max|w|, max|w|], so at the "
           "same b it has one level fewer and wastes part of its range when min(w) != "
