@@ -37,12 +37,14 @@ tensors regrouped by kind (every ``weight``, then every ``bias``, ``running_mean
 within a kind), byte planes of all of them (as ``"planes"``), then the int64 tensors'
 bytes as they are, and the whole raw LZMA2. Like values then sit side by side (a batch
 norm's variances resemble the next one's, not its own means), which LZMA2 codes in fewer
-bytes. A compressed tensor (the weights of a conv or linear layer) has a *fill*, the value of every entry the index does
-not list: 0, or, under ``"fill"``, another float32 (its bits as a uint32). A quantizer whose
-levels do not include 0 (the plain quantizer of Lab 3 (d)) maps every pruned weight onto one
-non-zero level; the writer then also tries that level as the fill, so the index lists the
-entries that differ from it, and keeps whichever encoding is smaller. Below, "non-zero"
-means "not the fill". The tensor has:
+bytes.
+
+A compressed tensor (the weights of a conv or linear layer) has a *fill*, the value of every
+entry the index does not list: 0, or, under ``"fill"``, another float32 (its bits as a
+uint32). A quantizer whose levels do not include 0 (the plain quantizer of Lab 3 (d)) maps
+every pruned weight onto one non-zero level; the writer then also tries that level as the
+fill, so the index lists the entries that differ from it, and keeps whichever encoding is
+smaller. Below, "non-zero" means "not the fill". The tensor has:
 
 * ``"index"``, where the non-zeros are, in C order, one of
   - ``{"kind": "all"}``: every entry is stored (a dense quantized layer);
