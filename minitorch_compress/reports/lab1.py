@@ -185,6 +185,12 @@ class Lab1Results:
     def settings(self, part: str) -> tuple[str, ...]:
         return {"d": LAMBDAS_D, "e": THRESHOLDS_E, "f": THRESHOLDS_F}[part]
 
+    def cases(self, part: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+        """(schedule, setting e.g. "t = 0.04" or None, case) of every run of `part`."""
+        label = {"d": "lambda = {}", "e": "t = {}", "f": "t = {}"}.get(part)
+        return [(schedule, label and label.format(key), self.case(schedule, part, key))
+                for schedule in SCHEDULES for key in (self.settings(part) if label else (None,))]
+
 
 # ---------------------------------------------------------------------------------------------
 # Sections of lab1.md, each a list of lines
@@ -248,14 +254,10 @@ def part_a_lines(r: Lab1Results) -> list[str]:
 
 def part_table(r: Lab1Results, part: str) -> list[str]:
     """Markdown table of one part: both schedules, final W / L / ||W||_0 / last-step change."""
-    label = {"d": "lambda = {}", "e": "t = {}", "f": "t = {}"}.get(part)
-    cases = [(schedule, key, r.case(schedule, part, key)) for schedule in SCHEDULES
-             for key in (r.settings(part) if label else (None,))]
     return table(["schedule", "setting", "final W", "final L", "‖W‖₀",
                   "max\\|ΔW\\| last step"], "llllll",
-                 ([schedule, label.format(key) if label else "-", fmt_w(c["W"]),
-                   f"{c['loss']:.4g}", c["nnz"], f"{c['last_change']:.1e}"]
-                  for schedule, key, c in cases))
+                 ([schedule, setting or "-", fmt_w(c["W"]), f"{c['loss']:.4g}", c["nnz"],
+                   f"{c['last_change']:.1e}"] for schedule, setting, c in r.cases(part)))
 
 
 def part_section(r: Lab1Results, part: str, commentary: list[str]) -> list[str]:
@@ -713,11 +715,7 @@ def summary(document: dict[str, Any]) -> str:
     r, lines = Lab1Results(document), []
     for schedule in SCHEDULES:
         lines.append(f"[{schedule}]")
-        for part in PARTS:
-            keys = (None,) if part in ("b", "c") else r.settings(part)
-            for key in keys:
-                c = r.case(schedule, part, key)
-                label = "" if key is None else ("lambda = " if part == "d" else "t = ") + key
-                lines.append(f"  ({part}) {label:14s} W = {fmt_w(c['W'])}  "
-                             f"L = {c['loss']:.4g}  nnz = {c['nnz']}")
+        lines += [f"  ({part}) {setting or '':14s} W = {fmt_w(c['W'])}  L = {c['loss']:.4g}  "
+                  f"nnz = {c['nnz']}" for part in PARTS
+                  for run_schedule, setting, c in r.cases(part) if run_schedule == schedule]
     return "\n".join(lines)
