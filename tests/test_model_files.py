@@ -216,6 +216,7 @@ def _damaged(path, tmp_path, edit):
     (lambda b: b.__delitem__(slice(12, None)), "too short"),
     (lambda b: b.__setitem__(len(b) - 7, b[len(b) - 7] ^ 0x40), "CRC32"),
     (lambda b: b.__setitem__(30, b[30] ^ 1), "CRC32"),
+    (lambda b: b.extend(b"appended"), "8 bytes follow the last section"),
 ])
 def test_a_damaged_file_is_a_one_line_error(saved, tmp_path, edit, message):
     _, path, _ = saved
@@ -703,3 +704,23 @@ def test_every_committed_model_file_is_the_current_version_and_the_size_a_result
         mtc.load(path)  # every CRC, count and shape checked
         name = path.relative_to(REPO_ROOT).as_posix()
         assert path.stat().st_size in recorded.get(name, set()), name
+
+
+def test_a_deeply_nested_header_is_a_one_line_error(saved, tmp_path):
+    _, path, _ = saved
+    deep = "[" * 100_000 + "]" * 100_000  # json.loads recurses once per bracket
+    packed = lzma.compress(deep.encode(), format=lzma.FORMAT_RAW, filters=mtc._RAW_LZMA2)
+    blob = path.read_bytes()
+    magic, version, length, _ = struct.unpack_from("<8sHII", blob)
+    bad = tmp_path / "deep.mtc"
+    bad.write_bytes(struct.pack("<8sHII", magic, version, len(packed), zlib.crc32(packed))
+                    + packed + blob[18 + length:])
+    with pytest.raises(CheckpointError, match="not valid compressed JSON"):
+        mtc.load(bad)
+
+
+def test_inspect_refuses_a_device_in_one_line(capsys):
+    from minitorch_compress.cli import main
+
+    assert main(["inspect", "/dev/zero"]) == 2
+    assert "not a regular file" in capsys.readouterr().err

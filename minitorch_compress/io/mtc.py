@@ -115,6 +115,7 @@ import numpy as np
 from minitorch_compress.compression import huffman
 from minitorch_compress.errors import CheckpointError
 from minitorch_compress.io.checkpoint import atomic_write
+from minitorch_compress.io.limits import read_model_file
 
 MAGIC = b"MTCMODEL"
 VERSION = 4  # the format version `save` writes and `load` reads (the only one)
@@ -539,7 +540,7 @@ def decode_header(data: bytes) -> Any:
         text = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_RAW_LZMA2
                                      ).decompress(data, max_length=1 << 22)
         return json.loads(text)
-    except (lzma.LZMAError, ValueError) as exc:
+    except (lzma.LZMAError, ValueError, RecursionError) as exc:  # RecursionError: nested deep
         raise CheckpointError(f"the header is not valid compressed JSON ({exc})") from None
 
 
@@ -760,10 +761,7 @@ class Loaded:
 def load(path: str | Path) -> Loaded:
     """Read and check an ``.mtc`` file; every problem is a one-line `CheckpointError`."""
     path = Path(path)
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    blob = read_model_file(path, ".mtc model file")  # a regular file of a model's size
     try:
         return _parse(blob)
     except CheckpointError as exc:
@@ -805,6 +803,10 @@ def _parse(blob: bytes) -> Loaded:
         if zlib.crc32(data) != crc:
             raise CheckpointError(f"section {i}'s CRC32 does not match (corrupt file)")
         sections.append(data)
+    end = max((offset + length for offset, length, _ in table), default=0)
+    if len(payload) != end:  # sections are written back to back, nothing after the last
+        raise CheckpointError(f"{len(payload) - end:,} bytes follow the last section (a "
+                              "damaged file, or something appended to it)")
     expected = model.state_dict()
     folded = header.get("batch_norm", "stored")
     if folded not in ("stored", "folded"):
