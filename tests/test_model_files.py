@@ -97,10 +97,8 @@ def test_every_float_codec_restores_the_exact_bits(words, repeat):
         if other == "raw":
             encoded = data
         elif other == "lzma":
-            import lzma
             encoded = lzma.compress(data)
         else:
-            import lzma
             planes = np.frombuffer(data, dtype=np.uint8).reshape(-1, 4).T.tobytes()
             encoded = lzma.compress(planes, format=lzma.FORMAT_RAW,
                                     filters=mtc._RAW_LZMA2)
@@ -111,7 +109,6 @@ def test_byte_planes_beat_plain_lzma_on_batch_norm_like_floats():
     rng = np.random.default_rng(0)  # a few thousand values of like magnitude, as batch norm
     data = rng.uniform(0.5, 2.0, 3000).astype("<f4").tobytes()
     codec, packed = mtc.pack_floats(data)
-    import lzma
     assert codec == "planes" and len(packed) < len(lzma.compress(data, preset=9))
 
 
@@ -157,16 +154,16 @@ def test_grouping_batch_norm_tensors_by_kind_saves_bytes():
     entries = _dense_entries(channels, 41857)
     codec, packed = mtc.pack_dense(entries)
     assert codec == "grouped"
-    assert len(packed) < len(mtc.pack_dense(entries, grouped=False)[1])
+    flat = b"".join(value.tobytes() for _, value in entries)
+    assert len(packed) < len(mtc.pack_floats(flat)[1])
 
 
 @settings(deadline=None, max_examples=30)
-@given(header=st.dictionaries(st.text(max_size=8), st.lists(st.integers(0, 2**32), max_size=8)),
-       version=st.sampled_from([1, 2, 3, 4]))
-def test_a_header_decodes_as_its_version_encoded_it(header, version):
-    assert mtc.decode_header(mtc.encode_header(header, version), version) == header
+@given(header=st.dictionaries(st.text(max_size=8), st.lists(st.integers(0, 2**32), max_size=8)))
+def test_a_header_decodes_as_it_was_encoded(header):
+    assert mtc.decode_header(mtc.encode_header(header)) == header
     with pytest.raises(CheckpointError, match="not valid compressed JSON"):
-        mtc.decode_header(b"\x00garbage", version)
+        mtc.decode_header(b"\x00garbage")
 
 
 def test_a_float_stream_of_the_wrong_size_is_a_one_line_error():
@@ -191,40 +188,17 @@ def test_code_length_tables_take_half_a_byte_a_symbol_when_lengths_fit(lengths, 
         assert mtc._lengths_from_table(table, alphabet) == lengths
 
 
-def test_a_version_1_file_still_reads(tmp_path, monkeypatch):
-    model = _model()
-    # what version 1 wrote: one byte a code length, the dense section as plain lzma
-    import lzma
-    monkeypatch.setattr(mtc, "VERSION", 1)
-    monkeypatch.setattr(mtc, "_huffman_table", lambda lengths, alphabet: np.array(
-        [lengths.get(s, 0) for s in range(alphabet)], dtype=np.uint8).tobytes())
-    monkeypatch.setattr(mtc, "pack_floats", lambda data: ("lzma", lzma.compress(data)))
-    mtc.save(tmp_path / "v1.mtc", model)
-    monkeypatch.undo()
-    assert struct.unpack_from("<H", (tmp_path / "v1.mtc").read_bytes(), 8) == (1,)
-    for name, value in mtc.inference_state(model).items():
-        np.testing.assert_array_equal(mtc.load(tmp_path / "v1.mtc").state[name], value)
-    mtc.save(tmp_path / "v2.mtc", model)
-    assert (tmp_path / "v2.mtc").stat().st_size < (tmp_path / "v1.mtc").stat().st_size
-
-
-def test_a_version_3_file_still_reads_and_grouped_needs_version_4(tmp_path, monkeypatch):
-    model = _model()
-    monkeypatch.setattr(mtc, "VERSION", 3)  # what version 3 wrote: a zlib header, no grouping
-    mtc.save(tmp_path / "v3.mtc", model)
-    monkeypatch.undo()
-    old = mtc.load(tmp_path / "v3.mtc")
-    assert struct.unpack_from("<H", (tmp_path / "v3.mtc").read_bytes(), 8) == (3,)
-    assert old.header["dense"]["codec"] != "grouped"
-    new = tmp_path / "v4.mtc"
-    mtc.save(new, model)
-    assert mtc.load(new).header["dense"]["codec"] == "grouped"
-    assert new.stat().st_size < (tmp_path / "v3.mtc").stat().st_size
-    for name, value in mtc.inference_state(model).items():
-        np.testing.assert_array_equal(old.state[name], value)
-        np.testing.assert_array_equal(mtc.load(new).state[name], value)
-    with pytest.raises(CheckpointError, match="'grouped' in a version 3 file"):
-        mtc.load(_with_header(new, tmp_path, lambda header: None, as_version=3))
+@pytest.mark.parametrize("old_version", [1, 2, 3, 5])
+def test_a_file_of_another_format_version_is_refused_naming_both(saved, tmp_path,
+                                                                  old_version):
+    _, path, _ = saved  # an older file's preamble in front of a current header and payload
+    older = _damaged(path, tmp_path, lambda b: b.__setitem__(
+        slice(8, 10), struct.pack("<H", old_version)))
+    with pytest.raises(CheckpointError) as info:
+        mtc.load(older)
+    message = str(info.value)
+    assert f"format version {old_version}; this code reads version {mtc.VERSION}" in message
+    assert "\n" not in message
 
 
 def _damaged(path, tmp_path, edit):
@@ -242,6 +216,7 @@ def _damaged(path, tmp_path, edit):
     (lambda b: b.__delitem__(slice(12, None)), "too short"),
     (lambda b: b.__setitem__(len(b) - 7, b[len(b) - 7] ^ 0x40), "CRC32"),
     (lambda b: b.__setitem__(30, b[30] ^ 1), "CRC32"),
+    (lambda b: b.extend(b"appended"), "8 bytes follow the last section"),
 ])
 def test_a_damaged_file_is_a_one_line_error(saved, tmp_path, edit, message):
     _, path, _ = saved
@@ -250,15 +225,13 @@ def test_a_damaged_file_is_a_one_line_error(saved, tmp_path, edit, message):
     assert "\n" not in str(info.value)
 
 
-def _with_header(path, tmp_path, change, as_version=None):
-    """The file with its header edited (and its CRC fixed, so the edit itself is read),
-    written as version `as_version` if given (the header compressed as that version does)."""
+def _with_header(path, tmp_path, change):
+    """The file with its header edited (and its CRC fixed, so the edit itself is read)."""
     blob = path.read_bytes()
     magic, version, length, _ = struct.unpack_from("<8sHII", blob)
-    header = mtc.decode_header(blob[18:18 + length], version)
+    header = mtc.decode_header(blob[18:18 + length])
     change(header)
-    version = as_version or version
-    packed = mtc.encode_header(header, version)
+    packed = mtc.encode_header(header)
     bad = tmp_path / "edited.mtc"
     bad.write_bytes(struct.pack("<8sHII", magic, version, len(packed), zlib.crc32(packed))
                     + packed + blob[18 + length:])
@@ -609,11 +582,11 @@ def test_a_folded_file_is_smaller_and_gives_bit_identical_logits(saved, tmp_path
     # the compressed weights are untouched by the fold
     for name in plain.header["tensors"]:
         np.testing.assert_array_equal(mtc.load(folded).state[name], plain.state[name])
-    # a folded flag in a version 2 file (a reader that does not know it) is refused
+    # a batch-norm mode the reader does not know is refused, not read as stored
     def flag(header):
-        header["batch_norm"] = "folded"
-    with pytest.raises(CheckpointError, match="only a version 3 file"):
-        mtc.load(_with_header(path, tmp_path, flag, as_version=2))
+        header["batch_norm"] = "fused"
+    with pytest.raises(CheckpointError, match="'fused', not 'stored' or 'folded'"):
+        mtc.load(_with_header(path, tmp_path, flag))
 
 
 def test_a_folded_file_is_for_inference_only(saved, tmp_path, capsys, synthetic_cifar10_dir):
@@ -701,6 +674,53 @@ def test_a_quantizer_without_a_zero_level_is_indexed_around_its_commonest_level(
     with monkeypatch.context() as patch:
         patch.setattr(mtc, "_encode_around", lambda flat, fill: real(flat, np.float32(0.0)))
         assert mtc.save(around_zero, model).total > report.total
-    # a fill in a version 2 file (a reader that does not know it) is refused
-    with pytest.raises(CheckpointError, match="fill in a version 2 file"):
-        mtc.load(_with_header(path, tmp_path, lambda header: None, as_version=2))
+
+
+def _recorded_model_files(node):
+    """Every {"file": "...mtc", "bytes": n} record anywhere in a result JSON."""
+    if isinstance(node, dict):
+        if str(node.get("file", "")).endswith(".mtc") and "bytes" in node:
+            yield node["file"], node["bytes"]
+        for value in node.values():
+            yield from _recorded_model_files(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _recorded_model_files(value)
+
+
+def test_every_committed_model_file_is_the_current_version_and_the_size_a_result_says():
+    import json
+
+    from minitorch_compress.paths import REPO_ROOT, RESULTS_DIR
+
+    files = sorted((RESULTS_DIR / "models").glob("*.mtc"))
+    assert files, "no committed model files under results/models"
+    recorded: dict[str, set[int]] = {}  # a lab's own result keeps the size it wrote then;
+    for result in sorted(RESULTS_DIR.glob("*.json")):  # compression.json, the latest file's
+        for name, size in _recorded_model_files(json.loads(result.read_text())):
+            recorded.setdefault(name, set()).add(size)
+    for path in files:
+        assert struct.unpack_from("<H", path.read_bytes(), 8) == (mtc.VERSION,), path.name
+        mtc.load(path)  # every CRC, count and shape checked
+        name = path.relative_to(REPO_ROOT).as_posix()
+        assert path.stat().st_size in recorded.get(name, set()), name
+
+
+def test_a_deeply_nested_header_is_a_one_line_error(saved, tmp_path):
+    _, path, _ = saved
+    deep = "[" * 100_000 + "]" * 100_000  # json.loads recurses once per bracket
+    packed = lzma.compress(deep.encode(), format=lzma.FORMAT_RAW, filters=mtc._RAW_LZMA2)
+    blob = path.read_bytes()
+    magic, version, length, _ = struct.unpack_from("<8sHII", blob)
+    bad = tmp_path / "deep.mtc"
+    bad.write_bytes(struct.pack("<8sHII", magic, version, len(packed), zlib.crc32(packed))
+                    + packed + blob[18 + length:])
+    with pytest.raises(CheckpointError, match="not valid compressed JSON"):
+        mtc.load(bad)
+
+
+def test_inspect_refuses_a_device_in_one_line(capsys):
+    from minitorch_compress.cli import main
+
+    assert main(["inspect", "/dev/zero"]) == 2
+    assert "not a regular file" in capsys.readouterr().err

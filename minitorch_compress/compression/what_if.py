@@ -41,8 +41,8 @@ from minitorch_compress.nn.layers import BatchNorm2d
 
 def _header(path: Path) -> dict[str, Any]:
     blob = path.read_bytes()
-    _, version, length, _ = mtc._PREAMBLE.unpack_from(blob)
-    return mtc.decode_header(blob[mtc._PREAMBLE.size:mtc._PREAMBLE.size + length], version)
+    _, _, length, _ = mtc._PREAMBLE.unpack_from(blob)
+    return mtc.decode_header(blob[mtc._PREAMBLE.size:mtc._PREAMBLE.size + length])
 
 
 def header_without_sections(path: str | Path) -> int:
@@ -56,7 +56,7 @@ def header_without_sections(path: str | Path) -> int:
         entry[2] for i, entry in enumerate(table) if i != dense]
 
     def size(h: dict[str, Any]) -> int:
-        return len(mtc.encode_header(h, mtc.VERSION))
+        return len(mtc.encode_header(h))
 
     return size(header) - size(compact)
 

@@ -12,12 +12,10 @@ Byte layout (little-endian throughout)::
 
     offset  size  field
     0       8     magic b"MTCMODEL"
-    8       2     format version (uint16): the lowest version that can read the file;
-                  this code writes 4 and reads 1 to 4 (what each added: below)
+    8       2     format version (uint16): 4, the one version this code writes and reads
     10      4     H: length of the compressed header (uint32)
     14      4     CRC32 of those H bytes (uint32)
-    18      H     header: UTF-8 JSON (below), raw LZMA2 (`_RAW_LZMA2`, no container;
-                  zlib in versions 1 to 3)
+    18      H     header: UTF-8 JSON (below), raw LZMA2 (`_RAW_LZMA2`, no container)
     18+H    ...   payload: the sections, back to back; the header gives each one's offset
                   (from the payload's start), length and CRC32
 
@@ -26,9 +24,9 @@ The header (JSON, no pickle)::
     {"architecture": {"name": "resnet20", "num_classes": 10, "mid_channels": [9 ints]},
      "sections": [[offset, length, crc32], ...],
      "dense": {"section": s, "codec": "raw" | "lzma" | "planes" | "grouped"},
-     "batch_norm": "folded" (version 3 only; absent: the statistics are stored),
+     "batch_norm": "folded" (absent: the statistics are stored),
      "tensors": {name: {"count": stored, "index": {...}, "values": {...},
-                        "fill": bits (version 3 only; absent: 0)}, ...}}
+                        "fill": bits (absent: 0)}, ...}}
 
 Tensor names and shapes are not stored: the architecture fixes them (`ResNet20.state_dict`
 order). Every tensor not under ``"tensors"`` is *dense*: its bytes (float32, or int64 for
@@ -38,14 +36,15 @@ tensors regrouped by kind (every ``weight``, then every ``bias``, ``running_mean
 ``running_var``: the name's last part, kinds in order of first appearance, state_dict order
 within a kind), byte planes of all of them (as ``"planes"``), then the int64 tensors'
 bytes as they are, and the whole raw LZMA2. Like values then sit side by side (a batch
-norm's variances resemble the next one's, not its own means): on Lab 3 (d)'s 4-bit model
-164 bytes fewer than ``"planes"``. A compressed tensor
-(the weights of a conv or linear layer) has a *fill*, the value of every entry the index does
-not list: 0, or, under ``"fill"``, another float32 (its bits as a uint32). A quantizer whose
-levels do not include 0 (the plain quantizer of Lab 3 (d)) maps every pruned weight onto one
-non-zero level; the writer then also tries that level as the fill, so the index lists the
-entries that differ from it, and keeps whichever encoding is smaller. Below, "non-zero"
-means "not the fill". The tensor has:
+norm's variances resemble the next one's, not its own means), which LZMA2 codes in fewer
+bytes.
+
+A compressed tensor (the weights of a conv or linear layer) has a *fill*, the value of every
+entry the index does not list: 0, or, under ``"fill"``, another float32 (its bits as a
+uint32). A quantizer whose levels do not include 0 (the plain quantizer of Lab 3 (d)) maps
+every pruned weight onto one non-zero level; the writer then also tries that level as the
+fill, so the index lists the entries that differ from it, and keeps whichever encoding is
+smaller. Below, "non-zero" means "not the fill". The tensor has:
 
 * ``"index"``, where the non-zeros are, in C order, one of
   - ``{"kind": "all"}``: every entry is stored (a dense quantized layer);
@@ -68,8 +67,7 @@ means "not the fill". The tensor has:
 A *code-length table* over an alphabet of A symbols gives each symbol's canonical Huffman
 code length (0: the symbol does not occur). When every length is at most 15 it takes
 ceil(A / 2) bytes, two 4-bit lengths a byte, the first symbol in the high nibble; otherwise
-(or when A = 1) A bytes, one uint8 a length. Its byte count says which (version 1 files
-use only the second).
+(or when A = 1) A bytes, one uint8 a length. Its byte count says which.
 
 The *float codecs* (dense section, float32 non-zeros), all lossless on the exact bits:
 
@@ -78,8 +76,8 @@ The *float codecs* (dense section, float32 non-zeros), all lossless on the exact
 * ``"planes"``: the bytes cut into 4-byte words and regrouped by byte position (every
   word's byte 0, then every byte 1, ...), then raw LZMA2 (`_RAW_LZMA2`, no container).
   A float32's sign-and-exponent bytes of one tensor are nearly all alike and its low
-  mantissa bytes are noise; kept apart, the first compress far better (on Lab 3 (d)'s
-  batch-norm tensors, about 8 % fewer bytes than ``"lzma"``). int64 entries are two words.
+  mantissa bytes are noise; kept apart, the first compress far better. int64 entries are
+  two words.
 
 *Folded batch norm* (``save(..., fold_batch_norm=True)``, ``compress --fold-batch-norm``):
 eval-mode batch norm computes ``x*a + b`` with ``a = gamma / sqrt(var + eps)`` and
@@ -93,10 +91,8 @@ exported to PyTorch (whose batch norm has eps 1e-5).
 A compressed tensor's parts are stored back to back as one section (``"section"``, with
 ``"parts"``: their lengths), so each tensor has one CRC32; ``p`` above indexes its parts.
 
-What each version added: 2 the ``"planes"`` codec and 4-bit code-length tables; 3 folded
-batch norm and ``"fill"``; 4 the LZMA2 header (76 bytes fewer than zlib on Lab 3 (d)'s
-models) and the ``"grouped"`` dense codec. A field a version does not know is refused in
-a file of that version (a reader that did not know it would have misread the file).
+A file of any other format version is refused with a one-line error naming both versions:
+there is one writer and one reader, and every committed file is written by them.
 
 `save` picks, per tensor, the combination with the fewest bytes (the encoding it chose is in
 the header and `inspect` prints it). Every problem with a file (bad magic or version, a CRC
@@ -119,21 +115,18 @@ import numpy as np
 from minitorch_compress.compression import huffman
 from minitorch_compress.errors import CheckpointError
 from minitorch_compress.io.checkpoint import atomic_write
+from minitorch_compress.io.limits import read_model_file
 
 MAGIC = b"MTCMODEL"
-VERSION = 4  # what `save` writes (tests set a lower one to write an older file)
-FOLDED_VERSION = 3  # the first to know folded batch norm and a tensor's "fill"
-GROUPED_VERSION = 4  # the first with the LZMA2 header and the "grouped" dense codec
-READS_VERSIONS = (1, 2, 3, 4)
+VERSION = 4  # the format version `save` writes and `load` reads (the only one)
 #: the batch-norm buffers a folded file leaves out, and what the reader puts back
 _FOLDED_BUFFERS = {"running_mean": 0.0, "running_var": 1.0, "num_batches_tracked": 0}
 _PREAMBLE = struct.Struct("<8sHII")  # magic, version, header length, header CRC32
 MAX_MID_CHANNELS = 1024  # bounds what a (hostile) architecture may make us allocate
 MAX_CODEBOOK = 256  # more distinct values than this: stored as raw float32
-#: raw LZMA2 for the "planes" codec and the header; lc=lp=pb=0: no literal or position
-#: context, since the byte planes have no byte alignment for LZMA to exploit (measured: fewer
-#: bytes than the defaults on batch-norm planes, and on the JSON header: 914 against 927
-#: bytes on Lab 3 (d)'s 4-bit model, where zlib takes 990)
+#: raw LZMA2 for the "planes" and "grouped" codecs and the header; lc=lp=pb=0: no literal or
+#: position context, since byte planes have no byte alignment for LZMA to exploit (fewer
+#: bytes than the defaults on batch-norm planes and on the JSON header)
 _RAW_LZMA2 = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
                     "lc": 0, "lp": 0, "pb": 0}]
 
@@ -497,19 +490,15 @@ def _grouped_bytes(entries: list[tuple[str, np.ndarray]]) -> bytes:
     return _byte_planes(data + b"\0" * (-len(data) % 4)) + ints
 
 
-def pack_dense(entries: list[tuple[str, np.ndarray]], grouped: bool = True
-               ) -> tuple[str, bytes]:
+def pack_dense(entries: list[tuple[str, np.ndarray]]) -> tuple[str, bytes]:
     """(codec, bytes): the dense tensors `entries` ((name, little-endian array) in state_dict
-    order) by the smallest of the float codecs on their bytes back to back and, with
-    `grouped`, the ``"grouped"`` codec (module docstring)."""
+    order) by the smallest of the float codecs on their bytes back to back and the
+    ``"grouped"`` codec (module docstring)."""
     flat = b"".join(value.tobytes() for _, value in entries)
     codec, packed = pack_floats(flat + b"\0" * (-len(flat) % 4))  # float16 (what_if): words
-    if grouped:
-        regrouped = lzma.compress(_grouped_bytes(entries), format=lzma.FORMAT_RAW,
-                                  filters=_RAW_LZMA2)
-        if len(regrouped) < len(packed):
-            return "grouped", regrouped
-    return codec, packed
+    regrouped = lzma.compress(_grouped_bytes(entries), format=lzma.FORMAT_RAW,
+                              filters=_RAW_LZMA2)
+    return ("grouped", regrouped) if len(regrouped) < len(packed) else (codec, packed)
 
 
 def unpack_dense(codec: Any, data: bytes, layout: list[tuple[str, np.dtype, int]],
@@ -538,25 +527,20 @@ def unpack_dense(codec: Any, data: bytes, layout: list[tuple[str, np.dtype, int]
     return b"".join(pieces[name] for name, _, _ in layout)
 
 
-def encode_header(header: dict[str, Any], version: int) -> bytes:
-    """The header's JSON, compressed as a file of `version` stores it (module docstring)."""
+def encode_header(header: dict[str, Any]) -> bytes:
+    """The header's compact JSON, raw LZMA2 (module docstring)."""
     text = json.dumps(header, separators=(",", ":")).encode()
-    if version >= GROUPED_VERSION:
-        return lzma.compress(text, format=lzma.FORMAT_RAW, filters=_RAW_LZMA2)
-    return zlib.compress(text, 9)
+    return lzma.compress(text, format=lzma.FORMAT_RAW, filters=_RAW_LZMA2)
 
 
-def decode_header(data: bytes, version: int) -> Any:
+def decode_header(data: bytes) -> Any:
     """The inverse of `encode_header`; a one-line `CheckpointError` for bytes that are not
     compressed JSON. At most 4 MB are decompressed (headers are a few KB)."""
     try:
-        if version >= GROUPED_VERSION:
-            text = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_RAW_LZMA2
-                                         ).decompress(data, max_length=1 << 22)
-        else:
-            text = zlib.decompressobj().decompress(data, 1 << 22)
+        text = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_RAW_LZMA2
+                                     ).decompress(data, max_length=1 << 22)
         return json.loads(text)
-    except (lzma.LZMAError, zlib.error, ValueError) as exc:
+    except (lzma.LZMAError, ValueError, RecursionError) as exc:  # RecursionError: nested deep
         raise CheckpointError(f"the header is not valid compressed JSON ({exc})") from None
 
 
@@ -733,16 +717,14 @@ def save(path: str | Path, model: Any, compress: tuple[str, ...] | None = None,
             dtype = "<i8" if np.asarray(value).dtype.kind in "iu" else "<f4"
             dense.append((name, np.ascontiguousarray(value, dtype=dtype)))
     dense_raw = sum(value.nbytes for _, value in dense)
-    codec, dense_bytes = pack_dense(dense, grouped=VERSION >= GROUPED_VERSION)
+    codec, dense_bytes = pack_dense(dense)
     dense_section = out.add(dense_bytes)
     header = {"architecture": architecture_of(model), "sections": out.table,
               "dense": {"section": dense_section, "codec": codec}, "tensors": tensors}
     if fold_batch_norm:
         header["batch_norm"] = "folded"
-    uses_fill = any("fill" in record for record in tensors.values())
-    version = max(VERSION, FOLDED_VERSION) if fold_batch_norm or uses_fill else VERSION
-    header_bytes = encode_header(header, version)
-    blob = (_PREAMBLE.pack(MAGIC, version, len(header_bytes), zlib.crc32(header_bytes))
+    header_bytes = encode_header(header)
+    blob = (_PREAMBLE.pack(MAGIC, VERSION, len(header_bytes), zlib.crc32(header_bytes))
             + header_bytes + b"".join(out.chunks))
     atomic_write(path, lambda f: f.write(blob))
     encodings = {name: _describe(record) for name, record in tensors.items()}
@@ -779,10 +761,7 @@ class Loaded:
 def load(path: str | Path) -> Loaded:
     """Read and check an ``.mtc`` file; every problem is a one-line `CheckpointError`."""
     path = Path(path)
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    blob = read_model_file(path, ".mtc model file")  # a regular file of a model's size
     try:
         return _parse(blob)
     except CheckpointError as exc:
@@ -795,16 +774,16 @@ def _parse(blob: bytes) -> Loaded:
     magic, version, header_length, header_crc = _PREAMBLE.unpack_from(blob)
     if magic != MAGIC:
         raise CheckpointError("not an .mtc model file (wrong magic bytes)")
-    if version not in READS_VERSIONS:
-        raise CheckpointError(f"format version {version}; this code reads versions "
-                              f"{', '.join(map(str, READS_VERSIONS))}")
+    if version != VERSION:
+        raise CheckpointError(f"format version {version}; this code reads version {VERSION} "
+                              "only")
     header_end = _PREAMBLE.size + header_length
     if header_end > len(blob):
         raise CheckpointError("the header runs past the end of the file (truncated?)")
     header_bytes = blob[_PREAMBLE.size:header_end]
     if zlib.crc32(header_bytes) != header_crc:
         raise CheckpointError("the header's CRC32 does not match (corrupt file)")
-    header = decode_header(header_bytes, version)
+    header = decode_header(header_bytes)
     if not isinstance(header, dict):
         raise CheckpointError("the header is not a JSON object")
     model = build_model(header.get("architecture"))
@@ -824,28 +803,24 @@ def _parse(blob: bytes) -> Loaded:
         if zlib.crc32(data) != crc:
             raise CheckpointError(f"section {i}'s CRC32 does not match (corrupt file)")
         sections.append(data)
+    end = max((offset + length for offset, length, _ in table), default=0)
+    if len(payload) != end:  # sections are written back to back, nothing after the last
+        raise CheckpointError(f"{len(payload) - end:,} bytes follow the last section (a "
+                              "damaged file, or something appended to it)")
     expected = model.state_dict()
     folded = header.get("batch_norm", "stored")
-    if folded not in ("stored", "folded") or (folded == "folded" and version < FOLDED_VERSION):
-        raise CheckpointError(f"batch_norm is {folded!r} in a version {version} file; "
-                              f"only a version {FOLDED_VERSION} file may be 'folded'")
+    if folded not in ("stored", "folded"):
+        raise CheckpointError(f"batch_norm is {folded!r}, not 'stored' or 'folded'")
     folded = folded == "folded"
     left_out = ({f"{bn}.{buffer}" for bn in batch_norm_names(model) for buffer in _FOLDED_BUFFERS}
                 if folded else set())
     tensors = header.get("tensors", {})
     if not isinstance(tensors, dict) or not set(tensors) <= set(expected):
         raise CheckpointError("the header names tensors the architecture does not have")
-    for name, record in tensors.items():
-        if isinstance(record, dict) and "fill" in record and version < FOLDED_VERSION:
-            raise CheckpointError(f"tensor {name} has a fill in a version {version} "
-                                  f"file; only a version {FOLDED_VERSION} file may")
     dense_record = header.get("dense", {})
     if not isinstance(dense_record, dict):
         raise CheckpointError(f"the dense section is described as {dense_record!r}")
     codec = dense_record.get("codec", "?")
-    if codec == "grouped" and version < GROUPED_VERSION:
-        raise CheckpointError(f"the dense codec 'grouped' in a version {version} file; only "
-                              f"a version {GROUPED_VERSION} file may use it")
     layout = [(k, np.dtype("<i8" if v.dtype.kind in "iu" else "<f4"), v.size)
               for k, v in expected.items() if k not in tensors and k not in left_out]
     dense_bytes = unpack_dense(codec, _section(sections, dense_record.get("section")), layout,

@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from minitorch_compress.reports.format import fmt, run_label, save_figure, write_markdown
+from minitorch_compress.reports.format import (
+    fmt,
+    pyplot,
+    run_label,
+    save_figure,
+    table,
+    write_markdown,
+)
 from minitorch_compress.results import read_result
 
 TARGET_RATIO = 20.0  # issue 17: the 80 %-sparse 4-bit Lab 3 (d) model, at least 20x
@@ -48,12 +55,7 @@ def _family(name: str) -> int:
 def write_figure(models: dict[str, dict[str, Any]], path: Path) -> Path:
     """Test accuracy (from each file) against file size, coloured by lab, with the Pareto
     front; only the front's models are named (the tables name every one)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    fig, ax = pyplot().subplots(figsize=(7.2, 4.6))
     points = sorted((m["bytes"] / 1000, m["accuracy"], name) for name, m in models.items())
     front, best = [], -1.0
     for size, accuracy, name in points:  # smallest first: a point is on the front if it
@@ -148,21 +150,22 @@ def entropy_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
     rows = {n: m for n, m in rows.items() if "entropy" in m}
     if not rows:
         return []
-    L = ["## Against the entropy", "",
-         "| model | index (file) | index (entropy) | codes (file) | codes (entropy) | "
-         "file at the entropy | ratio there |", "|---|---:|---:|---:|---:|---:|---:|"]
+    cells = []
     for name, m in rows.items():
         parts, bound = m["parts"], m["entropy"]
         ideal = m["bytes"] - (parts["index"] - bound["index"]) - (parts["codes"] - bound["codes"])
-        L.append(f"| `{name}` | {parts['index']:,} | {bound['index']:,} | {parts['codes']:,} | "
-                 f"{bound['codes']:,} | {ideal:,} | {m['float32_bytes'] / ideal:.2f}x |")
-    L += ["", "*entropy*: the order-0 empirical entropy of each tensor's gaps between non-zeros "
-          "and of its codes, summed over tensors: what any code that sends one symbol at a time "
-          "from a per-tensor table would need at best, tables not counted. The file's "
-          "figures include the Huffman tables. *file at the entropy*: the file with both "
-          "streams at that bound and every other byte (float tensors, codebooks, header) as "
-          "it is.", ""]
-    return L
+        cells.append([f"`{name}`", f"{parts['index']:,}", f"{bound['index']:,}",
+                      f"{parts['codes']:,}", f"{bound['codes']:,}", f"{ideal:,}",
+                      f"{m['float32_bytes'] / ideal:.2f}x"])
+    return ["## Against the entropy", "", *table(
+        ["model", "index (file)", "index (entropy)", "codes (file)", "codes (entropy)",
+         "file at the entropy", "ratio there"], "lrrrrrr", cells), "",
+            "*entropy*: the order-0 empirical entropy of each tensor's gaps between non-zeros "
+            "and of its codes, summed over tensors: what any code that sends one symbol at a "
+            "time from a per-tensor table would need at best, tables not counted. The file's "
+            "figures include the Huffman tables. *file at the entropy*: the file with both "
+            "streams at that bound and every other byte (float tensors, codebooks, header) as "
+            "it is.", ""]
 
 
 def lzma_beats_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -201,22 +204,20 @@ def what_if_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
          "Each option measured on the file, alone, against the file as it is (bytes saved); "
          "*all exact* is their sum (they touch different parts of the file) and the ratio "
          "the file would then reach. `python -m minitorch_compress models` measures them "
-         "(`compression/what_if.py`).", "",
-         "| model | file | " + " | ".join(exact) + " | all exact | ratio then | "
-         + " | ".join(f"{o}: saved, accuracy" for o in lossy) + " |",
-         "|---|---:|" + "---:|" * (len(exact) + 2) + "---:|" * len(lossy)]
-    checks = []
+         "(`compression/what_if.py`).", ""]
+    cells, checks = [], []
     for name, m in rows.items():
         w = m["what_if"]
         by = {o["option"]: o for o in w["options"]}
         total = sum(by[o]["saved"] for o in exact)
-        cells = [f"{by[o]['saved']:,}" for o in exact]
-        lossy_cells = [f"{by[o]['saved']:,}, {by[o]['accuracy']:.4f} "
-                       f"({by[o]['accuracy'] - w['accuracy']:+.4f})" for o in lossy]
-        L.append(f"| `{name}` | {m['bytes']:,} | " + " | ".join(cells)
-                 + f" | {total:,} | {m['float32_bytes'] / (m['bytes'] - total):.2f}x | "
-                 + " | ".join(lossy_cells) + " |")
+        cells.append([f"`{name}`", f"{m['bytes']:,}", *(f"{by[o]['saved']:,}" for o in exact),
+                      f"{total:,}", f"{m['float32_bytes'] / (m['bytes'] - total):.2f}x",
+                      *(f"{by[o]['saved']:,}, {by[o]['accuracy']:.4f} "
+                        f"({by[o]['accuracy'] - w['accuracy']:+.4f})" for o in lossy)])
         checks += [f"`{name}`" for o in w["options"] if o.get("same_predictions") is False]
+    L += table(["model", "file", *exact, "all exact", "ratio then",
+                *(f"{o}: saved, accuracy" for o in lossy)],
+               "lr" + "r" * (len(exact) + 2 + len(lossy)), cells)
     fold = next((o for o in first if "same_predictions" in o), None)
     if fold is not None:
         L += ["", ("The folded batch norm gave exactly the file's predictions on every model."
@@ -234,6 +235,16 @@ def what_if_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
     return L + [""]
 
 
+def _same(m: dict[str, Any]) -> str:
+    """Whether the accuracy from the file is the lab table's: "yes", "**no** (+0.0012)", or
+    "—" without a table figure."""
+    table = m.get("table_accuracy")
+    if table is None:
+        return "—"
+    return "yes" if round(m["accuracy"], 4) == round(table, 4) else \
+        f"**no** ({m['accuracy'] - table:+.4f})"
+
+
 def render(result: dict[str, Any], figure: str | None) -> list[str]:
     """The page's lines (a pure function of compression.json)."""
     models = result.get("models", {})
@@ -246,49 +257,44 @@ def render(result: dict[str, Any], figure: str | None) -> list[str]:
          target_sentence(models, result.get("proxy")), ""]
     if not models:
         return L + ["_No lab model on disk yet._", ""]
-    L += ["| model | accuracy (file) | table | same | file | ratio | "
-          + " | ".join(STAGES) + " |",
-          "|---|---:|---:|---|---:|---:|" + "---:|" * len(STAGES)]
     proxy = result.get("proxy")
     with_proxy = {**models, **({"proxy (not finetuned)": proxy} if proxy else {})}
-    for name, m in with_proxy.items():
-        table = m.get("table_accuracy")
-        same = "—" if table is None else ("yes" if round(m["accuracy"], 4) == round(table, 4)
-                                          else f"**no** ({m['accuracy'] - table:+.4f})")
-        L.append(f"| `{name}` | {fmt(m['accuracy'])} | {fmt(table)} | {same} | "
-                 f"{_kb(m['bytes'])} | {m['ratio']:.1f}x | "
-                 + " | ".join(_kb(m["stages"][s]) for s in STAGES) + " |")
+    L += table(["model", "accuracy (file)", "table", "same", "file", "ratio", *STAGES],
+               "lrrlrr" + "r" * len(STAGES),
+               ([f"`{name}`", fmt(m["accuracy"]), fmt(m.get("table_accuracy")), _same(m),
+                 _kb(m["bytes"]), f"{m['ratio']:.1f}x", *(_kb(m["stages"][s]) for s in STAGES)]
+                for name, m in with_proxy.items()))
     L += ["", "Stages as in Deep Compression's table: *sparse* = the best fixed-width relative "
           "index per layer plus float32 non-zeros; *+quantized* = the same index plus b-bit "
           "codes and each layer's levels; *+huffman* = the file itself (Huffman-coded index "
           "and codes, header and CRCs included); *lzma* = stdlib lzma on the float32 bytes, "
           "the general-purpose baseline.", ""]
     L += lzma_beats_lines(with_proxy)
-    L += ["## Where the bytes go", "",
-          "| model | " + " | ".join(next(iter(models.values()))["parts"]) + " |",
-          "|---|" + "---:|" * len(next(iter(models.values()))["parts"])]
-    for name, m in with_proxy.items():
-        L.append(f"| `{name}` | " + " | ".join(f"{v:,}" for v in m["parts"].values()) + " |")
-    L += ["", "*index*: positions of the non-zeros; *codes*: each kept weight's level "
-          "(Huffman tables included); *codebook*: the levels (8 bytes per layer when they are "
-          "the quantizer's evenly spaced ones); *float32 non-zeros*: unquantized pruned "
-          "layers (the head conv and final FC stay float); *dense tensors*: batch norm and "
-          "biases, lossless (the smallest of raw, lzma, byte planes + LZMA2, and byte planes "
-          "grouped by kind: every gamma, then every beta, mean, variance); *header*: "
-          "architecture and section table (JSON, raw LZMA2).",
-          ""]
+    parts = list(next(iter(models.values()))["parts"])
+    L += ["## Where the bytes go", "", *table(
+        ["model", *parts], "l" + "r" * len(parts),
+        ([f"`{name}`", *(f"{v:,}" for v in m["parts"].values())]
+         for name, m in with_proxy.items())), "",
+        "*index*: positions of the non-zeros; *codes*: each kept weight's level "
+        "(Huffman tables included); *codebook*: the levels (8 bytes per layer when they are "
+        "the quantizer's evenly spaced ones); *float32 non-zeros*: unquantized pruned "
+        "layers (the head conv and final FC stay float); *dense tensors*: batch norm and "
+        "biases, lossless (the smallest of raw, lzma, byte planes + LZMA2, and byte planes "
+        "grouped by kind: every gamma, then every beta, mean, variance); *header*: "
+        "architecture and section table (JSON, raw LZMA2).",
+        ""]
     L += entropy_lines(with_proxy)
     L += what_if_lines(with_proxy)
     sparse = {n: m["sparse_path"] for n, m in models.items() if "sparse_path" in m}
     if sparse:
-        L += ["## The same files on the sparse kernel", "",
-              "| model | convs on the sparse path | accuracy | predictions differing from "
-              "the dense path |", "|---|---:|---:|---:|"]
-        L += [f"| `{n}` | {s['convs']} | {fmt(s['accuracy'])} | {s['predictions_differing']} |"
-              for n, s in sparse.items()]
-        L += ["", "(`evaluate --weights FILE --sparse`; the sparse kernel sums in another "
-              "order, so logits agree to float rounding and a prediction can differ only on a "
-              "near tie.)", ""]
+        L += ["## The same files on the sparse kernel", "", *table(
+            ["model", "convs on the sparse path", "accuracy",
+             "predictions differing from the dense path"], "lrrr",
+            ([f"`{n}`", s["convs"], fmt(s["accuracy"]), s["predictions_differing"]]
+             for n, s in sparse.items())), "",
+            "(`evaluate --weights FILE --sparse`; the sparse kernel sums in another "
+            "order, so logits agree to float rounding and a prediction can differ only on a "
+            "near tie.)", ""]
     if figure:
         L += [f"![accuracy against size]({figure})", "",
               "(Colour: the lab a model comes from. Only the Pareto front's models are named; "

@@ -1,11 +1,11 @@
-"""What every report shares: number formats, run labels, page head and tail, shortfall notes,
-and the per-epoch accuracy figure. Pure functions of result payloads: nothing here runs an
-experiment.
+"""What every report shares: markdown tables, number formats, run labels, page head and tail,
+shortfall notes, and the per-epoch accuracy figure. Pure functions of result payloads: nothing
+here runs an experiment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,49 @@ from minitorch_compress import published as pub
 from minitorch_compress.recipe import FinetuneConfig
 
 
+def row(cells: Iterable[Any]) -> str:
+    """One markdown table line, e.g. ``| a | 0.9151 |``: each cell as `str` gives it."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def table(header: Sequence[Any], align: str, rows: Iterable[Iterable[Any]] = ()) -> list[str]:
+    """A markdown table's lines: `header`, the alignment line (one letter a column of
+    `align`: "l" left, "r" right), then one line per row of cells."""
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
+    return [row(header), rule, *(row(cells) for cells in rows)]
+
+
+def history_table(histories: dict[str, Sequence[float]]) -> list[str]:
+    """Test accuracy per epoch, one column per run (named by the keys), blank after a run's
+    last epoch."""
+    epochs = max(len(history) for history in histories.values())
+    return table(["epoch", *histories], "r" * (len(histories) + 1),
+                 ([e + 1, *(fmt(h[e]) if e < len(h) else "" for h in histories.values())]
+                  for e in range(epochs)))
+
+
+def listing(items: Sequence[str]) -> str:
+    """Items joined for a sentence: "a", "a and b", "a, b and c"."""
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+
+
+def parts_label(parts: Iterable[str]) -> str:
+    """"part(s) (c), (d)" for the parts named, "" for none (`report_head`'s smoke_where)."""
+    named = ", ".join(f"({p})" for p in parts)
+    return f"part(s) {named}" if named else ""
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend, imported when a figure is drawn,
+    so that importing a report never pulls in matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_histories(histories: dict[str, list[float]], path: Path, title: str,
                    published: dict[str, float] | None = None,
                    reportable: dict[str, list[bool]] | None = None) -> None:
@@ -24,12 +67,7 @@ def plot_histories(histories: dict[str, list[float]], path: Path, title: str,
     `reportable` (per run, per epoch) marks epochs that may not be reported, e.g. before an
     iterative pruning schedule reaches its final mask: they are drawn as hollow markers, so
     their higher accuracy of a still dense model is not mistaken for a result."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.0))
     any_hollow = False
     for i, (label, accuracies) in enumerate(histories.items()):
         color = f"C{i}"
@@ -141,9 +179,6 @@ def within_noise_note(labels: Sequence[str], gaps: Sequence[float], above: str =
     """One bullet for several finetunes each short of its published figure by less than
     SEED_NOISE and not still rising, e.g. "* (c) 4 bits and (c) 3 bits are 0.0006 and 0.0005
     below the published figures (6 and 5 of 10,000 test images): ..."."""
-    def listing(items: Sequence[str]) -> str:
-        return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
-
     return (f"* {listing(labels)} are {listing([f'{g:.4f}' for g in gaps])} below the "
             f"published figures ({listing([f'{g * 10000:.0f}' for g in gaps])} of 10,000 "
             f"test images): {_SEED_SENTENCE}" + _above(above) + ".")
@@ -227,13 +262,11 @@ def report_tail(figures: Sequence[Path], figure_dir: str, first_column: str,
     if figures:
         L += ["## Figures", "", *[f"![{f.stem}]({figure_dir}/{f.name})" for f in figures], ""]
     if rows:
-        L += ["## Provenance", "",
-              f"| {first_column} | command | commit | date | wall time | machine | run |",
-              "|---|---|---|---|---:|---|---|"]
-        L += [f"| {label} | `{m.get('command', '?')}` | `{m.get('commit', '?')}` | "
-              f"{m.get('date', '?')} | {fmt_wall(wall)} | {m.get('machine', '?')} | "
-              f"{run_label(m)} |" for label, m, wall in rows]
-        L += ["", wall_note, ""]
+        L += ["## Provenance", "", *table(
+            [first_column, "command", "commit", "date", "wall time", "machine", "run"],
+            "llllrll", [[label, f"`{m.get('command', '?')}`", f"`{m.get('commit', '?')}`",
+                         m.get("date", "?"), fmt_wall(wall), m.get("machine", "?"),
+                         run_label(m)] for label, m, wall in rows]), "", wall_note, ""]
     return L
 
 

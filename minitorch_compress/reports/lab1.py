@@ -31,6 +31,7 @@ from minitorch_compress.experiments.lab1 import (
     support_indices,
 )
 from minitorch_compress.linear import SCHEDULES, History
+from minitorch_compress.reports.format import listing, pyplot, table, write_markdown
 
 FIGURE_DIR = "lab1"  # the figures' folder, next to lab1.md (so links are relative to it)
 CONVERGED = 1e-8  # a last-step change below this counts as converged
@@ -52,15 +53,18 @@ def write_figures(results: dict[str, dict[Setting, History]], fig_dir: Path) -> 
     Returns:
         The paths written.
     """
-    # Imported here so that importing this module (or the package) never pulls in matplotlib.
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig_dir.mkdir(parents=True, exist_ok=True)
     floor = np.finfo(np.float64).tiny  # an exact 0 loss cannot be drawn on a log axis
     written = []
+
+    def save(fig: Any, name: str, **margins: float) -> None:
+        # Fixed margins: tight_layout would triple the plotting time of this lab.
+        fig.subplots_adjust(**margins)
+        fig.savefig(fig_dir / name, dpi=80)
+        plt.close(fig)
+        written.append(fig_dir / name)
+
     for schedule, by_setting in results.items():
         for s, h in by_setting.items():
             fig, (ax_l, ax_w) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -74,12 +78,8 @@ def write_figures(results: dict[str, dict[Setting, History]], fig_dir: Path) -> 
             ax_w.legend(fontsize=8, ncol=5, loc="best")
             setting = f", {s.label}" if s.label else ""
             fig.suptitle(f"{PART_TITLES[s.part]}{setting}  [{schedule}]", fontsize=10)
-            # Fixed margins: tight_layout would triple the plotting time of this lab.
-            fig.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.84, wspace=0.22)
-            path = fig_dir / f"{schedule}_{s.slug}.png"
-            fig.savefig(path, dpi=80)
-            plt.close(fig)
-            written.append(path)
+            save(fig, f"{schedule}_{s.slug}.png", left=0.07, right=0.98, bottom=0.14, top=0.84,
+                 wspace=0.22)
 
     for part in PARTS:
         fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
@@ -103,11 +103,8 @@ def write_figures(results: dict[str, dict[Setting, History]], fig_dir: Path) -> 
             ax.set(title=f"final W, {schedule}")
             ax.legend(fontsize=7)
         fig.suptitle(f"{PART_TITLES[part]}: overview", fontsize=10)
-        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.12, top=0.86, wspace=0.18)
-        path = fig_dir / f"overview_{part}.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
+        save(fig, f"overview_{part}.png", left=0.05, right=0.99, bottom=0.12, top=0.86,
+             wspace=0.18)
     return written
 
 
@@ -134,8 +131,7 @@ def support(w) -> str:
 
 def names(indices) -> str:
     """1-based entry names, e.g. "w1, w3 and w4"."""
-    items = [f"w{j + 1}" for j in indices]
-    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+    return listing([f"w{j + 1}" for j in indices])
 
 
 def joined(values, fmt: str = "{}") -> str:
@@ -188,6 +184,12 @@ class Lab1Results:
 
     def settings(self, part: str) -> tuple[str, ...]:
         return {"d": LAMBDAS_D, "e": THRESHOLDS_E, "f": THRESHOLDS_F}[part]
+
+    def cases(self, part: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+        """(schedule, setting e.g. "t = 0.04" or None, case) of every run of `part`."""
+        label = {"d": "lambda = {}", "e": "t = {}", "f": "t = {}"}.get(part)
+        return [(schedule, label and label.format(key), self.case(schedule, part, key))
+                for schedule in SCHEDULES for key in (self.settings(part) if label else (None,))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,17 +254,10 @@ def part_a_lines(r: Lab1Results) -> list[str]:
 
 def part_table(r: Lab1Results, part: str) -> list[str]:
     """Markdown table of one part: both schedules, final W / L / ||W||_0 / last-step change."""
-    lines = ["| schedule | setting | final W | final L | ‖W‖₀ | max\\|ΔW\\| last step |",
-             "|---|---|---|---|---|---|"]
-    label = {"d": "lambda = {}", "e": "t = {}", "f": "t = {}"}.get(part)
-    for schedule in SCHEDULES:
-        cases = ([(None, r.case(schedule, part))] if label is None else
-                 [(k, r.case(schedule, part, k)) for k in r.settings(part)])
-        for key, c in cases:
-            lines.append(f"| {schedule} | {label.format(key) if label else '-'} | "
-                         f"{fmt_w(c['W'])} | {c['loss']:.4g} | {c['nnz']} | "
-                         f"{c['last_change']:.1e} |")
-    return lines
+    return table(["schedule", "setting", "final W", "final L", "‖W‖₀",
+                  "max\\|ΔW\\| last step"], "llllll",
+                 ([schedule, setting or "-", fmt_w(c["W"]), f"{c['loss']:.4g}", c["nnz"],
+                   f"{c['last_change']:.1e}"] for schedule, setting, c in r.cases(part)))
 
 
 def part_section(r: Lab1Results, part: str, commentary: list[str]) -> list[str]:
@@ -571,19 +566,18 @@ def data_term_item(r: Lab1Results) -> str:
     ev, n = r.ev, r.ev["n"]
     probe, losses = ev["probe"], ev["probe_losses"]
     ps, fb, fast = losses["per_sample"], losses["full_batch"], losses["full_batch_n_mu"]
+    first_order = (f"1. **The data term is not multiplied by {n}.** The {n} per-point "
+                   "gradients add up to the full gradient, so to first order one per-sample "
+                   f"step moves W like one full-batch step with the same mu, not {n} mu.")
     if not probe:  # a run shorter than 5 steps: nothing to compare
-        return (f"1. **The data term is not multiplied by {n}.** The {n} per-point gradients "
-                "add up to the full gradient, so to first order one per-sample step moves W "
-                f"like one full-batch step with the same mu, not {n} mu.")
+        return first_order
     faster = all(a < b for a, b in zip(ps, fb, strict=True))
     # in log scale: is per sample nearer full batch with mu than with n mu at every probe?
     nearer_mu = all(abs(np.log10(max(a, 1e-300)) - np.log10(max(b, 1e-300)))
                     < abs(np.log10(max(a, 1e-300)) - np.log10(max(c, 1e-300)))
                     for a, b, c in zip(ps, fb, fast, strict=True))
     return (
-        f"1. **The data term is not multiplied by {n}.** The {n} per-point gradients add up to "
-        "the full gradient, so to first order one per-sample step moves W like one full-batch "
-        f"step with the same mu, not {n} mu. In (b) it is "
+        f"{first_order} In (b) it is "
         + ("somewhat faster" if faster else "not faster")
         + " per step"
         + (" because each update uses the freshest W" if faster else "")
@@ -598,10 +592,9 @@ def penalty_item(r: Lab1Results) -> str:
     """Item 2 of "Full batch vs per sample": the penalty acts once per point, so ~n x per step."""
     ev, n = r.ev, r.ev["n"]
     nearer_n = [b < a for _, a, b in ev["e_vs"] + ev["d_vs"]]
-    closeness = ("sit much closer to full-batch runs with {n}x the penalty than with the same "
-                 "penalty" if all(nearer_n) else
-                 "sit closer to full-batch runs with {n}x the penalty than with the same "
-                 "penalty in {k} of {m} cases").format(n=n, k=sum(nearer_n), m=len(nearer_n))
+    closeness = (f"sit {'much ' if all(nearer_n) else ''}closer to full-batch runs with {n}x "
+                 "the penalty than with the same penalty"
+                 + ("" if all(nearer_n) else f" in {sum(nearer_n)} of {len(nearer_n)} cases"))
     trace = [np.asarray(w) for w in ev["w_trace"]]
     zeroed_then_back = [j for j in range(trace[0].size)
                         if any(abs(w[j]) <= 1e-12 for w in trace[1:-1])
@@ -711,14 +704,10 @@ def write_report(out_dir: str | Path) -> Path | None:
     """Re-render ``out_dir/lab1.md`` from ``out_dir/lab1.json``; None when there is none or it
     predates the evidence it needs (rerun the lab then)."""
     path = Path(out_dir) / "lab1.json"
-    if not path.is_file():
-        return None
-    document = json.loads(path.read_text())
+    document = json.loads(path.read_text()) if path.is_file() else {}
     if "evidence" not in document:
         return None
-    page = Path(out_dir) / "lab1.md"
-    page.write_text(render_lab1(document), encoding="utf-8")
-    return page
+    return write_markdown(Path(out_dir) / "lab1.md", [render_lab1(document)])
 
 
 def summary(document: dict[str, Any]) -> str:
@@ -726,11 +715,7 @@ def summary(document: dict[str, Any]) -> str:
     r, lines = Lab1Results(document), []
     for schedule in SCHEDULES:
         lines.append(f"[{schedule}]")
-        for part in PARTS:
-            keys = (None,) if part in ("b", "c") else r.settings(part)
-            for key in keys:
-                c = r.case(schedule, part, key)
-                label = "" if key is None else ("lambda = " if part == "d" else "t = ") + key
-                lines.append(f"  ({part}) {label:14s} W = {fmt_w(c['W'])}  "
-                             f"L = {c['loss']:.4g}  nnz = {c['nnz']}")
+        lines += [f"  ({part}) {setting or '':14s} W = {fmt_w(c['W'])}  L = {c['loss']:.4g}  "
+                  f"nnz = {c['nnz']}" for part in PARTS
+                  for run_schedule, setting, c in r.cases(part) if run_schedule == schedule]
     return "\n".join(lines)

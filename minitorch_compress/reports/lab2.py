@@ -14,6 +14,8 @@ from minitorch_compress.reports.format import (
     FinetuneRun,
     fmt,
     fmt_diff,
+    history_table,
+    parts_label,
     plot_histories,
     published_global_spread,
     recipe,
@@ -22,6 +24,7 @@ from minitorch_compress.reports.format import (
     run_label,
     shortfall_notes,
     smoke_tag,
+    table,
     write_markdown,
 )
 from minitorch_compress.results import read_result
@@ -94,15 +97,10 @@ def _plot_fractions(results: dict[str, dict[str, Any]], path: Path) -> Path:
 
 def _sparsity_table(results: dict[str, dict[str, Any]]) -> list[str]:
     parts = [p for p in FINETUNE_PARTS if p in results]
-    names = list(results[parts[0]]["sparsity"])
-    lines = ["| layer | " + " | ".join(f"({p})" for p in parts) + " |",
-             "|---|" + "---:|" * len(parts)]
-    for name in names:
-        cells = [fmt(results[p]["sparsity"].get(name)) for p in parts]
-        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    lines.append("| **total** | " + " | ".join(
-        f"**{results[p]['total_sparsity']:.4f}**" for p in parts) + " |")
-    return lines
+    return table(["layer", *(f"({p})" for p in parts)], "l" + "r" * len(parts), [
+        *([f"`{name}`", *(fmt(results[p]["sparsity"].get(name)) for p in parts)]
+          for name in results[parts[0]]["sparsity"]),
+        ["**total**", *(f"**{results[p]['total_sparsity']:.4f}**" for p in parts)]])
 
 
 def _sparse_speed(out_dir: Path, results: dict[str, dict[str, Any]]) -> list[str]:
@@ -114,13 +112,12 @@ def _sparse_speed(out_dir: Path, results: dict[str, dict[str, Any]]) -> list[str
             if name[len("lab2_"):] in results]
     if not rows:
         return []
-    L = ["Speed of these models' files at inference (batch 100, `sparse.md`): the sparse "
-         "kernel runs their pruned convs, the dense path multiplies the zeros.", "",
-         "| model | best accuracy | dense img/s | sparse img/s | speedup |",
-         "|---|---:|---:|---:|---:|"]
-    L += [f"| `{m['file']}` | {fmt(r['best_accuracy'])} | {m['dense_img_s']:.0f} | "
-          f"{m['sparse_img_s']:.0f} | {m['speedup']:.2f}x |" for name, m, r in rows]
-    return L + [""]
+    return ["Speed of these models' files at inference (batch 100, `sparse.md`): the sparse "
+            "kernel runs their pruned convs, the dense path multiplies the zeros.", "",
+            *table(["model", "best accuracy", "dense img/s", "sparse img/s", "speedup"],
+                   "lrrrr", ([f"`{m['file']}`", fmt(r["best_accuracy"]),
+                              f"{m['dense_img_s']:.0f}", f"{m['sparse_img_s']:.0f}",
+                              f"{m['speedup']:.2f}x"] for _, m, r in rows)), ""]
 
 
 def write_report(out_dir: str | Path) -> Path:
@@ -132,23 +129,20 @@ def write_report(out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     results = {p: r for p in PARTS if (r := read_result(out_dir, f"lab2_{p}")) is not None}
     figures = write_figures(out_dir, results) if results else []
-    smoke_parts = [p for p, r in results.items() if r["_meta"].get("smoke")]
     L = report_head("Lab 2 — pruning ResNet-20", SCRIPT, "lab2", bool(results),
-                    f"part(s) {', '.join(f'({p})' for p in smoke_parts)}" if smoke_parts else "")
-    L += ["## Summary", "",
-          "| part | experiment | ours | published | difference | run |",
-          "|---|---|---:|---:|---:|---|"]
+                    parts_label(p for p, r in results.items() if r["_meta"].get("smoke")))
+    summary = []
     for p, r in results.items():
         if p == "b":
-            for q, acc in r["accuracy"].items():
-                L.append(f"| (b) | prune {float(q):.0%} per layer, no finetuning | {fmt(acc)} "
-                         f"| — | — | {run_label(r['_meta'])} |")
-            continue
-        ours = _headline(p, r)
-        what = TITLES[p][4:] + ("" if p == "a" else " (best epoch)")
-        L.append(f"| ({p}) | {what} | {fmt(ours)} | {fmt(pub.LAB2.get(p))} | "
-                 f"{fmt_diff(ours, pub.LAB2.get(p))} | {run_label(r['_meta'])} |")
-    L.append("")
+            summary += [["(b)", f"prune {float(q):.0%} per layer, no finetuning", fmt(acc), "—",
+                         "—", run_label(r["_meta"])] for q, acc in r["accuracy"].items()]
+        else:
+            ours, theirs = _headline(p, r), pub.LAB2.get(p)
+            summary.append([f"({p})", TITLES[p][4:] + ("" if p == "a" else " (best epoch)"),
+                            fmt(ours), fmt(theirs), fmt_diff(ours, theirs),
+                            run_label(r["_meta"])])
+    L += ["## Summary", "", *table(["part", "experiment", "ours", "published", "difference",
+                                    "run"], "llrrrl", summary), ""]
     L += _sparse_speed(out_dir, results)
 
     if "b" in results:
@@ -158,12 +152,11 @@ def write_report(out_dir: str | Path) -> Path:
               "keep |w| >= threshold; the pretrained weights are reloaded before each q. "
               "The spec publishes no number for (b); chance level for 10 classes is 0.10, "
               "so a collapse at 80 % is what the finetuning of (c)-(e) has to repair.", "",
-              "| q | test accuracy | sparsity of the prunable layers |", "|---:|---:|---:|"]
-        L += [f"| {q} | {fmt(acc)} | {fmt(r.get('total_sparsity', {}).get(q))} |"
-              for q, acc in r["accuracy"].items()]
-        L.append("")
+              *table(["q", "test accuracy", "sparsity of the prunable layers"], "rrr",
+                     ([q, fmt(acc), fmt(r.get("total_sparsity", {}).get(q))]
+                      for q, acc in r["accuracy"].items())), ""]
 
-    finetuned = [p for p in FINETUNE_PARTS if p in results]
+    finetuned = {p: results[p] for p in FINETUNE_PARTS if p in results}
     if finetuned:
         L += ["## (c)-(e) finetuning to 80 % sparsity", "",
               f"Recipe: {recipe()}, test "
@@ -173,22 +166,14 @@ def write_report(out_dir: str | Path) -> Path:
               "N < 20 epochs uses P = max(1, N // 2)); pruned weights may regrow until the "
               "last pruning step, then the mask is fixed. Only epochs with the final mask in "
               "force can be the best one, so every reported model is 80 % sparse.", "",
-              "| part | best | best epoch | final | epochs | P | published | difference "
-              "| run |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for p in finetuned:
-            r = results[p]
-            L.append(f"| ({p}) | {fmt(r['best_accuracy'])} | {r.get('best_epoch') or '—'} | "
-                     f"{fmt(r['final_accuracy'])} | {r['epochs']} | "
-                     f"{r.get('prune_epochs', '—')} | {fmt(pub.LAB2[p])} | "
-                     f"{fmt_diff(r['best_accuracy'], pub.LAB2[p])} | {run_label(r['_meta'])} |")
-        L += ["", *_shortfall_notes(results)]
-        L += ["", "Test accuracy per epoch:", "",
-              "| epoch | " + " | ".join(f"({p})" for p in finetuned) + " |",
-              "|---:|" + "---:|" * len(finetuned)]
-        for e in range(max(len(results[p]["history"]) for p in finetuned)):
-            cells = [fmt(results[p]["history"][e]) if e < len(results[p]["history"]) else ""
-                     for p in finetuned]
-            L.append(f"| {e + 1} | " + " | ".join(cells) + " |")
+              *table(["part", "best", "best epoch", "final", "epochs", "P", "published",
+                      "difference", "run"], "lrrrrrrrl",
+                     ([f"({p})", fmt(r["best_accuracy"]), r.get("best_epoch") or "—",
+                       fmt(r["final_accuracy"]), r["epochs"], r.get("prune_epochs", "—"),
+                       fmt(pub.LAB2[p]), fmt_diff(r["best_accuracy"], pub.LAB2[p]),
+                       run_label(r["_meta"])] for p, r in finetuned.items())),
+              "", *_shortfall_notes(results), "", "Test accuracy per epoch:", "",
+              *history_table({f"({p})": r["history"] for p, r in finetuned.items()})]
         L += ["", "### Per-layer sparsity of the best models", "",
               "Fraction of exactly-zero weights; shortcut (`id_mapping`) convs are never "
               "pruned and not listed.", "", *_sparsity_table(results), ""]
@@ -198,14 +183,14 @@ def write_report(out_dir: str | Path) -> Path:
                   "One threshold over all prunable layers prunes layers with small weights "
                   "much more than layers with large ones. Published: per-layer sparsity from "
                   f"{published_global_spread()}.", "",
-                  "| layer | ours (e) | published (approx.) |", "|---|---:|---:|"]
-            for name, value in pub.LAB2_GLOBAL_SPARSITY.items():
-                L.append(f"| `{name}` | {fmt(r['sparsity'].get(name))} | ~{value:.2f} |")
-            L += [f"| **total** | {fmt(r['total_sparsity'])} | {pub.LAB2_GLOBAL_TOTAL:.4f} |",
-                  f"| range over layers | {min(r['sparsity'].values()):.4f} – "
-                  f"{max(r['sparsity'].values()):.4f} | "
-                  f"~{min(pub.LAB2_GLOBAL_SPARSITY.values()):.2f} – "
-                  f"~{max(pub.LAB2_GLOBAL_SPARSITY.values()):.2f} |", ""]
+                  *table(["layer", "ours (e)", "published (approx.)"], "lrr", [
+                      *([f"`{name}`", fmt(r["sparsity"].get(name)), f"~{value:.2f}"]
+                        for name, value in pub.LAB2_GLOBAL_SPARSITY.items()),
+                      ["**total**", fmt(r["total_sparsity"]), f"{pub.LAB2_GLOBAL_TOTAL:.4f}"],
+                      ["range over layers", f"{min(r['sparsity'].values()):.4f} – "
+                       f"{max(r['sparsity'].values()):.4f}",
+                       f"~{min(pub.LAB2_GLOBAL_SPARSITY.values()):.2f} – "
+                       f"~{max(pub.LAB2_GLOBAL_SPARSITY.values()):.2f}"]]), ""]
 
     L += report_tail(figures, "lab2", "part", [
         (f"({p})", r["_meta"], r["_meta"].get("wall_s", r.get("wall_s")))

@@ -13,6 +13,7 @@ from minitorch_compress.reports.format import (
     FinetuneRun,
     fmt,
     fmt_diff,
+    history_table,
     plot_histories,
     published_global_spread,
     recipe,
@@ -21,12 +22,18 @@ from minitorch_compress.reports.format import (
     run_label,
     shortfall_notes,
     smoke_tag,
+    table,
     write_markdown,
 )
 from minitorch_compress.results import read_result
 
 RESULT_NAMES = ("lab3_b", "lab3_b_symmetric", "lab3_c", "lab3_c_symmetric", "lab3_d",
                 "lab3_d_symmetric", "lab3_d_naive", "lab3_e", "lab3_e_symmetric", "lab3_e_naive")
+
+
+def _present(results: dict[str, dict[str, Any]], *names: str) -> list[tuple[str, dict]]:
+    """(name, result) for each of `names` that has a result, in that order."""
+    return [(name, results[name]) for name in names if name in results]
 
 
 def _variant(name: str, result: dict[str, Any]) -> str:
@@ -51,30 +58,25 @@ def write_figures(out_dir: Path, results: dict[str, dict[str, Any]]) -> list[Pat
     written: list[Path] = []
     if any(n in results for n in RESULT_NAMES if not n.startswith("lab3_e")):
         written.append(_plot_bits(results, fig_dir / "accuracy_vs_bits.png"))
-    for name in ("lab3_c", "lab3_c_symmetric", "lab3_d", "lab3_d_symmetric"):
-        if name in results:
-            r = results[name]
-            published = pub.LAB3_C if name.startswith("lab3_c") else pub.LAB3_D_AFTER
-            path = fig_dir / f"per_epoch_{name[5:]}.png"
-            plot_histories({f"{b} bits": r["history"][b] for b in r["history"]}, path,
-                           f"Lab 3 {_variant(name, r)} QAT{smoke_tag(r)}",
-                           published={f"{b} bits": v for b, v in published.items()})
-            written.append(path)
-    for name in ("lab3_e", "lab3_e_symmetric"):
-        if name in results:
-            r = results[name]
-            path = fig_dir / f"per_epoch_{name[5:]}.png"
-            plot_histories({"4 bits, 80 % global": r["history"]}, path,
-                           f"Lab 3 {_variant(name, r)}: prune + QAT{smoke_tag(r)}",
-                           published={"4 bits, 80 % global": pub.LAB3_E},
-                           reportable={"4 bits, 80 % global": [
-                               e.get("eligible_for_best", True) for e in r.get("log", [])]})
-            written.append(path)
-            path = fig_dir / f"sparsity_{name[5:]}.png"
-            plot_sparsity(r["sparsity"], path,
-                          f"Lab 3 {_variant(name, r)}: best model, total "
-                          f"{r['total_sparsity']:.4f}{smoke_tag(r)}")
-            written.append(path)
+    for name, r in _present(results, "lab3_c", "lab3_c_symmetric", "lab3_d", "lab3_d_symmetric"):
+        published = pub.LAB3_C if name.startswith("lab3_c") else pub.LAB3_D_AFTER
+        path = fig_dir / f"per_epoch_{name[5:]}.png"
+        plot_histories({f"{b} bits": r["history"][b] for b in r["history"]}, path,
+                       f"Lab 3 {_variant(name, r)} QAT{smoke_tag(r)}",
+                       published={f"{b} bits": v for b, v in published.items()})
+        written.append(path)
+    for name, r in _present(results, "lab3_e", "lab3_e_symmetric"):
+        path = fig_dir / f"per_epoch_{name[5:]}.png"
+        plot_histories({"4 bits, 80 % global": r["history"]}, path,
+                       f"Lab 3 {_variant(name, r)}: prune + QAT{smoke_tag(r)}",
+                       published={"4 bits, 80 % global": pub.LAB3_E},
+                       reportable={"4 bits, 80 % global": [
+                           e.get("eligible_for_best", True) for e in r.get("log", [])]})
+        written.append(path)
+        path = fig_dir / f"sparsity_{name[5:]}.png"
+        plot_sparsity(r["sparsity"], path, f"Lab 3 {_variant(name, r)}: best model, total "
+                      f"{r['total_sparsity']:.4f}{smoke_tag(r)}")
+        written.append(path)
     return written
 
 
@@ -83,26 +85,18 @@ def _plot_bits(results: dict[str, dict[str, Any]], path: Path) -> Path:
 
     fig = Figure(figsize=(9.5, 4.5))
     ax = fig.subplots()
-    lines = []  # (label, {bits: accuracy}, style)
-    for name in ("lab3_b", "lab3_b_symmetric"):
-        if name in results:
-            r = results[name]
-            lines.append((f"{_variant(name, r)}, no finetuning{smoke_tag(r)}",
-                          {b: r["accuracy"][b] for b in BITS_B}, "o-"))
-    for name in ("lab3_d", "lab3_d_symmetric"):
-        if name in results:
-            r = results[name]
-            lines.append((f"{_variant(name, r)}, before finetuning{smoke_tag(r)}",
-                          r["before"], "v:"))
-    if "lab3_d_naive" in results:
-        r = results["lab3_d_naive"]
-        lines.append((f"(d) plain asymmetric on the sparse model{smoke_tag(r)}", r["before"],
-                      "x:"))
-    for name in ("lab3_c", "lab3_c_symmetric", "lab3_d", "lab3_d_symmetric"):
-        if name in results:
-            r = results[name]
-            key = "best_accuracy" if name.startswith("lab3_c") else "after"
-            lines.append((f"{_variant(name, r)}, best after QAT{smoke_tag(r)}", r[key], "s-"))
+    lines = [  # (label, {bits: accuracy}, style)
+        *((f"{_variant(name, r)}, no finetuning{smoke_tag(r)}",
+           {b: r["accuracy"][b] for b in BITS_B}, "o-")
+          for name, r in _present(results, "lab3_b", "lab3_b_symmetric")),
+        *((f"{_variant(name, r)}, before finetuning{smoke_tag(r)}", r["before"], "v:")
+          for name, r in _present(results, "lab3_d", "lab3_d_symmetric")),
+        *((f"(d) plain asymmetric on the sparse model{smoke_tag(r)}", r["before"], "x:")
+          for _, r in _present(results, "lab3_d_naive")),
+        *((f"{_variant(name, r)}, best after QAT{smoke_tag(r)}",
+           r["best_accuracy" if name.startswith("lab3_c") else "after"], "s-")
+          for name, r in _present(results, "lab3_c", "lab3_c_symmetric", "lab3_d",
+                                  "lab3_d_symmetric"))]
     for label, accuracy, style in lines:
         bits = sorted(accuracy, key=int)
         ax.plot([int(b) for b in bits], [accuracy[b] for b in bits], style, label=label)
@@ -129,33 +123,23 @@ def _plot_bits(results: dict[str, dict[str, Any]], path: Path) -> Path:
 
 
 def _summary(results: dict[str, dict[str, Any]]) -> list[str]:
-    rows = []
-    for name in ("lab3_b", "lab3_b_symmetric"):
-        if name in results:
-            r = results[name]
-            rows.append((f"{_variant(name, r)}: float model", r["accuracy"]["float"],
-                         pub.LAB3_FLOAT, r))
-            rows += [(f"{_variant(name, r)}: body at {b} bits, no finetuning",
-                      r["accuracy"][b], None, r) for b in BITS_B]
-    for name in ("lab3_c", "lab3_c_symmetric"):
-        if name in results:
-            r = results[name]
-            rows += [(f"{_variant(name, r)}: QAT {b} bits (best)", r["best_accuracy"][b],
-                      pub.LAB3_C[b], r) for b in finished(r)]
-    for name in ("lab3_d", "lab3_d_symmetric"):
-        if name in results:
-            r = results[name]
-            rows += [(f"{_variant(name, r)}: sparse + {b} bits, after finetuning (best)",
-                      r["after"][b], pub.LAB3_D_AFTER[b], r) for b in finished(r)]
-    for name in ("lab3_e", "lab3_e_symmetric"):
-        if name in results:
-            r = results[name]
-            rows.append((f"{_variant(name, r)}: global 80 % + 4-bit QAT (best)",
-                         r["best_accuracy"], pub.LAB3_E, r))
-    lines = ["| experiment | ours | published | difference | run |", "|---|---:|---:|---:|---|"]
-    lines += [f"| {what} | {fmt(ours)} | {fmt(pub)} | {fmt_diff(ours, pub)} | "
-              f"{run_label(r['_meta'])} |" for what, ours, pub, r in rows]
-    return lines
+    rows = []  # (what, ours, published, result)
+    for name, r in _present(results, "lab3_b", "lab3_b_symmetric"):
+        rows.append((f"{_variant(name, r)}: float model", r["accuracy"]["float"],
+                     pub.LAB3_FLOAT, r))
+        rows += [(f"{_variant(name, r)}: body at {b} bits, no finetuning", r["accuracy"][b],
+                  None, r) for b in BITS_B]
+    for name, r in _present(results, "lab3_c", "lab3_c_symmetric"):
+        rows += [(f"{_variant(name, r)}: QAT {b} bits (best)", r["best_accuracy"][b],
+                  pub.LAB3_C[b], r) for b in finished(r)]
+    for name, r in _present(results, "lab3_d", "lab3_d_symmetric"):
+        rows += [(f"{_variant(name, r)}: sparse + {b} bits, after finetuning (best)",
+                  r["after"][b], pub.LAB3_D_AFTER[b], r) for b in finished(r)]
+    rows += [(f"{_variant(name, r)}: global 80 % + 4-bit QAT (best)", r["best_accuracy"],
+              pub.LAB3_E, r) for name, r in _present(results, "lab3_e", "lab3_e_symmetric")]
+    return table(["experiment", "ours", "published", "difference", "run"], "lrrrl",
+                 ([what, fmt(ours), fmt(theirs), fmt_diff(ours, theirs), run_label(r["_meta"])]
+                  for what, ours, theirs, r in rows))
 
 
 def _shortfall_notes(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -163,9 +147,8 @@ def _shortfall_notes(results: dict[str, dict[str, Any]]) -> list[str]:
     of the full-size finetunes: (c) and (d) once per bit width, (e) once."""
     runs = []
     for part, published in (("c", pub.LAB3_C), ("d", pub.LAB3_D_AFTER)):
-        for name in (f"lab3_{part}", f"lab3_{part}_symmetric"):
-            r = results.get(name)
-            if r is None or r["_meta"].get("smoke"):
+        for name, r in _present(results, f"lab3_{part}", f"lab3_{part}_symmetric"):
+            if r["_meta"].get("smoke"):
                 continue
             best = r["best_accuracy"] if part == "c" else r["after"]
             runs += [FinetuneRun(f"{_variant(name, r)} {b} bits", best[b], published[b],
@@ -173,11 +156,10 @@ def _shortfall_notes(results: dict[str, dict[str, Any]]) -> list[str]:
                                  _start_context(r, best[b], published[b]) if part == "d"
                                  else "")
                      for b in BITS_QAT if b in best]
-    for name in ("lab3_e", "lab3_e_symmetric"):
-        r = results.get(name)
-        if r is not None and not r["_meta"].get("smoke"):
-            runs.append(FinetuneRun(_variant(name, r), r["best_accuracy"], pub.LAB3_E,
-                                    r["history"], r.get("best_epoch"), r["epochs"]))
+    runs += [FinetuneRun(_variant(name, r), r["best_accuracy"], pub.LAB3_E, r["history"],
+                         r.get("best_epoch"), r["epochs"])
+             for name, r in _present(results, "lab3_e", "lab3_e_symmetric")
+             if not r["_meta"].get("smoke")]
     return shortfall_notes(runs)
 
 
@@ -204,30 +186,25 @@ def _start_context(r: dict[str, Any], best: float, published: float) -> str:
 
 def _section_b(results: dict[str, dict[str, Any]]) -> list[str]:
     names = [n for n in ("lab3_b", "lab3_b_symmetric") if n in results]
+    L = ["## (b) quantizing the body, no finetuning", ""]
     if not names:
-        return ["## (b) quantizing the body, no finetuning", "",
-                "_Not run yet: `python labs/lab3_quantization.py --part b` (and "
-                "`--symmetric`)._", ""]
-    L = ["## (b) quantizing the body, no finetuning", "",
-         "The 20 convs of the 9 residual blocks (shortcut convs included) compute with b-bit "
-         "weights, one scale per weight tensor; the head conv and the final FC stay float. "
-         "Asymmetric: 2^b levels from min(w) to max(w) (the course's formula). Symmetric: "
-         "2^b - 1 levels k * max|w| / (2^(b-1) - 1) around an exact 0. The spec publishes "
-         "no number for (b) except the float model.", "",
-         "| bits | " + " | ".join(f"{_variant(n, results[n])}" for n in names)
-         + " | published | max non-zero levels per layer |",
-         "|---|" + "---:|" * len(names) + "---:|---|"]
-    for b in ("float", *BITS_B):
-        cells = [fmt(results[n]["accuracy"][b]) for n in names]
-        levels = " / ".join(str(results[n].get("max_nonzero_levels", {}).get(b, "—"))
-                            for n in names) if b != "float" else "—"
-        theirs = fmt(pub.LAB3_FLOAT) if b == "float" else "—"
-        L.append(f"| {b} | " + " | ".join(cells) + f" | {theirs} | {levels} |")
-    L.append("")
+        return L + ["_Not run yet: `python labs/lab3_quantization.py --part b` (and "
+                    "`--symmetric`)._", ""]
+    L += ["The 20 convs of the 9 residual blocks (shortcut convs included) compute with b-bit "
+          "weights, one scale per weight tensor; the head conv and the final FC stay float. "
+          "Asymmetric: 2^b levels from min(w) to max(w) (the course's formula). Symmetric: "
+          "2^b - 1 levels k * max|w| / (2^(b-1) - 1) around an exact 0. The spec publishes "
+          "no number for (b) except the float model.", "",
+          *table(["bits", *(_variant(n, results[n]) for n in names), "published",
+                  "max non-zero levels per layer"], "l" + "r" * (len(names) + 1) + "l",
+                 ([b, *(fmt(results[n]["accuracy"][b]) for n in names),
+                   fmt(pub.LAB3_FLOAT) if b == "float" else "—",
+                   " / ".join(str(results[n].get("max_nonzero_levels", {}).get(b, "—"))
+                              for n in names) if b != "float" else "—"]
+                  for b in ("float", *BITS_B))), ""]
     for n in names:
-        L.append(f"{_variant(n, results[n])}: {run_label(results[n]['_meta'])}, "
-                 f"{results[n].get('test_images', '?')} test images.")
-        L.append("")
+        L += [f"{_variant(n, results[n])}: {run_label(results[n]['_meta'])}, "
+              f"{results[n].get('test_images', '?')} test images.", ""]
     L += ["Reading the table: the asymmetric quantizer has 2^b levels spread over [min(w), "
           "max(w)]; the symmetric one has 2^b - 1 levels over [-max|w|, max|w|], so at the "
           "same b it has one level fewer and wastes part of its range when min(w) != "
@@ -256,13 +233,8 @@ def partial_note(r: dict[str, Any]) -> list[str]:
 
 def _history_table(r: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
     """"Test accuracy per epoch:" and its table, one column per bit width in `keys`."""
-    L = ["", "Test accuracy per epoch:", "",
-         "| epoch | " + " | ".join(f"{k} bits" for k in keys) + " |",
-         "|---:|" + "---:|" * len(keys)]
-    for e in range(max(len(r["history"][k]) for k in keys)):
-        cells = [fmt(r["history"][k][e]) if e < len(r["history"][k]) else "" for k in keys]
-        L.append(f"| {e + 1} | " + " | ".join(cells) + " |")
-    return L + [""]
+    return ["", "Test accuracy per epoch:", "",
+            *history_table({f"{k} bits": r["history"][k] for k in keys}), ""]
 
 
 def _section(results: dict[str, dict[str, Any]], part: str, heading: str, not_run: str,
@@ -285,15 +257,13 @@ def _section(results: dict[str, dict[str, Any]], part: str, heading: str, not_ru
 def _section_c(results: dict[str, dict[str, Any]]) -> list[str]:
     def variant(name: str, r: dict[str, Any]) -> list[str]:
         b_result = results.get("lab3_b_symmetric" if name.endswith("symmetric") else "lab3_b")
-        L = ["| bits | before (b) | best | best epoch | final | published | difference |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-        for b in finished(r):
-            before = b_result["accuracy"][b] if b_result else None
-            L.append(f"| {b} | {fmt(before)} | {fmt(r['best_accuracy'][b])} | "
-                     f"{r.get('best_epoch', {}).get(b, '—')} | "
-                     f"{fmt(r.get('final_accuracy', {}).get(b))} | {fmt(pub.LAB3_C[b])} | "
-                     f"{fmt_diff(r['best_accuracy'][b], pub.LAB3_C[b])} |")
-        return L + _history_table(r, finished(r))
+        return table(
+            ["bits", "before (b)", "best", "best epoch", "final", "published", "difference"],
+            "lrrrrrr", ([b, fmt(b_result["accuracy"][b] if b_result else None),
+                         fmt(r["best_accuracy"][b]), r.get("best_epoch", {}).get(b, "—"),
+                         fmt(r.get("final_accuracy", {}).get(b)), fmt(pub.LAB3_C[b]),
+                         fmt_diff(r["best_accuracy"][b], pub.LAB3_C[b])]
+                        for b in finished(r))) + _history_table(r, finished(r))
 
     return _section(
         results, "c", "(c) quantization-aware finetuning",
@@ -309,17 +279,15 @@ def _section_d(results: dict[str, dict[str, Any]]) -> list[str]:
         start = r.get("start", {})
         L = [f"Started from {start.get('source', '?')}: float accuracy "
              f"{fmt(start.get('float_accuracy'))}, sparsity {fmt(start.get('sparsity'))}.", "",
-             "| bits | before | published before | after (best) | published after | "
-             "difference | final | sparsity | quantized | max non-zero levels |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for b in finished(r):
-            L.append(f"| {b} | {fmt(r['before'][b])} | ~{pub.LAB3_D_BEFORE_APPROX:.2f} | "
-                     f"{fmt(r['after'][b])} | {fmt(pub.LAB3_D_AFTER[b])} | "
-                     f"{fmt_diff(r['after'][b], pub.LAB3_D_AFTER[b])} | "
-                     f"{fmt(r.get('final_accuracy', {}).get(b))} | "
-                     f"{fmt(r['sparsity'][b])} | "
-                     f"{fmt(r.get('quantized_sparsity', {}).get(b))} | "
-                     f"{r.get('max_nonzero_levels', {}).get(b, '—')} |")
+             *table(["bits", "before", "published before", "after (best)", "published after",
+                     "difference", "final", "sparsity", "quantized", "max non-zero levels"],
+                    "l" + "r" * 9,
+                    ([b, fmt(r["before"][b]), f"~{pub.LAB3_D_BEFORE_APPROX:.2f}",
+                      fmt(r["after"][b]), fmt(pub.LAB3_D_AFTER[b]),
+                      fmt_diff(r["after"][b], pub.LAB3_D_AFTER[b]),
+                      fmt(r.get("final_accuracy", {}).get(b)), fmt(r["sparsity"][b]),
+                      fmt(r.get("quantized_sparsity", {}).get(b)),
+                      r.get("max_nonzero_levels", {}).get(b, "—")] for b in finished(r)))]
         return L + _history_table(r, finished(r))
 
     return _section(
@@ -365,21 +333,22 @@ def _section_naive(results: dict[str, dict[str, Any]]) -> list[str]:
     L += [f"Our measurement — {run_label(r['_meta'])}, {r.get('test_images', '?')} test "
           f"images, start: {start.get('source', '?')} (float accuracy "
           f"{fmt(start.get('float_accuracy'))}, sparsity {fmt(start.get('sparsity'))}), no "
-          "finetuning:", "",
-          "| bits | plain asymmetric (the mistake) | mask-aware | published | zeros destroyed "
-          "| sparsity computed with, plain asymmetric |",
-          "|---|---:|---:|---:|---:|---:|"]
-    for b in finished(r):
-        zeros = r.get("zeros") or 0
-        destroyed = r["zeros_destroyed"][b]
-        share = f" ({destroyed / zeros:.1%})" if zeros else ""
-        L.append(f"| {b} | {fmt(r['before'][b])} | {fmt(r['masked_before'][b])} | "
-                 f"~{pub.LAB3_D_BEFORE_APPROX:.2f} | {destroyed:,} of {zeros:,}{share} | "
-                 f"{fmt(r['quantized_sparsity'][b])} |")
+          "finetuning:", ""]
+    L += table(["bits", "plain asymmetric (the mistake)", "mask-aware", "published",
+                "zeros destroyed", "sparsity computed with, plain asymmetric"], "lrrrrr",
+               ([b, fmt(r["before"][b]), fmt(r["masked_before"][b]),
+                 f"~{pub.LAB3_D_BEFORE_APPROX:.2f}",
+                 _destroyed(r, b), fmt(r["quantized_sparsity"][b])] for b in finished(r)))
     L += ["", "(\"zeros destroyed\": exact zeros of the quantized (body) layers that the "
           "quantizer moves to a non-zero level, `zeros_destroyed`; the sparsity column counts "
           "the weights the prunable layers compute with.)", ""]
     return L + _naive_e(results)
+
+
+def _destroyed(r: dict[str, Any], b: str) -> str:
+    """"1,234 of 5,678 (21.7%)": the exact zeros the plain quantizer moves off 0 at `b` bits."""
+    zeros, gone = r.get("zeros") or 0, r["zeros_destroyed"][b]
+    return f"{gone:,} of {zeros:,}" + (f" ({gone / zeros:.1%})" if zeros else "")
 
 
 def _naive_reading(results: dict[str, dict[str, Any]]) -> str:
@@ -442,19 +411,15 @@ def _naive_finetune_table(results: dict[str, dict[str, Any]]) -> list[str]:
     our mask-aware runs, with what the comparison shows (computed)."""
     naive, masked = results["lab3_d_naive"], results.get("lab3_d")
     L = [f"Measured: the same (d) finetuning with the plain asymmetric quantizer "
-         f"({run_label(naive['_meta'])}; mask on the float weights fixed as before):", "",
-         "| bits | published before | plain before | published after | plain after | "
-         "mask-aware after (ours) | computed-with sparsity, plain |",
-         "|---|---:|---:|---:|---:|---:|---:|"]
-    verdicts = []
-    for b in finished(naive):
-        ours = masked["after"].get(b) if masked else None
-        L.append(f"| {b} | ~{pub.LAB3_D_BEFORE_APPROX:.2f} | {fmt(naive['before'][b])} | "
-                 f"{fmt(pub.LAB3_D_AFTER[b])} | {fmt(naive['after'][b])} | {fmt(ours)} | "
-                 f"{fmt(naive['quantized_sparsity'][b])} |")
-        if ours is not None:
-            verdicts.append(f"at {b} bits "
-                            + naive_verdict(naive["after"][b], ours, pub.LAB3_D_AFTER[b]))
+         f"({run_label(naive['_meta'])}; mask on the float weights fixed as before):", ""]
+    ours = {b: masked["after"].get(b) if masked else None for b in finished(naive)}
+    L += table(["bits", "published before", "plain before", "published after", "plain after",
+                "mask-aware after (ours)", "computed-with sparsity, plain"], "lrrrrrr",
+               ([b, f"~{pub.LAB3_D_BEFORE_APPROX:.2f}", fmt(naive["before"][b]),
+                 fmt(pub.LAB3_D_AFTER[b]), fmt(naive["after"][b]), fmt(ours[b]),
+                 fmt(naive["quantized_sparsity"][b])] for b in ours))
+    verdicts = [f"at {b} bits " + naive_verdict(naive["after"][b], mine, pub.LAB3_D_AFTER[b])
+                for b, mine in ours.items() if mine is not None]
     if verdicts:
         L += ["", "For (d) after finetuning, the plain-quantizer rerun: " + "; ".join(verdicts)
               + "."]
@@ -475,10 +440,10 @@ def _naive_e(results: dict[str, dict[str, Any]]) -> list[str]:
     e_ours = results.get("lab3_e", {}).get("best_accuracy")
     L = [f"Measured: (e) rerun with the plain asymmetric quantizer ({run_label(e_naive['_meta'])}"
          "; the same global iterative pruning schedule):", "",
-         "| (e) | published | plain asymmetric (rerun) | mask-aware (ours) | "
-         "computed-with sparsity, plain |", "|---|---:|---:|---:|---:|",
-         f"| best | {fmt(pub.LAB3_E)} | {fmt(e_naive['best_accuracy'])} | "
-         f"{fmt(e_ours)} | {fmt(e_naive.get('quantized_total_sparsity'))} |"]
+         *table(["(e)", "published", "plain asymmetric (rerun)", "mask-aware (ours)",
+                 "computed-with sparsity, plain"], "lrrrr",
+                [["best", fmt(pub.LAB3_E), fmt(e_naive["best_accuracy"]), fmt(e_ours),
+                  fmt(e_naive.get("quantized_total_sparsity"))]])]
     if e_ours is not None:
         L += ["", "For (e), the plain-quantizer rerun: "
               + naive_verdict(e_naive["best_accuracy"], e_ours, pub.LAB3_E) + "."]
@@ -487,27 +452,26 @@ def _naive_e(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def _section_e(results: dict[str, dict[str, Any]]) -> list[str]:
     def variant(_: str, r: dict[str, Any]) -> list[str]:
-        L = ["| best | best epoch | final | published | difference | total sparsity | "
-             "quantized | P |", "|---:|---:|---:|---:|---:|---:|---:|---:|",
-             f"| {fmt(r['best_accuracy'])} | {r.get('best_epoch', '—')} | "
-             f"{fmt(r['final_accuracy'])} | {fmt(pub.LAB3_E)} | "
-             f"{fmt_diff(r['best_accuracy'], pub.LAB3_E)} | {fmt(r['total_sparsity'])} | "
-             f"{fmt(r.get('quantized_total_sparsity'))} | {r.get('prune_epochs', '—')} |",
-             "", f"Per-layer sparsity of the best model (published: from "
-             f"{published_global_spread()}):", "",
-             "| layer | sparsity | published (approx.) |", "|---|---:|---:|"]
-        for layer, value in r["sparsity"].items():
-            published = pub.LAB2_GLOBAL_SPARSITY.get(layer)
-            L.append(f"| `{layer}` | {fmt(value)} | "
-                     f"{'—' if published is None else f'~{published:.2f}'} |")
-        L += [f"| **total** | **{fmt(r['total_sparsity'])}** | "
-              f"{pub.LAB2_GLOBAL_TOTAL:.4f} |", "",
-              "Test accuracy and sparsity per epoch:", "", "| epoch | accuracy | sparsity |",
-              "|---:|---:|---:|"]
+        published = {layer: pub.LAB2_GLOBAL_SPARSITY.get(layer) for layer in r["sparsity"]}
         per_epoch = r.get("sparsity_per_epoch") or [None] * len(r["history"])
-        L += [f"| {e + 1} | {fmt(acc)} | {fmt(s)} |"
-              for e, (acc, s) in enumerate(zip(r["history"], per_epoch, strict=False))]
-        return L + [""]
+        return [
+            *table(["best", "best epoch", "final", "published", "difference", "total sparsity",
+                    "quantized", "P"], "r" * 8,
+                   [[fmt(r["best_accuracy"]), r.get("best_epoch", "—"),
+                     fmt(r["final_accuracy"]), fmt(pub.LAB3_E),
+                     fmt_diff(r["best_accuracy"], pub.LAB3_E), fmt(r["total_sparsity"]),
+                     fmt(r.get("quantized_total_sparsity")), r.get("prune_epochs", "—")]]),
+            "", f"Per-layer sparsity of the best model (published: from "
+            f"{published_global_spread()}):", "",
+            *table(["layer", "sparsity", "published (approx.)"], "lrr", [
+                *([f"`{layer}`", fmt(value), "—" if published[layer] is None
+                   else f"~{published[layer]:.2f}"] for layer, value in r["sparsity"].items()),
+                ["**total**", f"**{fmt(r['total_sparsity'])}**",
+                 f"{pub.LAB2_GLOBAL_TOTAL:.4f}"]]),
+            "", "Test accuracy and sparsity per epoch:", "",
+            *table(["epoch", "accuracy", "sparsity"], "rrr",
+                   ([e + 1, fmt(acc), fmt(s)] for e, (acc, s)
+                    in enumerate(zip(r["history"], per_epoch, strict=False)))), ""]
 
     return _section(
         results, "e", "(e) global iterative pruning to 80 % with 4-bit QAT",

@@ -18,10 +18,13 @@ from minitorch_compress.experiments.lab4_layout import (
 )
 from minitorch_compress.reports.format import (
     fmt,
+    parts_label,
+    pyplot,
     report_head,
     report_tail,
     run_label,
     save_figure,
+    table,
     write_markdown,
 )
 from minitorch_compress.results import read_result
@@ -211,18 +214,30 @@ def what_stands_in_the_way(models: dict[str, Any], floor: float) -> str:
                    f"{reason}.")
 
 
+def _two_panels() -> Any:
+    """A figure of two panels side by side, as every Lab 4 figure is drawn: (fig, (left,
+    right))."""
+    return pyplot().subplots(1, 2, figsize=(12, 4.5))
+
+
+def _finish(fig: Any, axes: tuple[Any, ...], path: Path,
+            legend: dict[str, Any] | None = None) -> list[Path]:
+    """A grid on every panel (and a legend, with `legend`'s keyword arguments), then
+    `save_figure`."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if legend is not None:
+            ax.legend(**legend)
+    return [save_figure(fig, path)]
+
+
 def write_figures(out_dir: Path, results: dict[str, Any]) -> list[Path]:
     """``lab4/accuracy_vs_speed.png``: test accuracy against measured images/s, and measured
     time against MACs, one point per model of (d)."""
     models = _speed(results)
     if not models:
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax, ax_t) = _two_panels()
     for name, m in models.items():
         marker = ("s" if name.startswith("lab4_b_l1") else "o" if name.startswith("lab4_b")
                   else "x" if name.startswith("lab4_a") else "^")
@@ -237,9 +252,7 @@ def write_figures(out_dir: Path, results: dict[str, Any]) -> list[Path]:
            title="accuracy vs measured speed")
     ax_t.set(xlabel="MACs, fraction of the full model", ylabel="ms per batch of 100 (measured)",
              title="work vs measured time (zeros count as work on the dense path)")
-    for a in (ax, ax_t):
-        a.grid(alpha=0.3)
-    return [save_figure(fig, out_dir / "lab4" / "accuracy_vs_speed.png")]
+    return _finish(fig, (ax, ax_t), out_dir / "lab4" / "accuracy_vs_speed.png")
 
 
 def write_trajectory_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
@@ -248,12 +261,7 @@ def write_trajectory_figure(out_dir: Path, results: dict[str, Any]) -> list[Path
     runs = results.get("a", {}).get("strengths", {})
     if not runs:
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_c, ax_a) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_c, ax_a) = _two_panels()
     for strength, r in runs.items():
         kept = [sum(c) if c else None for c in r.get("channels_per_epoch", [])]
         epochs = range(1, len(kept) + 1)
@@ -264,10 +272,7 @@ def write_trajectory_figure(out_dir: Path, results: dict[str, Any]) -> list[Path
     ax_c.set(xlabel="group-Lasso epoch", ylabel=f"block-internal channels left (of {full})",
              title="channels surviving the prox")
     ax_a.set(xlabel="group-Lasso epoch", ylabel="test accuracy", title="accuracy meanwhile")
-    for a in (ax_c, ax_a):
-        a.grid(alpha=0.3)
-        a.legend()
-    return [save_figure(fig, out_dir / "lab4" / "group_lasso_epochs.png")]
+    return _finish(fig, (ax_c, ax_a), out_dir / "lab4" / "group_lasso_epochs.png", {})
 
 
 def write_lasso_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
@@ -277,12 +282,7 @@ def write_lasso_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
     c = results.get("c")
     if not c or not c["strengths"]:
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_s, ax_a) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_s, ax_a) = _two_panels()
     for strength, r in c["strengths"].items():
         sparsity = r.get("sparsity_per_epoch") or []
         line = ax_s.plot(range(1, len(sparsity) + 1), sparsity, marker="o", markersize=3,
@@ -305,52 +305,47 @@ def write_lasso_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
     ax_s.set(xlabel="epoch", ylabel="fraction of prunable weights that are zero",
              title=f"sparsity (star: after one threshold at {c['threshold']:g})")
     ax_a.set(xlabel="epoch", ylabel="test accuracy", title="accuracy (star: after it)")
-    for a in (ax_s, ax_a):
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
-    return [save_figure(fig, out_dir / "lab4" / "lasso_vs_iterative.png")]
+    return _finish(fig, (ax_s, ax_a), out_dir / "lab4" / "lasso_vs_iterative.png",
+                   {"fontsize": 8})
 
 
 def _tables(results: dict[str, Any]) -> list[str]:
     L: list[str] = []
     if "a" in results:
-        L += [f"## {TITLES['a']}", "", "| lambda | accuracy (last epoch) | channels per block "
-              "| channels kept | MACs |", "|---:|---:|---|---:|---:|"]
-        for s, r in results["a"]["strengths"].items():
-            L.append(f"| {s} | {fmt(r['accuracy'])} | {r['channels']} | "
-                     f"{r['channel_fraction']:.1%} | {r['macs_ratio']:.1%} |")
-        L.append("")
+        L += [f"## {TITLES['a']}", "", *table(
+            ["lambda", "accuracy (last epoch)", "channels per block", "channels kept", "MACs"],
+            "rrlrr", ([s, fmt(r["accuracy"]), r["channels"], f"{r['channel_fraction']:.1%}",
+                       f"{r['macs_ratio']:.1%}"] for s, r in results["a"]["strengths"].items())),
+              ""]
     if "b" in results:
-        L += [f"## {TITLES['b']}", "", "| lambda | channels | MACs | group Lasso + finetune "
-              "(best) | L1 filters, same channels (best) |", "|---:|---|---:|---:|---:|"]
-        for s, r in results["b"]["strengths"].items():
-            L.append(f"| {s} | {r['channels']} | {r['macs_ratio']:.1%} | "
-                     f"{fmt(r['group_lasso']['best_accuracy'])} | "
-                     + ("not run (`--no-l1-baseline`) |" if r["l1_filter"] is None else
-                        f"{fmt(r['l1_filter']['best_accuracy'])} |"))
-        L.append("")
+        L += [f"## {TITLES['b']}", "", *table(
+            ["lambda", "channels", "MACs", "group Lasso + finetune (best)",
+             "L1 filters, same channels (best)"], "rlrrr",
+            ([s, r["channels"], f"{r['macs_ratio']:.1%}",
+              fmt(r["group_lasso"]["best_accuracy"]),
+              "not run (`--no-l1-baseline`)" if r["l1_filter"] is None
+              else fmt(r["l1_filter"]["best_accuracy"])]
+             for s, r in results["b"]["strengths"].items())), ""]
     if "c" in results:
-        L += [f"## {TITLES['c']}", "", "| lambda | sparsity after Lasso | accuracy | sparsity "
-              f"after |w| < {results['c']['threshold']:g} | accuracy |",
-              "|---:|---:|---:|---:|---:|"]
-        for s, r in results["c"]["strengths"].items():
-            L.append(f"| {s} | {r['sparsity_before']:.1%} | {fmt(r['accuracy_before'])} | "
-                     f"{r['sparsity']:.1%} | {fmt(r['accuracy'])} |")
-        L.append("")
+        L += [f"## {TITLES['c']}", "", *table(
+            ["lambda", "sparsity after Lasso", "accuracy",
+             f"sparsity after |w| < {results['c']['threshold']:g}", "accuracy"], "rrrrr",
+            ([s, f"{r['sparsity_before']:.1%}", fmt(r["accuracy_before"]),
+              f"{r['sparsity']:.1%}", fmt(r["accuracy"])]
+             for s, r in results["c"]["strengths"].items())), ""]
     if "d" in results:
         d = results["d"]
+        full = d["models"].get("full", {}).get("img_s")
         L += [f"## {TITLES['d']}", "",
               f"Batch {d['batch']}, median of {d['rounds']} alternating rounds, {d['threads']} "
-              "kernel threads.", "",
-              "| model | images/s | vs full | MACs | weights kept | of them zero | accuracy "
-              "| file |", "|---|---:|---:|---:|---:|---:|---:|---|"]
-        full = d["models"].get("full", {}).get("img_s")
-        for n, m in d["models"].items():
-            ratio = f"{m['img_s'] / full:.2f}x" if full else "—"
-            L.append(f"| {n} | {m['img_s']:.0f} | {ratio} | {m['macs_ratio']:.1%} | "
-                     f"{m['weights_kept']:.1%} | {m['weights_zero']:.1%} | "
-                     f"{fmt(m['accuracy'])} | {m['file']} |")
-        L += ["", target_line(results), ""]
+              "kernel threads.", "", *table(
+                  ["model", "images/s", "vs full", "MACs", "weights kept", "of them zero",
+                   "accuracy", "file"], "lrrrrrrl",
+                  ([n, f"{m['img_s']:.0f}", f"{m['img_s'] / full:.2f}x" if full else "—",
+                    f"{m['macs_ratio']:.1%}", f"{m['weights_kept']:.1%}",
+                    f"{m['weights_zero']:.1%}", fmt(m["accuracy"]), m["file"]]
+                   for n, m in d["models"].items())),
+              "", target_line(results), ""]
     return L
 
 
@@ -368,18 +363,15 @@ def write_report(out_dir: str | Path) -> Path | None:
     compression = read_result(out_dir, "compression")
     figures = (write_figures(out_dir, results) + write_trajectory_figure(out_dir, results)
                + write_lasso_figure(out_dir, results))
-    smoke = [p for p, r in results.items() if r["_meta"].get("smoke")]
     L = report_head("Lab 4 — structured sparsity, and the course's claims measured", SCRIPT,
-                    "lab4", True, f"part(s) {', '.join(f'({p})' for p in smoke)}" if smoke else "")
-    L += ["## The course's claims, measured", "",
-          "| claim | the course's answer | our measurement |", "|---|---|---|"]
-    for key, render in (("1.2", lambda: claim_1_2(results)),
-                        ("1.3", lambda: claim_1_3(compression)),
-                        ("1.4", lambda: claim_1_4(results)),
-                        ("1.6", lambda: claim_1_6(results))):
-        text, course = pub.COURSE_CLAIMS[key]
-        L.append(f"| {key}: {text} | {answer(course)} | {render()} |")
-    L += ["", *_tables(results)]
+                    "lab4", True,
+                    parts_label(p for p, r in results.items() if r["_meta"].get("smoke")))
+    measured = {"1.2": claim_1_2(results), "1.3": claim_1_3(compression),
+                "1.4": claim_1_4(results), "1.6": claim_1_6(results)}
+    L += ["## The course's claims, measured", "", *table(
+        ["claim", "the course's answer", "our measurement"], "lll",
+        ([f"{key}: {pub.COURSE_CLAIMS[key][0]}", answer(pub.COURSE_CLAIMS[key][1]), text]
+         for key, text in measured.items())), "", *_tables(results)]
     L += report_tail(figures, "lab4", "part", [
         (f"({p})", r["_meta"], r["_meta"].get("wall_s")) for p, r in results.items()],
         "Wall times: training + testing summed over epochs (finetuning parts).")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from minitorch_compress.reports.format import save_figure
+from minitorch_compress.reports.format import pyplot, save_figure, table
 
 #: the benchmark's batch and sparsities (the page's columns come from the JSON rows)
 BATCH = 100
@@ -16,13 +16,12 @@ BATCH = 100
 def _speedup_table(result: dict, sparsities: list[float], speedup: str,
                    break_even: str) -> list[str]:
     """Shape x sparsity table of one kernel's speedup over dense, with its break-even."""
-    L = ["| shape | " + " | ".join(f"{s:.0%}" for s in sparsities) + " | break-even |",
-         "|---|" + "---:|" * (len(sparsities) + 1)]
-    for label, rows in result["layers"]["shapes"].items():
-        be = result["layers"][break_even][label]
-        L.append(f"| {label} | " + " | ".join(f"{r[speedup]:.2f}x" for r in rows)
-                 + f" | {'never' if be is None else f'{be:.0%}'} |")
-    return L
+    ends = result["layers"][break_even]
+    return table(["shape", *(f"{s:.0%}" for s in sparsities), "break-even"],
+                 "l" + "r" * (len(sparsities) + 1),
+                 ([label, *(f"{r[speedup]:.2f}x" for r in rows),
+                   "never" if ends[label] is None else f"{ends[label]:.0%}"]
+                  for label, rows in result["layers"]["shapes"].items()))
 
 
 def render(result: dict) -> str:
@@ -45,14 +44,12 @@ def render(result: dict) -> str:
     L += [f"What limits the kernel: at best it does {best['sparse_useful_gflops']:.1f} useful "
           f"GFLOP/s (multiply-adds of non-zeros only), against {dense_peak:.1f} GFLOP/s for the "
           "dense path (every weight); sparse pays once the fraction of weights it skips "
-          "outweighs that ratio.", "", "| model | dense img/s | sparse img/s | speedup | "
-          "sparse convs |", "|---|---:|---:|---:|---:|"]
-    for name, m in result.get("models", {}).items():
-        L.append(f"| {name} | {m['dense_img_s']:.0f} | {m['sparse_img_s']:.0f} | "
-                 f"{m['speedup']:.2f}x | {m['sparse_layers']} |")
-    for name, m in result.get("lab_models", {}).items():
-        L.append(f"| {name} (`{m['file']}`) | {m['dense_img_s']:.0f} | {m['sparse_img_s']:.0f} | "
-                 f"{m['speedup']:.2f}x | {m['sparse_layers']} |")
+          "outweighs that ratio.", ""]
+    models = [*result.get("models", {}).items(),
+              *((f"{name} (`{m['file']}`)", m) for name, m in result.get("lab_models", {}).items())]
+    L += table(["model", "dense img/s", "sparse img/s", "speedup", "sparse convs"], "lrrrr",
+               ([name, f"{m['dense_img_s']:.0f}", f"{m['sparse_img_s']:.0f}",
+                 f"{m['speedup']:.2f}x", m["sparse_layers"]] for name, m in models))
     torch = result.get("torch_dense_img_s")
     if torch:
         fastest = max(m["sparse_img_s"] for m in result.get("models", {}).values())
@@ -96,12 +93,7 @@ def target_lines(result: dict) -> list[str]:
 
 def write_figure(result: dict, path: Path) -> None:
     """Speed of the sparse kernel over dense against sparsity, one line per shape."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.0))
     for label, rows in result["layers"]["shapes"].items():
         ax.plot([r["sparsity"] for r in rows], [r["speedup"] for r in rows], "o-", label=label)
     ax.axhline(1, color="black", lw=0.8, ls=":")

@@ -15,6 +15,7 @@ from typing import Any
 
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.published import SUMMARY as PUBLISHED
+from minitorch_compress.reports.format import table
 from minitorch_compress.results import lookup
 
 
@@ -160,19 +161,16 @@ def write_progress_snapshot(run_dir: Path, out_dir: Path, name: str | None = Non
                   f"**{best['test_accuracy']:.4f}** at epoch {best['epoch']}.", ""]
     else:
         lines += ["No epoch may be reported yet: the final mask is not in force.", ""]
-    lines += ["| epoch | pruned to | train loss | train acc | test acc | sparsity at the end "
-              "| img/s | epoch s | may be best |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for e in epochs:
-        sparsity, target = e.get("sparsity"), e.get("sparsity_target")
-        lines.append(
-            f"| {e['epoch']} | {'' if target is None else f'{target:.2f}'} | "
-            f"{e.get('train_loss', float('nan')):.4f} | "
-            f"{e.get('train_accuracy', float('nan')):.4f} | {e['test_accuracy']:.4f} | "
-            f"{'' if sparsity is None else f'{sparsity:.4f}'} | "
-            f"{e.get('train_img_per_s', float('nan')):.0f} | "
-            f"{e.get('epoch_wall_s', float('nan')):.0f} | "
-            f"{'yes' if e.get('eligible_for_best', True) else 'no'} |")
+    nan = float("nan")
+    lines += table(
+        ["epoch", "pruned to", "train loss", "train acc", "test acc", "sparsity at the end",
+         "img/s", "epoch s", "may be best"], "rrrrrrrrl",
+        ([e["epoch"], "" if e.get("sparsity_target") is None else f"{e['sparsity_target']:.2f}",
+          f"{e.get('train_loss', nan):.4f}", f"{e.get('train_accuracy', nan):.4f}",
+          f"{e['test_accuracy']:.4f}",
+          "" if e.get("sparsity") is None else f"{e['sparsity']:.4f}",
+          f"{e.get('train_img_per_s', nan):.0f}", f"{e.get('epoch_wall_s', nan):.0f}",
+          "yes" if e.get("eligible_for_best", True) else "no"] for e in epochs))
     path = out_dir / f"{name}_in_progress.md"
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
