@@ -364,3 +364,12 @@ def test_a_handful_of_early_images_is_not_easy_data_identified_early():
     few["operating_point"]["exit_fractions"] = [0.001] + [0] * 7 + [0.999]
     text, verdict = report.claim_1_8(few)
     assert verdict == "in part" and "not identifies easy data early" in text
+
+
+def test_the_page_shows_measured_speed_when_there_is_some():
+    result = json.loads((REPO_ROOT / "results" / "lab5_b.json").read_text())
+    assert "Speed not measured in this run" in "\n".join(report.page(result))
+    result["speed"] = {"100": {"images": 1000, "rounds": 3, "full_img_s": 1600.0,
+                               "early_exit_img_s": 2000.0, "speedup": 1.25}}
+    page = "\n".join(report.page(result))
+    assert "| 100 | 1000 | 3 | 1600 | 2000 | 1.25x |" in page and "not measured" not in page

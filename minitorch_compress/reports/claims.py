@@ -20,7 +20,7 @@ from minitorch_compress import published as pub
 from minitorch_compress.experiments.lab4_layout import iterative_pruning
 from minitorch_compress.io.checkpoint import atomic_write
 from minitorch_compress.reports import lab4, lab5
-from minitorch_compress.reports.format import fmt, write_markdown
+from minitorch_compress.reports.format import fmt, table, write_markdown
 from minitorch_compress.results import read_result
 
 Holds = bool | str | None  # True, False, "in part", or None: not measured
@@ -270,12 +270,12 @@ def render(payload: dict[str, Any]) -> list[str]:
         L += ["> **Built from smoke results** (" + ", ".join(
             f"`{name}.json`" for name in payload["smoke_inputs"]) + "): fewer epochs or "
             "images, to check that the code runs; their verdicts mean nothing.", ""]
-    L += ["| claim | the course's answer | what we measured | where | verdict |",
-          "|---|---|---|---|---|"]
-    for row in payload["claims"]:
-        source = "" if row["answer"] is not None else " _(our paraphrase)_"
-        L.append(f"| {row['claim']}: {row['text']}{source} | {_answer(row['answer'])} | "
-                 f"{row['measured']} | {row['where']} | **{row['verdict']}** |")
+    L += table(["claim", "the course's answer", "what we measured", "where", "verdict"],
+               "lllll",
+               ([f"{row['claim']}: {row['text']}"
+                 + ("" if row["answer"] is not None else " _(our paraphrase)_"),
+                 _answer(row["answer"]), row["measured"], row["where"],
+                 f"**{row['verdict']}**"] for row in payload["claims"]))
     missing = [name for name, present in payload["inputs"].items() if not present]
     paraphrased = [row["claim"] for row in payload["claims"] if row["answer"] is None]
     L += ["", f"Claims {', '.join(paraphrased)} are our paraphrases: the course's wording and "
