@@ -8,6 +8,7 @@ is a `MinitorchError` and is printed as one line, without a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +36,7 @@ from minitorch_compress.options import (
     ensure_writable_dir,
     fraction,
 )
-from minitorch_compress.paths import LOCAL_RESULTS_DIR, REPO_ROOT, RUNS_DIR
+from minitorch_compress.paths import LOCAL_RESULTS_DIR, REPO_ROOT, RUNS_DIR, is_tracked
 from minitorch_compress.reports import compression, lab1, lab2, lab3, lab4, sparse, summary
 from minitorch_compress.reproduce import reproduce
 from minitorch_compress.training.evaluate import evaluate
@@ -72,17 +73,33 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_file(path: Path, option: str) -> None:
-    """The folder of an output file must be writable (checked before any work)."""
+def _output_file(path: Path, option: str, overwrite: bool,
+                 inputs: Sequence[str | Path | None] = ()) -> None:
+    """Checks on a file a command is about to write, all before any work: a folder is
+    refused; so is a file the repository tracks (a committed model or page), one of the
+    command's own `inputs`, and any existing file unless `overwrite`; its folder must be
+    writable."""
     if path.is_dir():
         raise MinitorchError(f"{option} {path} is a folder; give a file name")
+    if is_tracked(path):
+        raise MinitorchError(f"{option} {path} is a file of the repository; write to another "
+                             "name (results/local/ is yours)")
+    if any(given is not None and Path(given).resolve() == path.resolve() for given in inputs):
+        raise MinitorchError(f"{option} {path} is also this command's input; give another "
+                             "output name")
+    if path.exists() and not overwrite:
+        raise MinitorchError(f"{option} {path} already exists; add --overwrite to replace it, "
+                             "or give another name")
     ensure_writable_dir(path.parent, f"the folder of {option}")
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
     if args.out.suffix != ".mtc":
         raise MinitorchError(f"--out {args.out}: a compressed model file ends in .mtc")
-    _output_file(args.out, "--out")
+    _output_file(args.out, "--out", args.overwrite, [args.weights])
+    if args.quantizer == "symmetric" and args.bits is not None and args.bits < 2:
+        raise MinitorchError("--bits 1 with --quantizer symmetric leaves no non-zero level "
+                             "(2^(b-1) - 1 = 0); use --bits 2 or more, or --quantizer masked")
     model = compress_model(load_pretrained(args.weights), args.prune, args.bits, args.quantizer)
     sizes = write_model_file(model, args.out, fold_batch_norm=args.fold_batch_norm)
     stages = sizes["stages"]
@@ -120,7 +137,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.format != "torch":
         raise MinitorchError(f"--format {args.format}: only torch is written")
-    _output_file(args.out, "--out")
+    _output_file(args.out, "--out", args.overwrite, [args.weights])
     model = load_pretrained(args.weights)
     if getattr(model, "batch_norm_folded", False):
         raise MinitorchError(f"--weights {args.weights} has folded batch norm (eps 0), which "
@@ -206,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "about 5 KB smaller, the same predictions, but for "
                                       "inference only (no finetuning, no export)")
     compress_parser.add_argument("--out", type=Path, required=True, help="the .mtc file")
+    compress_parser.add_argument("--overwrite", action="store_true",
+                                 help="replace --out if it exists (never a tracked file)")
     compress_parser.set_defaults(func=cmd_compress)
 
     inspect_parser = sub.add_parser("inspect", help="per-layer contents of an .mtc file")
@@ -218,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                                help="the model (.pt, .npz or .mtc; default: the pretrained)")
     export_parser.add_argument("--format", default="torch", help="torch (the only one)")
     export_parser.add_argument("--out", type=Path, required=True, help="the .pt file")
+    export_parser.add_argument("--overwrite", action="store_true",
+                               help="replace --out if it exists (never a tracked file)")
     export_parser.set_defaults(func=cmd_export)
 
     models_parser = sub.add_parser(
@@ -278,6 +299,14 @@ def run_cli(main: Callable[[], int]) -> int:
         return main()
     except MinitorchError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `... | head` closed our output: stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as error:  # the file system refused: a name too long, a full disk, ...
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}; check the path and the disk",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished epochs are checkpointed; rerun with --resume to continue",

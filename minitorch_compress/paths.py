@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 #: The checkout this package was installed from (editable install).
@@ -37,3 +38,19 @@ def shown(path: str | Path) -> str:
     resolved = Path(path).resolve()
     return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) \
         else str(path)
+
+
+def is_tracked(path: Path) -> bool:
+    """Whether `path` is a file git tracks in this checkout (False outside one, or without
+    git): commands that write a file the user names never replace one of these."""
+    try:
+        resolved = Path(path).resolve()
+        resolved.relative_to(REPO_ROOT.resolve())
+    except (OSError, ValueError):
+        return False  # outside the checkout
+    try:
+        found = subprocess.run(["git", "ls-files", "--error-unmatch", "--", str(resolved)],
+                               cwd=REPO_ROOT, capture_output=True, text=True)
+    except OSError:
+        return False
+    return found.returncode == 0

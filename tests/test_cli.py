@@ -119,3 +119,40 @@ def test_snapshot_of_a_running_finetune_is_linked_from_the_report(tmp_path, caps
     empty.mkdir()
     assert main(["snapshot", str(empty), "--out-dir", str(results)]) == 2
     assert "has no finished epoch yet" in capsys.readouterr().err
+
+
+def test_compress_and_export_never_replace_what_they_did_not_make(tmp_path, capsys,
+                                                                  random_resnet20_weights):
+    """Issue #34: --out that exists needs --overwrite; a tracked file of the repository or the
+    command's own input is refused even then; all before any work."""
+    from minitorch_compress.paths import REPO_ROOT
+
+    existing = tmp_path / "m.mtc"
+    existing.write_bytes(b"mine")
+    weights = str(random_resnet20_weights)
+    for argv in (["compress", "--weights", weights, "--out", str(existing)],
+                 ["export", "--weights", weights, "--out", str(tmp_path / "x.pt")]):
+        if argv[0] == "export":
+            (tmp_path / "x.pt").write_bytes(b"mine")
+        assert main(argv) == 2
+        assert "already exists; add --overwrite" in capsys.readouterr().err
+    assert existing.read_bytes() == b"mine" and (tmp_path / "x.pt").read_bytes() == b"mine"
+    committed = REPO_ROOT / "results" / "models" / "lab2_c.mtc"
+    for argv in (["compress", "--prune", "0.9", "--weights", weights, "--out", str(committed),
+                  "--overwrite"],
+                 ["export", "--weights", weights, "--out", str(REPO_ROOT / "README.md"),
+                  "--overwrite"]):
+        assert main(argv) == 2
+        assert "is a file of the repository" in capsys.readouterr().err
+    assert main(["export", "--weights", str(existing), "--out", str(existing),
+                 "--overwrite"]) == 2
+    assert "also this command's input" in capsys.readouterr().err
+    assert main(["compress", "--weights", weights, "--prune", "0.5", "--out", str(existing),
+                 "--overwrite"]) == 0
+    assert existing.read_bytes()[:8] != b"mine"
+
+
+def test_a_file_name_too_long_is_one_line(tmp_path, capsys):
+    assert main(["report", "--out-dir", str(tmp_path / ("a" * 300))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: File name too long") and err.count("\n") == 1
