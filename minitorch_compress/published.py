@@ -45,8 +45,9 @@ SUMMARY: list[tuple[str, str, tuple[str, ...], float]] = [
     ("Lab 3 (e) global iterative 80 % + 4-bit QAT", "lab3_e", ("best_accuracy",), LAB3_E),
 ]
 
-#: The course's true/false claims that Lab 4 measures, with the course's answer (as quoted in
-#: the project's issues 17-19 from the course's true/false section).
+#: The course's true/false claims quoted in the project's issues from the course's true/false
+#: section, with the course's answer: 1.2/1.3/1.4/1.6 (issues 17-19, measured by Lab 4),
+#: 1.8 and 1.10 (issue 38, Lab 5 (b) and (a)).
 COURSE_CLAIMS: dict[str, tuple[str, bool]] = {
     "1.2": ("Unstructured pruning may not bring much speedup without special hardware.", True),
     "1.3": ("Pruning and quantization are the two steps of Deep Compression; Huffman coding "
@@ -55,4 +56,37 @@ COURSE_CLAIMS: dict[str, tuple[str, bool]] = {
             "does not reach the sparsity of iterative pruning.", False),
     "1.6": ("Group Lasso gives structured sparsity: less overall sparsity, but more "
             "speedup.", True),
+    "1.8": ("Early exiting is effective: it overcomes overfitting and overthinking and "
+            "identifies easy data at an early stage.", True),
+    "1.10": ("Mixed-precision quantization (different precisions for different layers) gives "
+             "a better size/latency-accuracy tradeoff than fixed quantization.", True),
 }
+#: The four claims whose course wording and answer are not recorded in this repository:
+#: issue #38 and the project's notes name only what each is about, so the text is our
+#: paraphrase and the answer None (the claims table says so) until someone copies them from
+#: the course's true/false section.
+PARAPHRASED_CLAIMS: dict[str, str] = {
+    "1.1": "Pruning and quantization can be applied together: a mask keeps the pruned "
+           "weights at zero while the rest are quantized.",
+    "1.5": "L1 regularisation biases the weights it keeps (it shrinks them); trimmed L1, "
+           "which leaves the largest weights unpenalised, removes that bias.",
+    "1.7": "Proximal gradient descent converges on an L1-regularised problem, with exact "
+           "zeros, where the subgradient method only oscillates.",
+    "1.9": "With a straight-through estimator, training keeps full-precision weights and "
+           "the loss is computed with their quantized values.",
+}
+
+#: The course's true/false claims, in order.
+CLAIM_NUMBERS = ("1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9", "1.10")
+
+
+def _claim(key: str) -> tuple[str, bool | None, str]:
+    if key in COURSE_CLAIMS:
+        text, answer = COURSE_CLAIMS[key]
+        return text, answer, "issue #38" if key in ("1.8", "1.10") else "issues #17-#19"
+    return PARAPHRASED_CLAIMS[key], None, "our paraphrase of issue #38's summary"
+
+
+#: Every course claim: number -> (text, the course's answer or None when not recorded here,
+#: where the text comes from).
+ALL_CLAIMS: dict[str, tuple[str, bool | None, str]] = {key: _claim(key) for key in CLAIM_NUMBERS}

@@ -91,6 +91,9 @@ def write_report(out_dir: Path, smoke: bool = False) -> Path:
     if (out_dir / "compression.md").is_file():
         parts += ["", "Every finetuned lab model as a compressed file, evaluated from the file: "
                   "[compression.md](compression.md)."]
+    if (out_dir / "claims.json").is_file():  # claims.md is rendered from it
+        parts += ["", "The course's ten true/false claims, each with what we measured and the "
+                  "verdict: [claims.md](claims.md)."]
     for number, title in ((1, "Lab 1"), (2, "Lab 2"), (3, "Lab 3"), (4, "Lab 4")):
         page = out_dir / f"lab{number}.md"
         parts += ["", f"## {title}", ""]
