@@ -37,7 +37,17 @@ from minitorch_compress.options import (
     fraction,
 )
 from minitorch_compress.paths import LOCAL_RESULTS_DIR, REPO_ROOT, RUNS_DIR, is_tracked
-from minitorch_compress.reports import compression, lab1, lab2, lab3, lab4, sparse, summary
+from minitorch_compress.reports import (
+    claims,
+    compression,
+    lab1,
+    lab2,
+    lab3,
+    lab4,
+    lab5,
+    sparse,
+    summary,
+)
 from minitorch_compress.reproduce import reproduce
 from minitorch_compress.training.evaluate import evaluate
 from minitorch_compress.training.trainer import Trainer, refuse_existing_run
@@ -165,9 +175,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     out_dir = args.out_dir or REPO_ROOT / "results"
     if args.all:
-        for page in (lab1, lab2, lab3, compression, lab4, sparse):
+        for page in (lab1, lab2, lab3, compression, lab4, sparse, lab5):
             if (written := page.write_report(out_dir)) is not None:
                 print(f"wrote {written}")
+        if (out_dir / "claims.json").is_file():  # the table of every lab's claims
+            claims.write_claims(out_dir)
+            print(f"wrote {out_dir / 'claims.md'}")
     print(f"wrote {summary.write_report(out_dir, smoke=out_dir.name == 'quick')}")
     return 0
 

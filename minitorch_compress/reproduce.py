@@ -68,6 +68,7 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
             ["lab3_quantization.py", "--part", "d", "--naive-quantizer", *full],
             ["lab3_quantization.py", "--part", "e", "--naive-quantizer", *full],
             ["lab4_structured.py", "--part", "all", *full],  # (d) times Lab 2 (c)'s model
+            ["lab5_claims.py", "--part", "all", *full],  # (c) reads the labs above
         ]
     subset = args.subset if args.subset is not None else QUICK_SUBSET
     # quick mode's smoke runs are throwaway: each reproduce replaces them (--overwrite)
@@ -89,6 +90,7 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
         # one strength each keeps quick mode quick; --full runs the default strengths
         ["lab4_structured.py", "--part", "all", "--strengths", "1", "--l1-strengths", "0.005",
          *smoke],
+        ["lab5_claims.py", "--part", "all", *smoke],  # (c) reads the labs above
     ]
 
 
