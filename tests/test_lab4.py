@@ -35,6 +35,7 @@ def smoke_run(tmp_path_factory, synthetic_cifar10_dir, random_resnet20_weights):
     argv = ["--part", "all", "--strengths", "5000", "--l1-strengths", "100",
             "--data-dir", str(synthetic_cifar10_dir), "--weights", str(random_resnet20_weights),
             "--epochs", "2", "--subset", "64", "--test-subset", "64", "--speed-rounds", "1",
+            "--budgets", "0.5",
             "--out-dir", str(out), "--run-root", str(root / "runs"), "--no-progress"]
     assert lab4_script.main(argv) == 0
     return out, synthetic_cifar10_dir
@@ -185,3 +186,62 @@ def test_part_b_can_leave_the_l1_baseline_for_later(tmp_path, synthetic_cifar10_
     again = _read(out, "lab4_b")["strengths"]["5000"]
     assert again["l1_filter"] is not None
     assert again["group_lasso"]["history"] == b["group_lasso"]["history"]
+
+
+def test_the_methods_at_a_mac_budget_are_recorded_and_evaluate_from_their_files(smoke_run):
+    from minitorch_compress.compression.structured import CHANNEL_TILE
+    from minitorch_compress.data.cifar10 import load_cifar10
+    from minitorch_compress.training.evaluate import evaluate
+
+    out, cifar = smoke_run
+    e = _read(out, "lab4_e")
+    runs = e["budgets"]["0.5"]
+    assert set(runs) == {"l1", "l1_kd", "lasso", "lasso_kd", "lasso_phase"}
+    data = load_cifar10(cifar, subset=0, test_subset=64)
+    for method in ("l1", "l1_kd", "lasso", "lasso_kd"):
+        run = runs[method]
+        assert run["macs_ratio"] <= 0.5 and all(w % CHANNEL_TILE == 0 for w in run["widths"])
+        model = load_pretrained(out / "models" / f"lab4_e_{method}_m50.mtc")
+        assert list(model.mid_channels) == run["widths"]
+        assert evaluate(model, data.x_test, data.y_test) == run["best_accuracy"]
+        assert (run["distill"] is not None) == method.endswith("_kd")
+    # the L1 baseline keeps about the same fraction in every block; group Lasso starts
+    # from its phase's trimmed model and says how well its strength was predicted
+    assert runs["lasso"]["widths"] == runs["lasso_phase"]["widths"]
+    assert runs["lasso"]["strength"] == runs["lasso_phase"]["strength"] > 0
+    assert len(runs["lasso"]["predicted_channels"]) == len(runs["lasso"]["actual_channels"]) == 9
+    assert e["epochs"] == {"l1": 2, "lasso": [1, 1]}
+    assert e["kd"] == {"temperature": 4.0, "alpha": 0.9}
+
+
+def test_a_budget_run_later_keeps_the_results_recorded_before(tmp_path, synthetic_cifar10_dir,
+                                                              random_resnet20_weights):
+    """Each (budget, method) is written as it finishes; a later run of other budgets or
+    methods adds to the file, and --resume reuses what it holds rather than run it again."""
+    common = ["--part", "e", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+              str(random_resnet20_weights), "--epochs", "2", "--subset", "64", "--test-subset",
+              "64", "--out-dir", str(tmp_path / "results"), "--run-root",
+              str(tmp_path / "runs"), "--no-progress"]
+    assert lab4_script.main([*common, "--budgets", "0.6", "--methods", "l1"]) == 0
+    first = _read(tmp_path / "results", "lab4_e")["budgets"]["0.6"]["l1"]
+    assert lab4_script.main([*common, "--budgets", "0.60", "0.4", "--methods", "l1",
+                             "lasso", "--resume"]) == 0
+    e = _read(tmp_path / "results", "lab4_e")["budgets"]
+    assert list(e) == ["0.6", "0.4"] and e["0.6"]["l1"] == first
+    assert set(e["0.6"]) == set(e["0.4"]) == {"l1", "lasso", "lasso_phase"}
+    assert e["0.4"]["l1"]["macs_ratio"] <= 0.4 < e["0.6"]["l1"]["macs_ratio"] <= 0.6
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--budgets", "0.05"], "smallest model"),
+    (["--budgets", "1.5"], "(0, 1]"),
+    (["--budgets", "0.555"], "whole percents"),
+    (["--methods", "l2"], "--methods"),
+    (["--kd-alpha", "2"], "alpha"),
+    (["--kd-temperature", "0"], "--kd-temperature"),
+])
+def test_bad_budgets_methods_and_distillation_settings_are_one_line(argv, words, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lab4_script.main(["--part", "e", *argv])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and words in err
