@@ -80,6 +80,12 @@ def test_lasso_and_threshold_and_speed_are_recorded_and_the_page_answers_each_cl
     d = _read(out, "lab4_d")["models"]
     assert {"full", "lab4_a_5000", "lab4_b_5000", "lab4_b_l1_5000"} <= set(d)
     assert all(m["img_s"] > 0 for m in d.values())
+    # every finetuned (e) model is timed (its phase models are not: same widths as lasso's)
+    assert {f"lab4_e_{m}_m50" for m in ("l1", "l1_kd", "lasso", "lasso_kd")} <= set(d)
+    assert not any("phase" in name for name in d)
+    full_s = 1 / d["full"]["img_s"]
+    for m in d.values():  # time per MAC relative to the full model's
+        assert m["time_per_mac"] == pytest.approx(1 / m["img_s"] / full_s / m["macs_ratio"])
     page = (out / "lab4.md").read_text()
     for claim in ("1.2", "1.3", "1.4", "1.6"):
         assert f"| {claim}: " in page

@@ -380,10 +380,15 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(d) Measured inference images/s of the full, unstructured-sparse and channel-pruned
     models, in one run, alternating rounds (median), with their accuracies and MACs.
 
+    The channel-pruned models are those of (a) and (b) at ``--strengths`` and every
+    finetuned (e) model in ``<out-dir>/models``.
+
     Returns:
-        {"models": {name: {"img_s", "macs_ratio", "accuracy", "weights_zero" (fraction of
-        its prunable weights that are 0), "weights_kept" (its prunable weights, as a fraction
-        of the full model's), "file"}}, "batch", "rounds", "threads"}.
+        {"models": {name: {"img_s", "macs_ratio", "time_per_mac" (its time per MAC relative
+        to the full model's: 1.0 when time falls exactly with the MACs), "accuracy",
+        "weights_zero" (fraction of its prunable weights that are 0), "weights_kept" (its
+        prunable weights, as a fraction of the full model's), "file"}}, "batch", "rounds",
+        "threads"}.
     """
     data = lab_data(options, data, trains=False)
     candidates: dict[str, tuple[Any, str]] = {"full": (pretrained(options), "pretrained")}
@@ -397,11 +402,15 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
             break
     # (a)'s models too: channel-pruned but not finetuned, they give the speed of every
     # strength, also those whose (b) finetune has not been run
-    for strength in options.strengths:
-        for name in (f"lab4_a_{strength}", f"lab4_b_{strength}", f"lab4_b_l1_{strength}"):
-            path = model_file(options, name)
-            if path.is_file():
-                candidates[name] = (load_pretrained(path), shown(path))
+    names = [f"lab4_{kind}{strength}" for strength in options.strengths
+             for kind in ("a_", "b_", "b_l1_")]
+    # and every finetuned model of (e) that is there (its phase models have the widths of
+    # its group-Lasso models)
+    names += sorted(path.stem for path in (options.out_dir / "models").glob("lab4_e_*_m*.mtc")
+                    if not path.stem.startswith("lab4_e_lasso_phase_"))
+    for name in names:
+        if (path := model_file(options, name)).is_file():
+            candidates[name] = (load_pretrained(path), shown(path))
     x = Tensor(np.random.default_rng(0).standard_normal(
         (SPEED_BATCH, 3, 32, 32)).astype(np.float32))
     times: dict[str, list[float]] = {name: [] for name in candidates}
@@ -419,9 +428,12 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     full_weights = prunable_weights(candidates["full"][0])
     models = {}
     for name, (model, source) in candidates.items():
+        macs_ratio = resnet20_macs(model.mid_channels) / resnet20_macs()
         models[name] = {
             "img_s": SPEED_BATCH / statistics.median(times[name]),
-            "macs_ratio": resnet20_macs(model.mid_channels) / resnet20_macs(),
+            "macs_ratio": macs_ratio,
+            "time_per_mac": statistics.median(times[name]) / statistics.median(times["full"])
+                            / macs_ratio,
             "accuracy": accuracy_on_test_set(model, data, options, f"(d) {name}"),
             "weights_zero": sparsity_report(model)[1],
             "weights_kept": prunable_weights(model) / full_weights, "file": source}
