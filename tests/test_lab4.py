@@ -152,6 +152,21 @@ def test_each_claims_verdict_follows_the_numbers():
             "lab4_b_1": {"img_s": pruned_img_s, "weights_kept": 0.6, "macs_ratio": 0.6,
                          "accuracy": 0.9}}}}
 
+    # claim 1.6 judges the fastest group-Lasso model within a point of the full model, if any
+    within = {"d": {"models": {
+        "full": {"img_s": 100.0, "accuracy": 0.915},
+        "unstructured_80_sparse_path": {"img_s": 110.0, "weights_zero": 0.8},
+        "lab4_e_lasso_m40": {"img_s": 190.0, "weights_kept": 0.4, "macs_ratio": 0.4,
+                             "accuracy": 0.88},
+        "lab4_e_lasso_kd_m60": {"img_s": 150.0, "weights_kept": 0.6, "macs_ratio": 0.6,
+                                "accuracy": 0.91},
+        "lab4_e_l1_m60": {"img_s": 160.0, "weights_kept": 0.6, "macs_ratio": 0.6,
+                          "accuracy": 0.912}}}}
+    assert "within 0.01 of the full model's accuracy (lab4_e_lasso_kd_m60" in \
+        report.claim_1_6(within)
+    within["d"]["models"]["lab4_e_lasso_kd_m60"]["accuracy"] = 0.80
+    assert "The fastest group-Lasso model (lab4_e_lasso_m40" in report.claim_1_6(within)
+
     assert "agrees with the course: not much speedup" in report.claim_1_2(d(110.0, 150.0))
     assert "does not hold here" in report.claim_1_2(d(200.0, 150.0))
     assert "Less sparsity, more speedup" in report.claim_1_6(d(110.0, 150.0))
@@ -163,6 +178,9 @@ def test_each_claims_verdict_follows_the_numbers():
                                               "accuracy": accuracy}}}}
 
     assert "met by lab4_b_1" in report.target_line(speed(160.0, 0.6, 0.91))
+    e_model = speed(160.0, 0.6, 0.91)
+    e_model["d"]["models"]["lab4_e_l1_kd_m60"] = e_model["d"]["models"].pop("lab4_b_1")
+    assert "met by lab4_e_l1_kd_m60" in report.target_line(e_model)
     # 0.8 of the MACs in 0.8 of the time: time follows MACs, 1.5x needs <= 66.7 % of them
     line = report.target_line(speed(125.0, 0.8, 0.91))
     assert "not met" in line and "1.00x the time" in line and "66.7%" in line
@@ -218,6 +236,14 @@ def test_the_methods_at_a_mac_budget_are_recorded_and_evaluate_from_their_files(
     assert len(runs["lasso"]["predicted_channels"]) == len(runs["lasso"]["actual_channels"]) == 9
     assert e["epochs"] == {"l1": 2, "lasso": [1, 1]}
     assert e["kd"] == {"temperature": 4.0, "alpha": 0.9}
+    # the page: the four methods at the budget, the calibration, the figure
+    page = (out / "lab4.md").read_text()
+    assert "## (e) the methods at equal MAC budgets" in page
+    row = next(line for line in page.splitlines() if line.startswith("| 50% | "))
+    assert row.count(" MACs, ") == 4 and "not run yet" not in row
+    assert "time/MAC" in row  # (d) timed them
+    assert "Time per MAC of the (e) models" in page
+    assert (out / "lab4" / "methods_pareto.png").stat().st_size > 0
 
 
 def test_a_budget_run_later_keeps_the_results_recorded_before(tmp_path, synthetic_cifar10_dir,
