@@ -11,9 +11,8 @@ committed file, not from a run folder.
   pretrained model for the first half of the epoch budget with the group-Lasso prox after
   every step (`compression.structured.GroupLassoHook`); the last epoch is the result (where
   the penalty has acted longest). Its zero groups are removed (`shrink`: the same outputs up
-  to rounding), and the
-  smaller model is written as ``lab4_a_<lambda>.mtc``. Payload per strength: accuracy,
-  surviving channels per block, MACs ratio, history.
+  to rounding), and the smaller model is written as ``lab4_a_<lambda>.mtc``. Payload per
+  strength: accuracy, surviving channels per block, MACs ratio, history.
 * (b) **The smaller dense network, finetuned.** Each (a) model finetuned with the course
   recipe for the rest of the budget (``lab4_b_<lambda>.mtc``), and, as the baseline of Li et
   al. (ICLR 2017), the pretrained model cut to the *same* channel counts by conv1 filter L1
@@ -25,26 +24,22 @@ committed file, not from a run folder.
   sparsity, beside Lab 2 (d)'s iterative pruning (read from ``lab2_d.json``).
 * (d) **Speed (claims 1.2 and 1.6).** Inference images/s at batch 100, measured in one run in
   alternating rounds: the full model, Lab 2 (c)'s 80 %-sparse model on the dense and on the
-  sparse path (from ``lab2_c.mtc``), and every (a) and (b) model, with their accuracies and
-  MACs.
+  sparse path (from ``lab2_c.mtc``), and every (a), (b) and finetuned (e) model, with their
+  accuracies, MACs and time per MAC relative to the full model. With ``--part all`` it runs
+  last.
+* (e) **The methods at equal MAC budgets.** At each ``--budgets`` fraction of the MACs, the
+  L1-filter ranking of Li et al. and group Lasso (`part_e`), each finetuned with the labels
+  alone and with distillation from the pretrained model, all in the same epochs; each
+  result is written as it finishes.
 
-Strengths are strings (the JSON keys). How to choose them, from the first full runs: on the
-converged pretrained model the loss gradient barely pushes back, so the prox (lr * lambda of
-every group's L2 norm per step, 0.002 * lambda, 196 steps an epoch) acts as a near-uniform
-decay of the group norms (1.8-3.9, median 2.9), and channels die once the accumulated shrink,
-about 0.39 * lambda * epochs, passes their norm. With 10 group-Lasso epochs, lambda = 0.6
-(2.35 in all) removed its first channels in epoch 8 and 39 of 336 by epoch 10; lambda = 2
-(0.78 an epoch) removed nearly all of them by epoch 5 and the accuracy collapsed with them.
-The defaults bracket the useful range between.
-
-The Lasso of (c) calibrates the same way, and more exactly: with the prox after every step
-(lr * lambda = 0.002 * lambda off every |w|, 3,920 steps in 20 epochs) the loss gradient
-barely holds any weight up, so after e epochs the zeros are almost exactly the pretrained
-weights with |w| < 0.392 * lambda * e. For lambda = 0.01 that predicts 14.6 % zeros after
-4 epochs and 38.2 % after 11 (measured: 14.6 % and 37.7 %), and 62.4 % after the final
-threshold (measured: 61.5 %). So lambda = 0.015 is about where Lab 2 (d)'s 80 % falls
-(79.7 % predicted) and 0.02 passes it (89.5 %): the defaults 0.01 0.02 end below and above
-it.
+Strengths are strings (the JSON keys). The defaults bracket each penalty's useful range on
+the pretrained model: with the prox after every step and a converged model the loss gradient
+barely pushes back, so the prox acts as a near-uniform decay (of the group norms in (a), of
+every |w| in (c)) and the strength predicts which channels or weights reach zero
+(`compression.structured.predicted_group_norms`). Group-Lasso strength 0.6 removes its first
+channels late in its 10 epochs and 2 removes nearly all; Lasso strength 0.01 ends below Lab 2
+(d)'s 80 % zeros and 0.02 above. (e) does not take strengths: it predicts the one for its
+budget.
 """
 
 from __future__ import annotations
