@@ -122,12 +122,18 @@ def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.nd
     Arrays broadcast; int64 out (values in the int32 range).
     """
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-    ab = a * b
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    total = ab + nudge
-    high = total // (1 << 31)  # floor; C's division truncates toward zero:
-    high = high + ((total % (1 << 31) != 0) & (total < 0))
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, high)
+    ab = np.array(a * b)  # exact in int64 (an array even for scalars: updated in place)
+    # = sign(ab) * ((|ab| + nudge) >> 31), the nudge 2^30 for ab >= 0 and 2^30 - 1 below:
+    # written in place because it runs over every accumulator of the network
+    negative = ab < 0
+    np.abs(ab, out=ab)
+    ab += 1 << 30
+    ab -= negative
+    ab >>= 31
+    np.negative(ab, out=ab, where=negative)
+    if (b == INT32_MIN).any() and (a == INT32_MIN).any():
+        ab = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, ab)
+    return ab
 
 
 def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
@@ -159,7 +165,7 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np
     acc = np.asarray(acc, np.int64)
     shift = np.asarray(shift, np.int64)
     left = np.maximum(-shift, 0)
-    scaled = np.clip(acc << left, INT32_MIN, INT32_MAX)
+    scaled = np.clip(acc << left, INT32_MIN, INT32_MAX) if left.any() else acc
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier),
                                   np.maximum(shift, 0))
 
@@ -172,7 +178,7 @@ def _padded_offsets(q: np.ndarray, zero_point: int, padding: int) -> np.ndarray:
 
 
 def _window(d: np.ndarray, ky: int, kx: int, ho: int, wo: int, stride: int) -> np.ndarray:
-    """The (N, C, Ho, Wo) view of padded `d` that kernel offset (ky, kx) multiplies."""
+    """The (A, B, Ho, Wo) view of padded `d` (A, B, H, W) that offset (ky, kx) multiplies."""
     return d[:, :, ky:ky + stride * (ho - 1) + 1:stride, kx:kx + stride * (wo - 1) + 1:stride]
 
 
@@ -218,14 +224,14 @@ def conv2d_int_via_float64(q: np.ndarray, zero_point: int, w: np.ndarray, stride
     if 255 * 255 * c * kh * kw >= 2**53:
         raise ValueError("conv too large for an exact float64 GEMM")
     ho, wo = conv2d_output_size(q.shape[2], q.shape[3], kh, kw, stride, padding)
-    d = _padded_offsets(q, zero_point, padding).astype(np.float64)
-    columns = np.empty((n, c, kh, kw, ho, wo))  # im2col: one row per (c, ky, kx)
+    d = _padded_offsets(q, zero_point, padding).astype(np.float64).transpose(1, 0, 2, 3)
+    # im2col with one row per (c, ky, kx) and one column per (n, i, j): a single 2-D GEMM
+    columns = np.empty((c, kh, kw, n, ho, wo))
     for ky in range(kh):
         for kx in range(kw):
-            columns[:, :, ky, kx] = _window(d, ky, kx, ho, wo, stride)
-    columns = columns.reshape(n, c * kh * kw, ho * wo)
-    acc = np.matmul(np.asarray(w, np.float64).reshape(k, -1), columns)
-    return acc.reshape(n, k, ho, wo).astype(np.int64)
+            columns[:, ky, kx] = _window(d, ky, kx, ho, wo, stride)
+    acc = np.asarray(w, np.float64).reshape(k, -1) @ columns.reshape(c * kh * kw, -1)
+    return acc.reshape(k, n, ho, wo).transpose(1, 0, 2, 3).astype(np.int64)
 
 
 # ------------------------------------------------------------------ a whole layer
