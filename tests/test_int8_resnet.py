@@ -18,7 +18,9 @@ from minitorch_compress.compression.calibration import (
     int8_model,
 )
 from minitorch_compress.compression.quant import quantize_array
+from minitorch_compress.data.transforms import normalize
 from minitorch_compress.kernels import int8_reference as ir
+from minitorch_compress.kernels.reference import conv2d_forward
 from minitorch_compress.models.int8_resnet import (
     Codes,
     find_grid,
@@ -88,8 +90,6 @@ def test_fold_batch_norm_matches_the_float_layer():
         layer.activation = None  # compare before the ReLU
         expected = layer(Tensor(x)).data
     w, a, b = fold_batch_norm(layer)
-    from minitorch_compress.kernels.reference import conv2d_forward
-
     folded = conv2d_forward(x.astype(np.float64), w, 1, 1) * a[:, None, None] + b[:, None, None]
     np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-4)
 
@@ -132,13 +132,11 @@ def test_calibration_names_every_quantized_tensor_and_percentiles_lie_inside():
         calibrate(model, images, "median")
 
 
-def test_int8_resnet_tracks_the_float_model_and_both_kernels_agree():
+def test_int8_resnet_tracks_the_float_model_and_every_kernel_agrees():
     model = random_model(8)
     images = random_images(9, 6)
     int_model = int8_model(model, images)
     assert set(int_model.weight_kinds.values()) == {"s8"}
-    from minitorch_compress.data.transforms import normalize
-
     x = normalize(images)
     with no_grad():
         float_logits = model(Tensor(x)).data
@@ -147,8 +145,9 @@ def test_int8_resnet_tracks_the_float_model_and_both_kernels_agree():
     spread = float_logits.max() - float_logits.min()
     assert np.abs(logits - float_logits).max() <= 0.1 * spread
     blas_codes = int_model.codes(x[:2])
-    int_model.kernel = "reference"
-    np.testing.assert_array_equal(int_model.codes(x[:2]), blas_codes)
+    for kernel in ("reference", "fast"):
+        int_model.kernel = kernel
+        np.testing.assert_array_equal(int_model.codes(x[:2]), blas_codes)
 
 
 def test_a_lab3_file_runs_with_its_weights_on_their_grid():
@@ -157,3 +156,7 @@ def test_a_lab3_file_runs_with_its_weights_on_their_grid():
     body = {k for n, k in int_model.weight_kinds.items() if n.startswith("body_op.")}
     assert body == {"grid2"}  # every body conv used exactly as trained
     assert int_model.weight_kinds["head_conv"] == "s8"  # Lab 3 keeps the head float
+    x = normalize(random_images(11, 2))
+    reference = int_model.codes(x)
+    int_model.kernel = "fast"
+    np.testing.assert_array_equal(int_model.codes(x), reference)

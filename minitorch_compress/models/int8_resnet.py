@@ -31,6 +31,7 @@ from functools import partial
 import numpy as np
 
 from minitorch_compress.data.transforms import normalize
+from minitorch_compress.kernels import int8_conv
 from minitorch_compress.kernels import int8_reference as ir
 from minitorch_compress.models.resnet import ConvBN, ResNet20
 
@@ -43,11 +44,13 @@ GRID_TOLERANCE = 1e-5
 ConvKernel = Callable[..., np.ndarray]
 
 #: The integer conv layer implementations, by name, all with `int8_reference.conv_layer`'s
-#: signature and bit-identical results: the int64 loop (slow, for reading and tests) and the
-#: same integers from a float64 BLAS GEMM (`conv2d_int_via_float64`).
+#: signature and bit-identical results (tested): the int64 loop (slow, for reading), the
+#: same integers from a float64 BLAS GEMM (`conv2d_int_via_float64`), and the numba kernel
+#: of `kernels/int8_conv.py` (AVX-512 VNNI where the CPU has it, `int8_isa()`).
 INT8_KERNELS: dict[str, ConvKernel] = {
     "reference": ir.conv_layer,
     "reference_blas": partial(ir.conv_layer, exact_gemm=ir.conv2d_int_via_float64),
+    "fast": int8_conv.conv_layer,
 }
 
 
@@ -216,7 +219,8 @@ class Int8ResNet20:
         output_codes: scale and zero point of the last block's output.
         fc_weight, fc_bias: the final linear layer, float64 (10, 64) and (10,).
         weight_kinds: {ConvBN name: "grid<b>" or "s8"}, how each layer's weights are coded.
-        kernel: the name of the integer conv implementation in `INT8_KERNELS`.
+        kernel: the name of the integer conv implementation in `INT8_KERNELS` (set it to
+            switch; every choice gives the same codes).
     """
 
     input_codes: Codes
