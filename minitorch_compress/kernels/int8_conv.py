@@ -20,6 +20,9 @@ three steps:
    rounding shift, saturating left shift) of A + bias, of B and of the residual, the sum
    with the output zero point, and the clamp, written as scalar integer code.
 
+The batch is cut into one slice of images per core (`kernels/parallel.py`, like the float
+kernels); each thread runs the serial sums and epilogue on its slice.
+
 `int8_isa()` says which sums kernel runs here (chosen once, from the CPU's features).
 """
 
@@ -28,9 +31,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from minitorch_compress.kernels.int8_reference import INT32_MAX, INT32_MIN, U8_MAX, IntConv
+from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rules import conv2d_output_size
 from minitorch_compress.kernels.simd_int8 import (
     LANES,
@@ -99,11 +103,11 @@ def pack_input(q: np.ndarray, zero_point: int, padding: int, groups: int) -> np.
 
 
 # ------------------------------------------------------------------ sums
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _sums_vnni(x32, w32, kh, kw, stride, ho, wo, packed, sums):
     """sums (N * Ho * Wo * KP,) flat int32 = sum of raw codes x weights (see module)."""
     n, _, _, groups = x32.shape
-    for b in prange(n):
+    for b in range(n):
         for i in range(ho):
             for j0 in range(0, wo, POSITIONS):
                 # the last block of a row repeats its last position instead of reading past
@@ -130,13 +134,13 @@ def _sums_vnni(x32, w32, kh, kw, stride, ho, wo, packed, sums):
                         istore(sums, out + 3 * packed, acc3)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _sums_plain(x32, w32, kh, kw, stride, ho, wo, packed, sums):
     """The same sums as `_sums_vnni`, one product at a time (any CPU)."""
     n, _, _, groups = x32.shape
     x8 = x32.view(np.uint8).reshape(n, x32.shape[1], x32.shape[2], groups * 4)
     w8 = w32.view(np.int8).reshape(kh, kw, groups, packed, 4)
-    for b in prange(n):
+    for b in range(n):
         for i in range(ho):
             for j in range(wo):
                 out = ((b * ho + i) * wo + j) * packed
@@ -151,7 +155,7 @@ def _sums_plain(x32, w32, kh, kw, stride, ho, wo, packed, sums):
 
 
 # ------------------------------------------------------------------ epilogue
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _requantize(acc, multiplier, shift):
     """`int8_reference.requantize` of one int64 value (int32 range in, int64 out)."""
     if shift < 0:
@@ -168,13 +172,13 @@ def _requantize(acc, multiplier, shift):
     return (high >> shift) + (1 if (high & mask) > threshold else 0)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _epilogue(sums, packed, channels, weight_sums, in_zero, bias, mult_a, shift_a,
               has_b, mult_b, shift_b, residual, has_residual, mult_r, shift_r, zero_r,
               out_zero, low, out):
     """out (N, K, Ho, Wo) u8 from sums (N, Ho, Wo, KP) int32: the reference's epilogue."""
     n, _, ho, wo = out.shape
-    for b in prange(n):
+    for b in range(n):
         for i in range(ho):
             for j in range(wo):
                 base = ((b * ho + i) * wo + j) * packed
@@ -222,23 +226,30 @@ def conv_layer(q: np.ndarray, layer: IntConv, residual: np.ndarray | None = None
     n = q.shape[0]
     ho, wo = conv2d_output_size(q.shape[2], q.shape[3], kh, kw, layer.stride, layer.padding)
     x32 = pack_input(q, layer.in_zero_point, layer.padding, packed.groups)
-    sums = np.empty(n * ho * wo * packed.packed, np.int32)
     kernel = _sums_vnni if isa == "avx512_vnni" else _sums_plain
-    kernel(x32, packed.w32, kh, kw, layer.stride, ho, wo, packed.packed, sums)
     channels = packed.channels
-    none = np.zeros(channels, np.int32)
+    none = np.zeros(channels, np.int64)
     has_b = layer.mask is not None
     has_residual = residual is not None
+    if not has_residual:
+        residual = np.zeros((n, 1, 1, 1), np.uint8)
     out = np.empty((n, channels, ho, wo), np.uint8)
-    _epilogue(
-        sums, packed.packed, channels, packed.weight_sums, np.int64(layer.in_zero_point),
+    settings = (
+        packed.packed, channels, packed.weight_sums, np.int64(layer.in_zero_point),
         layer.bias.astype(np.int64), layer.scale_a.multiplier.astype(np.int64),
         layer.scale_a.shift.astype(np.int64), has_b,
-        (layer.scale_b.multiplier if has_b else none).astype(np.int64),
-        (layer.scale_b.shift if has_b else none).astype(np.int64),
-        residual if has_residual else np.zeros((1, 1, 1, 1), np.uint8), has_residual,
-        np.int64(layer.residual_scale.multiplier if has_residual else 0),
+        layer.scale_b.multiplier.astype(np.int64) if has_b else none,
+        layer.scale_b.shift.astype(np.int64) if has_b else none)
+    residual_settings = (
+        has_residual, np.int64(layer.residual_scale.multiplier if has_residual else 0),
         np.int64(layer.residual_scale.shift if has_residual else 0),
         np.int64(layer.residual_zero_point), np.int64(layer.out_zero_point),
-        np.int64(layer.out_zero_point if layer.relu else 0), out)
+        np.int64(layer.out_zero_point if layer.relu else 0))
+
+    def part(start: int, stop: int) -> None:
+        sums = np.empty((stop - start) * ho * wo * packed.packed, np.int32)
+        kernel(x32[start:stop], packed.w32, kh, kw, layer.stride, ho, wo, packed.packed, sums)
+        _epilogue(sums, *settings, residual[start:stop], *residual_settings, out[start:stop])
+
+    run_parallel([(part, bounds) for bounds in split_range(n)])
     return out
