@@ -176,20 +176,23 @@ def _requantize(acc, multiplier, shift):
 def _epilogue(sums, packed, channels, weight_sums, in_zero, bias, mult_a, shift_a,
               has_b, mult_b, shift_b, residual, has_residual, mult_r, shift_r, zero_r,
               out_zero, low, out):
-    """out (N, K, Ho, Wo) u8 from sums (N, Ho, Wo, KP) int32: the reference's epilogue."""
+    """out (N, K, Ho, Wo) u8 from sums (N, Ho, Wo, KP) int32: the reference's epilogue.
+
+    Loops in the output's order (channel, then row, then column), so the output and the
+    residual are read and written contiguously; the sums are read with a stride of KP."""
     n, _, ho, wo = out.shape
     for b in range(n):
-        for i in range(ho):
-            for j in range(wo):
-                base = ((b * ho + i) * wo + j) * packed
-                for k in range(channels):
-                    a_sum = np.int64(sums[base + k]) - in_zero * weight_sums[k] + bias[k]
-                    total = out_zero + _requantize(a_sum, np.int64(mult_a[k]),
-                                                   np.int64(shift_a[k]))
+        for k in range(channels):
+            offset_a = bias[k] - in_zero * weight_sums[k]
+            offset_b = -in_zero * weight_sums[channels + k] if has_b else 0
+            for i in range(ho):
+                for j in range(wo):
+                    base = ((b * ho + i) * wo + j) * packed
+                    total = out_zero + _requantize(np.int64(sums[base + k]) + offset_a,
+                                                   mult_a[k], shift_a[k])
                     if has_b:
-                        b_sum = (np.int64(sums[base + channels + k])
-                                 - in_zero * weight_sums[channels + k])
-                        total += _requantize(b_sum, np.int64(mult_b[k]), np.int64(shift_b[k]))
+                        total += _requantize(np.int64(sums[base + channels + k]) + offset_b,
+                                             mult_b[k], shift_b[k])
                     if has_residual:
                         total += _requantize(np.int64(residual[b, k, i, j]) - zero_r,
                                              mult_r, shift_r)
