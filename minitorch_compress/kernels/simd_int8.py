@@ -24,6 +24,8 @@ select the instruction. Compiled code does no bounds checks.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from llvmlite import binding, ir
 from numba import types
@@ -34,8 +36,10 @@ LANES = 16
 _VECTOR = ir.VectorType(ir.IntType(32), LANES)
 
 
+@functools.cache
 def has_avx512_vnni() -> bool:
-    """Whether this CPU has AVX-512 VNNI (and AVX-512 BW, which the 512-bit loads need)."""
+    """Whether this CPU has AVX-512 VNNI (and AVX-512 BW, which the 512-bit loads need);
+    asked once per process (LLVM's feature query costs about half a millisecond)."""
     features = binding.get_host_cpu_features()
     return bool(features.get("avx512vnni") and features.get("avx512bw"))
 
