@@ -147,3 +147,12 @@ def test_steppable_without_jit():
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_fast_conv_layer_refuses_the_one_multiplier_it_does_not_saturate():
+    rng = np.random.default_rng(4)
+    layer = random_layer(rng, 2, 3, 1, 1, 0, False, False, True, (1e-3, 0.1))
+    bad = ir.Requant(np.full(3, ir.INT32_MIN, np.int32), np.zeros(3, np.int32))
+    layer = ir.IntConv(**{**layer.__dict__, "scale_a": bad})
+    with pytest.raises(ValueError, match="INT32_MIN"):
+        int8_conv.conv_layer(np.zeros((1, 2, 3, 3), np.uint8), layer)
