@@ -179,7 +179,7 @@ def _sums_plain(x32, w32, kh, kw, stride, ho, wo, packed, sums):
 
 
 # ------------------------------------------------------------------ epilogue
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, inline="always")
 def _requantize(acc, multiplier, left, right):
     """`int8_reference.requantize` of one int64 value, without branches (so LLVM can run it
     on several lanes at once): left = max(-shift, 0), right = max(shift, 0). Needs
