@@ -202,10 +202,13 @@ def _add_requantized_sums(sums, packed, first, offset, multiplier, left, right, 
     (first = K), channels last so every array is walked contiguously."""
     channels = offset.size
     for p in range(total.size // channels):
-        base, row = p * packed + first, p * channels
+        # slice views indexed from 0: numba adds no negative-index wrap-around, LLVM can
+        # vectorise the channel loop
+        src = sums[p * packed + first:p * packed + first + channels]
+        dst = total[p * channels:(p + 1) * channels]
         for k in range(channels):
-            total[row + k] += _requantize(np.int64(sums[base + k]) + offset[k], multiplier[k],
-                                          left[k], right[k])
+            dst[k] += _requantize(np.int64(src[k]) + offset[k], multiplier[k], left[k],
+                                  right[k])
 
 
 @njit(nogil=True, cache=True)
