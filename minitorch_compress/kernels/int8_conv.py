@@ -17,8 +17,8 @@ three steps:
    The zero point comes out afterwards: ``sum (q - z) w = sum q w - z sum w``, exact because
    the padding holds z too.
 3. Epilogue: the reference's integer requantization (SRDHM, rounding shift, saturating
-   left shift, `_requantize`) of A + bias, of B and of the residual, each added to the
-   output zero point in its own pass over an int64 total, then the clamp (`_clamp`). One
+   left shift, `_requantize`) of A + bias (added to the output zero point), of B and of
+   the residual, each in its own pass over an int64 total, then the clamp (`_clamp`). One
    simple loop per term (channels last, the result turned back to NCHW at the end) is
    several times faster than one loop that tests which terms the layer has.
 
@@ -196,10 +196,12 @@ def _requantize(acc, multiplier, left, right):
 
 
 @njit(nogil=True, cache=True)
-def _add_requantized_sums(sums, packed, first, offset, multiplier, left, right, total):
-    """total[p * K + k] += requantize(sums[p * KP + first + k] + offset[k]) for every output
-    position p and channel k (K = offset.size): one epilogue term, A (first = 0) or B
-    (first = K), channels last so every array is walked contiguously."""
+def _add_requantized_sums(sums, packed, first, offset, multiplier, left, right, start, total):
+    """total[p * K + k] = (total[..] if start < 0 else start) + requantize(sums[p * KP +
+    first + k] + offset[k]) for every output position p and channel k (K = offset.size):
+    one epilogue term, A (first = 0; start = the output zero point: the first pass writes
+    instead of adding) or B (first = K, start = -1), channels last so every array is walked
+    contiguously."""
     channels = offset.size
     for p in range(total.size // channels):
         # slice views indexed from 0: numba adds no negative-index wrap-around, LLVM can
@@ -207,8 +209,8 @@ def _add_requantized_sums(sums, packed, first, offset, multiplier, left, right, 
         src = sums[p * packed + first:p * packed + first + channels]
         dst = total[p * channels:(p + 1) * channels]
         for k in range(channels):
-            dst[k] += _requantize(np.int64(src[k]) + offset[k], multiplier[k], left[k],
-                                  right[k])
+            dst[k] = (dst[k] if start < 0 else start) + _requantize(
+                np.int64(src[k]) + offset[k], multiplier[k], left[k], right[k])
 
 
 @njit(nogil=True, cache=True)
@@ -270,12 +272,12 @@ def conv_layer(q: np.ndarray, layer: IntConv, residual: np.ndarray | None = None
         raise ValueError("multiplier INT32_MIN is outside quantize_multiplier's range")
     zero_x = np.int64(layer.in_zero_point)
     offset_a = layer.bias.astype(np.int64) - zero_x * packed.weight_sums[:k]
-    term_a = (0, offset_a, layer.scale_a.multiplier.astype(np.int64),
-              *_shifts(layer.scale_a.shift))
-    terms = [term_a]
+    terms = [(0, offset_a, layer.scale_a.multiplier.astype(np.int64),
+              *_shifts(layer.scale_a.shift), np.int64(layer.out_zero_point))]
     if has_b:
         terms.append((k, -zero_x * packed.weight_sums[k:2 * k],
-                      layer.scale_b.multiplier.astype(np.int64), *_shifts(layer.scale_b.shift)))
+                      layer.scale_b.multiplier.astype(np.int64), *_shifts(layer.scale_b.shift),
+                      np.int64(-1)))
     # channels last inside (each epilogue pass walks memory in order); NCHW again at the end
     if has_residual:
         residual_last = np.ascontiguousarray(residual.transpose(0, 2, 3, 1))
@@ -289,7 +291,7 @@ def conv_layer(q: np.ndarray, layer: IntConv, residual: np.ndarray | None = None
     def part(start: int, stop: int) -> None:
         sums = np.empty((stop - start) * ho * wo * packed.packed, np.int32)
         kernel(x32[start:stop], packed.w32, kh, kw, layer.stride, ho, wo, packed.packed, sums)
-        total = np.full((stop - start) * ho * wo * k, layer.out_zero_point, np.int64)
+        total = np.empty((stop - start) * ho * wo * k, np.int64)  # the A pass writes it
         for term in terms:
             _add_requantized_sums(sums, packed.packed, *term, total)
         if has_residual:
