@@ -34,6 +34,11 @@ from minitorch_compress.models.resnet import ResNet20
 
 RangeMethod = Literal["minmax", "percentile"]
 METHODS: tuple[str, ...] = ("minmax", "percentile")
+#: The method used unless one is named: with 1,000 training images for calibration, the
+#: percentile ranges kept every model measured (the pretrained one and the Lab 3 (c), (d),
+#: (e) files) within 0.15 points of its float or fake-quant accuracy on the 10,000 test
+#: images, min/max did not (the figures are in the commit that chose it).
+DEFAULT_METHOD: RangeMethod = "percentile"
 #: The "percentile" method's low/high percentiles of each tensor's values.
 PERCENTILES = (0.01, 99.99)
 #: The "percentile" method keeps every SUBSAMPLE-th value of each tensor (a fixed stride,
@@ -67,7 +72,7 @@ def float_activations(model: ResNet20, x: np.ndarray) -> Iterator[tuple[str, np.
             yield f"body_op.{i}", out.data
 
 
-def calibrate(model: ResNet20, images: np.ndarray, method: RangeMethod = "minmax",
+def calibrate(model: ResNet20, images: np.ndarray, method: RangeMethod = DEFAULT_METHOD,
               batch_size: int = 100) -> dict[str, tuple[float, float]]:
     """Each quantized tensor's range over the calibration images.
 
@@ -108,7 +113,7 @@ def calibrate(model: ResNet20, images: np.ndarray, method: RangeMethod = "minmax
 
 
 def int8_model(model: ResNet20, images: np.ndarray,
-               method: RangeMethod = "minmax") -> Int8ResNet20:
+               method: RangeMethod = DEFAULT_METHOD) -> Int8ResNet20:
     """The integer ResNet-20 of a float one, its activation ranges calibrated on `images`
     (raw uint8 (N, 3, 32, 32), e.g. the first 1,000 training images) by `method`."""
     return build_int8_resnet(model, calibrate(model, images, method))
