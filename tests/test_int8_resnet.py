@@ -160,3 +160,16 @@ def test_a_lab3_file_runs_with_its_weights_on_their_grid():
     reference = int_model.codes(x)
     int_model.kernel = "fast"
     np.testing.assert_array_equal(int_model.codes(x), reference)
+
+
+def test_a_channel_pruned_model_converts_too():
+    """Lab 4's narrower blocks (odd widths: not a multiple of the 4-channel groups)."""
+    rng = np.random.default_rng(12)
+    model = ResNet20(rng=rng, mid_channels=[5, 16, 3, 7, 32, 9, 13, 64, 1]).eval()
+    images = random_images(13, 3)
+    int_model = int8_model(model, images)
+    x = normalize(images)
+    reference = int_model.codes(x)
+    int_model.kernel = "fast"
+    np.testing.assert_array_equal(int_model.codes(x), reference)
+    assert int_model.logits(x).shape == (3, 10)
