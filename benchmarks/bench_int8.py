@@ -9,6 +9,9 @@ speed drifts from minute to minute; the figures are the medians over rounds):
 * torch_int8: PyTorch's post-training static quantization of it (FX graph mode, x86
   backend, per-channel weights, calibrated on the same images), None without torch.
 
+Then, once, where our int8 forward's time goes at the largest batch: each integer layer's
+median milliseconds (JSON "layers_batch_<b>").
+
 PyTorch runs in a child interpreter that never imports minitorch_compress. Both sides are
 calibrated on the first `--calibration` CIFAR-10 training images (random images when
 CIFAR-10 is not found; speed does not depend on the values). Ours uses the pretrained
@@ -98,6 +101,45 @@ def ours(batches: list[int], repeats: int, images: np.ndarray) -> dict:
             "ours_int8": images_per_second(lambda x=x: int_model.logits(x), batch, repeats),
         }
     return figures
+
+
+def layer_profile(batch: int, repeats: int, images: np.ndarray) -> list[dict]:
+    """Where our int8 forward's time goes: the median milliseconds of each integer layer's
+    fast kernel call (sums, epilogue and layout copies together) at this batch."""
+    from minitorch_compress.compression.calibration import int8_model
+    from minitorch_compress.data.transforms import normalize
+    from minitorch_compress.errors import CheckpointError
+    from minitorch_compress.models.int8_resnet import INT8_KERNELS
+    from minitorch_compress.models.pretrained import load_pretrained
+    from minitorch_compress.models.resnet import ResNet20
+
+    try:
+        model = load_pretrained()
+    except CheckpointError:
+        model = ResNet20().eval()
+    int_model = int8_model(model, images)
+    layers = int_model.named_layers()
+    names = {id(layer): name for name, layer in layers}
+    seconds: dict[str, list[float]] = {name: [] for name, _ in layers}
+    fast = INT8_KERNELS["fast"]
+
+    def timed(q, layer, residual=None):
+        start = time.perf_counter()
+        out = fast(q, layer, residual)
+        seconds[names[id(layer)]].append(time.perf_counter() - start)
+        return out
+
+    x = normalize(images[np.arange(batch) % len(images)])
+    INT8_KERNELS["timed_fast"] = timed  # the model looks its kernel up by name
+    int_model.kernel = "timed_fast"
+    try:
+        for _ in range(repeats + 1):
+            int_model.logits(x)
+    finally:
+        del INT8_KERNELS["timed_fast"]
+    return [{"layer": name, "weights": list(layer.weight.shape), "stride": layer.stride,
+             "kind": int_model.weight_kinds[name],
+             "ms": 1e3 * statistics.median(seconds[name][1:])} for name, layer in layers]
 
 
 def torch_side(batches: list[int], repeats: int, threads: int, calibration: str) -> dict | None:
@@ -200,6 +242,15 @@ def main(argv: list[str] | None = None) -> int:
         figures[key] = entry
         print(f"{batch:6d} " + " ".join(
             f"{entry[e]:12.0f}" if entry[e] is not None else f"{'-':>12s}" for e in ENGINES))
+    batch = max(batches)
+    profile = layer_profile(batch, args.repeats, images)
+    figures[f"layers_batch_{batch}"] = profile
+    total = sum(row["ms"] for row in profile)
+    print(f"\nour int8 layers at batch {batch} (fast kernel, median ms; {total:.1f} ms in all):")
+    for row in profile:
+        share = 100 * row["ms"] / total
+        print(f"  {row['layer']:22s} {'x'.join(map(str, row['weights'])):>12s} "
+              f"s{row['stride']} {row['kind']:6s} {row['ms']:8.2f} {share:5.1f} %")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

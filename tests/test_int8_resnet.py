@@ -137,6 +137,7 @@ def test_int8_resnet_tracks_the_float_model_and_every_kernel_agrees():
     images = random_images(9, 6)
     int_model = int8_model(model, images)
     assert set(int_model.weight_kinds.values()) == {"s8"}
+    assert [name for name, _ in int_model.named_layers()] == list(int_model.weight_kinds)
     x = normalize(images)
     with no_grad():
         float_logits = model(Tensor(x)).data

@@ -232,6 +232,16 @@ class Int8ResNet20:
     weight_kinds: dict[str, str] = field(default_factory=dict)
     kernel: str = "reference_blas"
 
+    def named_layers(self) -> list[tuple[str, ir.IntConv]]:
+        """[(the float model's ConvBN name, its integer layer)] in the order they run."""
+        layers = [("head_conv", self.head)]
+        for i, block in enumerate(self.blocks):
+            layers.append((f"body_op.{i}.conv1", block.conv1))
+            if block.id_mapping is not None:
+                layers.append((f"body_op.{i}.id_mapping", block.id_mapping))
+            layers.append((f"body_op.{i}.conv2", block.conv2))
+        return layers
+
     def codes(self, x: np.ndarray) -> np.ndarray:
         """Normalised images (N, 3, 32, 32) -> the last block's u8 codes (N, 64, 8, 8)."""
         conv = INT8_KERNELS[self.kernel]
