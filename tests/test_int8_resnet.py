@@ -94,7 +94,7 @@ def test_fold_batch_norm_matches_the_float_layer():
     np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("bits", [None, 2, 4])
+@pytest.mark.parametrize("bits", [None, 2, 4, 8])  # 8: codes centred to fit int8
 def test_integer_conv_follows_the_float_layer(bits):
     """Codes within a few steps of the float ConvBN's output; a grid layer keeps its
     weights (grid kind), a float one is re-quantized per channel (s8)."""
