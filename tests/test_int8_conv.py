@@ -3,6 +3,7 @@ integer reference bit for bit."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -156,3 +157,14 @@ def test_fast_conv_layer_refuses_the_one_multiplier_it_does_not_saturate():
     layer = ir.IntConv(**{**layer.__dict__, "scale_a": bad})
     with pytest.raises(ValueError, match="INT32_MIN"):
         int8_conv.conv_layer(np.zeros((1, 2, 3, 3), np.uint8), layer)
+
+
+def test_packed_weights_are_kept_once_per_layer_and_dropped_with_it():
+    rng = np.random.default_rng(5)
+    layer = random_layer(rng, 3, 4, 3, 1, 1, True, False, True, (1e-3, 0.1))
+    first = int8_conv.packed_weights(layer)
+    assert int8_conv.packed_weights(layer) is first
+    key = id(layer)
+    del layer
+    gc.collect()
+    assert key not in int8_conv._PACKED

@@ -30,6 +30,7 @@ kernels); each thread runs the serial sums and epilogue on its slice.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -234,17 +235,18 @@ def _shifts(shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------ the layer
-_PACKED: dict[int, tuple[IntConv, PackedConv]] = {}
+#: id(layer) -> its packed weights, for as long as the layer exists.
+_PACKED: dict[int, PackedConv] = {}
 
 
 def packed_weights(layer: IntConv) -> PackedConv:
-    """`pack(layer)`, computed once per layer object (kept with the layer, so the id that
-    keys the cache cannot be reused while the entry exists)."""
-    entry = _PACKED.get(id(layer))
-    if entry is None or entry[0] is not layer:
-        entry = (layer, pack(layer))
-        _PACKED[id(layer)] = entry
-    return entry[1]
+    """`pack(layer)`, computed once per layer object: the entry is dropped when the layer
+    is garbage-collected (so its id, the key, cannot be reused by another layer)."""
+    packed = _PACKED.get(id(layer))
+    if packed is None:
+        packed = _PACKED[id(layer)] = pack(layer)
+        weakref.finalize(layer, _PACKED.pop, id(layer), None)
+    return packed
 
 
 def conv_layer(q: np.ndarray, layer: IntConv, residual: np.ndarray | None = None,
