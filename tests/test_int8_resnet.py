@@ -174,3 +174,22 @@ def test_a_channel_pruned_model_converts_too():
     int_model.kernel = "fast"
     np.testing.assert_array_equal(int_model.codes(x), reference)
     assert int_model.logits(x).shape == (3, 10)
+
+
+def test_a_model_naming_no_kernel_follows_the_kernel_switch(monkeypatch):
+    from minitorch_compress import use_kernels
+    from minitorch_compress.models import int8_resnet
+
+    seen = []
+    for name in ("fast", "reference_blas"):
+        monkeypatch.setitem(int8_resnet.INT8_KERNELS, name,
+                            lambda q, layer, *rest, _n=name: seen.append(_n) or q)
+    model = int8_resnet.Int8ResNet20(input_codes=int8_resnet.Codes(1.0, 0), head=None,
+                                     blocks=[], output_codes=int8_resnet.Codes(1.0, 0),
+                                     fc_weight=np.zeros((10, 3)), fc_bias=np.zeros(10))
+    x = np.zeros((1, 3, 4, 4))
+    with use_kernels("reference"):
+        model.codes(x)
+    with use_kernels("fast"):
+        model.codes(x)
+    assert seen == ["reference_blas", "fast"]
