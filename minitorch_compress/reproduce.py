@@ -22,7 +22,13 @@ from pathlib import Path
 
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.options import ensure_writable_dir
-from minitorch_compress.paths import LOCAL_RESULTS_DIR, QUICK_RESULTS_DIR, REPO_ROOT, RUNS_DIR
+from minitorch_compress.paths import (
+    LOCAL_RESULTS_DIR,
+    QUICK_RESULTS_DIR,
+    REPO_ROOT,
+    RUNS_DIR,
+    is_published_dir,
+)
 from minitorch_compress.reports.summary import write_report
 
 LABS = REPO_ROOT / "labs"
@@ -97,6 +103,11 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
 def reproduce(args: argparse.Namespace) -> int:
     """Run the labs of the chosen mode one after the other, then write the report."""
     out_dir, run_root = output_folders(args)
+    if not args.full and is_published_dir(out_dir):  # checked before any lab runs
+        raise MinitorchError(
+            f"--out-dir {out_dir}: quick mode's smoke finetunes never replace the published "
+            "results; add --full to publish full-size runs there, or leave --out-dir out "
+            "(results/quick/)")
     ensure_writable_dir(out_dir, "--out-dir")
     ensure_writable_dir(run_root, "--run-root")
     mode = "full-size" if args.full else "quick (smoke finetuning)"

@@ -724,3 +724,25 @@ def test_inspect_refuses_a_device_in_one_line(capsys):
 
     assert main(["inspect", "/dev/zero"]) == 2
     assert "not a regular file" in capsys.readouterr().err
+
+
+def test_models_never_publishes_a_smoke_run(tmp_path, capsys, synthetic_cifar10_dir,
+                                            monkeypatch):
+    """Issue #34: a smoke run in runs/lab2_c must not replace the published lab2_c.mtc; the
+    refusal comes before any file is written. (The published folder is stood in for by a
+    temporary one, so a failing test cannot touch the committed results.)"""
+    from minitorch_compress.experiments import model_files
+    from minitorch_compress.io.checkpoint import save_checkpoint
+
+    model = _model(bits=None)
+    (tmp_path / "runs" / "lab2_c").mkdir(parents=True)
+    save_checkpoint(tmp_path / "runs" / "lab2_c" / "best.npz",
+                    {f"model.{k}": v for k, v in model.state_dict().items()},
+                    {"data": {"train_images": 1000, "test_images": 2000}})
+    out = tmp_path / "published"
+    monkeypatch.setattr(model_files, "is_published_dir", lambda folder: folder == out)
+    assert cli.main(["models", "--run-root", str(tmp_path / "runs"), "--out-dir", str(out),
+                     "--only", "lab2_c", "--data-dir", str(synthetic_cifar10_dir),
+                     "--no-progress"]) == 2
+    assert "is a smoke run (1000 training, 2000 test images)" in capsys.readouterr().err
+    assert not out.exists() or not any(out.rglob("*.mtc"))

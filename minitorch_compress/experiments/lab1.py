@@ -37,7 +37,7 @@ from minitorch_compress.linear import (
     run,
 )
 from minitorch_compress.options import Options, ensure_writable_dir
-from minitorch_compress.paths import LOCAL_RESULTS_DIR
+from minitorch_compress.paths import LOCAL_RESULTS_DIR, is_published_dir
 from minitorch_compress.results import git_commit
 
 # The code whose changes make a result "with uncommitted changes to the Lab 1 code".
@@ -320,6 +320,11 @@ def run_lab(options: Lab1Options) -> tuple[dict[str, dict[Setting, History]], di
         (the runs, {schedule: {setting: History}}, for the figures; the document written:
         `payload` plus its ``_meta`` `provenance`).
     """
+    if options.steps != DEFAULT_STEPS and is_published_dir(options.out_dir):
+        raise MinitorchError(
+            f"--steps {options.steps} is not the assignment's {DEFAULT_STEPS}: such a run never "
+            "replaces the published Lab 1; write it elsewhere (leave --out-dir out for "
+            "results/local/)")
     ensure_writable_dir(options.out_dir, "--out-dir")
     results = run_all(options.steps)
     document = {**payload(results, options.steps), "_meta": provenance(options.steps)}

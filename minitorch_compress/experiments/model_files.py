@@ -27,13 +27,19 @@ from minitorch_compress.compression.pipeline import compress_model, write_model_
 from minitorch_compress.compression.prune import prune_below
 from minitorch_compress.compression.what_if import shrink_options
 from minitorch_compress.data.cifar10 import Cifar10
-from minitorch_compress.errors import CheckpointError
-from minitorch_compress.experiments.common import load_data, write_result
+from minitorch_compress.errors import CheckpointError, MinitorchError
+from minitorch_compress.experiments.common import (
+    FULL_TEST_SIZE,
+    FULL_TRAIN_SIZE,
+    load_data,
+    write_result,
+)
 from minitorch_compress.io import mtc
+from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import to_sparse
 from minitorch_compress.options import DataOptions
-from minitorch_compress.paths import LOCAL_RESULTS_DIR, RUNS_DIR, shown
+from minitorch_compress.paths import LOCAL_RESULTS_DIR, RUNS_DIR, is_published_dir, shown
 from minitorch_compress.results import lookup, read_result
 from minitorch_compress.training.evaluate import predict
 
@@ -112,9 +118,7 @@ def lab_models(out_dir: Any = None) -> list[LabModel]:
 def compress_lab_model(spec: LabModel, options: ModelFilesOptions, data: Cifar10,
                        progress: bool) -> dict[str, Any] | None:
     """Write and evaluate one lab model's file; None when its checkpoint is not on disk."""
-    candidates = [options.run_root / run / "best.npz"
-                  for run in (spec.run, spec.run + "_from_lab2_c")]
-    checkpoint = next((c for c in candidates if c.is_file()), None)
+    checkpoint = best_checkpoint(spec, options.run_root)
     if checkpoint is None:
         return None
     model = load_pretrained(checkpoint)
@@ -124,6 +128,26 @@ def compress_lab_model(spec: LabModel, options: ModelFilesOptions, data: Cifar10
     path = options.out_dir / "models" / f"{spec.name}.mtc"
     sizes = write_model_file(model, path)
     return {**evaluate_file(spec, path, options, data, progress), **sizes}
+
+
+def best_checkpoint(spec: LabModel, run_root: Path) -> Path | None:
+    """The run's ``best.npz`` (or that of its ``_from_lab2_c`` twin), None if neither."""
+    candidates = [run_root / run / "best.npz" for run in (spec.run, spec.run + "_from_lab2_c")]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def refuse_smoke_run(checkpoint: Path) -> None:
+    """A run trained or tested on less than the full data never becomes a published model:
+    raise (naming the run's sizes) unless its checkpoint says 50,000 training and 10,000 test
+    images."""
+    _, meta = load_checkpoint(checkpoint)
+    data = meta.get("data") or {}
+    full = {"train_images": FULL_TRAIN_SIZE, "test_images": FULL_TEST_SIZE}
+    if any(data.get(key) != size for key, size in full.items()):
+        raise MinitorchError(
+            f"{shown(checkpoint)} is a smoke run ({data.get('train_images', '?')} training, "
+            f"{data.get('test_images', '?')} test images), which never replaces a published "
+            "model; write it elsewhere (leave --out-dir out for results/local/)")
 
 
 #: The models that also get an inference-only file, ``<name>_folded.mtc``: each batch norm
@@ -228,6 +252,11 @@ def run(options: ModelFilesOptions, data: Cifar10 | None = None) -> dict[str, An
     models, missing = {}, []
     previous = read_result(options.out_dir, "compression") or {}
     only = set(options.only or ())
+    specs = [spec for spec in lab_models(options.out_dir) if not only or spec.name in only]
+    if is_published_dir(options.out_dir):  # before any file is written
+        for spec in specs:
+            if (checkpoint := best_checkpoint(spec, options.run_root)) is not None:
+                refuse_smoke_run(checkpoint)
     for spec in lab_models(options.out_dir):
         earlier = previous.get("models", {}).get(spec.name)
         if only and spec.name not in only:

@@ -1,0 +1,261 @@
+"""Integer against float inference of ResNet-20: ours and PyTorch's, images per second.
+
+Four engines, each at batch 1 and batch 100, measured in alternating rounds (this machine's
+speed drifts from minute to minute; the figures are the medians over rounds):
+
+* ours_float: our float32 model in eval mode (fused conv + batch norm kernels);
+* ours_int8: `models/int8_resnet.py` on the fast integer kernel (`kernels/int8_conv.py`);
+* torch_float: the same network in PyTorch (`bench_resnet20.torch_resnet20`), eval mode;
+* torch_int8: PyTorch's post-training static quantization of it (FX graph mode, x86
+  backend, per-channel weights, calibrated on the same images), None without torch.
+
+Then, once, where our int8 forward's time goes at the largest batch: each integer layer's
+median milliseconds (JSON "layers_batch_<b>").
+
+PyTorch runs in a child interpreter that never imports minitorch_compress. Both sides are
+calibrated on the first `--calibration` CIFAR-10 training images (random images when
+CIFAR-10 is not found; speed does not depend on the values). Ours uses the pretrained
+weights when found, PyTorch random ones (same shapes; speed only).
+
+    python benchmarks/bench_int8.py --rounds 5 --json results/int8_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+# thread counts must be fixed before numpy/numba/torch start their pools
+_threads = "2"
+for _i, _arg in enumerate(sys.argv):
+    if _arg == "--threads" and _i + 1 < len(sys.argv):
+        _threads = sys.argv[_i + 1]
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, _threads)
+
+import numpy as np  # noqa: E402
+
+ENGINES = ("ours_float", "ours_int8", "torch_float", "torch_int8")
+
+
+def images_per_second(fn: Callable[[], None], batch: int, repeats: int) -> float:
+    """batch / the median wall time of `fn()` over `repeats` runs, after 2 warm-up runs."""
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def calibration_images(count: int, data_dir: str | None) -> tuple[np.ndarray, str]:
+    """`count` raw uint8 images (N, 3, 32, 32): CIFAR-10's first training images, or random
+    ones when it is not found; and which."""
+    from minitorch_compress.data.cifar10 import load_cifar10
+    from minitorch_compress.errors import DatasetError
+
+    try:
+        return load_cifar10(data_dir, subset=count, test_subset=0).x_train, "cifar10 train"
+    except DatasetError:
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8), "random"
+
+
+def ours(batches: list[int], repeats: int, images: np.ndarray) -> dict:
+    """{"batch_<b>": {"ours_float": img/s, "ours_int8": img/s}} and the ISA used."""
+    from minitorch_compress.autograd.engine import no_grad
+    from minitorch_compress.autograd.tensor import Tensor
+    from minitorch_compress.compression.calibration import int8_model
+    from minitorch_compress.data.transforms import normalize
+    from minitorch_compress.errors import CheckpointError
+    from minitorch_compress.kernels.int8_conv import int8_isa
+    from minitorch_compress.models.pretrained import load_pretrained
+    from minitorch_compress.models.resnet import ResNet20
+
+    try:
+        model = load_pretrained()
+    except CheckpointError:
+        model = ResNet20().eval()
+    int_model = int8_model(model, images)
+    int_model.kernel = "fast"
+    figures = {"isa": int8_isa()}
+    for batch in batches:
+        x = normalize(images[np.arange(batch) % len(images)])
+
+        def run_float(x=x) -> None:
+            with no_grad():
+                model(Tensor(x))
+
+        figures[f"batch_{batch}"] = {
+            "ours_float": images_per_second(run_float, batch, repeats),
+            "ours_int8": images_per_second(lambda x=x: int_model.logits(x), batch, repeats),
+        }
+    return figures
+
+
+def layer_profile(batch: int, repeats: int, images: np.ndarray) -> list[dict]:
+    """Where our int8 forward's time goes: the median milliseconds of each integer layer's
+    fast kernel call (sums, epilogue and layout copies together) at this batch."""
+    from minitorch_compress.compression.calibration import int8_model
+    from minitorch_compress.data.transforms import normalize
+    from minitorch_compress.errors import CheckpointError
+    from minitorch_compress.models.int8_resnet import INT8_KERNELS
+    from minitorch_compress.models.pretrained import load_pretrained
+    from minitorch_compress.models.resnet import ResNet20
+
+    try:
+        model = load_pretrained()
+    except CheckpointError:
+        model = ResNet20().eval()
+    int_model = int8_model(model, images)
+    layers = int_model.named_layers()
+    names = {id(layer): name for name, layer in layers}
+    seconds: dict[str, list[float]] = {name: [] for name, _ in layers}
+    fast = INT8_KERNELS["fast"]
+
+    def timed(q, layer, residual=None):
+        start = time.perf_counter()
+        out = fast(q, layer, residual)
+        seconds[names[id(layer)]].append(time.perf_counter() - start)
+        return out
+
+    x = normalize(images[np.arange(batch) % len(images)])
+    INT8_KERNELS["timed_fast"] = timed  # the model looks its kernel up by name
+    int_model.kernel = "timed_fast"
+    try:
+        for _ in range(repeats + 1):
+            int_model.logits(x)
+    finally:
+        del INT8_KERNELS["timed_fast"]
+    return [{"layer": name, "weights": list(layer.weight.shape), "stride": layer.stride,
+             "kind": int_model.weight_kinds[name],
+             "ms": 1e3 * statistics.median(seconds[name][1:])} for name, layer in layers]
+
+
+def torch_side(batches: list[int], repeats: int, threads: int, calibration: str) -> dict | None:
+    """PyTorch's float and int8 figures (run in the child), or None without torch."""
+    try:
+        import torch
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    except ImportError:
+        return None
+    from bench_resnet20 import torch_resnet20  # this script's folder is on sys.path
+
+    model = torch_resnet20(threads).eval()
+    x_cal = torch.from_numpy(np.load(calibration))
+    torch.backends.quantized.engine = "x86"
+    prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), example_inputs=(x_cal[:1],))
+    with torch.no_grad():
+        for start in range(0, len(x_cal), 100):
+            prepared(x_cal[start:start + 100])
+    quantized = convert_fx(prepared)
+    figures = {"version": torch.__version__}
+    for batch in batches:
+        x = x_cal[torch.arange(batch) % len(x_cal)]
+        entry = {}
+        for name, net in (("torch_float", model), ("torch_int8", quantized)):
+            def run(net=net, x=x) -> None:
+                with torch.no_grad():
+                    net(x)
+            entry[name] = images_per_second(run, batch, repeats)
+        figures[f"batch_{batch}"] = entry
+    return figures
+
+
+def torch_in_child(batches: list[int], repeats: int, threads: int,
+                   calibration: str) -> dict | None:
+    """`torch_side` in a fresh interpreter (no minitorch_compress imported there)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--torch-child", "--threads", str(threads),
+           "--repeats", str(repeats), "--batches", ",".join(map(str, batches)),
+           "--calibration-file", calibration]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        raise SystemExit(f"the PyTorch benchmark child failed (exit {out.returncode})")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=int(_threads))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measure ours and PyTorch this many times, alternating")
+    parser.add_argument("--batches", default="1,100", help="comma-separated batch sizes")
+    parser.add_argument("--calibration", type=int, default=1000,
+                        help="calibration images for both int8 models")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+    parser.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--calibration-file", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        batches = [int(b) for b in args.batches.split(",")]
+    except ValueError:
+        parser.error(f"--batches needs comma-separated integers, got {args.batches!r}")
+    if args.torch_child:  # internal: the PyTorch side, printed as one JSON line
+        print(json.dumps(torch_side(batches, args.repeats, args.threads,
+                                    args.calibration_file)))
+        return 0
+
+    from minitorch_compress.data.transforms import normalize
+
+    images, source = calibration_images(args.calibration, args.data_dir)
+    rounds: list[dict] = []
+    with tempfile.TemporaryDirectory() as folder:
+        calibration = os.path.join(folder, "calibration.npy")
+        np.save(calibration, normalize(images))
+        for _ in range(max(1, args.rounds)):
+            mine = ours(batches, args.repeats, images)
+            theirs = None if args.no_torch else torch_in_child(batches, args.repeats,
+                                                               args.threads, calibration)
+            rounds.append({"ours": mine, "torch": theirs})
+    figures: dict = {"isa": rounds[0]["ours"]["isa"], "threads": args.threads,
+                     "rounds": len(rounds), "calibration": source,
+                     "cpu": platform.processor() or platform.machine(),
+                     "torch_version": rounds[0]["torch"]["version"] if rounds[0]["torch"]
+                     else None}
+    print(f"integer ISA: {figures['isa']}; {args.threads} threads; {len(rounds)} rounds; "
+          f"calibration: {source}")
+    print(f"{'batch':>6s} " + " ".join(f"{e:>12s}" for e in ENGINES) + "   (images/s)")
+    for batch in batches:
+        key = f"batch_{batch}"
+        entry = {}
+        for engine in ENGINES:
+            side = "ours" if engine.startswith("ours") else "torch"
+            values = [r[side][key][engine] for r in rounds if r[side] is not None]
+            entry[engine] = statistics.median(values) if values else None
+            if len(values) > 1:
+                entry[f"{engine}_range"] = [min(values), max(values)]
+        figures[key] = entry
+        print(f"{batch:6d} " + " ".join(
+            f"{entry[e]:12.0f}" if entry[e] is not None else f"{'-':>12s}" for e in ENGINES))
+    batch = max(batches)
+    profile = layer_profile(batch, args.repeats, images)
+    figures[f"layers_batch_{batch}"] = profile
+    total = sum(row["ms"] for row in profile)
+    print(f"\nour int8 layers at batch {batch} (fast kernel, median ms; {total:.1f} ms in all):")
+    for row in profile:
+        share = 100 * row["ms"] / total
+        print(f"  {row['layer']:22s} {'x'.join(map(str, row['weights'])):>12s} "
+              f"s{row['stride']} {row['kind']:6s} {row['ms']:8.2f} {share:5.1f} %")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The fast integer conv (`kernels/int8_conv.py`, `kernels/simd_int8.py`) equals the NumPy
+integer reference bit for bit."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import njit
+from strategies import seeds
+
+from minitorch_compress.kernels import int8_conv, simd_int8
+from minitorch_compress.kernels import int8_reference as ir
+
+ISAS = ["plain"] + (["avx512_vnni"] if simd_int8.has_avx512_vnni() else [])
+needs_vnni = pytest.mark.skipif(not simd_int8.has_avx512_vnni(), reason="no AVX-512 VNNI")
+
+
+def random_layer(rng, c, k, ksize, stride, padding, with_mask, with_residual, relu,
+                 multiplier_range):
+    weight = rng.integers(-128, 128, (k, c, ksize, ksize)).astype(np.int8)
+    mask = None
+    if with_mask:
+        mask = (rng.random(weight.shape) < 0.6).astype(np.uint8)
+        weight = (rng.integers(0, 16, weight.shape) * mask).astype(np.int8)
+
+    def requant(shape):
+        low, high = multiplier_range
+        return ir.Requant.from_real(rng.uniform(low, high, shape) * rng.choice([-1, 1], shape))
+
+    return ir.IntConv(
+        weight=weight, bias=rng.integers(-5000, 5000, k).astype(np.int32),
+        scale_a=requant(k), mask=mask, scale_b=requant(k) if with_mask else None,
+        stride=stride, padding=padding, in_zero_point=int(rng.integers(0, 256)),
+        out_zero_point=int(rng.integers(0, 256)), relu=relu,
+        residual_scale=ir.Requant.from_real(np.float64(rng.uniform(0.1, 3)))
+        if with_residual else None, residual_zero_point=int(rng.integers(0, 256)))
+
+
+layer_problems = st.tuples(
+    st.integers(1, 2),  # n
+    st.integers(1, 9),  # c: not a multiple of 4
+    st.integers(1, 20),  # k: more and fewer than 16 lanes
+    st.integers(1, 9), st.integers(1, 9),  # h, w
+    st.sampled_from([1, 3]), st.sampled_from([1, 2]), st.integers(0, 1),
+    st.booleans(), st.booleans(), st.booleans(),
+    # tiny multipliers, ordinary ones, and ones past 1 that saturate the clamp
+    st.sampled_from([(1e-6, 1e-4), (1e-3, 0.1), (0.5, 40.0)]),
+    seeds)
+
+
+def inputs(problem):
+    n, c, k, h, w, ksize, stride, padding, with_mask, with_res, relu, mrange, seed = problem
+    rng = np.random.default_rng(seed)
+    h, w = max(h, ksize), max(w, ksize)
+    layer = random_layer(rng, c, k, ksize, stride, padding, with_mask, with_res, relu, mrange)
+    q = rng.integers(0, 256, (n, c, h, w), dtype=np.uint8)
+    residual = None
+    if with_res:
+        ho, wo = (h + 2 * padding - ksize) // stride + 1, (w + 2 * padding - ksize) // stride + 1
+        residual = rng.integers(0, 256, (n, k, ho, wo), dtype=np.uint8)
+    return q, layer, residual
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(deadline=None, max_examples=60)
+@given(problem=layer_problems)
+def test_fast_conv_layer_equals_the_reference_bit_for_bit(isa, problem):
+    q, layer, residual = inputs(problem)
+    expected = ir.conv_layer(q, layer, residual)
+    got = int8_conv.conv_layer(q, layer, residual, isa=isa)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_fast_conv_layer_at_the_extremes(isa):
+    """All-255 codes times all -128 weights with zero point 0 (the largest sums) and the
+    ResNet-20 shapes 64 x 64 x 3 x 3."""
+    rng = np.random.default_rng(0)
+    layer = random_layer(rng, 64, 64, 3, 1, 1, False, True, True, (1e-6, 1e-5))
+    layer = ir.IntConv(**{**layer.__dict__, "weight": np.full((64, 64, 3, 3), -128, np.int8),
+                          "in_zero_point": 0})
+    q = np.full((2, 64, 8, 8), 255, np.uint8)
+    residual = rng.integers(0, 256, (2, 64, 8, 8), dtype=np.uint8)
+    np.testing.assert_array_equal(int8_conv.conv_layer(q, layer, residual, isa=isa),
+                                  ir.conv_layer(q, layer, residual))
+
+
+def test_isa_is_named():
+    assert int8_conv.int8_isa() in ("avx512_vnni", "plain")
+
+
+@njit
+def one_step(acc, a, b, out):
+    """out[:16] = dpbusd(acc[:16], a[:16], b[:16]), compiled."""
+    simd_int8.istore(out, 0, simd_int8.dpbusd(simd_int8.iload(acc, 0), simd_int8.iload(a, 0),
+                                              simd_int8.iload(b, 0)))
+
+
+@needs_vnni
+@settings(deadline=None)
+@given(seeds)
+def test_vpdpbusd_intrinsic_compiles_and_matches_its_python_twin(seed):
+    """Pins the operand types this llvmlite accepts for llvm.x86.avx512.vpdpbusd.512."""
+    rng = np.random.default_rng(seed)
+    acc = rng.integers(-(2**20), 2**20, 16).astype(np.int32)
+    a, b = (rng.integers(-(2**31), 2**31, 16).astype(np.int32) for _ in range(2))
+    out = np.zeros(16, np.int32)
+    one_step(acc, a, b, out)
+    np.testing.assert_array_equal(out, simd_int8.dpbusd(acc, a, b))
+    ua = a.view(np.uint8).reshape(16, 4).astype(np.int64)
+    sb = b.view(np.int8).reshape(16, 4).astype(np.int64)
+    np.testing.assert_array_equal(out, acc + (ua * sb).sum(axis=1))
+    asm = one_step.inspect_asm(one_step.signatures[0])
+    assert "vpdpbusd" in asm
+
+
+def test_steppable_without_jit():
+    """Under NUMBA_DISABLE_JIT=1 both kernels run as plain Python and still match."""
+    script = textwrap.dedent("""
+        import numpy as np
+        from minitorch_compress.kernels import int8_conv, int8_reference as ir
+        rng = np.random.default_rng(3)
+        k, c = 5, 3
+        layer = ir.IntConv(
+            weight=rng.integers(0, 8, (k, c, 3, 3)).astype(np.int8),
+            bias=rng.integers(-50, 50, k).astype(np.int32),
+            scale_a=ir.Requant.from_real(rng.uniform(0.001, 0.01, k)),
+            mask=np.ones((k, c, 3, 3), np.uint8),
+            scale_b=ir.Requant.from_real(rng.uniform(-0.01, 0.01, k)),
+            stride=2, padding=1, in_zero_point=7, out_zero_point=3, relu=True)
+        q = rng.integers(0, 256, (1, c, 5, 5), dtype=np.uint8)
+        expected = ir.conv_layer(q, layer)
+        for isa in ("plain", "avx512_vnni"):
+            assert (int8_conv.conv_layer(q, layer, isa=isa) == expected).all(), isa
+        print("ok")
+    """)
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_fast_conv_layer_refuses_the_one_multiplier_it_does_not_saturate():
+    rng = np.random.default_rng(4)
+    layer = random_layer(rng, 2, 3, 1, 1, 0, False, False, True, (1e-3, 0.1))
+    bad = ir.Requant(np.full(3, ir.INT32_MIN, np.int32), np.zeros(3, np.int32))
+    layer = ir.IntConv(**{**layer.__dict__, "scale_a": bad})
+    with pytest.raises(ValueError, match="INT32_MIN"):
+        int8_conv.conv_layer(np.zeros((1, 2, 3, 3), np.uint8), layer)
+
+
+def test_packed_weights_are_kept_once_per_layer_and_dropped_with_it():
+    rng = np.random.default_rng(5)
+    layer = random_layer(rng, 3, 4, 3, 1, 1, True, False, True, (1e-3, 0.1))
+    first = int8_conv.packed_weights(layer)
+    assert int8_conv.packed_weights(layer) is first
+    key = id(layer)
+    del layer
+    gc.collect()
+    assert key not in int8_conv._PACKED
