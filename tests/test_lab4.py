@@ -262,6 +262,10 @@ def test_a_budget_run_later_keeps_the_results_recorded_before(tmp_path, syntheti
     assert list(e) == ["0.6", "0.4"] and e["0.6"]["l1"] == first
     assert set(e["0.6"]) == set(e["0.4"]) == {"l1", "lasso", "lasso_phase"}
     assert e["0.4"]["l1"]["macs_ratio"] <= 0.4 < e["0.6"]["l1"]["macs_ratio"] <= 0.6
+    # results made with other settings are never dropped silently
+    assert lab4_script.main([*common, "--budgets", "0.4", "--methods", "l1", "--resume",
+                             "--kd-alpha", "0.5"]) == 2
+    assert _read(tmp_path / "results", "lab4_e")["budgets"] == e
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -594,17 +594,26 @@ def run_provenance(options: Lab4Options) -> dict[str, Any]:
 def recorded_e(options: Lab4Options, context: dict[str, Any],
                quiet: bool = False) -> dict[str, dict[str, Any]]:
     """The (e) results ``<out-dir>/lab4_e.json`` holds, by budget, if it was made with the same
-    `context` (epochs, images, seed, weights, distillation settings); else none (and a note,
-    unless `quiet`): those results are then left out of the file this run writes."""
+    `context` (epochs, images, seed, weights, distillation settings).
+
+    A file made with other settings would lose every result this run does not redo, so it is
+    refused unless --overwrite; then (or when `quiet`: the re-reads before each write) none
+    of its results are kept.
+
+    Raises:
+        MinitorchError: the file was made with other settings and --overwrite is not given.
+    """
     previous = read_result(options.out_dir, "lab4_e")
     if previous is None:
         return {}
-    if any(previous.get(key) != value for key, value in context.items()):
-        if not quiet:
-            print(f"  note: {shown(options.out_dir / 'lab4_e.json')} was made with other "
-                  "settings; its results are replaced", flush=True)
-        return {}
-    return previous.get("budgets", {})
+    other = [key for key, value in context.items() if previous.get(key) != value]
+    if other and not (quiet or options.overwrite):
+        key = other[0]
+        raise MinitorchError(
+            f"{shown(options.out_dir / 'lab4_e.json')} holds results made with {key} "
+            f"{previous.get(key)}, not {context[key]}: use another --out-dir, the same "
+            "settings, or --overwrite to replace them all")
+    return {} if other else previous.get("budgets", {})
 
 
 def e_payload(recorded: dict[str, dict[str, Any]], ran: dict[str, dict[str, Any]],
