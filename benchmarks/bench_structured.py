@@ -6,7 +6,10 @@
 Measures, in one run, on the kernel threads this machine gives (``MINITORCH_NUM_THREADS``),
 inference images/s at batch 100 (eval mode, no gradients: the fused dense path) of the
 unpruned ResNet-20 and of a channel-pruned one, timed in alternating rounds (median), and
-writes ``{"dense_img_s", "pruned_img_s", "speedup", "flops_ratio", "mid_channels", ...}``.
+writes ``{"dense_img_s", "pruned_img_s", "speedup", "flops_ratio", "time_per_flop",
+"mid_channels", ...}``; ``time_per_flop`` is the pruned model's time per multiply-accumulate
+relative to the full model's (1.0: time falls exactly with the FLOPs; Lab 4's goal is at most
+1.05).
 
 The pruned model is ``--weights FILE`` (a model file or checkpoint whose architecture has
 fewer block-internal channels), or, with ``--keep-fraction F``, the pretrained model with
@@ -60,6 +63,7 @@ def measure(full, pruned, rounds: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from minitorch_compress.cli import OneLineParser, run_cli
+    from minitorch_compress.options import positive_int
 
     parser = OneLineParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -68,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="prune the pretrained model to this fraction of each block's "
                              "internal channels (L1 filter norm), in (0, 1]")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=positive_int, default=7,
+                        help="alternating timed rounds (the median is reported)")
     args = parser.parse_args(argv)
     if args.keep_fraction is not None and not 0 < args.keep_fraction <= 1:
         parser.error(f"--keep-fraction must be in (0, 1], got {args.keep_fraction}")
@@ -92,9 +97,11 @@ def run(args: argparse.Namespace) -> int:
               "flops_ratio": resnet20_macs(pruned.mid_channels) / resnet20_macs(),
               "batch": BATCH, "rounds": args.rounds, "threads": get_num_threads(),
               "commit": git_commit()}
+    result["time_per_flop"] = seconds["pruned"] / seconds["dense"] / result["flops_ratio"]
     print(f"{source}: channels {result['mid_channels']}; dense {result['dense_img_s']:.0f} "
           f"img/s, pruned {result['pruned_img_s']:.0f} img/s ({result['speedup']:.2f}x; "
-          f"FLOPs {result['flops_ratio']:.1%} of the full model)")
+          f"FLOPs {result['flops_ratio']:.1%} of the full model; "
+          f"{result['time_per_flop']:.2f}x its time per FLOP)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -7,10 +7,14 @@ Usage (from the repository root)::
     python labs/lab4_structured.py --part b     # the smaller networks finetuned; L1 baseline
     python labs/lab4_structured.py --part c     # Lasso + one small threshold vs iterative
     python labs/lab4_structured.py --part d     # measured inference speed of every model
+    python labs/lab4_structured.py --part e     # four methods at equal MAC budgets
     python labs/lab4_structured.py --part all --resume
 
 ``--strengths`` / ``--l1-strengths`` choose the penalty strengths (the defaults come from
-the first full runs: `minitorch_compress.experiments.lab4` says how). Each part writes
+the first full runs: `minitorch_compress.experiments.lab4` says how); ``--budgets`` and
+``--methods`` what (e) runs, e.g. one budget and method at a time::
+
+    python labs/lab4_structured.py --part e --budgets 0.6 --methods l1_kd --resume Each part writes
 ``<out-dir>/lab4_<part>.json`` and its models ``<out-dir>/models/lab4_*.mtc``;
 ``<out-dir>/lab4.md`` is regenerated after every part. The default ``--out-dir`` is
 ``results/local/`` (git-ignored); ``--out-dir results`` publishes. The other lab options
@@ -27,7 +31,7 @@ from collections.abc import Sequence
 from minitorch_compress.cli import run_cli
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.experiments import lab4
-from minitorch_compress.options import lab_parser, positive_int
+from minitorch_compress.options import lab_parser, positive_float, positive_int
 from minitorch_compress.reports import lab4 as report
 
 
@@ -46,6 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "without this option adds it, --resume keeps the rest)")
     parser.add_argument("--speed-rounds", type=positive_int, default=5,
                         help="(d): timed rounds per model (median)")
+    parser.add_argument("--budgets", nargs="+", default=list(lab4.BUDGETS), metavar="FRACTION",
+                        help="(e): MAC budgets, fractions of the full model's MACs in whole "
+                             f"percents, run in this order (default {' '.join(lab4.BUDGETS)})")
+    parser.add_argument("--methods", nargs="+", default=list(lab4.METHODS),
+                        choices=lab4.METHODS, metavar="METHOD",
+                        help="(e): methods run at each budget, in this order: "
+                             f"{', '.join(lab4.METHODS)} (default: all four)")
+    defaults = lab4.Lab4Options  # the dataclass's field defaults (DistillConfig's)
+    parser.add_argument("--kd-temperature", type=positive_float, default=defaults.kd_temperature,
+                        help="(e): distillation temperature of the *_kd methods (default "
+                             f"{defaults.kd_temperature:g})")
+    parser.add_argument("--kd-alpha", type=float, default=defaults.kd_alpha,
+                        help="(e): weight of the distillation term, in [0, 1]; 1 - alpha "
+                             f"weighs the labels (default {defaults.kd_alpha:g})")
     return parser
 
 

@@ -95,7 +95,7 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
         ["lab3_quantization.py", "--part", "e", "--naive-quantizer", *smoke],
         # one strength each keeps quick mode quick; --full runs the default strengths
         ["lab4_structured.py", "--part", "all", "--strengths", "1", "--l1-strengths", "0.005",
-         *smoke],
+         "--budgets", "0.6", *smoke],
         ["lab5_claims.py", "--part", "all", *smoke],  # (c) reads the labs above
     ]
 

@@ -35,6 +35,7 @@ def smoke_run(tmp_path_factory, synthetic_cifar10_dir, random_resnet20_weights):
     argv = ["--part", "all", "--strengths", "5000", "--l1-strengths", "100",
             "--data-dir", str(synthetic_cifar10_dir), "--weights", str(random_resnet20_weights),
             "--epochs", "2", "--subset", "64", "--test-subset", "64", "--speed-rounds", "1",
+            "--budgets", "0.5",
             "--out-dir", str(out), "--run-root", str(root / "runs"), "--no-progress"]
     assert lab4_script.main(argv) == 0
     return out, synthetic_cifar10_dir
@@ -79,6 +80,12 @@ def test_lasso_and_threshold_and_speed_are_recorded_and_the_page_answers_each_cl
     d = _read(out, "lab4_d")["models"]
     assert {"full", "lab4_a_5000", "lab4_b_5000", "lab4_b_l1_5000"} <= set(d)
     assert all(m["img_s"] > 0 for m in d.values())
+    # every finetuned (e) model is timed (its phase models are not: same widths as lasso's)
+    assert {f"lab4_e_{m}_m50" for m in ("l1", "l1_kd", "lasso", "lasso_kd")} <= set(d)
+    assert not any("phase" in name for name in d)
+    full_s = 1 / d["full"]["img_s"]
+    for m in d.values():  # time per MAC relative to the full model's
+        assert m["time_per_mac"] == pytest.approx(1 / m["img_s"] / full_s / m["macs_ratio"])
     page = (out / "lab4.md").read_text()
     for claim in ("1.2", "1.3", "1.4", "1.6"):
         assert f"| {claim}: " in page
@@ -145,6 +152,21 @@ def test_each_claims_verdict_follows_the_numbers():
             "lab4_b_1": {"img_s": pruned_img_s, "weights_kept": 0.6, "macs_ratio": 0.6,
                          "accuracy": 0.9}}}}
 
+    # claim 1.6 judges the fastest group-Lasso model within a point of the full model, if any
+    within = {"d": {"models": {
+        "full": {"img_s": 100.0, "accuracy": 0.915},
+        "unstructured_80_sparse_path": {"img_s": 110.0, "weights_zero": 0.8},
+        "lab4_e_lasso_m40": {"img_s": 190.0, "weights_kept": 0.4, "macs_ratio": 0.4,
+                             "accuracy": 0.88},
+        "lab4_e_lasso_kd_m60": {"img_s": 150.0, "weights_kept": 0.6, "macs_ratio": 0.6,
+                                "accuracy": 0.91},
+        "lab4_e_l1_m60": {"img_s": 160.0, "weights_kept": 0.6, "macs_ratio": 0.6,
+                          "accuracy": 0.912}}}}
+    assert "within 0.01 of the full model's accuracy (lab4_e_lasso_kd_m60" in \
+        report.claim_1_6(within)
+    within["d"]["models"]["lab4_e_lasso_kd_m60"]["accuracy"] = 0.80
+    assert "The fastest group-Lasso model (lab4_e_lasso_m40" in report.claim_1_6(within)
+
     assert "agrees with the course: not much speedup" in report.claim_1_2(d(110.0, 150.0))
     assert "does not hold here" in report.claim_1_2(d(200.0, 150.0))
     assert "Less sparsity, more speedup" in report.claim_1_6(d(110.0, 150.0))
@@ -156,6 +178,9 @@ def test_each_claims_verdict_follows_the_numbers():
                                               "accuracy": accuracy}}}}
 
     assert "met by lab4_b_1" in report.target_line(speed(160.0, 0.6, 0.91))
+    e_model = speed(160.0, 0.6, 0.91)
+    e_model["d"]["models"]["lab4_e_l1_kd_m60"] = e_model["d"]["models"].pop("lab4_b_1")
+    assert "met by lab4_e_l1_kd_m60" in report.target_line(e_model)
     # 0.8 of the MACs in 0.8 of the time: time follows MACs, 1.5x needs <= 66.7 % of them
     line = report.target_line(speed(125.0, 0.8, 0.91))
     assert "not met" in line and "1.00x the time" in line and "66.7%" in line
@@ -185,3 +210,74 @@ def test_part_b_can_leave_the_l1_baseline_for_later(tmp_path, synthetic_cifar10_
     again = _read(out, "lab4_b")["strengths"]["5000"]
     assert again["l1_filter"] is not None
     assert again["group_lasso"]["history"] == b["group_lasso"]["history"]
+
+
+def test_the_methods_at_a_mac_budget_are_recorded_and_evaluate_from_their_files(smoke_run):
+    from minitorch_compress.compression.structured import CHANNEL_TILE
+    from minitorch_compress.data.cifar10 import load_cifar10
+    from minitorch_compress.training.evaluate import evaluate
+
+    out, cifar = smoke_run
+    e = _read(out, "lab4_e")
+    runs = e["budgets"]["0.5"]
+    assert set(runs) == {"l1", "l1_kd", "lasso", "lasso_kd", "lasso_phase"}
+    data = load_cifar10(cifar, subset=0, test_subset=64)
+    for method in ("l1", "l1_kd", "lasso", "lasso_kd"):
+        run = runs[method]
+        assert run["macs_ratio"] <= 0.5 and all(w % CHANNEL_TILE == 0 for w in run["widths"])
+        model = load_pretrained(out / "models" / f"lab4_e_{method}_m50.mtc")
+        assert list(model.mid_channels) == run["widths"]
+        assert evaluate(model, data.x_test, data.y_test) == run["best_accuracy"]
+        assert (run["distill"] is not None) == method.endswith("_kd")
+    # the L1 baseline keeps about the same fraction in every block; group Lasso starts
+    # from its phase's trimmed model and says how well its strength was predicted
+    assert runs["lasso"]["widths"] == runs["lasso_phase"]["widths"]
+    assert runs["lasso"]["strength"] == runs["lasso_phase"]["strength"] > 0
+    assert len(runs["lasso"]["predicted_channels"]) == len(runs["lasso"]["actual_channels"]) == 9
+    assert e["epochs"] == {"l1": 2, "lasso": [1, 1]}
+    assert e["kd"] == {"temperature": 4.0, "alpha": 0.9}
+    # the page: the four methods at the budget, the calibration, the figure
+    page = (out / "lab4.md").read_text()
+    assert "## (e) the methods at equal MAC budgets" in page
+    row = next(line for line in page.splitlines() if line.startswith("| 50% | "))
+    assert row.count(" MACs, ") == 4 and "not run yet" not in row
+    assert "time/MAC" in row  # (d) timed them
+    assert "Time per MAC of the (e) models" in page
+    assert (out / "lab4" / "methods_pareto.png").stat().st_size > 0
+
+
+def test_a_budget_run_later_keeps_the_results_recorded_before(tmp_path, synthetic_cifar10_dir,
+                                                              random_resnet20_weights):
+    """Each (budget, method) is written as it finishes; a later run of other budgets or
+    methods adds to the file, and --resume reuses what it holds rather than run it again."""
+    common = ["--part", "e", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+              str(random_resnet20_weights), "--epochs", "2", "--subset", "64", "--test-subset",
+              "64", "--out-dir", str(tmp_path / "results"), "--run-root",
+              str(tmp_path / "runs"), "--no-progress"]
+    assert lab4_script.main([*common, "--budgets", "0.6", "--methods", "l1"]) == 0
+    first = _read(tmp_path / "results", "lab4_e")["budgets"]["0.6"]["l1"]
+    assert lab4_script.main([*common, "--budgets", "0.60", "0.4", "--methods", "l1",
+                             "lasso", "--resume"]) == 0
+    e = _read(tmp_path / "results", "lab4_e")["budgets"]
+    assert list(e) == ["0.6", "0.4"] and e["0.6"]["l1"] == first
+    assert set(e["0.6"]) == set(e["0.4"]) == {"l1", "lasso", "lasso_phase"}
+    assert e["0.4"]["l1"]["macs_ratio"] <= 0.4 < e["0.6"]["l1"]["macs_ratio"] <= 0.6
+    # results made with other settings are never dropped silently
+    assert lab4_script.main([*common, "--budgets", "0.4", "--methods", "l1", "--resume",
+                             "--kd-alpha", "0.5"]) == 2
+    assert _read(tmp_path / "results", "lab4_e")["budgets"] == e
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--budgets", "0.05"], "smallest model"),
+    (["--budgets", "1.5"], "(0, 1]"),
+    (["--budgets", "0.555"], "whole percents"),
+    (["--methods", "l2"], "--methods"),
+    (["--kd-alpha", "2"], "alpha"),
+    (["--kd-temperature", "0"], "--kd-temperature"),
+])
+def test_bad_budgets_methods_and_distillation_settings_are_one_line(argv, words, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lab4_script.main(["--part", "e", *argv])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and words in err

@@ -21,7 +21,8 @@ def test_quick_mode_runs_every_lab_and_writes_the_report(tmp_path, synthetic_cif
             "--out-dir", str(out_dir), "--run-root", str(run_root), "--no-progress"]
     assert main(argv) == 0
     for name in ["lab1", "lab2_a", "lab2_b", "lab2_c", "lab2_d", "lab2_e", "lab3_b", "lab3_c",
-                 "lab3_d", "lab3_e", "lab3_d_naive", "lab4_a", "lab4_b", "lab4_c", "lab4_d"]:
+                 "lab3_d", "lab3_e", "lab3_d_naive", "lab4_a", "lab4_b", "lab4_c", "lab4_d",
+                 "lab4_e"]:
         assert (out_dir / f"{name}.json").is_file(), name
     smoke = json.loads((out_dir / "lab2_c.json").read_text())["_meta"]
     assert smoke["smoke"] is True

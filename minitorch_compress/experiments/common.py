@@ -34,6 +34,7 @@ from minitorch_compress.options import DataOptions, LabOptions, ensure_writable_
 from minitorch_compress.paths import REPO_ROOT, shown
 from minitorch_compress.recipe import RECIPE_EPOCHS, FinetuneConfig
 from minitorch_compress.results import git_commit, read_result
+from minitorch_compress.training.distill import DistillConfig
 from minitorch_compress.training.evaluate import evaluate
 from minitorch_compress.training.trainer import Trainer, refuse_existing_run
 
@@ -334,11 +335,15 @@ def prepare_run_dir(options: LabOptions, run_name: str, *,
 
 
 def finetune(model: Module, data: Cifar10, options: LabOptions, run_name: str,
-             hooks: Sequence[Any] = (), *, script: str | None = None) -> dict[str, Any]:
+             hooks: Sequence[Any] = (), *, script: str | None = None,
+             teacher: Module | None = None,
+             distill: DistillConfig | None = None) -> dict[str, Any]:
     """Finetune with the course recipe in `runs/<run_name>`; resumable with --resume.
 
     The run folder is checked and recorded first (`prepare_run_dir`, with `script` for its
-    provenance).
+    provenance). With a `teacher` (another model) the loss is knowledge distillation from it,
+    `distill` (a `training.DistillConfig`) giving its temperature and weight; both go to the
+    `Trainer` as they are.
 
     Returns:
         {"best_accuracy", "final_accuracy", "epochs", "history" (test accuracy per epoch),
@@ -355,7 +360,7 @@ def finetune(model: Module, data: Cifar10, options: LabOptions, run_name: str,
     config = FinetuneConfig(epochs=options.epochs, seed=options.seed)
     trainer = Trainer(model, (data.x_train, data.y_train), (data.x_test, data.y_test), config,
                       hooks=hooks, run_dir=options.run_root / run_name,
-                      progress=not options.no_progress)
+                      progress=not options.no_progress, teacher=teacher, distill=distill)
     history = trainer.fit(resume=options.resume, overwrite=options.overwrite)
     if not history:
         raise MinitorchError(f"{run_name} ran no epoch; use --epochs >= 1")

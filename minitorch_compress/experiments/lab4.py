@@ -11,9 +11,8 @@ committed file, not from a run folder.
   pretrained model for the first half of the epoch budget with the group-Lasso prox after
   every step (`compression.structured.GroupLassoHook`); the last epoch is the result (where
   the penalty has acted longest). Its zero groups are removed (`shrink`: the same outputs up
-  to rounding), and the
-  smaller model is written as ``lab4_a_<lambda>.mtc``. Payload per strength: accuracy,
-  surviving channels per block, MACs ratio, history.
+  to rounding), and the smaller model is written as ``lab4_a_<lambda>.mtc``. Payload per
+  strength: accuracy, surviving channels per block, MACs ratio, history.
 * (b) **The smaller dense network, finetuned.** Each (a) model finetuned with the course
   recipe for the rest of the budget (``lab4_b_<lambda>.mtc``), and, as the baseline of Li et
   al. (ICLR 2017), the pretrained model cut to the *same* channel counts by conv1 filter L1
@@ -25,26 +24,22 @@ committed file, not from a run folder.
   sparsity, beside Lab 2 (d)'s iterative pruning (read from ``lab2_d.json``).
 * (d) **Speed (claims 1.2 and 1.6).** Inference images/s at batch 100, measured in one run in
   alternating rounds: the full model, Lab 2 (c)'s 80 %-sparse model on the dense and on the
-  sparse path (from ``lab2_c.mtc``), and every (a) and (b) model, with their accuracies and
-  MACs.
+  sparse path (from ``lab2_c.mtc``), and every (a), (b) and finetuned (e) model, with their
+  accuracies, MACs and time per MAC relative to the full model. With ``--part all`` it runs
+  last.
+* (e) **The methods at equal MAC budgets.** At each ``--budgets`` fraction of the MACs, the
+  L1-filter ranking of Li et al. and group Lasso (`part_e`), each finetuned with the labels
+  alone and with distillation from the pretrained model, all in the same epochs; each
+  result is written as it finishes.
 
-Strengths are strings (the JSON keys). How to choose them, from the first full runs: on the
-converged pretrained model the loss gradient barely pushes back, so the prox (lr * lambda of
-every group's L2 norm per step, 0.002 * lambda, 196 steps an epoch) acts as a near-uniform
-decay of the group norms (1.8-3.9, median 2.9), and channels die once the accumulated shrink,
-about 0.39 * lambda * epochs, passes their norm. With 10 group-Lasso epochs, lambda = 0.6
-(2.35 in all) removed its first channels in epoch 8 and 39 of 336 by epoch 10; lambda = 2
-(0.78 an epoch) removed nearly all of them by epoch 5 and the accuracy collapsed with them.
-The defaults bracket the useful range between.
-
-The Lasso of (c) calibrates the same way, and more exactly: with the prox after every step
-(lr * lambda = 0.002 * lambda off every |w|, 3,920 steps in 20 epochs) the loss gradient
-barely holds any weight up, so after e epochs the zeros are almost exactly the pretrained
-weights with |w| < 0.392 * lambda * e. For lambda = 0.01 that predicts 14.6 % zeros after
-4 epochs and 38.2 % after 11 (measured: 14.6 % and 37.7 %), and 62.4 % after the final
-threshold (measured: 61.5 %). So lambda = 0.015 is about where Lab 2 (d)'s 80 % falls
-(79.7 % predicted) and 0.02 passes it (89.5 %): the defaults 0.01 0.02 end below and above
-it.
+Strengths are strings (the JSON keys). The defaults bracket each penalty's useful range on
+the pretrained model: with the prox after every step and a converged model the loss gradient
+barely pushes back, so the prox acts as a near-uniform decay (of the group norms in (a), of
+every |w| in (c)) and the strength predicts which channels or weights reach zero
+(`compression.structured.predicted_group_norms`). Group-Lasso strength 0.6 removes its first
+channels late in its 10 epochs and 2 removes nearly all; Lasso strength 0.01 ends below Lab 2
+(d)'s 80 % zeros and 0.02 above. (e) does not take strengths: it predicts the one for its
+budget.
 """
 
 from __future__ import annotations
@@ -63,12 +58,21 @@ from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.compression import prunable_layers, prune_below, sparsity_report
 from minitorch_compress.compression.masks import zero_momentum_of_zeros
 from minitorch_compress.compression.structured import (
+    CHANNEL_TILE,
+    FULL_WIDTHS,
     GroupLassoHook,
     at_least_one,
+    group_norms,
     l1_filter_keep,
+    l1_filter_norms,
+    predicted_group_norms,
     resnet20_macs,
     shrink,
+    strength_for_mac_budget,
     surviving_channels,
+    top_channels,
+    widths_for_mac_budget,
+    within_block_ranks,
 )
 from minitorch_compress.data.cifar10 import Cifar10
 from minitorch_compress.errors import MinitorchError
@@ -79,25 +83,36 @@ from minitorch_compress.experiments.common import (
     load_data,
     preflight,
     pretrained,
+    provenance,
     run_and_write,
     save_model_file,
+    weights_id,
+    write_result,
 )
 from minitorch_compress.experiments.lab4_layout import (
     FINETUNE_PARTS,
+    METHODS,
     PARTS,
     SCRIPT,
     TITLES,
     iterative_pruning,
+    method_run,
 )
 from minitorch_compress.kernels.parallel import get_num_threads
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import to_sparse
 from minitorch_compress.options import LabOptions
 from minitorch_compress.paths import RESULTS_DIR, shown
+from minitorch_compress.recipe import FinetuneConfig
+from minitorch_compress.results import read_result
+from minitorch_compress.training.distill import DistillConfig
 
 STRENGTHS = ("0.6", "0.8", "1")  # group Lasso, part (a): see the module docstring
 L1_STRENGTHS = ("0.01", "0.02")  # Lasso on every weight, part (c): see the module docstring
 SMALL_THRESHOLD = 1e-3  # part (c)'s single pruning step: |w| below this becomes 0
+# part (e)'s MAC budgets, as fractions of the full model's MACs (the JSON keys), in the order
+# they run: 0.6 first, the one budget that can reach 1.5x the full model's speed
+BUDGETS = ("0.6", "0.5", "0.4")
 SPEED_BATCH = 100
 
 
@@ -111,10 +126,15 @@ class Lab4Options(LabOptions):
         no_l1_baseline: (b) finetunes only the group-Lasso models, not the L1-filter
             baseline.
         speed_rounds: (d)'s timed rounds per model (their median is reported).
+        budgets: (e)'s MAC budgets, fractions of the full model's MACs in whole percents, as
+            strings ("0.6"; the JSON keys), run in this order.
+        methods: (e)'s methods, some of ``METHODS``, run in this order at each budget.
+        kd_temperature, kd_alpha: (e)'s distillation settings (`DistillConfig`'s defaults).
 
     Raises:
-        MinitorchError: (when built) a strength that is not a number >= 0, or fewer than
-            one speed round.
+        MinitorchError: (when built) a strength that is not a number >= 0, fewer than one
+            speed round, a budget outside (0, 1], not a whole percent or below the smallest
+            tiled model, an unknown method, or distillation settings `DistillConfig` refuses.
     """
 
     PARTS = PARTS
@@ -123,6 +143,10 @@ class Lab4Options(LabOptions):
     l1_strengths: tuple[str, ...] = L1_STRENGTHS
     no_l1_baseline: bool = False
     speed_rounds: int = 5
+    budgets: tuple[str, ...] = BUDGETS
+    methods: tuple[str, ...] = METHODS
+    kd_temperature: float = DistillConfig().temperature
+    kd_alpha: float = DistillConfig().alpha
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -138,6 +162,49 @@ class Lab4Options(LabOptions):
                     raise MinitorchError(f"{option} takes numbers >= 0, got {value!r}")
         if not isinstance(self.speed_rounds, int) or self.speed_rounds < 1:
             raise MinitorchError(f"--speed-rounds must be >= 1, got {self.speed_rounds!r}")
+        object.__setattr__(self, "budgets", tuple(dict.fromkeys(
+            budget_key(b) for b in self.budgets)))
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise MinitorchError(f"--methods takes some of {' '.join(METHODS)}, got "
+                                 f"{' '.join(map(str, self.methods)) or 'none'}")
+        object.__setattr__(self, "methods", tuple(dict.fromkeys(self.methods)))
+        self.distill_config()  # its MinitorchError names the bad setting
+
+    def distill_config(self) -> DistillConfig:
+        """The distillation settings of (e)'s KD methods."""
+        try:
+            return DistillConfig(float(self.kd_temperature), float(self.kd_alpha))
+        except (TypeError, ValueError):
+            raise MinitorchError(f"--kd-temperature and --kd-alpha take numbers, got "
+                                 f"{self.kd_temperature!r} and {self.kd_alpha!r}") from None
+
+    def parts(self) -> list[str]:
+        """The parts `part` names, in order; with "all", (d) last, since it times the models
+        of every other part."""
+        parts = super().parts()
+        return [p for p in parts if p != "d"] + (["d"] if "d" in parts else [])
+
+
+def budget_key(value: Any) -> str:
+    """A MAC budget as (e) records it: "0.60" and 0.6 both become "0.6".
+
+    Raises:
+        MinitorchError: not a fraction in (0, 1] in whole percents, or below the MACs of the
+            smallest model the tile allows (`CHANNEL_TILE` channels in every block).
+    """
+    try:
+        percent = 100 * float(value)
+    except (TypeError, ValueError):
+        percent = float("nan")
+    if not (0 < percent <= 100 and abs(percent - round(percent)) < 1e-9):
+        raise MinitorchError(f"--budgets takes fractions of the MACs in (0, 1] in whole "
+                             f"percents (e.g. 0.6 0.45), got {value!r}")
+    smallest = resnet20_macs([CHANNEL_TILE] * len(FULL_WIDTHS)) / resnet20_macs()
+    if percent / 100 < smallest:
+        raise MinitorchError(f"--budgets {value}: below the smallest model with {CHANNEL_TILE} "
+                             f"channels a block ({smallest:.1%} of the MACs)")
+    return f"{round(percent) / 100:g}"
 
 
 def phase_epochs(epochs: int) -> tuple[int, int]:
@@ -308,10 +375,15 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     """(d) Measured inference images/s of the full, unstructured-sparse and channel-pruned
     models, in one run, alternating rounds (median), with their accuracies and MACs.
 
+    The channel-pruned models are those of (a) and (b) at ``--strengths`` and every
+    finetuned (e) model in ``<out-dir>/models``.
+
     Returns:
-        {"models": {name: {"img_s", "macs_ratio", "accuracy", "weights_zero" (fraction of
-        its prunable weights that are 0), "weights_kept" (its prunable weights, as a fraction
-        of the full model's), "file"}}, "batch", "rounds", "threads"}.
+        {"models": {name: {"img_s", "macs_ratio", "time_per_mac" (its time per MAC relative
+        to the full model's: 1.0 when time falls exactly with the MACs), "accuracy",
+        "weights_zero" (fraction of its prunable weights that are 0), "weights_kept" (its
+        prunable weights, as a fraction of the full model's), "file"}}, "batch", "rounds",
+        "threads"}.
     """
     data = lab_data(options, data, trains=False)
     candidates: dict[str, tuple[Any, str]] = {"full": (pretrained(options), "pretrained")}
@@ -325,11 +397,15 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
             break
     # (a)'s models too: channel-pruned but not finetuned, they give the speed of every
     # strength, also those whose (b) finetune has not been run
-    for strength in options.strengths:
-        for name in (f"lab4_a_{strength}", f"lab4_b_{strength}", f"lab4_b_l1_{strength}"):
-            path = model_file(options, name)
-            if path.is_file():
-                candidates[name] = (load_pretrained(path), shown(path))
+    names = [f"lab4_{kind}{strength}" for strength in options.strengths
+             for kind in ("a_", "b_", "b_l1_")]
+    # and every finetuned model of (e) that is there (its phase models have the widths of
+    # its group-Lasso models)
+    names += sorted(path.stem for path in (options.out_dir / "models").glob("lab4_e_*_m*.mtc")
+                    if not path.stem.startswith("lab4_e_lasso_phase_"))
+    for name in names:
+        if (path := model_file(options, name)).is_file():
+            candidates[name] = (load_pretrained(path), shown(path))
     x = Tensor(np.random.default_rng(0).standard_normal(
         (SPEED_BATCH, 3, 32, 32)).astype(np.float32))
     times: dict[str, list[float]] = {name: [] for name in candidates}
@@ -347,9 +423,12 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     full_weights = prunable_weights(candidates["full"][0])
     models = {}
     for name, (model, source) in candidates.items():
+        macs_ratio = resnet20_macs(model.mid_channels) / resnet20_macs()
         models[name] = {
             "img_s": SPEED_BATCH / statistics.median(times[name]),
-            "macs_ratio": resnet20_macs(model.mid_channels) / resnet20_macs(),
+            "macs_ratio": macs_ratio,
+            "time_per_mac": statistics.median(times[name]) / statistics.median(times["full"])
+                            / macs_ratio,
             "accuracy": accuracy_on_test_set(model, data, options, f"(d) {name}"),
             "weights_zero": sparsity_report(model)[1],
             "weights_kept": prunable_weights(model) / full_weights, "file": source}
@@ -359,8 +438,199 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
             "threads": get_num_threads(), "test_images": len(data.y_test)}
 
 
+def part_e(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
+    """(e) The four methods at equal MAC budgets, each from the pretrained model in the same
+    number of epochs (``--epochs``) with the course recipe.
+
+    At each budget b of ``--budgets``, for each method of ``--methods``:
+
+    * ``l1`` / ``l1_kd`` (Li et al., ICLR 2017): every block keeps about the same fraction of
+      its channels, those with the largest conv1 filter L1 norms, the widths rounded to the
+      tile so that the MACs are at most b (`widths_for_mac_budget` on `within_block_ranks`);
+      the smaller model is finetuned for all the epochs, without / with distillation from the
+      pretrained model (``--kd-temperature``, ``--kd-alpha``).
+    * ``lasso`` / ``lasso_kd``: a group-Lasso phase of half the epochs at the strength
+      predicted to land on b (`strength_for_mac_budget`), shared by both methods
+      (``lab4_e_lasso_phase_m<b>``); the widths trimmed to b by the final group norms (the
+      largest groups kept, never a zero group beyond the tile rounding), then finetuned for
+      the other half, without / with distillation.
+
+    Each result is written to ``<out-dir>/lab4_e.json`` as soon as it finishes (a session that
+    ends mid-way loses nothing), beside the budgets and methods recorded there before with the
+    same settings (`recorded_e`); with --resume those are reused rather than run again.
+
+    Returns:
+        {"budgets": {b: {method: RUN, "lasso_phase": PHASE}}, "epochs": {"l1", "lasso"},
+        "train_images", "test_images", "seed", "weights", "kd": {"temperature", "alpha"},
+        "wall_s_total"}; RUN = {"best_accuracy", "final_accuracy", "best_epoch", "history",
+        "wall_s", "widths", "macs_ratio", "model_file", "distill" (the settings or None),
+        "run" (its command, commit, date)}, a group-Lasso RUN also with "strength",
+        "predicted_channels" and "actual_channels" (per block, after the phase); PHASE =
+        {"strength", "predicted_channels", "actual_channels", "accuracy", "history", "widths",
+        "macs_ratio", "wall_s", "model_file", "run"}.
+    """
+    data = lab_data(options, data, trains=True)
+    if options.argv is None:  # built in Python: record the command of this part alone
+        options = replace(options, part="e")
+    lasso_epochs, tune_epochs = phase_epochs(options.epochs)
+    distill = options.distill_config()
+    context = {"epochs": {"l1": lasso_epochs + tune_epochs, "lasso": [lasso_epochs, tune_epochs]},
+               "train_images": len(data.y_train), "test_images": len(data.y_test),
+               "seed": options.seed, "weights": weights_id(options),
+               "kd": {"temperature": distill.temperature, "alpha": distill.alpha}}
+    recorded = recorded_e(options, context)
+    ran: dict[str, dict[str, Any]] = {}  # what this call ran or reused, by budget
+    stale: set[tuple[str, str]] = set()  # group-Lasso results of a phase run again
+
+    def record(budget: str, name: str, entry: dict[str, Any]) -> None:
+        ran.setdefault(budget, {})[name] = entry
+        payload = e_payload(recorded_e(options, context, quiet=True), ran, stale, context)
+        write_result(options.out_dir, "lab4_e", payload, options, payload["wall_s_total"],
+                     script=SCRIPT)
+
+    def reusable(budget: str, name: str) -> dict[str, Any] | None:
+        entry = recorded.get(budget, {}).get(name) if options.resume else None
+        if entry is None or not model_file(options, method_run(name, budget)).is_file():
+            return None
+        print(f"  (e) {name} at {budget}: reusing the result recorded in "
+              f"{shown(options.out_dir / 'lab4_e.json')} (--resume)", flush=True)
+        return entry
+
+    def teacher_of(method: str) -> dict[str, Any]:
+        return ({"teacher": pretrained(options), "distill": distill}
+                if method.endswith("_kd") else {})
+
+    def finetuned(model: Any, epochs: int, method: str, budget: str) -> dict[str, Any]:
+        name = method_run(method, budget)
+        result = finetune(model, data, replace(options, epochs=epochs), name, script=SCRIPT,
+                          **teacher_of(method))
+        widths = list(model.mid_channels)
+        entry = {**{k: result[k] for k in ("best_accuracy", "final_accuracy", "best_epoch",
+                                           "history", "wall_s")},
+                 "widths": widths, "macs_ratio": resnet20_macs(widths) / resnet20_macs(),
+                 "model_file": save_model_file(model, options, name),
+                 "distill": ({"temperature": distill.temperature, "alpha": distill.alpha}
+                             if method.endswith("_kd") else None),
+                 "run": run_provenance(options)}
+        print(f"  (e) {method} at {budget}: best {entry['best_accuracy']:.4f}, last "
+              f"{entry['final_accuracy']:.4f}, {entry['macs_ratio']:.1%} of the MACs "
+              f"({widths})", flush=True)
+        return entry
+
+    for budget in options.budgets:
+        for method in options.methods:
+            if (entry := reusable(budget, method)) is not None:
+                record(budget, method, entry)
+            elif method.startswith("l1"):
+                full = pretrained(options)
+                norms = l1_filter_norms(full)
+                widths = widths_for_mac_budget(within_block_ranks(norms), float(budget))
+                student = shrink(full, top_channels(norms, widths))
+                record(budget, method, finetuned(student, lasso_epochs + tune_epochs, method,
+                                                 budget))
+            else:
+                phase = ran.get(budget, {}).get("lasso_phase") or reusable(budget, "lasso_phase")
+                if phase is None:
+                    phase = lasso_phase(options, data, budget, lasso_epochs)
+                    stale |= {(budget, m) for m in ("lasso", "lasso_kd")}
+                record(budget, "lasso_phase", phase)
+                student = load_pretrained(model_file(options, method_run("lasso_phase", budget)))
+                stale.discard((budget, method))
+                entry = finetuned(student, tune_epochs, method, budget)
+                record(budget, method, {**entry, **{k: phase[k] for k in (
+                    "strength", "predicted_channels", "actual_channels")}})
+    return e_payload(recorded_e(options, context, quiet=True), ran, stale, context)
+
+
+def lasso_phase(options: Lab4Options, data: Cifar10, budget: str,
+                epochs: int) -> dict[str, Any]:
+    """(e)'s group-Lasso phase at one budget: the pretrained model finetuned with the prox at
+    the strength predicted for the budget, its widths trimmed to the budget by the final group
+    norms, written as ``lab4_e_lasso_phase_m<b>.mtc``.
+
+    Returns:
+        {"strength", "predicted_channels" (per block, what the strength was predicted to
+        leave), "actual_channels" (per block, the non-zero groups after the run), "accuracy"
+        (last epoch, before trimming), "history", "widths", "macs_ratio" (the trimmed model),
+        "wall_s", "model_file", "run"}.
+    """
+    fraction = float(budget)
+    model = pretrained(options)
+    recipe = FinetuneConfig(epochs=epochs, seed=options.seed)
+    steps = -(-len(data.y_train) // recipe.batch_size) * epochs
+    sgd = (recipe.lr, steps, recipe.momentum, recipe.weight_decay)
+    start = group_norms(model)
+    strength = strength_for_mac_budget(start, fraction, *sgd)
+    predicted = [int(np.count_nonzero(n)) for n in predicted_group_norms(start, strength, *sgd)]
+    name = method_run("lasso_phase", budget)
+    result = finetune(model, data, replace(options, epochs=epochs), name,
+                      [GroupLassoHook(strength), LastEpochOnly(epochs)], script=SCRIPT)
+    norms = group_norms(model)
+    alive = [int(np.count_nonzero(n)) for n in norms]
+    # the largest groups up to the budget; where the prox zeroed more than the budget asks,
+    # no zero group is kept beyond rounding the survivors up to the tile (a zero group stays
+    # dead in the finetune: its ReLU passes no gradient)
+    widths = [min(w, CHANNEL_TILE * max(1, -(-a // CHANNEL_TILE)))
+              for w, a in zip(widths_for_mac_budget(norms, fraction), alive, strict=True)]
+    small = shrink(model, top_channels(norms, widths))
+    entry = {"strength": strength, "predicted_channels": predicted, "actual_channels": alive,
+             "accuracy": result["best_accuracy"], "history": result["history"],
+             "widths": widths, "macs_ratio": resnet20_macs(widths) / resnet20_macs(),
+             "wall_s": result["wall_s"], "model_file": save_model_file(small, options, name),
+             "run": run_provenance(options)}
+    print(f"  (e) group-Lasso phase at {budget}: lambda {strength:.4f}, channels predicted "
+          f"{sum(predicted)}, left {sum(alive)}, trimmed to {widths} "
+          f"({entry['macs_ratio']:.1%} of the MACs)", flush=True)
+    return entry
+
+
+def run_provenance(options: Lab4Options) -> dict[str, Any]:
+    """Who made one (e) result: its command, commit and date (the results of one file may
+    come from separate commands; the file's `_meta` names only the last)."""
+    meta = provenance(options, script=SCRIPT)
+    return {"command": meta["command"], "commit": meta["commit"], "date": meta["date"]}
+
+
+def recorded_e(options: Lab4Options, context: dict[str, Any],
+               quiet: bool = False) -> dict[str, dict[str, Any]]:
+    """The (e) results ``<out-dir>/lab4_e.json`` holds, by budget, if it was made with the same
+    `context` (epochs, images, seed, weights, distillation settings).
+
+    A file made with other settings would lose every result this run does not redo, so it is
+    refused unless --overwrite; then (or when `quiet`: the re-reads before each write) none
+    of its results are kept.
+
+    Raises:
+        MinitorchError: the file was made with other settings and --overwrite is not given.
+    """
+    previous = read_result(options.out_dir, "lab4_e")
+    if previous is None:
+        return {}
+    other = [key for key, value in context.items() if previous.get(key) != value]
+    if other and not (quiet or options.overwrite):
+        key = other[0]
+        raise MinitorchError(
+            f"{shown(options.out_dir / 'lab4_e.json')} holds results made with {key} "
+            f"{previous.get(key)}, not {context[key]}: use another --out-dir, the same "
+            "settings, or --overwrite to replace them all")
+    return {} if other else previous.get("budgets", {})
+
+
+def e_payload(recorded: dict[str, dict[str, Any]], ran: dict[str, dict[str, Any]],
+              stale: set[tuple[str, str]], context: dict[str, Any]) -> dict[str, Any]:
+    """(e)'s result: the recorded results (less the `stale` ones, whose phase was run again)
+    with this run's over them, the budgets in decreasing order."""
+    merged: dict[str, dict[str, Any]] = {}
+    for budget in {*recorded, *ran}:
+        entries = {k: v for k, v in recorded.get(budget, {}).items() if (budget, k) not in stale}
+        merged[budget] = {**entries, **ran.get(budget, {})}
+    budgets = {b: merged[b] for b in sorted(merged, key=float, reverse=True)}
+    wall = sum(entry.get("wall_s", 0) for runs in budgets.values() for entry in runs.values())
+    return {"budgets": budgets, **context, "wall_s_total": round(wall, 1)}
+
+
 PART_FUNCTIONS: dict[str, Callable[[Lab4Options, Cifar10 | None], dict[str, Any]]] = {
-    "a": part_a, "b": part_b, "c": part_c, "d": part_d}
+    "a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e}
 
 
 # ------------------------------------------------------------------------------ running
@@ -373,6 +643,10 @@ def run_names(part: str, options: Lab4Options) -> list[str]:
         return [f"lab4_b_{k}{s}" for s in options.strengths for k in kinds]
     if part == "c":
         return [f"lab4_c_{s}" for s in options.l1_strengths]
+    if part == "e":
+        lasso = {"lasso", "lasso_kd"} & set(options.methods)
+        return [method_run(m, b) for b in options.budgets
+                for m in (["lasso_phase"] if lasso else []) + list(options.methods)]
     return []
 
 
