@@ -124,8 +124,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    loaded = mtc.load(args.file)
-    tensors = loaded.header["tensors"]
+    loaded = mtc.load(args.file)  # checks every record that the table below reads
+    tensors = loaded.header.get("tensors", {})  # an all-dense file has none
     print(f"{args.file}: {loaded.file_bytes:,} bytes; architecture {loaded.architecture}")
     print(f"{'tensor':<34}{'shape':<16}{'sparsity':>9}{'index':>8}{'codes':>8}"
           f"{'codebook':>9}{'floats':>8}  encoding")

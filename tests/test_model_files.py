@@ -244,6 +244,8 @@ def _with_header(path, tmp_path, change):
     (lambda h: next(iter(h["tensors"].values())).update(count=10**12), "count"),
     (lambda h: h["sections"][0].__setitem__(1, 10**12), "past the end"),
     (lambda h: h["tensors"].update({"no.such.weight": {}}), "does not have"),
+    (lambda h: next(iter(h["tensors"].values())).update(index=[1, 2]), "malformed"),
+    (lambda h: next(iter(h["tensors"].values())).update(values="x"), "malformed"),
 ])
 def test_sizes_that_do_not_add_up_are_refused_before_allocating(saved, tmp_path, change,
                                                                 message):

@@ -766,6 +766,10 @@ def load(path: str | Path) -> Loaded:
         return _parse(blob)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        # a header that passed its CRC yet holds records of the wrong shape (a crafted file)
+        raise CheckpointError(f"{path}: a record of its header is malformed "
+                              f"({type(exc).__name__}: {exc})") from None
 
 
 def _parse(blob: bytes) -> Loaded:
