@@ -371,3 +371,23 @@ def test_options_round_trip_through_the_command_line():
         lab3.Lab3Options(bits=("5",))
     with pytest.raises(MinitorchError, match="part d only"):
         lab3.check_parts(lab3.Lab3Options(part="c", sparse_from_pretrained=True))
+
+
+def test_sparse_from_refuses_a_folded_or_dense_model_before_any_work(tmp_path, capsys,
+                                                                      random_resnet20_weights):
+    """Issue #34: a folded-batch-norm file (inference only) finetuned to 0.456, and a dense
+    model was called "80 %-sparse" at sparsity 0.0000; both are one line now."""
+    from minitorch_compress.compression import prune_model_by_percentage
+    from minitorch_compress.io import mtc
+    from minitorch_compress.models.pretrained import load_pretrained
+
+    dense = load_pretrained(random_resnet20_weights)
+    mtc.save(tmp_path / "dense.mtc", dense)
+    prune_model_by_percentage(dense, 0.8)
+    mtc.save(tmp_path / "folded.mtc", dense, fold_batch_norm=True)
+    for name, message in (("dense.mtc", "0.0% sparse"), ("folded.mtc", "folded batch norm")):
+        assert lab3_script.main(["--part", "d", "--sparse-from", str(tmp_path / name),
+                                 "--out-dir", str(tmp_path / "results")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "results").exists()

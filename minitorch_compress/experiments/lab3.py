@@ -229,12 +229,23 @@ def check_sparse_start(options: Lab3Options) -> None:
     """Fail early, in one line, when part (d) has no model to start from.
 
     Raises:
-        CheckpointError: the --sparse-from file is missing, or Lab 2 (c)'s checkpoint is
-            missing and neither --sparse-from nor --sparse-from-pretrained is given.
+        CheckpointError: the --sparse-from file is missing, has folded batch norm or is not
+            80 % sparse, or Lab 2 (c)'s checkpoint is missing and neither --sparse-from nor
+            --sparse-from-pretrained is given.
     """
     if options.sparse_from is not None:
         if not options.sparse_from.is_file():
             raise CheckpointError(f"--sparse-from {options.sparse_from}: no such file")
+        model = load_pretrained(options.sparse_from)
+        if getattr(model, "batch_norm_folded", False):
+            raise CheckpointError(
+                f"--sparse-from {options.sparse_from} has folded batch norm (inference only: "
+                "its batch statistics are gone); start from the unfolded file")
+        sparsity = sparsity_of_masks(mask_from_weights(model))
+        if sparsity < TARGET - 0.005:
+            raise CheckpointError(
+                f"--sparse-from {options.sparse_from} is {sparsity:.1%} sparse; part (d) "
+                f"starts from a {TARGET:.0%}-sparse model such as results/models/lab2_c.mtc")
         return
     path = lab2_checkpoint(options)
     if not options.sparse_from_pretrained and not path.is_file():
