@@ -542,6 +542,19 @@ def test_models_rebuilds_lab4s_channel_pruned_runs(tmp_path, capsys, synthetic_c
     assert result["models"]["lab4_b_1"]["table_accuracy"] == 0.25
     assert "lab4_b_l1_1" in result["missing"]
     assert mtc.load_model(out / "models" / "lab4_b_1.mtc").mid_channels == tuple(mids)
+    # Lab 4 (e)'s models, from lab4_e.json's budgets (the shared lasso phase is no model)
+    (runs / "lab4_e_l1_kd_m60").mkdir(parents=True)
+    save_checkpoint(runs / "lab4_e_l1_kd_m60" / "best.npz",
+                    {f"model.{k}": v for k, v in small.state_dict().items()}, {})
+    (out / "lab4_e.json").write_text(json.dumps(
+        {"budgets": {"0.6": {"l1_kd": {"best_accuracy": 0.125},
+                             "lasso_phase": {"accuracy": 0.5}}}}))
+    assert cli.main(["models", "--run-root", str(runs), "--out-dir", str(out), "--data-dir",
+                     str(synthetic_cifar10_dir), "--no-progress", "--only",
+                     "lab4_e_l1_kd_m60"]) == 0
+    result = json.loads((out / "compression.json").read_text())
+    assert result["models"]["lab4_e_l1_kd_m60"]["table_accuracy"] == 0.125
+    assert not any("phase" in name for name in [*result["models"], *result["missing"]])
     capsys.readouterr()
 
 

@@ -34,6 +34,7 @@ from minitorch_compress.experiments.common import (
     load_data,
     write_result,
 )
+from minitorch_compress.experiments.lab4_layout import method_run
 from minitorch_compress.io import mtc
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.pretrained import load_pretrained
@@ -81,10 +82,11 @@ class LabModel:
 
 
 def lab_models(out_dir: Any = None) -> list[LabModel]:
-    """Every finetuned model of Labs 2 and 3, in report order, then Lab 4 (b)'s channel-pruned
-    models and (c)'s Lasso-then-threshold ones, for the strengths their result files in
-    `out_dir` list ((b)'s runs save the smaller model itself, so they are rebuilt like the
-    others; (c)'s models are their run's last weights with the one pruning step applied)."""
+    """Every finetuned model of Labs 2 and 3, in report order, then Lab 4 (b)'s and (e)'s
+    channel-pruned models and (c)'s Lasso-then-threshold ones, for the strengths and budgets
+    their result files in `out_dir` list ((b)'s and (e)'s runs save the smaller model itself,
+    so they are rebuilt like the others; (c)'s models are their run's last weights with the
+    one pruning step applied)."""
     models = [LabModel(f"lab2_{p}", f"lab2_{p}", f"lab2_{p}", ("best_accuracy",))
               for p in "cde"]
     for b in ("4", "3", "2"):
@@ -107,6 +109,14 @@ def lab_models(out_dir: Any = None) -> list[LabModel]:
                 continue
             models.append(LabModel(name, name, "lab4_b",
                                    ("strengths", strength, key, "best_accuracy")))
+    lab4_e = read_result(out_dir, "lab4_e") if out_dir is not None else None
+    for budget, methods in (lab4_e or {}).get("budgets", {}).items():
+        for method, entry in methods.items():
+            if method == "lasso_phase" or not isinstance(entry, dict):
+                continue  # the phase is a step, not a finetuned model
+            name = method_run(method, budget)
+            models.append(LabModel(name, name, "lab4_e",
+                                   ("budgets", budget, method, "best_accuracy")))
     lab4_c = read_result(out_dir, "lab4_c") if out_dir is not None else None
     for strength in (lab4_c or {}).get("strengths", {}):
         models.append(LabModel(f"lab4_c_{strength}", f"lab4_c_{strength}", "lab4_c",
