@@ -28,6 +28,7 @@ from minitorch_compress.compression.pipeline import write_model_file
 from minitorch_compress.data.cifar10 import Cifar10, find_cifar10, load_cifar10
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.io.checkpoint import atomic_write, json_default
+from minitorch_compress.kernels.common import cpu_name
 from minitorch_compress.models.pretrained import find_pretrained_checkpoint, load_pretrained
 from minitorch_compress.nn.module import Module
 from minitorch_compress.options import DataOptions, LabOptions, ensure_writable_dir
@@ -161,7 +162,7 @@ def provenance(options: DataOptions, wall_s: float | None = None, *, trains: boo
         "train_subset": options.subset if trains else 0,
         "test_subset": options.test_subset,
         "smoke": is_smoke(options, trains),
-        "machine": f"{os.cpu_count()} cores",
+        "machine": f"{os.cpu_count()} cores, {cpu_name()}",  # speed figures name the CPU
         **({"wall_s": round(wall_s, 1)} if wall_s is not None else {}),
         "options": recorded_options(options),
     }

@@ -28,6 +28,18 @@ def has_32_vector_registers() -> bool:
         return False
 
 
+@cache
+def cpu_name() -> str:
+    """LLVM's name for this CPU (e.g. "znver4", "rocketlake"): what the kernels are compiled
+    for, and what a speed figure must name."""
+    import llvmlite.binding as llvm
+
+    try:
+        return str(llvm.get_host_cpu_name())
+    except Exception:  # a host llvmlite cannot describe
+        return "unknown CPU"
+
+
 @njit(cache=True, nogil=True)
 def pad_chunk(x, n0, padding, xp):
     """xp[i, c, padding + iy, padding + ix] = x[n0 + i, c, iy, ix] for the interior only.
