@@ -368,8 +368,16 @@ def test_a_handful_of_early_images_is_not_easy_data_identified_early():
 
 def test_the_page_shows_measured_speed_when_there_is_some():
     result = json.loads((REPO_ROOT / "results" / "lab5_b.json").read_text())
-    assert "Speed not measured in this run" in "\n".join(report.page(result))
+    assert "Speed not measured in this run" in "\n".join(report.page({**result, "speed": None}))
     result["speed"] = {"100": {"images": 1000, "rounds": 3, "full_img_s": 1600.0,
                                "early_exit_img_s": 2000.0, "speedup": 1.25}}
     page = "\n".join(report.page(result))
     assert "| 100 | 1000 | 3 | 1600 | 2000 | 1.25x |" in page and "not measured" not in page
+
+
+def test_claim_1_8_counts_saved_macs_as_effective_only_if_time_is_saved_where_measured():
+    fast = {"speed": {"100": {"speedup": 1.3}}}
+    flat = {"speed": {"100": {"speedup": 1.0}}}
+    assert report.claim_1_8({**_lab5_b(0.3, 0.01, 0.99), **fast})[1] == "agrees"
+    text, verdict = report.claim_1_8({**_lab5_b(0.3, 0.01, 0.99), **flat})
+    assert verdict == "in part" and "not effective" in text and "1.00x" in text
