@@ -7,7 +7,9 @@ import numpy as np
 from minitorch_compress.autograd.function import Context, Function
 
 
-def _log_softmax(logits: np.ndarray, axis: int) -> np.ndarray:
+def log_softmax_array(logits: np.ndarray, axis: int) -> np.ndarray:
+    """log(softmax(logits)) along `axis` on a plain array (the ops below and distillation
+    share it)."""
     # subtract the max first: exp of large logits would overflow
     shifted = logits - logits.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
@@ -16,7 +18,7 @@ def _log_softmax(logits: np.ndarray, axis: int) -> np.ndarray:
 class LogSoftmax(Function):
     @staticmethod
     def forward(ctx: Context, logits: np.ndarray, axis: int = -1) -> np.ndarray:
-        out = _log_softmax(logits, axis)
+        out = log_softmax_array(logits, axis)
         ctx.save_for_backward(out)
         ctx.axis = axis
         return out
@@ -40,7 +42,7 @@ class CrossEntropy(Function):
             )
         if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[1]):
             raise ValueError(f"cross_entropy: labels must lie in [0, {logits.shape[1]})")
-        log_probs = _log_softmax(logits, axis=1)
+        log_probs = log_softmax_array(logits, axis=1)
         rows = np.arange(logits.shape[0])
         ctx.save_for_backward(log_probs)
         ctx.labels = labels

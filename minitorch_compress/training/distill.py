@@ -36,7 +36,7 @@ from minitorch_compress.autograd.function import Context, Function
 from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.nn.module import Module
-from minitorch_compress.ops.losses import _log_softmax
+from minitorch_compress.ops.losses import log_softmax_array
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ class SoftenedKL(Function):
         if student.ndim != 2 or teacher.shape != student.shape:
             raise ValueError(f"distillation expects student and teacher logits of one shape "
                              f"(N, K), got {student.shape} and {teacher.shape}")
-        log_p_student = _log_softmax(student / temperature, axis=1)
-        log_p_teacher = _log_softmax(teacher / temperature, axis=1)
+        log_p_student = log_softmax_array(student / temperature, axis=1)
+        log_p_teacher = log_softmax_array(teacher / temperature, axis=1)
         p_teacher = np.exp(log_p_teacher)
         ctx.save_for_backward(log_p_student, p_teacher)
         ctx.temperature = temperature
