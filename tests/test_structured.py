@@ -177,7 +177,7 @@ def test_the_channel_tile_is_the_tiled_kernels():
 
     # the kernel keeps its output-channel tile private (K is padded up to a multiple of it);
     # if it is renamed, this test must follow it
-    assert direct_conv_tiled._BLOCK == CHANNEL_TILE
+    assert direct_conv_tiled.OUTPUT_CHANNEL_TILE == CHANNEL_TILE
 
 
 @settings(max_examples=100, deadline=None)

@@ -45,15 +45,16 @@ import numpy as np
 
 from minitorch_compress.compression.masks import TrainerLike, zero_momentum_of_zeros
 from minitorch_compress.errors import MinitorchError
+from minitorch_compress.kernels.direct_conv_tiled import OUTPUT_CHANNEL_TILE
 from minitorch_compress.models.resnet import BLOCKS_PER_STAGE, STAGE_CHANNELS, ResNet20
 
 Keep = list[list[int]]  # per block, the 0-based block-internal channels to keep
 
-# The output channels the tiled conv kernel (kernels/direct_conv_tiled.py) computes at once;
-# it must match that kernel's output-channel tile (tested). The kernel pads any other count
-# with zero filters that it computes and drops, so a block-internal width that is a multiple
-# wastes none of conv1's work.
-CHANNEL_TILE = 4
+# The output channels the tiled conv kernel (kernels/direct_conv_tiled.py) computes at once,
+# read from the kernel (so the widths follow it if the tile changes). The kernel pads any
+# other count with zero filters that it computes and drops, so a block-internal width that
+# is a multiple wastes none of conv1's work.
+CHANNEL_TILE = OUTPUT_CHANNEL_TILE
 
 FULL_WIDTHS = tuple(c for c in STAGE_CHANNELS for _ in range(BLOCKS_PER_STAGE))
 

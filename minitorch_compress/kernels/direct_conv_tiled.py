@@ -51,8 +51,8 @@ from minitorch_compress.kernels.common import epilogue_args as make_epilogue_arg
 from minitorch_compress.kernels.rows import affine_row, epilogue_on_row
 from minitorch_compress.kernels.simd import LANES, vbroadcast, vfma, vload, vstore, vzero
 
-# Output channels of one tile.
-_BLOCK = 4
+# Output channels of one tile (public: channel pruning rounds its widths to it)
+OUTPUT_CHANNEL_TILE = 4
 
 
 @njit(cache=True, nogil=True)
@@ -202,7 +202,7 @@ def _tiled3x3(x, w9, padding, stride, xpad, y, four, epilogue, coef, relu, res, 
         else:
             _pack_split(x, n, padding, half, xpad)
         yimg = y[n].reshape(k_out, ho * wo)
-        for k0 in range(0, k_out, _BLOCK):
+        for k0 in range(0, k_out, OUTPUT_CHANNEL_TILE):
             for v0 in range(0, vectors, step):
                 for j in range(step):
                     v = min(v0 + j, vectors - 1)  # past the last: the last again
@@ -263,7 +263,8 @@ def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.nd
                          f"stride {stride}, {vectors} vectors")
     hp, wp = h + 2 * padding, wd + 2 * padding
     ho, wo = (hp - 3) // stride + 1, (wp - 3) // stride + 1
-    k_tiled = -(-k // _BLOCK) * _BLOCK  # K up to whole tiles of output channels
+    # K up to whole tiles of output channels
+    k_tiled = -(-k // OUTPUT_CHANNEL_TILE) * OUTPUT_CHANNEL_TILE
     wo_tiled = -(-wo // LANES) * LANES  # Wo up to whole position vectors
     w9 = np.ascontiguousarray(w.reshape(k, c * 9))
     if k_tiled != k:  # zero filters: their planes are computed and dropped
