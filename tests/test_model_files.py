@@ -387,9 +387,12 @@ def test_models_writes_every_lab_model_on_disk_and_its_page(tmp_path, capsys,
     assert (out / "models" / "lab2_c.mtc").stat().st_size == result["models"]["lab2_c"]["bytes"]
     page = (out / "compression.md").read_text()
     assert "has no file yet" in page and "accuracy_vs_size.png" in page
-    entry = {**result["models"]["lab2_c"], "float32_bytes": 1_000_000}
+    entry = {**result["models"]["lab2_c"], "float32_bytes": 1_000_000, "accuracy": 0.89}
     assert "is met." in compression.target_sentence({"lab3_d_4bit": {**entry, "ratio": 20.5,
                                                                       "bytes": 48_780}})
+    # a smoke or collapsed model is no evidence for the target, however small its file
+    assert "is not judged: at accuracy 0.1556" in compression.target_sentence(
+        {"lab3_d_4bit": {**entry, "ratio": 20.5, "bytes": 48_780, "accuracy": 0.1556}})
     assert "is not met, by 5,000 bytes" in compression.target_sentence(
         {"lab3_d_4bit": {**entry, "ratio": 18.2, "bytes": 55_000}})
     exact = compression.target_sentence({"lab3_d_4bit": {
