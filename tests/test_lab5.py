@@ -15,7 +15,6 @@ from minitorch_compress import published as pub
 from minitorch_compress.compression.structured import resnet20_macs
 from minitorch_compress.data.transforms import normalize
 from minitorch_compress.experiments import lab5
-from minitorch_compress.experiments.lab5_layout import PART_A_REFUSAL
 from minitorch_compress.models import early_exit as ee
 from minitorch_compress.models import resnet20
 from minitorch_compress.paths import REPO_ROOT
@@ -307,10 +306,11 @@ def test_every_claim_has_a_text_and_the_known_answers_are_kept():
 # --------------------------------------------------------------------------------------------
 
 
-def test_part_a_is_refused_in_one_line(capsys, tmp_path):
-    assert lab5_script.main(["--part", "a", "--out-dir", str(tmp_path)]) == 2
+def test_an_unknown_part_a_target_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lab5_script.main(["--part", "a", "--targets", "c5"])
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {PART_A_REFUSAL}" and "\n" not in err
+    assert exit_info.value.code == 2 and "--targets" in err and "\n" not in err
 
 
 def test_bad_options_are_one_line(capsys):

@@ -865,6 +865,14 @@ def tensor_bytes(record: dict[str, Any]) -> dict[str, int]:
             "floats": of(values.get("part")) if values["kind"] == "float32" else 0}
 
 
+def stored_bits(record: dict[str, Any]) -> int | None:
+    """The bit width a compressed tensor's values are stored with: ``"bits"`` of its codes
+    (the affine grid's or the codebook's), None for raw float32 values. Mixed precision reads
+    each layer's width from here; nothing else is stored for it."""
+    values = record["values"]
+    return None if values["kind"] == "float32" else int(values["bits"])
+
+
 def describe(record: dict[str, Any]) -> str:
     """One line on how a tensor is encoded, e.g. "gaps w=2+huffman; affine levels, 4 bit"."""
     return _describe(record)
