@@ -23,12 +23,15 @@ summed), the usual simplification of sensitivity-based allocation; the finetune 
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from minitorch_compress.compression.masks import weight_layers
 from minitorch_compress.compression.quant import (
     QuantMode,
     bits_per_layer,
@@ -44,7 +47,50 @@ from minitorch_compress.nn import Module
 #: 7 bits is left out (it buys little over 6 and 8)
 BIT_MENU = (1, 2, 3, 4, 5, 6, 8)
 
+#: the widths a file of per-layer bits may give (the .mtc file stores codes of 1..8 bits)
+FILE_BITS = range(1, 9)
+
 Score = Callable[[Module], tuple[float, float]]
+
+
+def read_bits_per_layer(path: str | Path, model: Module) -> dict[str, int]:
+    """A JSON file of per-layer widths, checked against `model`'s layers.
+
+    The file holds ``{"layer name": bits, ...}`` or an object with such a mapping under
+    ``"bits"`` (a Lab 5 run's ``allocation.json``); a layer not named keeps what it has.
+
+    Raises:
+        MinitorchError: one line: a missing or unreadable file, not JSON, not a mapping, a
+            name that is not a Conv2d/Linear layer of the model, a width outside 1..8.
+    """
+    path = Path(path)
+    try:
+        document: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MinitorchError(f"--bits-per-layer {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise MinitorchError(f"--bits-per-layer {path}: cannot be read ({error})") from None
+    except json.JSONDecodeError as error:
+        raise MinitorchError(f"--bits-per-layer {path}: not JSON ({error.msg}, line "
+                             f"{error.lineno})") from None
+    if isinstance(document, dict) and isinstance(document.get("bits"), dict):
+        document = document["bits"]
+    if not isinstance(document, dict) or not document:
+        raise MinitorchError(f"--bits-per-layer {path}: expected a JSON object "
+                             '{"layer name": bits, ...}')
+    layers = weight_layers(model)
+    unknown = [name for name in document if name not in layers]
+    if unknown:
+        raise MinitorchError(f"--bits-per-layer {path}: no layer named "
+                             f"{', '.join(map(repr, unknown))}; the model's layers are "
+                             f"{', '.join(layers)}")
+    bad = {name: b for name, b in document.items()
+           if isinstance(b, bool) or not isinstance(b, int) or b not in FILE_BITS}
+    if bad:
+        name, value = next(iter(bad.items()))
+        raise MinitorchError(f"--bits-per-layer {path}: {name} has {value!r} bits; a width is "
+                             f"a whole number from {FILE_BITS[0]} to {FILE_BITS[-1]}")
+    return dict(document)
 
 
 def layer_sensitivity(model: Module, layers: Sequence[str], bit_menu: Sequence[int],
