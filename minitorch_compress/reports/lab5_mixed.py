@@ -112,15 +112,18 @@ def _sensitivity_table(start: str, s: dict[str, Any]) -> list[str]:
     widths = s["bit_menu"]
     L = [f"Start: **{start}** ({s['mode']} quantizer); float loss {s['float']['loss']:.4f}, "
          f"accuracy {fmt(s['float']['accuracy'])} on {s['images']:,} training images. Cells: "
-         "loss increase / accuracy with that layer alone at b bits; last columns: the "
-         "layer's bytes in the file at 2 and 4 bits.", ""]
-    rows = []
-    for layer, row in s["layers"].items():
-        rows.append([f"`{layer}`", *[f"{row[str(b)]['loss_increase']:+.3f} / "
-                                      f"{row[str(b)]['accuracy']:.3f}" for b in widths],
-                     f"{s['bytes'][layer]['2']:,}", f"{s['bytes'][layer]['4']:,}"])
-    return L + table(["layer", *[f"{b} bits" for b in widths], "bytes at 2", "bytes at 4"],
-                     "l" + "r" * (len(widths) + 2), rows)
+         "loss increase / accuracy with that layer alone at b bits, the others float.", ""]
+    L += table(["layer", *[f"{b} bits" for b in widths]], "l" + "r" * len(widths),
+               ([f"`{layer}`", *[f"{row[str(b)]['loss_increase']:+.3f} / "
+                                 f"{row[str(b)]['accuracy']:.3f}" for b in widths]]
+                for layer, row in s["layers"].items()))
+    L += ["", f"Each layer's bytes in the `.mtc` file at each width ({start} start; the rest of "
+          "the file: " + ", ".join(f"{s['rest_bytes'][str(b)]:,}" for b in widths)
+          + " bytes at these widths):", ""]
+    L += table(["layer", *[f"{b} bits" for b in widths]], "l" + "r" * len(widths),
+               ([f"`{layer}`", *[f"{s['bytes'][layer][str(b)]:,}" for b in widths]]
+                for layer in s["layers"]))
+    return L
 
 
 def section(result: dict[str, Any]) -> list[str]:
