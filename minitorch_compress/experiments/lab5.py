@@ -205,7 +205,7 @@ def sensitivity_images(options: Lab5Options, data: Cifar10) -> tuple[np.ndarray,
 def start_sensitivity(options: Lab5Options, data: Cifar10, start: str) -> dict[str, Any]:
     """The sensitivity of a start's body convs and their measured bytes, cached in
     ``<run_root>/lab5_a/start_<start>.json`` and reused with --resume when made from the same
-    images, weights and widths.
+    images (count, training set drawn from, seed), weights and widths.
 
     Returns:
         {"images", "mode", "bit_menu", "float": {"loss", "accuracy"}, "layers": {layer:
@@ -214,7 +214,8 @@ def start_sensitivity(options: Lab5Options, data: Cifar10, start: str) -> dict[s
         uniform file, before finetuning}} (bits as strings, the JSON keys).
     """
     images, labels = sensitivity_images(options, data)
-    key = {"images": len(labels), "seed": options.seed, "bit_menu": list(BIT_MENU),
+    key = {"images": len(labels), "drawn_from": len(data.y_train), "seed": options.seed,
+           "bit_menu": list(BIT_MENU),
            "weights": weights_id(options) if start == "dense" else shown(SPARSE_START),
            "mode": START_MODES[start]}
     path = options.run_root / "lab5_a" / f"start_{start}.json"
