@@ -868,7 +868,9 @@ def tensor_bytes(record: dict[str, Any]) -> dict[str, int]:
 def stored_bits(record: dict[str, Any]) -> int | None:
     """The bit width a compressed tensor's values are stored with: ``"bits"`` of its codes
     (the affine grid's or the codebook's), None for raw float32 values. Mixed precision reads
-    each layer's width from here; nothing else is stored for it."""
+    each layer's width from here; nothing else is stored for it. It is the quantizer's width
+    b unless the values fit a coarser grid (the writer keeps the fewest bits that reproduce
+    them, e.g. a b-bit layer using only every other level)."""
     values = record["values"]
     return None if values["kind"] == "float32" else int(values["bits"])
 
