@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minitorch_compress.compression.mixed_precision import read_bits_per_layer
 from minitorch_compress.compression.pipeline import compress_model, write_model_file
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.experiments import model_files
@@ -110,7 +111,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if args.quantizer == "symmetric" and args.bits is not None and args.bits < 2:
         raise MinitorchError("--bits 1 with --quantizer symmetric leaves no non-zero level "
                              "(2^(b-1) - 1 = 0); use --bits 2 or more, or --quantizer masked")
-    model = compress_model(load_pretrained(args.weights), args.prune, args.bits, args.quantizer)
+    model = load_pretrained(args.weights)
+    per_layer = (read_bits_per_layer(args.bits_per_layer, model)
+                 if args.bits_per_layer is not None else None)
+    if args.quantizer == "symmetric" and per_layer and min(per_layer.values()) < 2:
+        raise MinitorchError("--bits-per-layer gives a layer 1 bit, which --quantizer "
+                             "symmetric cannot (no non-zero level); use 2 or more")
+    model = compress_model(model, args.prune, args.bits, args.quantizer, per_layer)
     sizes = write_model_file(model, args.out, fold_batch_norm=args.fold_batch_norm)
     stages = sizes["stages"]
     print(f"wrote {args.out}: {sizes['bytes']:,} bytes, {sizes['ratio']:.1f}x smaller than "
@@ -127,13 +134,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     loaded = mtc.load(args.file)  # checks every record that the table below reads
     tensors = loaded.header.get("tensors", {})  # an all-dense file has none
     print(f"{args.file}: {loaded.file_bytes:,} bytes; architecture {loaded.architecture}")
-    print(f"{'tensor':<34}{'shape':<16}{'sparsity':>9}{'index':>8}{'codes':>8}"
+    print(f"{'tensor':<34}{'shape':<16}{'sparsity':>9}{'bits':>6}{'index':>8}{'codes':>8}"
           f"{'codebook':>9}{'floats':>8}  encoding")
     for name, value in loaded.state.items():
         if name in tensors:
             parts = mtc.tensor_bytes(tensors[name])
             sparsity = 1 - np.count_nonzero(value) / value.size
-            print(f"{name:<34}{str(value.shape):<16}{sparsity:>9.4f}{parts['index']:>8,}"
+            bits = mtc.stored_bits(tensors[name])  # each layer's own width (mixed precision)
+            print(f"{name:<34}{str(value.shape):<16}{sparsity:>9.4f}"
+                  f"{'float' if bits is None else bits:>6}{parts['index']:>8,}"
                   f"{parts['codes']:>8,}{parts['codebook']:>9,}{parts['floats']:>8,}  "
                   f"{mtc.describe(tensors[name])}")
     dense = [v for k, v in loaded.state.items() if k not in tensors]
@@ -228,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     compress_parser.add_argument("--bits", type=bits_type, default=None,
                                  help="quantize the body's weights to this many bits (Lab 3 "
                                       "(d)); default: keep the model's own values")
+    compress_parser.add_argument("--bits-per-layer", type=Path, default=None, metavar="FILE",
+                                 help="mixed precision: a JSON file {\"layer name\": bits} "
+                                      "(or a Lab 5 run's allocation.json); the layers it names "
+                                      "get their own width, over --bits")
     compress_parser.add_argument("--quantizer", choices=["masked", "asymmetric", "symmetric"],
                                  default="masked",
                                  help="quantizer of --bits (default masked: zeros stay zero)")

@@ -96,7 +96,13 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
         # one strength each keeps quick mode quick; --full runs the default strengths
         ["lab4_structured.py", "--part", "all", "--strengths", "1", "--l1-strengths", "0.005",
          "--budgets", "0.6", *smoke],
-        ["lab5_claims.py", "--part", "all", *smoke],  # (c) reads the labs above
+        # (a) on one target, few sensitivity images and a smaller subset: seconds, not minutes
+        ["lab5_claims.py", "--part", "a", "--targets", "c2", "--sensitivity-images", "32",
+         *folders, "--epochs", str(QUICK_EPOCHS), "--subset", str(min(subset, 256)),
+         "--test-subset", str(min(args.test_subset or QUICK_TEST_SUBSET, 500)), "--overwrite",
+         *common],
+        ["lab5_claims.py", "--part", "b", *smoke],
+        ["lab5_claims.py", "--part", "c", *smoke],  # (c) reads the labs above
     ]
 
 

@@ -865,6 +865,16 @@ def tensor_bytes(record: dict[str, Any]) -> dict[str, int]:
             "floats": of(values.get("part")) if values["kind"] == "float32" else 0}
 
 
+def stored_bits(record: dict[str, Any]) -> int | None:
+    """The bit width a compressed tensor's values are stored with: ``"bits"`` of its codes
+    (the affine grid's or the codebook's), None for raw float32 values. Mixed precision reads
+    each layer's width from here; nothing else is stored for it. It is the quantizer's width
+    b unless the values fit a coarser grid (the writer keeps the fewest bits that reproduce
+    them, e.g. a b-bit layer using only every other level)."""
+    values = record["values"]
+    return None if values["kind"] == "float32" else int(values["bits"])
+
+
 def describe(record: dict[str, Any]) -> str:
     """One line on how a tensor is encoded, e.g. "gaps w=2+huffman; affine levels, 4 bit"."""
     return _describe(record)
