@@ -129,6 +129,12 @@ def _pack_phases(x, n, padding, stride, part, xpad):
             if stride == 1:
                 for ix in range(x.shape[3]):
                     dst[padding + ix] = src[ix]
+            elif stride == 2:  # a constant stride: LLVM de-interleaves with vector shuffles
+                for phase in range(2):
+                    ix0 = (phase + padding) % 2  # first ix with px % 2 == phase
+                    out = dst[phase * part + (padding + ix0) // 2:]
+                    for i in range((x.shape[3] - ix0 + 1) // 2):
+                        out[i] = src[ix0 + 2 * i]
             else:  # phase by phase: no division in the inner loop
                 for phase in range(stride):
                     ix0 = (phase - padding) % stride  # first ix with px % s == phase
@@ -188,20 +194,24 @@ def _sparse_tiled(x, taps, values, indptr, padding, stride, part, xflat, direct,
     wo_t = scratch.shape[1] // ho if not direct else wo
     per_row = wo_t // LANES
     vectors = ho * per_row
-    ins = np.empty(8, np.intp)
-    outs = np.empty(8, np.intp)
+    # where each tile's vectors start, in a packed input plane and in an output plane (the
+    # same for every image and channel)
+    tiles = (vectors + 7) // 8
+    ins = np.empty((tiles, 8), np.intp)
+    outs = np.empty((tiles, 8), np.intp)
+    for t in range(tiles):
+        for i in range(8):
+            v = min(8 * t + i, vectors - 1)  # past the last: the last again
+            oy, ox = v // per_row, (v % per_row) * LANES
+            ins[t, i] = stride * oy * rowlen + ox
+            outs[t, i] = oy * wo_t + ox
     for n in range(n_img):
         _pack_phases(x, n, padding, stride, part, xpad)
         yimg = y[n].reshape(k_out, ho * wo) if direct else scratch
         for k in range(k_out):
             yplane = yimg[k]
-            for v0 in range(0, vectors, 8):
-                for i in range(8):
-                    v = min(v0 + i, vectors - 1)  # past the last: the last again
-                    oy, ox = v // per_row, (v % per_row) * LANES
-                    ins[i] = stride * oy * rowlen + ox
-                    outs[i] = oy * wo_t + ox
-                _tile8(xflat, taps, values, indptr[k], indptr[k + 1], ins, yplane, outs)
+            for t in range(tiles):
+                _tile8(xflat, taps, values, indptr[k], indptr[k + 1], ins[t], yplane, outs[t])
             if direct:  # the whole plane, one contiguous row, while it is in L1
                 if epilogue:
                     res_plane = res[n, k].reshape(ho * wo) if add_res else yplane
