@@ -11,18 +11,21 @@ non-zero adds a shifted window of one zero-padded input plane to the whole outpu
 so a weight that is zero costs nothing and no im2col buffer is ever written.
 
 Register tile (`kernels/simd.py`, as in the dense `direct_conv_tiled.py`). A *position
-vector* is 8 neighbouring outputs of one output row. A tile is P position vectors of one
-output channel (P = `dispatch.SPARSE_TILE_VECTORS`: 16 with 32 vector registers, 8 with
-16), whose P sums stay in vector registers across all the channel's non-zeros::
+vector* is 8 neighbouring outputs of one output row. A tile is 8 position vectors of one
+output channel, whose 8 sums stay in vector registers across all the channel's non-zeros::
 
     for j in non-zeros of channel k:                 # nnz(k) steps
         b = broadcast(w_j)
-        for v in 0..P-1:  sum[v] += b * (the 8 inputs of vector v under tap j)   (P FMAs)
+        for v in 0..7:  sum[v] += b * (the 8 inputs of vector v under tap j)   (8 FMAs)
 
-One weight load serves 8P multiply-adds, each input is one vector load fused into its FMA,
-and nothing is stored until the tile is done. Once channel k's plane of one image is done,
-the fused epilogue (batch norm, residual add, ReLU) runs over it as one row of Ho*Wo values
-(`rows.affine_row`, the loop every other path uses), while it is still in L1.
+One weight load serves 64 multiply-adds, each input is one vector load fused into its FMA,
+and nothing is stored until the tile is done. 8 sums and a weight fit the 16 vector
+registers of AVX2 CPUs, and 8 independent sums cover the FMA latency (4 cycles, 2 a cycle);
+the 8 vectors' addresses stay in 8 general registers. Once channel k's plane of one image
+is done, the fused epilogue (batch norm, residual add, ReLU) runs over it as one row of
+Ho*Wo values (`rows.affine_row`, the loop every other path uses), while it is still in L1.
+Images are shared out between the kernel threads. Which convs are worth running here
+rather than dense is measured per CPU (`kernels/sparse_break_even.py`).
 
 Layout. Each image is copied into zero-padded planes ``xpad[c]`` of ``Hp`` rows, each row
 split by column phase for stride s: padded column px lies at ``(px % s) * part + px // s``
@@ -33,8 +36,7 @@ offset per non-zero (``c*plane + ky*rowlen + (kx % s)*part + kx // s``, `_tap_of
 one per position vector (``s*oy*rowlen + ox``) addresses every load. The same tiles serve
 every stride and kernel size.
 
-Any shape: a Wo that is not a multiple of 8, or an output that is not C-contiguous, runs
-into a scratch image with Wo rounded up to whole vectors, cropped into y (the epilogue then
+Any shape: a Wo that is not a multiple of 8 runs into a scratch image with Wo rounded up to whole vectors, cropped into y (the epilogue then
 runs on the copied rows). Lanes past Wo read whatever lies past the row (zeros or the next
 row) and are dropped. float64 inputs run the dense im2col path on the decoded weights (the
 SIMD vectors are float32). The sums run in another order than the reference's, so results
