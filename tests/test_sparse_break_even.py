@@ -132,3 +132,10 @@ def test_to_sparse_asks_for_each_conv_at_its_own_input_size():
         assert to_sparse(model) == {}  # 80 % is below a 90 % break-even
     table = {ConvGeometry(3, 16, 32, 3, 1, 1): 0.5}
     assert list(to_sparse(model, break_even=table)) == ["head_conv"]
+
+
+def test_measure_times_the_dense_path_and_every_sparsity():
+    """The calibration's timing runs both kernels on a shape (what it finds is not tested)."""
+    dense_s, sparse_s = sbe.measure(ConvGeometry(2, 3, 8, 3, 2, 1), (0.5, 0.9), batch=2,
+                                    rounds=1)
+    assert dense_s > 0 and list(sparse_s) == [0.5, 0.9] and min(sparse_s.values()) > 0
