@@ -8,8 +8,9 @@ another: the first time a model asks about a conv shape (`break_even`), a short 
 data, in alternating rounds, and `break_even_from_timings` turns the times into the sparsity
 from which sparse is faster. The answers are cached in ``weights/cache/sparse_break_even.json``
 (git-ignored) under the CPU's name, the sparse kernel's `KERNEL_VERSION` and the thread
-count, so a machine measures each shape once per kernel version; ``python benchmarks/bench_sparse.py --calibrate``
-measures every ResNet-20 shape again and overwrites its entries.
+count, so a machine measures each shape once per kernel version;
+``python benchmarks/bench_sparse.py --calibrate`` measures every ResNet-20 shape again and
+overwrites its entries.
 
 `pinned` fixes the answers instead (the tests pin them, so no test depends on a timing).
 """
