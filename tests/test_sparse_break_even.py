@@ -22,7 +22,7 @@ def _linear(t0: float, t1: float, sparsities=sbe.SPARSITIES) -> dict[float, floa
 @pytest.mark.parametrize("t0, t1, dense, want", [
     (0.1, 1.8, 1.0, 0.5),     # crosses at density 0.5
     (0.2, 2.0, 1.0, 0.6),     # crosses at density 0.4
-    (0.0, 1.0, 0.05, 0.95),   # crosses at the sparsest point measured
+    (0.0, 1.0, 0.05, 0.95),   # crosses past the sparsest point measured
 ])
 def test_the_break_even_is_where_the_fitted_sparse_time_meets_dense(t0, t1, dense, want):
     assert break_even_from_timings(dense, _linear(t0, t1)) == pytest.approx(want)
@@ -30,7 +30,7 @@ def test_the_break_even_is_where_the_fitted_sparse_time_meets_dense(t0, t1, dens
 
 def test_noise_on_one_point_moves_the_fit_less_than_the_points_apart():
     times = _linear(0.1, 1.8)
-    times[0.65] *= 1.1  # one noisy point
+    times[0.5] *= 1.1  # one noisy point
     assert break_even_from_timings(1.0, times) == pytest.approx(0.5, abs=0.03)
 
 
@@ -53,7 +53,7 @@ def test_one_point_is_not_enough():
 
 @pytest.fixture
 def unpinned(monkeypatch, tmp_path):
-    """`break_even` as in a real run (not pinned, nothing known), with a cache in tmp_path
+    """`break_even` as in a real run (not pinned, nothing known), with its cache in tmp_path
     and `measure` replaced by a counter returning timings that cross at 50 %."""
     calls = []
 
@@ -61,10 +61,12 @@ def unpinned(monkeypatch, tmp_path):
         calls.append(shape)
         return 1.0, _linear(0.1, 1.8)
 
+    path = tmp_path / "cache" / "sparse_break_even.json"
     monkeypatch.setattr(sbe, "_pinned", None)
     monkeypatch.setattr(sbe, "_known", {})
     monkeypatch.setattr(sbe, "measure", fake_measure)
-    return tmp_path / "cache" / "sparse_break_even.json", calls
+    monkeypatch.setattr(sbe, "CACHE_FILE", path)  # never this checkout's cache
+    return path, calls
 
 
 def test_a_shape_is_measured_once_then_read_from_the_cache(unpinned, monkeypatch):

@@ -44,7 +44,7 @@ NEVER = 2.0
 #: output channels, and lost on every CPU measured.
 MIN_SPARSITY = 0.3
 #: The calibration: these sparsities, this many images, rounds (each the best of its runs).
-SPARSITIES = (0.5, 0.65, 0.8, 0.95)
+SPARSITIES = (0.3, 0.5, 0.7, 0.9)
 BATCH = 16
 ROUNDS = 5
 
