@@ -211,10 +211,14 @@ def _sparse_tiled(x, taps, values, indptr, padding, stride, part, xflat, direct,
     for n in range(n_img):
         _pack_phases(x, n, padding, stride, part, xpad)
         yimg = y[n].reshape(k_out, ho * wo) if direct else scratch
+        # tiles outside, channels inside: a tile's input window stays in L1 while every
+        # output channel reads it (the other order streamed the whole image once a channel)
+        for t in range(tiles):
+            for k in range(k_out):
+                _tile8(xflat, taps, values, indptr[k], indptr[k + 1], ins[t], yimg[k],
+                       outs[t])
         for k in range(k_out):
             yplane = yimg[k]
-            for t in range(tiles):
-                _tile8(xflat, taps, values, indptr[k], indptr[k + 1], ins[t], yplane, outs[t])
             if direct:  # the whole plane, one contiguous row, while it is in L1
                 if epilogue:
                     res_plane = res[n, k].reshape(ho * wo) if add_res else yplane
