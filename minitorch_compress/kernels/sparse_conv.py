@@ -21,10 +21,11 @@ output channel, whose 8 sums stay in vector registers across all the channel's n
 One weight load serves 64 multiply-adds, each input is one vector load fused into its FMA,
 and nothing is stored until the tile is done. 8 sums and a weight fit the 16 vector
 registers of AVX2 CPUs, and 8 independent sums cover the FMA latency (4 cycles, 2 a cycle);
-the 8 vectors' addresses stay in 8 general registers. Once channel k's plane of one image
-is done, the fused epilogue (batch norm, residual add, ReLU) runs over it as one row of
-Ho*Wo values (`rows.affine_row`, the loop every other path uses), while it is still in L1.
-Images are shared out between the kernel threads. Which convs are worth running here
+the 8 vectors' addresses stay in 8 general registers. For each tile position, every output
+channel runs its tile in turn, so the few input rows the tile reads stay in L1 while all
+the channels read them. Once an image is done, the fused epilogue (batch norm, residual
+add, ReLU) runs over each of its planes as one row of Ho*Wo values (`rows.affine_row`, the
+loop every other path uses). Images are shared out between the kernel threads. Which convs are worth running here
 rather than dense is measured per CPU (`kernels/sparse_break_even.py`).
 
 Layout. Each image is copied into zero-padded planes ``xpad[c]`` of ``Hp`` rows, each row
@@ -44,7 +45,8 @@ another order than the reference's, so results agree to float rounding, not bit 
 (tests/test_sparse_conv.py).
 
 ``NUMBA_DISABLE_JIT=1`` runs the same loops in plain Python (`kernels/simd.py`'s vectors as
-8-value NumPy arrays); `kernels/reference.py`'s sparse conv is the readable twin.
+8-value NumPy arrays); `kernels/reference.py`'s sparse conv is the readable twin (the same
+formula, one NumPy window per non-zero).
 """
 
 from __future__ import annotations
