@@ -8,7 +8,7 @@ Measures, in one run and on the kernel threads this machine gives (``MINITORCH_N
 * per 3x3 conv shape of ResNet-20 at batch 100 (stride 1 and the two stride-2 convs), the
   inference time of the dense fused path (`conv2d_affine_forward`) and of the sparse one
   (`sparse_conv2d_forward`, same epilogue) at sparsity 0 .. 98 %, medians of alternating
-  rounds, and the break-even sparsity from which sparse is faster;
+  rounds, and the break-even sparsity from which sparse is faster (`break_even`);
 * whole-model inference images/s at batch 100 for the pretrained model pruned to 80 % per
   layer (Lab 2 (b)'s rule) and globally (Lab 2 (e)'s rule), and for the committed Lab 2
   model files: dense path, sparse path (the convs `to_sparse` chooses from this CPU's
@@ -104,12 +104,16 @@ def layer_sweep(rounds: int) -> dict:
 
 
 def break_even(rows: list[dict]) -> float | None:
-    """The sparsity where sparse becomes faster (linear between measured points), or None."""
-    for before, after in zip(rows, rows[1:], strict=False):
-        if before["speedup"] < 1 <= after["speedup"]:
-            t = (1 - before["speedup"]) / (after["speedup"] - before["speedup"])
-            return before["sparsity"] + t * (after["sparsity"] - before["sparsity"])
-    return rows[0]["sparsity"] if rows[0]["speedup"] >= 1 else None
+    """The sparsity from which sparse is faster, fitted as the calibration does
+    (`sparse_break_even.break_even_from_timings`: a least-squares line of sparse time against
+    density over the rows from 30 % on, against the median dense time), so one noisy row
+    cannot move it far; None where sparse never wins."""
+    from minitorch_compress.kernels import sparse_break_even as sbe
+
+    dense = statistics.median(r["dense_ms"] for r in rows)
+    sparse = {r["sparsity"]: r["sparse_ms"] for r in rows if r["sparsity"] >= sbe.MIN_SPARSITY}
+    value = sbe.break_even_from_timings(dense, sparse)
+    return None if value > 1 else value
 
 
 def calibrated_break_even(again: bool = False) -> dict:

@@ -34,7 +34,8 @@ def render(result: dict) -> str:
          f"{result['rounds']} rounds; the dense path is the one of the same commit.", "",
          *_speedup_table(result, sparsities, "speedup", "break_even")]
     L += ["", "Cells: dense time / sparse time of one 3x3 conv with its epilogue (above 1: the "
-          "sparse kernel is faster).", ""]
+          "sparse kernel is faster). Break-even: where a least-squares line of the sparse "
+          "times from 30 % on, against density, meets the median dense time.", ""]
     if "break_even_per_image" in result["layers"]:
         L += ["The per-image kernel that the batched one replaced, same run:", "",
               *_speedup_table(result, sparsities, "per_image_speedup", "break_even_per_image"),
