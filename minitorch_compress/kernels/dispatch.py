@@ -36,8 +36,10 @@ So ResNet-20 in float32 (`RESNET20_CONVS` lists the shapes; tests/test_dispatch.
 every row): every 3x3 forward and every stride-1 grad-input runs `TILED_3X3`; the two 1x1
 stride-2 shortcuts run `IM2COL_GEMM` forward; every stride-2 grad-input runs
 `GEMM_COL2IM`; the grad-weight is `DIRECT_GRAD_WEIGHT` at 32x32 and 16x16 at stride 1 and
-`GEMM_GRAD_WEIGHT` elsewhere (8x8, stride 2, 1x1). The kernels themselves are in
-`direct_conv_tiled.py`, `conv.py`, `direct_conv.py` and `sparse_conv.py`.
+`GEMM_GRAD_WEIGHT` elsewhere (8x8, stride 2, 1x1). At inference of a pruned model, every
+3x3 conv (stride 1 or 2) whose sparsity reaches its shape's measured break-even runs
+`SPARSE_TILED`. The kernels themselves are in `direct_conv_tiled.py`, `conv.py`,
+`direct_conv.py` and `sparse_conv.py`.
 """
 
 from __future__ import annotations
