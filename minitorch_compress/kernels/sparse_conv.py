@@ -21,7 +21,9 @@ output channel, whose 8 sums stay in vector registers across all the channel's n
 One weight load serves 64 multiply-adds, each input is one vector load fused into its FMA,
 and nothing is stored until the tile is done. 8 sums and a weight fit the 16 vector
 registers of AVX2 CPUs, and 8 independent sums cover the FMA latency (4 cycles, 2 a cycle);
-the 8 vectors' addresses stay in 8 general registers. For each tile position, every output
+the 8 vectors' addresses stay in 8 general registers. CPUs with 32 vector registers keep
+the same tile: the loop is bound by its input loads, not by the per-non-zero work that a
+16-vector tile would share out, and one measured no faster. For each tile position, every output
 channel runs its tile in turn, so the few input rows the tile reads stay in L1 while all
 the channels read them. Once an image is done, the fused epilogue (batch norm, residual
 add, ReLU) runs over each of its planes as one row of Ho*Wo values (`rows.affine_row`, the
