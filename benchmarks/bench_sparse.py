@@ -216,10 +216,12 @@ def main() -> int:
     from minitorch_compress.experiments.common import git_commit
     from minitorch_compress.kernels.common import cpu_name
     from minitorch_compress.kernels.parallel import get_num_threads
+    from minitorch_compress.kernels.sparse_conv import KERNEL_VERSION
 
     layers = layer_sweep(args.rounds)
     result = {"command": "python benchmarks/bench_sparse.py --json results/sparse.json "
                          "--page results/sparse.md", "commit": git_commit(), "cpu": cpu_name(),
+              "sparse_kernel": KERNEL_VERSION,
               "threads": get_num_threads(), "rounds": args.rounds, "layers": layers,
               "break_even": layers["break_even"], "note": args.note}
     if not args.no_models:
