@@ -136,7 +136,7 @@ def _pack_phases(x, n, padding, stride, part, xpad):
             if stride == 1:
                 for ix in range(x.shape[3]):
                     dst[padding + ix] = src[ix]
-            elif stride == 2:  # a constant stride: LLVM de-interleaves with vector shuffles
+            elif stride == 2:  # a constant stride: LLVM vectorises the copy (vector gathers)
                 for phase in range(2):
                     ix0 = (phase + padding) % 2  # first ix with px % 2 == phase
                     out = dst[phase * part + (padding + ix0) // 2:]
