@@ -63,10 +63,11 @@ def _check_int8_options(args: argparse.Namespace, command: str) -> None:
     """--calibration-images, --calibration (and compress's --data-dir) only go with --int8."""
     if args.int8:
         return
-    given = [option for option, value in (("--calibration-images", args.calibration_images),
-                                          ("--calibration", args.calibration),
-                                          ("--data-dir", getattr(args, "data_dir", None)))
-             if value is not None and not (command == "evaluate" and option == "--data-dir")]
+    options = [("--calibration-images", args.calibration_images),
+               ("--calibration", args.calibration)]
+    if command == "compress":  # evaluate reads its test images from --data-dir anyway
+        options.append(("--data-dir", args.data_dir))
+    given = [option for option, value in options if value is not None]
     if given:
         raise MinitorchError(f"{command}: {given[0]} is an option of --int8 (calibration); "
                              "add --int8 or leave it out")
