@@ -277,7 +277,9 @@ def render(result: dict[str, Any], bench: dict[str, Any] | None) -> str:
         L += [f"Not measured in this folder: run `{BENCH_COMMAND}` on a quiet machine, then "
               "`python -m minitorch_compress report --all`.", ""]
     else:
-        L += [f"From `{BENCH_RESULT}.json` (`benchmarks/bench_int8.py`): {bench.get('cpu', '?')} "
+        made = "".join(f" at `{bench[key]}`" for key in ("commit",) if bench.get(key))
+        L += [f"From `{BENCH_RESULT}.json` (`benchmarks/bench_int8.py`{made}): "
+              f"{bench.get('cpu', '?')} "
               f"CPU, integer instructions **{bench.get('isa', '?')}**, "
               f"{bench.get('threads', '?')} threads, medians of {bench.get('rounds', '?')} "
               "alternating rounds; PyTorch "
@@ -294,9 +296,17 @@ def render(result: dict[str, Any], bench: dict[str, Any] | None) -> str:
           *profile_table(rows), ""]
     shares = stage_shares(rows)
     if shares:
-        L += ["By output size: " + ", ".join(
+        L += ["By output size: " + "; ".join(
             f"{stage}: {spent:.0%} of the time, {work:.0%} of the multiply-adds"
-            for stage, (spent, work) in shares.items()) + ".", ""]
+            for stage, (spent, work) in shares.items()) + "."]
+        forward = (bench or {}).get("batch_100", {}).get("ours_int8")
+        if forward:
+            layers_ms = sum(row["ms"] for row in rows if row["ms"] is not None)
+            L += ["", f"The layers add up to {layers_ms:.1f} ms of the {100e3 / forward:.1f} ms "
+                  "that a whole batch-100 forward takes in the speed table (the rest: "
+                  "quantizing the input, the average pool and the linear layer, and the "
+                  "Python between layers; the two were timed in separate runs)."]
+        L += [""]
     return "\n".join(L)
 
 
