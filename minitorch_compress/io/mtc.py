@@ -26,6 +26,7 @@ The header (JSON, no pickle)::
      "dense": {"section": s, "codec": "raw" | "lzma" | "planes" | "grouped"},
      "batch_norm": "folded" (absent: the statistics are stored),
      "activation_ranges": {tensor name: [low, high], ...} (absent: none stored),
+     "calibration": {"method": .., "images": .., "source": ..} (with activation_ranges),
      "tensors": {name: {"count": stored, "index": {...}, "values": {...},
                         "fill": bits (absent: 0)}, ...}}
 
