@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"activation range method (default {DEFAULT_METHOD})")
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
                         help="only these models (pretrained, lab3_d_4bit, ...)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse <out-dir>/int8.json when it already measured these "
+                             "models on the same images, weights and calibration")
     return parser
 
 

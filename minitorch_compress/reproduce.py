@@ -77,7 +77,7 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
             ["lab3_quantization.py", "--part", "e", "--naive-quantizer", *full],
             ["lab4_structured.py", "--part", "all", *full],  # (d) times Lab 2 (c)'s model
             ["lab5_claims.py", "--part", "all", *full],  # (c) reads the labs above
-            ["lab3_int8.py", "--out-dir", str(out_dir), *common],  # Lab 3's models in integers
+            ["lab3_int8.py", "--out-dir", str(out_dir), "--resume", *common],  # in integers
         ]
     subset = args.subset if args.subset is not None else QUICK_SUBSET
     # quick mode's smoke runs are throwaway: each reproduce replaces them (--overwrite)

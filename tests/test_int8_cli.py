@@ -4,6 +4,7 @@ from, and refuse bad combinations in one line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -132,6 +133,10 @@ def test_the_experiment_measures_every_model_and_renders_its_page(
 
     page = report.write_report(tmp_path).read_text()
     assert "lab3_d_2bit" in page and "grid2 x20" in page
+    again = dataclasses.replace(options, resume=True)
+    assert int8.reusable(again, int8.models_to_run(again)) == written  # nothing to redo
+    other = dataclasses.replace(again, calibration_images=8)
+    assert int8.reusable(other, int8.models_to_run(other)) is None  # calibrated otherwise
     with pytest.raises(Exception, match="--only lab3_x"):
         int8.models_to_run(int8.Int8Options(out_dir=tmp_path, only=("lab3_x",)))
     assert np.isfinite(row["int8_accuracy"])

@@ -58,6 +58,8 @@ class Int8Options(DataOptions):
             activation ranges.
         method: the range method (`compression.calibration.METHODS`).
         only: only these models ("pretrained", "lab3_d_4bit", ...); None: every one found.
+        resume: reuse ``<out_dir>/int8.json`` when it holds every model asked for, measured
+            on the same test images with the same weights and calibration.
     """
 
     out_dir: Path = LOCAL_RESULTS_DIR
@@ -65,6 +67,7 @@ class Int8Options(DataOptions):
     calibration_images: int = calibration.CALIBRATION_IMAGES
     method: str = calibration.DEFAULT_METHOD
     only: tuple[str, ...] | None = None
+    resume: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -191,9 +194,28 @@ def layer_profile(int_model: Int8ResNet20, image_size: int = 32) -> list[dict[st
     return rows
 
 
+def reusable(options: Int8Options, entries: list[ModelEntry]) -> dict[str, Any] | None:
+    """With ``resume``, the finished ``int8.json`` if it measured every model of `entries` on
+    the same test images, with the same weights and calibration; otherwise None."""
+    previous = read_result(options.out_dir, RESULT) if options.resume else None
+    if previous is None:
+        return None
+    same = (previous.get("_meta", {}).get("test_subset") == options.test_subset
+            and previous.get("weights") == (None if options.weights is None
+                                            else str(options.weights))
+            and previous.get("calibration") == calibration.described(
+                options.method, options.calibration_images))
+    measured = {entry.name for entry in entries} <= set(previous.get("models", {}))
+    return previous if same and measured else None
+
+
 def run(options: Int8Options, data: Cifar10 | None = None) -> dict[str, Any]:
-    """Measure every model of `models_to_run`, write ``<out_dir>/int8.json`` and return it."""
+    """Measure every model of `models_to_run`, write ``<out_dir>/int8.json`` and return it
+    (with ``resume``, the file already there when `reusable` accepts it)."""
     entries = models_to_run(options)
+    if (previous := reusable(options, entries)) is not None:
+        print(f"int8: reusing {options.out_dir / RESULT}.json (--resume)")
+        return previous
     if data is None:
         data = load_cifar10(options.data_dir, subset=options.calibration_images,
                             test_subset=options.test_subset, download=options.download)
