@@ -55,7 +55,7 @@ def test_the_committed_reports_render_byte_identical_from_the_committed_json(tmp
         shutil.copy(path, tmp_path / path.name)
     assert main(["report", "--all", "--out-dir", str(tmp_path)]) == 0
     for page in ("lab1.md", "lab2.md", "lab3.md", "lab4.md", "compression.md", "sparse.md",
-                 "lab5.md", "claims.md", "claims.json", "REPORT.md"):
+                 "lab5.md", "claims.md", "claims.json", "int8.md", "REPORT.md"):
         assert (tmp_path / page).read_text() == (RESULTS_DIR / page).read_text(), page
 
 

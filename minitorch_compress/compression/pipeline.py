@@ -112,13 +112,15 @@ def entropy_bytes(path: str | Path) -> dict[str, int]:
     return bound
 
 
-def write_model_file(model: Any, path: str | Path,
-                     fold_batch_norm: bool = False) -> dict[str, Any]:
+def write_model_file(model: Any, path: str | Path, fold_batch_norm: bool = False,
+                     activation_ranges: mtc.ActivationRanges | None = None) -> dict[str, Any]:
     """Save `model` as ``.mtc`` (with `fold_batch_norm`, its batch norms folded: inference
-    only, `mtc.save`) and return its sizes: {"bytes", "float32_bytes" (of the unfolded model
-    either way), "ratio", "stages", "parts" (index, codes, codebook, values, dense, header),
-    "encodings", "entropy" (`entropy_bytes`)}."""
-    report = mtc.save(path, model, fold_batch_norm=fold_batch_norm)
+    only; with `activation_ranges`, those for integer inference: `mtc.save`) and return its
+    sizes: {"bytes", "float32_bytes" (of the unfolded model either way), "ratio", "stages",
+    "parts" (index, codes, codebook, values, dense, header), "encodings", "entropy"
+    (`entropy_bytes`)}."""
+    report = mtc.save(path, model, fold_batch_norm=fold_batch_norm,
+                      activation_ranges=activation_ranges)
     stages = stage_sizes(model, report)
     return {"bytes": report.total, "float32_bytes": stages["float32"],
             "ratio": stages["float32"] / report.total, "stages": stages,

@@ -5,7 +5,6 @@ measurement says, the verdict chosen by the numbers."""
 from __future__ import annotations
 
 import statistics
-
 from pathlib import Path
 from typing import Any
 
