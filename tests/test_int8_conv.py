@@ -19,7 +19,7 @@ from strategies import seeds
 from minitorch_compress.kernels import int8_conv, simd_int8
 from minitorch_compress.kernels import int8_reference as ir
 
-ISAS = ["plain"] + (["avx512_vnni"] if simd_int8.has_avx512_vnni() else [])
+KERNELS = ["portable"] + (["avx512_vnni"] if simd_int8.has_avx512_vnni() else [])
 needs_vnni = pytest.mark.skipif(not simd_int8.has_avx512_vnni(), reason="no AVX-512 VNNI")
 
 
@@ -69,19 +69,19 @@ def inputs(problem):
     return q, layer, residual
 
 
-@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kernel", KERNELS)
 @settings(deadline=None, max_examples=60)
 @given(problem=layer_problems)
-def test_fast_conv_layer_equals_the_reference_bit_for_bit(isa, problem):
+def test_fast_conv_layer_equals_the_reference_bit_for_bit(kernel, problem):
     q, layer, residual = inputs(problem)
     expected = ir.conv_layer(q, layer, residual)
-    got = int8_conv.conv_layer(q, layer, residual, isa=isa)
+    got = int8_conv.conv_layer(q, layer, residual, kernel=kernel)
     assert got.dtype == np.uint8
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("isa", ISAS)
-def test_fast_conv_layer_at_the_extremes(isa):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fast_conv_layer_at_the_extremes(kernel):
     """All-255 codes times all -128 weights with zero point 0 (the largest sums) and the
     ResNet-20 shapes 64 x 64 x 3 x 3."""
     rng = np.random.default_rng(0)
@@ -90,12 +90,13 @@ def test_fast_conv_layer_at_the_extremes(isa):
                           "in_zero_point": 0})
     q = np.full((2, 64, 8, 8), 255, np.uint8)
     residual = rng.integers(0, 256, (2, 64, 8, 8), dtype=np.uint8)
-    np.testing.assert_array_equal(int8_conv.conv_layer(q, layer, residual, isa=isa),
+    np.testing.assert_array_equal(int8_conv.conv_layer(q, layer, residual, kernel=kernel),
                                   ir.conv_layer(q, layer, residual))
 
 
 def test_isa_is_named():
-    assert int8_conv.int8_isa() in ("avx512_vnni", "plain")
+    assert int8_conv.int8_isa() in ("avx512_vnni", "avx512bw", "avx2", "sse2")
+    assert (int8_conv.default_kernel() == "avx512_vnni") == (int8_conv.int8_isa() == "avx512_vnni")
 
 
 @njit
@@ -139,8 +140,8 @@ def test_steppable_without_jit():
             stride=2, padding=1, in_zero_point=7, out_zero_point=3, relu=True)
         q = rng.integers(0, 256, (1, c, 5, 5), dtype=np.uint8)
         expected = ir.conv_layer(q, layer)
-        for isa in ("plain", "avx512_vnni"):
-            assert (int8_conv.conv_layer(q, layer, isa=isa) == expected).all(), isa
+        for kernel in ("portable", "avx512_vnni"):
+            assert (int8_conv.conv_layer(q, layer, kernel=kernel) == expected).all(), kernel
         print("ok")
     """)
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
@@ -162,9 +163,10 @@ def test_fast_conv_layer_refuses_the_one_multiplier_it_does_not_saturate():
 def test_packed_weights_are_kept_once_per_layer_and_dropped_with_it():
     rng = np.random.default_rng(5)
     layer = random_layer(rng, 3, 4, 3, 1, 1, True, False, True, (1e-3, 0.1))
-    first = int8_conv.packed_weights(layer)
-    assert int8_conv.packed_weights(layer) is first
+    first = int8_conv.packed_weights(layer, 1)
+    assert int8_conv.packed_weights(layer, 1) is first
+    assert int8_conv.packed_weights(layer, 4) is not first
     key = id(layer)
     del layer
     gc.collect()
-    assert key not in int8_conv._PACKED
+    assert not any(other == key for other, _ in int8_conv._PACKED)
