@@ -55,6 +55,7 @@ from minitorch_compress.kernels.simd_int8 import (
     has_avx512_vnni,
     iadd,
     ibroadcast,
+    ibroadcast_at,
     iload,
     iload_u8,
     istore_u8,
@@ -232,7 +233,7 @@ def _make_kernel(dot):
         """out8 (N, Ho + 2, Wo + 2, KA) = the layer's padded output codes for the padded
         input x32 (N, Hp, Wp, G) (int32 view), its window starting `skip` pixels in; ep
         (4, KP) the per-channel constants (`PackedConv.epilogue`)."""
-        n, _, _, groups = x32.shape
+        n, hp, wp, groups = x32.shape
         packed = ep.shape[1]
         c = out_channels
         last = wo - 1
@@ -250,10 +251,14 @@ def _make_kernel(dot):
                 for j0 in range(0, wo, POSITIONS):
                     # a block past the row's end repeats its last position instead of
                     # reading on (and does not store it)
-                    c0, c1 = skip + j0 * stride, skip + min(j0 + 1, last) * stride
-                    c2, c3 = skip + min(j0 + 2, last) * stride, skip + min(j0 + 3, last) * stride
-                    c4, c5 = skip + min(j0 + 4, last) * stride, skip + min(j0 + 5, last) * stride
-                    c6, c7 = skip + min(j0 + 6, last) * stride, skip + min(j0 + 7, last) * stride
+                    o0 = (skip + j0 * stride) * groups
+                    o1 = (skip + min(j0 + 1, last) * stride) * groups
+                    o2 = (skip + min(j0 + 2, last) * stride) * groups
+                    o3 = (skip + min(j0 + 3, last) * stride) * groups
+                    o4 = (skip + min(j0 + 4, last) * stride) * groups
+                    o5 = (skip + min(j0 + 5, last) * stride) * groups
+                    o6 = (skip + min(j0 + 6, last) * stride) * groups
+                    o7 = (skip + min(j0 + 7, last) * stride) * groups
                     at = ((b * (ho + 2) + i + 1) * (wo + 2) + j0 + 1) * c
                     for k in range(0, c, LANES):
                         # 1. the sums: A over the codes, then (grid layers) B over the mask
@@ -265,16 +270,19 @@ def _make_kernel(dot):
                                 for kx in range(kw):
                                     start = (half * c + k
                                              + (ky * kw + kx) * groups * packed)
+                                    # x32.flat index of group 0 at (top + ky, kx)
+                                    pixel = ((b * hp + top + ky) * wp + kx) * groups
                                     for g in range(groups):
                                         wv = iload(w32, start + g * packed)
-                                        s0 = dot(s0, ibroadcast(x32[b, top + ky, c0 + kx, g]), wv)
-                                        s1 = dot(s1, ibroadcast(x32[b, top + ky, c1 + kx, g]), wv)
-                                        s2 = dot(s2, ibroadcast(x32[b, top + ky, c2 + kx, g]), wv)
-                                        s3 = dot(s3, ibroadcast(x32[b, top + ky, c3 + kx, g]), wv)
-                                        s4 = dot(s4, ibroadcast(x32[b, top + ky, c4 + kx, g]), wv)
-                                        s5 = dot(s5, ibroadcast(x32[b, top + ky, c5 + kx, g]), wv)
-                                        s6 = dot(s6, ibroadcast(x32[b, top + ky, c6 + kx, g]), wv)
-                                        s7 = dot(s7, ibroadcast(x32[b, top + ky, c7 + kx, g]), wv)
+                                        q = pixel + g
+                                        s0 = dot(s0, ibroadcast_at(x32, q + o0), wv)
+                                        s1 = dot(s1, ibroadcast_at(x32, q + o1), wv)
+                                        s2 = dot(s2, ibroadcast_at(x32, q + o2), wv)
+                                        s3 = dot(s3, ibroadcast_at(x32, q + o3), wv)
+                                        s4 = dot(s4, ibroadcast_at(x32, q + o4), wv)
+                                        s5 = dot(s5, ibroadcast_at(x32, q + o5), wv)
+                                        s6 = dot(s6, ibroadcast_at(x32, q + o6), wv)
+                                        s7 = dot(s7, ibroadcast_at(x32, q + o7), wv)
                             if half == 0:
                                 a0, a1, a2, a3, a4, a5, a6, a7 = s0, s1, s2, s3, s4, s5, s6, s7
                             else:

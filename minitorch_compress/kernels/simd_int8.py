@@ -15,6 +15,7 @@ plain Python, where a vector is a (16,) int32 ndarray), as in `kernels/simd.py`:
     iload(a, i)          a.flat[i : i + 16]          (a C-contiguous int32 array)
     istore(a, i, v)      a.flat[i : i + 16] = v
     ibroadcast(s)        [s] * 16                    (s an int32: 4 packed u8 values)
+    ibroadcast_at(a, i)  [a.flat[i]] * 16            (one load, no index check)
     izero()              [0] * 16
     dpbusd(acc, a, b)    acc + per lane sum_j u8(a)[j] * s8(b)[j], j = 0..3, wrapping int32
     dpbusd_portable(acc, a, b)
@@ -102,6 +103,13 @@ def istore(a: np.ndarray, i: int, v: np.ndarray) -> None:
 def ibroadcast(s) -> np.ndarray:
     """The vector whose 16 lanes are the int32 s."""
     return np.full(LANES, s, np.int32)
+
+
+def ibroadcast_at(a: np.ndarray, i: int) -> np.ndarray:
+    """The vector whose 16 lanes are a.flat[i] (a C-contiguous int32 array)."""
+    if not 0 <= i < a.size:
+        raise IndexError(f"ibroadcast_at: a.flat[{i}] is outside an array of {a.size}")
+    return np.full(LANES, a.reshape(-1)[i], np.int32)
 
 
 def izero() -> np.ndarray:
@@ -231,6 +239,18 @@ def _ibroadcast(typingctx, s):
 
 
 @intrinsic
+def _ibroadcast_at(typingctx, a, i):
+    if not (_is_int32_array(a) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return _broadcast_scalar(builder, builder.load(builder.gep(data, [index]), align=4))
+    return i32x16(a, i), codegen
+
+
+@intrinsic
 def _izero(typingctx):
     def codegen(context, builder, signature, args):
         return ir.Constant(_VECTOR, [0] * LANES)
@@ -267,20 +287,18 @@ def _requantize(typingctx, acc, multiplier, left, right):
 
     def codegen(context, builder, signature, args):
         acc, multiplier, left, right = args
-        # the saturating left shift (|M| >= 1), in 64 bits, clipped to int32
-        shifted = builder.shl(builder.sext(acc, _WIDE), builder.zext(left, _WIDE))
-        shifted = _select_max(builder, _select_min(builder, shifted, _splat(2**31 - 1, _WIDE)),
-                              _splat(-(2**31), _WIDE))
+        # the saturating left shift (|M| >= 1) in int32: where shifting back does not give
+        # acc, bits were lost and the result saturates to acc's side
+        shifted = builder.shl(acc, left)
+        lost = builder.icmp_signed("!=", builder.ashr(shifted, left), acc)
+        saturated = builder.select(builder.icmp_signed("<", acc, _splat(0, _VECTOR)),
+                                   _splat(-(2**31), _VECTOR), _splat(2**31 - 1, _VECTOR))
+        shifted = builder.select(lost, saturated, shifted)
         # SRDHM: the 64-bit product of two int32 (sign-extended: one vpmuldq per 8 lanes),
-        # nudged by 2^30 (1 - 2^30 below 0), divided by 2^31 truncating toward zero
-        shifted = builder.sext(builder.trunc(shifted, _VECTOR), _WIDE)
-        product = builder.mul(shifted, builder.sext(multiplier, _WIDE))
-        negative = builder.icmp_signed("<", product, _splat(0, _WIDE))
-        nudged = builder.add(product, builder.select(negative, _splat(1 - 2**30, _WIDE),
-                                                     _splat(2**30, _WIDE)))
-        toward_zero = builder.select(builder.icmp_signed("<", nudged, _splat(0, _WIDE)),
-                                     _splat(2**31 - 1, _WIDE), _splat(0, _WIDE))
-        high = builder.trunc(builder.ashr(builder.add(nudged, toward_zero),
+        # nudged by 2^30 (1 - 2^30 below 0) and divided by 2^31 toward zero, which for
+        # every product equals floor((product + 2^30) / 2^31): one add and one shift
+        product = builder.mul(builder.sext(shifted, _WIDE), builder.sext(multiplier, _WIDE))
+        high = builder.trunc(builder.ashr(builder.add(product, _splat(2**30, _WIDE)),
                                           _splat(31, _WIDE)), _VECTOR)
         # RoundingDivideByPOT(high, right): ties away from zero
         mask = builder.sub(builder.shl(_splat(1, _VECTOR), right), _splat(1, _VECTOR))
@@ -369,6 +387,7 @@ overload(iload)(lambda a, i: lambda a, i: _iload(a, i))
 overload(istore)(lambda a, i, v: lambda a, i, v: _istore(a, i, v))
 overload(ibroadcast)(lambda s: lambda s: _ibroadcast(s))
 overload(izero)(lambda: lambda: _izero())
+overload(ibroadcast_at)(lambda a, i: lambda a, i: _ibroadcast_at(a, i))
 overload(dpbusd)(lambda acc, a, b: lambda acc, a, b: _dpbusd(acc, a, b))
 overload(iadd)(lambda a, b: lambda a, b: _iadd(a, b))
 overload(requantize)(lambda acc, multiplier, left, right:
