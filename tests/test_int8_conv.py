@@ -137,11 +137,14 @@ def test_steppable_without_jit():
             scale_a=ir.Requant.from_real(rng.uniform(0.001, 0.01, k)),
             mask=np.ones((k, c, 3, 3), np.uint8),
             scale_b=ir.Requant.from_real(rng.uniform(-0.01, 0.01, k)),
-            stride=2, padding=1, in_zero_point=7, out_zero_point=3, relu=True)
+            stride=2, padding=1, in_zero_point=7, out_zero_point=3, relu=True,
+            residual_scale=ir.Requant.from_real(np.float64(1.7)), residual_zero_point=9)
         q = rng.integers(0, 256, (1, c, 5, 5), dtype=np.uint8)
-        expected = ir.conv_layer(q, layer)
+        residual = rng.integers(0, 256, (1, k, 3, 3), dtype=np.uint8)
+        expected = ir.conv_layer(q, layer, residual)
         for kernel in ("portable", "avx512_vnni"):
-            assert (int8_conv.conv_layer(q, layer, kernel=kernel) == expected).all(), kernel
+            got = int8_conv.conv_layer(q, layer, residual, kernel=kernel)
+            assert (got == expected).all(), kernel
         print("ok")
     """)
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
@@ -149,6 +152,50 @@ def test_steppable_without_jit():
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+@settings(deadline=None)
+@given(seeds, st.sampled_from([4, 16]))
+def test_padded_codes_hold_the_zero_point_around_the_codes(seed, multiple):
+    rng = np.random.default_rng(seed)
+    q = rng.integers(0, 256, (2, 5, 3, 4), dtype=np.uint8)
+    x = int8_conv.to_padded(q, 17, multiple)
+    assert x.shape == (2, 5, 6, multiple * -(-5 // multiple))
+    np.testing.assert_array_equal(int8_conv.from_padded(x, 5), q)
+    border = np.ones(x.shape[1:3], bool)
+    border[1:-1, 1:-1] = False
+    assert (x[:, border] == 17).all() and (x[..., 5:] == 17).all()
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_layer_writes_its_output_zero_point_into_the_border(kernel):
+    rng = np.random.default_rng(6)
+    layer = random_layer(rng, 5, 20, 3, 2, 1, False, False, True, (1e-3, 0.1))
+    x = int8_conv.to_padded(rng.integers(0, 256, (3, 5, 7, 7), dtype=np.uint8),
+                            layer.in_zero_point)
+    out = int8_conv.conv_padded(x, layer, kernel=kernel)
+    assert out.shape == (3, 6, 6, 32)
+    inner = np.zeros(out.shape[1:3], bool)
+    inner[1:-1, 1:-1] = True
+    assert (out[:, ~inner] == layer.out_zero_point).all()
+
+
+def test_conv_padded_refuses_what_it_cannot_compute():
+    rng = np.random.default_rng(7)
+    layer = random_layer(rng, 4, 4, 3, 1, 1, False, True, True, (1e-3, 0.1))
+    x = int8_conv.to_padded(np.zeros((1, 4, 5, 5), np.uint8), 0)
+    with pytest.raises(ValueError, match="residual"):
+        int8_conv.conv_padded(x, layer)
+    with pytest.raises(ValueError, match="residual"):
+        int8_conv.conv_padded(x, layer, np.zeros((1, 6, 6, 16), np.uint8))
+    with pytest.raises(ValueError, match="kernel"):
+        int8_conv.conv_padded(x, layer, np.zeros((1, 7, 7, 16), np.uint8), kernel="amx")
+    wide = ir.IntConv(**{**layer.__dict__, "padding": 2})
+    with pytest.raises(ValueError, match="border"):
+        int8_conv.conv_padded(x, wide, np.zeros((1, 9, 9, 16), np.uint8))
+    narrow = int8_conv.to_padded(np.zeros((1, 3, 5, 5), np.uint8), 0)[..., :0]
+    with pytest.raises(ValueError, match="channels"):
+        int8_conv.conv_padded(narrow, layer, np.zeros((1, 7, 7, 16), np.uint8))
 
 
 def test_fast_conv_layer_refuses_the_one_multiplier_it_does_not_saturate():
