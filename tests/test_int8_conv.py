@@ -167,6 +167,17 @@ def test_padded_codes_hold_the_zero_point_around_the_codes(seed, multiple):
     assert (x[:, border] == 17).all() and (x[..., 5:] == 17).all()
 
 
+@settings(deadline=None)
+@given(seeds, st.sampled_from([np.float32, np.float64]), st.integers(1, 5))
+def test_quantize_padded_equals_quantize_then_pad(seed, dtype, channels):
+    """Ties included: with scale 0.5 every quarter is a tie of x / scale (to even)."""
+    rng = np.random.default_rng(seed)
+    x = (rng.integers(-600, 600, (2, channels, 3, 4)) / 4).astype(dtype)
+    zero_point = int(rng.integers(0, 256))
+    expected = int8_conv.to_padded(ir.quantize(x, 0.5, zero_point), zero_point)
+    np.testing.assert_array_equal(int8_conv.quantize_padded(x, 0.5, zero_point), expected)
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_a_layer_writes_its_output_zero_point_into_the_border(kernel):
     rng = np.random.default_rng(6)

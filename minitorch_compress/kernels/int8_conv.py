@@ -100,6 +100,30 @@ def to_padded(q: np.ndarray, zero_point: int, multiple: int = 4) -> np.ndarray:
     return x
 
 
+@njit(nogil=True, cache=True)
+def _quantize_into(x, scale, zero_point, out):
+    """out[n, 1 + i, 1 + j, c] = clip(rint(x[n, c, i, j] / scale) + zero_point, 0, 255),
+    the rest of out = zero_point: `int8_reference.quantize` (float64, ties to even)."""
+    n, c, h, w = x.shape
+    out[:] = zero_point
+    for b in range(n):
+        for ch in range(c):
+            for i in range(h):
+                for j in range(w):
+                    code = np.rint(np.float64(x[b, ch, i, j]) / scale) + zero_point
+                    out[b, BORDER + i, BORDER + j, ch] = min(max(code, 0.0), 255.0)
+
+
+def quantize_padded(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Real values (N, C, H, W) -> padded codes (N, H + 2, W + 2, C rounded up to 4):
+    `to_padded(int8_reference.quantize(x, scale, zero_point), zero_point)` in one pass."""
+    n, c, h, w = x.shape
+    out = np.empty((n, h + 2 * BORDER, w + 2 * BORDER, padded_channels(c, 4)), np.uint8)
+    run_parallel([(_quantize_into, (x[start:stop], float(scale), int(zero_point),
+                                    out[start:stop])) for start, stop in split_range(n)])
+    return out
+
+
 def from_padded(x: np.ndarray, channels: int) -> np.ndarray:
     """Padded codes (N, H + 2, W + 2, CP) -> u8 codes (N, channels, H, W), the interior."""
     return np.ascontiguousarray(x[:, BORDER:-BORDER, BORDER:-BORDER, :channels]
@@ -116,6 +140,8 @@ class PackedConv:
             4 s8 bytes; k < K the codes, KA <= k < KA + K the mask (grid layers), else 0.
         epilogue: int32 (4, KP): per packed channel the offset (bias - z_x sum w for A,
             -z_x sum mask for B), the multiplier, and the left and right shifts.
+        settings: int64 (SETTINGS,): the layer's scalars as the kernel reads them (one
+            array, so that a call passes few arguments).
         channels: K, the layer's output channels.
         out_channels: KA = K rounded up to 16, the output's padded channels.
         groups: G, input channel groups of 4 (the input's padded channels / 4).
@@ -124,6 +150,7 @@ class PackedConv:
 
     w32: np.ndarray
     epilogue: np.ndarray
+    settings: np.ndarray
     channels: int
     out_channels: int
     groups: int
@@ -141,11 +168,15 @@ def pack(layer: IntConv, groups: int) -> PackedConv:
     channels (at least the layer's C).
 
     Raises:
-        ValueError: the input has fewer channels than the layer, a multiplier is INT32_MIN
+        ValueError: the layer pads more than the border, the input has fewer channels than
+            the layer, a multiplier is INT32_MIN
             (the one SRDHM saturates; `quantize_multiplier` never gives it), or the sums
             could leave int32.
     """
     k, c, kh, kw = layer.weight.shape
+    if not 0 <= layer.padding <= BORDER:
+        raise ValueError(f"padded codes hold a border of {BORDER}, the layer pads "
+                         f"{layer.padding}")
     if 4 * groups < c:
         raise ValueError(f"the input has {4 * groups} padded channels, the layer needs {c}")
     scales = [r for r in (layer.scale_a, layer.scale_b, layer.residual_scale) if r is not None]
@@ -175,8 +206,15 @@ def pack(layer: IntConv, groups: int) -> PackedConv:
         epilogue[1, channel] = np.broadcast_to(scale.multiplier, (k,))
         epilogue[2, channel], epilogue[3, channel] = (
             np.broadcast_to(s, (k,)) for s in _shifts(scale.shift))
-    return PackedConv(w.view(np.int32).reshape(-1), epilogue.astype(np.int32), k, ka, groups,
-                      kp)
+    residual = layer.residual_scale
+    left, right = _shifts(residual.shift) if residual is not None else (0, 0)
+    settings = np.array([
+        kh, kw, layer.stride, BORDER - layer.padding, layer.mask is not None,
+        residual is not None, layer.residual_zero_point,
+        int(residual.multiplier) if residual is not None else 0, left, right,
+        layer.out_zero_point, layer.out_zero_point if layer.relu else 0], np.int64)
+    return PackedConv(w.view(np.int32).reshape(-1), epilogue.astype(np.int32), settings, k,
+                      ka, groups, kp)
 
 
 #: (id(layer), groups) -> its packed form, for as long as the layer exists.
@@ -227,18 +265,19 @@ def _make_kernel(dot):
     int32 lanes (`dpbusd` or `dpbusd_portable`)."""
 
     @njit(nogil=True, cache=True)
-    def conv(x32, skip, w32, kh, kw, stride, ho, wo, ep, out_channels, has_b, residual,
-             has_residual, residual_zero, residual_multiplier, residual_shifts, z_out, low,
-             out8):
+    def conv(x32, w32, ep, settings, residual, out8):
         """out8 (N, Ho + 2, Wo + 2, KA) = the layer's padded output codes for the padded
-        input x32 (N, Hp, Wp, G) (int32 view), its window starting `skip` pixels in; ep
-        (4, KP) the per-channel constants (`PackedConv.epilogue`)."""
+        input x32 (N, Hp, Wp, G) (int32 view) and the residual's padded codes (same shape
+        as out8, or a placeholder); w32, ep, settings: the layer's `PackedConv`."""
         n, hp, wp, groups = x32.shape
+        _, ho, wo, c = out8.shape
+        ho, wo = ho - 2, wo - 2
+        kh, kw, stride, skip, has_b, has_residual = settings[:6]
+        residual_zero, residual_multiplier, left, right, z_out, low = settings[6:]
         packed = ep.shape[1]
-        c = out_channels
         last = wo - 1
-        rescale = (has_residual, ibroadcast(-residual_zero), ibroadcast(residual_multiplier),
-                   ibroadcast(residual_shifts[0]), ibroadcast(residual_shifts[1]))
+        rescale = (has_residual != 0, ibroadcast(-residual_zero),
+                   ibroadcast(residual_multiplier), ibroadcast(left), ibroadcast(right))
         no_residual = izero()
         for b in range(n):
             # the border: real 0 for the next layer's padding
@@ -264,7 +303,7 @@ def _make_kernel(dot):
                         # 1. the sums: A over the codes, then (grid layers) B over the mask
                         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = izero()
                         b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = izero()
-                        for half in range(2 if has_b else 1):
+                        for half in range(1 + has_b):
                             s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = izero()
                             for ky in range(kh):
                                 for kx in range(kw):
@@ -291,41 +330,41 @@ def _make_kernel(dot):
                         constants_a = (iload(ep, k), iload(ep, packed + k),
                                        iload(ep, 2 * packed + k), iload(ep, 3 * packed + k))
                         constants_b = constants_a
-                        if has_b:
+                        if has_b != 0:
                             kb = c + k
                             constants_b = (iload(ep, kb), iload(ep, packed + kb),
                                            iload(ep, 2 * packed + kb), iload(ep, 3 * packed + kb))
-                        epilogue = (constants_a, constants_b, has_b, rescale, z_out, low)
+                        epilogue = (constants_a, constants_b, has_b != 0, rescale, z_out, low)
                         p = at + k
-                        r = iload_u8(residual, p) if has_residual else no_residual
+                        r = iload_u8(residual, p) if has_residual != 0 else no_residual
                         istore_u8(out8, p, _finish(a0, b0, r, epilogue))
                         if j0 + 1 < wo:
                             p = at + c + k
-                            r = iload_u8(residual, p) if has_residual else no_residual
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
                             istore_u8(out8, p, _finish(a1, b1, r, epilogue))
                         if j0 + 2 < wo:
                             p = at + 2 * c + k
-                            r = iload_u8(residual, p) if has_residual else no_residual
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
                             istore_u8(out8, p, _finish(a2, b2, r, epilogue))
                         if j0 + 3 < wo:
                             p = at + 3 * c + k
-                            r = iload_u8(residual, p) if has_residual else no_residual
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
                             istore_u8(out8, p, _finish(a3, b3, r, epilogue))
                         if j0 + 4 < wo:
                             p = at + 4 * c + k
-                            r = iload_u8(residual, p) if has_residual else no_residual
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
                             istore_u8(out8, p, _finish(a4, b4, r, epilogue))
                         if j0 + 5 < wo:
                             p = at + 5 * c + k
-                            r = iload_u8(residual, p) if has_residual else no_residual
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
                             istore_u8(out8, p, _finish(a5, b5, r, epilogue))
                         if j0 + 6 < wo:
                             p = at + 6 * c + k
-                            r = iload_u8(residual, p) if has_residual else no_residual
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
                             istore_u8(out8, p, _finish(a6, b6, r, epilogue))
                         if j0 + 7 < wo:
                             p = at + 7 * c + k
-                            r = iload_u8(residual, p) if has_residual else no_residual
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
                             istore_u8(out8, p, _finish(a7, b7, r, epilogue))
 
     return conv
@@ -336,6 +375,10 @@ _conv_portable = _make_kernel(dpbusd_portable)
 
 
 # ------------------------------------------------------------------ the layer
+#: What the kernel gets for a layer without residual (never read).
+_NO_RESIDUAL = np.zeros((1, 1, 1, LANES), np.uint8)
+
+
 def conv_padded(x: np.ndarray, layer: IntConv, residual: np.ndarray | None = None,
                 kernel: str | None = None) -> np.ndarray:
     """One integer layer on padded codes: (N, H + 2, W + 2, CP) -> (N, Ho + 2, Wo + 2, KA).
@@ -349,9 +392,6 @@ def conv_padded(x: np.ndarray, layer: IntConv, residual: np.ndarray | None = Non
     """
     if (residual is None) != (layer.residual_scale is None):
         raise ValueError("a residual is needed exactly when the layer has a residual_scale")
-    if not 0 <= layer.padding <= BORDER:
-        raise ValueError(f"padded codes hold a border of {BORDER}, the layer pads "
-                         f"{layer.padding}")
     kernel = default_kernel() if kernel is None else kernel
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
@@ -361,27 +401,14 @@ def conv_padded(x: np.ndarray, layer: IntConv, residual: np.ndarray | None = Non
     ho, wo = conv2d_output_size(hp - 2 * BORDER, wp - 2 * BORDER, kh, kw, layer.stride,
                                 layer.padding)
     out = np.empty((n, ho + 2 * BORDER, wo + 2 * BORDER, packed.out_channels), np.uint8)
-    if residual is None:
-        residual = np.zeros((1, 1, 1, LANES), np.uint8)
-        residual_term = (0, 0, np.zeros(2, np.int64))
-    else:
-        if residual.shape != out.shape:
-            raise ValueError(f"residual {residual.shape} != output {out.shape}")
-        scale = layer.residual_scale
-        residual_term = (layer.residual_zero_point, int(scale.multiplier),
-                         np.array(_shifts(scale.shift), np.int64))
+    if residual is not None and residual.shape != out.shape:
+        raise ValueError(f"residual {residual.shape} != output {out.shape}")
     x32 = np.ascontiguousarray(x).view(np.int32)
     run = _conv_vnni if kernel == "avx512_vnni" else _conv_portable
-    has_residual = layer.residual_scale is not None
-    low = layer.out_zero_point if layer.relu else 0
-
-    def part(start: int, stop: int) -> None:
-        run(x32[start:stop], BORDER - layer.padding, packed.w32, kh, kw, layer.stride, ho, wo,
-            packed.epilogue, packed.out_channels, layer.mask is not None,
-            residual[start:stop] if has_residual else residual, has_residual, *residual_term,
-            layer.out_zero_point, low, out[start:stop])
-
-    run_parallel([(part, bounds) for bounds in split_range(n)])
+    run_parallel([(run, (x32[start:stop], packed.w32, packed.epilogue, packed.settings,
+                         _NO_RESIDUAL if residual is None else residual[start:stop],
+                         out[start:stop]))
+                  for start, stop in split_range(n)])
     return out
 
 

@@ -44,11 +44,6 @@ GRID_TOLERANCE = 1e-5
 
 
 
-def _nchw_codes(q: np.ndarray, zero_point: int) -> np.ndarray:
-    """NCHW codes stay as they are (the reference kernels' layout)."""
-    return q
-
-
 def _nchw_channels(q: np.ndarray, channels: int) -> np.ndarray:
     """NCHW codes stay as they are (they hold exactly `channels`)."""
     return q
@@ -60,12 +55,12 @@ class IntKernel:
 
     Attributes:
         conv: (codes, IntConv, residual codes or None) -> the output's codes.
-        enter: (u8 codes (N, C, H, W), zero point) -> codes in this layout.
+        enter: (real values (N, C, H, W), scale, zero point) -> their codes in this layout.
         leave: (codes in this layout, channels) -> u8 codes (N, channels, H, W).
     """
 
     conv: Callable[..., np.ndarray]
-    enter: Callable[[np.ndarray, int], np.ndarray] = _nchw_codes
+    enter: Callable[[np.ndarray, float, int], np.ndarray] = ir.quantize
     leave: Callable[[np.ndarray, int], np.ndarray] = _nchw_channels
 
 
@@ -73,12 +68,12 @@ class IntKernel:
 #: `int8_reference.conv_layer`'s codes bit for bit (tested): the int64 loop (slow, for
 #: reading), the same integers from a float64 BLAS GEMM (`conv2d_int_via_float64`), both on
 #: NCHW codes, and the numba kernel of `kernels/int8_conv.py` (AVX-512 VNNI where the CPU
-#: has it, `int8_isa()`) on channels-last codes with a zero-point border, converted once at
-#: the network's input and once at its output.
+#: has it, `int8_isa()`) on channels-last codes with a zero-point border, quantized into
+#: that layout at the network's input and converted back once at its output.
 INT8_KERNELS: dict[str, IntKernel] = {
     "reference": IntKernel(ir.conv_layer),
     "reference_blas": IntKernel(partial(ir.conv_layer, exact_gemm=ir.conv2d_int_via_float64)),
-    "fast": IntKernel(int8_conv.conv_padded, int8_conv.to_padded, int8_conv.from_padded),
+    "fast": IntKernel(int8_conv.conv_padded, int8_conv.quantize_padded, int8_conv.from_padded),
 }
 
 #: What the kernel switch (`kernels/select.py`) picks when a model names no kernel: the int64
@@ -279,12 +274,11 @@ class Int8ResNet20:
     def codes(self, x: np.ndarray) -> np.ndarray:
         """Normalised images (N, 3, 32, 32) -> the last block's u8 codes (N, 64, 8, 8).
 
-        The kernel's layout is entered once after the input is quantized and left once at
-        the end; every layer between reads and writes codes in that layout."""
+        The input is quantized straight into the kernel's layout and left once at the end;
+        every layer between reads and writes codes in that layout."""
         kernel = INT8_KERNELS[self.kernel or SWITCHED[kernel_choice()]]
         conv = kernel.conv
-        q = kernel.enter(ir.quantize(x, self.input_codes.scale, self.input_codes.zero_point),
-                         self.input_codes.zero_point)
+        q = kernel.enter(x, self.input_codes.scale, self.input_codes.zero_point)
         q = conv(q, self.head)
         for block in self.blocks:
             inner = conv(q, block.conv1)
