@@ -383,17 +383,23 @@ def _istore_u8(typingctx, a, i, v):
     return types.none(a, i, v), codegen
 
 
-overload(iload)(lambda a, i: lambda a, i: _iload(a, i))
-overload(istore)(lambda a, i, v: lambda a, i, v: _istore(a, i, v))
-overload(ibroadcast)(lambda s: lambda s: _ibroadcast(s))
-overload(izero)(lambda: lambda: _izero())
-overload(ibroadcast_at)(lambda a, i: lambda a, i: _ibroadcast_at(a, i))
-overload(dpbusd)(lambda acc, a, b: lambda acc, a, b: _dpbusd(acc, a, b))
-overload(iadd)(lambda a, b: lambda a, b: _iadd(a, b))
-overload(requantize)(lambda acc, multiplier, left, right:
-                     lambda acc, multiplier, left, right: _requantize(acc, multiplier, left, right))
-overload(clamp_sum)(lambda a, b, c, base, low, high:
-                    lambda a, b, c, base, low, high: _clamp_sum(a, b, c, base, low, high))
-overload(dpbusd_portable)(lambda acc, a, b: lambda acc, a, b: _dpbusd_portable(acc, a, b))
-overload(iload_u8)(lambda a, i: lambda a, i: _iload_u8(a, i))
-overload(istore_u8)(lambda a, i, v: lambda a, i, v: _istore_u8(a, i, v))
+# inline="always": each operation becomes part of the kernel's own IR (LLVM's inliner
+# alone left the larger ones, requantize, as calls in a kernel with many of them)
+_INLINE = {"inline": "always"}
+overload(iload, **_INLINE)(lambda a, i: lambda a, i: _iload(a, i))
+overload(istore, **_INLINE)(lambda a, i, v: lambda a, i, v: _istore(a, i, v))
+overload(ibroadcast, **_INLINE)(lambda s: lambda s: _ibroadcast(s))
+overload(izero, **_INLINE)(lambda: lambda: _izero())
+overload(ibroadcast_at, **_INLINE)(lambda a, i: lambda a, i: _ibroadcast_at(a, i))
+overload(dpbusd, **_INLINE)(lambda acc, a, b: lambda acc, a, b: _dpbusd(acc, a, b))
+overload(dpbusd_portable, **_INLINE)(
+    lambda acc, a, b: lambda acc, a, b: _dpbusd_portable(acc, a, b))
+overload(iadd, **_INLINE)(lambda a, b: lambda a, b: _iadd(a, b))
+overload(requantize, **_INLINE)(
+    lambda acc, multiplier, left, right:
+    lambda acc, multiplier, left, right: _requantize(acc, multiplier, left, right))
+overload(clamp_sum, **_INLINE)(
+    lambda a, b, c, base, low, high:
+    lambda a, b, c, base, low, high: _clamp_sum(a, b, c, base, low, high))
+overload(iload_u8, **_INLINE)(lambda a, i: lambda a, i: _iload_u8(a, i))
+overload(istore_u8, **_INLINE)(lambda a, i, v: lambda a, i, v: _istore_u8(a, i, v))
