@@ -51,8 +51,9 @@ layer_problems = st.tuples(
     st.integers(1, 9), st.integers(1, 9),  # h, w
     st.sampled_from([1, 3]), st.sampled_from([1, 2]), st.integers(0, 1),
     st.booleans(), st.booleans(), st.booleans(),
-    # tiny multipliers, ordinary ones, and ones past 1 that saturate the clamp
-    st.sampled_from([(1e-6, 1e-4), (1e-3, 0.1), (0.5, 40.0)]),
+    # tiny multipliers, ordinary ones, ones just below 1 whose terms reach 2^31 (the int32
+    # epilogue, PackedConv.bounded) and ones past 1 that saturate (the 64-bit epilogue)
+    st.sampled_from([(1e-6, 1e-4), (1e-3, 0.1), (0.3, 0.99), (0.5, 40.0)]),
     seeds)
 
 
@@ -207,6 +208,16 @@ def test_conv_padded_refuses_what_it_cannot_compute():
     narrow = int8_conv.to_padded(np.zeros((1, 3, 5, 5), np.uint8), 0)[..., :0]
     with pytest.raises(ValueError, match="channels"):
         int8_conv.conv_padded(narrow, layer, np.zeros((1, 7, 7, 16), np.uint8))
+
+
+def test_the_int32_epilogue_is_chosen_only_where_it_is_exact():
+    rng = np.random.default_rng(8)
+    small = random_layer(rng, 4, 4, 3, 1, 1, True, True, True, (1e-3, 0.1))
+    assert int8_conv.pack(small, 1).bounded
+    large = random_layer(rng, 4, 4, 3, 1, 1, False, False, True, (1.5, 3.0))
+    assert not int8_conv.pack(large, 1).bounded  # left shifts that may saturate
+    huge_b = ir.IntConv(**{**small.__dict__, "scale_b": ir.Requant.from_real(np.full(4, 1e5))})
+    assert not int8_conv.pack(huge_b, 1).bounded  # a B term beyond 2^28
 
 
 def test_fast_conv_layer_refuses_the_one_multiplier_it_does_not_saturate():

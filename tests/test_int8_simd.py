@@ -23,8 +23,20 @@ def compiled_requantize(acc, multiplier, left, right, out):
 
 
 @njit
+def compiled_requantize_below_one(acc, multiplier, right, shift, out):
+    s.istore(out, 0, s.requantize_below_one(s.ishl(s.iload(acc, 0), s.iload(shift, 0)),
+                                            s.iload(multiplier, 0), s.iload(right, 0)))
+
+
+@njit
 def compiled_clamp_sum(a, b, c, base, low, out):
     s.istore(out, 0, s.clamp_sum(s.iload(a, 0), s.iload(b, 0), s.iload(c, 0), base, low, 255))
+
+
+@njit
+def compiled_clamp_sum_bounded(a, b, c, base, low, out):
+    s.istore(out, 0, s.clamp_sum_bounded(s.iload(a, 0), s.iload(b, 0), s.iload(c, 0), base,
+                                         low, 255))
 
 
 @njit
@@ -67,6 +79,23 @@ def test_requantize_equals_the_reference_lane_by_lane(seed, magnitudes, size):
     np.testing.assert_array_equal(s.requantize(acc, multiplier, left, right), expected)
 
 
+@settings(deadline=None)
+@given(seeds)
+def test_requantize_below_one_after_a_left_shift(seed):
+    """The residual's path of the int32 epilogue: (codes - z) << left (at most 255 << 20:
+    no saturation), then the multiplier's mantissa and right shift; equal to the reference
+    for multipliers below and above 1."""
+    rng = np.random.default_rng(seed)
+    d = rng.integers(-255, 256, 16).astype(np.int32)
+    d[:2] = [-255, 255]
+    multiplier, shift, left, right = requant_lanes(rng, (-9, 6))
+    out = np.zeros(16, np.int32)
+    compiled_requantize_below_one(d, multiplier, right, left, out)
+    np.testing.assert_array_equal(out, ir.requantize(d, multiplier, shift))
+    np.testing.assert_array_equal(s.requantize_below_one(s.ishl(d, left), multiplier, right),
+                                  out)
+
+
 def test_requantize_rounds_ties_like_gemmlowp():
     """acc * 2^30 / 2^31 = acc / 2: SRDHM rounds the halves up (-0.5 -> 0, 0.5 -> 1), the
     rounding shift rounds its halves away from zero."""
@@ -95,6 +124,22 @@ def test_clamp_sum_does_not_overflow(seed):
     np.testing.assert_array_equal(out, np.clip(total, 3, 255))
     assert out[0] == 255 and out[1] == 3
     np.testing.assert_array_equal(s.clamp_sum(a, b, c, 7, 3, 255), out)
+
+
+@settings(deadline=None)
+@given(seeds, st.integers(0, 255), st.integers(0, 255))
+def test_clamp_sum_bounded_equals_clamp_sum_within_its_bounds(seed, base, low):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(*INT32, 16).astype(np.int32)
+    a[:4] = [INT32[0], INT32[1] - 1, 2**29 + 1, -(2**29) - 1]
+    b = rng.integers(-(2**27) + 1, 2**27, 16).astype(np.int32)
+    c = rng.integers(-(2**27) + 1, 2**27, 16).astype(np.int32)
+    c[:2] = [-(2**27) + 1, 2**27 - 1]
+    expected, out = np.zeros(16, np.int32), np.zeros(16, np.int32)
+    compiled_clamp_sum(a, b, c, base, low, expected)
+    compiled_clamp_sum_bounded(a, b, c, base, low, out)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(s.clamp_sum_bounded(a, b, c, base, low, 255), expected)
 
 
 @settings(deadline=None)

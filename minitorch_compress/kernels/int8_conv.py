@@ -50,6 +50,7 @@ from minitorch_compress.kernels.rules import conv2d_output_size
 from minitorch_compress.kernels.simd_int8 import (
     LANES,
     clamp_sum,
+    clamp_sum_bounded,
     dpbusd,
     dpbusd_portable,
     has_avx512_vnni,
@@ -58,9 +59,11 @@ from minitorch_compress.kernels.simd_int8 import (
     ibroadcast_at,
     iload,
     iload_u8,
+    ishl,
     istore_u8,
     izero,
     requantize,
+    requantize_below_one,
 )
 
 POSITIONS = 8  # output positions per register block
@@ -140,8 +143,11 @@ class PackedConv:
             4 s8 bytes; k < K the codes, KA <= k < KA + K the mask (grid layers), else 0.
         epilogue: int32 (4, KP): per packed channel the offset (bias - z_x sum w for A,
             -z_x sum mask for B), the multiplier, and the left and right shifts.
-        settings: int64 (SETTINGS,): the layer's scalars as the kernel reads them (one
-            array, so that a call passes few arguments).
+        settings: int64 (12,): the layer's scalars as the kernel reads them (one array, so
+            that a call passes few arguments).
+        bounded: the A and B multipliers are below 1 (no left shifts), the residual's is
+            below 2^20, and the B and residual terms are below 2^28 in size together: then
+            the epilogue's int32 arithmetic is exact (`simd_int8.clamp_sum_bounded`).
         channels: K, the layer's output channels.
         out_channels: KA = K rounded up to 16, the output's padded channels.
         groups: G, input channel groups of 4 (the input's padded channels / 4).
@@ -151,6 +157,7 @@ class PackedConv:
     w32: np.ndarray
     epilogue: np.ndarray
     settings: np.ndarray
+    bounded: bool
     channels: int
     out_channels: int
     groups: int
@@ -213,8 +220,18 @@ def pack(layer: IntConv, groups: int) -> PackedConv:
         residual is not None, layer.residual_zero_point,
         int(residual.multiplier) if residual is not None else 0, left, right,
         layer.out_zero_point, layer.out_zero_point if layer.relu else 0], np.int64)
-    return PackedConv(w.view(np.int32).reshape(-1), epilogue.astype(np.int32), settings, k,
-                      ka, groups, kp)
+    below_one = all((np.asarray(r.shift) >= 0).all() for r in scales
+                    if r is not layer.residual_scale)
+    if layer.residual_scale is not None:
+        below_one = below_one and int(layer.residual_scale.shift) >= -20
+    small = 0.0  # the largest |B term| + |residual term| of any channel
+    if layer.mask is not None:
+        count = layer.mask.reshape(k, -1).astype(np.int64).sum(axis=1)
+        small += (255 * count * np.abs(layer.scale_b.real()) + 1).max()
+    if residual is not None:
+        small += 255 * abs(float(residual.real())) + 1
+    return PackedConv(w.view(np.int32).reshape(-1), epilogue.astype(np.int32), settings,
+                      below_one and small < 2**28, k, ka, groups, kp)
 
 
 #: (id(layer), groups) -> its packed form, for as long as the layer exists.
@@ -240,29 +257,48 @@ def _forget(layer_id: int) -> None:
 
 # ------------------------------------------------------------------ the kernel
 @njit(nogil=True, cache=True, inline="always")
-def _finish(sum_a, sum_b, residual_codes, epilogue):
+def _term(total, constants, below_one):
+    """requantize(total + offset) with constants = (offset, multiplier, left, right);
+    below_one (a compile-time constant): every multiplier is below 1 (left = 0)."""
+    offset, multiplier, left, right = constants
+    if below_one:
+        return requantize_below_one(iadd(total, offset), multiplier, right)
+    return requantize(iadd(total, offset), multiplier, left, right)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _finish(sum_a, sum_b, residual_codes, epilogue, bounded):
     """The 16 output codes of one position from its raw sums (A; B with a mask) and its
     residual codes: clip(z_out + rq(A + offset_A) + rq(B + offset_B) + rq(residual - z_res),
     low, 255). `epilogue` holds the constants as vectors (no arrays: an array argument
     would cost a reference count update per call): ((offset, multiplier, left, right) of
-    A, the same of B, has_b, (has_residual, -z_res, multiplier, left, right), z_out, low)."""
+    A, the same of B, has_b, (has_residual, (-z_res, multiplier, left, right)), z_out, low).
+    bounded (a compile-time constant): the layer's A and B multipliers are below 1 and its
+    B and residual terms small (`PackedConv.bounded`), so the int32 operations suffice."""
     constants_a, constants_b, has_b, rescale, z_out, low = epilogue
-    offset, multiplier, left, right = constants_a
-    term_a = requantize(iadd(sum_a, offset), multiplier, left, right)
+    term_a = _term(sum_a, constants_a, bounded)
     term_b = izero()
     if has_b:
-        offset, multiplier, left, right = constants_b
-        term_b = requantize(iadd(sum_b, offset), multiplier, left, right)
+        term_b = _term(sum_b, constants_b, bounded)
     term_r = izero()
-    has_residual, minus_zero, multiplier, left, right = rescale
-    if has_residual:
-        term_r = requantize(iadd(residual_codes, minus_zero), multiplier, left, right)
+    has_residual, constants_r = rescale
+    if has_residual and bounded:
+        # codes minus their zero point are at most 255 in size: the left shift of a
+        # residual multiplier above 1 cannot saturate (PackedConv.bounded)
+        minus_zero, multiplier, left, right = constants_r
+        term_r = requantize_below_one(ishl(iadd(residual_codes, minus_zero), left),
+                                      multiplier, right)
+    elif has_residual:
+        term_r = _term(residual_codes, constants_r, bounded)
+    if bounded:
+        return clamp_sum_bounded(term_a, term_b, term_r, z_out, low, U8_MAX)
     return clamp_sum(term_a, term_b, term_r, z_out, low, U8_MAX)
 
 
-def _make_kernel(dot):
+def _make_kernel(dot, bounded):
     """The conv kernel (module docstring) with `dot` as its multiply-add of 4 u8 x s8 into
-    int32 lanes (`dpbusd` or `dpbusd_portable`)."""
+    int32 lanes (`dpbusd` or `dpbusd_portable`), for layers whose `PackedConv.bounded` is
+    `bounded` (the cheaper epilogue: no saturating shifts, a 32-bit sum)."""
 
     @njit(nogil=True, cache=True)
     def conv(x32, w32, ep, settings, residual, out8):
@@ -276,8 +312,8 @@ def _make_kernel(dot):
         residual_zero, residual_multiplier, left, right, z_out, low = settings[6:]
         packed = ep.shape[1]
         last = wo - 1
-        rescale = (has_residual != 0, ibroadcast(-residual_zero),
-                   ibroadcast(residual_multiplier), ibroadcast(left), ibroadcast(right))
+        rescale = (has_residual != 0, (ibroadcast(-residual_zero),
+                   ibroadcast(residual_multiplier), ibroadcast(left), ibroadcast(right)))
         no_residual = izero()
         for b in range(n):
             # the border: real 0 for the next layer's padding
@@ -337,41 +373,43 @@ def _make_kernel(dot):
                         epilogue = (constants_a, constants_b, has_b != 0, rescale, z_out, low)
                         p = at + k
                         r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                        istore_u8(out8, p, _finish(a0, b0, r, epilogue))
+                        istore_u8(out8, p, _finish(a0, b0, r, epilogue, bounded))
                         if j0 + 1 < wo:
                             p = at + c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a1, b1, r, epilogue))
+                            istore_u8(out8, p, _finish(a1, b1, r, epilogue, bounded))
                         if j0 + 2 < wo:
                             p = at + 2 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a2, b2, r, epilogue))
+                            istore_u8(out8, p, _finish(a2, b2, r, epilogue, bounded))
                         if j0 + 3 < wo:
                             p = at + 3 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a3, b3, r, epilogue))
+                            istore_u8(out8, p, _finish(a3, b3, r, epilogue, bounded))
                         if j0 + 4 < wo:
                             p = at + 4 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a4, b4, r, epilogue))
+                            istore_u8(out8, p, _finish(a4, b4, r, epilogue, bounded))
                         if j0 + 5 < wo:
                             p = at + 5 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a5, b5, r, epilogue))
+                            istore_u8(out8, p, _finish(a5, b5, r, epilogue, bounded))
                         if j0 + 6 < wo:
                             p = at + 6 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a6, b6, r, epilogue))
+                            istore_u8(out8, p, _finish(a6, b6, r, epilogue, bounded))
                         if j0 + 7 < wo:
                             p = at + 7 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a7, b7, r, epilogue))
+                            istore_u8(out8, p, _finish(a7, b7, r, epilogue, bounded))
 
     return conv
 
 
-_conv_vnni = _make_kernel(dpbusd)
-_conv_portable = _make_kernel(dpbusd_portable)
+#: (kernel name, PackedConv.bounded) -> the compiled kernel.
+_KERNELS = {(name, bounded): _make_kernel(dot, bounded)
+            for name, dot in (("avx512_vnni", dpbusd), ("portable", dpbusd_portable))
+            for bounded in (False, True)}
 
 
 # ------------------------------------------------------------------ the layer
@@ -404,7 +442,7 @@ def conv_padded(x: np.ndarray, layer: IntConv, residual: np.ndarray | None = Non
     if residual is not None and residual.shape != out.shape:
         raise ValueError(f"residual {residual.shape} != output {out.shape}")
     x32 = np.ascontiguousarray(x).view(np.int32)
-    run = _conv_vnni if kernel == "avx512_vnni" else _conv_portable
+    run = _KERNELS[kernel, packed.bounded]
     run_parallel([(run, (x32[start:stop], packed.w32, packed.epilogue, packed.settings,
                          _NO_RESIDUAL if residual is None else residual[start:stop],
                          out[start:stop]))

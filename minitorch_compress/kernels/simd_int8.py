@@ -22,13 +22,19 @@ plain Python, where a vector is a (16,) int32 ndarray), as in `kernels/simd.py`:
                          the same sums from plain vector IR (bytes widened to int32,
                          multiplied, added in fours), which LLVM lowers to any x86-64 CPU
     iadd(a, b)           a + b, wrapping int32
+    ishl(a, b)           a << b lane by lane (b in [0, 31]), wrapping int32
     requantize(acc, multiplier, left, right)
                          `int8_reference.requantize` lane by lane (shift = right - left,
                          left = max(-shift, 0), right = max(shift, 0); multiplier never
                          INT32_MIN, its one saturating case)
+    requantize_below_one(acc, multiplier, right)
+                         the same for multipliers below 1 (left = 0: no saturating shift)
     clamp_sum(a, b, c, base, low, high)
                          clip(base + a + b + c, low, high) summed in 64 bits (no overflow;
                          base, low, high: int scalars)
+    clamp_sum_bounded(a, b, c, base, low, high)
+                         the same in int32, a clipped to +-2^29 first: equal to clamp_sum
+                         wherever |b| + |c| < 2^28 and base, low, high are in [0, 255]
     iload_u8(a, i)       the 16 bytes a[i : i + 16] (a C-contiguous uint8 array), as int32
     istore_u8(a, i, v)   a[i : i + 16] = v, each lane's low byte (v's lanes in [0, 255])
 
@@ -130,11 +136,33 @@ def iadd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (np.asarray(a, np.int64) + np.asarray(b, np.int64)).astype(np.int32)
 
 
+def ishl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a << b lane by lane, wrapping like int32."""
+    shifted = np.asarray(a, np.int64) << np.asarray(b, np.int64)
+    return ((shifted + 2**31) % 2**32 - 2**31).astype(np.int32)
+
+
 def requantize(acc: np.ndarray, multiplier: np.ndarray, left: np.ndarray,
                right: np.ndarray) -> np.ndarray:
     """`int8_reference.requantize` of 16 lanes: acc * multiplier * 2^-(31 + right - left)."""
     shift = np.asarray(right, np.int64) - np.asarray(left, np.int64)
     return int8_reference.requantize(acc, multiplier, shift).astype(np.int32)
+
+
+def requantize_below_one(acc: np.ndarray, multiplier: np.ndarray,
+                         right: np.ndarray) -> np.ndarray:
+    """`requantize` with left = 0 (every multiplier below 1): no saturating left shift."""
+    return requantize(acc, multiplier, np.zeros(LANES, np.int32), right)
+
+
+def clamp_sum_bounded(a: np.ndarray, b: np.ndarray, c: np.ndarray, base, low,
+                      high) -> np.ndarray:
+    """clip(base + clip(a, -2^29, 2^29) + b + c, low, high) in int32: `clamp_sum`'s result
+    wherever |b| + |c| < 2^28 and 0 <= base, low, high <= 255 (then the int32 sum cannot
+    overflow, and an a beyond 2^29 in size puts both sums on the same side of the clip)."""
+    total = (base + np.clip(np.asarray(a, np.int64), -(2**29), 2**29)
+             + np.asarray(b, np.int64) + np.asarray(c, np.int64))
+    return np.clip(total, low, high).astype(np.int32)
 
 
 def clamp_sum(a: np.ndarray, b: np.ndarray, c: np.ndarray, base, low, high) -> np.ndarray:
@@ -280,34 +308,77 @@ def _iadd(typingctx, a, b):
     return i32x16(a, b), codegen
 
 
-@intrinsic
-def _requantize(typingctx, acc, multiplier, left, right):
-    if not acc == multiplier == left == right == i32x16:
-        return None
-
-    def codegen(context, builder, signature, args):
-        acc, multiplier, left, right = args
+def _requantize_ir(builder, acc, multiplier, left, right):
+    """The IR of `requantize`; left None: no left shift (a multiplier below 1)."""
+    if left is not None:
         # the saturating left shift (|M| >= 1) in int32: where shifting back does not give
         # acc, bits were lost and the result saturates to acc's side
         shifted = builder.shl(acc, left)
         lost = builder.icmp_signed("!=", builder.ashr(shifted, left), acc)
         saturated = builder.select(builder.icmp_signed("<", acc, _splat(0, _VECTOR)),
                                    _splat(-(2**31), _VECTOR), _splat(2**31 - 1, _VECTOR))
-        shifted = builder.select(lost, saturated, shifted)
-        # SRDHM: the 64-bit product of two int32 (sign-extended: one vpmuldq per 8 lanes),
-        # nudged by 2^30 (1 - 2^30 below 0) and divided by 2^31 toward zero, which for
-        # every product equals floor((product + 2^30) / 2^31): one add and one shift
-        product = builder.mul(builder.sext(shifted, _WIDE), builder.sext(multiplier, _WIDE))
-        high = builder.trunc(builder.ashr(builder.add(product, _splat(2**30, _WIDE)),
-                                          _splat(31, _WIDE)), _VECTOR)
-        # RoundingDivideByPOT(high, right): ties away from zero
-        mask = builder.sub(builder.shl(_splat(1, _VECTOR), right), _splat(1, _VECTOR))
-        remainder = builder.and_(high, mask)
-        threshold = builder.add(builder.lshr(mask, _splat(1, _VECTOR)), builder.zext(
-            builder.icmp_signed("<", high, _splat(0, _VECTOR)), _VECTOR))
-        up = builder.zext(builder.icmp_signed(">", remainder, threshold), _VECTOR)
-        return builder.add(builder.ashr(high, right), up)
+        acc = builder.select(lost, saturated, shifted)
+    # SRDHM: the 64-bit product of two int32 (sign-extended: one vpmuldq per 8 lanes),
+    # nudged by 2^30 (1 - 2^30 below 0) and divided by 2^31 toward zero, which for
+    # every product equals floor((product + 2^30) / 2^31): one add and one shift
+    product = builder.mul(builder.sext(acc, _WIDE), builder.sext(multiplier, _WIDE))
+    high = builder.trunc(builder.ashr(builder.add(product, _splat(2**30, _WIDE)),
+                                      _splat(31, _WIDE)), _VECTOR)
+    # RoundingDivideByPOT(high, right): ties away from zero
+    mask = builder.sub(builder.shl(_splat(1, _VECTOR), right), _splat(1, _VECTOR))
+    remainder = builder.and_(high, mask)
+    threshold = builder.add(builder.lshr(mask, _splat(1, _VECTOR)), builder.zext(
+        builder.icmp_signed("<", high, _splat(0, _VECTOR)), _VECTOR))
+    up = builder.zext(builder.icmp_signed(">", remainder, threshold), _VECTOR)
+    return builder.add(builder.ashr(high, right), up)
+
+
+@intrinsic
+def _ishl(typingctx, a, b):
+    if not a == b == i32x16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.shl(*args)
+    return i32x16(a, b), codegen
+
+
+@intrinsic
+def _requantize(typingctx, acc, multiplier, left, right):
+    if not acc == multiplier == left == right == i32x16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _requantize_ir(builder, *args)
     return i32x16(acc, multiplier, left, right), codegen
+
+
+@intrinsic
+def _requantize_below_one(typingctx, acc, multiplier, right):
+    if not acc == multiplier == right == i32x16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        acc, multiplier, right = args
+        return _requantize_ir(builder, acc, multiplier, None, right)
+    return i32x16(acc, multiplier, right), codegen
+
+
+@intrinsic
+def _clamp_sum_bounded(typingctx, a, b, c, base, low, high):
+    if not (a == b == c == i32x16 and all(isinstance(s, types.Integer)
+                                          for s in (base, low, high))):
+        return None
+
+    def codegen(context, builder, signature, args):
+        base, low, high = (
+            _broadcast_scalar(builder, context.cast(builder, value, kind, types.int32))
+            for value, kind in zip(args[3:], signature.args[3:], strict=True))
+        a = _select_min(builder, _select_max(builder, args[0], _splat(-(2**29), _VECTOR)),
+                        _splat(2**29, _VECTOR))
+        total = builder.add(builder.add(builder.add(base, a), args[1]), args[2])
+        return _select_min(builder, _select_max(builder, total, low), high)
+    return i32x16(a, b, c, base, low, high), codegen
 
 
 @intrinsic
@@ -395,9 +466,16 @@ overload(dpbusd, **_INLINE)(lambda acc, a, b: lambda acc, a, b: _dpbusd(acc, a, 
 overload(dpbusd_portable, **_INLINE)(
     lambda acc, a, b: lambda acc, a, b: _dpbusd_portable(acc, a, b))
 overload(iadd, **_INLINE)(lambda a, b: lambda a, b: _iadd(a, b))
+overload(ishl, **_INLINE)(lambda a, b: lambda a, b: _ishl(a, b))
 overload(requantize, **_INLINE)(
     lambda acc, multiplier, left, right:
     lambda acc, multiplier, left, right: _requantize(acc, multiplier, left, right))
+overload(requantize_below_one, **_INLINE)(
+    lambda acc, multiplier, right:
+    lambda acc, multiplier, right: _requantize_below_one(acc, multiplier, right))
+overload(clamp_sum_bounded, **_INLINE)(
+    lambda a, b, c, base, low, high:
+    lambda a, b, c, base, low, high: _clamp_sum_bounded(a, b, c, base, low, high))
 overload(clamp_sum, **_INLINE)(
     lambda a, b, c, base, low, high:
     lambda a, b, c, base, low, high: _clamp_sum(a, b, c, base, low, high))
