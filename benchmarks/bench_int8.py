@@ -5,6 +5,8 @@ speed drifts from minute to minute; the figures are the medians over rounds):
 
 * ours_float: our float32 model in eval mode (fused conv + batch norm kernels);
 * ours_int8: `models/int8_resnet.py` on the fast integer kernel (`kernels/int8_conv.py`);
+  JSON "isa" names its instructions (`int8_conv.int8_isa()`: "avx512_vnni", or on a CPU
+  without VNNI the portable kernel's widest of "avx512bw", "avx2", "sse2");
 * torch_float: the same network in PyTorch (`bench_resnet20.torch_resnet20`), eval mode;
 * torch_int8: PyTorch's post-training static quantization of it (FX graph mode, x86
   backend, per-channel weights, calibrated on the same images), None without torch.

@@ -7,8 +7,8 @@ conv with padding 1 reads its padding from memory and a conv with padding 0 star
 pixel in) and CP = C rounded up to a multiple of 16 for a conv's output (one 512-bit vector
 of 16 codes; the channels beyond C hold codes that zero weights multiply). Each int32 of
 the int32 view (N, H + 2, W + 2, G = CP / 4) packs the 4 codes of 4 neighbouring channels.
-`to_padded` / `from_padded` convert from / to the reference's NCHW; a network converts
-once at its input and once at its output.
+`to_padded` / `from_padded` convert from / to the reference's NCHW; a network quantizes
+its input straight into this layout (`quantize_padded`) and converts back once at the end.
 
 One layer (`conv_padded`), for each block of 8 neighbouring output positions of a row and
 16 output channels:
@@ -21,12 +21,16 @@ One layer (`conv_padded`), for each block of 8 neighbouring output positions of 
    a CPU without VNNI the same kernel is compiled with `simd_int8.dpbusd_portable` (the
    arithmetic in plain vector IR; LLVM emits ``vpmaddwd`` where it can).
    A grid layer's mask rides along as a second set of output channels (its B sum is the
-   same dot product with 0/1 weights), computed in 8 more accumulators.
+   same dot product with 0/1 weights), computed in a second pass of the same loop.
 2. Epilogue, on the registers (`simd_int8.requantize`, `clamp_sum`): the zero point comes
    out as a per-channel offset (``sum (q - z) w = sum q w - z sum w``, exact because the
    border holds z too), the bias rides along in the same offset, then
    ``clip(z_out + rq(A + offset_A) + rq(B + offset_B) + rq(residual - z_res), low, 255)``
-   with `int8_reference`'s fixed-point requantization, and 16 u8 codes are stored.
+   with `int8_reference`'s fixed-point requantization, and 16 u8 codes are stored. A
+   layer whose multipliers and terms are small enough (`PackedConv.bounded`: every
+   calibrated model's layers, almost) runs a kernel compiled with the int32-only form of
+   the same arithmetic (`requantize_below_one`, `clamp_sum_bounded`); the others keep the
+   saturating shifts and the 64-bit sum. Both give the reference's codes.
 
 The batch is cut into one slice of images per core (`kernels/parallel.py`, like the float
 kernels); each thread runs the serial kernel on its slice.
