@@ -146,6 +146,9 @@ def test_steppable_without_jit():
         for kernel in ("portable", "avx512_vnni"):
             got = int8_conv.conv_layer(q, layer, residual, kernel=kernel)
             assert (got == expected).all(), kernel
+        x = rng.normal(0, 1, (1, 3, 4, 4))
+        assert (int8_conv.quantize_padded(x, 0.1, 5)
+                == int8_conv.to_padded(ir.quantize(x, 0.1, 5), 5)).all()
         print("ok")
     """)
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}

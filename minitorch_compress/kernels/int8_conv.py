@@ -193,12 +193,14 @@ def pack(layer: IntConv, groups: int) -> PackedConv:
     scales = [r for r in (layer.scale_a, layer.scale_b, layer.residual_scale) if r is not None]
     if any((np.asarray(r.multiplier) == INT32_MIN).any() for r in scales):
         raise ValueError("multiplier INT32_MIN is outside quantize_multiplier's range")
-    codes = layer.weight.astype(np.int64)
-    largest = 255 * np.abs(codes).reshape(k, -1).sum(axis=1).max(initial=0)
+    parts = [layer.weight] + ([layer.mask] if layer.mask is not None else [])
+    # |sum q w| and |z sum w| are each at most 255 sum |w|: with the bias, the epilogue's
+    # first int32 addition must not wrap
+    largest = max(255 * np.abs(part.astype(np.int64)).reshape(k, -1).sum(axis=1).max(initial=0)
+                  for part in parts)
     if 2 * largest + np.abs(layer.bias.astype(np.int64)).max(initial=0) > INT32_MAX:
         raise ValueError("this layer's sums could leave int32")
     ka = padded_channels(k)
-    parts = [layer.weight] + ([layer.mask] if layer.mask is not None else [])
     kp = ka * len(parts)
     w = np.zeros((kh, kw, groups * 4, kp), np.int8)
     for i, part in enumerate(parts):
