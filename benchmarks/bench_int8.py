@@ -5,6 +5,8 @@ speed drifts from minute to minute; the figures are the medians over rounds):
 
 * ours_float: our float32 model in eval mode (fused conv + batch norm kernels);
 * ours_int8: `models/int8_resnet.py` on the fast integer kernel (`kernels/int8_conv.py`);
+  JSON "isa" names its instructions (`int8_conv.int8_isa()`: "avx512_vnni", or on a CPU
+  without VNNI the portable kernel's widest of "avx512bw", "avx2", "sse2");
 * torch_float: the same network in PyTorch (`bench_resnet20.torch_resnet20`), eval mode;
 * torch_int8: PyTorch's post-training static quantization of it (FX graph mode, x86
   backend, per-channel weights, calibrated on the same images), None without torch.
@@ -105,11 +107,11 @@ def ours(batches: list[int], repeats: int, images: np.ndarray) -> dict:
 
 def layer_profile(batch: int, repeats: int, images: np.ndarray) -> list[dict]:
     """Where our int8 forward's time goes: the median milliseconds of each integer layer's
-    fast kernel call (sums, epilogue and layout copies together) at this batch."""
+    fast kernel call (sums and fused requantization on channels-last codes) at this batch."""
     from minitorch_compress.compression.calibration import int8_model
     from minitorch_compress.data.transforms import normalize
     from minitorch_compress.errors import CheckpointError
-    from minitorch_compress.models.int8_resnet import INT8_KERNELS
+    from minitorch_compress.models.int8_resnet import INT8_KERNELS, IntKernel
     from minitorch_compress.models.pretrained import load_pretrained
     from minitorch_compress.models.resnet import ResNet20
 
@@ -125,12 +127,13 @@ def layer_profile(batch: int, repeats: int, images: np.ndarray) -> list[dict]:
 
     def timed(q, layer, residual=None):
         start = time.perf_counter()
-        out = fast(q, layer, residual)
+        out = fast.conv(q, layer, residual)
         seconds[names[id(layer)]].append(time.perf_counter() - start)
         return out
 
     x = normalize(images[np.arange(batch) % len(images)])
-    INT8_KERNELS["timed_fast"] = timed  # the model looks its kernel up by name
+    # the model looks its kernel up by name
+    INT8_KERNELS["timed_fast"] = IntKernel(timed, fast.enter, fast.leave)
     int_model.kernel = "timed_fast"
     try:
         for _ in range(repeats + 1):

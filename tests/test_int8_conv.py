@@ -19,7 +19,7 @@ from strategies import seeds
 from minitorch_compress.kernels import int8_conv, simd_int8
 from minitorch_compress.kernels import int8_reference as ir
 
-ISAS = ["plain"] + (["avx512_vnni"] if simd_int8.has_avx512_vnni() else [])
+KERNELS = ["portable"] + (["avx512_vnni"] if simd_int8.has_avx512_vnni() else [])
 needs_vnni = pytest.mark.skipif(not simd_int8.has_avx512_vnni(), reason="no AVX-512 VNNI")
 
 
@@ -51,8 +51,9 @@ layer_problems = st.tuples(
     st.integers(1, 9), st.integers(1, 9),  # h, w
     st.sampled_from([1, 3]), st.sampled_from([1, 2]), st.integers(0, 1),
     st.booleans(), st.booleans(), st.booleans(),
-    # tiny multipliers, ordinary ones, and ones past 1 that saturate the clamp
-    st.sampled_from([(1e-6, 1e-4), (1e-3, 0.1), (0.5, 40.0)]),
+    # tiny multipliers, ordinary ones, ones just below 1 whose terms reach 2^31 (the int32
+    # epilogue, PackedConv.bounded) and ones past 1 that saturate (the 64-bit epilogue)
+    st.sampled_from([(1e-6, 1e-4), (1e-3, 0.1), (0.3, 0.99), (0.5, 40.0)]),
     seeds)
 
 
@@ -69,19 +70,19 @@ def inputs(problem):
     return q, layer, residual
 
 
-@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("kernel", KERNELS)
 @settings(deadline=None, max_examples=60)
 @given(problem=layer_problems)
-def test_fast_conv_layer_equals_the_reference_bit_for_bit(isa, problem):
+def test_fast_conv_layer_equals_the_reference_bit_for_bit(kernel, problem):
     q, layer, residual = inputs(problem)
     expected = ir.conv_layer(q, layer, residual)
-    got = int8_conv.conv_layer(q, layer, residual, isa=isa)
+    got = int8_conv.conv_layer(q, layer, residual, kernel=kernel)
     assert got.dtype == np.uint8
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("isa", ISAS)
-def test_fast_conv_layer_at_the_extremes(isa):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fast_conv_layer_at_the_extremes(kernel):
     """All-255 codes times all -128 weights with zero point 0 (the largest sums) and the
     ResNet-20 shapes 64 x 64 x 3 x 3."""
     rng = np.random.default_rng(0)
@@ -90,12 +91,13 @@ def test_fast_conv_layer_at_the_extremes(isa):
                           "in_zero_point": 0})
     q = np.full((2, 64, 8, 8), 255, np.uint8)
     residual = rng.integers(0, 256, (2, 64, 8, 8), dtype=np.uint8)
-    np.testing.assert_array_equal(int8_conv.conv_layer(q, layer, residual, isa=isa),
+    np.testing.assert_array_equal(int8_conv.conv_layer(q, layer, residual, kernel=kernel),
                                   ir.conv_layer(q, layer, residual))
 
 
 def test_isa_is_named():
-    assert int8_conv.int8_isa() in ("avx512_vnni", "plain")
+    assert int8_conv.int8_isa() in ("avx512_vnni", "avx512bw", "avx2", "sse2")
+    assert (int8_conv.default_kernel() == "avx512_vnni") == (int8_conv.int8_isa() == "avx512_vnni")
 
 
 @njit
@@ -136,11 +138,17 @@ def test_steppable_without_jit():
             scale_a=ir.Requant.from_real(rng.uniform(0.001, 0.01, k)),
             mask=np.ones((k, c, 3, 3), np.uint8),
             scale_b=ir.Requant.from_real(rng.uniform(-0.01, 0.01, k)),
-            stride=2, padding=1, in_zero_point=7, out_zero_point=3, relu=True)
+            stride=2, padding=1, in_zero_point=7, out_zero_point=3, relu=True,
+            residual_scale=ir.Requant.from_real(np.float64(1.7)), residual_zero_point=9)
         q = rng.integers(0, 256, (1, c, 5, 5), dtype=np.uint8)
-        expected = ir.conv_layer(q, layer)
-        for isa in ("plain", "avx512_vnni"):
-            assert (int8_conv.conv_layer(q, layer, isa=isa) == expected).all(), isa
+        residual = rng.integers(0, 256, (1, k, 3, 3), dtype=np.uint8)
+        expected = ir.conv_layer(q, layer, residual)
+        for kernel in ("portable", "avx512_vnni"):
+            got = int8_conv.conv_layer(q, layer, residual, kernel=kernel)
+            assert (got == expected).all(), kernel
+        x = rng.normal(0, 1, (1, 3, 4, 4))
+        assert (int8_conv.quantize_padded(x, 0.1, 5)
+                == int8_conv.to_padded(ir.quantize(x, 0.1, 5), 5)).all()
         print("ok")
     """)
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
@@ -148,6 +156,71 @@ def test_steppable_without_jit():
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+@settings(deadline=None)
+@given(seeds, st.sampled_from([4, 16]))
+def test_padded_codes_hold_the_zero_point_around_the_codes(seed, multiple):
+    rng = np.random.default_rng(seed)
+    q = rng.integers(0, 256, (2, 5, 3, 4), dtype=np.uint8)
+    x = int8_conv.to_padded(q, 17, multiple)
+    assert x.shape == (2, 5, 6, multiple * -(-5 // multiple))
+    np.testing.assert_array_equal(int8_conv.from_padded(x, 5), q)
+    border = np.ones(x.shape[1:3], bool)
+    border[1:-1, 1:-1] = False
+    assert (x[:, border] == 17).all() and (x[..., 5:] == 17).all()
+
+
+@settings(deadline=None)
+@given(seeds, st.sampled_from([np.float32, np.float64]), st.integers(1, 5))
+def test_quantize_padded_equals_quantize_then_pad(seed, dtype, channels):
+    """Ties included: with scale 0.5 every quarter is a tie of x / scale (to even)."""
+    rng = np.random.default_rng(seed)
+    x = (rng.integers(-600, 600, (2, channels, 3, 4)) / 4).astype(dtype)
+    zero_point = int(rng.integers(0, 256))
+    expected = int8_conv.to_padded(ir.quantize(x, 0.5, zero_point), zero_point)
+    np.testing.assert_array_equal(int8_conv.quantize_padded(x, 0.5, zero_point), expected)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_layer_writes_its_output_zero_point_into_the_border(kernel):
+    rng = np.random.default_rng(6)
+    layer = random_layer(rng, 5, 20, 3, 2, 1, False, False, True, (1e-3, 0.1))
+    x = int8_conv.to_padded(rng.integers(0, 256, (3, 5, 7, 7), dtype=np.uint8),
+                            layer.in_zero_point)
+    out = int8_conv.conv_padded(x, layer, kernel=kernel)
+    assert out.shape == (3, 6, 6, 32)
+    inner = np.zeros(out.shape[1:3], bool)
+    inner[1:-1, 1:-1] = True
+    assert (out[:, ~inner] == layer.out_zero_point).all()
+
+
+def test_conv_padded_refuses_what_it_cannot_compute():
+    rng = np.random.default_rng(7)
+    layer = random_layer(rng, 4, 4, 3, 1, 1, False, True, True, (1e-3, 0.1))
+    x = int8_conv.to_padded(np.zeros((1, 4, 5, 5), np.uint8), 0)
+    with pytest.raises(ValueError, match="residual"):
+        int8_conv.conv_padded(x, layer)
+    with pytest.raises(ValueError, match="residual"):
+        int8_conv.conv_padded(x, layer, np.zeros((1, 6, 6, 16), np.uint8))
+    with pytest.raises(ValueError, match="kernel"):
+        int8_conv.conv_padded(x, layer, np.zeros((1, 7, 7, 16), np.uint8), kernel="amx")
+    wide = ir.IntConv(**{**layer.__dict__, "padding": 2})
+    with pytest.raises(ValueError, match="border"):
+        int8_conv.conv_padded(x, wide, np.zeros((1, 9, 9, 16), np.uint8))
+    narrow = int8_conv.to_padded(np.zeros((1, 3, 5, 5), np.uint8), 0)[..., :0]
+    with pytest.raises(ValueError, match="channels"):
+        int8_conv.conv_padded(narrow, layer, np.zeros((1, 7, 7, 16), np.uint8))
+
+
+def test_the_int32_epilogue_is_chosen_only_where_it_is_exact():
+    rng = np.random.default_rng(8)
+    small = random_layer(rng, 4, 4, 3, 1, 1, True, True, True, (1e-3, 0.1))
+    assert int8_conv.pack(small, 1).bounded
+    large = random_layer(rng, 4, 4, 3, 1, 1, False, False, True, (1.5, 3.0))
+    assert not int8_conv.pack(large, 1).bounded  # left shifts that may saturate
+    huge_b = ir.IntConv(**{**small.__dict__, "scale_b": ir.Requant.from_real(np.full(4, 1e5))})
+    assert not int8_conv.pack(huge_b, 1).bounded  # a B term beyond 2^28
 
 
 def test_fast_conv_layer_refuses_the_one_multiplier_it_does_not_saturate():
@@ -162,9 +235,10 @@ def test_fast_conv_layer_refuses_the_one_multiplier_it_does_not_saturate():
 def test_packed_weights_are_kept_once_per_layer_and_dropped_with_it():
     rng = np.random.default_rng(5)
     layer = random_layer(rng, 3, 4, 3, 1, 1, True, False, True, (1e-3, 0.1))
-    first = int8_conv.packed_weights(layer)
-    assert int8_conv.packed_weights(layer) is first
+    first = int8_conv.packed_weights(layer, 1)
+    assert int8_conv.packed_weights(layer, 1) is first
+    assert int8_conv.packed_weights(layer, 4) is not first
     key = id(layer)
     del layer
     gc.collect()
-    assert key not in int8_conv._PACKED
+    assert not any(other == key for other, _ in int8_conv._PACKED)

@@ -182,8 +182,8 @@ def test_a_model_naming_no_kernel_follows_the_kernel_switch(monkeypatch):
 
     seen = []
     for name in ("fast", "reference_blas"):
-        monkeypatch.setitem(int8_resnet.INT8_KERNELS, name,
-                            lambda q, layer, *rest, _n=name: seen.append(_n) or q)
+        monkeypatch.setitem(int8_resnet.INT8_KERNELS, name, int8_resnet.IntKernel(
+            lambda q, layer, *rest, _n=name: seen.append(_n) or q))
     model = int8_resnet.Int8ResNet20(input_codes=int8_resnet.Codes(1.0, 0), head=None,
                                      blocks=[], output_codes=int8_resnet.Codes(1.0, 0),
                                      fc_weight=np.zeros((10, 3)), fc_bias=np.zeros(10))

@@ -1,31 +1,42 @@
-"""Fast integer conv layer: u8 x s8 -> s32 sums (AVX-512 VNNI or a plain loop), then the
-requantization epilogue; bit for bit `int8_reference.conv_layer`.
+"""Fast integer conv layer: u8 x s8 -> s32 sums and the whole requantization in registers,
+u8 codes in and out; bit for bit `int8_reference.conv_layer`.
 
-Same signature and result as the reference (`conv_layer(q, layer, residual)`), computed in
-three steps:
+Layout of the activations between layers ("padded codes"): u8 (N, H + 2, W + 2, CP),
+channels last, with a border of one pixel that holds the tensor's zero point (real 0, so a
+conv with padding 1 reads its padding from memory and a conv with padding 0 starts one
+pixel in) and CP = C rounded up to a multiple of 16 for a conv's output (one 512-bit vector
+of 16 codes; the channels beyond C hold codes that zero weights multiply). Each int32 of
+the int32 view (N, H + 2, W + 2, G = CP / 4) packs the 4 codes of 4 neighbouring channels.
+`to_padded` / `from_padded` convert from / to the reference's NCHW; a network quantizes
+its input straight into this layout (`quantize_padded`) and converts back once at the end.
 
-1. Layout. The input codes (N, C, H, W) are padded with the zero point (so padding is real
-   0) and turned channels-last with C rounded up to a multiple of 4: each int32 of
-   ``x32`` (N, Hp, Wp, G = C4 / 4) packs the 4 u8 codes of 4 neighbouring channels. The
-   weights are packed once per layer (`pack`) the way ``vpdpbusd`` wants them: ``w32``
-   (kh, kw, G, KP) holds, for output channel k, the 4 s8 weights of channels 4g..4g+3 in
-   one int32, so one 16-lane vector is 16 output channels. A grid layer's mask rides along
-   as K more output channels (its B sum is the same dot product with 0/1 weights).
-2. Sums. ``sums[n, i, j, k] = sum_{ky,kx,c} xpad[n, c, i s + ky, j s + kx] * w[k, c, ky, kx]``
-   with the raw codes: `_sums_vnni` keeps 8 output positions x 16 channels in 8 registers
-   and adds 64 products per instruction; `_sums_plain` is the same loop in scalars (any CPU).
-   The zero point comes out afterwards: ``sum (q - z) w = sum q w - z sum w``, exact because
-   the padding holds z too.
-3. Epilogue: the reference's integer requantization (SRDHM, rounding shift, saturating
-   left shift, `_requantize`) of A + bias (added to the output zero point), of B and of
-   the residual, each in its own pass over an int64 total, then the clamp (`_clamp`): one
-   loop per term, with no test inside, so that LLVM vectorises each (channels last; the
-   result is turned back to NCHW at the end).
+One layer (`conv_padded`), for each block of 8 neighbouring output positions of a row and
+16 output channels:
+
+1. Sums. ``sum_{ky,kx,c} q[n, i s + ky, j s + kx, c] * w[k, c, ky, kx]`` over the raw
+   codes, 8 accumulators of 16 int32 lanes (enough independent sums to hide the
+   multiply-add's latency), each step one ``vpdpbusd`` (AVX-512 VNNI: 64 u8 x s8 products)
+   of a broadcast group of 4 input channels and a weight vector loaded once for the 8
+   positions. The weights are packed once per layer (`pack`) as the loop streams them. On
+   a CPU without VNNI the same kernel is compiled with `simd_int8.dpbusd_portable` (the
+   arithmetic in plain vector IR; LLVM emits ``vpmaddwd`` where it can).
+   A grid layer's mask rides along as a second set of output channels (its B sum is the
+   same dot product with 0/1 weights), computed in a second pass of the same loop.
+2. Epilogue, on the registers (`simd_int8.requantize`, `clamp_sum`): the zero point comes
+   out as a per-channel offset (``sum (q - z) w = sum q w - z sum w``, exact because the
+   border holds z too), the bias rides along in the same offset, then
+   ``clip(z_out + rq(A + offset_A) + rq(B + offset_B) + rq(residual - z_res), low, 255)``
+   with `int8_reference`'s fixed-point requantization, and 16 u8 codes are stored. A
+   layer whose multipliers and terms are small enough (`PackedConv.bounded`: every
+   calibrated model's layers, almost) runs a kernel compiled with the int32-only form of
+   the same arithmetic (`requantize_below_one`, `clamp_sum_bounded`); the others keep the
+   saturating shifts and the 64-bit sum. Both give the reference's codes.
 
 The batch is cut into one slice of images per core (`kernels/parallel.py`, like the float
-kernels); each thread runs the serial sums and epilogue on its slice.
+kernels); each thread runs the serial kernel on its slice.
 
-`int8_isa()` says which sums kernel runs here (chosen once, from the CPU's features).
+`int8_isa()` names the integer instructions used here (chosen once, from the CPU's
+features).
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
+from llvmlite import binding
 from numba import njit
 
 from minitorch_compress.kernels.int8_reference import INT32_MAX, INT32_MIN, U8_MAX, IntConv
@@ -41,265 +53,419 @@ from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rules import conv2d_output_size
 from minitorch_compress.kernels.simd_int8 import (
     LANES,
+    clamp_sum,
+    clamp_sum_bounded,
     dpbusd,
+    dpbusd_portable,
     has_avx512_vnni,
+    iadd,
     ibroadcast,
+    ibroadcast_at,
     iload,
-    istore,
+    iload_u8,
+    ishl,
+    istore_u8,
     izero,
+    requantize,
+    requantize_below_one,
 )
 
-POSITIONS = 8  # output positions per register block of the VNNI kernel
+POSITIONS = 8  # output positions per register block
+BORDER = 1  # pixels of zero-point border around every padded activation
+KERNELS = ("avx512_vnni", "portable")
+
+
+def default_kernel() -> str:
+    """The sums kernel for this CPU: "avx512_vnni" where it has AVX-512 VNNI, else
+    "portable"."""
+    return "avx512_vnni" if has_avx512_vnni() else "portable"
 
 
 def int8_isa() -> str:
-    """The integer instruction set the fast conv uses on this CPU: "avx512_vnni" or "plain"."""
-    return "avx512_vnni" if has_avx512_vnni() else "plain"
+    """The integer instruction set the fast conv uses here: "avx512_vnni" (vpdpbusd), or for
+    the portable kernel the widest of "avx512bw", "avx2", "sse2" (vpmaddwd / pmaddwd)."""
+    if has_avx512_vnni():
+        return "avx512_vnni"
+    features = binding.get_host_cpu_features()
+    return next((name for name in ("avx512bw", "avx2") if features.get(name)), "sse2")
+
+
+def padded_channels(channels: int, multiple: int = LANES) -> int:
+    """`channels` rounded up to a multiple of `multiple` (4: the network input; 16: a conv's
+    output, one vector of codes)."""
+    return -(-channels // multiple) * multiple
+
+
+# ------------------------------------------------------------------ layout
+def to_padded(q: np.ndarray, zero_point: int, multiple: int = 4) -> np.ndarray:
+    """u8 codes (N, C, H, W) -> padded codes (N, H + 2, W + 2, CP): the border and the
+    channels beyond C hold the zero point, CP = C rounded up to `multiple` (4 or 16)."""
+    n, c, h, w = q.shape
+    x = np.full((n, h + 2 * BORDER, w + 2 * BORDER, padded_channels(c, multiple)), zero_point,
+                np.uint8)
+    x[:, BORDER:BORDER + h, BORDER:BORDER + w, :c] = q.transpose(0, 2, 3, 1)
+    return x
+
+
+@njit(nogil=True, cache=True)
+def _quantize_into(x, scale, zero_point, out):
+    """out[n, 1 + i, 1 + j, c] = clip(rint(x[n, c, i, j] / scale) + zero_point, 0, 255),
+    the rest of out = zero_point: `int8_reference.quantize` (float64, ties to even)."""
+    n, c, h, w = x.shape
+    out[:] = zero_point
+    for b in range(n):
+        for ch in range(c):
+            for i in range(h):
+                for j in range(w):
+                    code = np.rint(np.float64(x[b, ch, i, j]) / scale) + zero_point
+                    out[b, BORDER + i, BORDER + j, ch] = min(max(code, 0.0), 255.0)
+
+
+def quantize_padded(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Real values (N, C, H, W) -> padded codes (N, H + 2, W + 2, C rounded up to 4):
+    `to_padded(int8_reference.quantize(x, scale, zero_point), zero_point)` in one pass."""
+    n, c, h, w = x.shape
+    out = np.empty((n, h + 2 * BORDER, w + 2 * BORDER, padded_channels(c, 4)), np.uint8)
+    run_parallel([(_quantize_into, (x[start:stop], float(scale), int(zero_point),
+                                    out[start:stop])) for start, stop in split_range(n)])
+    return out
+
+
+def from_padded(x: np.ndarray, channels: int) -> np.ndarray:
+    """Padded codes (N, H + 2, W + 2, CP) -> u8 codes (N, channels, H, W), the interior."""
+    return np.ascontiguousarray(x[:, BORDER:-BORDER, BORDER:-BORDER, :channels]
+                                .transpose(0, 3, 1, 2))
 
 
 # ------------------------------------------------------------------ packing
 @dataclass(frozen=True)
 class PackedConv:
-    """One IntConv's weights as the sums kernels read them.
+    """One IntConv as the kernel reads it.
 
     Attributes:
         w32: int32 (kh * kw * G * KP,) flat: [ky, kx, g, k] packs w[k, 4g..4g+3, ky, kx] as
-            4 s8 bytes; k < K the codes, K <= k < 2K the mask (grid layers), the rest 0.
-        weight_sums: int64 (KP,): sum of each packed output channel's weights (zero point).
+            4 s8 bytes; k < K the codes, KA <= k < KA + K the mask (grid layers), else 0.
+        epilogue: int32 (4, KP): per packed channel the offset (bias - z_x sum w for A,
+            -z_x sum mask for B), the multiplier, and the left and right shifts.
+        settings: int64 (12,): the layer's scalars as the kernel reads them (one array, so
+            that a call passes few arguments).
+        bounded: the A and B multipliers are below 1 (no left shifts), the residual's is
+            below 2^20, and the B and residual terms are below 2^28 in size together: then
+            the epilogue's int32 arithmetic is exact (`simd_int8.clamp_sum_bounded`).
         channels: K, the layer's output channels.
-        groups: G, input channel groups of 4.
-        packed: KP, a multiple of 16.
+        out_channels: KA = K rounded up to 16, the output's padded channels.
+        groups: G, input channel groups of 4 (the input's padded channels / 4).
+        packed: KP = KA, or 2 KA with a mask.
     """
 
     w32: np.ndarray
-    weight_sums: np.ndarray
+    epilogue: np.ndarray
+    settings: np.ndarray
+    bounded: bool
     channels: int
+    out_channels: int
     groups: int
     packed: int
 
 
-def pack(layer: IntConv) -> PackedConv:
-    """The packed weights of `layer` (codes, then the mask when it has one)."""
-    weights = layer.weight.astype(np.int8)
-    if layer.mask is not None:
-        weights = np.concatenate([weights, layer.mask.astype(np.int8)])
-    total, c, kh, kw = weights.shape
-    groups = -(-c // 4)
-    packed = -(-total // LANES) * LANES
-    w = np.zeros((kh, kw, groups * 4, packed), np.int8)
-    w[:, :, :c, :total] = weights.transpose(2, 3, 1, 0)
-    # (kh, kw, G, 4, KP) -> (kh, kw, G, KP, 4): the 4 bytes of one int32 are 4 channels
-    w = np.ascontiguousarray(w.reshape(kh, kw, groups, 4, packed).transpose(0, 1, 2, 4, 3))
-    sums = np.zeros(packed, np.int64)
-    sums[:total] = weights.reshape(total, -1).astype(np.int64).sum(axis=1)
-    return PackedConv(w.view(np.int32).reshape(-1), sums, layer.weight.shape[0], groups, packed)
-
-
-def pack_input(q: np.ndarray, zero_point: int, padding: int, groups: int) -> np.ndarray:
-    """u8 codes (N, C, H, W) -> int32 (N, Hp, Wp, G): padded with the zero point, channels
-    last, 4 channels per int32 (channels beyond C are 0; their weights are 0 too)."""
-    n, c, h, w = q.shape
-    x = np.full((n, h + 2 * padding, w + 2 * padding, groups * 4), zero_point, np.uint8)
-    x[..., c:] = 0
-    x[:, padding:padding + h, padding:padding + w, :c] = q.transpose(0, 2, 3, 1)
-    return x.view(np.int32)
-
-
-# ------------------------------------------------------------------ sums
-@njit(nogil=True, cache=True)
-def _sums_vnni(x32, w32, kh, kw, stride, ho, wo, packed, sums):
-    """sums (N * Ho * Wo * KP,) flat int32 = sum of raw codes x weights (see module).
-
-    One register block is 8 neighbouring output positions of a row x 16 output channels
-    (8 accumulators: enough independent sums to hide vpdpbusd's latency); per packed
-    weight vector loaded, 8 broadcast activations."""
-    n, _, _, groups = x32.shape
-    last = wo - 1
-    for b in range(n):
-        for i in range(ho):
-            for j0 in range(0, wo, POSITIONS):
-                # a block past the row's end repeats its last position instead of reading on
-                c0, c1 = j0 * stride, min(j0 + 1, last) * stride
-                c2, c3 = min(j0 + 2, last) * stride, min(j0 + 3, last) * stride
-                c4, c5 = min(j0 + 4, last) * stride, min(j0 + 5, last) * stride
-                c6, c7 = min(j0 + 6, last) * stride, min(j0 + 7, last) * stride
-                for k0 in range(0, packed, LANES):
-                    a0, a1, a2, a3 = izero(), izero(), izero(), izero()
-                    a4, a5, a6, a7 = izero(), izero(), izero(), izero()
-                    for ky in range(kh):
-                        row = x32[b, i * stride + ky]
-                        for kx in range(kw):
-                            base = ((ky * kw + kx) * groups) * packed + k0
-                            for g in range(groups):
-                                wv = iload(w32, base + g * packed)
-                                a0 = dpbusd(a0, ibroadcast(row[c0 + kx, g]), wv)
-                                a1 = dpbusd(a1, ibroadcast(row[c1 + kx, g]), wv)
-                                a2 = dpbusd(a2, ibroadcast(row[c2 + kx, g]), wv)
-                                a3 = dpbusd(a3, ibroadcast(row[c3 + kx, g]), wv)
-                                a4 = dpbusd(a4, ibroadcast(row[c4 + kx, g]), wv)
-                                a5 = dpbusd(a5, ibroadcast(row[c5 + kx, g]), wv)
-                                a6 = dpbusd(a6, ibroadcast(row[c6 + kx, g]), wv)
-                                a7 = dpbusd(a7, ibroadcast(row[c7 + kx, g]), wv)
-                    out = ((b * ho + i) * wo + j0) * packed + k0
-                    istore(sums, out, a0)
-                    # the positions a short block repeated are not stored
-                    if j0 + 1 < wo:
-                        istore(sums, out + packed, a1)
-                    if j0 + 2 < wo:
-                        istore(sums, out + 2 * packed, a2)
-                    if j0 + 3 < wo:
-                        istore(sums, out + 3 * packed, a3)
-                    if j0 + 4 < wo:
-                        istore(sums, out + 4 * packed, a4)
-                    if j0 + 5 < wo:
-                        istore(sums, out + 5 * packed, a5)
-                    if j0 + 6 < wo:
-                        istore(sums, out + 6 * packed, a6)
-                    if j0 + 7 < wo:
-                        istore(sums, out + 7 * packed, a7)
-
-
-@njit(nogil=True, cache=True)
-def _sums_plain(x32, w32, kh, kw, stride, ho, wo, packed, sums):
-    """The same sums as `_sums_vnni`, one product at a time (any CPU)."""
-    n, _, _, groups = x32.shape
-    x8 = x32.view(np.uint8).reshape(n, x32.shape[1], x32.shape[2], groups * 4)
-    w8 = w32.view(np.int8).reshape(kh, kw, groups, packed, 4)
-    for b in range(n):
-        for i in range(ho):
-            for j in range(wo):
-                out = ((b * ho + i) * wo + j) * packed
-                for k in range(packed):
-                    total = 0
-                    for ky in range(kh):
-                        for kx in range(kw):
-                            for c in range(groups * 4):
-                                total += (np.int32(x8[b, i * stride + ky, j * stride + kx, c])
-                                          * np.int32(w8[ky, kx, c // 4, k, c % 4]))
-                    sums[out + k] = total
-
-
-# ------------------------------------------------------------------ epilogue
-@njit(nogil=True, cache=True, inline="always")
-def _requantize(acc, multiplier, left, right):
-    """`int8_reference.requantize` of one int64 value, without branches (so LLVM can run it
-    on several lanes at once): left = max(-shift, 0), right = max(shift, 0). Needs
-    multiplier != INT32_MIN (SRDHM's one saturating case; `quantize_multiplier` never
-    gives it, `conv_layer` checks)."""
-    acc = min(max(acc << left, INT32_MIN), INT32_MAX)
-    product = acc * multiplier
-    nudged = product + ((1 << 30) if product >= 0 else 1 - (1 << 30))
-    # C's division by 2^31, truncating toward zero (>> floors)
-    high = (nudged + ((1 << 31) - 1 if nudged < 0 else 0)) >> 31
-    mask = (1 << right) - 1
-    threshold = (mask >> 1) + (1 if high < 0 else 0)
-    return (high >> right) + (1 if (high & mask) > threshold else 0)
-
-
-@njit(nogil=True, cache=True)
-def _add_requantized_sums(sums, packed, first, offset, multiplier, left, right, start, total):
-    """total[p * K + k] = (total[..] if start < 0 else start) + requantize(sums[p * KP +
-    first + k] + offset[k]) for every output position p and channel k (K = offset.size):
-    one epilogue term, A (first = 0; start = the output zero point: the first pass writes
-    instead of adding) or B (first = K, start = -1), channels last so every array is walked
-    contiguously."""
-    channels = offset.size
-    for p in range(total.size // channels):
-        # slice views indexed from 0: numba adds no negative-index wrap-around, LLVM can
-        # vectorise the channel loop
-        src = sums[p * packed + first:p * packed + first + channels]
-        dst = total[p * channels:(p + 1) * channels]
-        for k in range(channels):
-            dst[k] = (dst[k] if start < 0 else start) + _requantize(
-                np.int64(src[k]) + offset[k], multiplier[k], left[k], right[k])
-
-
-@njit(nogil=True, cache=True)
-def _add_requantized_residual(residual, zero_point, multiplier, left, right, total):
-    """total[i] += requantize(residual[i] - zero_point): the residual term (one multiplier)."""
-    for i in range(total.size):
-        total[i] += _requantize(np.int64(residual[i]) - zero_point, multiplier, left, right)
-
-
-@njit(nogil=True, cache=True)
-def _clamp(total, low, out):
-    """out[i] = clip(total[i], low, 255) as u8 (low = z_out after a ReLU, else 0)."""
-    for i in range(total.size):
-        out[i] = min(max(total[i], low), U8_MAX)
-
-
 def _shifts(shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(left, right) = (max(-shift, 0), max(shift, 0)) as int64."""
+    """(left, right) = (max(-shift, 0), max(shift, 0))."""
     shift = np.asarray(shift, np.int64)
     return np.maximum(-shift, 0), np.maximum(shift, 0)
 
 
-# ------------------------------------------------------------------ the layer
-#: id(layer) -> its packed weights, for as long as the layer exists.
-_PACKED: dict[int, PackedConv] = {}
+def pack(layer: IntConv, groups: int) -> PackedConv:
+    """The packed weights and epilogue constants of `layer` for an input of 4 `groups`
+    channels (at least the layer's C).
+
+    Raises:
+        ValueError: the layer pads more than the border, the input has fewer channels than
+            the layer, a multiplier is INT32_MIN
+            (the one SRDHM saturates; `quantize_multiplier` never gives it), or the sums
+            could leave int32.
+    """
+    k, c, kh, kw = layer.weight.shape
+    if not 0 <= layer.padding <= BORDER:
+        raise ValueError(f"padded codes hold a border of {BORDER}, the layer pads "
+                         f"{layer.padding}")
+    if 4 * groups < c:
+        raise ValueError(f"the input has {4 * groups} padded channels, the layer needs {c}")
+    scales = [r for r in (layer.scale_a, layer.scale_b, layer.residual_scale) if r is not None]
+    if any((np.asarray(r.multiplier) == INT32_MIN).any() for r in scales):
+        raise ValueError("multiplier INT32_MIN is outside quantize_multiplier's range")
+    parts = [layer.weight] + ([layer.mask] if layer.mask is not None else [])
+    # |sum q w| and |z sum w| are each at most 255 sum |w|: with the bias, the epilogue's
+    # first int32 addition must not wrap
+    largest = max(255 * np.abs(part.astype(np.int64)).reshape(k, -1).sum(axis=1).max(initial=0)
+                  for part in parts)
+    if 2 * largest + np.abs(layer.bias.astype(np.int64)).max(initial=0) > INT32_MAX:
+        raise ValueError("this layer's sums could leave int32")
+    ka = padded_channels(k)
+    kp = ka * len(parts)
+    w = np.zeros((kh, kw, groups * 4, kp), np.int8)
+    for i, part in enumerate(parts):
+        w[:, :, :c, i * ka:i * ka + k] = part.astype(np.int8).transpose(2, 3, 1, 0)
+    # (kh, kw, G, 4, KP) -> (kh, kw, G, KP, 4): the 4 bytes of one int32 are 4 channels
+    w = np.ascontiguousarray(w.reshape(kh, kw, groups, 4, kp).transpose(0, 1, 2, 4, 3))
+    epilogue = np.zeros((4, kp), np.int64)
+    zero_x = layer.in_zero_point
+    terms = [(layer.scale_a, layer.bias.astype(np.int64))]
+    if layer.mask is not None:
+        terms.append((layer.scale_b, np.zeros(k, np.int64)))
+    for i, ((scale, bias), part) in enumerate(zip(terms, parts, strict=True)):
+        channel = slice(i * ka, i * ka + k)
+        weight_sums = part.astype(np.int64).reshape(k, -1).sum(axis=1)
+        epilogue[0, channel] = bias - zero_x * weight_sums
+        epilogue[1, channel] = np.broadcast_to(scale.multiplier, (k,))
+        epilogue[2, channel], epilogue[3, channel] = (
+            np.broadcast_to(s, (k,)) for s in _shifts(scale.shift))
+    residual = layer.residual_scale
+    left, right = _shifts(residual.shift) if residual is not None else (0, 0)
+    settings = np.array([
+        kh, kw, layer.stride, BORDER - layer.padding, layer.mask is not None,
+        residual is not None, layer.residual_zero_point,
+        int(residual.multiplier) if residual is not None else 0, left, right,
+        layer.out_zero_point, layer.out_zero_point if layer.relu else 0], np.int64)
+    below_one = all((np.asarray(r.shift) >= 0).all() for r in scales
+                    if r is not layer.residual_scale)
+    if layer.residual_scale is not None:
+        below_one = below_one and int(layer.residual_scale.shift) >= -20
+    small = 0.0  # the largest |B term| + |residual term| of any channel
+    if layer.mask is not None:
+        count = layer.mask.reshape(k, -1).astype(np.int64).sum(axis=1)
+        small += (255 * count * np.abs(layer.scale_b.real()) + 1).max()
+    if residual is not None:
+        small += 255 * abs(float(residual.real())) + 1
+    return PackedConv(w.view(np.int32).reshape(-1), epilogue.astype(np.int32), settings,
+                      below_one and small < 2**28, k, ka, groups, kp)
 
 
-def packed_weights(layer: IntConv) -> PackedConv:
-    """`pack(layer)`, computed once per layer object: the entry is dropped when the layer
-    is garbage-collected (so its id, the key, cannot be reused by another layer)."""
-    packed = _PACKED.get(id(layer))
+#: (id(layer), groups) -> its packed form, for as long as the layer exists.
+_PACKED: dict[tuple[int, int], PackedConv] = {}
+
+
+def packed_weights(layer: IntConv, groups: int) -> PackedConv:
+    """`pack(layer, groups)`, computed once per layer object and input width: the entries
+    are dropped when the layer is garbage-collected (so its id cannot be reused)."""
+    key = (id(layer), groups)
+    packed = _PACKED.get(key)
     if packed is None:
-        packed = _PACKED[id(layer)] = pack(layer)
-        weakref.finalize(layer, _PACKED.pop, id(layer), None)
+        if not any(other == id(layer) for other, _ in _PACKED):
+            weakref.finalize(layer, _forget, id(layer))
+        packed = _PACKED[key] = pack(layer, groups)
     return packed
 
 
-def conv_layer(q: np.ndarray, layer: IntConv, residual: np.ndarray | None = None,
-               isa: str | None = None) -> np.ndarray:
-    """`int8_reference.conv_layer`, fast: u8 codes (N, C, H, W) -> u8 (N, K, Ho, Wo).
+def _forget(layer_id: int) -> None:
+    for key in [key for key in _PACKED if key[0] == layer_id]:
+        del _PACKED[key]
+
+
+# ------------------------------------------------------------------ the kernel
+@njit(nogil=True, cache=True, inline="always")
+def _term(total, constants, below_one):
+    """requantize(total + offset) with constants = (offset, multiplier, left, right);
+    below_one (a compile-time constant): every multiplier is below 1 (left = 0)."""
+    offset, multiplier, left, right = constants
+    if below_one:
+        return requantize_below_one(iadd(total, offset), multiplier, right)
+    return requantize(iadd(total, offset), multiplier, left, right)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _finish(sum_a, sum_b, residual_codes, epilogue, bounded):
+    """The 16 output codes of one position from its raw sums (A; B with a mask) and its
+    residual codes: clip(z_out + rq(A + offset_A) + rq(B + offset_B) + rq(residual - z_res),
+    low, 255). `epilogue` holds the constants as vectors (no arrays: an array argument
+    would cost a reference count update per call): ((offset, multiplier, left, right) of
+    A, the same of B, has_b, (has_residual, (-z_res, multiplier, left, right)), z_out, low).
+    bounded (a compile-time constant): the layer's A and B multipliers are below 1 and its
+    B and residual terms small (`PackedConv.bounded`), so the int32 operations suffice."""
+    constants_a, constants_b, has_b, rescale, z_out, low = epilogue
+    term_a = _term(sum_a, constants_a, bounded)
+    term_b = izero()
+    if has_b:
+        term_b = _term(sum_b, constants_b, bounded)
+    term_r = izero()
+    has_residual, constants_r = rescale
+    if has_residual and bounded:
+        # codes minus their zero point are at most 255 in size: the left shift of a
+        # residual multiplier above 1 cannot saturate (PackedConv.bounded)
+        minus_zero, multiplier, left, right = constants_r
+        term_r = requantize_below_one(ishl(iadd(residual_codes, minus_zero), left),
+                                      multiplier, right)
+    elif has_residual:
+        term_r = _term(residual_codes, constants_r, bounded)
+    if bounded:
+        return clamp_sum_bounded(term_a, term_b, term_r, z_out, low, U8_MAX)
+    return clamp_sum(term_a, term_b, term_r, z_out, low, U8_MAX)
+
+
+def _make_kernel(dot, bounded):
+    """The conv kernel (module docstring) with `dot` as its multiply-add of 4 u8 x s8 into
+    int32 lanes (`dpbusd` or `dpbusd_portable`), for layers whose `PackedConv.bounded` is
+    `bounded` (the cheaper epilogue: no saturating shifts, a 32-bit sum)."""
+
+    @njit(nogil=True, cache=True)
+    def conv(x32, w32, ep, settings, residual, out8):
+        """out8 (N, Ho + 2, Wo + 2, KA) = the layer's padded output codes for the padded
+        input x32 (N, Hp, Wp, G) (int32 view) and the residual's padded codes (same shape
+        as out8, or a placeholder); w32, ep, settings: the layer's `PackedConv`."""
+        n, hp, wp, groups = x32.shape
+        _, ho, wo, c = out8.shape
+        ho, wo = ho - 2, wo - 2
+        kh, kw, stride, skip, has_b, has_residual = settings[:6]
+        residual_zero, residual_multiplier, left, right, z_out, low = settings[6:]
+        packed = ep.shape[1]
+        last = wo - 1
+        rescale = (has_residual != 0, (ibroadcast(-residual_zero),
+                   ibroadcast(residual_multiplier), ibroadcast(left), ibroadcast(right)))
+        no_residual = izero()
+        for b in range(n):
+            # the border: real 0 for the next layer's padding
+            out8[b, 0, :, :] = z_out
+            out8[b, ho + 1, :, :] = z_out
+            out8[b, :, 0, :] = z_out
+            out8[b, :, wo + 1, :] = z_out
+            for i in range(ho):
+                top = skip + i * stride
+                for j0 in range(0, wo, POSITIONS):
+                    # a block past the row's end repeats its last position instead of
+                    # reading on (and does not store it)
+                    o0 = (skip + j0 * stride) * groups
+                    o1 = (skip + min(j0 + 1, last) * stride) * groups
+                    o2 = (skip + min(j0 + 2, last) * stride) * groups
+                    o3 = (skip + min(j0 + 3, last) * stride) * groups
+                    o4 = (skip + min(j0 + 4, last) * stride) * groups
+                    o5 = (skip + min(j0 + 5, last) * stride) * groups
+                    o6 = (skip + min(j0 + 6, last) * stride) * groups
+                    o7 = (skip + min(j0 + 7, last) * stride) * groups
+                    at = ((b * (ho + 2) + i + 1) * (wo + 2) + j0 + 1) * c
+                    for k in range(0, c, LANES):
+                        # 1. the sums: A over the codes, then (grid layers) B over the mask
+                        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = izero()
+                        b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = izero()
+                        for half in range(1 + has_b):
+                            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = izero()
+                            for ky in range(kh):
+                                for kx in range(kw):
+                                    start = (half * c + k
+                                             + (ky * kw + kx) * groups * packed)
+                                    # x32.flat index of group 0 at (top + ky, kx)
+                                    pixel = ((b * hp + top + ky) * wp + kx) * groups
+                                    for g in range(groups):
+                                        wv = iload(w32, start + g * packed)
+                                        q = pixel + g
+                                        s0 = dot(s0, ibroadcast_at(x32, q + o0), wv)
+                                        s1 = dot(s1, ibroadcast_at(x32, q + o1), wv)
+                                        s2 = dot(s2, ibroadcast_at(x32, q + o2), wv)
+                                        s3 = dot(s3, ibroadcast_at(x32, q + o3), wv)
+                                        s4 = dot(s4, ibroadcast_at(x32, q + o4), wv)
+                                        s5 = dot(s5, ibroadcast_at(x32, q + o5), wv)
+                                        s6 = dot(s6, ibroadcast_at(x32, q + o6), wv)
+                                        s7 = dot(s7, ibroadcast_at(x32, q + o7), wv)
+                            if half == 0:
+                                a0, a1, a2, a3, a4, a5, a6, a7 = s0, s1, s2, s3, s4, s5, s6, s7
+                            else:
+                                b0, b1, b2, b3, b4, b5, b6, b7 = s0, s1, s2, s3, s4, s5, s6, s7
+                        # 2. the epilogue of each position, stored as 16 u8 codes
+                        constants_a = (iload(ep, k), iload(ep, packed + k),
+                                       iload(ep, 2 * packed + k), iload(ep, 3 * packed + k))
+                        constants_b = constants_a
+                        if has_b != 0:
+                            kb = c + k
+                            constants_b = (iload(ep, kb), iload(ep, packed + kb),
+                                           iload(ep, 2 * packed + kb), iload(ep, 3 * packed + kb))
+                        epilogue = (constants_a, constants_b, has_b != 0, rescale, z_out, low)
+                        p = at + k
+                        r = iload_u8(residual, p) if has_residual != 0 else no_residual
+                        istore_u8(out8, p, _finish(a0, b0, r, epilogue, bounded))
+                        if j0 + 1 < wo:
+                            p = at + c + k
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
+                            istore_u8(out8, p, _finish(a1, b1, r, epilogue, bounded))
+                        if j0 + 2 < wo:
+                            p = at + 2 * c + k
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
+                            istore_u8(out8, p, _finish(a2, b2, r, epilogue, bounded))
+                        if j0 + 3 < wo:
+                            p = at + 3 * c + k
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
+                            istore_u8(out8, p, _finish(a3, b3, r, epilogue, bounded))
+                        if j0 + 4 < wo:
+                            p = at + 4 * c + k
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
+                            istore_u8(out8, p, _finish(a4, b4, r, epilogue, bounded))
+                        if j0 + 5 < wo:
+                            p = at + 5 * c + k
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
+                            istore_u8(out8, p, _finish(a5, b5, r, epilogue, bounded))
+                        if j0 + 6 < wo:
+                            p = at + 6 * c + k
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
+                            istore_u8(out8, p, _finish(a6, b6, r, epilogue, bounded))
+                        if j0 + 7 < wo:
+                            p = at + 7 * c + k
+                            r = iload_u8(residual, p) if has_residual != 0 else no_residual
+                            istore_u8(out8, p, _finish(a7, b7, r, epilogue, bounded))
+
+    return conv
+
+
+#: (kernel name, PackedConv.bounded) -> the compiled kernel.
+_KERNELS = {(name, bounded): _make_kernel(dot, bounded)
+            for name, dot in (("avx512_vnni", dpbusd), ("portable", dpbusd_portable))
+            for bounded in (False, True)}
+
+
+# ------------------------------------------------------------------ the layer
+#: What the kernel gets for a layer without residual (never read).
+_NO_RESIDUAL = np.zeros((1, 1, 1, LANES), np.uint8)
+
+
+def conv_padded(x: np.ndarray, layer: IntConv, residual: np.ndarray | None = None,
+                kernel: str | None = None) -> np.ndarray:
+    """One integer layer on padded codes: (N, H + 2, W + 2, CP) -> (N, Ho + 2, Wo + 2, KA).
 
     Args:
-        q, layer, residual: as in the reference.
-        isa: "avx512_vnni" or "plain"; default `int8_isa()`.
+        x: the input's padded codes (border = layer.in_zero_point), CP >= C, a multiple of 4.
+        layer: the integer layer (padding 0 or 1).
+        residual: padded codes of the output's shape, exactly when the layer has a
+            residual_scale.
+        kernel: "avx512_vnni" or "portable"; default `default_kernel()`.
     """
     if (residual is None) != (layer.residual_scale is None):
         raise ValueError("a residual is needed exactly when the layer has a residual_scale")
-    isa = int8_isa() if isa is None else isa
-    packed = packed_weights(layer)
+    kernel = default_kernel() if kernel is None else kernel
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    n, hp, wp, cp = x.shape
+    packed = packed_weights(layer, cp // 4)
     _, _, kh, kw = layer.weight.shape
-    n = q.shape[0]
-    ho, wo = conv2d_output_size(q.shape[2], q.shape[3], kh, kw, layer.stride, layer.padding)
-    x32 = pack_input(q, layer.in_zero_point, layer.padding, packed.groups)
-    kernel = _sums_vnni if isa == "avx512_vnni" else _sums_plain
-    k = packed.channels
-    has_b, has_residual = layer.mask is not None, residual is not None
-    scales = [layer.scale_a] + ([layer.scale_b] if has_b else []) + (
-        [layer.residual_scale] if has_residual else [])
-    if any((np.asarray(r.multiplier) == INT32_MIN).any() for r in scales):
-        raise ValueError("multiplier INT32_MIN is outside quantize_multiplier's range")
-    zero_x = np.int64(layer.in_zero_point)
-    offset_a = layer.bias.astype(np.int64) - zero_x * packed.weight_sums[:k]
-    terms = [(0, offset_a, layer.scale_a.multiplier.astype(np.int64),
-              *_shifts(layer.scale_a.shift), np.int64(layer.out_zero_point))]
-    if has_b:
-        terms.append((k, -zero_x * packed.weight_sums[k:2 * k],
-                      layer.scale_b.multiplier.astype(np.int64), *_shifts(layer.scale_b.shift),
-                      np.int64(-1)))
-    # channels last inside (each epilogue pass walks memory in order); NCHW again at the end
-    if has_residual:
-        residual_last = np.ascontiguousarray(residual.transpose(0, 2, 3, 1))
-        left_r, right_r = _shifts(layer.residual_scale.shift)
-        residual_term = (np.int64(layer.residual_zero_point),
-                         np.int64(layer.residual_scale.multiplier), np.int64(left_r),
-                         np.int64(right_r))
-    low = np.int64(layer.out_zero_point if layer.relu else 0)
-    out = np.empty((n, ho, wo, k), np.uint8)
+    ho, wo = conv2d_output_size(hp - 2 * BORDER, wp - 2 * BORDER, kh, kw, layer.stride,
+                                layer.padding)
+    out = np.empty((n, ho + 2 * BORDER, wo + 2 * BORDER, packed.out_channels), np.uint8)
+    if residual is not None and residual.shape != out.shape:
+        raise ValueError(f"residual {residual.shape} != output {out.shape}")
+    x32 = np.ascontiguousarray(x).view(np.int32)
+    run = _KERNELS[kernel, packed.bounded]
+    run_parallel([(run, (x32[start:stop], packed.w32, packed.epilogue, packed.settings,
+                         _NO_RESIDUAL if residual is None else residual[start:stop],
+                         out[start:stop]))
+                  for start, stop in split_range(n)])
+    return out
 
-    def part(start: int, stop: int) -> None:
-        sums = np.empty((stop - start) * ho * wo * packed.packed, np.int32)
-        kernel(x32[start:stop], packed.w32, kh, kw, layer.stride, ho, wo, packed.packed, sums)
-        total = np.empty((stop - start) * ho * wo * k, np.int64)  # the A pass writes it
-        for term in terms:
-            _add_requantized_sums(sums, packed.packed, *term, total)
-        if has_residual:
-            _add_requantized_residual(residual_last[start:stop].reshape(-1), *residual_term,
-                                      total)
-        _clamp(total, low, out[start:stop].reshape(-1))
 
-    run_parallel([(part, bounds) for bounds in split_range(n)])
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+def conv_layer(q: np.ndarray, layer: IntConv, residual: np.ndarray | None = None,
+               kernel: str | None = None) -> np.ndarray:
+    """`int8_reference.conv_layer`, fast: u8 codes (N, C, H, W) -> u8 (N, K, Ho, Wo)
+    (`conv_padded` between `to_padded` and `from_padded`).
+
+    Args:
+        q, layer, residual: as in the reference.
+        kernel: "avx512_vnni" or "portable"; default `default_kernel()`.
+    """
+    if residual is not None:
+        residual = to_padded(residual, layer.residual_zero_point, LANES)
+    out = conv_padded(to_padded(q, layer.in_zero_point), layer, residual, kernel)
+    return from_padded(out, layer.weight.shape[0])

@@ -42,16 +42,38 @@ MAX_GRID_BITS = 8
 #: storage of levels computed in float64 is off by about 6e-8.
 GRID_TOLERANCE = 1e-5
 
-ConvKernel = Callable[..., np.ndarray]
 
-#: The integer conv layer implementations, by name, all with `int8_reference.conv_layer`'s
-#: signature and bit-identical results (tested): the int64 loop (slow, for reading), the
-#: same integers from a float64 BLAS GEMM (`conv2d_int_via_float64`), and the numba kernel
-#: of `kernels/int8_conv.py` (AVX-512 VNNI where the CPU has it, `int8_isa()`).
-INT8_KERNELS: dict[str, ConvKernel] = {
-    "reference": ir.conv_layer,
-    "reference_blas": partial(ir.conv_layer, exact_gemm=ir.conv2d_int_via_float64),
-    "fast": int8_conv.conv_layer,
+
+def _nchw_channels(q: np.ndarray, channels: int) -> np.ndarray:
+    """NCHW codes stay as they are (they hold exactly `channels`)."""
+    return q
+
+
+@dataclass(frozen=True)
+class IntKernel:
+    """An integer conv layer implementation and the activation layout it works in.
+
+    Attributes:
+        conv: (codes, IntConv, residual codes or None) -> the output's codes.
+        enter: (real values (N, C, H, W), scale, zero point) -> their codes in this layout.
+        leave: (codes in this layout, channels) -> u8 codes (N, channels, H, W).
+    """
+
+    conv: Callable[..., np.ndarray]
+    enter: Callable[[np.ndarray, float, int], np.ndarray] = ir.quantize
+    leave: Callable[[np.ndarray, int], np.ndarray] = _nchw_channels
+
+
+#: The integer conv layer implementations, by name, all computing
+#: `int8_reference.conv_layer`'s codes bit for bit (tested): the int64 loop (slow, for
+#: reading), the same integers from a float64 BLAS GEMM (`conv2d_int_via_float64`), both on
+#: NCHW codes, and the numba kernel of `kernels/int8_conv.py` (AVX-512 VNNI where the CPU
+#: has it, `int8_isa()`) on channels-last codes with a zero-point border, quantized into
+#: that layout at the network's input and converted back once at its output.
+INT8_KERNELS: dict[str, IntKernel] = {
+    "reference": IntKernel(ir.conv_layer),
+    "reference_blas": IntKernel(partial(ir.conv_layer, exact_gemm=ir.conv2d_int_via_float64)),
+    "fast": IntKernel(int8_conv.conv_padded, int8_conv.quantize_padded, int8_conv.from_padded),
 }
 
 #: What the kernel switch (`kernels/select.py`) picks when a model names no kernel: the int64
@@ -250,15 +272,19 @@ class Int8ResNet20:
         return layers
 
     def codes(self, x: np.ndarray) -> np.ndarray:
-        """Normalised images (N, 3, 32, 32) -> the last block's u8 codes (N, 64, 8, 8)."""
-        conv = INT8_KERNELS[self.kernel or SWITCHED[kernel_choice()]]
-        q = ir.quantize(x, self.input_codes.scale, self.input_codes.zero_point)
+        """Normalised images (N, 3, 32, 32) -> the last block's u8 codes (N, 64, 8, 8).
+
+        The input is quantized straight into the kernel's layout and left once at the end;
+        every layer between reads and writes codes in that layout."""
+        kernel = INT8_KERNELS[self.kernel or SWITCHED[kernel_choice()]]
+        conv = kernel.conv
+        q = kernel.enter(x, self.input_codes.scale, self.input_codes.zero_point)
         q = conv(q, self.head)
         for block in self.blocks:
             inner = conv(q, block.conv1)
             shortcut = q if block.id_mapping is None else conv(q, block.id_mapping)
             q = conv(inner, block.conv2, shortcut)
-        return q
+        return kernel.leave(q, self.fc_weight.shape[1])  # the last codes' channels
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Normalised images (N, 3, 32, 32) -> float64 logits (N, 10): integer body, then
