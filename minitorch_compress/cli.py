@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +50,9 @@ from minitorch_compress.reports import (
     summary,
 )
 from minitorch_compress.reproduce import reproduce
+from minitorch_compress.results import git_commit
 from minitorch_compress.training.evaluate import evaluate
+from minitorch_compress.training.run_folder import RecordProvenance
 from minitorch_compress.training.trainer import Trainer, refuse_existing_run
 
 
@@ -73,8 +76,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         refuse_existing_run(args.run_dir, "another --run-dir")  # before reading the data
     model = load_pretrained(args.weights)
     data = load_data(args)
+    # for `snapshot`: the command and planned epochs; no result file (best.npz is the result)
+    record = RecordProvenance({"command": "python -m minitorch_compress finetune "
+                                          + shlex.join(args.argv),
+                               "commit": git_commit(), "result": None})
     trainer = Trainer(model, (data.x_train, data.y_train), (data.x_test, data.y_test),
-                      config_from_args(args), run_dir=args.run_dir,
+                      config_from_args(args), hooks=[record], run_dir=args.run_dir,
                       progress=not args.no_progress)
     history = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     if history:

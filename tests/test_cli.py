@@ -156,3 +156,55 @@ def test_a_file_name_too_long_is_one_line(tmp_path, capsys):
     assert main(["report", "--out-dir", str(tmp_path / ("a" * 300))]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: File name too long") and err.count("\n") == 1
+
+
+def test_snapshot_of_a_command_line_finetune(tmp_path, capsys, synthetic_cifar10_dir,
+                                             random_resnet20_weights):
+    """Issue #34: the snapshot of a CLI finetune showed '1 of ? epochs', command '?', and
+    promised a result JSON that a CLI finetune never writes."""
+    run_dir = tmp_path / "try"
+    argv = ["finetune", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+            str(random_resnet20_weights), "--epochs", "1", "--batch-size", "16", "--run-dir",
+            str(run_dir), "--no-progress"]
+    assert main(argv) == 0
+    assert main(["snapshot", str(run_dir), "--out-dir", str(tmp_path / "results")]) == 0
+    page = (tmp_path / "results" / "try_in_progress.md").read_text()
+    assert "**1 of 1 epochs**" in page
+    assert "python -m minitorch_compress finetune --data-dir" in page
+    assert "try.json" not in page and "`best.npz` is its result" in page
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("line", [
+    b"{not json", b"[1, 2]", b'{"epoch": 1}', b'{"epoch": 1, "test_accuracy": "x"}',
+    b'{"epoch": 1, "test_accuracy": 0.5, "train_loss": "x"}', b'{"epoch": 0, "test_accuracy": 0.5}',
+    b'{"epoch": 1, "test_accuracy": NaN}', b"\xff\xfe{}", b"[" * 100_000])
+def test_snapshot_skips_a_malformed_log_line_with_a_warning(tmp_path, capsys, line):
+    """Issue #34, part 3: a malformed log.jsonl line is skipped with a one-line warning (and a
+    log with no good line is one error line), never a traceback."""
+    run_dir = tmp_path / "lab2_e"
+    run_dir.mkdir()
+    good = json.dumps({"epoch": 1, "test_accuracy": 0.85, "train_loss": 0.5}).encode()
+    (run_dir / "log.jsonl").write_bytes(line + b"\n" + good + b"\n")
+    (run_dir / "provenance.json").write_bytes(line)  # unreadable too: '?' shown
+    assert main(["snapshot", str(run_dir), "--out-dir", str(tmp_path / "results")]) == 0
+    err = capsys.readouterr().err
+    assert "log.jsonl line 1" in err and "skipped" in err and "Traceback" not in err
+    page = (tmp_path / "results" / "lab2_e_in_progress.md").read_text()
+    assert "**1 of ? epochs**" in page and "| 1 |" in page
+
+    (run_dir / "log.jsonl").write_bytes(line + b"\n")
+    code, err = run(["snapshot", str(run_dir), "--out-dir", str(tmp_path / "results")], capsys)
+    assert code == 2 and err.splitlines()[-1].startswith("error: ")
+    assert "has no finished epoch yet" in err and "Traceback" not in err
+
+
+def test_snapshot_of_a_folder_whose_name_is_not_utf8(tmp_path, capsys):
+    run_dir = tmp_path / b"run\xff".decode("utf-8", "surrogateescape")
+    run_dir.mkdir()
+    (run_dir / "log.jsonl").write_text(json.dumps({"epoch": 1, "test_accuracy": 0.5}) + "\n")
+    code, err = run(["snapshot", str(run_dir), "--out-dir", str(tmp_path / "results")], capsys)
+    assert_one_line(code, err, "not valid UTF-8", "--name")
+    assert main(["snapshot", str(run_dir), "--name", "run", "--out-dir",
+                 str(tmp_path / "results")]) == 0
+    assert (tmp_path / "results" / "run_in_progress.md").is_file()

@@ -60,6 +60,7 @@ from minitorch_compress.training.distill import (
 from minitorch_compress.training.evaluate import evaluate
 from minitorch_compress.training.run_folder import (
     RunLock,
+    check_recipe_change,
     discard_replaced_run,
     recover_replaced_run,
     set_aside_run,
@@ -307,11 +308,7 @@ class Trainer:
         if path is None or not path.exists():
             return False
         arrays, meta = load_checkpoint(path)
-        if meta.get("config") != asdict(self.config):
-            raise MinitorchError(
-                f"{path} was written with a different recipe ({meta.get('config')}); "
-                "resume with the same settings or use a fresh --run-dir"
-            )
+        check_recipe_change(path, meta, asdict(self.config))  # only --epochs may change
         if meta.get("distill") != self.distill_recipe:  # a run before distillation: None
             raise MinitorchError(
                 f"{path} was written with other distillation settings ({meta.get('distill')}, "
