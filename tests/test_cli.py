@@ -208,3 +208,21 @@ def test_snapshot_of_a_folder_whose_name_is_not_utf8(tmp_path, capsys):
     assert main(["snapshot", str(run_dir), "--name", "run", "--out-dir",
                  str(tmp_path / "results")]) == 0
     assert (tmp_path / "results" / "run_in_progress.md").is_file()
+
+
+def test_a_batch_larger_than_memory_is_refused_before_training(tmp_path, capsys, monkeypatch,
+                                                                 synthetic_cifar10_dir,
+                                                                 random_resnet20_weights):
+    """Issue #34, part 3: a huge --batch-size ended in a MemoryError traceback in the first
+    step; it is refused in one line before any batch is allocated (the memory is made small
+    here so that the synthetic data set's batch is too big)."""
+    from minitorch_compress.training import batch_memory
+
+    monkeypatch.setattr(batch_memory, "available_memory", lambda: 50 * 2**20)
+    argv = ["finetune", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+            str(random_resnet20_weights), "--epochs", "1", "--run-dir", str(tmp_path / "run"),
+            "--no-progress"]
+    code, err = run([*argv, "--batch-size", str(10**9)], capsys)
+    assert_one_line(code, err, "--batch-size 1000000000", "GiB available", "use at most 16")
+    assert not (tmp_path / "run" / "last.npz").exists()
+    assert main([*argv, "--batch-size", "16"]) == 0  # 16 images x 3 MiB fit in 50 MiB

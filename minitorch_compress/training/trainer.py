@@ -51,6 +51,7 @@ from minitorch_compress.io.checkpoint import (
 from minitorch_compress.nn.module import Module
 from minitorch_compress.optim.sgd import SGD
 from minitorch_compress.recipe import FinetuneConfig
+from minitorch_compress.training.batch_memory import check_batch_fits
 from minitorch_compress.training.distill import (
     DistillConfig,
     distillation_loss,
@@ -227,6 +228,7 @@ class Trainer:
         if teacher is model:  # its eval() for the teacher's logits would stop the training
             raise MinitorchError("the teacher must be another model than the one trained")
         self.teacher = teacher
+        check_batch_fits(self.config.batch_size, len(self.train_images), teacher is not None)
         self.distill = (distill or DistillConfig()) if teacher is not None else None
         # part of the recipe a resume must match: the settings and which teacher
         self.distill_recipe = None if teacher is None else {
