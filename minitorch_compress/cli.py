@@ -168,10 +168,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     options = model_files.ModelFilesOptions.from_args(args)
+    model_files.check_something_to_do(options)  # before any folder is made or data read
     ensure_writable_dir(options.out_dir, "--out-dir")
-    model_files.run(options, load_data(options, train=False))
-    print(f"wrote {compression.write_report(options.out_dir)} and the model files in "
-          f"{options.out_dir / 'models'}")
+    listed = model_files.run(options, load_data(options, train=False))["models"]
+    print(f"wrote {compression.write_report(options.out_dir)} ({len(listed)} model files, in "
+          f"{options.out_dir / 'models'})")
     return 0
 
 
