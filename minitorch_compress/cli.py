@@ -1,5 +1,5 @@
 """Command line: `python -m minitorch_compress COMMAND`, one of evaluate, finetune, compress,
-inspect, export, reproduce, report, snapshot (``--help`` lists them).
+inspect, export, models, reproduce, report, snapshot (each with its own --help).
 
 Every user-facing problem (missing data, a corrupt checkpoint, a state_dict that does not fit)
 is a `MinitorchError` and is printed as one line, without a traceback.
@@ -134,13 +134,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     loaded = mtc.load(args.file)  # checks every record that the table below reads
     tensors = loaded.header.get("tensors", {})  # an all-dense file has none
     print(f"{args.file}: {loaded.file_bytes:,} bytes; architecture {loaded.architecture}")
-    print(f"{'tensor':<34}{'shape':<16}{'sparsity':>9}{'index':>8}{'codes':>8}"
+    # columns as wide as the longest name and shape (plus a gap), so none runs into the next
+    named = [name for name in loaded.state if name in tensors]
+    wide = max((len(name) for name in named), default=6) + 2
+    shape_wide = max((len(str(loaded.state[name].shape)) for name in named), default=5) + 2
+    print(f"{'tensor':<{wide}}{'shape':<{shape_wide}}{'sparsity':>9}{'index':>8}{'codes':>8}"
           f"{'codebook':>9}{'floats':>8}  encoding")
     for name, value in loaded.state.items():
         if name in tensors:
             parts = mtc.tensor_bytes(tensors[name])
             sparsity = 1 - np.count_nonzero(value) / value.size
-            print(f"{name:<34}{str(value.shape):<16}{sparsity:>9.4f}{parts['index']:>8,}"
+            print(f"{name:<{wide}}{str(value.shape):<{shape_wide}}{sparsity:>9.4f}"
+                  f"{parts['index']:>8,}"
                   f"{parts['codes']:>8,}{parts['codebook']:>9,}{parts['floats']:>8,}  "
                   f"{mtc.describe(tensors[name])}")
     dense = [v for k, v in loaded.state.items() if k not in tensors]
@@ -202,7 +207,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m minitorch_compress",
-                                     description=__doc__.splitlines()[0],
+                           description=" ".join(__doc__.split("\n\n")[0].split()).replace("`", ""),
                                      epilog="Every command first sets glibc malloc to keep "
                                             "freed memory for reuse (kernels/memory.py; "
                                             "MINITORCH_KEEP_FREED_MEMORY=0 leaves it alone). "
@@ -212,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate_parser = sub.add_parser(
         "evaluate", help="test accuracy of the pretrained model (or --weights: .pt, .npz, .mtc)")
-    add_data_arguments(evaluate_parser)
+    add_data_arguments(evaluate_parser, training_images=False)  # reads only the test set
     evaluate_parser.add_argument("--sparse", action="store_true",
                                  help="run sparse convs on the direct sparse kernel (those at "
                                       "or above their shape's measured break-even)")
@@ -265,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_parser = sub.add_parser(
         "models", help="every finetuned lab model on disk as an .mtc file, evaluated from it "
                        "(compression.json/.md)")
-    add_data_arguments(models_parser)
+    add_data_arguments(models_parser, training_images=False)  # reads only the test set
     models_parser.add_argument("--run-root", type=Path, default=RUNS_DIR,
                                help="where the lab runs are (default: runs/)")
     models_parser.add_argument("--out-dir", type=Path, default=LOCAL_RESULTS_DIR,
@@ -277,13 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     models_parser.set_defaults(func=cmd_models)
 
     reproduce_parser = sub.add_parser(
-        "reproduce", help="run every lab and write results/REPORT.md (quick mode by default)")
+        "reproduce", help="run every lab and write a REPORT.md (quick mode by default: "
+                          "results/quick/)")
     add_data_arguments(reproduce_parser)
     reproduce_parser.add_argument("--full", action="store_true",
                                   help="full-size runs (hours on 2 cores; resumable)")
     reproduce_parser.add_argument("--out-dir", type=Path, default=None,
-                                  help="results folder (default: results/quick, or results/ "
-                                       "with --full)")
+                                  help="results folder (default: results/quick/, or "
+                                       "results/local/ with --full; --out-dir results "
+                                       "publishes, with --full only)")
     reproduce_parser.add_argument("--run-root", type=Path, default=None,
                                   help="run checkpoints (default: runs/quick, or runs/ with "
                                        "--full)")
@@ -292,9 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--out-dir", type=Path, default=None,
                                help="results folder (default: results/)")
     report_parser.add_argument("--all", action="store_true",
-                               help="also re-render lab2.md, lab3.md and their figures from the "
-                                    "JSON files (regenerating the committed pages changes "
-                                    "nothing but what their JSON changed)")
+                               help="also re-render every lab page and its figures from "
+                                    "the JSON files (lab1.md, lab2.md, lab3.md, "
+                                    "compression.md, lab4.md, sparse.md, lab5.md and "
+                                    "claims.md; the committed pages change only where "
+                                    "their JSON changed)")
     report_parser.set_defaults(func=cmd_report)
     snapshot_parser = sub.add_parser(
         "snapshot", help="write <name>_in_progress.md for a finetune still running, and the "

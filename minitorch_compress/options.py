@@ -119,18 +119,22 @@ def ensure_writable_dir(folder: Path, option: str) -> None:
 
 
 # ------------------------------------------------------------------------------ shared arguments
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """--data-dir, --download, --weights, --subset, --test-subset: shared by every command."""
+def add_data_arguments(parser: argparse.ArgumentParser, training_images: bool = True) -> None:
+    """--data-dir, --download, --weights, --subset, --test-subset, --no-progress: shared by
+    every command (--subset only where `training_images` are read)."""
     parser.add_argument("--data-dir", default=None,
                         help="CIFAR-10 folder or .tar.gz (default: $MINITORCH_DATA, ./data, "
                              "../shared/data)")
     parser.add_argument("--download", action="store_true",
                         help="download CIFAR-10 (official URL, md5-checked) if not found")
     parser.add_argument("--weights", default=None,
-                        help="pretrained checkpoint (.pt or converted .npz); default: "
-                             "$MINITORCH_WEIGHTS or ../shared/weights/pretrained_model.pt")
-    parser.add_argument("--subset", type=positive_int, default=None,
-                        help="use only the first N training images (quick runs)")
+                        help="the model: a PyTorch .pt (the course's checkpoint), an .npz "
+                             "(converted, or a run's best.npz) or an .mtc; default: "
+                             "$MINITORCH_WEIGHTS, else ./weights/pretrained_model.pt, else "
+                             "../shared/weights/pretrained_model.pt")
+    if training_images:
+        parser.add_argument("--subset", type=positive_int, default=None,
+                            help="use only the first N training images (quick runs)")
     parser.add_argument("--test-subset", type=positive_int, default=None,
                         help="use only the first N test images")
     parser.add_argument("--no-progress", action="store_true",

@@ -226,3 +226,39 @@ def test_a_batch_larger_than_memory_is_refused_before_training(tmp_path, capsys,
     assert_one_line(code, err, "--batch-size 1000000000", "GiB available", "use at most 16")
     assert not (tmp_path / "run" / "last.npz").exists()
     assert main([*argv, "--batch-size", "16"]) == 0  # 16 images x 3 MiB fit in 50 MiB
+
+
+def _help(argv, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # one help entry per line
+    with pytest.raises(SystemExit) as exit_status:
+        main([*argv, "--help"])
+    assert exit_status.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_texts_say_what_the_commands_do(capsys, monkeypatch):
+    """Issue #34, part 6: the words of --help."""
+    top = _help([], capsys, monkeypatch)
+    assert "snapshot (each with its own --help)." in top and "models," in top  # not cut off
+    reproduce_help = _help(["reproduce"], capsys, monkeypatch)
+    assert "default: results/quick/, or results/local/ with --full" in reproduce_help
+    evaluate_help = _help(["evaluate"], capsys, monkeypatch)
+    assert "--subset" not in evaluate_help.replace("--test-subset", "")  # it reads no training
+    assert ".mtc" in evaluate_help and "./weights/pretrained_model.pt" in evaluate_help
+    assert "--subset" not in _help(["models"], capsys, monkeypatch).replace("--test-subset", "")
+    report_help = _help(["report"], capsys, monkeypatch)
+    for page in ("lab1", "lab2", "lab3", "compression", "lab4", "sparse", "lab5", "claims"):
+        assert f"{page}.md" in report_help
+
+
+def test_inspect_columns_fit_the_longest_name(tmp_path, capsys):
+    """Issue #34, part 6: inspect's shape column ran into long tensor names."""
+    from minitorch_compress.compression.pipeline import write_model_file
+
+    path = tmp_path / "m.mtc"
+    write_model_file(resnet20(), path)
+    assert main(["inspect", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines[1].index("shape")
+    rows = [line for line in lines[2:] if line.split()[0].endswith("weight")]
+    assert rows and all(row[start - 1] == " " and row[start] == "(" for row in rows)
