@@ -813,3 +813,29 @@ def test_models_with_no_run_says_where_it_looked_and_what_to_pass(tmp_path, caps
     assert not out.exists()
     assert cli.main([*argv, "--only", "lab9_x"]) == 2
     assert "--only lab9_x: no lab model has that name" in capsys.readouterr().err
+
+
+def test_every_committed_model_file_exported_to_pytorch_reads_back_to_the_same_logits(
+        tmp_path, capsys):
+    """Issue #34, part 4: every committed `.mtc` (channel-pruned ones included), exported with
+    `export --format torch` and read back from the `.pt`, computes the logits the `.mtc`
+    computes, bit for bit (so every accuracy is the same); a folded-batch-norm file is refused
+    by the export in one line (inference only)."""
+    from minitorch_compress.models.pretrained import load_pretrained
+    from minitorch_compress.paths import RESULTS_DIR
+
+    files = sorted((RESULTS_DIR / "models").glob("*.mtc"))
+    assert files, "no committed model files under results/models"
+    images = np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float32)
+    for path in files:
+        exported = tmp_path / f"{path.stem}.pt"
+        code = cli.main(["export", "--weights", str(path), "--out", str(exported)])
+        if path.stem.endswith("_folded"):
+            assert code == 2 and "folded batch norm" in capsys.readouterr().err, path.name
+            continue
+        assert code == 0, (path.name, capsys.readouterr().err)
+        with no_grad():
+            from_mtc = mtc.load_model(path).eval()(Tensor(images)).data
+            from_pt = load_pretrained(exported).eval()(Tensor(images)).data
+        np.testing.assert_array_equal(from_pt, from_mtc, err_msg=path.name)
+    capsys.readouterr()
