@@ -12,8 +12,10 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -320,13 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: Any = None, line: str | None = None) -> None:
+    """`warnings.showwarning` for the command line: "warning: <message>" on stderr, without
+    the file:line and source line meant for a developer."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def run_cli(main: Callable[[], int]) -> int:
-    """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status."""
+    """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status,
+    and each warning into one "warning: ..." line."""
     try:
         threads_from_environment()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
         kernels_from_environment()  # the same for MINITORCH_KERNELS
         keep_freed_memory()  # the allocator setting of the hot path (kernels/memory.py)
-        return main()
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return main()
     except MinitorchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -262,3 +262,20 @@ def test_inspect_columns_fit_the_longest_name(tmp_path, capsys):
     start = lines[1].index("shape")
     rows = [line for line in lines[2:] if line.split()[0].endswith("weight")]
     assert rows and all(row[start - 1] == " " and row[start] == "(" for row in rows)
+
+
+def test_a_warning_is_one_line_without_file_and_line(capsys):
+    """Issue #34, part 6: reproduce's output showed 'lab3.py:467: UserWarning: ...' and the
+    source line; every command and lab script (all run through run_cli) prints one line."""
+    import warnings
+
+    from minitorch_compress.cli import run_cli
+
+    def warns() -> int:
+        warnings.warn("runs/quick/lab2_c is a smoke run of Lab 2 (c), not the full recipe",
+                      stacklevel=1)
+        return 0
+
+    assert run_cli(warns) == 0
+    assert capsys.readouterr().err == ("warning: runs/quick/lab2_c is a smoke run of Lab 2 "
+                                       "(c), not the full recipe\n")
