@@ -288,7 +288,7 @@ def check_something_to_do(options: ModelFilesOptions) -> None:
         return
     quick = RUNS_DIR / "quick"
     hint = ("; a quick reproduce's smoke runs are in runs/quick: pass --run-root runs/quick "
-            "--out-dir results/quick --test-subset 2000"
+            "--out-dir results/quick (and --test-subset N for a quicker check)"
             if options.run_root.resolve() != quick.resolve() and any(quick.glob("*/best.npz"))
             else "; run a lab's finetuning part first, or pass --run-root where its runs are")
     raise MinitorchError(
