@@ -58,6 +58,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (a seed: numpy's generators take no negative)."""
+    value = _number(text, int, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     value = _number(text, float, "a number")
@@ -156,7 +164,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         default=defaults.weight_decay,
                         help=f"L2 weight decay added to the gradient (recipe: "
                              f"{defaults.weight_decay})")
-    parser.add_argument("--seed", type=int, default=defaults.seed,
+    parser.add_argument("--seed", type=non_negative_int, default=defaults.seed,
                         help=f"seed of batch order and augmentation (default {defaults.seed})")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir after its last completed epoch")
@@ -203,7 +211,7 @@ def lab_parser(description: str, parts: Sequence[str]) -> argparse.ArgumentParse
                              "results/, where a smoke run never replaces a full-size result)")
     parser.add_argument("--run-root", type=Path, default=RUNS_DIR,
                         help="where run checkpoints go (default: runs/, git-ignored)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of batch order and "
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of batch order and "
                         "augmentation (default 0)")
     add_data_arguments(parser)
     return parser
@@ -309,6 +317,8 @@ class LabOptions(DataOptions):
         object.__setattr__(self, "run_root", Path(self.run_root))
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise MinitorchError(f"epochs must be a whole number >= 1, got {self.epochs!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise MinitorchError(f"seed must be a whole number >= 0, got {self.seed!r}")
         if self.PARTS and self.part not in (*self.PARTS, "all"):
             raise MinitorchError(f"unknown part {self.part!r}; choose from "
                                  f"{', '.join(self.PARTS)} or all")
