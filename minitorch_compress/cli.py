@@ -162,6 +162,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format != "torch":
         raise MinitorchError(f"--format {args.format}: only torch is written")
     _output_file(args.out, "--out", args.overwrite, [args.weights])
+    if args.out.suffix not in (".pt", ".pth"):  # what --weights reads as a PyTorch file
+        raise MinitorchError(f"--out {args.out}: a PyTorch checkpoint ends in .pt (or .pth)")
     model = load_pretrained(args.weights)
     if getattr(model, "batch_norm_folded", False):
         raise MinitorchError(f"--weights {args.weights} has folded batch norm (eps 0), which "
@@ -189,6 +191,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     out_dir = args.out_dir or REPO_ROOT / "results"
+    if not out_dir.is_dir():  # a report is made from the result files there
+        raise MinitorchError(f"--out-dir {out_dir} is not a folder (a results folder, such as "
+                             "results/, results/local/ or results/quick/)")
     if args.all:
         for page in (lab1, lab2, lab3, compression, lab4, sparse, lab5):
             if (written := page.write_report(out_dir)) is not None:
@@ -202,6 +207,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     out_dir = args.out_dir or LOCAL_RESULTS_DIR
+    ensure_writable_dir(out_dir, "--out-dir")
     print(f"wrote {summary.write_progress_snapshot(args.run_dir, out_dir, args.name, args.title)}")
     print(f"wrote {summary.write_report(out_dir, smoke=out_dir.name == 'quick')}")
     return 0

@@ -152,8 +152,9 @@ def test_compress_and_export_never_replace_what_they_did_not_make(tmp_path, caps
     assert existing.read_bytes()[:8] != b"mine"
 
 
-def test_a_file_name_too_long_is_one_line(tmp_path, capsys):
-    assert main(["report", "--out-dir", str(tmp_path / ("a" * 300))]) == 2
+def test_a_file_name_too_long_is_one_line(tmp_path, capsys, random_resnet20_weights):
+    assert main(["compress", "--weights", str(random_resnet20_weights), "--out",
+                 str(tmp_path / ("a" * 300 + ".mtc"))]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: File name too long") and err.count("\n") == 1
 
@@ -279,3 +280,45 @@ def test_a_warning_is_one_line_without_file_and_line(capsys):
     assert run_cli(warns) == 0
     assert capsys.readouterr().err == ("warning: runs/quick/lab2_c is a smoke run of Lab 2 "
                                        "(c), not the full recipe\n")
+
+
+def test_a_new_users_bad_inputs_are_one_line(tmp_path, capsys):
+    """Issue #34's hostile pass, again: each of these tracebacked, wrote outside the results
+    folder, or wrote a file of the wrong kind."""
+    from minitorch_compress.compression.pipeline import write_model_file
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "log.jsonl").write_text(json.dumps({"epoch": 1, "test_accuracy": 0.5}) + "\n")
+    results = tmp_path / "results"
+    code, err = run(["snapshot", str(run_dir), "--name", "../escaped", "--out-dir",
+                     str(results)], capsys)
+    assert_one_line(code, err, "is a path, not a result name")
+    assert not (tmp_path / "escaped_in_progress.md").exists()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    code, err = run(["snapshot", str(run_dir), "--out-dir", str(a_file)], capsys)
+    assert_one_line(code, err, "is a file, not a folder")
+    code, err = run(["report", "--out-dir", str(tmp_path / "missing")], capsys)
+    assert_one_line(code, err, "is not a folder")
+    assert not (tmp_path / "missing").exists()
+    model = tmp_path / "m.mtc"
+    write_model_file(resnet20(), model)
+    code, err = run(["export", "--weights", str(model), "--out", str(tmp_path / "m.txt")],
+                    capsys)
+    assert_one_line(code, err, "ends in .pt")
+    assert not (tmp_path / "m.txt").exists()
+
+
+def test_lab1_refuses_more_steps_than_memory_and_time_allow(tmp_path, capsys):
+    import importlib.util
+
+    from minitorch_compress.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("lab1_script",
+                                                  REPO_ROOT / "labs" / "lab1_sparse_linear.py")
+    lab1_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lab1_script)
+    code = lab1_script.main(["--steps", str(10**14), "--out-dir", str(tmp_path)])
+    assert_one_line(code, capsys.readouterr().err.strip(), "steps must be a whole number from 1")
+    assert not list(tmp_path.iterdir())

@@ -293,7 +293,8 @@ def check_something_to_do(options: ModelFilesOptions) -> None:
             else "; run a lab's finetuning part first, or pass --run-root where its runs are")
     raise MinitorchError(
         f"no lab model to write: none of the {len(specs)} lab runs has a best.npz under "
-        f"{shown(options.run_root)} (e.g. {shown(options.run_root / specs[0].run / 'best.npz')})"
+        f"{shown(options.run_root)}{'' if options.run_root.is_dir() else ' (no such folder)'} "
+        f"(e.g. {shown(options.run_root / specs[0].run / 'best.npz')})"
         f" and {shown(options.out_dir / 'models')} holds none of their files{hint}")
 
 

@@ -197,11 +197,13 @@ def write_progress_snapshot(run_dir: Path, out_dir: Path, name: str | None = Non
         The page's path.
 
     Raises:
-        MinitorchError: if the run folder has no finished epoch yet, or its name (the
-            default `name`) is not valid UTF-8.
+        MinitorchError: if the run folder has no finished epoch yet, or `name` (by default
+            the run folder's name) is a path or not valid UTF-8.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     name = name or run_dir.name
+    if "/" in name or "\0" in name or name.startswith("."):  # the page is <out_dir>/<name>_...
+        raise MinitorchError(f"--name {name!r} is a path, not a result name (e.g. lab2_e)")
     for text, what in ((name, "the result name"), (title or "", "--title")):
         try:
             text.encode("utf-8")
