@@ -214,13 +214,12 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m minitorch_compress",
-                           description=" ".join(__doc__.split("\n\n")[0].split()).replace("`", ""),
-                                     epilog="Every command first sets glibc malloc to keep "
-                                            "freed memory for reuse (kernels/memory.py; "
-                                            "MINITORCH_KEEP_FREED_MEMORY=0 leaves it alone). "
-                                            "MINITORCH_KERNELS=reference runs every op on the "
-                                            "readable NumPy kernels (default: fast).")
+    first_paragraph = " ".join(__doc__.split("\n\n")[0].split()).replace("`", "")
+    parser = OneLineParser(prog="python -m minitorch_compress", description=first_paragraph,
+                           epilog="Every command first sets glibc malloc to keep freed memory "
+                                  "for reuse (kernels/memory.py; MINITORCH_KEEP_FREED_MEMORY=0 "
+                                  "leaves it alone). MINITORCH_KERNELS=reference runs every op "
+                                  "on the readable NumPy kernels (default: fast).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     evaluate_parser = sub.add_parser(
