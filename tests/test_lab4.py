@@ -303,3 +303,13 @@ def test_point_labels_never_overlap():
             assert not a.overlaps(b), (a, b)
     assert notes[-1].arrow_patch is None  # a label with room stays where a plain one goes
     pyplot().close(fig)
+
+
+def test_a_method_left_out_of_a_smoke_run_is_not_called_pending():
+    """Quick reproduce runs one (e) method: the others are "not in this smoke run", while a
+    full-size result still says "not run yet" of a method it has not run."""
+    from minitorch_compress.reports.lab4 import methods_cell
+
+    e = {"budgets": {"0.6": {}}, "_meta": {"smoke": True}}
+    assert methods_cell({"e": e}, "0.6", "l1") == "not in this smoke run"
+    assert methods_cell({"e": {**e, "_meta": {"smoke": False}}}, "0.6", "l1") == "not run yet"

@@ -342,8 +342,9 @@ def epochs(n: int) -> str:
 def methods_cell(results: dict[str, Any], budget: str, method: str) -> str:
     """One cell of (e)'s table: best (last) accuracy, MACs, and the speed (d) measured."""
     run = results["e"]["budgets"].get(budget, {}).get(method)
-    if run is None:
-        return "not run yet"
+    if run is None:  # a smoke run (quick reproduce) runs one method by design
+        return ("not in this smoke run" if results["e"].get("_meta", {}).get("smoke")
+                else "not run yet")
     text = (f"{fmt(run['best_accuracy'])} (last {fmt(run['final_accuracy'])}), "
             f"{run['macs_ratio']:.1%} MACs")
     models = _speed(results)
