@@ -123,8 +123,11 @@ def check_recipe_change(path: Path, meta: dict[str, Any], recipe: dict[str, Any]
         raise MinitorchError(f"{path} was written with another recipe ({differences}); resume "
                              "with the run's settings (only --epochs may change) or use a fresh "
                              "--run-dir")
-    done = meta.get("epoch")
-    if isinstance(done, int) and not isinstance(done, bool) and done > recipe["epochs"]:
+    done, planned = meta.get("epoch"), old.get("epochs")
+    # a run that finished more epochs than it now asks for; an epoch beyond the file's own
+    # recipe is corruption, which the trainer's progress check reports as such
+    if (all(isinstance(n, int) and not isinstance(n, bool) for n in (done, planned))
+            and recipe["epochs"] < done <= planned):
         raise MinitorchError(f"{path} has already finished {done} epochs, more than --epochs "
                              f"{recipe['epochs']}; give --epochs {done} or more to continue it "
                              "(its best.npz is the best of those epochs)")
