@@ -1,18 +1,22 @@
 """Where unstructured sparsity pays: our direct sparse conv against our dense conv.
 
     python benchmarks/bench_sparse.py --json results/sparse.json --page results/sparse.md
+    python benchmarks/bench_sparse.py --calibrate     # this CPU's break-evens, measured again
 
 Measures, in one run and on the kernel threads this machine gives (``MINITORCH_NUM_THREADS``):
 
-* per 3x3 layer shape of ResNet-20 at batch 100 (16x32x32, 32x16x16, 64x8x8, stride 1), the
-  inference time of the dense fused path (`conv2d_affine_forward`: im2col + GEMM + epilogue)
-  and of the sparse one (`sparse_conv2d_forward`, same epilogue; its default batched kernel
-  and the per-image kernel it replaced) at sparsity 0 .. 98 %, medians of rounds, and the
-  break-even sparsity from which sparse is faster;
+* per 3x3 conv shape of ResNet-20 at batch 100 (stride 1 and the two stride-2 convs), the
+  inference time of the dense fused path (`conv2d_affine_forward`) and of the sparse one
+  (`sparse_conv2d_forward`, same epilogue) at sparsity 0 .. 98 %, medians of alternating
+  rounds, and the break-even sparsity from which sparse is faster (`break_even`);
 * whole-model inference images/s at batch 100 for the pretrained model pruned to 80 % per
-  layer (Lab 2 (b)'s rule) and globally (Lab 2 (e)'s rule): dense path, sparse path (every
-  conv at or above its shape's break-even), and their ratio; PyTorch's dense figure beside
-  them when torch is importable.
+  layer (Lab 2 (b)'s rule) and globally (Lab 2 (e)'s rule), and for the committed Lab 2
+  model files: dense path, sparse path (the convs `to_sparse` chooses from this CPU's
+  calibrated break-evens, `kernels/sparse_break_even.py`), and their ratio; PyTorch's dense
+  figure beside them when torch is importable.
+
+``--calibrate`` measures the calibration of every ResNet-20 3x3 shape again (the one `to_sparse`
+runs at a shape's first use and caches under the CPU's name) and prints it.
 
 Speed is a benchmark's business, never a test's: nothing here asserts a time.
 
@@ -30,9 +34,26 @@ from pathlib import Path
 
 import numpy as np
 
-SHAPES = {"16x32x32": (16, 32), "32x16x16": (32, 16), "64x8x8": (64, 8)}
 SPARSITIES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 BATCH = 100
+
+
+def conv_shapes() -> dict:
+    """{label: ConvGeometry} of ResNet-20's 3x3 convs ("16x32x32": 16 -> 16 channels on
+    32x32 inputs; "16->32x32x32 s2": 16 -> 32, stride 2)."""
+    from minitorch_compress.kernels.dispatch import RESNET20_CONVS
+    from minitorch_compress.kernels.sparse_break_even import ConvGeometry
+
+    shapes = {}
+    for shape in RESNET20_CONVS:
+        if shape.kernel != 3:
+            continue
+        label = (f"{shape.k}x{shape.size}x{shape.size}" if shape.c == shape.k
+                 else f"{shape.c}->{shape.k}x{shape.size}x{shape.size}")
+        label += " s2" if shape.stride == 2 else ""
+        shapes[label] = ConvGeometry(shape.c, shape.k, shape.size, shape.kernel, shape.stride,
+                                     shape.padding)
+    return shapes
 
 
 def _alternating(fns, rounds: int) -> list[float]:
@@ -57,54 +78,66 @@ def layer_sweep(rounds: int) -> dict:
 
     rng = np.random.default_rng(0)
     out: dict = {"shapes": {}, "break_even": {}}
-    for label, (c, hw) in SHAPES.items():
-        x = rng.standard_normal((BATCH, c, hw, hw)).astype(np.float32)
-        coef = np.stack([np.ones(c), np.zeros(c)], 1).astype(np.float32)
+    for label, (c, k, size, kernel, stride, padding) in conv_shapes().items():
+        x = rng.standard_normal((BATCH, c, size, size)).astype(np.float32)
+        coef = np.stack([np.ones(k), np.zeros(k)], 1).astype(np.float32)
         rows = []
         for s in SPARSITIES:
-            w = rng.standard_normal((c, c, 3, 3)).astype(np.float32)
+            w = rng.standard_normal((k, c, kernel, kernel)).astype(np.float32)
             w[rng.random(w.shape) < s] = 0
             sw = SparseWeights.from_dense(w)
-            dense, sparse, per_image = _alternating([
-                lambda x=x, w=w, coef=coef: conv2d_affine_forward(x, w, 1, 1, coef, relu=True),
-                lambda x=x, sw=sw, coef=coef: sparse_conv2d_forward(x, sw, 1, 1, coef, True),
-                lambda x=x, sw=sw, coef=coef: sparse_conv2d_forward(
-                    x, sw, 1, 1, coef, True, batched=False)], rounds)
-            useful = 2 * sw.values.size * hw * hw * BATCH  # multiply-adds of the non-zeros
+            dense, sparse = _alternating([
+                lambda x=x, w=w, coef=coef, st=stride, p=padding: conv2d_affine_forward(
+                    x, w, st, p, coef, relu=True),
+                lambda x=x, sw=sw, coef=coef, st=stride, p=padding: sparse_conv2d_forward(
+                    x, sw, st, p, coef, True)], rounds)
+            out_pixels = ((size + 2 * padding - kernel) // stride + 1) ** 2
+            useful = 2 * sw.values.size * out_pixels * BATCH  # multiply-adds of the non-zeros
             rows.append({"sparsity": s, "dense_ms": dense * 1e3, "sparse_ms": sparse * 1e3,
                          "speedup": dense / sparse, "sparse_useful_gflops": useful / sparse / 1e9,
-                         "per_image_ms": per_image * 1e3, "per_image_speedup": dense / per_image,
-                         "dense_gflops": 2 * w.size * hw * hw * BATCH / dense / 1e9})
+                         "dense_gflops": 2 * w.size * out_pixels * BATCH / dense / 1e9})
             print(f"{label} sparsity {s:.2f}: dense {dense * 1e3:7.2f} ms, sparse "
-                  f"{sparse * 1e3:7.2f} ms ({dense / sparse:.2f}x), per-image kernel "
-                  f"{per_image * 1e3:7.2f} ms ({dense / per_image:.2f}x)", flush=True)
+                  f"{sparse * 1e3:7.2f} ms ({dense / sparse:.2f}x)", flush=True)
         out["shapes"][label] = rows
         out["break_even"][label] = break_even(rows)
-        out.setdefault("break_even_per_image", {})[label] = break_even(
-            [{**r, "speedup": r["per_image_speedup"]} for r in rows])
     return out
 
 
 def break_even(rows: list[dict]) -> float | None:
-    """The sparsity where sparse becomes faster (linear between measured points), or None."""
-    for before, after in zip(rows, rows[1:], strict=False):
-        if before["speedup"] < 1 <= after["speedup"]:
-            t = (1 - before["speedup"]) / (after["speedup"] - before["speedup"])
-            return before["sparsity"] + t * (after["sparsity"] - before["sparsity"])
-    return rows[0]["sparsity"] if rows[0]["speedup"] >= 1 else None
+    """The sparsity from which sparse is faster, fitted as the calibration does
+    (`sparse_break_even.break_even_from_timings`: a least-squares line of sparse time against
+    density over the rows from 30 % on, against the median dense time), so one noisy row
+    cannot move it far; None where sparse never wins."""
+    from minitorch_compress.kernels import sparse_break_even as sbe
+
+    dense = statistics.median(r["dense_ms"] for r in rows)
+    sparse = {r["sparsity"]: r["sparse_ms"] for r in rows if r["sparsity"] >= sbe.MIN_SPARSITY}
+    value = sbe.break_even_from_timings(dense, sparse)
+    return None if value > 1 else value
 
 
-def model_speed(break_even_by_shape: dict, rounds: int) -> dict:
-    """Whole-model images/s at batch 100, dense and sparse, for two 80 %-sparse models."""
+def calibrated_break_even(again: bool = False) -> dict:
+    """{label: this CPU's calibrated break-even} of every ResNet-20 3x3 shape, as `to_sparse`
+    uses it (`again`: measure now, replacing the cached figures). None where never."""
+    from minitorch_compress.kernels import sparse_break_even as sbe
+
+    out = {}
+    for label, shape in conv_shapes().items():
+        value = sbe.calibrate(shape) if again else sbe.break_even(shape)
+        out[label] = None if value > 1 else value
+        print(f"calibrated break-even {label}: "
+              f"{'never' if value > 1 else f'{value:.0%}'}", flush=True)
+    return out
+
+
+def model_speed(rounds: int) -> dict:
+    """Whole-model images/s at batch 100, dense and sparse, for two 80 %-sparse models (the
+    sparse convs chosen by `to_sparse` from this CPU's calibrated break-evens)."""
     from minitorch_compress import Tensor, no_grad
     from minitorch_compress.compression import global_prune_by_percentage, prune_model_by_percentage
     from minitorch_compress.models.pretrained import load_pretrained
     from minitorch_compress.models.resnet import to_sparse
 
-    table = {}
-    for label, (c, _) in SHAPES.items():
-        if break_even_by_shape.get(label) is not None:
-            table[(c, 3, 1)] = break_even_by_shape[label]
     x = Tensor(np.random.default_rng(1).standard_normal((BATCH, 3, 32, 32)).astype(np.float32))
     out = {}
     for name, prune in (("per_layer_80", lambda m: prune_model_by_percentage(m, 0.8)),
@@ -113,7 +146,7 @@ def model_speed(break_even_by_shape: dict, rounds: int) -> dict:
         prune(model)
         prune(sparse_model)
         with no_grad():
-            chosen = to_sparse(sparse_model, break_even=table)
+            chosen = to_sparse(sparse_model)
             dense, sparse = _alternating(
                 [lambda m=model: m(x), lambda m=sparse_model: m(x)], rounds)
         out[name] = {"dense_img_s": BATCH / dense, "sparse_img_s": BATCH / sparse,
@@ -123,7 +156,7 @@ def model_speed(break_even_by_shape: dict, rounds: int) -> dict:
     return out
 
 
-def lab_model_speed(table: dict, rounds: int) -> dict:
+def lab_model_speed(rounds: int) -> dict:
     """The same for the committed Lab 2 model files (``results/models/lab2_*.mtc``): the
     speedup Lab 2's own sparse models get, for its report."""
     from minitorch_compress import Tensor, no_grad
@@ -136,7 +169,7 @@ def lab_model_speed(table: dict, rounds: int) -> dict:
     for path in sorted((RESULTS_DIR / "models").glob("lab2_*.mtc")):
         model, sparse_model = load_pretrained(path), load_pretrained(path)
         with no_grad():
-            chosen = to_sparse(sparse_model, break_even=table)
+            chosen = to_sparse(sparse_model)
             dense, sparse = _alternating(
                 [lambda m=model: m(x), lambda m=sparse_model: m(x)], rounds)
         out[path.stem] = {"file": shown(path), "dense_img_s": BATCH / dense,
@@ -170,23 +203,31 @@ def main() -> int:
     parser.add_argument("--page", type=Path, default=None, help="write results/sparse.md")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-models", action="store_true", help="layer sweep only")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="measure this CPU's break-even of every ResNet-20 3x3 shape again "
+                             "(the cache to_sparse reads), print it and stop")
     parser.add_argument("--note", default="", help="measurement conditions, for the page")
     args = parser.parse_args()
     from minitorch_compress.kernels.memory import keep_freed_memory
     keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
+    if args.calibrate:
+        calibrated_break_even(again=True)
+        return 0
     from minitorch_compress.experiments.common import git_commit
+    from minitorch_compress.kernels.common import cpu_name
     from minitorch_compress.kernels.parallel import get_num_threads
+    from minitorch_compress.kernels.sparse_conv import KERNEL_VERSION
 
     layers = layer_sweep(args.rounds)
     result = {"command": "python benchmarks/bench_sparse.py --json results/sparse.json "
-                         "--page results/sparse.md", "commit": git_commit(),
+                         "--page results/sparse.md", "commit": git_commit(), "cpu": cpu_name(),
+              "sparse_kernel": KERNEL_VERSION,
               "threads": get_num_threads(), "rounds": args.rounds, "layers": layers,
               "break_even": layers["break_even"], "note": args.note}
     if not args.no_models:
-        result["models"] = model_speed(layers["break_even"], args.rounds)
-        table = {(c, 3, 1): layers["break_even"][label] for label, (c, _) in SHAPES.items()
-                 if layers["break_even"].get(label) is not None}
-        result["lab_models"] = lab_model_speed(table, args.rounds)
+        result["calibrated_break_even"] = calibrated_break_even()
+        result["models"] = model_speed(args.rounds)
+        result["lab_models"] = lab_model_speed(args.rounds)
         result["torch_dense_img_s"] = torch_dense_img_s(args.rounds)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from minitorch_compress.compression import calibration
+from minitorch_compress.compression.mixed_precision import read_bits_per_layer
 from minitorch_compress.compression.pipeline import compress_model, write_model_file
+from minitorch_compress.data.cifar10 import load_cifar10
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.experiments import model_files
 from minitorch_compress.experiments.common import load_data
@@ -28,6 +31,7 @@ from minitorch_compress.io.torch_export import write_torch_state_dict
 from minitorch_compress.kernels.memory import keep_freed_memory
 from minitorch_compress.kernels.parallel import threads_from_environment
 from minitorch_compress.kernels.select import kernels_from_environment
+from minitorch_compress.models.int8_resnet import predict_int8
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import to_sparse
 from minitorch_compress.options import (
@@ -38,11 +42,13 @@ from minitorch_compress.options import (
     config_from_args,
     ensure_writable_dir,
     fraction,
+    positive_int,
 )
 from minitorch_compress.paths import LOCAL_RESULTS_DIR, REPO_ROOT, RUNS_DIR, is_tracked
 from minitorch_compress.reports import (
     claims,
     compression,
+    int8,
     lab1,
     lab2,
     lab3,
@@ -58,7 +64,80 @@ from minitorch_compress.training.run_folder import RecordProvenance
 from minitorch_compress.training.trainer import Trainer, refuse_existing_run
 
 
+# ------------------------------------------------------------------ integer inference (#35)
+def _check_int8_options(args: argparse.Namespace, command: str) -> None:
+    """--calibration-images, --calibration (and compress's --data-dir) only go with --int8."""
+    if args.int8:
+        return
+    options = [("--calibration-images", args.calibration_images),
+               ("--calibration", args.calibration)]
+    if command == "compress":  # evaluate reads its test images from --data-dir anyway
+        options.append(("--data-dir", args.data_dir))
+    given = [option for option, value in options if value is not None]
+    if given:
+        raise MinitorchError(f"{command}: {given[0]} is an option of --int8 (calibration); "
+                             "add --int8 or leave it out")
+
+
+def _calibration_images(args: argparse.Namespace) -> np.ndarray:
+    """The first --calibration-images training images (raw uint8)."""
+    count = args.calibration_images or calibration.CALIBRATION_IMAGES
+    return load_cifar10(args.data_dir, subset=count, test_subset=0,
+                        download=getattr(args, "download", False)).x_train
+
+
+def _evaluate_int8(args: argparse.Namespace) -> int:
+    """evaluate --int8: the integer model of --weights, on the test images."""
+    if args.sparse:
+        raise MinitorchError("--int8 and --sparse are two different inference paths; "
+                             "choose one")
+    if ((args.calibration_images or args.calibration) and args.weights
+            and Path(args.weights).suffix == ".mtc"
+            and mtc.load(args.weights).activation_ranges is not None):
+        raise MinitorchError(f"{args.weights} stores its activation ranges, which --int8 "
+                             "uses; --calibration-images and --calibration are for a file "
+                             "without them")
+    data = load_data(args, train=False)
+    method = args.calibration or calibration.DEFAULT_METHOD
+    int_model, _, note = calibration.int8_from_weights(
+        args.weights, lambda: _calibration_images(args), method)
+    print(note)
+    start = time.perf_counter()
+    accuracy = float((predict_int8(int_model, data.x_test) == data.y_test).mean())
+    wall = time.perf_counter() - start
+    print(f"int8 test accuracy: {accuracy:.4f}  ({len(data.y_test)} images, {wall:.1f} s, "
+          f"{len(data.y_test) / wall:.0f} img/s)")
+    return 0
+
+
+def _print_integer_layers(path: Path, loaded: mtc.Loaded) -> None:
+    """inspect: each integer layer's scales and fixed-point multipliers (a file with
+    activation ranges), or one line saying the file has none."""
+    if loaded.activation_ranges is None:
+        print("no activation ranges for integer inference (compress --int8 stores them; "
+              "evaluate --int8 calibrates a file without them)")
+        return
+    about = loaded.activation_ranges.calibration
+    int_model = calibration.int8_from_ranges(mtc.load_model(path), loaded.activation_ranges)
+    print(f"integer inference: activation ranges by {about.get('method', '?')} on "
+          f"{about.get('source', '?')}; real = scale * (code - z); a multiplier M is stored "
+          "as (m, shift): M = m * 2^-(31 + shift)")
+    print(f"{'layer':<22}{'weights':>8}{'in scale':>11}{'z':>4}{'out scale':>11}{'z':>4}"
+          f"{'M_A channel 0':>22}{'M_A over channels':>20}{'M_B ch 0':>10}{'M_res':>9}")
+    for row in calibration.integer_layers(int_model, loaded.activation_ranges.ranges):
+        m_a = f"({row['multiplier_a'][0]}, {row['shift_a'][0]})"
+        spread = f"{min(row['real_a']):.3g}..{max(row['real_a']):.3g}"
+        m_b = "" if row["real_b"] is None else f"{row['real_b'][0]:.3g}"
+        m_res = "" if row["real_residual"] is None else f"{row['real_residual']:.3g}"
+        print(f"{row['layer']:<22}{row['weights']:>8}{row['in_scale']:>11.4g}"
+              f"{row['in_zero_point']:>4}{row['out_scale']:>11.4g}{row['out_zero_point']:>4}"
+              f"{m_a:>22}{spread:>20}{m_b:>10}{m_res:>9}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    _check_int8_options(args, "evaluate")
+    if args.int8:
+        return _evaluate_int8(args)
     data = load_data(args, train=False)
     model = load_pretrained(args.weights)
     if args.sparse:
@@ -113,14 +192,28 @@ def _output_file(path: Path, option: str, overwrite: bool,
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
+    _check_int8_options(args, "compress")
     if args.out.suffix != ".mtc":
         raise MinitorchError(f"--out {args.out}: a compressed model file ends in .mtc")
     _output_file(args.out, "--out", args.overwrite, [args.weights])
     if args.quantizer == "symmetric" and args.bits is not None and args.bits < 2:
         raise MinitorchError("--bits 1 with --quantizer symmetric leaves no non-zero level "
                              "(2^(b-1) - 1 = 0); use --bits 2 or more, or --quantizer masked")
-    model = compress_model(load_pretrained(args.weights), args.prune, args.bits, args.quantizer)
-    sizes = write_model_file(model, args.out, fold_batch_norm=args.fold_batch_norm)
+    model = load_pretrained(args.weights)
+    per_layer = (read_bits_per_layer(args.bits_per_layer, model)
+                 if args.bits_per_layer is not None else None)
+    if args.quantizer == "symmetric" and per_layer and min(per_layer.values()) < 2:
+        raise MinitorchError("--bits-per-layer gives a layer 1 bit, which --quantizer "
+                             "symmetric cannot (no non-zero level); use 2 or more")
+    model = compress_model(model, args.prune, args.bits, args.quantizer, per_layer)
+    ranges = None
+    if args.int8:  # the compressed model's own activation ranges, for evaluate --int8
+        ranges = calibration.calibrated_ranges(
+            model, _calibration_images(args), args.calibration or calibration.DEFAULT_METHOD)
+        print(f"activation ranges of {len(ranges.ranges)} tensors calibrated on "
+              f"{ranges.calibration['source']} ({ranges.calibration['method']})")
+    sizes = write_model_file(model, args.out, fold_batch_norm=args.fold_batch_norm,
+                             activation_ranges=ranges)
     stages = sizes["stages"]
     print(f"wrote {args.out}: {sizes['bytes']:,} bytes, {sizes['ratio']:.1f}x smaller than "
           f"float32 ({stages['float32']:,} bytes)")
@@ -140,14 +233,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     named = [name for name in loaded.state if name in tensors]
     wide = max((len(name) for name in named), default=6) + 2
     shape_wide = max((len(str(loaded.state[name].shape)) for name in named), default=5) + 2
-    print(f"{'tensor':<{wide}}{'shape':<{shape_wide}}{'sparsity':>9}{'index':>8}{'codes':>8}"
+    print(f"{'tensor':<{wide}}{'shape':<{shape_wide}}{'sparsity':>9}{'bits':>6}{'index':>8}"
+          f"{'codes':>8}"
           f"{'codebook':>9}{'floats':>8}  encoding")
     for name, value in loaded.state.items():
         if name in tensors:
             parts = mtc.tensor_bytes(tensors[name])
             sparsity = 1 - np.count_nonzero(value) / value.size
+            bits = mtc.stored_bits(tensors[name])  # each layer's own width (mixed precision)
             print(f"{name:<{wide}}{str(value.shape):<{shape_wide}}{sparsity:>9.4f}"
-                  f"{parts['index']:>8,}"
+                  f"{'float' if bits is None else bits:>6}{parts['index']:>8,}"
                   f"{parts['codes']:>8,}{parts['codebook']:>9,}{parts['floats']:>8,}  "
                   f"{mtc.describe(tensors[name])}")
     dense = [v for k, v in loaded.state.items() if k not in tensors]
@@ -155,6 +250,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     stored = len(loaded.sections[loaded.header["dense"]["section"]])
     print(f"{len(dense)} dense tensors ({sum(v.size for v in dense):,} values): {stored:,} "
           f"bytes ({codec})")
+    _print_integer_layers(args.file, loaded)
     return 0
 
 
@@ -195,7 +291,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise MinitorchError(f"--out-dir {out_dir} is not a folder (a results folder, such as "
                              "results/, results/local/ or results/quick/)")
     if args.all:
-        for page in (lab1, lab2, lab3, compression, lab4, sparse, lab5):
+        for page in (lab1, lab2, lab3, compression, lab4, sparse, lab5, int8):
             if (written := page.write_report(out_dir)) is not None:
                 print(f"wrote {written}")
         if (out_dir / "claims.json").is_file():  # the table of every lab's claims
@@ -213,6 +309,17 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_int8_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--int8 and its calibration options (evaluate, compress)."""
+    parser.add_argument("--int8", action="store_true", help=what)
+    parser.add_argument("--calibration-images", type=positive_int, default=None,
+                        help="--int8: calibrate on the first N training images (default "
+                             f"{calibration.CALIBRATION_IMAGES:,}; only for a file without "
+                             "stored activation ranges)")
+    parser.add_argument("--calibration", choices=calibration.METHODS, default=None,
+                        help=f"--int8: range method (default {calibration.DEFAULT_METHOD})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     first_paragraph = " ".join(__doc__.split("\n\n")[0].split()).replace("`", "")
     parser = OneLineParser(prog="python -m minitorch_compress", description=first_paragraph,
@@ -228,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--sparse", action="store_true",
                                  help="run sparse convs on the direct sparse kernel (those at "
                                       "or above their shape's measured break-even)")
+    add_int8_arguments(evaluate_parser, "run the integer model (u8 activations, int8 "
+                                        "weights; issue #35) instead of the float one")
     evaluate_parser.set_defaults(func=cmd_evaluate)
 
     finetune_parser = sub.add_parser("finetune", help="finetune the pretrained model (recipe)")
@@ -248,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     compress_parser.add_argument("--bits", type=bits_type, default=None,
                                  help="quantize the body's weights to this many bits (Lab 3 "
                                       "(d)); default: keep the model's own values")
+    compress_parser.add_argument("--bits-per-layer", type=Path, default=None, metavar="FILE",
+                                 help="mixed precision: a JSON file {\"layer name\": bits} "
+                                      "(or a Lab 5 run's allocation.json); the layers it names "
+                                      "get their own width, over --bits")
     compress_parser.add_argument("--quantizer", choices=["masked", "asymmetric", "symmetric"],
                                  default="masked",
                                  help="quantizer of --bits (default masked: zeros stay zero)")
@@ -258,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     compress_parser.add_argument("--out", type=Path, required=True, help="the .mtc file")
     compress_parser.add_argument("--overwrite", action="store_true",
                                  help="replace --out if it exists (never a tracked file)")
+    add_int8_arguments(compress_parser, "also store the activation ranges for integer "
+                                        "inference, calibrated on training images")
+    compress_parser.add_argument("--data-dir", default=None,
+                                 help="CIFAR-10 for --int8's calibration (default: as evaluate)")
     compress_parser.set_defaults(func=cmd_compress)
 
     inspect_parser = sub.add_parser("inspect", help="per-layer contents of an .mtc file")

@@ -7,7 +7,8 @@
 * ``results/quick/``  ``reproduce``'s quick mode (git-ignored);
 * ``runs/``           finetuning checkpoints (git-ignored);
 * ``weights/cache/``  pretrained checkpoints converted to ``.npz``, keyed by the SHA-256 of the
-                      file they came from (git-ignored).
+                      file they came from, and this CPU's sparse-conv break-evens
+                      (``kernels/sparse_break_even.py``) (git-ignored).
 """
 
 from __future__ import annotations

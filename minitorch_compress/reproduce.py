@@ -35,6 +35,8 @@ LABS = REPO_ROOT / "labs"
 QUICK_SUBSET = 1000
 QUICK_EPOCHS = 1
 QUICK_TEST_SUBSET = 1000  # smoke finetunes test on part of the test set; evaluations use all
+QUICK_INT8_TEST_SUBSET = 500  # the integer models' smoke run: seconds, not minutes
+QUICK_INT8_CALIBRATION = 200
 
 
 def _forwarded(args: argparse.Namespace) -> list[str]:
@@ -75,6 +77,7 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
             ["lab3_quantization.py", "--part", "e", "--naive-quantizer", *full],
             ["lab4_structured.py", "--part", "all", *full],  # (d) times Lab 2 (c)'s model
             ["lab5_claims.py", "--part", "all", *full],  # (c) reads the labs above
+            ["lab3_int8.py", "--out-dir", str(out_dir), "--resume", *common],  # in integers
         ]
     subset = args.subset if args.subset is not None else QUICK_SUBSET
     # quick mode's smoke runs are throwaway: each reproduce replaces them (--overwrite)
@@ -99,7 +102,18 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
         # quick; --full runs the defaults
         ["lab4_structured.py", "--part", "all", "--strengths", "1", "--l1-strengths", "0.005",
          "--budgets", "0.6", "--methods", "lasso_kd", "--speed-rounds", "2", *smoke],
-        ["lab5_claims.py", "--part", "all", *smoke],  # (c) reads the labs above
+        # (a) on one target, few sensitivity images and a smaller subset: seconds, not minutes
+        ["lab5_claims.py", "--part", "a", "--targets", "c2", "--sensitivity-images", "32",
+         *folders, "--epochs", str(QUICK_EPOCHS), "--subset", str(min(subset, 256)),
+         "--test-subset", str(min(args.test_subset or QUICK_TEST_SUBSET, 500)), "--overwrite",
+         *common],
+        ["lab5_claims.py", "--part", "b", *smoke],
+        ["lab5_claims.py", "--part", "c", *smoke],  # (c) reads the labs above
+        # integers: the pretrained model and one Lab 3 smoke model, on a few images
+        ["lab3_int8.py", "--out-dir", str(out_dir), "--only", "pretrained", "lab3_d_4bit",
+         "--test-subset", str(min(args.test_subset or QUICK_INT8_TEST_SUBSET,
+                                  QUICK_INT8_TEST_SUBSET)), "--calibration-images",
+         str(QUICK_INT8_CALIBRATION), *common],
     ]
 
 

@@ -33,6 +33,16 @@ def kernel_threads(request):
     parallel.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def sparse_break_even_pinned():
+    """No test times a kernel: `to_sparse` sees every conv shape's break-even at 50 %
+    instead of a calibration on this machine (tests of the calibration inject timings)."""
+    from minitorch_compress.kernels import sparse_break_even
+
+    with sparse_break_even.pinned(0.5):
+        yield
+
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_CHECKPOINT = SHARED / "weights" / "pretrained_model.pt"
 SHARED_CIFAR = SHARED / "data" / "cifar-10-batches-py"

@@ -58,7 +58,7 @@ def test_every_kernel_is_reached_by_a_default_case():
     """ResNet-20 in float32 (training and inference) and its sparse inference reach every
     kernel the table can name, so none is left behind a switch."""
     reached = {kernel for shape in dispatch.RESNET20_CONVS for kernel in _choices(shape)}
-    reached |= {dispatch.sparse_forward_kernel(s.stride) for s in dispatch.RESNET20_CONVS}
+    reached.add(dispatch.sparse_forward_kernel(F32))
     assert reached == set(dispatch.KERNELS)
 
 
@@ -123,18 +123,18 @@ def test_sparse_conv_runs_the_kernel_the_table_names(stride: int):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
     w = rng.standard_normal((4, 4, 3, 3)).astype(np.float32) * (rng.random((4, 4, 3, 3)) < 0.3)
-    names = {dispatch.SPARSE_BATCHED: "_sparse_conv_batched",
-             dispatch.SPARSE_IMAGES: "_sparse_conv_images"}
-    spies = {name: mock.patch.object(sparse_conv, attr, wraps=getattr(sparse_conv, attr))
-             for name, attr in names.items()}
-    mocks = {name: spy.start() for name, spy in spies.items()}
-    try:
-        sparse_conv2d_forward(x, SparseWeights.from_dense(w), stride, 1)
-    finally:
-        for spy in spies.values():
-            spy.stop()
-    assert {name for name, m in mocks.items() if m.called} == {
-        dispatch.sparse_forward_kernel(stride)}
+    sw = SparseWeights.from_dense(w)
+    tiled_spy = mock.patch.object(sparse_conv, "_sparse_tiled", wraps=sparse_conv._sparse_tiled)
+    gemm_spy = mock.patch.object(conv, "_forward_cols", wraps=conv._forward_cols)
+    for dtype, kernel in ((np.float32, dispatch.SPARSE_TILED), (np.float64, G)):
+        assert dispatch.sparse_forward_kernel(np.dtype(dtype)) == kernel
+        tiled, gemm = tiled_spy.start(), gemm_spy.start()
+        try:
+            sparse_conv2d_forward(x.astype(dtype), sw, stride, 1)
+        finally:
+            tiled_spy.stop()
+            gemm_spy.stop()
+        assert (tiled.called, gemm.called) == (kernel == dispatch.SPARSE_TILED, kernel == G)
 
 
 def test_no_kernel_module_takes_another_ones_private_names():

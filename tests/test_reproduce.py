@@ -44,7 +44,7 @@ def test_quick_mode_runs_every_lab_part_once_and_trims_only_repeats():
     assert {(script, part) for script, part, _ in parts} >= {
         ("lab1_sparse_linear.py", "all"), *(("lab2_pruning.py", p) for p in "abcde"),
         *(("lab3_quantization.py", p) for p in "bcde"), ("lab4_structured.py", "all"),
-        ("lab5_claims.py", "all")}
+        *(("lab5_claims.py", p) for p in "abc"), ("lab3_int8.py", "all")}
     lab4 = next(c for c in commands if c[0] == "lab4_structured.py")
     assert lab4[lab4.index("--methods") + 1:lab4.index("--methods") + 3][1].startswith("--")
     assert int(lab4[lab4.index("--speed-rounds") + 1]) < 5
@@ -75,7 +75,7 @@ def test_the_committed_reports_render_byte_identical_from_the_committed_json(tmp
         shutil.copy(path, tmp_path / path.name)
     assert main(["report", "--all", "--out-dir", str(tmp_path)]) == 0
     for page in ("lab1.md", "lab2.md", "lab3.md", "lab4.md", "compression.md", "sparse.md",
-                 "lab5.md", "claims.md", "claims.json", "REPORT.md"):
+                 "lab5.md", "claims.md", "claims.json", "int8.md", "REPORT.md"):
         assert (tmp_path / page).read_text() == (RESULTS_DIR / page).read_text(), page
 
 

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from minitorch_compress.kernels import reference as ref
-from minitorch_compress.kernels import sparse_conv
 from minitorch_compress.kernels.sparse_conv import SparseWeights, sparse_conv2d_forward
 
-# the pool path: output channels split across two threads (conftest.kernel_threads)
+# the pool path: images split across two threads (conftest.kernel_threads)
 KERNEL_THREADS = 2
 
 
 @st.composite
 def sparse_convs(draw):
+    """(x, w, stride, padding, rng): up to 5 images, kernels 1 or 3, strides 1 to 3, planes
+    up to 20 wide (several position vectors a row, a Wo that is not a multiple of 8, more
+    vectors than one tile), sparsity 0 to 100 %, sometimes an output channel of zeros."""
     n, c, k = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 6))
     ksize = draw(st.sampled_from([1, 3]))
-    stride, padding = draw(st.sampled_from([1, 2])), draw(st.sampled_from([0, 1]))
-    h = draw(st.integers(max(1, ksize - 2 * padding), 7))
-    w = draw(st.integers(max(1, ksize - 2 * padding), 7))
+    stride, padding = draw(st.sampled_from([1, 2, 3])), draw(st.sampled_from([0, 1]))
+    h = draw(st.integers(max(1, ksize - 2 * padding), 20))
+    w = draw(st.integers(max(1, ksize - 2 * padding), 20))
     sparsity = draw(st.sampled_from([0.0, 0.5, 0.8, 0.95, 1.0]))
-    seed = draw(st.integers(0, 2**16))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     weights = rng.standard_normal((k, c, ksize, ksize)).astype(np.float32)
     weights[rng.random(weights.shape) < sparsity] = 0
@@ -32,31 +33,32 @@ def sparse_convs(draw):
     return x, weights, stride, padding, rng
 
 
-# the batched kernel: one image per block (tile of 1 float), or the whole batch in one block
-KERNELS = st.sampled_from([(False, None), (True, 1), (True, 16384)])
+def _case(n, c, k, size, kernel, stride, padding, sparsity, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, size, size)).astype(np.float32)
+    w = rng.standard_normal((k, c, kernel, kernel)).astype(np.float32)
+    w[rng.random(w.shape) < sparsity] = 0
+    return x, w, stride, padding, rng
 
 
-@settings(deadline=None, max_examples=120)
-@given(sparse_convs(), KERNELS)
-def test_sparse_conv_matches_the_dense_reference(case, kernel):
+@settings(deadline=None, max_examples=150)
+@given(sparse_convs())
+@example(_case(2, 3, 4, 16, 3, 1, 1, 0.5))  # Wo = 16: written in place, two tiles a plane
+@example(_case(2, 3, 4, 16, 3, 2, 1, 0.5))  # stride 2, Wo = 8
+@example(_case(1, 2, 3, 9, 3, 1, 0, 0.0))  # Wo = 7: the scratch plane, cropped
+def test_sparse_conv_matches_the_dense_reference(case):
     x, w, stride, padding, _ = case
     sw = SparseWeights.from_dense(w)
     np.testing.assert_array_equal(sw.to_dense(), w)
-    batched, tile = kernel
-    saved = sparse_conv.BATCHED_TILE_FLOATS
-    try:
-        sparse_conv.BATCHED_TILE_FLOATS = tile or saved
-        got = sparse_conv2d_forward(x, sw, stride, padding, batched=batched)
-    finally:
-        sparse_conv.BATCHED_TILE_FLOATS = saved
+    got = sparse_conv2d_forward(x, sw, stride, padding)
     want = ref.conv2d_forward(x, w, stride, padding)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@settings(deadline=None, max_examples=60)
-@given(sparse_convs(), st.booleans(), st.booleans(), st.booleans())
-def test_the_fused_epilogue_matches_the_separate_steps(case, relu, with_residual, batched):
+@settings(deadline=None, max_examples=80)
+@given(sparse_convs(), st.booleans(), st.booleans())
+def test_the_fused_epilogue_matches_the_separate_steps(case, relu, with_residual):
     x, w, stride, padding, rng = case
     k = w.shape[0]
     coef = np.stack([rng.uniform(0.5, 1.5, k), rng.standard_normal(k)], 1).astype(np.float32)
@@ -68,13 +70,28 @@ def test_the_fused_epilogue_matches_the_separate_steps(case, relu, with_residual
     if relu:
         want = np.maximum(want, 0)
     got = sparse_conv2d_forward(x, SparseWeights.from_dense(w), stride, padding, coef, relu,
-                                residual, batched=batched)
+                                residual)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # the reference kernel set's sparse conv is the same function of the same inputs
+    np.testing.assert_allclose(
+        ref.sparse_conv2d_forward(x, SparseWeights.from_dense(w), stride, padding, coef, relu,
+                                  residual), want, rtol=1e-5, atol=1e-5)
+
+
+def test_float64_inputs_give_float64_results():
+    """float64 runs the dense path on the decoded weights (the vectors are float32)."""
+    x, w, stride, padding, _ = _case(2, 3, 4, 7, 3, 2, 1, 0.6)
+    x = x.astype(np.float64)
+    got = sparse_conv2d_forward(x, SparseWeights.from_dense(w), stride, padding)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, ref.conv2d_forward(x, w.astype(np.float64), stride,
+                                                       padding), rtol=1e-12, atol=1e-12)
 
 
 def test_a_sparse_resnet20_predicts_what_the_dense_one_does():
     """to_sparse switches the sparse convs of a pruned model to the sparse kernel (with the
-    fused epilogue, residual and ReLU); logits agree to float rounding, predictions exactly."""
+    fused epilogue, residual and ReLU), stride-2 convs included; logits agree to float
+    rounding, predictions exactly."""
     from minitorch_compress import Tensor, no_grad
     from minitorch_compress.compression import prune_model_by_percentage
     from minitorch_compress.models import resnet20
@@ -89,6 +106,36 @@ def test_a_sparse_resnet20_predicts_what_the_dense_one_does():
         sparse = model(x).data
         to_dense(model)
         again = model(x).data
-    assert len(chosen) == 19  # the head conv and the 18 block convs; shortcuts are not pruned
+    # the head conv and the 18 block convs (two of them stride 2); shortcuts are not pruned
+    assert len(chosen) == 19 and "body_op.3.conv1" in chosen and "body_op.6.conv1" in chosen
     np.testing.assert_allclose(sparse, dense, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(again, dense)
+    assert (sparse.argmax(1) == dense.argmax(1)).all()
+
+
+def test_the_kernel_steps_in_plain_python():
+    """``NUMBA_DISABLE_JIT=1`` (stepping in a debugger) runs the same loops, vectors as
+    NumPy arrays, to the same result: at stride 1 (in place) and 2 (a cropped plane)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from minitorch_compress.kernels import reference as ref\n"
+        "from minitorch_compress.kernels.sparse_conv import SparseWeights, "
+        "sparse_conv2d_forward\n"
+        "rng = np.random.default_rng(0)\n"
+        "for stride, size in ((1, 8), (2, 9)):\n"
+        "    x = rng.standard_normal((2, 3, size, size)).astype(np.float32)\n"
+        "    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)\n"
+        "    w[rng.random(w.shape) < 0.6] = 0\n"
+        "    got = sparse_conv2d_forward(x, SparseWeights.from_dense(w), stride, 1)\n"
+        "    np.testing.assert_allclose(got, ref.conv2d_forward(x, w, stride, 1), rtol=1e-5,\n"
+        "                               atol=1e-5)\n"
+        "print('ok')\n")
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "MINITORCH_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

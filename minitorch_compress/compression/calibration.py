@@ -17,19 +17,27 @@ The tensors, by name (a `ResNet20`'s module names; ``x`` below is a block's inpu
 
 The conv2 result before the residual add is never quantized: the integer conv adds the
 shortcut in its epilogue.
+
+An ``.mtc`` file can carry the ranges (``compress --int8``, `io.mtc.ActivationRanges`);
+`int8_from_weights` builds the integer model from a file's own ranges, or calibrates when
+it has none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
 from minitorch_compress.autograd.engine import no_grad
 from minitorch_compress.autograd.tensor import Tensor
 from minitorch_compress.data.transforms import normalize
-from minitorch_compress.models.int8_resnet import Int8ResNet20, build_int8_resnet
+from minitorch_compress.errors import MinitorchError
+from minitorch_compress.io import mtc
+from minitorch_compress.models.int8_resnet import Codes, Int8ResNet20, build_int8_resnet
+from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import ResNet20
 
 RangeMethod = Literal["minmax", "percentile"]
@@ -41,6 +49,8 @@ METHODS: tuple[str, ...] = ("minmax", "percentile")
 DEFAULT_METHOD: RangeMethod = "percentile"
 #: The "percentile" method's low/high percentiles of each tensor's values.
 PERCENTILES = (0.01, 99.99)
+#: How many training images (the first ones) calibrate a model unless told otherwise.
+CALIBRATION_IMAGES = 1000
 #: The "percentile" method keeps every SUBSAMPLE-th value of each tensor (a fixed stride,
 #: not random), so that 1,000 images' activations fit in memory.
 SUBSAMPLE = 7
@@ -117,3 +127,124 @@ def int8_model(model: ResNet20, images: np.ndarray,
     """The integer ResNet-20 of a float one, its activation ranges calibrated on `images`
     (raw uint8 (N, 3, 32, 32), e.g. the first 1,000 training images) by `method`."""
     return build_int8_resnet(model, calibrate(model, images, method))
+
+
+def tensor_names(model: ResNet20) -> list[str]:
+    """The names of the tensors `calibrate` measures for this model, in running order."""
+    names = ["input", "head_conv"]
+    for i, block in enumerate(model.body_op):
+        names.append(f"body_op.{i}.conv1")
+        if block.id_mapping is not None:
+            names.append(f"body_op.{i}.id_mapping")
+        names.append(f"body_op.{i}")
+    return names
+
+
+def layer_tensors(int_model: Int8ResNet20) -> dict[str, tuple[str, str]]:
+    """{integer layer (its ConvBN's name): (input tensor, output tensor)}, running order;
+    a block's conv2 outputs the block's output (the shortcut is added in its epilogue)."""
+    layers = {"head_conv": ("input", "head_conv")}
+    previous = "head_conv"
+    for i, block in enumerate(int_model.blocks):
+        layers[f"body_op.{i}.conv1"] = (previous, f"body_op.{i}.conv1")
+        if block.id_mapping is not None:
+            layers[f"body_op.{i}.id_mapping"] = (previous, f"body_op.{i}.id_mapping")
+        layers[f"body_op.{i}.conv2"] = (f"body_op.{i}.conv1", f"body_op.{i}")
+        previous = f"body_op.{i}"
+    return layers
+
+
+def integer_layers(int_model: Int8ResNet20, ranges: dict[str, tuple[float, float]],
+                   ) -> list[dict[str, Any]]:
+    """What each integer layer computes with, for `inspect` and the result files.
+
+    Returns:
+        One dict per layer in running order: "layer", "weights" (how they are coded,
+        "grid<b>" or "s8"), "in_scale", "in_zero_point", "out_scale", "out_zero_point",
+        "multiplier_a", "shift_a" (per output channel, ints), "real_a" (the multipliers'
+        real values), "real_b" (per channel, None without a grid term), "real_residual"
+        (None without a residual).
+    """
+    codes = {name: Codes.covering(*interval) for name, interval in ranges.items()}
+    wiring = layer_tensors(int_model)
+    rows = []
+    for name, layer in int_model.named_layers():
+        x, out = codes[wiring[name][0]], codes[wiring[name][1]]
+        rows.append({
+            "layer": name, "weights": int_model.weight_kinds[name],
+            "in_scale": x.scale, "in_zero_point": x.zero_point,
+            "out_scale": out.scale, "out_zero_point": out.zero_point,
+            "multiplier_a": [int(m) for m in np.ravel(layer.scale_a.multiplier)],
+            "shift_a": [int(v) for v in np.ravel(layer.scale_a.shift)],
+            "real_a": [float(v) for v in np.ravel(layer.scale_a.real())],
+            "real_b": None if layer.scale_b is None
+            else [float(v) for v in np.ravel(layer.scale_b.real())],
+            "real_residual": None if layer.residual_scale is None
+            else float(layer.residual_scale.real())})
+    return rows
+
+
+def described(method: RangeMethod, images: int) -> dict[str, Any]:
+    """How ranges were calibrated, as an ``.mtc`` file and a result file record it."""
+    about = {"method": method, "images": images,
+             "source": f"the first {images:,} CIFAR-10 training images"}
+    if method == "percentile":
+        about["percentiles"] = list(PERCENTILES)
+    return about
+
+
+def calibrated_ranges(model: ResNet20, images: np.ndarray,
+                      method: RangeMethod = DEFAULT_METHOD) -> mtc.ActivationRanges:
+    """`calibrate`'s ranges with their description, ready for `mtc.save`."""
+    return mtc.ActivationRanges(calibrate(model, images, method),
+                                described(method, len(images)))
+
+
+def int8_from_ranges(model: ResNet20, stored: mtc.ActivationRanges) -> Int8ResNet20:
+    """The integer model of `model` with ranges read from a file.
+
+    Raises:
+        MinitorchError: the ranges do not name exactly this model's tensors.
+    """
+    wanted = tensor_names(model)
+    if set(stored.ranges) != set(wanted):
+        missing = [n for n in wanted if n not in stored.ranges]
+        extra = sorted(set(stored.ranges) - set(wanted))
+        raise MinitorchError(
+            "the stored activation ranges do not fit this model ("
+            + ", ".join(filter(None, [missing and f"missing {', '.join(missing[:3])}",
+                                      extra and f"unknown {', '.join(extra[:3])}"]))
+            + "); rewrite the file with compress --int8")
+    return build_int8_resnet(model, stored.ranges)
+
+
+def int8_from_weights(weights: str | Path | None,
+                      calibration_images: Callable[[], np.ndarray],
+                      method: RangeMethod = DEFAULT_METHOD,
+                      ) -> tuple[Int8ResNet20, ResNet20, str]:
+    """The integer model of a weights file, with the file's own activation ranges if it is
+    an ``.mtc`` that has them, else with ranges calibrated on `calibration_images()`.
+
+    Args:
+        weights: .pt, .npz or .mtc (None: the pretrained checkpoint).
+        calibration_images: returns raw uint8 images (N, 3, 32, 32); called only when the
+            file stores no ranges.
+        method: the range method of a calibration.
+
+    Returns:
+        (integer model, the float model it was built from, one line saying where its
+        activation ranges came from).
+    """
+    model = load_pretrained(weights)
+    stored = None
+    if weights is not None and Path(weights).suffix == ".mtc":
+        stored = mtc.load(weights).activation_ranges
+    if stored is not None:
+        source = stored.calibration.get("source", "calibration images")
+        return (int8_from_ranges(model, stored), model,
+                f"activation ranges from the file ({stored.calibration.get('method', '?')}, "
+                f"{source})")
+    images = calibration_images()
+    note = (f"{weights or 'the pretrained model'} has no activation ranges: calibrated on "
+            f"the first {len(images):,} training images ({method})")
+    return int8_model(model, images, method), model, note

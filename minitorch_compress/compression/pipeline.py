@@ -17,6 +17,7 @@ way Deep Compression's table does:
 from __future__ import annotations
 
 import lzma
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +25,29 @@ import numpy as np
 
 from minitorch_compress.compression.masks import weight_layers
 from minitorch_compress.compression.prune import prune_model_by_percentage
-from minitorch_compress.compression.quant import QuantMode, set_weight_quantization
+from minitorch_compress.compression.quant import (
+    QuantMode,
+    set_bits_per_layer,
+    set_weight_quantization,
+)
 from minitorch_compress.io import mtc
 
 QUANTIZED_LAYERS = "body"  # Lab 3's choice: every conv of the residual blocks
 
 
 def compress_model(model: Any, prune: float | None = None, bits: int | None = None,
-                   mode: QuantMode = "masked") -> Any:
+                   mode: QuantMode = "masked",
+                   bits_per_layer: Mapping[str, int] | None = None) -> Any:
     """Prune (per layer, the `prune` fraction of each prunable layer by magnitude, Lab 2 (b))
-    and quantize (the body to `bits` bits, Lab 3 (d)'s mask-aware quantizer by default), in
-    place; returns the model."""
+    and quantize (the body to `bits` bits, Lab 3 (d)'s mask-aware quantizer by default; then
+    each layer `bits_per_layer` names to its own width: mixed precision), in place; returns
+    the model."""
     if prune is not None:
         prune_model_by_percentage(model, prune)
     if bits is not None:
         set_weight_quantization(model, bits, QUANTIZED_LAYERS, mode)
+    if bits_per_layer:
+        set_bits_per_layer(model, bits_per_layer, mode)
     return model
 
 
@@ -103,13 +112,15 @@ def entropy_bytes(path: str | Path) -> dict[str, int]:
     return bound
 
 
-def write_model_file(model: Any, path: str | Path,
-                     fold_batch_norm: bool = False) -> dict[str, Any]:
+def write_model_file(model: Any, path: str | Path, fold_batch_norm: bool = False,
+                     activation_ranges: mtc.ActivationRanges | None = None) -> dict[str, Any]:
     """Save `model` as ``.mtc`` (with `fold_batch_norm`, its batch norms folded: inference
-    only, `mtc.save`) and return its sizes: {"bytes", "float32_bytes" (of the unfolded model
-    either way), "ratio", "stages", "parts" (index, codes, codebook, values, dense, header),
-    "encodings", "entropy" (`entropy_bytes`)}."""
-    report = mtc.save(path, model, fold_batch_norm=fold_batch_norm)
+    only; with `activation_ranges`, those for integer inference: `mtc.save`) and return its
+    sizes: {"bytes", "float32_bytes" (of the unfolded model either way), "ratio", "stages",
+    "parts" (index, codes, codebook, values, dense, header), "encodings", "entropy"
+    (`entropy_bytes`)}."""
+    report = mtc.save(path, model, fold_batch_norm=fold_batch_norm,
+                      activation_ranges=activation_ranges)
     stages = stage_sizes(model, report)
     return {"bytes": report.total, "float32_bytes": stages["float32"],
             "ratio": stages["float32"] / report.total, "stages": stages,

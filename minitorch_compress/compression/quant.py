@@ -27,6 +27,7 @@ input's float dtype. Rounding is numpy's (half to even, like ``torch.round``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -241,6 +242,35 @@ def set_weight_quantization(model: Module, bits: int | None, layers: str | list[
     for layer in chosen.values():
         layer.weight_transform = quantizer
     return list(chosen)
+
+
+def set_bits_per_layer(model: Module, bits: Mapping[str, int | None],
+                       mode: QuantMode = "asymmetric") -> list[str]:
+    """Give each named layer its own bit width (mixed precision); other layers are untouched.
+
+    Args:
+        model: changed in place (each named layer's `weight_transform`).
+        bits: {dotted layer name: None (float), 0 (zeros) or the number of bits}.
+        mode: the quantizer of every named layer.
+
+    Returns:
+        The names set, in the order of `bits`.
+
+    Raises:
+        KeyError: a name that is not a Conv2d/Linear layer of `model` (nothing is changed).
+        ValueError, TypeError: a width `WeightQuantizer` refuses (nothing is changed).
+    """
+    layers = layers_by_name(model, list(bits))
+    quantizers = {name: WeightQuantizer(b, mode) for name, b in bits.items()}  # checks all
+    for name, layer in layers.items():
+        layer.weight_transform = quantizers[name]
+    return list(layers)
+
+
+def bits_per_layer(model: Module) -> dict[str, int | None]:
+    """Each quantized layer's bit width, {name: bits} (layers without a quantizer left out)."""
+    return {name: layer.weight_transform.bits for name, layer in weight_layers(model).items()
+            if isinstance(layer.weight_transform, WeightQuantizer)}
 
 
 def clear_weight_quantization(model: Module) -> list[str]:

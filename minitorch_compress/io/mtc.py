@@ -25,6 +25,8 @@ The header (JSON, no pickle)::
      "sections": [[offset, length, crc32], ...],
      "dense": {"section": s, "codec": "raw" | "lzma" | "planes" | "grouped"},
      "batch_norm": "folded" (absent: the statistics are stored),
+     "activation_ranges": {tensor name: [low, high], ...} (absent: none stored),
+     "calibration": {"method": .., "images": .., "source": ..} (with activation_ranges),
      "tensors": {name: {"count": stored, "index": {...}, "values": {...},
                         "fill": bits (absent: 0)}, ...}}
 
@@ -90,6 +92,15 @@ exported to PyTorch (whose batch norm has eps 1e-5).
 
 A compressed tensor's parts are stored back to back as one section (``"section"``, with
 ``"parts"``: their lengths), so each tensor has one CRC32; ``p`` above indexes its parts.
+
+*Activation ranges* (``save(..., activation_ranges=...)``, ``compress --int8``): the real
+interval [low, high] of each activation tensor the integer model quantizes (the names of
+`compression.calibration`), as measured on calibration images, with how they were measured
+under ``"calibration"`` (free text fields: method, images). They are JSON numbers (float64,
+exact round trip); the u8 scale and zero point of each tensor follow from its interval
+(`int8_reference.choose_scale`), so the integer model built from the file is the same every
+time. A file without them is an ordinary float model; the field is optional, so every file
+written before it reads as it did.
 
 A file of any other format version is refused with a one-line error naming both versions:
 there is one writer and one reader, and every committed file is written by them.
@@ -682,7 +693,8 @@ def folded_state(model: Any, state: dict[str, np.ndarray]) -> dict[str, np.ndarr
 
 
 def save(path: str | Path, model: Any, compress: tuple[str, ...] | None = None,
-         fold_batch_norm: bool = False) -> SaveReport:
+         fold_batch_norm: bool = False,
+         activation_ranges: ActivationRanges | None = None) -> SaveReport:
     """Write `model` (its `inference_state`) to `path` as an ``.mtc`` file, atomically.
 
     Args:
@@ -692,6 +704,8 @@ def save(path: str | Path, model: Any, compress: tuple[str, ...] | None = None,
             conv and linear layer); the rest is stored dense.
         fold_batch_norm: store each batch norm as its eval-mode (scale, shift): about 5 KB
             smaller, the same logits, inference only (see the module docstring).
+        activation_ranges: the calibrated activation ranges for integer inference (see
+            the module docstring), or None to store none.
 
     Returns:
         A `SaveReport` with the bytes of each part.
@@ -723,6 +737,11 @@ def save(path: str | Path, model: Any, compress: tuple[str, ...] | None = None,
               "dense": {"section": dense_section, "codec": codec}, "tensors": tensors}
     if fold_batch_norm:
         header["batch_norm"] = "folded"
+    if activation_ranges is not None:
+        header["activation_ranges"] = {
+            name: [float(low), float(high)]
+            for name, (low, high) in check_activation_ranges(activation_ranges.ranges).items()}
+        header["calibration"] = dict(activation_ranges.calibration)
     header_bytes = encode_header(header)
     blob = (_PREAMBLE.pack(MAGIC, VERSION, len(header_bytes), zlib.crc32(header_bytes))
             + header_bytes + b"".join(out.chunks))
@@ -746,6 +765,50 @@ def _describe(record: dict[str, Any]) -> str:
     return f"{where}; {book}, {values['bits']} bit{coded[values.get('huffman') is not None]}"
 
 
+@dataclass(frozen=True)
+class ActivationRanges:
+    """Calibrated activation ranges, as an ``.mtc`` file stores them.
+
+    Attributes:
+        ranges: {tensor name: (low, high)} (`compression.calibration.calibrate`'s result).
+        calibration: how they were measured, e.g. {"method": "percentile", "images":
+            "the first 1,000 CIFAR-10 training images"} (strings or numbers).
+    """
+
+    ranges: dict[str, tuple[float, float]]
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+
+#: most activation tensors a file may name (ResNet-20 has 30; bounds a crafted header)
+MAX_ACTIVATION_RANGES = 256
+
+
+def check_activation_ranges(ranges: Any) -> dict[str, tuple[float, float]]:
+    """`ranges` as {name: (low, high)} if it is one: string names, two finite numbers
+    each with low <= high, at most `MAX_ACTIVATION_RANGES` of them.
+
+    Raises:
+        CheckpointError: anything else (a one-line description).
+    """
+    if not isinstance(ranges, dict) or len(ranges) > MAX_ACTIVATION_RANGES:
+        raise CheckpointError("activation_ranges must map at most "
+                              f"{MAX_ACTIVATION_RANGES} tensor names to [low, high]")
+    checked = {}
+    for name, interval in ranges.items():
+        if not (isinstance(name, str) and isinstance(interval, (list, tuple))
+                and len(interval) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                        for v in interval)):
+            raise CheckpointError(f"activation range of {name!r} is {interval!r}, not "
+                                  "[low, high]")
+        low, high = float(interval[0]), float(interval[1])
+        if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+            raise CheckpointError(f"activation range of {name!r} is [{low}, {high}]: not "
+                                  "finite or low > high")
+        checked[name] = (low, high)
+    return checked
+
+
 @dataclass
 class Loaded:
     """A decoded ``.mtc`` file."""
@@ -756,6 +819,8 @@ class Loaded:
     sections: list[bytes]
     file_bytes: int
     folded: bool = False  # batch norm stored folded: `load_model` sets each eps to 0
+    #: the calibrated activation ranges for integer inference, None when the file has none
+    activation_ranges: ActivationRanges | None = None
 
 
 def load(path: str | Path) -> Loaded:
@@ -847,7 +912,14 @@ def _parse(blob: bytes) -> Loaded:
         state[name] = np.frombuffer(dense_bytes, dtype=dtype, count=like.size,
                                     offset=offset).reshape(like.shape).astype(like.dtype)
         offset += size
-    return Loaded(header["architecture"], state, header, sections, len(blob), folded)
+    ranges = None
+    if "activation_ranges" in header:
+        calibration = header.get("calibration", {})
+        if not isinstance(calibration, dict):
+            raise CheckpointError(f"calibration is described as {calibration!r}")
+        ranges = ActivationRanges(check_activation_ranges(header["activation_ranges"]),
+                                  calibration)
+    return Loaded(header["architecture"], state, header, sections, len(blob), folded, ranges)
 
 
 def tensor_bytes(record: dict[str, Any]) -> dict[str, int]:
@@ -863,6 +935,16 @@ def tensor_bytes(record: dict[str, Any]) -> dict[str, int]:
             "codes": of(values.get("codes"), values.get("huffman")),
             "codebook": of(values.get("codebook")),
             "floats": of(values.get("part")) if values["kind"] == "float32" else 0}
+
+
+def stored_bits(record: dict[str, Any]) -> int | None:
+    """The bit width a compressed tensor's values are stored with: ``"bits"`` of its codes
+    (the affine grid's or the codebook's), None for raw float32 values. Mixed precision reads
+    each layer's width from here; nothing else is stored for it. It is the quantizer's width
+    b unless the values fit a coarser grid (the writer keeps the fewest bits that reproduce
+    them, e.g. a b-bit layer using only every other level)."""
+    values = record["values"]
+    return None if values["kind"] == "float32" else int(values["bits"])
 
 
 def describe(record: dict[str, Any]) -> str:

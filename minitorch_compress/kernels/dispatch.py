@@ -21,9 +21,11 @@ conv grad-weight
                           buffer; 1.7-1.9x im2col at 32x32, 1.2x at 16x16, 0.85x at 8x8.
     `GEMM_GRAD_WEIGHT`    otherwise: cols @ grad_y.T, one GEMM per chunk of images.
 sparse conv (inference of pruned models, `models.resnet.to_sparse`)
-    `SPARSE_BATCHED`      stride 1: a block of images in one tile, long runs; about 2x
-                          the per-image kernel.
-    `SPARSE_IMAGES`       other strides: one image at a time.
+    `SPARSE_TILED`        float32, any kernel size and stride: tiles of 8 position vectors
+                          of one output channel, the sums in registers across its non-zeros.
+    `IM2COL_GEMM`         float64: the dense forward of the decoded weights.
+    Which convs of a model take the sparse path at all is decided by the break-even
+    sparsity measured on this CPU (`kernels/sparse_break_even.py`).
 
 Two choices depend on the CPU, both by its number of vector registers
 (`common.has_32_vector_registers`): `TILE_VECTORS`, the register tile of `TILED_3X3`
@@ -34,8 +36,10 @@ So ResNet-20 in float32 (`RESNET20_CONVS` lists the shapes; tests/test_dispatch.
 every row): every 3x3 forward and every stride-1 grad-input runs `TILED_3X3`; the two 1x1
 stride-2 shortcuts run `IM2COL_GEMM` forward; every stride-2 grad-input runs
 `GEMM_COL2IM`; the grad-weight is `DIRECT_GRAD_WEIGHT` at 32x32 and 16x16 at stride 1 and
-`GEMM_GRAD_WEIGHT` elsewhere (8x8, stride 2, 1x1). The kernels themselves are in
-`direct_conv_tiled.py`, `conv.py`, `direct_conv.py` and `sparse_conv.py`.
+`GEMM_GRAD_WEIGHT` elsewhere (8x8, stride 2, 1x1). At inference of a pruned model, every
+3x3 conv (stride 1 or 2) whose sparsity reaches its shape's measured break-even runs
+`SPARSE_TILED`. The kernels themselves are in `direct_conv_tiled.py`, `conv.py`,
+`direct_conv.py` and `sparse_conv.py`.
 """
 
 from __future__ import annotations
@@ -51,12 +55,11 @@ IM2COL_GEMM = "im2col_gemm"  # conv._forward_cols
 GEMM_COL2IM = "gemm_col2im"  # conv._backward_serial: w2d.T @ grad_y, then conv._col2im
 DIRECT_GRAD_WEIGHT = "direct_grad_weight"  # direct_conv.direct3x3_grad_weight_serial
 GEMM_GRAD_WEIGHT = "gemm_grad_weight"  # conv._backward_serial: cols @ grad_y.T
-SPARSE_BATCHED = "sparse_batched"  # sparse_conv._sparse_conv_batched
-SPARSE_IMAGES = "sparse_images"  # sparse_conv._sparse_conv_images
+SPARSE_TILED = "sparse_tiled"  # sparse_conv._sparse_tiled
 
 #: Every kernel the table can name.
 KERNELS = (TILED_3X3, IM2COL_GEMM, GEMM_COL2IM, DIRECT_GRAD_WEIGHT, GEMM_GRAD_WEIGHT,
-           SPARSE_BATCHED, SPARSE_IMAGES)
+           SPARSE_TILED)
 
 # Position vectors in one `TILED_3X3` tile: 4 (16 sums + 4 inputs + 1 weight = 21
 # registers) with 32 vector registers, else 3 (12 + 3 + 1 = AVX2's 16).
@@ -91,9 +94,9 @@ def grad_weight_kernel(kh: int, kw: int, stride: int, out_pixels: int) -> str:
     return GEMM_GRAD_WEIGHT
 
 
-def sparse_forward_kernel(stride: int) -> str:
+def sparse_forward_kernel(dtype: np.dtype) -> str:
     """The kernel of a sparse conv at inference (`sparse_conv.sparse_conv2d_forward`)."""
-    return SPARSE_BATCHED if stride == 1 else SPARSE_IMAGES
+    return SPARSE_TILED if np.dtype(dtype) == np.float32 else IM2COL_GEMM
 
 
 class ConvShape(NamedTuple):

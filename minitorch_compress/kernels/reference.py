@@ -331,12 +331,18 @@ def sparse_conv2d_forward(
     relu: bool = False,
     residual: np.ndarray | None = None,
 ) -> np.ndarray:
-    """`conv2d_affine_forward` with the weights given by their non-zeros: decode them
-    (`sparse_conv.SparseWeights.to_dense`) and run the dense reference.
+    """`conv2d_affine_forward` with the weights given by their non-zeros, computed the way
+    the direct sparse kernel does: each non-zero ``w_j`` at (k, c, ky, kx) adds ``w_j`` times
+    one shifted, strided window of the padded input channel c to the whole output plane k::
+
+        y[n, k] += w_j * xpad[n, c, ky : ky + s*Ho : s, kx : kx + s*Wo : s]
+
+    so a zero weight costs nothing; then the epilogue ``relu?(y*a + b (+ residual))``.
 
     Args:
         x: input, shape (N, C, H, W).
-        sw: the weights (K, C, kh, kw) as `SparseWeights`.
+        sw: the weights (K, C, kh, kw) as `sparse_conv.SparseWeights` (CSR per output
+            channel: ``indptr``, ``channel``, ``row``, ``col``, ``values``).
         stride, padding: the conv's.
         coef: (K, 2) per-channel (a, b); default (1, 0), the plain convolution.
         relu, residual: as in `conv2d_affine_forward`.
@@ -344,7 +350,21 @@ def sparse_conv2d_forward(
     Returns:
         y, shape (N, K, Ho, Wo); float64 if x or the weights are float64, else float32.
     """
-    w = sw.to_dense()
-    if coef is None:
-        coef = np.tile([1.0, 0.0], (w.shape[0], 1))
-    return conv2d_affine_forward(x, w, stride, padding, coef, relu, residual)
+    n, _, h, w = np.shape(x)
+    k, _, kh, kw = sw.shape
+    ho, wo = conv2d_output_size(h, w, kh, kw, stride, padding)
+    pad = ((0, 0), (0, 0), (padding, padding), (padding, padding))
+    xpad = np.pad(np.asarray(x, dtype=np.float64), pad)
+    y = np.zeros((n, k, ho, wo))
+    for out in range(k):
+        for j in range(sw.indptr[out], sw.indptr[out + 1]):
+            c, ky, kx = sw.channel[j], sw.row[j], sw.col[j]
+            y[:, out] += float(sw.values[j]) * _window(xpad, ky, kx, ho, wo, stride)[:, c]
+    coef64 = (np.tile([1.0, 0.0], (k, 1)) if coef is None
+              else np.asarray(coef, dtype=np.float64))
+    y = y * _per_channel(coef64[:, 0]) + _per_channel(coef64[:, 1])
+    if residual is not None:
+        y = y + np.asarray(residual, dtype=np.float64)
+    if relu:
+        y = np.maximum(y, 0.0)
+    return y.astype(result_float_dtype(x, sw.values))

@@ -19,8 +19,9 @@ the same on sparse weights (fused)                sparse_conv2d_forward     spar
 
 (all modules in `kernels/`). The fast fused forward applies batch norm, residual add and ReLU
 to each output row as the conv writes it; the reference one runs the conv, then ``y*a + b``,
-then the add and the ReLU. The reference sparse forward decodes the weights and runs the dense
-reference. Within "fast", `kernels/dispatch.py` tables which kernel computes each conv.
+then the add and the ReLU. The reference sparse forward adds one shifted input window per
+non-zero weight, as the fast sparse kernel does. Within "fast", `kernels/dispatch.py` tables
+which kernel computes each conv.
 Every other op (elementwise, matmul, pooling, losses, shapes) is plain NumPy in its `ops/`
 module and has no fast twin; so are the eval batch norm's coefficients
 (`batchnorm.eval_coefficients`), shared by both sets.

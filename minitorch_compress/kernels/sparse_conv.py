@@ -8,20 +8,47 @@ non-zero adds a shifted window of one zero-padded input plane to the whole outpu
     y[n, k] = sum over the non-zeros j of k:
                   w_j * xpad[n, c_j, ky_j : ky_j + s*Ho : s, kx_j : kx_j + s*Wo : s]
 
-so a weight that is zero costs nothing, no im2col buffer is ever written, and one weight
-load serves Ho * Wo multiply-adds on an output tile that stays in L1 (the register/cache
-blocking). The layout stays NCHW, so no layer pays for a transpose. Batch norm, the
-residual add and ReLU run on the finished tile (the same epilogue as the dense inference
-path). Images are shared out between the kernel threads.
+so a weight that is zero costs nothing and no im2col buffer is ever written.
 
-For stride 1 the kernel puts the batch inside the tile (`_sparse_conv_batched`, see
-`kernels/dispatch.py`): a block of images is padded into the layout (C, Hp, nb, Wp), where
-one non-zero's window over all output rows of all nb images is a single contiguous run, and
-four non-zeros share each pass over the tile. Per image, the runs on 8x8 planes are only 80
-floats long, so loop set-up and index loads would cost as much as the multiply-adds; other
-strides run one image at a time (`_sparse_conv_images`).
-`kernels/reference.py`'s dense convolution of the same weights is the slow twin the tests
-compare with; sums run in another order, so results agree to float rounding, not bit for bit.
+Register tile (`kernels/simd.py`, as in the dense `direct_conv_tiled.py`). A *position
+vector* is 8 neighbouring outputs of one output row. A tile is 8 position vectors of one
+output channel, whose 8 sums stay in vector registers across all the channel's non-zeros::
+
+    for j in non-zeros of channel k:                 # nnz(k) steps
+        b = broadcast(w_j)
+        for v in 0..7:  sum[v] += b * (the 8 inputs of vector v under tap j)   (8 FMAs)
+
+One weight load serves 64 multiply-adds, each input is one vector load fused into its FMA,
+and nothing is stored until the tile is done. 8 sums and a weight fit the 16 vector
+registers of AVX2 CPUs, and 8 independent sums cover the FMA latency (4 cycles, 2 a cycle);
+the 8 vectors' addresses stay in 8 general registers. CPUs with 32 vector registers keep
+the same tile: the loop is bound by its input loads, not by the per-non-zero work that a
+16-vector tile would share out, and one measured no faster. For each tile position, every output
+channel runs its tile in turn, so the few input rows the tile reads stay in L1 while all
+the channels read them. Once an image is done, the fused epilogue (batch norm, residual
+add, ReLU) runs over each of its planes as one row of Ho*Wo values (`rows.affine_row`, the
+loop every other path uses). Images are shared out between the kernel threads. Which convs
+are worth running here rather than dense is measured per CPU (`kernels/sparse_break_even.py`).
+
+Layout. Each image is copied into zero-padded planes ``xpad[c]`` of ``Hp`` rows, each row
+split by column phase for stride s: padded column px lies at ``(px % s) * part + px // s``
+(s = 1: the padded row itself). Output column ox + lane reads padded column
+``s*(ox + lane) + kx``, i.e. phase ``kx % s`` at ``ox + lane + kx // s``: so the inputs of a
+position vector under any tap are 8 contiguous values, at stride 2 as at stride 1, and one
+offset per non-zero (``c*plane + ky*rowlen + (kx % s)*part + kx // s``, `_tap_offsets`) plus
+one per position vector (``s*oy*rowlen + ox``) addresses every load. The same tiles serve
+every stride and kernel size.
+
+Any shape: a Wo that is not a multiple of 8 runs into a scratch image with Wo rounded up
+to whole vectors, cropped into y (the epilogue then runs on the copied rows). Lanes past Wo
+read whatever lies past the row (zeros or the next row) and are dropped. float64 inputs run
+the dense im2col path on the decoded weights (the SIMD vectors are float32). The sums run in
+another order than the reference's, so results agree to float rounding, not bit for bit
+(tests/test_sparse_conv.py).
+
+``NUMBA_DISABLE_JIT=1`` runs the same loops in plain Python (`kernels/simd.py`'s vectors as
+8-value NumPy arrays); `kernels/reference.py`'s sparse conv is the readable twin (the same
+formula, one NumPy window per non-zero).
 """
 
 from __future__ import annotations
@@ -31,10 +58,17 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from minitorch_compress.kernels import dispatch
-from minitorch_compress.kernels.common import pad_chunk
+from minitorch_compress.kernels import conv, dispatch
+from minitorch_compress.kernels.common import Epilogue
+from minitorch_compress.kernels.common import epilogue_args as make_epilogue_args
 from minitorch_compress.kernels.parallel import run_parallel, split_range
+from minitorch_compress.kernels.rows import affine_row, epilogue_on_row
 from minitorch_compress.kernels.rules import conv2d_output_size
+from minitorch_compress.kernels.simd import LANES, vbroadcast, vfma, vload, vstore, vzero
+
+#: Names the kernel's code: calibrated break-evens (`kernels/sparse_break_even.py`) are
+#: cached under it, so a changed kernel is measured again. Change it with the kernel.
+KERNEL_VERSION = "tiled-1"
 
 
 @dataclass(frozen=True)
@@ -81,158 +115,143 @@ class SparseWeights:
         return w
 
 
-@njit(cache=True, nogil=True)
-def _sparse_conv_images(xp, xp_flat, channel, row, col, values, indptr, stride, coef, relu,
-                        res, add_res, y, acc, n0, n1):
-    """Images n0..n1-1: y[n, k] = epilogue(sum_j values[j] * shifted window j of xp[n]).
-
-    xp: the zero-padded input (N, C, Hp, Wp), and xp_flat the same memory flat with at least
-    kw - 1 elements after it (the stride-1 runs may read up to kw - 1 past a plane, into
-    columns that are discarded); y, res: (N, K, Ho, Wo); acc: (Ho * Wp,) scratch of this
-    thread. For each output channel the whole (Ho, Wo) output plane is the tile
-    that each non-zero updates, so one weight load serves Ho * Wo multiply-adds.
-    """
-    _, k_out, ho, wo = y.shape
-    _, c_in, hp, wp = xp.shape
-    zero = y.dtype.type(0)
-    plane_size = hp * wp
-    # stride 1 accumulates Ho rows of the padded width Wp; other strides Ho rows of Wo
-    row_pitch = wp if stride == 1 else wo
-    span = ho * row_pitch
-    flat_acc = acc[:span]
-    for n in range(n0, n1):
-        for k in range(k_out):
-            a, b = coef[k, 0], coef[k, 1]
-            for i in range(span):
-                flat_acc[i] = zero
-            for j in range(indptr[k], indptr[k + 1]):
-                v = values[j]
-                if stride == 1:
-                    # unit stride: over padded-width rows the whole window is ONE contiguous
-                    # run (`flat_acc` is Ho rows of Wp; the last Wp - Wo columns of each are
-                    # discarded), so each non-zero is a single long vector multiply-add
-                    start = (n * c_in + channel[j]) * plane_size + row[j] * wp + col[j]
-                    src = xp_flat[start:start + span]
-                    for i in range(span):
-                        flat_acc[i] += v * src[i]
-                else:
-                    plane = xp[n, channel[j]]
-                    for oy in range(ho):
-                        src = plane[oy * stride + row[j], col[j]:]  # a row view
-                        dst = flat_acc[oy * wo:(oy + 1) * wo]
-                        for ox in range(wo):
-                            dst[ox] += v * src[ox * stride]
-            for oy in range(ho):
-                out_row = y[n, k, oy]
-                src = flat_acc[oy * row_pitch:oy * row_pitch + wo]
-                if add_res:
-                    r = res[n, k, oy]
-                    for ox in range(wo):
-                        t = src[ox] * a + b + r[ox]
-                        out_row[ox] = zero if relu and t < zero else t
-                else:
-                    for ox in range(wo):
-                        t = src[ox] * a + b
-                        out_row[ox] = zero if relu and t < zero else t
-
-
-#: floats of the accumulator tile of the batched stride-1 kernel (64 KiB: stays in L1/L2)
-BATCHED_TILE_FLOATS = 16384
+def _tap_offsets(sw: SparseWeights, stride: int, plane: int, rowlen: int,
+                 part: int) -> np.ndarray:
+    """(nnz,) intp: where non-zero j's tap starts in a packed image, relative to a position
+    vector's own offset: ``c*plane + ky*rowlen + (kx % s)*part + kx // s`` (module notes)."""
+    return (sw.channel * plane + sw.row * rowlen + (sw.col % stride) * part
+            + sw.col // stride).astype(np.intp)
 
 
 @njit(cache=True, nogil=True)
-def _sparse_conv_batched(x, channel, row, col, values, indptr, padding, coef, relu, res,
-                         add_res, y, xb_flat, acc, nb_max, n0, n1):
-    """Stride 1, images n0..n1-1 in blocks of up to `nb_max`: the batch inside the tile.
+def _pack_phases(x, n, padding, stride, part, xpad):
+    """xpad[c, padding + iy, (px % s)*part + px // s] = x[n, c, iy, ix] with px = padding + ix;
+    the rest of xpad keeps the zeros of its allocation.
 
-    Each block of nb images is copied, zero-padded, into the layout (C, Hp, nb, Wp): the rows
-    of all nb images for one (channel, padded row) lie next to each other. For a non-zero at
-    (c, ky, kx), the window of every output row of every image of the block is then ONE
-    contiguous run of Ho * nb * Wp floats starting at ((c * Hp + ky) * nb) * Wp + kx (the
-    Wp - Wo columns per row that run past the output are discarded, as in the per-image
-    kernel). So one weight serves Ho * nb * Wo multiply-adds in a single vector loop, however
-    small the plane (stage 3's 8x8 planes gave the per-image kernel runs of only 80), and four
-    non-zeros share each pass over the accumulator (register blocking: one load and store of
-    the tile per four weights).
+    x: (N, C, H, W); xpad: (C, H + 2*padding, s*part), part >= ceil((W + 2*padding) / s)."""
+    for c in range(x.shape[1]):
+        for iy in range(x.shape[2]):
+            src = x[n, c, iy]
+            dst = xpad[c, padding + iy]
+            if stride == 1:
+                for ix in range(x.shape[3]):
+                    dst[padding + ix] = src[ix]
+            elif stride == 2:  # a constant stride: LLVM vectorises the copy (vector gathers)
+                for phase in range(2):
+                    ix0 = (phase + padding) % 2  # first ix with px % 2 == phase
+                    out = dst[phase * part + (padding + ix0) // 2:]
+                    for i in range((x.shape[3] - ix0 + 1) // 2):
+                        out[i] = src[ix0 + 2 * i]
+            else:  # phase by phase: no division in the inner loop
+                for phase in range(stride):
+                    ix0 = (phase - padding) % stride  # first ix with px % s == phase
+                    out = dst[phase * part + (padding + ix0) // stride:]
+                    for i in range((x.shape[3] - ix0 + stride - 1) // stride):
+                        out[i] = src[ix0 + i * stride]
 
-    x: (N, C, H, W); y, res: (N, K, Ho, Wo); xb_flat: this thread's layout buffer of at least
-    C * Hp * nb_max * Wp + kw floats; acc: (Ho * nb_max * Wp,) scratch.
-    """
-    n_all, c_in, h, w = x.shape
-    _, k_out, ho, wo = y.shape
-    hp, wp = h + 2 * padding, w + 2 * padding
-    zero = y.dtype.type(0)
-    for b0 in range(n0, n1, nb_max):
-        nb = min(nb_max, n1 - b0)
-        rows = nb * wp  # one padded row of all nb images
-        span = ho * rows
-        # the block in the (C, Hp, nb, Wp) layout, zero padding included
-        for i in range(c_in * hp * rows + wp):
-            xb_flat[i] = zero
-        for c in range(c_in):
-            for r in range(h):
-                for m in range(nb):
-                    dst = xb_flat[(c * hp + r + padding) * rows + m * wp + padding:]
-                    src = x[b0 + m, c, r]
-                    for q in range(w):
-                        dst[q] = src[q]
-        tile = acc[:span]
+
+@njit(cache=True, nogil=True)
+def _tile8(xflat, taps, values, j0, j1, ins, yplane, outs):
+    """One tile: 8 position vectors of one output channel, summed over its non-zeros
+    j0..j1-1 in registers, then stored.
+
+    xflat: the packed image, flat; taps: (nnz,) `_tap_offsets`; values: (nnz,) float32;
+    ins: (8,) each vector's offset in the packed image; yplane: (Ho*Wo_t,) the channel's
+    output plane; outs: (8,) each vector's offset in it."""
+    i0, i1, i2, i3, i4, i5, i6, i7 = ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], ins[6], \
+        ins[7]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = vzero()
+    # slice views indexed from 0: numba adds no negative-index wrap-around code
+    tap_k, value_k = taps[j0:j1], values[j0:j1]
+    for j in range(j1 - j0):
+        b = vbroadcast(value_k[j])
+        t = tap_k[j]
+        s0 = vfma(b, vload(xflat, t + i0), s0)
+        s1 = vfma(b, vload(xflat, t + i1), s1)
+        s2 = vfma(b, vload(xflat, t + i2), s2)
+        s3 = vfma(b, vload(xflat, t + i3), s3)
+        s4 = vfma(b, vload(xflat, t + i4), s4)
+        s5 = vfma(b, vload(xflat, t + i5), s5)
+        s6 = vfma(b, vload(xflat, t + i6), s6)
+        s7 = vfma(b, vload(xflat, t + i7), s7)
+    vstore(yplane, outs[0], s0)
+    vstore(yplane, outs[1], s1)
+    vstore(yplane, outs[2], s2)
+    vstore(yplane, outs[3], s3)
+    vstore(yplane, outs[4], s4)
+    vstore(yplane, outs[5], s5)
+    vstore(yplane, outs[6], s6)
+    vstore(yplane, outs[7], s7)
+
+
+@njit(cache=True, nogil=True)
+def _sparse_tiled(x, taps, values, indptr, padding, stride, part, xflat, direct, y, scratch,
+                  epilogue, coef, relu, res, add_res):
+    """y = epilogue(sparse conv of x), one image at a time, tiles of 8 position vectors.
+
+    x: (N, C, H, W) float32; taps, values, indptr: the weights (`_tap_offsets`); xflat:
+    the packed image's buffer, zero from its allocation: C*Hp*s*part values, then slack
+    for the lanes past the last row (`sparse_conv2d_forward`); y:
+    (N, K, Ho, Wo); direct: y is C-contiguous with Wo a multiple of 8, so tiles write into
+    it; else scratch (K, Ho*Wo_t) receives each image, cropped into y."""
+    n_img, c_in, h = x.shape[0], x.shape[1], x.shape[2]
+    k_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+    hp, rowlen = h + 2 * padding, stride * part
+    xpad = xflat[:c_in * hp * rowlen].reshape(c_in, hp, rowlen)
+    wo_t = scratch.shape[1] // ho if not direct else wo
+    per_row = wo_t // LANES
+    vectors = ho * per_row
+    # where each tile's vectors start, in a packed input plane and in an output plane (the
+    # same for every image and channel)
+    tiles = (vectors + 7) // 8
+    ins = np.empty((tiles, 8), np.intp)
+    outs = np.empty((tiles, 8), np.intp)
+    for t in range(tiles):
+        for i in range(8):
+            v = min(8 * t + i, vectors - 1)  # past the last: the last again
+            oy, ox = v // per_row, (v % per_row) * LANES
+            ins[t, i] = stride * oy * rowlen + ox
+            outs[t, i] = oy * wo_t + ox
+    for n in range(n_img):
+        _pack_phases(x, n, padding, stride, part, xpad)
+        yimg = y[n].reshape(k_out, ho * wo) if direct else scratch
+        # tiles outside, channels inside: a tile's input window stays in L1 while every
+        # output channel reads it (the other order streamed the whole image once a channel)
+        for t in range(tiles):
+            for k in range(k_out):
+                _tile8(xflat, taps, values, indptr[k], indptr[k + 1], ins[t], yimg[k],
+                       outs[t])
         for k in range(k_out):
-            for i in range(span):
-                tile[i] = zero
-            j = indptr[k]
-            end = indptr[k + 1]
-            while j + 4 <= end:
-                s0 = xb_flat[(channel[j] * hp + row[j]) * rows + col[j]:][:span]
-                s1 = xb_flat[(channel[j + 1] * hp + row[j + 1]) * rows + col[j + 1]:][:span]
-                s2 = xb_flat[(channel[j + 2] * hp + row[j + 2]) * rows + col[j + 2]:][:span]
-                s3 = xb_flat[(channel[j + 3] * hp + row[j + 3]) * rows + col[j + 3]:][:span]
-                v0, v1, v2, v3 = values[j], values[j + 1], values[j + 2], values[j + 3]
-                for i in range(span):
-                    tile[i] += v0 * s0[i] + v1 * s1[i] + v2 * s2[i] + v3 * s3[i]
-                j += 4
-            while j < end:
-                s0 = xb_flat[(channel[j] * hp + row[j]) * rows + col[j]:][:span]
-                v0 = values[j]
-                for i in range(span):
-                    tile[i] += v0 * s0[i]
-                j += 1
-            a, bias = coef[k, 0], coef[k, 1]
-            for oy in range(ho):
-                for m in range(nb):
-                    src = tile[oy * rows + m * wp:]
-                    out_row = y[b0 + m, k, oy]
-                    if add_res:
-                        r_row = res[b0 + m, k, oy]
-                        for ox in range(wo):
-                            t = src[ox] * a + bias + r_row[ox]
-                            out_row[ox] = zero if relu and t < zero else t
-                    else:
-                        for ox in range(wo):
-                            t = src[ox] * a + bias
-                            out_row[ox] = zero if relu and t < zero else t
+            yplane = yimg[k]
+            if direct:  # the whole plane, one contiguous row, while it is in L1
+                if epilogue:
+                    res_plane = res[n, k].reshape(ho * wo) if add_res else yplane
+                    affine_row(yplane, yplane, coef[k, 0], coef[k, 1], relu, res_plane,
+                               add_res)
+            else:
+                for oy in range(ho):
+                    dst = y[n, k, oy]
+                    src = yplane[oy * wo_t:]
+                    for ox in range(wo):
+                        dst[ox] = src[ox]
+                    epilogue_on_row(dst, n, k, oy, epilogue, coef, relu, res, add_res)
 
 
 def sparse_conv2d_forward(x: np.ndarray, sw: SparseWeights, stride: int = 1, padding: int = 0,
                           coef: np.ndarray | None = None, relu: bool = False,
-                          residual: np.ndarray | None = None,
-                          batched: bool = True) -> np.ndarray:
+                          residual: np.ndarray | None = None) -> np.ndarray:
     """``relu?(conv2d(x, w) * a + b (+ residual))`` with `w` given by its non-zeros.
 
     Args:
         x: input (N, C, H, W), float32 or float64.
         sw: the weights (K, C, kh, kw) as `SparseWeights`.
-        stride, padding: the conv's.
+        stride, padding: the conv's (any stride >= 1).
         coef: (K, 2) per-channel (a, b) (default (1, 0): the plain convolution).
         relu: apply ``max(., 0)`` last.
         residual: optional (N, K, Ho, Wo) added before the ReLU.
-        batched: stride 1: `_sparse_conv_batched` (the batch inside the tile, the default:
-            about twice as fast as the per-image kernel at every 3x3 shape of ResNet-20,
-            results/sparse.json) or, False, the per-image `_sparse_conv_images`. Other
-            strides always run the per-image kernel.
 
     Returns:
-        y (N, K, Ho, Wo), in x's dtype.
+        y (N, K, Ho, Wo), in x's dtype (float32 unless x is float64).
     """
     x = np.asarray(x)
     n, c, h, w = x.shape
@@ -240,35 +259,33 @@ def sparse_conv2d_forward(x: np.ndarray, sw: SparseWeights, stride: int = 1, pad
     if c != c_w:
         raise ValueError(f"sparse_conv2d_forward: input has {c} channels, weights {c_w}")
     ho, wo = conv2d_output_size(h, w, kh, kw, stride, padding)
-    dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float32)
-    x = np.ascontiguousarray(x, dtype=dtype)
-    hp, wp = h + 2 * padding, w + 2 * padding
+    dtype = np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
     coef = (np.tile(np.array([1.0, 0.0], dtype=dtype), (k, 1)) if coef is None
             else np.ascontiguousarray(coef, dtype=dtype))
-    y = np.empty((n, k, ho, wo), dtype=dtype)
-    res = y if residual is None else np.ascontiguousarray(residual, dtype=dtype)
-    values = sw.values.astype(dtype, copy=False)
-    if batched and dispatch.sparse_forward_kernel(stride) == dispatch.SPARSE_BATCHED:
-        # pads into its own layout, block by block
-        nb_max = max(1, min(n, BATCHED_TILE_FLOATS // (ho * wp)))
-        parts = split_range(n)
-        run_parallel([(_sparse_conv_batched,
-                       (x, sw.channel, sw.row, sw.col, values, sw.indptr, padding, coef,
-                        bool(relu), res, residual is not None, y,
-                        np.empty(c * hp * nb_max * wp + wp + kw, dtype),
-                        np.empty(ho * nb_max * wp, dtype), nb_max, n0, n1))
-                      for n0, n1 in parts])
-        return y
-    xp_flat = np.zeros(n * c * hp * wp + kw, dtype=dtype)  # + kw: see _sparse_conv_images
-    xp = xp_flat[:n * c * hp * wp].reshape(n, c, hp, wp)
-    if padding:
-        pad_chunk(x, 0, padding, xp)
-    else:
-        xp[:] = x
-    parts = split_range(n)
-    run_parallel([(_sparse_conv_images,
-                   (xp, xp_flat, sw.channel, sw.row, sw.col, values, sw.indptr, stride, coef,
-                    bool(relu), res, residual is not None, y, np.empty(ho * wp, dtype), n0,
-                    n1))
-                  for n0, n1 in parts])
+    if dispatch.sparse_forward_kernel(dtype) == dispatch.IM2COL_GEMM:
+        return conv.conv2d_affine_forward(x.astype(dtype, copy=False),
+                                          sw.to_dense().astype(dtype), stride, padding, coef,
+                                          relu, residual)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    epilogue = Epilogue(coef, bool(relu), None if residual is None
+                        else np.ascontiguousarray(residual, dtype=np.float32))
+    hp, wp = h + 2 * padding, w + 2 * padding
+    part = -(-wp // stride)  # a phase of a packed row
+    rowlen = stride * part
+    plane = hp * rowlen
+    wo_t = -(-wo // LANES) * LANES
+    taps = _tap_offsets(sw, stride, plane, rowlen, part)
+    values = sw.values.astype(np.float32, copy=False)
+    y = np.empty((n, k, ho, wo), dtype=np.float32)
+    direct = wo_t == wo
+    tasks = []
+    for n0, n1 in split_range(n):
+        # the last vector's lanes read up to wo_t + kw past the last plane: zero slack
+        xflat = np.zeros(c * plane + wo_t + kw + LANES, np.float32)
+        scratch = np.empty((k, 1 if direct else ho * wo_t), np.float32)
+        tasks.append((_sparse_tiled, (x[n0:n1], taps, values, sw.indptr, padding, stride,
+                                      part, xflat, direct, y[n0:n1], scratch,
+                                      *make_epilogue_args(epilogue.part(n0, n1), 4,
+                                                          np.dtype(np.float32)))))
+    run_parallel(tasks)
     return y

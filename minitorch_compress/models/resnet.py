@@ -15,6 +15,9 @@ import numpy as np
 from minitorch_compress import ops
 from minitorch_compress.autograd.engine import is_grad_enabled, no_grad
 from minitorch_compress.autograd.tensor import Tensor
+from minitorch_compress.kernels import sparse_break_even
+from minitorch_compress.kernels.rules import conv2d_output_size
+from minitorch_compress.kernels.sparse_break_even import ConvGeometry
 from minitorch_compress.kernels.sparse_conv import SparseWeights
 from minitorch_compress.nn import BatchNorm2d, Conv2d, Linear, Module, Sequential
 from minitorch_compress.ops.fused import conv2d_batch_norm_eval, sparse_conv2d_batch_norm_eval
@@ -205,20 +208,25 @@ def resnet20(num_classes: int = 10, rng: np.random.Generator | None = None,
     return ResNet20(num_classes, rng, mid_channels)
 
 
-def to_sparse(model: ResNet20, break_even: dict[tuple[int, int, int], float] | None = None,
-              min_sparsity: float | None = None) -> dict[str, float]:
+def to_sparse(model: ResNet20, break_even: dict[ConvGeometry, float] | None = None,
+              min_sparsity: float | None = None, image_size: int = 32) -> dict[str, float]:
     """Let the model's inference run its sparse convs on the direct sparse kernel.
 
     A conv takes the sparse path when the effective weight it computes with (quantized,
-    where a quantizer is set) is at least as sparse as the break-even of its shape, so a
-    model never runs slower than dense (`SPARSE_BREAK_EVEN`, measured by
-    ``benchmarks/bench_sparse.py``), or than `min_sparsity` when given. The weights are
-    copied as they are now: call it again after changing them (`to_dense` undoes it).
+    where a quantizer is set) is at least as sparse as the break-even of its shape on this
+    CPU (`kernels.sparse_break_even`: measured at the first use of a shape, then cached),
+    so a model never runs slower than dense; or at least as sparse as `min_sparsity` when
+    given, or as `break_even[shape]` when a table is given (shapes not in it stay dense).
+    The weights are copied as they are now: call it again after changing them (`to_dense`
+    undoes it).
+
+    Args:
+        image_size: the input images' height and width (the conv shapes depend on it).
 
     Returns:
         {conv name: its sparsity} of the convs switched to the sparse path.
     """
-    table = SPARSE_BREAK_EVEN if break_even is None else break_even
+    sizes = _conv_input_sizes(model, image_size)
     chosen = {}
     with no_grad():
         for name, module in model.named_modules():
@@ -226,12 +234,36 @@ def to_sparse(model: ResNet20, break_even: dict[tuple[int, int, int], float] | N
                 continue
             conv = module[0].conv
             weights = SparseWeights.from_dense(np.asarray(conv.effective_weight().data))
-            shape = (conv.weight.shape[0], conv.weight.shape[2], conv.stride)
-            threshold = min_sparsity if min_sparsity is not None else table.get(shape, 2.0)
-            module.sparse_weights = weights if weights.sparsity >= threshold else None
+            k, c, kernel, _ = conv.weight.shape
+            shape = ConvGeometry(c, k, sizes[id(module)], kernel, conv.stride, conv.padding)
+            if min_sparsity is not None:
+                sparse = weights.sparsity >= min_sparsity
+            elif break_even is not None:
+                sparse = weights.sparsity >= break_even.get(shape, sparse_break_even.NEVER)
+            else:
+                sparse = sparse_break_even.runs_sparse(shape, weights.sparsity)
+            module.sparse_weights = weights if sparse else None
             if module.sparse_weights is not None:
                 chosen[name] = weights.sparsity
     return chosen
+
+
+def _conv_input_sizes(model: ResNet20, image_size: int) -> dict[int, int]:
+    """{id(ConvBN): the height (= width) of its input} for square images of `image_size`."""
+    def out(size: int, module: ConvBN) -> int:
+        conv = module[0].conv
+        kernel = conv.weight.shape[2]
+        return conv2d_output_size(size, size, kernel, kernel, conv.stride, conv.padding)[0]
+
+    sizes = {id(model.head_conv): image_size}
+    size = out(image_size, model.head_conv)
+    for block in model.body_op:
+        sizes[id(block.conv1)] = size
+        if block.id_mapping is not None:
+            sizes[id(block.id_mapping)] = size
+        size = out(size, block.conv1)
+        sizes[id(block.conv2)] = size
+    return sizes
 
 
 def to_dense(model: ResNet20) -> None:
@@ -239,15 +271,3 @@ def to_dense(model: ResNet20) -> None:
     for _, module in model.named_modules():
         if isinstance(module, ConvBN):
             module.sparse_weights = None
-
-
-#: (output channels, kernel size, stride) -> the sparsity from which the sparse kernel beats
-#: the dense path at batch 100 on this machine (benchmarks/bench_sparse.py writes the
-#: measured values into results/sparse.json); shapes not listed stay dense.
-SPARSE_BREAK_EVEN: dict[tuple[int, int, int], float] = {
-    # the highest break-even of the batched sparse kernel over several runs, so that a
-    # noisy run never sends a layer to the slower path (the runs: results/benchmark.md)
-    (16, 3, 1): 0.47,  # 16x32x32
-    (32, 3, 1): 0.48,  # 32x16x16
-    (64, 3, 1): 0.37,  # 64x8x8
-}

@@ -19,7 +19,7 @@ from typing import Any
 from minitorch_compress import published as pub
 from minitorch_compress.experiments.lab4_layout import iterative_pruning
 from minitorch_compress.io.checkpoint import atomic_write
-from minitorch_compress.reports import lab4, lab5
+from minitorch_compress.reports import lab4, lab5, lab5_mixed
 from minitorch_compress.reports.format import fmt, table, write_markdown
 from minitorch_compress.results import read_result
 
@@ -160,13 +160,12 @@ def lab4_holds(key: str, sentence: str) -> Holds:
 
 
 def claim_1_10(out_dir: Path) -> tuple[str, str, Holds]:
-    """Mixed precision: Lab 5 (a), not implemented yet."""
-    a = read_result(out_dir, "lab5_a")
-    where = "Lab 5 (a) (issue #38)"
-    if a is None:
-        return "_Not measured yet: Lab 5 (a) is not implemented (no lab5_a.json)._", where, None
-    return (a.get("claim_1_10", "lab5_a.json holds no sentence on the claim"), where,
-            a.get("holds"))
+    """Mixed precision: Lab 5 (a)'s sentence and verdict (`reports.lab5_mixed.claim_1_10`)."""
+    text, verdict = lab5_mixed.claim_1_10(read_result(out_dir, "lab5_a"))
+    holds = {"agrees": True, "in part": "in part", "disagrees": False}.get(verdict)
+    where = ("Lab 5 (a) (issue #38)" if holds is None else
+             "Lab 5 (a), [lab5.md](lab5.md), figure lab5/mixed_vs_uniform.png")
+    return text, where, holds
 
 
 def evaluators(out_dir: Path) -> dict[str, Callable[[], tuple[str, str, Holds]]]:

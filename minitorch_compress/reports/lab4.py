@@ -4,6 +4,7 @@ measurement says, the verdict chosen by the numbers."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -364,11 +365,12 @@ def time_per_mac_line(results: dict[str, Any]) -> str:
     if not costs:
         return ("Speed of these models not measured yet: `python labs/lab4_structured.py "
                 "--part d` (on a quiet machine).")
-    median = costs[len(costs) // 2]
+    median = statistics.median(costs)
     verdict = "met" if median <= TIME_PER_MAC_GOAL else "not met"
+    models_word = "model" if len(costs) == 1 else "models"
     return (f"Time per MAC of the (e) models, relative to the full model (measured by (d)): "
             f"median {median:.2f}x, from {costs[0]:.2f}x to {costs[-1]:.2f}x over {len(costs)} "
-            f"models; the goal of at most {TIME_PER_MAC_GOAL:g}x is {verdict}.")
+            f"{models_word}; the goal of at most {TIME_PER_MAC_GOAL:g}x is {verdict}.")
 
 
 def methods_section(results: dict[str, Any]) -> list[str]:

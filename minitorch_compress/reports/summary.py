@@ -92,6 +92,10 @@ def write_report(out_dir: Path, smoke: bool = False) -> Path:
     if (out_dir / "compression.md").is_file():
         parts += ["", "Every finetuned lab model as a compressed file, evaluated from the file: "
                   "[compression.md](compression.md)."]
+    if (out_dir / "int8.json").is_file():  # int8.md is rendered from it
+        parts += ["", "Lab 3's models and the pretrained one run in integer arithmetic (u8 "
+                  "activations, int8 weights), accuracy and speed against float: "
+                  "[int8.md](int8.md)."]
     if (out_dir / "claims.json").is_file():  # claims.md is rendered from it
         parts += ["", "The course's ten true/false claims, each with what we measured and the "
                   "verdict: [claims.md](claims.md)."]

@@ -1,0 +1,109 @@
+"""results/int8.md (`reports.int8`): rendered from the JSON alone, every verdict computed."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from minitorch_compress.reports import int8 as report
+
+
+def layer(name: str, k: int, c: int, size: int, stride: int = 1, kernel: int = 3) -> dict:
+    return {"layer": name, "weights": [k, c, kernel, kernel], "stride": stride,
+            "output": [k, size, size], "macs": k * c * kernel * kernel * size * size}
+
+
+RESULT = {
+    "models": {
+        "pretrained": {"file": None, "float_accuracy": 0.9151, "int8_accuracy": 0.9154,
+                       "table_accuracy": None, "predictions_differing": 40,
+                       "weight_kinds": {"s8": 21}},
+        "lab3_d_4bit": {"file": "results/models/lab3_d_4bit.mtc", "float_accuracy": 0.8863,
+                        "int8_accuracy": 0.8858, "table_accuracy": 0.8863,
+                        "predictions_differing": 70, "weight_kinds": {"grid4": 20, "s8": 1}},
+    },
+    "calibration": {"method": "percentile", "images": 1000, "percentiles": [0.01, 99.99],
+                    "source": "the first 1,000 CIFAR-10 training images"},
+    "test_images": 10000,
+    "layers": [layer("head_conv", 16, 3, 32), layer("body_op.0.conv1", 16, 16, 32),
+               layer("body_op.6.conv1", 64, 32, 8, stride=2)],
+    "_meta": {"command": "python labs/lab3_int8.py --out-dir results", "commit": "abc1234",
+              "smoke": False},
+}
+BENCH = {
+    "isa": "avx512_vnni", "threads": 2, "rounds": 3, "cpu": "x86_64", "torch_version": "2.x",
+    "calibration": "cifar10 train",
+    "batch_1": {"ours_float": 600.0, "ours_int8": 900.0, "torch_float": 650.0,
+                "torch_int8": 1100.0},
+    "batch_100": {"ours_float": 2000.0, "ours_int8": 2100.0, "torch_float": 1500.0,
+                  "torch_int8": 13000.0},
+    "layers_batch_100": [{"layer": "head_conv", "ms": 3.0},
+                         {"layer": "body_op.0.conv1", "ms": 3.0},
+                         {"layer": "body_op.6.conv1", "ms": 1.0}],
+}
+
+
+def with_speed(ours_int8: float) -> dict:
+    bench = copy.deepcopy(BENCH)
+    bench["batch_100"]["ours_int8"] = ours_int8
+    return bench
+
+
+def test_the_page_shows_every_table_and_checks_the_bounds():
+    page = report.render(RESULT, BENCH)
+    assert "| pretrained | s8 x21 | 0.9151 |  | 0.9154 | +0.03 vs float | 0.3 | yes |" in page
+    assert "| 0.8863 | 0.8863 | 0.8858 | -0.05 vs table | 0.2 | yes |" in page
+    assert "| batch 100 | 2,000 | 2,100 | 1,500 | 13,000 | 1.05x | 8.67x | 0.16x |" in page
+    assert "**avx512_vnni**" in page
+    assert "not met (1.05x)" in page and "not met (0.16x)" in page
+    # time per layer: 2 * MACs * 100 images / time
+    assert "| head_conv | 16x3x3x3 | 16x32x32 | 0.44 | 3.00 | 43% | 29 |" in page
+    assert "python labs/lab3_int8.py --out-dir results" in page
+
+
+def test_the_answer_follows_the_measured_speed():
+    fast = report.answer(RESULT, with_speed(5000.0))
+    same = report.answer(RESULT, with_speed(2100.0))
+    slow = report.answer(RESULT, with_speed(1000.0))
+    assert fast.startswith("Yes: ") and "2.50x" in fast
+    assert same.startswith("Not in our code yet") and "1.05x" in same
+    assert slow.startswith("No, not in our code") and "0.50x" in slow
+    # PyTorch's 8.67x shows the hardware pays; a PyTorch that gains little says otherwise
+    assert "kernel work, not arithmetic" in same
+    flat = with_speed(2100.0)
+    flat["batch_100"]["torch_int8"] = 1500.0
+    assert "not behind the best the hardware gives" in report.answer(RESULT, flat)
+    # the time profile: 32x32 layers take 6/7 of the time for a smaller share of the MACs
+    assert "the 32x32 layers take 86%" in same
+
+
+def test_the_answer_follows_the_accuracies_and_a_missing_benchmark():
+    assert "every model is within its bound" in report.answer(RESULT, BENCH)
+    worse = copy.deepcopy(RESULT)
+    worse["models"]["lab3_d_4bit"]["int8_accuracy"] = 0.8800
+    text = report.answer(worse, BENCH)
+    assert "1 of 2 models miss their bound (lab3_d_4bit" in text and "-0.63 points" in text
+    assert "| **no** |" in report.render(worse, BENCH)
+    unmeasured = report.render(RESULT, None)
+    assert "Not answered yet for speed" in unmeasured and "bench_int8.py" in unmeasured
+
+
+def test_a_smoke_run_holds_lab3_models_to_their_float_accuracy():
+    smoke = copy.deepcopy(RESULT)
+    smoke["_meta"]["smoke"] = True
+    smoke["test_images"] = 500
+    smoke["models"]["lab3_d_4bit"].update(float_accuracy=0.9000, int8_accuracy=0.9010)
+    page = report.render(smoke, BENCH)
+    assert "**Smoke run**" in page
+    assert "| +0.10 vs float | 0.2 | yes |" in page
+
+
+def test_write_report_renders_from_the_folder_and_is_a_pure_function(tmp_path):
+    assert report.write_report(tmp_path) is None  # no int8.json: nothing to render
+    (tmp_path / "int8.json").write_text(json.dumps(RESULT))
+    first = report.write_report(tmp_path).read_text()
+    assert "Not measured in this folder" in first
+    (tmp_path / "bench_int8.json").write_text(json.dumps(BENCH))
+    page = report.write_report(tmp_path)
+    assert page.read_text() == report.render(RESULT, BENCH)
+    assert report.write_report(tmp_path).read_text() == page.read_text()
