@@ -61,8 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run Lab 1 and write the report, JSON and figures under ``--out-dir``."""
-    options = lab1.Lab1Options.from_args(parse_args(argv))
-    return run_cli(lambda: run(options))
+    args = parse_args(argv)
+    return run_cli(lambda: run(lab1.Lab1Options.from_args(args)))  # its checks are one line
 
 
 def run(options: lab1.Lab1Options) -> int:

@@ -45,8 +45,8 @@ def run(options: lab2.Lab2Options) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; user errors (missing data or weights, ...) print one line, exit status 2."""
-    options = lab2.Lab2Options.from_args(build_parser().parse_args(argv))
-    return run_cli(lambda: run(options))
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: run(lab2.Lab2Options.from_args(args)))  # its checks are one line
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Command line: `python -m minitorch_compress COMMAND`, one of evaluate, finetune, compress,
-inspect, export, reproduce, report, snapshot (``--help`` lists them).
+inspect, export, models, reproduce, report, snapshot (each with its own --help).
 
 Every user-facing problem (missing data, a corrupt checkpoint, a state_dict that does not fit)
 is a `MinitorchError` and is printed as one line, without a traceback.
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +58,9 @@ from minitorch_compress.reports import (
     summary,
 )
 from minitorch_compress.reproduce import reproduce
+from minitorch_compress.results import git_commit
 from minitorch_compress.training.evaluate import evaluate
+from minitorch_compress.training.run_folder import RecordProvenance
 from minitorch_compress.training.trainer import Trainer, refuse_existing_run
 
 
@@ -152,8 +157,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         refuse_existing_run(args.run_dir, "another --run-dir")  # before reading the data
     model = load_pretrained(args.weights)
     data = load_data(args)
+    # for `snapshot`: the command and planned epochs; no result file (best.npz is the result)
+    record = RecordProvenance({"command": "python -m minitorch_compress finetune "
+                                          + shlex.join(args.argv),
+                               "commit": git_commit(), "result": None})
     trainer = Trainer(model, (data.x_train, data.y_train), (data.x_test, data.y_test),
-                      config_from_args(args), run_dir=args.run_dir,
+                      config_from_args(args), hooks=[record], run_dir=args.run_dir,
                       progress=not args.no_progress)
     history = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     if history:
@@ -220,14 +229,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     loaded = mtc.load(args.file)  # checks every record that the table below reads
     tensors = loaded.header.get("tensors", {})  # an all-dense file has none
     print(f"{args.file}: {loaded.file_bytes:,} bytes; architecture {loaded.architecture}")
-    print(f"{'tensor':<34}{'shape':<16}{'sparsity':>9}{'bits':>6}{'index':>8}{'codes':>8}"
+    # columns as wide as the longest name and shape (plus a gap), so none runs into the next
+    named = [name for name in loaded.state if name in tensors]
+    wide = max((len(name) for name in named), default=6) + 2
+    shape_wide = max((len(str(loaded.state[name].shape)) for name in named), default=5) + 2
+    print(f"{'tensor':<{wide}}{'shape':<{shape_wide}}{'sparsity':>9}{'bits':>6}{'index':>8}"
+          f"{'codes':>8}"
           f"{'codebook':>9}{'floats':>8}  encoding")
     for name, value in loaded.state.items():
         if name in tensors:
             parts = mtc.tensor_bytes(tensors[name])
             sparsity = 1 - np.count_nonzero(value) / value.size
             bits = mtc.stored_bits(tensors[name])  # each layer's own width (mixed precision)
-            print(f"{name:<34}{str(value.shape):<16}{sparsity:>9.4f}"
+            print(f"{name:<{wide}}{str(value.shape):<{shape_wide}}{sparsity:>9.4f}"
                   f"{'float' if bits is None else bits:>6}{parts['index']:>8,}"
                   f"{parts['codes']:>8,}{parts['codebook']:>9,}{parts['floats']:>8,}  "
                   f"{mtc.describe(tensors[name])}")
@@ -244,6 +258,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format != "torch":
         raise MinitorchError(f"--format {args.format}: only torch is written")
     _output_file(args.out, "--out", args.overwrite, [args.weights])
+    if args.out.suffix not in (".pt", ".pth"):  # what --weights reads as a PyTorch file
+        raise MinitorchError(f"--out {args.out}: a PyTorch checkpoint ends in .pt (or .pth)")
     model = load_pretrained(args.weights)
     if getattr(model, "batch_norm_folded", False):
         raise MinitorchError(f"--weights {args.weights} has folded batch norm (eps 0), which "
@@ -257,10 +273,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     options = model_files.ModelFilesOptions.from_args(args)
+    model_files.check_something_to_do(options)  # before any folder is made or data read
     ensure_writable_dir(options.out_dir, "--out-dir")
-    model_files.run(options, load_data(options, train=False))
-    print(f"wrote {compression.write_report(options.out_dir)} and the model files in "
-          f"{options.out_dir / 'models'}")
+    listed = model_files.run(options, load_data(options, train=False))["models"]
+    print(f"wrote {compression.write_report(options.out_dir)} ({len(listed)} model files, in "
+          f"{options.out_dir / 'models'})")
     return 0
 
 
@@ -270,6 +287,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     out_dir = args.out_dir or REPO_ROOT / "results"
+    if not out_dir.is_dir():  # a report is made from the result files there
+        raise MinitorchError(f"--out-dir {out_dir} is not a folder (a results folder, such as "
+                             "results/, results/local/ or results/quick/)")
     if args.all:
         for page in (lab1, lab2, lab3, compression, lab4, sparse, lab5, int8):
             if (written := page.write_report(out_dir)) is not None:
@@ -283,6 +303,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     out_dir = args.out_dir or LOCAL_RESULTS_DIR
+    ensure_writable_dir(out_dir, "--out-dir")
     print(f"wrote {summary.write_progress_snapshot(args.run_dir, out_dir, args.name, args.title)}")
     print(f"wrote {summary.write_report(out_dir, smoke=out_dir.name == 'quick')}")
     return 0
@@ -300,18 +321,17 @@ def add_int8_arguments(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m minitorch_compress",
-                                     description=__doc__.splitlines()[0],
-                                     epilog="Every command first sets glibc malloc to keep "
-                                            "freed memory for reuse (kernels/memory.py; "
-                                            "MINITORCH_KEEP_FREED_MEMORY=0 leaves it alone). "
-                                            "MINITORCH_KERNELS=reference runs every op on the "
-                                            "readable NumPy kernels (default: fast).")
+    first_paragraph = " ".join(__doc__.split("\n\n")[0].split()).replace("`", "")
+    parser = OneLineParser(prog="python -m minitorch_compress", description=first_paragraph,
+                           epilog="Every command first sets glibc malloc to keep freed memory "
+                                  "for reuse (kernels/memory.py; MINITORCH_KEEP_FREED_MEMORY=0 "
+                                  "leaves it alone). MINITORCH_KERNELS=reference runs every op "
+                                  "on the readable NumPy kernels (default: fast).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     evaluate_parser = sub.add_parser(
         "evaluate", help="test accuracy of the pretrained model (or --weights: .pt, .npz, .mtc)")
-    add_data_arguments(evaluate_parser)
+    add_data_arguments(evaluate_parser, training_images=False)  # reads only the test set
     evaluate_parser.add_argument("--sparse", action="store_true",
                                  help="run sparse convs on the direct sparse kernel (those at "
                                       "or above their shape's measured break-even)")
@@ -374,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_parser = sub.add_parser(
         "models", help="every finetuned lab model on disk as an .mtc file, evaluated from it "
                        "(compression.json/.md)")
-    add_data_arguments(models_parser)
+    add_data_arguments(models_parser, training_images=False)  # reads only the test set
     models_parser.add_argument("--run-root", type=Path, default=RUNS_DIR,
                                help="where the lab runs are (default: runs/)")
     models_parser.add_argument("--out-dir", type=Path, default=LOCAL_RESULTS_DIR,
@@ -386,13 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
     models_parser.set_defaults(func=cmd_models)
 
     reproduce_parser = sub.add_parser(
-        "reproduce", help="run every lab and write results/REPORT.md (quick mode by default)")
+        "reproduce", help="run every lab and write a REPORT.md (quick mode by default: "
+                          "results/quick/)")
     add_data_arguments(reproduce_parser)
     reproduce_parser.add_argument("--full", action="store_true",
                                   help="full-size runs (hours on 2 cores; resumable)")
     reproduce_parser.add_argument("--out-dir", type=Path, default=None,
-                                  help="results folder (default: results/quick, or results/ "
-                                       "with --full)")
+                                  help="results folder (default: results/quick/, or "
+                                       "results/local/ with --full; --out-dir results "
+                                       "publishes, with --full only)")
     reproduce_parser.add_argument("--run-root", type=Path, default=None,
                                   help="run checkpoints (default: runs/quick, or runs/ with "
                                        "--full)")
@@ -401,9 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--out-dir", type=Path, default=None,
                                help="results folder (default: results/)")
     report_parser.add_argument("--all", action="store_true",
-                               help="also re-render lab2.md, lab3.md and their figures from the "
-                                    "JSON files (regenerating the committed pages changes "
-                                    "nothing but what their JSON changed)")
+                               help="also re-render every lab page and its figures from "
+                                    "the JSON files (lab1.md, lab2.md, lab3.md, "
+                                    "compression.md, lab4.md, sparse.md, lab5.md and "
+                                    "claims.md; the committed pages change only where "
+                                    "their JSON changed)")
     report_parser.set_defaults(func=cmd_report)
     snapshot_parser = sub.add_parser(
         "snapshot", help="write <name>_in_progress.md for a finetune still running, and the "
@@ -420,13 +444,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: Any = None, line: str | None = None) -> None:
+    """`warnings.showwarning` for the command line: "warning: <message>" on stderr, without
+    the file:line and source line meant for a developer."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def run_cli(main: Callable[[], int]) -> int:
-    """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status."""
+    """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status,
+    and each warning into one "warning: ..." line."""
     try:
         threads_from_environment()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
         kernels_from_environment()  # the same for MINITORCH_KERNELS
         keep_freed_memory()  # the allocator setting of the hot path (kernels/memory.py)
-        return main()
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return main()
     except MinitorchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -58,6 +58,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (a seed: numpy's generators take no negative)."""
+    value = _number(text, int, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     value = _number(text, float, "a number")
@@ -119,18 +127,22 @@ def ensure_writable_dir(folder: Path, option: str) -> None:
 
 
 # ------------------------------------------------------------------------------ shared arguments
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """--data-dir, --download, --weights, --subset, --test-subset: shared by every command."""
+def add_data_arguments(parser: argparse.ArgumentParser, training_images: bool = True) -> None:
+    """--data-dir, --download, --weights, --subset, --test-subset, --no-progress: shared by
+    every command (--subset only where `training_images` are read)."""
     parser.add_argument("--data-dir", default=None,
                         help="CIFAR-10 folder or .tar.gz (default: $MINITORCH_DATA, ./data, "
                              "../shared/data)")
     parser.add_argument("--download", action="store_true",
                         help="download CIFAR-10 (official URL, md5-checked) if not found")
     parser.add_argument("--weights", default=None,
-                        help="pretrained checkpoint (.pt or converted .npz); default: "
-                             "$MINITORCH_WEIGHTS or ../shared/weights/pretrained_model.pt")
-    parser.add_argument("--subset", type=positive_int, default=None,
-                        help="use only the first N training images (quick runs)")
+                        help="the model: a PyTorch .pt (the course's checkpoint), an .npz "
+                             "(converted, or a run's best.npz) or an .mtc; default: "
+                             "$MINITORCH_WEIGHTS, else ./weights/pretrained_model.pt, else "
+                             "../shared/weights/pretrained_model.pt")
+    if training_images:
+        parser.add_argument("--subset", type=positive_int, default=None,
+                            help="use only the first N training images (quick runs)")
     parser.add_argument("--test-subset", type=positive_int, default=None,
                         help="use only the first N test images")
     parser.add_argument("--no-progress", action="store_true",
@@ -152,7 +164,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         default=defaults.weight_decay,
                         help=f"L2 weight decay added to the gradient (recipe: "
                              f"{defaults.weight_decay})")
-    parser.add_argument("--seed", type=int, default=defaults.seed,
+    parser.add_argument("--seed", type=non_negative_int, default=defaults.seed,
                         help=f"seed of batch order and augmentation (default {defaults.seed})")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir after its last completed epoch")
@@ -199,7 +211,7 @@ def lab_parser(description: str, parts: Sequence[str]) -> argparse.ArgumentParse
                              "results/, where a smoke run never replaces a full-size result)")
     parser.add_argument("--run-root", type=Path, default=RUNS_DIR,
                         help="where run checkpoints go (default: runs/, git-ignored)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of batch order and "
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of batch order and "
                         "augmentation (default 0)")
     add_data_arguments(parser)
     return parser
@@ -305,6 +317,8 @@ class LabOptions(DataOptions):
         object.__setattr__(self, "run_root", Path(self.run_root))
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise MinitorchError(f"epochs must be a whole number >= 1, got {self.epochs!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise MinitorchError(f"seed must be a whole number >= 0, got {self.seed!r}")
         if self.PARTS and self.part not in (*self.PARTS, "all"):
             raise MinitorchError(f"unknown part {self.part!r}; choose from "
                                  f"{', '.join(self.PARTS)} or all")

@@ -34,7 +34,7 @@ from minitorch_compress.reports.summary import write_report
 LABS = REPO_ROOT / "labs"
 QUICK_SUBSET = 1000
 QUICK_EPOCHS = 1
-QUICK_TEST_SUBSET = 2000  # smoke finetunes test on part of the test set; evaluations use all
+QUICK_TEST_SUBSET = 1000  # smoke finetunes test on part of the test set; evaluations use all
 QUICK_INT8_TEST_SUBSET = 500  # the integer models' smoke run: seconds, not minutes
 QUICK_INT8_CALIBRATION = 200
 
@@ -94,11 +94,14 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
         ["lab3_quantization.py", "--part", "b", *evaluation],
         *[["lab2_pruning.py", "--part", part, *smoke] for part in "cde"],
         *[["lab3_quantization.py", "--part", part, *smoke] for part in "cde"],
-        ["lab3_quantization.py", "--part", "d", "--naive-quantizer", *smoke],
+        # the plain quantizer at one width: its code path, not a second sweep of widths
+        ["lab3_quantization.py", "--part", "d", "--naive-quantizer", "--bits", "4", *smoke],
         ["lab3_quantization.py", "--part", "e", "--naive-quantizer", *smoke],
-        # one strength each keeps quick mode quick; --full runs the default strengths
+        # one strength, budget and (e) method (group Lasso + KD, which runs the predicted-
+        # strength phase, the trim and distillation), and (d) timed twice, keep quick mode
+        # quick; --full runs the defaults
         ["lab4_structured.py", "--part", "all", "--strengths", "1", "--l1-strengths", "0.005",
-         "--budgets", "0.6", *smoke],
+         "--budgets", "0.6", "--methods", "lasso_kd", "--speed-rounds", "2", *smoke],
         # (a) on one target, few sensitivity images and a smaller subset: seconds, not minutes
         ["lab5_claims.py", "--part", "a", "--targets", "c2", "--sensitivity-images", "32",
          *folders, "--epochs", str(QUICK_EPOCHS), "--subset", str(min(subset, 256)),

@@ -152,7 +152,173 @@ def test_compress_and_export_never_replace_what_they_did_not_make(tmp_path, caps
     assert existing.read_bytes()[:8] != b"mine"
 
 
-def test_a_file_name_too_long_is_one_line(tmp_path, capsys):
-    assert main(["report", "--out-dir", str(tmp_path / ("a" * 300))]) == 2
+def test_a_file_name_too_long_is_one_line(tmp_path, capsys, random_resnet20_weights):
+    assert main(["compress", "--weights", str(random_resnet20_weights), "--out",
+                 str(tmp_path / ("a" * 300 + ".mtc"))]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: File name too long") and err.count("\n") == 1
+
+
+def test_snapshot_of_a_command_line_finetune(tmp_path, capsys, synthetic_cifar10_dir,
+                                             random_resnet20_weights):
+    """Issue #34: the snapshot of a CLI finetune showed '1 of ? epochs', command '?', and
+    promised a result JSON that a CLI finetune never writes."""
+    run_dir = tmp_path / "try"
+    argv = ["finetune", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+            str(random_resnet20_weights), "--epochs", "1", "--batch-size", "16", "--run-dir",
+            str(run_dir), "--no-progress"]
+    assert main(argv) == 0
+    assert main(["snapshot", str(run_dir), "--out-dir", str(tmp_path / "results")]) == 0
+    page = (tmp_path / "results" / "try_in_progress.md").read_text()
+    assert "**1 of 1 epochs**" in page
+    assert "python -m minitorch_compress finetune --data-dir" in page
+    assert "try.json" not in page and "`best.npz` is its result" in page
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("line", [
+    b"{not json", b"[1, 2]", b'{"epoch": 1}', b'{"epoch": 1, "test_accuracy": "x"}',
+    b'{"epoch": 1, "test_accuracy": 0.5, "train_loss": "x"}', b'{"epoch": 0, "test_accuracy": 0.5}',
+    b'{"epoch": 1, "test_accuracy": NaN}', b"\xff\xfe{}", b"[" * 100_000])
+def test_snapshot_skips_a_malformed_log_line_with_a_warning(tmp_path, capsys, line):
+    """Issue #34, part 3: a malformed log.jsonl line is skipped with a one-line warning (and a
+    log with no good line is one error line), never a traceback."""
+    run_dir = tmp_path / "lab2_e"
+    run_dir.mkdir()
+    good = json.dumps({"epoch": 1, "test_accuracy": 0.85, "train_loss": 0.5}).encode()
+    (run_dir / "log.jsonl").write_bytes(line + b"\n" + good + b"\n")
+    (run_dir / "provenance.json").write_bytes(line)  # unreadable too: '?' shown
+    assert main(["snapshot", str(run_dir), "--out-dir", str(tmp_path / "results")]) == 0
+    err = capsys.readouterr().err
+    assert "log.jsonl line 1" in err and "skipped" in err and "Traceback" not in err
+    page = (tmp_path / "results" / "lab2_e_in_progress.md").read_text()
+    assert "**1 of ? epochs**" in page and "| 1 |" in page
+
+    (run_dir / "log.jsonl").write_bytes(line + b"\n")
+    code, err = run(["snapshot", str(run_dir), "--out-dir", str(tmp_path / "results")], capsys)
+    assert code == 2 and err.splitlines()[-1].startswith("error: ")
+    assert "has no finished epoch yet" in err and "Traceback" not in err
+
+
+def test_snapshot_of_a_folder_whose_name_is_not_utf8(tmp_path, capsys):
+    run_dir = tmp_path / b"run\xff".decode("utf-8", "surrogateescape")
+    run_dir.mkdir()
+    (run_dir / "log.jsonl").write_text(json.dumps({"epoch": 1, "test_accuracy": 0.5}) + "\n")
+    code, err = run(["snapshot", str(run_dir), "--out-dir", str(tmp_path / "results")], capsys)
+    assert_one_line(code, err, "not valid UTF-8", "--name")
+    assert main(["snapshot", str(run_dir), "--name", "run", "--out-dir",
+                 str(tmp_path / "results")]) == 0
+    assert (tmp_path / "results" / "run_in_progress.md").is_file()
+
+
+def test_a_batch_larger_than_memory_is_refused_before_training(tmp_path, capsys, monkeypatch,
+                                                                 synthetic_cifar10_dir,
+                                                                 random_resnet20_weights):
+    """Issue #34, part 3: a huge --batch-size ended in a MemoryError traceback in the first
+    step; it is refused in one line before any batch is allocated (the memory is made small
+    here so that the synthetic data set's batch is too big)."""
+    from minitorch_compress.training import batch_memory
+
+    monkeypatch.setattr(batch_memory, "available_memory", lambda: 50 * 2**20)
+    argv = ["finetune", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+            str(random_resnet20_weights), "--epochs", "1", "--run-dir", str(tmp_path / "run"),
+            "--no-progress"]
+    code, err = run([*argv, "--batch-size", str(10**9)], capsys)
+    assert_one_line(code, err, "--batch-size 1000000000", "GiB available", "use at most 16")
+    assert not (tmp_path / "run" / "last.npz").exists()
+    assert main([*argv, "--batch-size", "16"]) == 0  # 16 images x 3 MiB fit in 50 MiB
+
+
+def _help(argv, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # one help entry per line
+    with pytest.raises(SystemExit) as exit_status:
+        main([*argv, "--help"])
+    assert exit_status.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_texts_say_what_the_commands_do(capsys, monkeypatch):
+    """Issue #34, part 6: the words of --help."""
+    top = _help([], capsys, monkeypatch)
+    assert "snapshot (each with its own --help)." in top and "models," in top  # not cut off
+    reproduce_help = _help(["reproduce"], capsys, monkeypatch)
+    assert "default: results/quick/, or results/local/ with --full" in reproduce_help
+    evaluate_help = _help(["evaluate"], capsys, monkeypatch)
+    assert "--subset" not in evaluate_help.replace("--test-subset", "")  # it reads no training
+    assert ".mtc" in evaluate_help and "./weights/pretrained_model.pt" in evaluate_help
+    assert "--subset" not in _help(["models"], capsys, monkeypatch).replace("--test-subset", "")
+    report_help = _help(["report"], capsys, monkeypatch)
+    for page in ("lab1", "lab2", "lab3", "compression", "lab4", "sparse", "lab5", "claims"):
+        assert f"{page}.md" in report_help
+
+
+def test_inspect_columns_fit_the_longest_name(tmp_path, capsys):
+    """Issue #34, part 6: inspect's shape column ran into long tensor names."""
+    from minitorch_compress.compression.pipeline import write_model_file
+
+    path = tmp_path / "m.mtc"
+    write_model_file(resnet20(), path)
+    assert main(["inspect", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines[1].index("shape")
+    rows = [line for line in lines[2:] if line.split()[0].endswith("weight")]
+    assert rows and all(row[start - 1] == " " and row[start] == "(" for row in rows)
+
+
+def test_a_warning_is_one_line_without_file_and_line(capsys):
+    """Issue #34, part 6: reproduce's output showed 'lab3.py:467: UserWarning: ...' and the
+    source line; every command and lab script (all run through run_cli) prints one line."""
+    import warnings
+
+    from minitorch_compress.cli import run_cli
+
+    def warns() -> int:
+        warnings.warn("runs/quick/lab2_c is a smoke run of Lab 2 (c), not the full recipe",
+                      stacklevel=1)
+        return 0
+
+    assert run_cli(warns) == 0
+    assert capsys.readouterr().err == ("warning: runs/quick/lab2_c is a smoke run of Lab 2 "
+                                       "(c), not the full recipe\n")
+
+
+def test_a_new_users_bad_inputs_are_one_line(tmp_path, capsys):
+    """Issue #34's hostile pass, again: each of these tracebacked, wrote outside the results
+    folder, or wrote a file of the wrong kind."""
+    from minitorch_compress.compression.pipeline import write_model_file
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "log.jsonl").write_text(json.dumps({"epoch": 1, "test_accuracy": 0.5}) + "\n")
+    results = tmp_path / "results"
+    code, err = run(["snapshot", str(run_dir), "--name", "../escaped", "--out-dir",
+                     str(results)], capsys)
+    assert_one_line(code, err, "is a path, not a result name")
+    assert not (tmp_path / "escaped_in_progress.md").exists()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    code, err = run(["snapshot", str(run_dir), "--out-dir", str(a_file)], capsys)
+    assert_one_line(code, err, "is a file, not a folder")
+    code, err = run(["report", "--out-dir", str(tmp_path / "missing")], capsys)
+    assert_one_line(code, err, "is not a folder")
+    assert not (tmp_path / "missing").exists()
+    model = tmp_path / "m.mtc"
+    write_model_file(resnet20(), model)
+    code, err = run(["export", "--weights", str(model), "--out", str(tmp_path / "m.txt")],
+                    capsys)
+    assert_one_line(code, err, "ends in .pt")
+    assert not (tmp_path / "m.txt").exists()
+
+
+def test_lab1_refuses_more_steps_than_memory_and_time_allow(tmp_path, capsys):
+    import importlib.util
+
+    from minitorch_compress.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("lab1_script",
+                                                  REPO_ROOT / "labs" / "lab1_sparse_linear.py")
+    lab1_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lab1_script)
+    code = lab1_script.main(["--steps", str(10**14), "--out-dir", str(tmp_path)])
+    assert_one_line(code, capsys.readouterr().err.strip(), "steps must be a whole number from 1")
+    assert not list(tmp_path.iterdir())

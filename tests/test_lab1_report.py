@@ -131,3 +131,14 @@ def test_the_schedule_items_follow_the_measured_gaps(document):
     flipped = _with(document, per_sample_matches_the_same_penalty)
     assert "in 7 of 8 cases" in report.penalty_item(flipped)
     assert "not faster per step" in report.data_term_item(flipped)
+
+
+def test_a_run_that_converges_nowhere_never_speaks_of_its_converged_results():
+    """Issue #34, part 6: a `--steps 50` page said both "no run converged" and "its converged
+    (e) results satisfy the lasso conditions"."""
+    short = json.loads(json.dumps(lab1.payload(lab1.run_all(50), 50)))
+    r = report.Lab1Results(short)
+    assert "no run converged within the steps" in report.part_e_commentary(r)[0]
+    page = "\n".join(report.schedules_lines(r))
+    assert "its converged (e) results" not in page
+    assert "compare the lasso violations above for both schedules" in page

@@ -299,3 +299,10 @@ def test_options_are_frozen_and_checked():
             lab2.Lab2Options(**bad)
     assert lab2.Lab2Options(part="c").parts() == ["c"]
     assert lab2.Lab2Options().parts() == list(lab2.PARTS)
+
+
+def test_a_parts_headline_is_printed_to_4_decimals():
+    """Issue #34, part 6: (b)'s accuracies were printed raw ({'0.4': 0.8766666666666667})."""
+    assert lab2.headline_text({"accuracy": {"0.4": 263 / 300, "0.8": 0.5}}) == \
+        "q = 0.4: 0.8767, q = 0.8: 0.5000"
+    assert lab2.headline_text({"best_accuracy": 28 / 300}) == "0.0933"

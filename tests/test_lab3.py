@@ -391,3 +391,9 @@ def test_sparse_from_refuses_a_folded_or_dense_model_before_any_work(tmp_path, c
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "results").exists()
+
+
+def test_the_start_of_d_quotes_lab2s_accuracy_to_4_decimals(tmp_path):
+    """Issue #34, part 6: a smoke Lab 2 (c) run's 0.09333333333333334 reached the page raw."""
+    source = lab3.lab2_source(tmp_path / "best.npz", {"epoch": 1, "accuracy": 28 / 300})
+    assert source.endswith("(Lab 2 (c) best epoch 1, test accuracy 0.0933)")

@@ -281,3 +281,35 @@ def test_bad_budgets_methods_and_distillation_settings_are_one_line(argv, words,
         lab4_script.main(["--part", "e", *argv])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and words in err
+
+
+def test_point_labels_never_overlap():
+    """Issue #34, part 6: the names of nearby models in Lab 4's figures were drawn on top of
+    each other; `label_points_apart` moves a label below any it would overlap."""
+    from matplotlib.text import Text
+
+    from minitorch_compress.reports.figures import label_points_apart
+    from minitorch_compress.reports.format import pyplot
+
+    fig, ax = pyplot().subplots(figsize=(4, 3))
+    points = [("full", 1.0, 0.9), ("lab4_b_0.6", 1.0, 0.9), ("unstructured_80_dense", 1.01, 0.9),
+              ("lab4_a_0.6", 0.99, 0.899), ("far", 3.0, 0.4)]
+    ax.scatter([x for _, x, _ in points], [y for *_, y in points])
+    notes = label_points_apart(ax, points)
+    fig.canvas.draw()
+    boxes = [Text.get_window_extent(note) for note in notes]  # the text, not its leader line
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    assert notes[-1].arrow_patch is None  # a label with room stays where a plain one goes
+    pyplot().close(fig)
+
+
+def test_a_method_left_out_of_a_smoke_run_is_not_called_pending():
+    """Quick reproduce runs one (e) method: the others are "not in this smoke run", while a
+    full-size result still says "not run yet" of a method it has not run."""
+    from minitorch_compress.reports.lab4 import methods_cell
+
+    e = {"budgets": {"0.6": {}}, "_meta": {"smoke": True}}
+    assert methods_cell({"e": e}, "0.6", "l1") == "not in this smoke run"
+    assert methods_cell({"e": {**e, "_meta": {"smoke": False}}}, "0.6", "l1") == "not run yet"

@@ -486,8 +486,9 @@ def test_models_evaluates_a_committed_file_again_when_its_run_is_gone(tmp_path, 
     assert models["lab3_e"]["accuracy"] == first["accuracy"]
     assert models["lab3_e"]["stages"] == first["stages"]  # sized again from the file itself
     assert "lab2_c: " in capsys.readouterr().out  # it was evaluated, not just copied
-    assert cli.main([*argv, "--only", "lab3_d_4bit"]) == 0
-    assert "lab2_c: " not in capsys.readouterr().out
+    assert cli.main([*argv, "--only", "lab3_e"]) == 0
+    only = capsys.readouterr().out
+    assert "lab2_c: " not in only and "lab3_e: " in only
     kept = json.loads((out / "compression.json").read_text())
     assert kept["models"]["lab2_c"] == again and "lab3_d_4bit" in kept["missing"]
 
@@ -764,3 +765,77 @@ def test_models_never_publishes_a_smoke_run(tmp_path, capsys, synthetic_cifar10_
                      "--no-progress"]) == 2
     assert "is a smoke run (1000 training, 2000 test images)" in capsys.readouterr().err
     assert not out.exists() or not any(out.rglob("*.mtc"))
+
+
+def test_same_compares_the_file_and_the_table_on_the_same_images():
+    """Issue #34, part 5: a smoke model was marked "same: no" because its file, evaluated on
+    one number of test images, was compared with a table figure on another. The file is now
+    compared on the table's own images (the first n) where it saw them, and not at all where
+    the table saw more."""
+    from minitorch_compress.experiments.model_files import like_for_like
+    from minitorch_compress.reports.compression import _same
+
+    predicted, labels = np.array([1, 1, 0, 0]), np.array([1, 1, 1, 1])
+    assert like_for_like({"_meta": {"test_subset": 4}}, predicted, labels) == {}
+    assert like_for_like({"_meta": {"test_subset": 2}}, predicted, labels) == {
+        "table_test_images": 2, "accuracy_on_table_images": 1.0}
+    assert like_for_like({"_meta": {"test_subset": None}}, predicted, labels) == {
+        "table_test_images": 10_000}
+    assert _same({"accuracy": 0.5, "table_accuracy": 1.0, "table_test_images": 2,
+                  "accuracy_on_table_images": 1.0}) == "yes (first 2 images)"
+    assert _same({"accuracy": 0.5, "table_accuracy": 0.9, "table_test_images": 2,
+                  "accuracy_on_table_images": 1.0}) == "**no** (+0.1000, first 2 images)"
+    assert _same({"accuracy": 0.5, "table_accuracy": 0.9, "table_test_images": 10_000}) == "—"
+    assert _same({"accuracy": 0.9, "table_accuracy": 0.9}) == "yes"  # the committed pages
+    assert _same({"accuracy": 0.9, "table_accuracy": 0.8}) == "**no** (+0.1000)"
+
+
+def test_models_with_no_run_says_where_it_looked_and_what_to_pass(tmp_path, capsys,
+                                                                  monkeypatch):
+    """Issue #34, part 5: after a quick reproduce, `models` said "No lab model on disk yet"
+    (it looks in runs/, the quick runs are in runs/quick/) and named a folder it never made.
+    It now stops before reading any data, naming the folder it searched and the options."""
+    from minitorch_compress.experiments import model_files
+    from minitorch_compress.io.checkpoint import save_checkpoint
+
+    runs = tmp_path / "runs"
+    (runs / "quick" / "lab2_c").mkdir(parents=True)
+    save_checkpoint(runs / "quick" / "lab2_c" / "best.npz",
+                    {f"model.{k}": v for k, v in _model(bits=None).state_dict().items()}, {})
+    monkeypatch.setattr(model_files, "RUNS_DIR", runs)
+    out = tmp_path / "results"
+    argv = ["models", "--run-root", str(runs), "--out-dir", str(out),
+            "--data-dir", str(tmp_path / "no_data_needed")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"has a best.npz under {runs}" in err
+    assert "pass --run-root runs/quick --out-dir results/quick" in err
+    assert not out.exists()
+    assert cli.main([*argv, "--only", "lab9_x"]) == 2
+    assert "--only lab9_x: no lab model has that name" in capsys.readouterr().err
+
+
+def test_every_committed_model_file_exported_to_pytorch_reads_back_to_the_same_logits(
+        tmp_path, capsys):
+    """Issue #34, part 4: every committed `.mtc` (channel-pruned ones included), exported with
+    `export --format torch` and read back from the `.pt`, computes the logits the `.mtc`
+    computes, bit for bit (so every accuracy is the same); a folded-batch-norm file is refused
+    by the export in one line (inference only)."""
+    from minitorch_compress.models.pretrained import load_pretrained
+    from minitorch_compress.paths import RESULTS_DIR
+
+    files = sorted((RESULTS_DIR / "models").glob("*.mtc"))
+    assert files, "no committed model files under results/models"
+    images = np.random.default_rng(0).standard_normal((16, 3, 32, 32)).astype(np.float32)
+    for path in files:
+        exported = tmp_path / f"{path.stem}.pt"
+        code = cli.main(["export", "--weights", str(path), "--out", str(exported)])
+        if path.stem.endswith("_folded"):
+            assert code == 2 and "folded batch norm" in capsys.readouterr().err, path.name
+            continue
+        assert code == 0, (path.name, capsys.readouterr().err)
+        with no_grad():
+            from_mtc = mtc.load_model(path).eval()(Tensor(images)).data
+            from_pt = load_pretrained(exported).eval()(Tensor(images)).data
+        np.testing.assert_array_equal(from_pt, from_mtc, err_msg=path.name)
+    capsys.readouterr()

@@ -218,16 +218,18 @@ def test_relu_propagates_nan_as_pytorch_does(dtype):
 @pytest.mark.parametrize("option,value", [
     ("--batch-size", "0"), ("--batch-size", "-1"), ("--lr", "-1"), ("--lr", "nan"),
     ("--epochs", "0"), ("--epochs", "-3"), ("--subset", "0"), ("--test-subset", "0"),
-    ("--momentum", "1.5"), ("--weight-decay", "-1"), ("--epochs", "two")])
+    ("--momentum", "1.5"), ("--weight-decay", "-1"), ("--epochs", "two"), ("--seed", "-1")])
 def test_nonsense_finetune_options_are_one_line(capsys, option, value):
     one_line_exit_2(capsys, lambda: cli.main(["finetune", option, value]), option)
 
 
-@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--subset", "0"], ["--test-subset", "0"]])
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--subset", "0"], ["--test-subset", "0"],
+                                  ["--seed", "-1"]])
 def test_nonsense_lab_options_are_one_line(capsys, argv):
     one_line_exit_2(capsys, lambda: lab2_script.main(["--part", "c", *argv]), argv[0])
     one_line_exit_2(capsys, lambda: cli.main(["evaluate", *argv[-2:]])
-                    if argv[0] != "--epochs" else cli.main(["finetune", *argv]), argv[0])
+                    if argv[0] not in ("--epochs", "--seed") else cli.main(["finetune", *argv]),
+                    argv[0])
 
 
 def test_unwritable_output_folders_are_one_line_before_any_work(tmp_path, capsys,

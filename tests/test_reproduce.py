@@ -33,6 +33,26 @@ def test_quick_mode_runs_every_lab_and_writes_the_report(tmp_path, synthetic_cif
     assert "**smoke run**" in report
 
 
+def test_quick_mode_runs_every_lab_part_once_and_trims_only_repeats():
+    """Issue #34, part 5: quick mode is to take under 3 minutes with every lab still there:
+    every part of every lab runs, nothing twice, and what is trimmed is repetition (one
+    width of the plain quantizer, one (e) method, two timed rounds)."""
+    commands = lab_commands(build_parser().parse_args(["reproduce"]))
+    parts = [(c[0], c[c.index("--part") + 1] if "--part" in c else "all",
+              "--naive-quantizer" in c) for c in commands]
+    assert len(parts) == len(set(parts))  # nothing run twice
+    assert {(script, part) for script, part, _ in parts} >= {
+        ("lab1_sparse_linear.py", "all"), *(("lab2_pruning.py", p) for p in "abcde"),
+        *(("lab3_quantization.py", p) for p in "bcde"), ("lab4_structured.py", "all"),
+        *(("lab5_claims.py", p) for p in "abc"), ("lab3_int8.py", "all")}
+    lab4 = next(c for c in commands if c[0] == "lab4_structured.py")
+    assert lab4[lab4.index("--methods") + 1:lab4.index("--methods") + 3][1].startswith("--")
+    assert int(lab4[lab4.index("--speed-rounds") + 1]) < 5
+    naive_d = next(c for c in commands if c[:3] == ["lab3_quantization.py", "--part", "d"]
+                   and "--naive-quantizer" in c)
+    assert naive_d[naive_d.index("--bits") + 1:naive_d.index("--bits") + 3][1].startswith("--")
+
+
 def test_full_mode_resumes_and_never_writes_into_the_quick_folder():
     args = build_parser().parse_args(["reproduce", "--full"])
     commands = lab_commands(args)

@@ -577,6 +577,15 @@ def test_cli(tmp_path, capsys):
     assert main([str(tmp_path / "missing.pt"), str(tmp_path / "x.npz")]) == 2
     assert capsys.readouterr().err.startswith("error: checkpoint not found")
     assert main(["only-one-arg"], print_fn=lines.append) == 2
+    # issue #34: it replaced any OUT (README.md became an .npz), and wrote any suffix
+    mine = tmp_path / "mine.npz"
+    mine.write_bytes(b"mine")
+    assert main([str(pt), str(mine)]) == 2
+    assert "already exists; this command never replaces a file" in capsys.readouterr().err
+    assert mine.read_bytes() == b"mine"
+    assert main([str(pt), str(tmp_path / "README.md")]) == 2
+    assert "ends in .npz" in capsys.readouterr().err
+    assert not (tmp_path / "README.md").exists()
 
 
 # --------------------------------------------------------------------------------------------

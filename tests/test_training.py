@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_CHECKPOINT, requires_shared
 
+from minitorch_compress.errors import MinitorchError
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models import resnet20
 from minitorch_compress.training import FinetuneConfig, Trainer, TrainingDivergedError, evaluate
@@ -82,9 +83,36 @@ def test_resume_with_another_recipe_is_refused(tiny_cifar, tmp_path):
     one_epoch = FinetuneConfig(epochs=1, batch_size=16, seed=7, eval_batch_size=16)
     Trainer(resnet20(), train, test, one_epoch, run_dir=tmp_path, progress=False).fit()
     other = FinetuneConfig(epochs=1, batch_size=32, seed=7, eval_batch_size=16)
-    with pytest.raises(Exception, match="different recipe"):
+    with pytest.raises(MinitorchError, match=r"another recipe \(batch_size 16 -> 32\)"):
         Trainer(resnet20(), train, test, other, run_dir=tmp_path, progress=False).fit(
             resume=True)
+
+
+def test_resume_with_more_epochs_extends_the_run_as_if_started_so(tiny_cifar, tmp_path):
+    """Issue #34: `finetune --resume --epochs 2` on a finished 1-epoch run continues it, and
+    the result is the 2-epoch run's, bit for bit (constant learning rate, one generator)."""
+    train, test = tiny_cifar
+    straight = Trainer(resnet20(rng=np.random.default_rng(0)), train, test, CONFIG,
+                       run_dir=tmp_path / "straight", progress=False)
+    straight.fit()
+    one_epoch = FinetuneConfig(**{**CONFIG.__dict__, "epochs": 1})
+    Trainer(resnet20(rng=np.random.default_rng(0)), train, test, one_epoch,
+            run_dir=tmp_path / "extended", progress=False).fit()
+    extended = Trainer(resnet20(rng=np.random.default_rng(5)), train, test, CONFIG,
+                       run_dir=tmp_path / "extended", progress=False)
+    extended.fit(resume=True)
+    assert extended.epoch == 2
+    assert [h["train_loss"] for h in extended.history] == \
+        [h["train_loss"] for h in straight.history]
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(),
+                                 extended.model.state_dict().items(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    _, meta = load_checkpoint(tmp_path / "extended" / "last.npz")
+    assert meta["config"]["epochs"] == 2  # the next --resume needs --epochs 2
+    # fewer epochs than it has finished: one line naming what to give
+    with pytest.raises(MinitorchError, match="already finished 2 epochs, more than --epochs 1"):
+        Trainer(resnet20(), train, test, one_epoch, run_dir=tmp_path / "extended",
+                progress=False).fit(resume=True)
 
 
 @requires_shared

@@ -294,6 +294,12 @@ def provenance(steps: int) -> dict:
             "commit": git_commit(LAB1_CODE, " with uncommitted changes to the Lab 1 code")}
 
 
+#: The most steps a run may take: every run keeps its whole trajectory (the longest, (e)'s
+#: convergence check, 10x the steps), and a million steps would hold about 400 MB of it and
+#: take hours; 10**14 asked numpy for 3.55 PiB.
+MAX_STEPS = 100_000
+
+
 @dataclass(frozen=True)
 class Lab1Options(Options):
     """Lab 1's options (``labs/lab1_sparse_linear.py``'s ``--steps`` and ``--out-dir``).
@@ -308,8 +314,9 @@ class Lab1Options(Options):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise MinitorchError(f"steps must be a whole number >= 1, got {self.steps!r}")
+        if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
+            raise MinitorchError(f"steps must be a whole number from 1 to {MAX_STEPS:,} (the "
+                                 f"assignment's {DEFAULT_STEPS}), got {self.steps!r}")
 
 
 def run_lab(options: Lab1Options) -> tuple[dict[str, dict[Setting, History]], dict]:

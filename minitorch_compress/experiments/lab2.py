@@ -291,6 +291,15 @@ def _warn_if_not_a_full_run(run_dir: Path, part: str) -> None:
                           f"`python labs/lab2_pruning.py --part {part} --resume`", stacklevel=3)
 
 
+def headline_text(result: dict[str, Any]) -> str:
+    """A part's result in one line: its accuracy, or (b)'s accuracy per fraction pruned, to 4
+    decimals (a dict was printed raw: {'0.4': 0.8766666666666667})."""
+    headline = result.get("accuracy", result.get("best_accuracy"))
+    if isinstance(headline, dict):
+        return ", ".join(f"q = {q}: {accuracy:.4f}" for q, accuracy in headline.items())
+    return f"{headline:.4f}"
+
+
 def run(options: Lab2Options,
         after_part: Callable[[], Any] | None = None) -> list[dict[str, Any]]:
     """Run the chosen parts in order (every check first, `preflight`), printing each
@@ -309,9 +318,7 @@ def run(options: Lab2Options,
     written = []
     for part in parts:
         result = run_part(part, options, data)
-        headline = result.get("accuracy", result.get("best_accuracy"))
-        print(f"({part}) {headline if isinstance(headline, dict) else f'{headline:.4f}'}",
-              flush=True)
+        print(f"({part}) {headline_text(result)}", flush=True)
         written.append(result)
         if after_part is not None:
             after_part()

@@ -189,6 +189,27 @@ def inference_file(name: str, full: Any, path: Any, data: Cifar10,
     return out
 
 
+def like_for_like(document: dict[str, Any] | None, predicted: Any,
+                  labels: Any) -> dict[str, Any]:
+    """What the file's accuracy can be compared with the lab table's on, when the lab tested
+    on another number of images than this evaluation (a smoke run tests on the first 2,000
+    or fewer; ``models --test-subset N`` evaluates on the first N).
+
+    Returns:
+        {} when both are on the same images. Otherwise {"table_test_images": n} and, when
+        the table's images are among this evaluation's (n fewer), "accuracy_on_table_images":
+        the file's accuracy on those first n images; with more, the two are not compared.
+    """
+    subset = ((document or {}).get("_meta") or {}).get("test_subset")
+    table_images = min(subset, FULL_TEST_SIZE) if isinstance(subset, int) else FULL_TEST_SIZE
+    if table_images == len(labels):
+        return {}
+    if table_images > len(labels):
+        return {"table_test_images": table_images}
+    return {"table_test_images": table_images, "accuracy_on_table_images": float(
+        (predicted[:table_images] == labels[:table_images]).mean())}
+
+
 def evaluate_file(spec: LabModel, path: Any, options: ModelFilesOptions, data: Cifar10,
                   progress: bool) -> dict[str, Any]:
     """Evaluate a lab model's file as it is: accuracy from the file on the dense path and on
@@ -202,13 +223,15 @@ def evaluate_file(spec: LabModel, path: Any, options: ModelFilesOptions, data: C
                      desc=f"{spec.name} sparse")
     what_if = shrink_options(path, lambda model: predict(model, data.x_test, data.y_test,
                                                          progress=False), data.y_test, dense)
-    table = lookup(read_result(options.out_dir, spec.result), spec.accuracy_path)
+    document = read_result(options.out_dir, spec.result)
+    table = lookup(document, spec.accuracy_path)
+    compared = like_for_like(document, dense, data.y_test) if table is not None else {}
     print(f"  {spec.name}: {path.stat().st_size:,} bytes, accuracy from the file "
           f"{accuracy:.4f}" + (f" (table: {table:.4f})" if table is not None else ""),
           flush=True)
     inference = (inference_file(spec.name, mtc.load_model(path), path, data, dense)
                  if spec.name in INFERENCE_FILES else None)
-    return {"file": shown(path), "accuracy": accuracy, "table_accuracy": table,
+    return {"file": shown(path), "accuracy": accuracy, "table_accuracy": table, **compared,
             **({"inference_file": inference} if inference else {}),
             "bits": spec.bits, "quantizer": spec.mode if spec.bits else None,
             "what_if": what_if,
@@ -248,6 +271,33 @@ def proxy_model(options: ModelFilesOptions, data: Cifar10) -> dict[str, Any] | N
     return {**PROXY, "accuracy": accuracy, **sizes, "what_if": what_if}
 
 
+def check_something_to_do(options: ModelFilesOptions) -> None:
+    """Raise, saying where it looked and what to pass, when no model to write (those
+    ``options.only`` names, or all) has a run checkpoint under ``options.run_root`` or a file
+    in ``<out-dir>/models`` (a quick reproduce's runs are in ``runs/quick``, not the default
+    ``runs/``), or when ``--only`` names a model that does not exist."""
+    every = lab_models(options.out_dir)
+    specs = [spec for spec in every if not options.only or spec.name in options.only]
+    unknown = sorted(set(options.only or ()) - {spec.name for spec in every})
+    if unknown:
+        raise MinitorchError(f"--only {' '.join(unknown)}: no lab model has that name; the "
+                             f"names are those of {shown(options.out_dir / 'models')}/*.mtc, "
+                             "e.g. lab2_c, lab3_d_4bit, lab3_e_naive")
+    if any(best_checkpoint(spec, options.run_root) is not None
+           or (options.out_dir / "models" / f"{spec.name}.mtc").is_file() for spec in specs):
+        return
+    quick = RUNS_DIR / "quick"
+    hint = ("; a quick reproduce's smoke runs are in runs/quick: pass --run-root runs/quick "
+            "--out-dir results/quick (and --test-subset N for a quicker check)"
+            if options.run_root.resolve() != quick.resolve() and any(quick.glob("*/best.npz"))
+            else "; run a lab's finetuning part first, or pass --run-root where its runs are")
+    raise MinitorchError(
+        f"no lab model to write: none of the {len(specs)} lab runs has a best.npz under "
+        f"{shown(options.run_root)}{'' if options.run_root.is_dir() else ' (no such folder)'} "
+        f"(e.g. {shown(options.run_root / specs[0].run / 'best.npz')})"
+        f" and {shown(options.out_dir / 'models')} holds none of their files{hint}")
+
+
 def run(options: ModelFilesOptions, data: Cifar10 | None = None) -> dict[str, Any]:
     """Every lab model on disk as an .mtc file; writes and returns compression.json's
     payload (models whose checkpoint is missing are listed under "missing").
@@ -263,6 +313,7 @@ def run(options: ModelFilesOptions, data: Cifar10 | None = None) -> dict[str, An
     previous = read_result(options.out_dir, "compression") or {}
     only = set(options.only or ())
     specs = [spec for spec in lab_models(options.out_dir) if not only or spec.name in only]
+    check_something_to_do(options)  # before any file is written
     if is_published_dir(options.out_dir):  # before any file is written
         for spec in specs:
             if (checkpoint := best_checkpoint(spec, options.run_root)) is not None:

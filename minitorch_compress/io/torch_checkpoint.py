@@ -527,15 +527,22 @@ def main(argv: list[str] | None = None, print_fn: Callable[[str], Any] = print) 
         print_fn: Where the summary line goes (tests pass a collector).
 
     Returns:
-        The process exit code: 0 on success, 2 on bad usage or a checkpoint that cannot be
-        converted (unreadable, hostile, or holding a NaN or inf).
+        The process exit code: 0 on success, 2 on bad usage, an OUT that exists or does not
+        end in .npz, or a checkpoint that cannot be converted (unreadable, hostile, or
+        holding a NaN or inf).
     """
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] in ("-h", "--help"):
         print_fn("usage: python -m minitorch_compress.io.torch_checkpoint IN.pt OUT.npz")
         return 2
+    out = Path(args[1])
     try:
-        state = convert_checkpoint(args[0], args[1])
+        if out.suffix != ".npz":  # what --weights reads as converted weights
+            raise MinitorchError(f"{out}: a converted checkpoint ends in .npz")
+        if out.exists() or out.is_symlink():  # never replaces a file (README.md was)
+            raise MinitorchError(f"{out} already exists; this command never replaces a file: "
+                                 "give a new name")
+        state = convert_checkpoint(args[0], out)
     except MinitorchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

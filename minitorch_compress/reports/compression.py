@@ -250,13 +250,16 @@ def what_if_lines(rows: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _same(m: dict[str, Any]) -> str:
-    """Whether the accuracy from the file is the lab table's: "yes", "**no** (+0.0012)", or
-    "—" without a table figure."""
+    """Whether the accuracy from the file is the lab table's, on the same test images: "yes",
+    "**no** (+0.0012)", "yes (first 2,000 images)" when the table was tested on fewer images
+    than the file, and "—" without a table figure or when it was tested on more."""
     table = m.get("table_accuracy")
-    if table is None:
+    if table is None or ("table_test_images" in m and "accuracy_on_table_images" not in m):
         return "—"
-    return "yes" if round(m["accuracy"], 4) == round(table, 4) else \
-        f"**no** ({m['accuracy'] - table:+.4f})"
+    ours = m.get("accuracy_on_table_images", m["accuracy"])
+    where = f" (first {m['table_test_images']:,} images)" if "table_test_images" in m else ""
+    return f"yes{where}" if round(ours, 4) == round(table, 4) else \
+        f"**no** ({ours - table:+.4f}{where.replace(' (', ', ').rstrip(')')})"
 
 
 def render(result: dict[str, Any], figure: str | None) -> list[str]:
@@ -278,6 +281,13 @@ def render(result: dict[str, Any], figure: str | None) -> list[str]:
                ([f"`{name}`", fmt(m["accuracy"]), fmt(m.get("table_accuracy")), _same(m),
                  _kb(m["bytes"]), f"{m['ratio']:.1f}x", *(_kb(m["stages"][s]) for s in STAGES)]
                 for name, m in with_proxy.items()))
+    fewer = sorted({m["table_test_images"] for m in models.values()
+                    if "table_test_images" in m})
+    if fewer:
+        L += ["", f"*same* compares the file and the lab's table on the same images: a lab "
+              f"table tested on other than these {result.get('test_images', '?')} images "
+              f"({', '.join(f'{n:,}' for n in fewer)}) is compared on the first that many, "
+              "and shows — where it was tested on more than this page evaluates."]
     L += ["", "Stages as in Deep Compression's table: *sparse* = the best fixed-width relative "
           "index per layer plus float32 non-zeros; *+quantized* = the same index plus b-bit "
           "codes and each layer's levels; *+huffman* = the file itself (Huffman-coded index "

@@ -20,6 +20,7 @@ from minitorch_compress.experiments.lab4_layout import (
     iterative_pruning,
     method_run,
 )
+from minitorch_compress.reports.figures import label_points_apart
 from minitorch_compress.reports.format import (
     fmt,
     parts_label,
@@ -257,20 +258,21 @@ def write_figures(out_dir: Path, results: dict[str, Any]) -> list[Path]:
     if not models:
         return []
     fig, (ax, ax_t) = _two_panels()
+    by_speed, by_work = [], []
     for name, m in models.items():
         marker = ("s" if name.startswith("lab4_b_l1") else "o" if name.startswith("lab4_b")
                   else "x" if name.startswith("lab4_a") else "^")
         ax.scatter(m["img_s"], m["accuracy"], marker=marker)
-        ax.annotate(name, (m["img_s"], m["accuracy"]), fontsize=7, xytext=(4, 2),
-                    textcoords="offset points")
+        by_speed.append((name, m["img_s"], m["accuracy"]))
         ms = 1000 * results["d"]["batch"] / m["img_s"]
         ax_t.scatter(m["macs_ratio"], ms, marker=marker)
-        ax_t.annotate(name, (m["macs_ratio"], ms), fontsize=7, xytext=(4, 2),
-                      textcoords="offset points")
+        by_work.append((name, m["macs_ratio"], ms))
     ax.set(xlabel="inference images/s (batch 100, measured)", ylabel="test accuracy",
            title="accuracy vs measured speed")
-    ax_t.set(xlabel="MACs, fraction of the full model", ylabel="ms per batch of 100 (measured)",
-             title="work vs measured time (zeros count as work on the dense path)")
+    ax_t.set(xlabel="MACs, fraction of the full model (the dense path computes the zeros too)",
+             ylabel="ms per batch of 100 (measured)", title="measured time vs work")
+    label_points_apart(ax, by_speed)
+    label_points_apart(ax_t, by_work)
     return _finish(fig, (ax, ax_t), out_dir / "lab4" / "accuracy_vs_speed.png")
 
 
@@ -341,8 +343,9 @@ def epochs(n: int) -> str:
 def methods_cell(results: dict[str, Any], budget: str, method: str) -> str:
     """One cell of (e)'s table: best (last) accuracy, MACs, and the speed (d) measured."""
     run = results["e"]["budgets"].get(budget, {}).get(method)
-    if run is None:
-        return "not run yet"
+    if run is None:  # a smoke run (quick reproduce) runs one method by design
+        return ("not in this smoke run" if results["e"].get("_meta", {}).get("smoke")
+                else "not run yet")
     text = (f"{fmt(run['best_accuracy'])} (last {fmt(run['final_accuracy'])}), "
             f"{run['macs_ratio']:.1%} MACs")
     models = _speed(results)
@@ -436,14 +439,13 @@ def write_pareto_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
                           for b, _ in timed], [r["best_accuracy"] for _, r in timed],
                          marker=markers[method], label=METHOD_LABELS[method])
     others = {n: m for n, m in models.items() if not n.startswith("lab4_e_")}
+    by_speed, by_macs = [], []
     for name, m in others.items():
         ax_s.scatter(m["img_s"] / full["img_s"], m["accuracy"], marker="x", color="gray")
-        ax_s.annotate(name, (m["img_s"] / full["img_s"], m["accuracy"]), fontsize=6,
-                      xytext=(3, 2), textcoords="offset points", color="gray")
+        by_speed.append((name, m["img_s"] / full["img_s"], m["accuracy"]))
         if name.startswith("lab4_b_") or name == "full":
             ax_m.scatter(m["macs_ratio"], m["accuracy"], marker="x", color="gray")
-            ax_m.annotate(name, (m["macs_ratio"], m["accuracy"]), fontsize=6, xytext=(3, 2),
-                          textcoords="offset points", color="gray")
+            by_macs.append((name, m["macs_ratio"], m["accuracy"]))
     for i, (name, point) in enumerate(pub.PUBLISHED_CHANNEL_PRUNING.items()):
         ax_m.scatter(point["flops_kept"], point["accuracy"], marker="*", s=90, color="black")
         ax_m.annotate(f"{name} (published, other baseline: {point['baseline']:.2%})",
@@ -459,6 +461,8 @@ def write_pareto_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
              ylabel="test accuracy (best epoch)", title="accuracy vs measured speed")
     ax_m.set(xlabel="MACs, fraction of the full model", ylabel="test accuracy (best epoch)",
              title="accuracy vs MACs")
+    label_points_apart(ax_s, by_speed, fontsize=6, color="gray")
+    label_points_apart(ax_m, by_macs, fontsize=6, color="gray")
     return _finish(fig, (ax_s, ax_m), out_dir / "lab4" / "methods_pareto.png",
                    {"fontsize": 7})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -112,14 +113,83 @@ def write_report(out_dir: Path, smoke: bool = False) -> Path:
     return path
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+#: The optional numeric fields of an epoch record that the snapshot's table shows.
+_EPOCH_FIGURES = ("sparsity_target", "train_loss", "train_accuracy", "sparsity",
+                  "train_img_per_s", "epoch_wall_s")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _figure(record: dict[str, Any], key: str, spec: str) -> str:
+    """An optional figure of an epoch record, formatted; "" when the record has none."""
+    return "" if record.get(key) is None else format(record[key], spec)
+
+
+def read_epoch_log(log_path: Path) -> list[dict[str, Any]]:
+    """The epoch records of a run's ``log.jsonl``; a line that is not one (not UTF-8, not
+    JSON, not an object, no whole ``epoch`` >= 1 and ``test_accuracy`` in [0, 1], a
+    non-numeric figure) is skipped with a one-line warning naming it.
+
+    Raises:
+        MinitorchError: `log_path` is not a readable regular file.
+    """
+    try:
+        raw = log_path.read_bytes()
+    except OSError as error:
+        raise MinitorchError(f"{log_path}: cannot be read ({error.strerror or error})") from None
+    epochs = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            _warn(f"{log_path} line {number} is not UTF-8 JSON; skipped")
+            continue
+        if not (isinstance(record, dict) and isinstance(record.get("epoch"), int)
+                and not isinstance(record["epoch"], bool) and record["epoch"] >= 1
+                and _is_number(record.get("test_accuracy"))
+                and 0 <= record["test_accuracy"] <= 1
+                and all(_is_number(record[key]) for key in _EPOCH_FIGURES
+                        if record.get(key) is not None)):
+            _warn(f"{log_path} line {number} is not an epoch record (a whole epoch >= 1, a "
+                  "test_accuracy in [0, 1], numeric figures); skipped")
+            continue
+        epochs.append(record)
+    return epochs
+
+
+def _read_run_provenance(path: Path) -> dict[str, Any]:
+    """A run folder's ``provenance.json`` (command, commit, planned epochs), or {} when it is
+    missing or unreadable (then with a warning: the snapshot shows "?" for those)."""
+    if not path.is_file():
+        return {}
+    try:
+        provenance = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        provenance = None
+    if not isinstance(provenance, dict):
+        _warn(f"{path} is not a JSON object; the page shows '?' for its command and epochs")
+        return {}
+    return provenance
+
+
 def write_progress_snapshot(run_dir: Path, out_dir: Path, name: str | None = None,
                             title: str | None = None) -> Path:
     """``out_dir/<name>_in_progress.md``: the per-epoch table of a finetune still running.
 
-    A full-size finetune takes about an hour and may span sessions; until it writes its
+    A full-size finetune takes about 40 minutes and may span sessions; until it writes its
     result JSON, `summary_table` links this page instead of saying "not run yet". It is
-    built from the run folder alone: ``log.jsonl`` (one line per finished epoch) and
-    ``provenance.json`` (command, commit, planned epochs).
+    built from the run folder alone: ``log.jsonl`` (one line per finished epoch; malformed
+    lines are skipped with a warning) and ``provenance.json`` (command, commit, planned
+    epochs, and ``"result"``: the result file the run writes when it completes, None for a
+    command-line finetune, whose result is its ``best.npz``).
 
     Args:
         run_dir: the run's folder (holding ``log.jsonl``), e.g. ``runs/lab2_e``.
@@ -131,33 +201,46 @@ def write_progress_snapshot(run_dir: Path, out_dir: Path, name: str | None = Non
         The page's path.
 
     Raises:
-        MinitorchError: if the run folder has no finished epoch yet.
+        MinitorchError: if the run folder has no finished epoch yet, or `name` (by default
+            the run folder's name) is a path or not valid UTF-8.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     name = name or run_dir.name
+    if "/" in name or "\0" in name or name.startswith("."):  # the page is <out_dir>/<name>_...
+        raise MinitorchError(f"--name {name!r} is a path, not a result name (e.g. lab2_e)")
+    for text, what in ((name, "the result name"), (title or "", "--title")):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MinitorchError(f"{what} {text.encode('utf-8', 'replace').decode()!r} is "
+                                 "not valid UTF-8 (a run folder's name is the default); give "
+                                 "--name (and --title) in UTF-8") from None
     log_path = run_dir / "log.jsonl"
-    epochs = ([json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-              if log_path.is_file() else [])
+    epochs = read_epoch_log(log_path) if log_path.is_file() else []
     if not epochs:
-        raise MinitorchError(f"{run_dir} has no finished epoch yet (no lines in {log_path}); "
-                             "snapshot a run after its first epoch")
-    provenance_path = run_dir / "provenance.json"
-    provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}
-    planned = provenance.get("epochs", "?")
+        raise MinitorchError(f"{run_dir} has no finished epoch yet (no epoch record in "
+                             f"{log_path}); snapshot a run after its first epoch")
+    provenance = _read_run_provenance(run_dir / "provenance.json")
+    planned = provenance.get("epochs")
+    planned = planned if isinstance(planned, int) and not isinstance(planned, bool) else "?"
+    result_file = provenance.get("result", f"{name}.json")
+    completes = (f"`{result_file}` is written when the run completes, and this page should "
+                 "then be deleted" if result_file else
+                 "the run's `best.npz` is its result when it completes (a command-line "
+                 "finetune writes no result file)")
     eligible = [e for e in epochs if e.get("eligible_for_best", True)]
     best = max(eligible, key=lambda e: e["test_accuracy"]) if eligible else None
     lines = [
         f"# {title or name}: run in progress (partial, not a final result)", "",
         f"**{len(epochs)} of {planned} epochs** were finished when this snapshot was taken "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). These are the real "
-        f"per-epoch numbers from the run's `log.jsonl`; `{name}.json` is written when the "
-        "run completes, and this page should then be deleted. In an iterative-pruning run "
-        "the weights pruned before an epoch may regrow during it until the last pruning "
+        f"per-epoch numbers from the run's `log.jsonl`; {completes}. In an iterative-pruning "
+        "run the weights pruned before an epoch may regrow during it until the last pruning "
         "step, so the sparsity at the end of those epochs is below the fraction pruned to.",
         "",
         "Command (resumable: the same command with `--resume` continues after the last "
         "finished epoch):", "",
-        "```bash", provenance.get("command", "?"), "```", "",
+        "```bash", str(provenance.get("command", "?")), "```", "",
         f"Commit at the last (re)start: `{provenance.get('commit', '?')}`.", "",
     ]
     if best is not None:
@@ -165,15 +248,13 @@ def write_progress_snapshot(run_dir: Path, out_dir: Path, name: str | None = Non
                   f"**{best['test_accuracy']:.4f}** at epoch {best['epoch']}.", ""]
     else:
         lines += ["No epoch may be reported yet: the final mask is not in force.", ""]
-    nan = float("nan")
     lines += table(
         ["epoch", "pruned to", "train loss", "train acc", "test acc", "sparsity at the end",
          "img/s", "epoch s", "may be best"], "rrrrrrrrl",
-        ([e["epoch"], "" if e.get("sparsity_target") is None else f"{e['sparsity_target']:.2f}",
-          f"{e.get('train_loss', nan):.4f}", f"{e.get('train_accuracy', nan):.4f}",
-          f"{e['test_accuracy']:.4f}",
-          "" if e.get("sparsity") is None else f"{e['sparsity']:.4f}",
-          f"{e.get('train_img_per_s', nan):.0f}", f"{e.get('epoch_wall_s', nan):.0f}",
+        ([e["epoch"], _figure(e, "sparsity_target", ".2f"), _figure(e, "train_loss", ".4f"),
+          _figure(e, "train_accuracy", ".4f"), f"{e['test_accuracy']:.4f}",
+          _figure(e, "sparsity", ".4f"), _figure(e, "train_img_per_s", ".0f"),
+          _figure(e, "epoch_wall_s", ".0f"),
           "yes" if e.get("eligible_for_best", True) else "no"] for e in epochs))
     path = out_dir / f"{name}_in_progress.md"
     out_dir.mkdir(parents=True, exist_ok=True)

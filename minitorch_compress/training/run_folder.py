@@ -8,20 +8,28 @@ until its successor has a checkpoint.
   instead of being deleted, and removed only once the new run has written its first
   ``last.npz``. If the new run dies before that (a NaN in its first epoch, a kill), the next
   start in the folder puts the old run back (`recover_replaced_run`).
+
+A resumed run keeps its recipe, except its length: ``--resume --epochs N`` extends a run (or
+shortens one not yet past epoch N), which trains exactly as a run started with ``--epochs N``
+would, since the learning rate is constant and one generator gives the data order
+(`check_recipe_change`).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from minitorch_compress.errors import MinitorchError
+from minitorch_compress.io.checkpoint import atomic_write
 
 LOCK_NAME = ".lock"
 REPLACED_NAME = ".replaced"
+PROVENANCE_NAME = "provenance.json"
 
 
 class RunLockedError(MinitorchError):
@@ -94,3 +102,51 @@ def recover_replaced_run(run_dir: Path, run_files: tuple[str, ...]) -> bool:
         os.replace(path, run_dir / path.name)
     aside.rmdir()
     return True
+
+
+def check_recipe_change(path: Path, meta: dict[str, Any], recipe: dict[str, Any]) -> None:
+    """Refuse to resume the checkpoint `path` (metadata `meta`) with `recipe` unless only the
+    number of epochs differs and the run has not finished more epochs than it asks for.
+
+    Raises:
+        MinitorchError: naming each setting that differs (old and new value), or the epochs
+            already finished.
+    """
+    old = meta.get("config")
+    if not isinstance(old, dict):
+        raise MinitorchError(f"{path} records no recipe; the file is corrupt (start afresh "
+                             "with --overwrite)")
+    changed = {key for key in old.keys() | recipe.keys() if old.get(key) != recipe.get(key)}
+    if changed - {"epochs"}:
+        differences = ", ".join(f"{key} {old.get(key)!r} -> {recipe.get(key)!r}"
+                                for key in sorted(changed - {"epochs"}))
+        raise MinitorchError(f"{path} was written with another recipe ({differences}); resume "
+                             "with the run's settings (only --epochs may change) or use a fresh "
+                             "--run-dir")
+    done, planned = meta.get("epoch"), old.get("epochs")
+    # a run that finished more epochs than it now asks for; an epoch beyond the file's own
+    # recipe is corruption, which the trainer's progress check reports as such
+    if (all(isinstance(n, int) and not isinstance(n, bool) for n in (done, planned))
+            and recipe["epochs"] < done <= planned):
+        raise MinitorchError(f"{path} has already finished {done} epochs, more than --epochs "
+                             f"{recipe['epochs']}; give --epochs {done} or more to continue it "
+                             "(its best.npz is the best of those epochs)")
+
+
+class RecordProvenance:
+    """A trainer hook that writes ``<run>/provenance.json`` (`record`, plus the planned
+    ``epochs``) when training starts or resumes, so `snapshot` can show the command and
+    "3 of 20 epochs" of a running command-line finetune. It writes from the first
+    ``on_epoch_start``: after the resume checks and inside the run's lock, so a refused start
+    or a second process never rewrites the record of the run in progress."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self.written = False
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        if self.written or trainer.run_dir is None:
+            return
+        text = json.dumps({**self.record, "epochs": trainer.config.epochs}, indent=2) + "\n"
+        atomic_write(Path(trainer.run_dir) / PROVENANCE_NAME, lambda f: f.write(text.encode()))
+        self.written = True

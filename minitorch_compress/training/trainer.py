@@ -51,6 +51,7 @@ from minitorch_compress.io.checkpoint import (
 from minitorch_compress.nn.module import Module
 from minitorch_compress.optim.sgd import SGD
 from minitorch_compress.recipe import FinetuneConfig
+from minitorch_compress.training.batch_memory import check_batch_fits
 from minitorch_compress.training.distill import (
     DistillConfig,
     distillation_loss,
@@ -60,6 +61,7 @@ from minitorch_compress.training.distill import (
 from minitorch_compress.training.evaluate import evaluate
 from minitorch_compress.training.run_folder import (
     RunLock,
+    check_recipe_change,
     discard_replaced_run,
     recover_replaced_run,
     set_aside_run,
@@ -226,6 +228,7 @@ class Trainer:
         if teacher is model:  # its eval() for the teacher's logits would stop the training
             raise MinitorchError("the teacher must be another model than the one trained")
         self.teacher = teacher
+        check_batch_fits(self.config.batch_size, len(self.train_images), teacher is not None)
         self.distill = (distill or DistillConfig()) if teacher is not None else None
         # part of the recipe a resume must match: the settings and which teacher
         self.distill_recipe = None if teacher is None else {
@@ -307,11 +310,7 @@ class Trainer:
         if path is None or not path.exists():
             return False
         arrays, meta = load_checkpoint(path)
-        if meta.get("config") != asdict(self.config):
-            raise MinitorchError(
-                f"{path} was written with a different recipe ({meta.get('config')}); "
-                "resume with the same settings or use a fresh --run-dir"
-            )
+        check_recipe_change(path, meta, asdict(self.config))  # only --epochs may change
         if meta.get("distill") != self.distill_recipe:  # a run before distillation: None
             raise MinitorchError(
                 f"{path} was written with other distillation settings ({meta.get('distill')}, "
