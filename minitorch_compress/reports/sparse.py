@@ -123,10 +123,21 @@ def target_lines(result: dict) -> list[str]:
         lines.append(f"* 80 %-sparse models at least 1.5x faster than our dense path: "
                      f"{'met' if slowest >= 1.5 else 'not met'} (measured "
                      + ", ".join(f"{n} {m['speedup']:.2f}x" for n, m in models.items()) + ").")
-    best95 = max(at95.values())
-    lines.append(f"* A layer at 95 % at least 3x faster than dense: "
-                 f"{'met' if best95 >= 3 else 'not met'} ("
-                 + ", ".join(f"{k} {v:.2f}x" for k, v in at95.items()) + ").")
+    # the table of 95 % speedups lists the stride-1 body shapes (CxHxW); the stride-2
+    # convs and the 3-channel head conv are shown beside, judged on their own
+    body = {k: v for k, v in at95.items() if "->" not in k}
+    judged = body or at95
+    others = {k: v for k, v in at95.items() if k not in judged}
+    slowest95 = min(judged.values())
+    line = (f"* At 95 % at least 3x faster than dense, every stride-1 body shape: "
+            f"{'met' if slowest95 >= 3 else 'not met'} ("
+            + ", ".join(f"{k} {v:.2f}x" for k, v in judged.items()) + ")")
+    if others:
+        reached = [k for k, v in others.items() if v >= 3]
+        line += ("; the other shapes " + ("also reach it" if len(reached) == len(others)
+                                          else "reach " + ", ".join(
+                                              f"{k} {v:.2f}x" for k, v in others.items())))
+    lines.append(line + ".")
     lines.append(f"* How it works: {kernel.how}")
     return lines
 
