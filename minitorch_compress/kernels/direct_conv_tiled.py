@@ -49,7 +49,8 @@ from numba import njit
 
 from minitorch_compress.kernels.common import epilogue_args as make_epilogue_args
 from minitorch_compress.kernels.rows import affine_row, epilogue_on_row
-from minitorch_compress.kernels.simd import LANES, vbroadcast, vfma, vload, vstore, vzero
+from minitorch_compress.kernels.simd import (LANES, LANES16, vbroadcast, vbroadcast16, vfma,
+                                             vload, vload16, vstore, vzero, vzero16)
 
 # Output channels of one tile (public: channel pruning rounds its widths to it)
 OUTPUT_CHANNEL_TILE = 4
@@ -129,6 +130,41 @@ def _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs):
 
 
 @njit(cache=True, nogil=True)
+def _tile4x4_wide(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs):
+    """`_tile4x4` on 16-lane vectors (AVX-512): 4 channels x 4 vectors of 16 positions."""
+    in0, in1, in2, in3 = ins[0], ins[1], ins[2], ins[3]
+    s00 = s01 = s02 = s03 = vzero16()  # s<channel><vector>
+    s10 = s11 = s12 = s13 = vzero16()
+    s20 = s21 = s22 = s23 = vzero16()
+    s30 = s31 = s32 = s33 = vzero16()
+    for c in range(c_in):
+        for ky in range(3):
+            row = c * plane + ky * rowlen
+            for kx in range(3):
+                x0 = vload16(xflat, row + taps[kx] + in0)
+                x1 = vload16(xflat, row + taps[kx] + in1)
+                x2 = vload16(xflat, row + taps[kx] + in2)
+                x3 = vload16(xflat, row + taps[kx] + in3)
+                t = c * 9 + ky * 3 + kx
+                b = vbroadcast16(w9[k0, t])
+                s00, s01, s02, s03 = (vfma(b, x0, s00), vfma(b, x1, s01), vfma(b, x2, s02),
+                                      vfma(b, x3, s03))
+                b = vbroadcast16(w9[k0 + 1, t])
+                s10, s11, s12, s13 = (vfma(b, x0, s10), vfma(b, x1, s11), vfma(b, x2, s12),
+                                      vfma(b, x3, s13))
+                b = vbroadcast16(w9[k0 + 2, t])
+                s20, s21, s22, s23 = (vfma(b, x0, s20), vfma(b, x1, s21), vfma(b, x2, s22),
+                                      vfma(b, x3, s23))
+                b = vbroadcast16(w9[k0 + 3, t])
+                s30, s31, s32, s33 = (vfma(b, x0, s30), vfma(b, x1, s31), vfma(b, x2, s32),
+                                      vfma(b, x3, s33))
+    _store4(yimg[k0], outs, s00, s01, s02, s03)
+    _store4(yimg[k0 + 1], outs, s10, s11, s12, s13)
+    _store4(yimg[k0 + 2], outs, s20, s21, s22, s23)
+    _store4(yimg[k0 + 3], outs, s30, s31, s32, s33)
+
+
+@njit(cache=True, nogil=True)
 def _tile4x3(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs):
     """`_tile4x4` with 3 position vectors (12 sums: for CPUs with 16 vector registers)."""
     in0, in1, in2 = ins[0], ins[1], ins[2]
@@ -177,22 +213,25 @@ def _store3(yrow, outs, v0, v1, v2):
 
 
 @njit(cache=True, nogil=True)
-def _tiled3x3(x, w9, padding, stride, xpad, y, four, epilogue, coef, relu, res, add_res):
+def _tiled3x3(x, w9, padding, stride, xpad, y, four, wide, epilogue, coef, relu, res,
+              add_res):
     """y = conv3x3(x, w) at stride 1 or 2, one image at a time (module notes).
 
     x: (N, C, H, W) float32; w9: (K, C*9); xpad: (C, Hp, rowlen) scratch, zero from its
     allocation (rowlen >= Wo + 2 at stride 1; at stride 2 twice `_pack_split`'s half,
-    half >= Wo + 1); y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4 and Wo of 8; four:
-    tiles of 4 position vectors (else 3)."""
+    half >= Wo + 1); y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4 and Wo of the
+    lanes; four: tiles of 4 position vectors (else 3); wide: vectors of 16 lanes (tiles of
+    4), else 8."""
     n_img, c_in = x.shape[0], x.shape[1]
     k_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
     rowlen = xpad.shape[2]
     plane = xpad.shape[1] * rowlen
     half = rowlen // 2
     taps = np.array([0, 1, 2]) if stride == 1 else np.array([0, half, 1])
-    per_row = wo // LANES
+    lanes = LANES16 if wide else LANES
+    per_row = wo // lanes
     vectors = ho * per_row
-    step = 4 if four else 3
+    step = 4 if four or wide else 3
     xflat = xpad.reshape(-1)
     ins = np.empty(step, np.intp)
     outs = np.empty(step, np.intp)
@@ -206,10 +245,12 @@ def _tiled3x3(x, w9, padding, stride, xpad, y, four, epilogue, coef, relu, res, 
             for v0 in range(0, vectors, step):
                 for j in range(step):
                     v = min(v0 + j, vectors - 1)  # past the last: the last again
-                    oy, ox = v // per_row, (v % per_row) * LANES
+                    oy, ox = v // per_row, (v % per_row) * lanes
                     ins[j] = stride * oy * rowlen + ox
                     outs[j] = oy * wo + ox
-                if four:
+                if wide:
+                    _tile4x4_wide(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
+                elif four:
                     _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
                 else:
                     _tile4x3(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
@@ -237,7 +278,8 @@ def _crop_into(scratch, y, epilogue, coef, relu, res, add_res):
 
 
 def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,
-                            epilogue_args: tuple, vectors: int, stride: int = 1) -> None:
+                            epilogue_args: tuple, vectors: int, stride: int = 1,
+                            lanes: int = LANES) -> None:
     """3x3 convolution of x into y at stride 1 or 2 on the calling thread, register-tiled.
 
     Args:
@@ -250,6 +292,8 @@ def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.nd
         epilogue_args: `common.epilogue_args(...)` for a 4-D output (or its no-op form).
         vectors: position vectors a tile, 4 or 3 (`dispatch.TILE_VECTORS`, by the CPU).
         stride: 1 or 2.
+        lanes: floats a position vector, 8 or 16 (16: AVX-512 only, tiles of 4 vectors;
+            `dispatch.forward_lanes`).
 
     Raises:
         ValueError: a kernel size, stride, dtype or tile this kernel does not take.
@@ -257,15 +301,16 @@ def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.nd
     n, c, h, wd = x.shape
     k = w.shape[0]
     if (w.shape[2:] != (3, 3) or stride not in (1, 2) or vectors not in (3, 4)
+            or lanes not in (LANES, LANES16)
             or x.dtype != np.float32 or w.dtype != np.float32):
         raise ValueError(f"tiled3x3: needs float32, a 3x3 kernel, stride 1 or 2 and tiles of "
                          f"3 or 4 vectors; got weight {w.shape} {w.dtype}, input {x.dtype}, "
-                         f"stride {stride}, {vectors} vectors")
+                         f"stride {stride}, {vectors} vectors of {lanes} lanes")
     hp, wp = h + 2 * padding, wd + 2 * padding
     ho, wo = (hp - 3) // stride + 1, (wp - 3) // stride + 1
     # K up to whole tiles of output channels
     k_tiled = -(-k // OUTPUT_CHANNEL_TILE) * OUTPUT_CHANNEL_TILE
-    wo_tiled = -(-wo // LANES) * LANES  # Wo up to whole position vectors
+    wo_tiled = -(-wo // lanes) * lanes  # Wo up to whole position vectors
     w9 = np.ascontiguousarray(w.reshape(k, c * 9))
     if k_tiled != k:  # zero filters: their planes are computed and dropped
         w9 = np.concatenate([w9, np.zeros((k_tiled - k, c * 9), np.float32)])
@@ -276,11 +321,11 @@ def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.nd
     else:
         rowlen = 2 * max(-(-wp // 2), wo_tiled + 1)
     xpad = np.zeros((c, hp, rowlen), dtype=np.float32)
-    four = vectors == 4
+    four, wide = vectors == 4, lanes == LANES16
     if k_tiled == k and wo_tiled == wo and y.flags.c_contiguous:
-        _tiled3x3(x, w9, padding, stride, xpad, y, four, *epilogue_args)
+        _tiled3x3(x, w9, padding, stride, xpad, y, four, wide, *epilogue_args)
         return
     scratch = np.empty((n, k_tiled, ho, wo_tiled), dtype=np.float32)
-    _tiled3x3(x, w9, padding, stride, xpad, scratch, four,
+    _tiled3x3(x, w9, padding, stride, xpad, scratch, four, wide,
               *make_epilogue_args(None, 4, np.dtype(np.float32)))
     _crop_into(scratch, y, *epilogue_args)
