@@ -14,8 +14,15 @@ import pytest
 import minitorch_compress
 from minitorch_compress import Tensor, no_grad, ops, use_kernels
 from minitorch_compress.errors import MinitorchError
-from minitorch_compress.kernels import (batchnorm, conv, dispatch, reference, select, sets,
-                                        sparse_conv)
+from minitorch_compress.kernels import (
+    batchnorm,
+    conv,
+    dispatch,
+    reference,
+    select,
+    sets,
+    sparse_conv,
+)
 from minitorch_compress.models.resnet import ResNet20, to_sparse
 from minitorch_compress.nn import BatchNorm2d
 from minitorch_compress.optim import SGD

@@ -49,8 +49,18 @@ from numba import njit
 
 from minitorch_compress.kernels.common import epilogue_args as make_epilogue_args
 from minitorch_compress.kernels.rows import affine_row, epilogue_on_row
-from minitorch_compress.kernels.simd import (LANES, LANES16, vbroadcast, vbroadcast16, vfma,
-                                             vload, vload16, vstore, vzero, vzero16)
+from minitorch_compress.kernels.simd import (
+    LANES,
+    LANES16,
+    vbroadcast,
+    vbroadcast16,
+    vfma,
+    vload,
+    vload16,
+    vstore,
+    vzero,
+    vzero16,
+)
 
 # Output channels of one tile (public: channel pruning rounds its widths to it)
 OUTPUT_CHANNEL_TILE = 4
