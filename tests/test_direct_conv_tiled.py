@@ -51,7 +51,7 @@ def _run(x, w, padding, epilogue=None, tile=None, stride=1, y=None):
     n, _, h, wd = x.shape
     ho, wo = ((size + 2 * padding - 3) // stride + 1 for size in (h, wd))
     y = np.full((n, w.shape[0], ho, wo), np.nan, x.dtype) if y is None else y
-    vectors, lanes = tile or (dispatch.TILE_VECTORS, dispatch.forward_lanes(wo))
+    vectors, lanes = tile or (dispatch.TILE_VECTORS, dispatch.forward_lanes(ho, wo, stride))
     tiled.tiled3x3_forward_serial(x, w, padding, y, epilogue_args(epilogue, 4, x.dtype),
                                   vectors, stride, lanes)
     return y
@@ -76,7 +76,10 @@ def with_row_epilogue(plain, coef, relu, res):
 @example((2, 3, 10, 8, 8, 1, 1), 0, (4, 8))  # a pruned width on an aligned output
 @example((1, 2, 11, 9, 9, 1, 2), 0, (3, 8))  # odd K, odd width, stride 2
 @example((2, 3, 10, 16, 16, 1, 1), 0, (4, 16))  # 16 lanes: one vector a row
-@example((1, 2, 5, 7, 8, 1, 1), 0, (4, 16))  # 16 lanes on 8 columns: half of each padded
+@example((1, 2, 5, 7, 8, 1, 1), 0, (4, 16))  # 8 columns, stride 1: the flat layout
+@example((2, 9, 8, 8, 8, 1, 1), 0, (4, 16))  # ResNet-20's 8x8 plane, flat
+@example((1, 2, 5, 15, 15, 1, 2), 0, (4, 16))  # stride 2 into 8 columns: half of each padded
+@example((1, 2, 5, 3, 3, 1, 1), 0, (4, 16))  # a 3x3 plane (< 16 outputs): padded rows
 @example((1, 3, 13, 9, 35, 1, 2), 0, (4, 16))  # 16 lanes, stride 2, Wo 18: 2 vectors a row
 def test_tiled_forward_matches_reference(setting, seed, tile):
     n, c, k, h, wd, padding, stride = setting
@@ -164,9 +167,10 @@ def test_pruned_widths_run_the_tiled_kernel_from_the_conv_entry_points(k, size, 
         y = conv.conv2d_forward(x, w, stride, 1)
         fused = conv.conv2d_affine_forward(x, w, stride, 1, coef, relu=True)
         assert called.call_count >= 2
-        wo = y.shape[3]
+        ho, wo = y.shape[2:]
+        flat = stride == 1 and ho * wo >= 16
         assert {c.kwargs["lanes"] for c in called.call_args_list} == {
-            16 if wide and wo % 16 == 0 else 8}
+            16 if wide and (wo % 16 == 0 or flat) else 8}
     assert_close(y, ref.conv2d_forward(x, w, stride, 1),
                  ref.conv2d_forward(np.abs(x), np.abs(w), stride, 1))
     np.testing.assert_array_equal(fused, with_row_epilogue(y, coef, True, None))

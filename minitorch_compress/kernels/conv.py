@@ -376,7 +376,8 @@ def _forward_serial(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
                                                   epilogue_args(epilogue, 4, x.dtype),
                                                   vectors=dispatch.TILE_VECTORS,
                                                   stride=stride,
-                                                  lanes=dispatch.forward_lanes(out.shape[3]))
+                                                  lanes=dispatch.forward_lanes(
+                                                      *out.shape[2:], stride))
     else:
         _forward_cols(x, w, stride, padding, out, epilogue)
 

@@ -1,7 +1,7 @@
 """Direct 3x3 convolution (stride 1 or 2), register-tiled: a tile of 4 output channels x
-V position vectors of 8 outputs, all its sums in vector registers from the first multiply
-to the last. It is the forward (and so the stride-1 grad-input) of every float32 3x3 conv
-(`kernels/dispatch.py`).
+V position vectors of 8 (or, on AVX-512, 16) outputs, all its sums in vector registers
+from the first multiply to the last. It is the forward (and so the stride-1 grad-input) of
+every float32 3x3 conv (`kernels/dispatch.py`).
 
 Why: an im2col + GEMM path writes nine copies of the input and reads them back, and a
 direct loop that keeps its sums in memory loads and stores them once per input channel.
@@ -26,6 +26,15 @@ residual add, ReLU) runs over each of its planes as one row of Ho*Wo values
 (`rows.affine_row`, the same loop as every other path, so the fused results stay bit for
 bit those of the separate ops applied to this kernel's conv).
 
+Sixteen lanes (`_tile4x4_wide`, AVX-512 only: `dispatch.forward_lanes`): the same tile of
+4 x 4 vectors, each a 512-bit register of 16 outputs, so every load and broadcast feeds
+twice the multiply-adds. On a plane whose Wo is a multiple of 16 the layouts below serve
+unchanged. On a narrower one at stride 1 (ResNet-20's 8x8) a 16-wide vector would be half
+padding, so the image is packed flat instead (`_pack_shifted`): three copies of each
+padded channel, copy kx shifted left by kx columns and cut to Wo columns, in which tap
+(ky, kx) of output position p = oy*Wo + ox sits at the same offset + p for every p, so a
+vector of 16 outputs may span rows (`_tiled3x3_flat`).
+
 Stride 2 (`_pack_split`): each padded row is stored as its even columns, then its odd
 ones, so that the three taps of 8 neighbouring outputs are again 8 contiguous values each
 (at offsets 0, half and 1 of the row, `taps`), and input rows advance by 2 per output row.
@@ -38,8 +47,8 @@ epilogue runs on the copied rows). ResNet-20's widths (16, 32, 64; Wo 32, 16, 8)
 scratch. The sums run in another order than im2col's GEMM, so results agree to rounding
 (the tests compare against `kernels/reference.py`).
 
-``NUMBA_DISABLE_JIT=1`` runs the same loops in plain Python (the vector operations as 8-value
-NumPy arrays, `kernels/simd.py`).
+``NUMBA_DISABLE_JIT=1`` runs the same loops in plain Python (the vector operations as 8- or
+16-value NumPy arrays, `kernels/simd.py`).
 """
 
 from __future__ import annotations
@@ -95,6 +104,53 @@ def _pack_split(x, n, padding, half, xpad):
             for ix in range(x.shape[3]):
                 px = padding + ix
                 dst[px // 2 + (px % 2) * half] = src[ix]
+
+
+@njit(cache=True, nogil=True)
+def _pack_shifted(x, n, padding, xs):
+    """The flat layout (stride 1): three copies of the padded image, copy kx shifted left
+    by kx columns and cut to Wo columns: xs[kx, c, py, j] = padded x[n, c, py, j + kx].
+    Tap (ky, kx) of output position p = oy*Wo + ox of a plane is then
+    xs.flat[kx*C*Hp*Wo + c*Hp*Wo + ky*Wo + p] for every p, so a vector of 16 neighbouring
+    outputs may span rows (on an 8-wide plane, 2 rows a vector) and no column is padded.
+    x: (N, C, H, W); xs: (3, C, Hp, Wo), zero from its allocation."""
+    wd = x.shape[3]
+    wo = xs.shape[3]
+    for kx in range(3):
+        for c in range(x.shape[1]):
+            for iy in range(x.shape[2]):
+                src = x[n, c, iy]
+                dst = xs[c, kx, padding + iy]
+                for j in range(max(0, padding - kx), min(wo, wd + padding - kx)):
+                    dst[j] = src[j + kx - padding]
+
+
+@njit(cache=True, nogil=True)
+def _tiled3x3_flat(x, w9, padding, xs, y, epilogue, coef, relu, res, add_res):
+    """`_tiled3x3` at stride 1 with 16-lane vectors on the flat layout (`_pack_shifted`):
+    each output plane is one row of Ho*Wo >= 16 values, cut into vectors of 16 (the last
+    one moved back to end at the plane's end: its overlap is computed twice, equally).
+    xs: (3, C, Hp, Wo) scratch; y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4."""
+    n_img, c_in = x.shape[0], x.shape[1]
+    k_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+    copy = xs.shape[2] * wo  # one shifted copy of a channel
+    taps = np.array([0, copy, 2 * copy])
+    size = ho * wo
+    vectors = -(-size // LANES16)
+    xflat = xs.reshape(-1)
+    at = np.empty(4, np.intp)
+    for n in range(n_img):
+        _pack_shifted(x, n, padding, xs)
+        yimg = y[n].reshape(k_out, size)
+        for k0 in range(0, k_out, OUTPUT_CHANNEL_TILE):
+            for v0 in range(0, vectors, 4):
+                for j in range(4):
+                    at[j] = min((v0 + j) * LANES16, size - LANES16)
+                _tile4x4_wide(xflat, w9, k0, c_in, 3 * copy, wo, taps, at, yimg, at)
+        if epilogue:
+            resimg = res[n].reshape(k_out, size) if add_res else yimg  # (unread if not)
+            for k in range(k_out):
+                affine_row(yimg[k], yimg[k], coef[k, 0], coef[k, 1], relu, resimg[k], add_res)
 
 
 @njit(cache=True, nogil=True)
@@ -297,12 +353,14 @@ def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.nd
         w: (K, C, 3, 3) float32, any K.
         padding: zero padding on each side.
         y: (N, K, Ho, Wo) float32, written; Ho = (H + 2*padding - 3) // stride + 1, Wo
-            likewise. Where K is a multiple of 4, Wo of 8 and y C-contiguous the tiles write
-            into y itself; otherwise into a padded scratch output, cropped into y.
+            likewise. Where K is a multiple of 4, Wo of the lanes (or the layout is flat)
+            and y C-contiguous the tiles write into y itself; otherwise into a padded
+            scratch output, cropped into y.
         epilogue_args: `common.epilogue_args(...)` for a 4-D output (or its no-op form).
         vectors: position vectors a tile, 4 or 3 (`dispatch.TILE_VECTORS`, by the CPU).
         stride: 1 or 2.
-        lanes: floats a position vector, 8 or 16 (16: AVX-512 only, tiles of 4 vectors;
+        lanes: floats a position vector, 8 or 16 (16: for AVX-512 CPUs, always tiles of 4
+            vectors, flat at stride 1 where Wo is not a multiple of 16 and Ho*Wo >= 16;
             `dispatch.forward_lanes`).
 
     Raises:
@@ -324,6 +382,17 @@ def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.nd
     w9 = np.ascontiguousarray(w.reshape(k, c * 9))
     if k_tiled != k:  # zero filters: their planes are computed and dropped
         w9 = np.concatenate([w9, np.zeros((k_tiled - k, c * 9), np.float32)])
+    if lanes == LANES16 and stride == 1 and wo % LANES16 != 0 and ho * wo >= LANES16:
+        # the flat layout (`_pack_shifted`): vectors span rows, so no column is padded
+        xs = np.zeros((c, 3, hp, wo), dtype=np.float32)
+        if k_tiled == k and y.flags.c_contiguous:
+            _tiled3x3_flat(x, w9, padding, xs, y, *epilogue_args)
+            return
+        scratch = np.empty((n, k_tiled, ho, wo), dtype=np.float32)
+        _tiled3x3_flat(x, w9, padding, xs, scratch,
+                       *make_epilogue_args(None, 4, np.dtype(np.float32)))
+        _crop_into(scratch, y, *epilogue_args)
+        return
     # a packed row holds the padded input row and, past it, zeros up to the last tap read
     # by the last position vector (stride 2: each half as long as the even columns)
     if stride == 1:

@@ -31,7 +31,7 @@ Three choices depend on the CPU, all by whether it has AVX-512 (and so 32 vector
 registers, `common.has_32_vector_registers`): `TILE_VECTORS`, the register tile of
 `TILED_3X3` (4 output channels x 4 position vectors with 32 registers, x 3 with 16);
 `forward_lanes`, the width of its position vectors (16 floats, one 512-bit register, on
-AVX-512 where the output width is a multiple of 16, else 8); and `PAIR_GRAD_WEIGHT` (two
+AVX-512 for every output but a stride-2 one narrower than 16, else 8); and `PAIR_GRAD_WEIGHT` (two
 output channels a `DIRECT_GRAD_WEIGHT` pass with 32, one with 16).
 
 So ResNet-20 in float32 (`RESNET20_CONVS` lists the shapes; tests/test_dispatch.py checks
@@ -84,14 +84,18 @@ def forward_kernel(kh: int, kw: int, stride: int, dtype: np.dtype) -> str:
     return IM2COL_GEMM
 
 
-def forward_lanes(wo: int) -> int:
-    """Floats in one position vector of `TILED_3X3` for an output Wo wide: 16 where the CPU
-    has AVX-512 (`WIDE_VECTORS`) and Wo is a multiple of 16, else 8.
+def forward_lanes(ho: int, wo: int, stride: int) -> int:
+    """Floats in one position vector of `TILED_3X3` for an Ho x Wo output: 16 where the CPU
+    has AVX-512 (`WIDE_VECTORS`) and either Wo is a multiple of 16 (a vector is 16 outputs
+    of one row) or the conv has stride 1 and Ho*Wo >= 16 (the flat layout, where a vector
+    may span rows: `direct_conv_tiled._pack_shifted`); else 8.
 
-    Why by Wo: a 16-lane vector covers 16 outputs of one row, so an 8-wide plane (ResNet-20's
-    stage 3) would compute as many padded columns as real ones: there 8 lanes run about
-    1.4x faster, at 32x32 and 16x16 16 lanes run 1.1-1.35x faster (results/benchmark.md)."""
-    return 16 if WIDE_VECTORS and wo % 16 == 0 else 8
+    Measured per ResNet-20 shape (rocketlake, batch 100, 16 lanes against 8): 1.2-1.3x at
+    32x32 and 16x16, 1.1x at 8x8 stride 1 (flat), 0.65x at stride 2 into 8x8, where 16
+    lanes would pad each 8-wide row to 16 (results/benchmark.md)."""
+    if not WIDE_VECTORS:
+        return 8
+    return 16 if wo % 16 == 0 or (stride == 1 and ho * wo >= 16) else 8
 
 
 def grad_input_kernel(kh: int, kw: int, stride: int, padding: int, dtype: np.dtype) -> str:
