@@ -108,12 +108,12 @@ def _pack_split(x, n, padding, half, xpad):
 
 @njit(cache=True, nogil=True)
 def _pack_shifted(x, n, padding, xs):
-    """The flat layout (stride 1): three copies of the padded image, copy kx shifted left
-    by kx columns and cut to Wo columns: xs[kx, c, py, j] = padded x[n, c, py, j + kx].
+    """The flat layout (stride 1): three copies of each padded channel, copy kx shifted
+    left by kx columns and cut to Wo columns: xs[c, kx, py, j] = padded x[n, c, py, j + kx].
     Tap (ky, kx) of output position p = oy*Wo + ox of a plane is then
-    xs.flat[kx*C*Hp*Wo + c*Hp*Wo + ky*Wo + p] for every p, so a vector of 16 neighbouring
+    xs.flat[(3*c + kx)*Hp*Wo + ky*Wo + p] for every p, so a vector of 16 neighbouring
     outputs may span rows (on an 8-wide plane, 2 rows a vector) and no column is padded.
-    x: (N, C, H, W); xs: (3, C, Hp, Wo), zero from its allocation."""
+    x: (N, C, H, W); xs: (C, 3, Hp, Wo), zero from its allocation."""
     wd = x.shape[3]
     wo = xs.shape[3]
     for kx in range(3):
@@ -130,7 +130,7 @@ def _tiled3x3_flat(x, w9, padding, xs, y, epilogue, coef, relu, res, add_res):
     """`_tiled3x3` at stride 1 with 16-lane vectors on the flat layout (`_pack_shifted`):
     each output plane is one row of Ho*Wo >= 16 values, cut into vectors of 16 (the last
     one moved back to end at the plane's end: its overlap is computed twice, equally).
-    xs: (3, C, Hp, Wo) scratch; y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4."""
+    xs: (C, 3, Hp, Wo) scratch; y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4."""
     n_img, c_in = x.shape[0], x.shape[1]
     k_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
     copy = xs.shape[2] * wo  # one shifted copy of a channel
