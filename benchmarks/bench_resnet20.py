@@ -324,14 +324,20 @@ def main(argv: list[str] | None = None) -> int:
     ours = median_of_rounds(rounds_ours)
     theirs = median_of_rounds(rounds_theirs) if rounds_theirs and rounds_theirs[0] else None
 
-    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
-          f"threads: {args.threads}; numpy {np.__version__}")
+    from minitorch_compress.kernels import dispatch
+    from minitorch_compress.kernels.common import cpu_name
+
+    # the tiled conv's vector width on this CPU, per output plane of ResNet-20 (stride 1)
+    lanes = {f"{size}x{size}": dispatch.forward_lanes(size, size, 1) for size in (32, 16, 8)}
+    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()} "
+          f"({cpu_name()}); threads: {args.threads}; numpy {np.__version__}; conv vectors "
+          + ", ".join(f"{n} lanes at {plane}" for plane, n in lanes.items()))
     print(f"\n{'metric':34s} {'ours':>10s} {'pytorch':>10s} {'ours/pt':>8s}")
     rows = [("train img/s (batch 256)", "train_img_per_s"),
             ("inference img/s (batch 100)", "infer_img_per_s_b100"),
             ("inference img/s (batch 256)", "infer_img_per_s_b256")]
     figures = {"ours": ours, "pytorch": theirs, "threads": args.threads,
-               "rounds": len(rounds_ours)}
+               "rounds": len(rounds_ours), "cpu": cpu_name(), "conv_vector_lanes": lanes}
     for label, key in rows:
         pt = theirs[key] if theirs else None
         ratio = ours[key] / pt if pt else None
