@@ -33,7 +33,7 @@ unchanged. On a narrower one at stride 1 (ResNet-20's 8x8) a 16-wide vector woul
 padding, so the image is packed flat instead (`_pack_shifted`): three copies of each
 padded channel, copy kx shifted left by kx columns and cut to Wo columns, in which tap
 (ky, kx) of output position p = oy*Wo + ox sits at the same offset + p for every p, so a
-vector of 16 outputs may span rows (`_tiled3x3_flat`).
+vector of 16 outputs may span rows.
 
 Stride 2 (`_pack_split`): each padded row is stored as its even columns, then its odd
 ones, so that the three taps of 8 neighbouring outputs are again 8 contiguous values each
@@ -109,48 +109,20 @@ def _pack_split(x, n, padding, half, xpad):
 @njit(cache=True, nogil=True)
 def _pack_shifted(x, n, padding, xs):
     """The flat layout (stride 1): three copies of each padded channel, copy kx shifted
-    left by kx columns and cut to Wo columns: xs[c, kx, py, j] = padded x[n, c, py, j + kx].
+    left by kx columns and cut to Wo columns: xs[3*c + kx, py, j] = padded x[n, c, py, j + kx].
     Tap (ky, kx) of output position p = oy*Wo + ox of a plane is then
     xs.flat[(3*c + kx)*Hp*Wo + ky*Wo + p] for every p, so a vector of 16 neighbouring
     outputs may span rows (on an 8-wide plane, 2 rows a vector) and no column is padded.
-    x: (N, C, H, W); xs: (C, 3, Hp, Wo), zero from its allocation."""
+    x: (N, C, H, W); xs: (3*C, Hp, Wo), zero from its allocation."""
     wd = x.shape[3]
-    wo = xs.shape[3]
+    wo = xs.shape[2]
     for kx in range(3):
         for c in range(x.shape[1]):
             for iy in range(x.shape[2]):
                 src = x[n, c, iy]
-                dst = xs[c, kx, padding + iy]
+                dst = xs[3 * c + kx, padding + iy]
                 for j in range(max(0, padding - kx), min(wo, wd + padding - kx)):
                     dst[j] = src[j + kx - padding]
-
-
-@njit(cache=True, nogil=True)
-def _tiled3x3_flat(x, w9, padding, xs, y, epilogue, coef, relu, res, add_res):
-    """`_tiled3x3` at stride 1 with 16-lane vectors on the flat layout (`_pack_shifted`):
-    each output plane is one row of Ho*Wo >= 16 values, cut into vectors of 16 (the last
-    one moved back to end at the plane's end: its overlap is computed twice, equally).
-    xs: (C, 3, Hp, Wo) scratch; y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4."""
-    n_img, c_in = x.shape[0], x.shape[1]
-    k_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
-    copy = xs.shape[2] * wo  # one shifted copy of a channel
-    taps = np.array([0, copy, 2 * copy])
-    size = ho * wo
-    vectors = -(-size // LANES16)
-    xflat = xs.reshape(-1)
-    at = np.empty(4, np.intp)
-    for n in range(n_img):
-        _pack_shifted(x, n, padding, xs)
-        yimg = y[n].reshape(k_out, size)
-        for k0 in range(0, k_out, OUTPUT_CHANNEL_TILE):
-            for v0 in range(0, vectors, 4):
-                for j in range(4):
-                    at[j] = min((v0 + j) * LANES16, size - LANES16)
-                _tile4x4_wide(xflat, w9, k0, c_in, 3 * copy, wo, taps, at, yimg, at)
-        if epilogue:
-            resimg = res[n].reshape(k_out, size) if add_res else yimg  # (unread if not)
-            for k in range(k_out):
-                affine_row(yimg[k], yimg[k], coef[k, 0], coef[k, 1], relu, resimg[k], add_res)
 
 
 @njit(cache=True, nogil=True)
@@ -279,30 +251,39 @@ def _store3(yrow, outs, v0, v1, v2):
 
 
 @njit(cache=True, nogil=True)
-def _tiled3x3(x, w9, padding, stride, xpad, y, four, wide, epilogue, coef, relu, res,
+def _tiled3x3(x, w9, padding, stride, xpad, y, four, wide, flat, epilogue, coef, relu, res,
               add_res):
     """y = conv3x3(x, w) at stride 1 or 2, one image at a time (module notes).
 
-    x: (N, C, H, W) float32; w9: (K, C*9); xpad: (C, Hp, rowlen) scratch, zero from its
-    allocation (rowlen >= Wo + 2 at stride 1; at stride 2 twice `_pack_split`'s half,
-    half >= Wo + 1); y: (N, K, Ho, Wo), C-contiguous, K a multiple of 4 and Wo of the
-    lanes; four: tiles of 4 position vectors (else 3); wide: vectors of 16 lanes (tiles of
-    4), else 8."""
+    x: (N, C, H, W) float32; w9: (K, C*9); xpad: scratch, zero from its allocation: (C, Hp,
+    rowlen) (rowlen >= Wo + 2 at stride 1; at stride 2 twice `_pack_split`'s half,
+    half >= Wo + 1), or if flat (3*C, Hp, Wo) (`_pack_shifted`); y: (N, K, Ho, Wo),
+    C-contiguous, K a multiple of 4 and Wo of the lanes (flat: Ho*Wo >= 16); four: tiles of
+    4 position vectors (else 3); wide: vectors of 16 lanes (tiles of 4), else 8; flat
+    (wide, stride 1 only): each output plane cut into vectors of 16 as one row of Ho*Wo
+    values, the last one moved back to end at the plane's end (its overlap is computed
+    twice, equally)."""
     n_img, c_in = x.shape[0], x.shape[1]
     k_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
     rowlen = xpad.shape[2]
-    plane = xpad.shape[1] * rowlen
+    plane = xpad.shape[1] * rowlen  # (flat: one shifted copy of a channel)
     half = rowlen // 2
-    taps = np.array([0, 1, 2]) if stride == 1 else np.array([0, half, 1])
+    if flat:
+        taps = np.array([0, plane, 2 * plane])
+        plane *= 3
+    else:
+        taps = np.array([0, 1, 2]) if stride == 1 else np.array([0, half, 1])
     lanes = LANES16 if wide else LANES
     per_row = wo // lanes
-    vectors = ho * per_row
+    vectors = -(-ho * wo // lanes) if flat else ho * per_row
     step = 4 if four or wide else 3
     xflat = xpad.reshape(-1)
     ins = np.empty(step, np.intp)
     outs = np.empty(step, np.intp)
     for n in range(n_img):
-        if stride == 1:
+        if flat:
+            _pack_shifted(x, n, padding, xpad)
+        elif stride == 1:
             _pack_image(x, n, padding, xpad)
         else:
             _pack_split(x, n, padding, half, xpad)
@@ -311,9 +292,12 @@ def _tiled3x3(x, w9, padding, stride, xpad, y, four, wide, epilogue, coef, relu,
             for v0 in range(0, vectors, step):
                 for j in range(step):
                     v = min(v0 + j, vectors - 1)  # past the last: the last again
-                    oy, ox = v // per_row, (v % per_row) * lanes
-                    ins[j] = stride * oy * rowlen + ox
-                    outs[j] = oy * wo + ox
+                    if flat:
+                        ins[j] = outs[j] = min(v * lanes, ho * wo - lanes)
+                    else:
+                        oy, ox = v // per_row, (v % per_row) * lanes
+                        ins[j] = stride * oy * rowlen + ox
+                        outs[j] = oy * wo + ox
                 if wide:
                     _tile4x4_wide(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
                 elif four:
@@ -382,29 +366,25 @@ def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.nd
     w9 = np.ascontiguousarray(w.reshape(k, c * 9))
     if k_tiled != k:  # zero filters: their planes are computed and dropped
         w9 = np.concatenate([w9, np.zeros((k_tiled - k, c * 9), np.float32)])
-    if lanes == LANES16 and stride == 1 and wo % LANES16 != 0 and ho * wo >= LANES16:
-        # the flat layout (`_pack_shifted`): vectors span rows, so no column is padded
-        xs = np.zeros((c, 3, hp, wo), dtype=np.float32)
-        if k_tiled == k and y.flags.c_contiguous:
-            _tiled3x3_flat(x, w9, padding, xs, y, *epilogue_args)
-            return
-        scratch = np.empty((n, k_tiled, ho, wo), dtype=np.float32)
-        _tiled3x3_flat(x, w9, padding, xs, scratch,
-                       *make_epilogue_args(None, 4, np.dtype(np.float32)))
-        _crop_into(scratch, y, *epilogue_args)
-        return
-    # a packed row holds the padded input row and, past it, zeros up to the last tap read
-    # by the last position vector (stride 2: each half as long as the even columns)
-    if stride == 1:
-        rowlen = max(wp, wo_tiled + 2)
-    else:
-        rowlen = 2 * max(-(-wp // 2), wo_tiled + 1)
-    xpad = np.zeros((c, hp, rowlen), dtype=np.float32)
     four, wide = vectors == 4, lanes == LANES16
+    # 16 lanes on a narrower plane at stride 1: the flat layout (`_pack_shifted`), whose
+    # vectors span rows, so that no column is padded
+    flat = wide and stride == 1 and wo % LANES16 != 0 and ho * wo >= LANES16
+    if flat:
+        wo_tiled = wo
+        xpad = np.zeros((3 * c, hp, wo), dtype=np.float32)
+    else:
+        # a packed row holds the padded input row and, past it, zeros up to the last tap
+        # read by the last position vector (stride 2: each half as long as the even columns)
+        if stride == 1:
+            rowlen = max(wp, wo_tiled + 2)
+        else:
+            rowlen = 2 * max(-(-wp // 2), wo_tiled + 1)
+        xpad = np.zeros((c, hp, rowlen), dtype=np.float32)
     if k_tiled == k and wo_tiled == wo and y.flags.c_contiguous:
-        _tiled3x3(x, w9, padding, stride, xpad, y, four, wide, *epilogue_args)
+        _tiled3x3(x, w9, padding, stride, xpad, y, four, wide, flat, *epilogue_args)
         return
     scratch = np.empty((n, k_tiled, ho, wo_tiled), dtype=np.float32)
-    _tiled3x3(x, w9, padding, stride, xpad, scratch, four, wide,
+    _tiled3x3(x, w9, padding, stride, xpad, scratch, four, wide, flat,
               *make_epilogue_args(None, 4, np.dtype(np.float32)))
     _crop_into(scratch, y, *epilogue_args)
