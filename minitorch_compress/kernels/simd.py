@@ -14,9 +14,11 @@ one 16-lane one, and LLVM may use all 32 registers. Elsewhere LLVM lowers the sa
 what the CPU has (slower, still correct).
 
 Sixteen lanes (`f32x16`): a 512-bit register of AVX-512 CPUs. Where the CPU executes
-512-bit operations at full width (Intel server and client cores with AVX-512) one 16-lane
-FMA does the work of two 8-lane ones; a kernel takes this width only where the CPU has
-AVX-512F (`kernels/dispatch.py`), since elsewhere LLVM splits each operation in two.
+512-bit operations at full width (Intel cores with AVX-512) one 16-lane FMA does the work of
+two 8-lane ones in one slot; where it splits them into two 256-bit halves (AMD Zen 4) it
+still needs half the loads and broadcasts per multiply-add. A kernel takes this width only
+where the CPU has AVX-512F (`kernels/dispatch.py`): without it LLVM would emulate each
+operation with two 8-lane ones and the 32 registers the tiles count on are not there.
 
 The operations (each a function usable from `@njit` code and, for ``NUMBA_DISABLE_JIT=1``
 stepping, from plain Python, where a vector is an (8,) or (16,) float32 ndarray):
