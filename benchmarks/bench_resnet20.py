@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_resnet20.py [--threads 2] [--repeats 5] [--json PATH] [--eval-10k]
-                                        [--rounds 3]
+                                        [--rounds 3] [--conv-lanes 8]
 
 Prints, for our engine and (when `torch` is importable, `pip install -e .[bench]`) for PyTorch
 with the same thread count: images/s of a full training step at batch 256 (forward, loss,
@@ -306,7 +306,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="run PyTorch with our malloc setting too (see the module notes)")
     parser.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
+    parser.add_argument("--conv-lanes", type=int, choices=(8,), default=None,
+                        help="8: keep the tiled conv on 8-lane vectors on an AVX-512 CPU too "
+                             "(to measure what its 16-lane vectors give)")
     args = parser.parse_args(argv)
+    if args.conv_lanes == 8:
+        from minitorch_compress.kernels import dispatch
+
+        dispatch.WIDE_VECTORS = False
     if args.torch_child:  # internal: the PyTorch side, printed as one JSON line
         print(json.dumps(bench_torch(args.repeats, args.threads)))
         return 0
