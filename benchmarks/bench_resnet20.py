@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_resnet20.py [--threads 2] [--repeats 5] [--json PATH] [--eval-10k]
-                                        [--rounds 3]
+                                        [--rounds 3] [--conv-lanes 8]
 
 Prints, for our engine and (when `torch` is importable, `pip install -e .[bench]`) for PyTorch
 with the same thread count: images/s of a full training step at batch 256 (forward, loss,
@@ -306,7 +306,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="run PyTorch with our malloc setting too (see the module notes)")
     parser.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
+    parser.add_argument("--conv-lanes", type=int, choices=(8,), default=None,
+                        help="8: keep the tiled conv on 8-lane vectors on an AVX-512 CPU too "
+                             "(to measure what its 16-lane vectors give)")
     args = parser.parse_args(argv)
+    if args.conv_lanes == 8:
+        from minitorch_compress.kernels import dispatch
+
+        dispatch.WIDE_VECTORS = False
     if args.torch_child:  # internal: the PyTorch side, printed as one JSON line
         print(json.dumps(bench_torch(args.repeats, args.threads)))
         return 0
@@ -324,14 +331,20 @@ def main(argv: list[str] | None = None) -> int:
     ours = median_of_rounds(rounds_ours)
     theirs = median_of_rounds(rounds_theirs) if rounds_theirs and rounds_theirs[0] else None
 
-    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
-          f"threads: {args.threads}; numpy {np.__version__}")
+    from minitorch_compress.kernels import dispatch
+    from minitorch_compress.kernels.common import cpu_name
+
+    # the tiled conv's vector width on this CPU, per output plane of ResNet-20 (stride 1)
+    lanes = {f"{size}x{size}": dispatch.forward_lanes(size, size, 1) for size in (32, 16, 8)}
+    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()} "
+          f"({cpu_name()}); threads: {args.threads}; numpy {np.__version__}; conv vectors "
+          + ", ".join(f"{n} lanes at {plane}" for plane, n in lanes.items()))
     print(f"\n{'metric':34s} {'ours':>10s} {'pytorch':>10s} {'ours/pt':>8s}")
     rows = [("train img/s (batch 256)", "train_img_per_s"),
             ("inference img/s (batch 100)", "infer_img_per_s_b100"),
             ("inference img/s (batch 256)", "infer_img_per_s_b256")]
     figures = {"ours": ours, "pytorch": theirs, "threads": args.threads,
-               "rounds": len(rounds_ours)}
+               "rounds": len(rounds_ours), "cpu": cpu_name(), "conv_vector_lanes": lanes}
     for label, key in rows:
         pt = theirs[key] if theirs else None
         ratio = ours[key] / pt if pt else None

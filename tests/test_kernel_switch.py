@@ -14,7 +14,15 @@ import pytest
 import minitorch_compress
 from minitorch_compress import Tensor, no_grad, ops, use_kernels
 from minitorch_compress.errors import MinitorchError
-from minitorch_compress.kernels import batchnorm, conv, reference, select, sets, sparse_conv
+from minitorch_compress.kernels import (
+    batchnorm,
+    conv,
+    dispatch,
+    reference,
+    select,
+    sets,
+    sparse_conv,
+)
 from minitorch_compress.models.resnet import ResNet20, to_sparse
 from minitorch_compress.nn import BatchNorm2d
 from minitorch_compress.optim import SGD
@@ -107,8 +115,12 @@ def _assert_same(fast: dict[str, np.ndarray], ref: dict[str, np.ndarray], dtype)
         assert error <= _TOLERANCE[dtype] * scale, f"{name}: {error:.3g} vs scale {scale:.3g}"
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_a_training_step_is_the_same_on_both_kernel_sets(dtype):
+@pytest.mark.parametrize("dtype, wide", [(np.float64, False), (np.float32, False),
+                                         (np.float32, True)])
+def test_a_training_step_is_the_same_on_both_kernel_sets(dtype, wide, monkeypatch):
+    """float32 with 16-lane vectors in the tiled conv allowed (`dispatch.WIDE_VECTORS`,
+    forced so that every x86-64 CPU runs it) and not."""
+    monkeypatch.setattr(dispatch, "WIDE_VECTORS", wide)
     with only("reference"):
         ref = _training_step("reference", dtype)
     with only("fast"):
@@ -119,7 +131,10 @@ def test_a_training_step_is_the_same_on_both_kernel_sets(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("fused, sparse", [(True, False), (False, False), (True, True)])
-def test_an_eval_forward_is_the_same_on_both_kernel_sets(dtype, fused, sparse):
+@pytest.mark.parametrize("wide", [False, True])
+def test_an_eval_forward_is_the_same_on_both_kernel_sets(dtype, fused, sparse, wide,
+                                                         monkeypatch):
+    monkeypatch.setattr(dispatch, "WIDE_VECTORS", wide)
     with only("reference"):
         ref = _eval_logits("reference", dtype, fused, sparse)
     with only("fast"):

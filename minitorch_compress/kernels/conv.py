@@ -375,7 +375,9 @@ def _forward_serial(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
         direct_conv_tiled.tiled3x3_forward_serial(x, w, padding, out,
                                                   epilogue_args(epilogue, 4, x.dtype),
                                                   vectors=dispatch.TILE_VECTORS,
-                                                  stride=stride)
+                                                  stride=stride,
+                                                  lanes=dispatch.forward_lanes(
+                                                      *out.shape[2:], stride))
     else:
         _forward_cols(x, w, stride, padding, out, epilogue)
 

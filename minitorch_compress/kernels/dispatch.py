@@ -27,10 +27,12 @@ sparse conv (inference of pruned models, `models.resnet.to_sparse`)
     Which convs of a model take the sparse path at all is decided by the break-even
     sparsity measured on this CPU (`kernels/sparse_break_even.py`).
 
-Two choices depend on the CPU, both by its number of vector registers
-(`common.has_32_vector_registers`): `TILE_VECTORS`, the register tile of `TILED_3X3`
-(4 output channels x 4 position vectors with 32 registers, x 3 with 16), and
-`PAIR_GRAD_WEIGHT` (two output channels a `DIRECT_GRAD_WEIGHT` pass with 32, one with 16).
+Three choices depend on the CPU, all by whether it has AVX-512 (and so 32 vector
+registers, `common.has_32_vector_registers`): `TILE_VECTORS`, the register tile of
+`TILED_3X3` (4 output channels x 4 position vectors with 32 registers, x 3 with 16);
+`forward_lanes`, the width of its position vectors (16 floats, one 512-bit register, on
+AVX-512 for every output but a stride-2 one narrower than 16, else 8); and `PAIR_GRAD_WEIGHT` (two
+output channels a `DIRECT_GRAD_WEIGHT` pass with 32, one with 16).
 
 So ResNet-20 in float32 (`RESNET20_CONVS` lists the shapes; tests/test_dispatch.py checks
 every row): every 3x3 forward and every stride-1 grad-input runs `TILED_3X3`; the two 1x1
@@ -64,6 +66,9 @@ KERNELS = (TILED_3X3, IM2COL_GEMM, GEMM_COL2IM, DIRECT_GRAD_WEIGHT, GEMM_GRAD_WE
 # Position vectors in one `TILED_3X3` tile: 4 (16 sums + 4 inputs + 1 weight = 21
 # registers) with 32 vector registers, else 3 (12 + 3 + 1 = AVX2's 16).
 TILE_VECTORS = 4 if has_32_vector_registers() else 3
+# 16-lane position vectors for `TILED_3X3` (`forward_lanes`): AVX-512 CPUs only; elsewhere
+# LLVM would split each 512-bit operation into two 256-bit ones.
+WIDE_VECTORS = has_32_vector_registers()
 # Two output channels a `DIRECT_GRAD_WEIGHT` pass need 18 vector accumulators: they fit in
 # 32 registers, not in 16 (where the spills made it slower than im2col).
 PAIR_GRAD_WEIGHT = has_32_vector_registers()
@@ -77,6 +82,20 @@ def forward_kernel(kh: int, kw: int, stride: int, dtype: np.dtype) -> str:
     if np.dtype(dtype) == np.float32 and (kh, kw) == (3, 3) and stride in (1, 2):
         return TILED_3X3
     return IM2COL_GEMM
+
+
+def forward_lanes(ho: int, wo: int, stride: int) -> int:
+    """Floats in one position vector of `TILED_3X3` for an Ho x Wo output: 16 where the CPU
+    has AVX-512 (`WIDE_VECTORS`) and either Wo is a multiple of 16 (a vector is 16 outputs
+    of one row) or the conv has stride 1 and Ho*Wo >= 16 (the flat layout, where a vector
+    may span rows: `direct_conv_tiled._pack_shifted`); else 8.
+
+    Measured per ResNet-20 shape (rocketlake, batch 100, 16 lanes against 8): 1.2-1.3x at
+    32x32 and 16x16, 1.1x at 8x8 stride 1 (flat), 0.65x at stride 2 into 8x8, where 16
+    lanes would pad each 8-wide row to 16 (results/benchmark.md)."""
+    if not WIDE_VECTORS:
+        return 8
+    return 16 if wo % 16 == 0 or (stride == 1 and ho * wo >= 16) else 8
 
 
 def grad_input_kernel(kh: int, kw: int, stride: int, padding: int, dtype: np.dtype) -> str:

@@ -1,4 +1,4 @@
-"""Explicit SIMD for numba kernels: a vector of 8 float32 values held in one register.
+"""Explicit SIMD for numba kernels: a vector of 8 (or 16) float32 values held in one register.
 
 Why. LLVM vectorises a loop by itself only along its innermost index, and keeps a sum in a
 register only while it can prove that no store touches it. A convolution tile that keeps
@@ -13,16 +13,24 @@ Eight lanes: a 256-bit register, which every x86-64 CPU with AVX2 has. On AVX-51
 one 16-lane one, and LLVM may use all 32 registers. Elsewhere LLVM lowers the same IR to
 what the CPU has (slower, still correct).
 
+Sixteen lanes (`f32x16`): a 512-bit register of AVX-512 CPUs. Where the CPU executes
+512-bit operations at full width (Intel cores with AVX-512) one 16-lane FMA does the work of
+two 8-lane ones in one slot; where it splits them into two 256-bit halves (AMD Zen 4) it
+still needs half the loads and broadcasts per multiply-add. A kernel takes this width only
+where the CPU has AVX-512F (`kernels/dispatch.py`): without it LLVM would emulate each
+operation with two 8-lane ones and the 32 registers the tiles count on are not there.
+
 The operations (each a function usable from `@njit` code and, for ``NUMBA_DISABLE_JIT=1``
-stepping, from plain Python, where a vector is a (8,) float32 ndarray):
+stepping, from plain Python, where a vector is an (8,) or (16,) float32 ndarray):
 
     vload(a, i)        a.flat[i : i + 8]        (a C-contiguous float32 array)
-    vstore(a, i, v)    a.flat[i : i + 8] = v
-    vbroadcast(s)      [s] * 8
-    vzero()            [0] * 8
-    vfma(a, b, c)      a * b + c, rounded once
+    vload16(a, i)      a.flat[i : i + 16]
+    vstore(a, i, v)    a.flat[i : i + len(v)] = v      (either width)
+    vbroadcast(s)      [s] * 8                  vbroadcast16(s): [s] * 16
+    vzero()            [0] * 8                  vzero16():       [0] * 16
+    vfma(a, b, c)      a * b + c, rounded once  (three vectors of one width)
 
-Compiled code does **no bounds checks**: the caller keeps i + 8 within the array (the
+Compiled code does **no bounds checks**: the caller keeps i + lanes within the array (the
 Python versions raise when it does not, so a stepped run finds such a bug).
 """
 
@@ -35,41 +43,57 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
 LANES = 8
-_VECTOR = ir.VectorType(ir.FloatType(), LANES)
+LANES16 = 16
 
 
-class _F32x8(types.Type):
-    """numba's type of an 8 x float32 vector value."""
+class _F32Vector(types.Type):
+    """numba's type of a vector of `lanes` float32 values."""
 
-    def __init__(self) -> None:
-        super().__init__(name="f32x8")
-
-
-f32x8 = _F32x8()
+    def __init__(self, lanes: int) -> None:
+        self.lanes = lanes
+        super().__init__(name=f"f32x{lanes}")
 
 
-@register_model(_F32x8)
-class _F32x8Model(models.PrimitiveModel):
+f32x8 = _F32Vector(LANES)
+f32x16 = _F32Vector(LANES16)
+
+
+@register_model(_F32Vector)
+class _F32VectorModel(models.PrimitiveModel):
     """Represented as the LLVM vector itself, so it lives in a register, not in memory."""
 
     def __init__(self, dmm, fe_type) -> None:
-        super().__init__(dmm, fe_type, _VECTOR)
+        super().__init__(dmm, fe_type, _ir_vector(fe_type.lanes))
+
+
+def _ir_vector(lanes: int) -> ir.VectorType:
+    return ir.VectorType(ir.FloatType(), lanes)
 
 
 # ----------------------------------------------------------------------------- plain Python
-def vload(a: np.ndarray, i: int) -> np.ndarray:
-    """The 8 values a.flat[i : i + 8] as a vector."""
-    v = a.reshape(-1)[i:i + LANES]
-    if v.size != LANES:
-        raise IndexError(f"vload: a.flat[{i}:{i + LANES}] is outside an array of {a.size}")
+def _load(a: np.ndarray, i: int, lanes: int) -> np.ndarray:
+    v = a.reshape(-1)[i:i + lanes] if i >= 0 else a.reshape(-1)[:0]
+    if v.size != lanes:
+        raise IndexError(f"vload: a.flat[{i}:{i + lanes}] is outside an array of {a.size}")
     return v.astype(np.float32)
 
 
+def vload(a: np.ndarray, i: int) -> np.ndarray:
+    """The 8 values a.flat[i : i + 8] as a vector."""
+    return _load(a, i, LANES)
+
+
+def vload16(a: np.ndarray, i: int) -> np.ndarray:
+    """The 16 values a.flat[i : i + 16] as a vector."""
+    return _load(a, i, LANES16)
+
+
 def vstore(a: np.ndarray, i: int, v: np.ndarray) -> None:
-    """a.flat[i : i + 8] = v (a must be C-contiguous, so that a.reshape(-1) is a view)."""
-    if i < 0 or i + LANES > a.size:
-        raise IndexError(f"vstore: a.flat[{i}:{i + LANES}] is outside an array of {a.size}")
-    a.reshape(-1)[i:i + LANES] = v
+    """a.flat[i : i + len(v)] = v (a must be C-contiguous, so that a.reshape(-1) is a view)."""
+    lanes = v.size
+    if i < 0 or i + lanes > a.size:
+        raise IndexError(f"vstore: a.flat[{i}:{i + lanes}] is outside an array of {a.size}")
+    a.reshape(-1)[i:i + lanes] = v
 
 
 def vbroadcast(s) -> np.ndarray:
@@ -77,88 +101,117 @@ def vbroadcast(s) -> np.ndarray:
     return np.full(LANES, s, np.float32)
 
 
+def vbroadcast16(s) -> np.ndarray:
+    """The vector whose 16 lanes are the scalar s."""
+    return np.full(LANES16, s, np.float32)
+
+
 def vzero() -> np.ndarray:
     """The vector of 8 zeros."""
     return np.zeros(LANES, np.float32)
 
 
+def vzero16() -> np.ndarray:
+    """The vector of 16 zeros."""
+    return np.zeros(LANES16, np.float32)
+
+
 def vfma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """a * b + c lane by lane, rounded once (float64 products of float32 values are exact)."""
+    if not a.size == b.size == c.size:
+        raise ValueError(f"vfma: vectors of {a.size}, {b.size} and {c.size} lanes")
     return (a.astype(np.float64) * b + c).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- compiled
-def _address(context, builder, array_type, array, index):
+def _address(context, builder, array_type, array, index, lanes):
     """Pointer to element `index` of the array's data, as a pointer to a vector."""
     data = context.make_array(array_type)(context, builder, array).data
-    return builder.bitcast(builder.gep(data, [index]), _VECTOR.as_pointer())
+    return builder.bitcast(builder.gep(data, [index]), _ir_vector(lanes).as_pointer())
 
 
 def _is_float32_array(a) -> bool:
     return isinstance(a, types.Array) and a.dtype == types.float32 and a.layout == "C"
 
 
-@intrinsic
-def _vload(typingctx, a, i):
-    if not (_is_float32_array(a) and isinstance(i, types.Integer)):
-        return None
+def _make_load(vector):
+    @intrinsic
+    def load(typingctx, a, i):
+        if not (_is_float32_array(a) and isinstance(i, types.Integer)):
+            return None
 
-    def codegen(context, builder, signature, args):
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        return builder.load(_address(context, builder, signature.args[0], args[0], index),
-                            align=4)
-    return f32x8(a, i), codegen
+        def codegen(context, builder, signature, args):
+            index = context.cast(builder, args[1], signature.args[1], types.intp)
+            return builder.load(_address(context, builder, signature.args[0], args[0], index,
+                                         vector.lanes), align=4)
+        return vector(a, i), codegen
+    return load
+
+
+def _make_broadcast(vector):
+    @intrinsic
+    def broadcast(typingctx, s):
+        if not isinstance(s, types.Float | types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            value = context.cast(builder, args[0], signature.args[0], types.float32)
+            ir_vector = _ir_vector(vector.lanes)
+            one = builder.insert_element(ir.Constant(ir_vector, ir.Undefined), value,
+                                         ir.Constant(ir.IntType(32), 0))
+            lanes = ir.Constant(ir.VectorType(ir.IntType(32), vector.lanes), [0] * vector.lanes)
+            return builder.shuffle_vector(one, ir.Constant(ir_vector, ir.Undefined), lanes)
+        return vector(s), codegen
+    return broadcast
+
+
+def _make_zero(vector):
+    @intrinsic
+    def zero(typingctx):
+        def codegen(context, builder, signature, args):
+            return ir.Constant(_ir_vector(vector.lanes), [0.0] * vector.lanes)
+        return vector(), codegen
+    return zero
 
 
 @intrinsic
 def _vstore(typingctx, a, i, v):
-    if not (_is_float32_array(a) and isinstance(i, types.Integer) and v == f32x8):
+    if not (_is_float32_array(a) and isinstance(i, types.Integer)
+            and isinstance(v, _F32Vector)):
         return None
 
     def codegen(context, builder, signature, args):
         index = context.cast(builder, args[1], signature.args[1], types.intp)
-        builder.store(args[2], _address(context, builder, signature.args[0], args[0], index),
-                      align=4)
+        builder.store(args[2], _address(context, builder, signature.args[0], args[0], index,
+                                        v.lanes), align=4)
         return context.get_dummy_value()
     return types.none(a, i, v), codegen
 
 
 @intrinsic
-def _vbroadcast(typingctx, s):
-    if not isinstance(s, types.Float | types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        value = context.cast(builder, args[0], signature.args[0], types.float32)
-        one = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value,
-                                     ir.Constant(ir.IntType(32), 0))
-        lanes = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        return builder.shuffle_vector(one, ir.Constant(_VECTOR, ir.Undefined), lanes)
-    return f32x8(s), codegen
-
-
-@intrinsic
-def _vzero(typingctx):
-    def codegen(context, builder, signature, args):
-        return ir.Constant(_VECTOR, [0.0] * LANES)
-    return f32x8(), codegen
-
-
-@intrinsic
 def _vfma(typingctx, a, b, c):
-    if not a == b == c == f32x8:
+    if not (isinstance(a, _F32Vector) and a == b == c):
         return None
 
     def codegen(context, builder, signature, args):
+        ir_vector = _ir_vector(a.lanes)
         function = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), f"llvm.fma.v{LANES}f32")
+            builder.module, ir.FunctionType(ir_vector, [ir_vector] * 3),
+            f"llvm.fma.v{a.lanes}f32")
         return builder.call(function, args)
-    return f32x8(a, b, c), codegen
+    return a(a, b, c), codegen
 
+
+_vload, _vload16 = _make_load(f32x8), _make_load(f32x16)
+_vbroadcast, _vbroadcast16 = _make_broadcast(f32x8), _make_broadcast(f32x16)
+_vzero, _vzero16 = _make_zero(f32x8), _make_zero(f32x16)
 
 # In compiled code each Python function above is replaced by its intrinsic.
 overload(vload)(lambda a, i: lambda a, i: _vload(a, i))
+overload(vload16)(lambda a, i: lambda a, i: _vload16(a, i))
 overload(vstore)(lambda a, i, v: lambda a, i, v: _vstore(a, i, v))
 overload(vbroadcast)(lambda s: lambda s: _vbroadcast(s))
+overload(vbroadcast16)(lambda s: lambda s: _vbroadcast16(s))
 overload(vzero)(lambda: lambda: _vzero())
+overload(vzero16)(lambda: lambda: _vzero16())
 overload(vfma)(lambda a, b, c: lambda a, b, c: _vfma(a, b, c))
