@@ -73,6 +73,9 @@ from minitorch_compress.kernels.simd import (
 
 # Output channels of one tile (public: channel pruning rounds its widths to it)
 OUTPUT_CHANNEL_TILE = 4
+#: names this kernel's code for caches of measurements made against it (the sparse break-even
+#: is where the sparse kernel overtakes this one): change it when the kernel's speed changes
+KERNEL_VERSION = "tiled-lanes8or16-1"
 
 
 @njit(cache=True, nogil=True)

@@ -7,7 +7,7 @@ another: the first time a model asks about a conv shape (`break_even`), a short 
 (`measure`) times the dense fused forward and the sparse one at a few sparsities on random
 data, in alternating rounds, and `break_even_from_timings` turns the times into the sparsity
 from which sparse is faster. The answers are cached in ``weights/cache/sparse_break_even.json``
-(git-ignored) under the CPU's name, the sparse kernel's `KERNEL_VERSION` and the thread
+(git-ignored) under the CPU's name, the sparse and dense kernels' `KERNEL_VERSION` and the thread
 count, so a machine measures each shape once per kernel version;
 ``python benchmarks/bench_sparse.py --calibrate`` measures every ResNet-20 shape again and
 overwrites its entries.
@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minitorch_compress.kernels import direct_conv_tiled
 from minitorch_compress.kernels.common import cpu_name
 from minitorch_compress.kernels.conv import conv2d_affine_forward
 from minitorch_compress.kernels.parallel import get_num_threads
@@ -118,9 +119,11 @@ def measure(shape: ConvGeometry, sparsities: tuple[float, ...] = SPARSITIES, bat
 
 
 def cache_key() -> str:
-    """The cache's entry for this machine and kernel: CPU name, `KERNEL_VERSION` and the
-    kernel threads (each thread's share of the batch changes the fixed costs' weight)."""
-    return f"{cpu_name()} / sparse kernel {KERNEL_VERSION} / {get_num_threads()} threads"
+    """The cache's entry for this machine and kernels: CPU name, the sparse kernel's
+    `KERNEL_VERSION` and the dense one's (the break-even is where one overtakes the other) and
+    the kernel threads (each thread's share of the batch changes the fixed costs' weight)."""
+    return (f"{cpu_name()} / sparse kernel {KERNEL_VERSION} / dense kernel "
+            f"{direct_conv_tiled.KERNEL_VERSION} / {get_num_threads()} threads")
 
 
 def _shape_key(shape: ConvGeometry) -> str:
