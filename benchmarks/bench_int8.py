@@ -12,7 +12,15 @@ speed drifts from minute to minute; the figures are the medians over rounds):
   backend, per-channel weights, calibrated on the same images), None without torch.
 
 Then, once, where our int8 forward's time goes at the largest batch: each integer layer's
-median milliseconds (JSON "layers_batch_<b>").
+median milliseconds and multiply-adds per image (JSON "layers_batch_<b>").
+
+And the bound of the design: the peak rate of the instruction our kernel is built on
+(`vnni_peak`: ``vpdpbusd`` on 512-bit registers, 16 independent accumulators fed from an
+L1-resident array, the shape of the kernel's register block doubled; JSON
+"peak_gmacs_per_core" from one thread, "peak_gmacs_together" from `--threads` threads at
+once, "peak_method" how), and from it "bound_images_per_second": the model's multiply-adds
+per image / (peak per core x threads), the most images/s any kernel built on that
+instruction could reach here. Skipped (None) on a CPU without AVX-512 VNNI.
 
 PyTorch runs in a child interpreter that never imports minitorch_compress. Both sides are
 calibrated on the first `--calibration` CIFAR-10 training images (random images when
@@ -40,7 +48,8 @@ _threads = "2"
 for _i, _arg in enumerate(sys.argv):
     if _arg == "--threads" and _i + 1 < len(sys.argv):
         _threads = sys.argv[_i + 1]
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+             "MINITORCH_NUM_THREADS"):
     os.environ.setdefault(_var, _threads)
 
 import numpy as np  # noqa: E402
@@ -123,12 +132,15 @@ def layer_profile(batch: int, repeats: int, images: np.ndarray) -> list[dict]:
     layers = int_model.named_layers()
     names = {id(layer): name for name, layer in layers}
     seconds: dict[str, list[float]] = {name: [] for name, _ in layers}
+    positions: dict[str, int] = {}  # output positions per image
     fast = INT8_KERNELS["fast"]
 
     def timed(q, layer, residual=None):
         start = time.perf_counter()
         out = fast.conv(q, layer, residual)
         seconds[names[id(layer)]].append(time.perf_counter() - start)
+        _, hp, wp, _ = out.shape  # padded codes: a border of one pixel
+        positions[names[id(layer)]] = (hp - 2) * (wp - 2)
         return out
 
     x = normalize(images[np.arange(batch) % len(images)])
@@ -142,7 +154,94 @@ def layer_profile(batch: int, repeats: int, images: np.ndarray) -> list[dict]:
         del INT8_KERNELS["timed_fast"]
     return [{"layer": name, "weights": list(layer.weight.shape), "stride": layer.stride,
              "kind": int_model.weight_kinds[name],
+             "macs": int(np.prod(layer.weight.shape)) * positions[name],
              "ms": 1e3 * statistics.median(seconds[name][1:])} for name, layer in layers]
+
+
+# ------------------------------------------------------------------ the instruction's peak
+#: multiply-adds of one step of `_vnni_peak_loop`: 16 vpdpbusd of 16 lanes x 4 bytes
+PEAK_STEP_MACS = 16 * 16 * 4
+PEAK_METHOD = ("vpdpbusd zmm (u8 x s8 -> s32), 16 independent accumulators = 8 broadcast "
+               "input words x 2 weight vectors per step, operands loaded from a 1 KiB "
+               "L1-resident array; median of the rounds")
+
+
+def _vnni_peak_loop():
+    """The compiled peak loop (built on first use: it needs AVX-512 VNNI)."""
+    from numba import njit
+
+    from minitorch_compress.kernels.simd_int8 import dpbusd, iadd, ibroadcast_at, iload, \
+        istore, izero
+
+    @njit(nogil=True)
+    def loop(inputs, weights, steps, out):
+        """steps x 16 vpdpbusd into 16 accumulators; out[:16] = their lane sum (so the
+        work is used). inputs: int32 (64,), weights: int32 (256,)."""
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = izero()
+        b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = izero()
+        for step in range(steps):
+            w = (step & 7) * 32  # 8 pairs of weight vectors, 1 KiB: stays in L1
+            x = (step & 7) * 8
+            v = iload(weights, w)
+            u = iload(weights, w + 16)
+            q = ibroadcast_at(inputs, x)
+            a0 = dpbusd(a0, q, v)
+            b0 = dpbusd(b0, q, u)
+            q = ibroadcast_at(inputs, x + 1)
+            a1 = dpbusd(a1, q, v)
+            b1 = dpbusd(b1, q, u)
+            q = ibroadcast_at(inputs, x + 2)
+            a2 = dpbusd(a2, q, v)
+            b2 = dpbusd(b2, q, u)
+            q = ibroadcast_at(inputs, x + 3)
+            a3 = dpbusd(a3, q, v)
+            b3 = dpbusd(b3, q, u)
+            q = ibroadcast_at(inputs, x + 4)
+            a4 = dpbusd(a4, q, v)
+            b4 = dpbusd(b4, q, u)
+            q = ibroadcast_at(inputs, x + 5)
+            a5 = dpbusd(a5, q, v)
+            b5 = dpbusd(b5, q, u)
+            q = ibroadcast_at(inputs, x + 6)
+            a6 = dpbusd(a6, q, v)
+            b6 = dpbusd(b6, q, u)
+            q = ibroadcast_at(inputs, x + 7)
+            a7 = dpbusd(a7, q, v)
+            b7 = dpbusd(b7, q, u)
+        total = iadd(iadd(iadd(a0, a1), iadd(a2, a3)), iadd(iadd(a4, a5), iadd(a6, a7)))
+        total = iadd(total, iadd(iadd(iadd(b0, b1), iadd(b2, b3)),
+                                 iadd(iadd(b4, b5), iadd(b6, b7))))
+        istore(out, 0, total)
+
+    return loop
+
+
+def vnni_peak(threads: int, repeats: int, steps: int = 2_000_000) -> dict | None:
+    """The vpdpbusd peak in G multiply-adds/s: {"peak_gmacs_per_core": one thread,
+    "peak_gmacs_together": `threads` threads at once (sum), "peak_method": how}, or None
+    on a CPU without AVX-512 VNNI."""
+    from minitorch_compress.kernels.parallel import run_parallel
+    from minitorch_compress.kernels.simd_int8 import has_avx512_vnni
+
+    if not has_avx512_vnni():
+        return None
+    loop = _vnni_peak_loop()
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(-2**31, 2**31, 64, dtype=np.int64).astype(np.int32)
+    weights = rng.integers(-2**31, 2**31, 256, dtype=np.int64).astype(np.int32)
+    outs = [np.zeros(16, np.int32) for _ in range(threads)]
+    loop(inputs, weights, 10, outs[0])  # compile
+
+    def gmacs(parts: int) -> float:
+        times = []
+        for _ in range(max(3, repeats)):
+            start = time.perf_counter()
+            run_parallel([(loop, (inputs, weights, steps, outs[i])) for i in range(parts)])
+            times.append(time.perf_counter() - start)
+        return parts * steps * PEAK_STEP_MACS / statistics.median(times) / 1e9
+
+    return {"peak_gmacs_per_core": gmacs(1), "peak_gmacs_together": gmacs(threads),
+            "peak_method": PEAK_METHOD}
 
 
 def torch_side(batches: list[int], repeats: int, threads: int, calibration: str) -> dict | None:
@@ -248,12 +347,27 @@ def main(argv: list[str] | None = None) -> int:
     batch = max(batches)
     profile = layer_profile(batch, args.repeats, images)
     figures[f"layers_batch_{batch}"] = profile
+    peak = vnni_peak(args.threads, args.repeats)
+    figures.update(peak or {"peak_gmacs_per_core": None, "peak_gmacs_together": None,
+                            "peak_method": "not measured: this CPU has no AVX-512 VNNI"})
+    macs = sum(row["macs"] for row in profile)
+    figures["macs_per_image"] = macs
+    figures["bound_images_per_second"] = (
+        None if peak is None else peak["peak_gmacs_per_core"] * 1e9 * args.threads / macs)
     total = sum(row["ms"] for row in profile)
-    print(f"\nour int8 layers at batch {batch} (fast kernel, median ms; {total:.1f} ms in all):")
+    print(f"\nour int8 layers at batch {batch} (fast kernel, median ms; {total:.1f} ms in all;"
+          " G multiply-adds/s per thread):")
     for row in profile:
         share = 100 * row["ms"] / total
+        rate = row["macs"] * batch / (row["ms"] * 1e-3) / args.threads / 1e9
         print(f"  {row['layer']:22s} {'x'.join(map(str, row['weights'])):>12s} "
-              f"s{row['stride']} {row['kind']:6s} {row['ms']:8.2f} {share:5.1f} %")
+              f"s{row['stride']} {row['kind']:6s} {row['ms']:8.2f} {share:5.1f} % "
+              f"{rate:6.0f}")
+    if peak is not None:
+        print(f"\nvpdpbusd peak: {peak['peak_gmacs_per_core']:.0f} G multiply-adds/s on one "
+              f"thread, {peak['peak_gmacs_together']:.0f} on {args.threads} together; "
+              f"{macs / 1e6:.1f} M multiply-adds per image: at most "
+              f"{figures['bound_images_per_second']:,.0f} images/s on {args.threads} threads")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

@@ -107,3 +107,37 @@ def test_write_report_renders_from_the_folder_and_is_a_pure_function(tmp_path):
     page = report.write_report(tmp_path)
     assert page.read_text() == report.render(RESULT, BENCH)
     assert report.write_report(tmp_path).read_text() == page.read_text()
+
+
+def with_peak(peak: float) -> dict:
+    bench = copy.deepcopy(BENCH)
+    bench.update(peak_gmacs_per_core=peak, peak_gmacs_together=2 * peak,
+                 peak_method="16 accumulators")
+    return bench
+
+
+def test_the_bound_is_the_model_macs_over_the_measured_peak_times_threads():
+    macs = sum(row["macs"] for row in RESULT["layers"])  # 3,981,312 per image
+    assert report.bound(RESULT, BENCH) is None  # no peak measured: no bound
+    assert report.bound(RESULT, with_peak(400.0)) == 400e9 * 2 / macs
+    high = " ".join(report.bound_lines(RESULT, with_peak(400.0)))
+    assert "at most **200,939 images/s**" in high and "15.46x PyTorch's int8" in high
+    assert "does not rule the goal out" in high and "keep 6% of its peak" in high
+    # ours: 2,100 images/s of 200,939; the layers: 7 ms for 3.98 M MACs x 100 images
+    assert "Ours runs at 1% of that bound" in high and "alone run at 7% of the peak" in high
+    # a slower instruction puts the bound below PyTorch's figure: the sentence turns
+    low = " ".join(report.bound_lines(RESULT, with_peak(10.0)))
+    assert "at most **5,023 images/s**" in low and "0.39x PyTorch's int8" in low
+    assert "no kernel on this instruction can reach it" in low
+    assert "does not rule the goal out" not in low
+
+
+def test_the_layer_table_shows_the_share_of_the_peak_only_when_measured():
+    page = report.render(RESULT, with_peak(400.0))
+    assert "of vpdpbusd peak" in page and "The bound of the design" in page
+    # head_conv: 0.44 M MACs x 100 in 3 ms = 14.7 G/s over 2 threads of a 400 G/s peak
+    assert "| head_conv | 16x3x3x3 | 16x32x32 | 0.44 | 3.00 | 43% | 29 | 2% |" in page
+    # body_op.6.conv1: 1.18 M x 100 in 1 ms = 118 G/s, 15% of 2 x 400
+    assert "| 1.18 | 1.00 | 14% | 236 | 15% |" in page
+    plain = report.render(RESULT, BENCH)
+    assert "of vpdpbusd peak" not in plain and "The bound of the design" not in plain
