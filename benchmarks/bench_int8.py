@@ -170,8 +170,14 @@ def _vnni_peak_loop():
     """The compiled peak loop (built on first use: it needs AVX-512 VNNI)."""
     from numba import njit
 
-    from minitorch_compress.kernels.simd_int8 import dpbusd, iadd, ibroadcast_at, iload, \
-        istore, izero
+    from minitorch_compress.kernels.simd_int8 import (
+        dpbusd,
+        iadd,
+        ibroadcast_at,
+        iload,
+        istore,
+        izero,
+    )
 
     @njit(nogil=True)
     def loop(inputs, weights, steps, out):
