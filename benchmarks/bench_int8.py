@@ -5,8 +5,9 @@ speed drifts from minute to minute; the figures are the medians over rounds):
 
 * ours_float: our float32 model in eval mode (fused conv + batch norm kernels);
 * ours_int8: `models/int8_resnet.py` on the fast integer kernel (`kernels/int8_conv.py`);
-  JSON "isa" names its instructions (`int8_conv.int8_isa()`: "avx512_vnni", or on a CPU
-  without VNNI the portable kernel's widest of "avx512bw", "avx2", "sse2");
+  JSON "isa" names its instructions (`int8_conv.int8_isa()`: "amx" where this process may
+  use AMX tiles, else "avx512_vnni", or on a CPU without VNNI the portable kernel's widest
+  of "avx512bw", "avx2", "sse2");
 * torch_float: the same network in PyTorch (`bench_resnet20.torch_resnet20`), eval mode;
 * torch_int8: PyTorch's post-training static quantization of it (FX graph mode, x86
   backend, per-channel weights, calibrated on the same images), None without torch.
@@ -14,13 +15,14 @@ speed drifts from minute to minute; the figures are the medians over rounds):
 Then, once, where our int8 forward's time goes at the largest batch: each integer layer's
 median milliseconds and multiply-adds per image (JSON "layers_batch_<b>").
 
-And the bound of the design: the peak rate of the instruction our kernel is built on
-(`vnni_peak`: ``vpdpbusd`` on 512-bit registers, 16 independent accumulators fed from an
-L1-resident array, the shape of the kernel's register block doubled; JSON
-"peak_gmacs_per_core" from one thread, "peak_gmacs_together" from `--threads` threads at
-once, "peak_method" how), and from it "bound_images_per_second": the model's multiply-adds
-per image / (peak per core x threads), the most images/s any kernel built on that
-instruction could reach here. Skipped (None) on a CPU without AVX-512 VNNI.
+And the bound of the design: the peak rate of each integer instruction our kernels can be
+built on, one thread and `--threads` threads at once, data in L1 (JSON "peaks":
+{"vpdpbusd": ..., "tdpbusd": ...}, each {"per_core", "together", "method"} in G
+multiply-adds/s; an instruction the CPU lacks is left out): ``vpdpbusd`` (AVX-512 VNNI,
+`vnni_peak`) and ``tdpbusd`` (AMX tiles, `amx_peak`). "peak_instruction" is the one the
+kernel in use is built on ("isa"), "peak_gmacs_per_core" its peak, and
+"bound_images_per_second" the model's multiply-adds per image / (that peak x threads): the
+most images/s any kernel built on that instruction could reach here.
 
 PyTorch runs in a child interpreter that never imports minitorch_compress. Both sides are
 calibrated on the first `--calibration` CIFAR-10 training images (random images when
@@ -160,8 +162,8 @@ def layer_profile(batch: int, repeats: int, images: np.ndarray) -> list[dict]:
 
 # ------------------------------------------------------------------ the instruction's peak
 #: multiply-adds of one step of `_vnni_peak_loop`: 16 vpdpbusd of 16 lanes x 4 bytes
-PEAK_STEP_MACS = 16 * 16 * 4
-PEAK_METHOD = ("vpdpbusd zmm (u8 x s8 -> s32), 16 independent accumulators = 8 broadcast "
+VNNI_STEP_MACS = 16 * 16 * 4
+VNNI_METHOD = ("vpdpbusd zmm (u8 x s8 -> s32), 16 independent accumulators = 8 broadcast "
                "input words x 2 weight vectors per step, operands loaded from a 1 KiB "
                "L1-resident array; median of the rounds")
 
@@ -222,11 +224,26 @@ def _vnni_peak_loop():
     return loop
 
 
-def vnni_peak(threads: int, repeats: int, steps: int = 2_000_000) -> dict | None:
-    """The vpdpbusd peak in G multiply-adds/s: {"peak_gmacs_per_core": one thread,
-    "peak_gmacs_together": `threads` threads at once (sum), "peak_method": how}, or None
-    on a CPU without AVX-512 VNNI."""
+def _rate(loop: Callable[..., None], args: tuple, macs: int, threads: int, repeats: int
+          ) -> dict:
+    """{"per_core": G multiply-adds/s of `loop(*args)` (doing `macs`) on one thread,
+    "together": on `threads` threads at once (their sum)}, medians over the repeats."""
     from minitorch_compress.kernels.parallel import run_parallel
+
+    def gmacs(parts: int) -> float:
+        times = []
+        for _ in range(max(3, repeats)):
+            start = time.perf_counter()
+            run_parallel([(loop, args(i)) for i in range(parts)])
+            times.append(time.perf_counter() - start)
+        return parts * macs / statistics.median(times) / 1e9
+
+    return {"per_core": gmacs(1), "together": gmacs(threads)}
+
+
+def vnni_peak(threads: int, repeats: int, steps: int = 2_000_000) -> dict | None:
+    """vpdpbusd's peak ({"per_core", "together", "method"}, G multiply-adds/s), or None on
+    a CPU without AVX-512 VNNI."""
     from minitorch_compress.kernels.simd_int8 import has_avx512_vnni
 
     if not has_avx512_vnni():
@@ -237,17 +254,75 @@ def vnni_peak(threads: int, repeats: int, steps: int = 2_000_000) -> dict | None
     weights = rng.integers(-2**31, 2**31, 256, dtype=np.int64).astype(np.int32)
     outs = [np.zeros(16, np.int32) for _ in range(threads)]
     loop(inputs, weights, 10, outs[0])  # compile
+    return {**_rate(loop, lambda i: (inputs, weights, steps, outs[i]), steps * VNNI_STEP_MACS,
+                    threads, repeats), "method": VNNI_METHOD}
 
-    def gmacs(parts: int) -> float:
-        times = []
-        for _ in range(max(3, repeats)):
-            start = time.perf_counter()
-            run_parallel([(loop, (inputs, weights, steps, outs[i])) for i in range(parts)])
-            times.append(time.perf_counter() - start)
-        return parts * steps * PEAK_STEP_MACS / statistics.median(times) / 1e9
 
-    return {"peak_gmacs_per_core": gmacs(1), "peak_gmacs_together": gmacs(threads),
-            "peak_method": PEAK_METHOD}
+AMX_DEPTH = 256  # bytes of K per product: A 32 x 256, B 256 x 32, 16 KiB in all
+AMX_METHOD = ("tdpbusd (u8 x s8 -> s32 tiles), C = A (32 x 256) B (256 x 32) again and "
+              "again: 4 sum tiles of 16 x 16, 2 A and 2 B tiles loaded from L1 per 64 bytes of "
+              "K; median of the rounds")
+
+
+def _amx_peak_loop():
+    """The compiled AMX peak loop (built on first use: it needs the tiles)."""
+    from numba import njit
+
+    from minitorch_compress.kernels.amx import (
+        tile_config,
+        tile_dpbusd,
+        tile_load,
+        tile_release,
+        tile_store,
+        tile_zero,
+    )
+
+    @njit(nogil=True)
+    def loop(cfg, a, b, c, repeats):
+        """c (32 x 32 int32) = repeats x a (32 x 256 u8) times b (VNNI layout, 64 x 128)."""
+        tile_config(cfg)
+        tile_zero(0)
+        tile_zero(1)
+        tile_zero(2)
+        tile_zero(3)
+        for _ in range(repeats):
+            for k in range(0, AMX_DEPTH, 64):
+                tile_load(4, a, k, AMX_DEPTH)
+                tile_load(5, a, 16 * AMX_DEPTH + k, AMX_DEPTH)
+                tile_load(6, b, k * 32, 128)
+                tile_load(7, b, k * 32 + 64, 128)
+                tile_dpbusd(0, 4, 6)
+                tile_dpbusd(1, 4, 7)
+                tile_dpbusd(2, 5, 6)
+                tile_dpbusd(3, 5, 7)
+        tile_store(0, c, 0, 128)
+        tile_store(1, c, 16, 128)
+        tile_store(2, c, 16 * 32, 128)
+        tile_store(3, c, 16 * 32 + 16, 128)
+        tile_release()
+
+    return loop
+
+
+def amx_peak(threads: int, repeats: int, steps: int = 200_000) -> dict | None:
+    """tdpbusd's peak ({"per_core", "together", "method"}, G multiply-adds/s), or None
+    where this process cannot use AMX tiles; the product is checked against NumPy once."""
+    from minitorch_compress.kernels.amx import amx_available, tile_config_bytes
+
+    if not amx_available():
+        return None
+    loop = _amx_peak_loop()
+    cfg = tile_config_bytes({t: (16, 64) for t in range(8)})
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (32, AMX_DEPTH)).astype(np.uint8)
+    b = rng.integers(-128, 128, (AMX_DEPTH, 32)).astype(np.int8)
+    packed = np.ascontiguousarray(b.reshape(AMX_DEPTH // 4, 4, 32).transpose(0, 2, 1))
+    outs = [np.zeros((32, 32), np.int32) for _ in range(threads)]
+    loop(cfg, a, packed, outs[0], 1)
+    if not np.array_equal(outs[0], a.astype(np.int64) @ b.astype(np.int64)):
+        raise SystemExit("the AMX tile product differs from NumPy's")
+    return {**_rate(loop, lambda i: (cfg, a, packed, outs[i], steps),
+                    steps * 32 * 32 * AMX_DEPTH, threads, repeats), "method": AMX_METHOD}
 
 
 def torch_side(batches: list[int], repeats: int, threads: int, calibration: str) -> dict | None:
@@ -353,13 +428,18 @@ def main(argv: list[str] | None = None) -> int:
     batch = max(batches)
     profile = layer_profile(batch, args.repeats, images)
     figures[f"layers_batch_{batch}"] = profile
-    peak = vnni_peak(args.threads, args.repeats)
-    figures.update(peak or {"peak_gmacs_per_core": None, "peak_gmacs_together": None,
-                            "peak_method": "not measured: this CPU has no AVX-512 VNNI"})
+    peaks = {name: rate for name, rate in (("vpdpbusd", vnni_peak(args.threads, args.repeats)),
+                                           ("tdpbusd", amx_peak(args.threads, args.repeats)))
+             if rate is not None}
+    figures["peaks"] = peaks
+    instruction = {"amx": "tdpbusd", "avx512_vnni": "vpdpbusd"}.get(figures["isa"])
+    peak = peaks.get(instruction)
     macs = sum(row["macs"] for row in profile)
-    figures["macs_per_image"] = macs
-    figures["bound_images_per_second"] = (
-        None if peak is None else peak["peak_gmacs_per_core"] * 1e9 * args.threads / macs)
+    figures.update(peak_instruction=instruction if peak else None,
+                   peak_gmacs_per_core=peak["per_core"] if peak else None,
+                   macs_per_image=macs,
+                   bound_images_per_second=peak["per_core"] * 1e9 * args.threads / macs
+                   if peak else None)
     total = sum(row["ms"] for row in profile)
     print(f"\nour int8 layers at batch {batch} (fast kernel, median ms; {total:.1f} ms in all;"
           " G multiply-adds/s per thread):")
@@ -369,11 +449,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {row['layer']:22s} {'x'.join(map(str, row['weights'])):>12s} "
               f"s{row['stride']} {row['kind']:6s} {row['ms']:8.2f} {share:5.1f} % "
               f"{rate:6.0f}")
-    if peak is not None:
-        print(f"\nvpdpbusd peak: {peak['peak_gmacs_per_core']:.0f} G multiply-adds/s on one "
-              f"thread, {peak['peak_gmacs_together']:.0f} on {args.threads} together; "
-              f"{macs / 1e6:.1f} M multiply-adds per image: at most "
-              f"{figures['bound_images_per_second']:,.0f} images/s on {args.threads} threads")
+    for name, rate in peaks.items():
+        print(f"\n{name} peak: {rate['per_core']:.0f} G multiply-adds/s on one thread, "
+              f"{rate['together']:.0f} on {args.threads} together", end="")
+    if peak:
+        print(f"\n{macs / 1e6:.1f} M multiply-adds per image: at most "
+              f"{figures['bound_images_per_second']:,.0f} images/s on {args.threads} threads "
+              f"with {instruction}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

@@ -109,10 +109,16 @@ def test_write_report_renders_from_the_folder_and_is_a_pure_function(tmp_path):
     assert report.write_report(tmp_path).read_text() == page.read_text()
 
 
-def with_peak(peak: float) -> dict:
+def with_peak(peak: float, amx: float | None = None) -> dict:
+    """BENCH with a measured vpdpbusd peak (the kernel's instruction), or with an AMX one
+    (then the kernel's) beside it."""
     bench = copy.deepcopy(BENCH)
-    bench.update(peak_gmacs_per_core=peak, peak_gmacs_together=2 * peak,
-                 peak_method="16 accumulators")
+    bench["peaks"] = {"vpdpbusd": {"per_core": peak, "together": 2 * peak,
+                                   "method": "16 accumulators"}}
+    bench.update(peak_instruction="vpdpbusd", peak_gmacs_per_core=peak)
+    if amx is not None:
+        bench["peaks"]["tdpbusd"] = {"per_core": amx, "together": 2 * amx, "method": "tiles"}
+        bench.update(isa="amx", peak_instruction="tdpbusd", peak_gmacs_per_core=amx)
     return bench
 
 
@@ -141,3 +147,15 @@ def test_the_layer_table_shows_the_share_of_the_peak_only_when_measured():
     assert "| 1.18 | 1.00 | 14% | 236 | 15% |" in page
     plain = report.render(RESULT, BENCH)
     assert "of vpdpbusd peak" not in plain and "The bound of the design" not in plain
+
+
+def test_the_bound_names_the_kernels_instruction_and_the_others():
+    text = " ".join(report.bound_lines(RESULT, with_peak(10.0, amx=400.0)))
+    assert "built on, `tdpbusd` (AMX tiles" in text and "**200,939 images/s**" in text
+    assert "On `vpdpbusd` (10 G multiply-adds/s per core) the bound would be 5,023" in text
+    assert "0.39x PyTorch's int8 figure" in text
+    page = report.render(RESULT, with_peak(10.0, amx=400.0))
+    assert "of tdpbusd peak" in page and "**amx**" in page
+    slow_amx = " ".join(report.bound_lines(RESULT, with_peak(400.0, amx=10.0)))
+    assert "no kernel on this instruction can reach it here, whatever its blocking." in slow_amx
+    assert "needs a wider one" not in slow_amx

@@ -129,10 +129,22 @@ def _stage(layer: dict[str, Any]) -> str:
     return f"{layer['output'][1]}x{layer['output'][2]}"
 
 
+#: what each integer instruction the benchmark times does, for the page
+INSTRUCTIONS = {
+    "vpdpbusd": "512-bit AVX-512 VNNI: 64 u8 x s8 multiply-adds",
+    "tdpbusd": "AMX tiles: up to 16 x 16 x 64 u8 x s8 multiply-adds",
+}
+
+
 def peak_per_thread(bench: dict[str, Any] | None) -> float | None:
-    """The benchmark's measured vpdpbusd peak, G multiply-adds/s on one core (None when
-    not measured)."""
+    """The measured peak of the instruction our kernel is built on, G multiply-adds/s on
+    one core (None when not measured)."""
     return (bench or {}).get("peak_gmacs_per_core") or None
+
+
+def peak_instruction(bench: dict[str, Any] | None) -> str:
+    """The instruction whose peak `peak_per_thread` is."""
+    return (bench or {}).get("peak_instruction") or "vpdpbusd"
 
 
 def profile_rows(result: dict[str, Any], bench: dict[str, Any] | None
@@ -157,12 +169,13 @@ def profile_rows(result: dict[str, Any], bench: dict[str, Any] | None
     return rows
 
 
-def profile_table(rows: list[dict[str, Any]]) -> list[str]:
+def profile_table(rows: list[dict[str, Any]], instruction: str = "vpdpbusd") -> list[str]:
     """Per layer: weights, output, multiply-adds, time at batch 100, share, int-ops/s, and
-    the share of the instruction's peak reached (when measured)."""
+    the share of `instruction`'s peak reached (when measured)."""
     with_peak = any(row.get("efficiency") is not None for row in rows)
     return table(["layer", "weights", "output", "M MACs / image", "ms (batch 100)",
-                  "share of time", "G int-ops/s"] + (["of vpdpbusd peak"] if with_peak else []),
+                  "share of time", "G int-ops/s"] + ([f"of {instruction} peak"] if with_peak
+                                                     else []),
                  "llrrrrr" + ("r" if with_peak else ""),
                  ([row["layer"], "x".join(map(str, row["weights"]))
                    + ("" if row["stride"] == 1 else f" /{row['stride']}"),
@@ -174,12 +187,26 @@ def profile_table(rows: list[dict[str, Any]]) -> list[str]:
                      if with_peak else []) for row in rows))
 
 
+def stage_shares(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """{stage (output size): (share of the time, share of the multiply-adds)} over the
+    measured layers, in running order."""
+    measured = [row for row in rows if row["ms"] is not None]
+    time_total = sum(row["ms"] for row in measured)
+    macs_total = sum(row["macs"] for row in measured)
+    shares: dict[str, tuple[float, float]] = {}
+    for row in measured:
+        t, m = shares.get(_stage(row), (0.0, 0.0))
+        shares[_stage(row)] = (t + row["ms"] / time_total, m + row["macs"] / macs_total)
+    return shares
+
+
 # ------------------------------------------------------------------ the bound
-def bound(result: dict[str, Any], bench: dict[str, Any] | None) -> float | None:
-    """The most images/s a kernel built on vpdpbusd could reach on the benchmark's machine:
-    the model's multiply-adds per image / (measured peak per core x threads); None without
-    a peak."""
-    peak = peak_per_thread(bench)
+def bound(result: dict[str, Any], bench: dict[str, Any] | None,
+          peak: float | None = None) -> float | None:
+    """The most images/s a kernel built on the benchmark's instruction (or one of `peak` G
+    multiply-adds/s per core) could reach on its machine: the model's multiply-adds per
+    image / (peak per core x threads); None without a peak."""
+    peak = peak or peak_per_thread(bench)
     macs = sum(layer["macs"] for layer in result["layers"])
     if peak is None or not macs:
         return None
@@ -187,30 +214,34 @@ def bound(result: dict[str, Any], bench: dict[str, Any] | None) -> float | None:
 
 
 def bound_lines(result: dict[str, Any], bench: dict[str, Any] | None) -> list[str]:
-    """The paragraph on the design's bound: the instruction's measured peak, the images/s
-    it allows, set beside PyTorch's int8 figure and ours, every clause chosen by the
-    numbers (empty without a measured peak)."""
+    """The paragraph on the design's bound: the measured peak of the instruction our kernel
+    is built on, the images/s it allows, set beside PyTorch's int8 figure and ours, and the
+    same bound for the other instructions measured; every clause chosen by the numbers
+    (empty without a measured peak)."""
     most = bound(result, bench)
     if most is None:
         return []
     peak, threads = bench["peak_gmacs_per_core"], bench.get("threads") or 1
+    name = peak_instruction(bench)
+    measured = (bench.get("peaks") or {}).get(name, {})
     macs = sum(layer["macs"] for layer in result["layers"])
-    together = bench.get("peak_gmacs_together")
-    text = [f"The bound of the design: the instruction our kernel is built on, `vpdpbusd` "
-            f"(512-bit AVX-512 VNNI, 64 u8 x s8 multiply-adds), peaks at {peak:.0f} G "
-            f"multiply-adds/s on one core of this CPU ({bench.get('peak_method', '?')}"
+    together = measured.get("together")
+    text = [f"The bound of the design: the instruction our kernel is built on, `{name}` "
+            f"({INSTRUCTIONS.get(name, 'integer multiply-adds')}), peaks at {peak:.0f} G "
+            f"multiply-adds/s on one core of this CPU ({measured.get('method', 'measured')}"
             + (f"; {together:.0f} summed over {threads} threads at once" if together else "")
             + f"). The integer model does {macs / 1e6:.1f} M multiply-adds per image, so even "
-            f"at that peak on all {threads} threads a kernel built on `vpdpbusd` could reach "
-            f"at most **{most:,.0f} images/s**."]
+            f"at that peak on all {threads} threads a kernel built on `{name}` could reach at "
+            f"most **{most:,.0f} images/s**."]
     theirs = (bench.get("batch_100") or {}).get("torch_int8")
     ours = (bench.get("batch_100") or {}).get("ours_int8")
     if theirs:
         if most < theirs:
             text.append(f"That is {most / theirs:.2f}x PyTorch's int8 figure "
                         f"({theirs:,.0f} images/s): no kernel on this instruction can reach "
-                        "it here, whatever its blocking; the goal needs a wider one "
-                        "(AMX tiles, where the CPU has them).")
+                        "it here, whatever its blocking"
+                        + ("; the goal needs a wider one (AMX tiles, where the CPU has them)."
+                           if name != "tdpbusd" else "."))
         else:
             text.append(f"That is {most / theirs:.2f}x PyTorch's int8 figure "
                         f"({theirs:,.0f} images/s): the instruction does not rule the goal "
@@ -226,20 +257,15 @@ def bound_lines(result: dict[str, Any], bench: dict[str, Any] | None) -> list[st
             layers = (f"; its conv layers alone run at {rate / threads / peak:.0%} of the "
                       "peak (per layer in the table below)")
         text.append(f"Ours runs at {ours / most:.0%} of that bound{layers}.")
+    for other, rate in (bench.get("peaks") or {}).items():
+        if other == name or not rate.get("per_core"):
+            continue
+        other_most = bound(result, bench, rate["per_core"])
+        text.append(f"On `{other}` ({rate['per_core']:.0f} G multiply-adds/s per core) the "
+                    f"bound would be {other_most:,.0f} images/s"
+                    + (f", {other_most / theirs:.2f}x PyTorch's int8 figure" if theirs else "")
+                    + ".")
     return [" ".join(text)]
-
-
-def stage_shares(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
-    """{stage (output size): (share of the time, share of the multiply-adds)} over the
-    measured layers, in running order."""
-    measured = [row for row in rows if row["ms"] is not None]
-    time_total = sum(row["ms"] for row in measured)
-    macs_total = sum(row["macs"] for row in measured)
-    shares: dict[str, tuple[float, float]] = {}
-    for row in measured:
-        t, m = shares.get(_stage(row), (0.0, 0.0))
-        shares[_stage(row)] = (t + row["ms"] / time_total, m + row["macs"] / macs_total)
-    return shares
 
 
 # ------------------------------------------------------------------ the answer
@@ -366,7 +392,7 @@ def render(result: dict[str, Any], bench: dict[str, Any] | None) -> str:
           "per-layer timing at batch 100 (each layer's fast kernel, requantization "
           "included)." if bench is not None and bench.get("layers_batch_100") else
           "The pretrained model's integer layers (no per-layer timing in this folder).", "",
-          *profile_table(rows), ""]
+          *profile_table(rows, peak_instruction(bench)), ""]
     shares = stage_shares(rows)
     if shares:
         L += ["By output size: " + "; ".join(
