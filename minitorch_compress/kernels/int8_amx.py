@@ -87,10 +87,10 @@ def tile_setup(positions: int, chunk: int) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _sums(x8, w32, sums, first, step, wp, kh, row_bytes, chunk, packed, k0, blocks):
-    """sums[m * packed + k0 + k] (k < 16 blocks) = the raw sums of the block's positions m
-    (the first's codes at byte `first` of x8, the next `step` bytes on) over the packed
-    channels k0..k0 + 16 blocks."""
+def _sums(x8, w32, sums, base, first, step, wp, kh, row_bytes, chunk, packed, k0, blocks):
+    """sums[base + m * packed + k0 + k] (k < 16 blocks) = the raw sums of the block's
+    positions m (the first's codes at byte `first` of x8, the next `step` bytes on) over the
+    packed channels k0..k0 + 16 blocks."""
     cp = x8.shape[3]
     tile_zero(0)
     if blocks > 1:
@@ -116,13 +116,13 @@ def _sums(x8, w32, sums, first, step, wp, kh, row_bytes, chunk, packed, k0, bloc
             if blocks > 3:
                 tile_load(6, w32, w + 3 * LANES, 4 * packed)
                 tile_dpbusd(3, 4, 6)
-    tile_store(0, sums, k0, 4 * packed)
+    tile_store(0, sums, base + k0, 4 * packed)
     if blocks > 1:
-        tile_store(1, sums, k0 + LANES, 4 * packed)
+        tile_store(1, sums, base + k0 + LANES, 4 * packed)
     if blocks > 2:
-        tile_store(2, sums, k0 + 2 * LANES, 4 * packed)
+        tile_store(2, sums, base + k0 + 2 * LANES, 4 * packed)
     if blocks > 3:
-        tile_store(3, sums, k0 + 3 * LANES, 4 * packed)
+        tile_store(3, sums, base + k0 + 3 * LANES, 4 * packed)
 
 
 def _make_kernel(bounded):
@@ -145,7 +145,10 @@ def _make_kernel(bounded):
         rescale = (has_residual != 0, (ibroadcast(-residual_zero),
                    ibroadcast(residual_multiplier), ibroadcast(left), ibroadcast(right)))
         no_residual = izero()
-        sums = np.empty(positions * packed, np.int32)
+        # the sums from sums[base] on, base at a 64-byte boundary (a tile row that
+        # straddles two cache lines costs a second access)
+        sums = np.empty(positions * packed + LANES, np.int32)
+        base = (-sums.ctypes.data % 64) // 4
         where = np.empty(positions, np.int64)
         # stride 1: one range of positions over the padded image's rows (row length wp);
         # else one range per output row (row length wo)
@@ -165,8 +168,8 @@ def _make_kernel(bounded):
                     first = ((b * hp + skip + i * stride) * wp + skip + p0 * stride) * cp
                     for k0 in range(0, packed, BLOCK_CHANNELS):
                         blocks = min(4, (packed - k0) // LANES)
-                        _sums(x8, w32, sums, first, stride * cp, wp, kh, row_bytes, chunk,
-                              packed, k0, blocks)
+                        _sums(x8, w32, sums, base, first, stride * cp, wp, kh, row_bytes,
+                              chunk, packed, k0, blocks)
                     # where each position's codes go (-1: a border column of the long row,
                     # not an output), found without a division per position
                     row, column = i + p0 // line, p0 % line
@@ -189,10 +192,11 @@ def _make_kernel(bounded):
                             at = where[m]
                             if at < 0:
                                 continue
-                            sum_b = iload(sums, m * packed + c + k) if has_b != 0 else no_residual
+                            total = base + m * packed + k
+                            sum_b = iload(sums, total + c) if has_b != 0 else no_residual
                             r = iload_u8(residual, at + k) if has_residual != 0 else no_residual
-                            istore_u8(out8, at + k, finish(iload(sums, m * packed + k), sum_b,
-                                                           r, epilogue, bounded))
+                            istore_u8(out8, at + k, finish(iload(sums, total), sum_b, r,
+                                                           epilogue, bounded))
         tile_release()
 
     return conv
