@@ -16,7 +16,7 @@ Then, once, where our int8 forward's time goes at the largest batch: each intege
 median milliseconds and multiply-adds per image (JSON "layers_batch_<b>").
 
 And the bound of the design: the peak rate of each integer instruction our kernels can be
-built on, one thread and `--threads` threads at once, data in L1 (JSON "peaks":
+built on, one thread and `--threads` threads at once, operands in L1 or in tiles (JSON "peaks":
 {"vpdpbusd": ..., "tdpbusd": ...}, each {"per_core", "together", "method"} in G
 multiply-adds/s; an instruction the CPU lacks is left out): ``vpdpbusd`` (AVX-512 VNNI,
 `vnni_peak`) and ``tdpbusd`` (AMX tiles, `amx_peak`). "peak_instruction" is the one the

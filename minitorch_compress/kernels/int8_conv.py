@@ -22,7 +22,7 @@ One layer (`conv_padded`), for each block of 8 neighbouring output positions of 
    arithmetic in plain vector IR; LLVM emits ``vpmaddwd`` where it can).
    A grid layer's mask rides along as a second set of output channels (its B sum is the
    same dot product with 0/1 weights), computed in a second pass of the same loop.
-2. Epilogue, on the registers (`simd_int8.requantize`, `clamp_sum`): the zero point comes
+2. Epilogue, on the registers (`int8_epilogue.finish`): the zero point comes
    out as a per-channel offset (``sum (q - z) w = sum q w - z sum w``, exact because the
    border holds z too), the bias rides along in the same offset, then
    ``clip(z_out + rq(A + offset_A) + rq(B + offset_B) + rq(residual - z_res), low, 255)``
@@ -32,11 +32,16 @@ One layer (`conv_padded`), for each block of 8 neighbouring output positions of 
    the same arithmetic (`requantize_below_one`, `clamp_sum_bounded`); the others keep the
    saturating shifts and the 64-bit sum. Both give the reference's codes.
 
+Where the CPU has AMX's integer tiles and Linux lets this process use them
+(`amx.amx_available`), step 1 runs on tiles instead (`kernels/int8_amx.py`: ``tdpbusd``,
+16 positions x up to 64 channels per block, the same layout, packed weights and epilogue);
+`default_kernel` picks it, and the VNNI kernel stays the fallback.
+
 The batch is cut into one slice of images per core (`kernels/parallel.py`, like the float
 kernels); each thread runs the serial kernel on its slice.
 
-`int8_isa()` names the integer instructions used here (chosen once, from the CPU's
-features).
+`int8_isa()` names the integer instructions used here ("amx", "avx512_vnni", ...; chosen
+once, from the CPU's features).
 """
 
 from __future__ import annotations
