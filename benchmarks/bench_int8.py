@@ -22,7 +22,11 @@ multiply-adds/s; an instruction the CPU lacks is left out): ``vpdpbusd`` (AVX-51
 `vnni_peak`) and ``tdpbusd`` (AMX tiles, `amx_peak`). "peak_instruction" is the one the
 kernel in use is built on ("isa"), "peak_gmacs_per_core" its peak, and
 "bound_images_per_second" the model's multiply-adds per image / (that peak x threads): the
-most images/s any kernel built on that instruction could reach here.
+most images/s any kernel built on that instruction could reach here. Beside it the cost of
+the exact integer epilogue every output needs (`epilogue_cost`: ns per 16 output codes on
+one core, JSON "epilogue"; each layer's "vectors" of 16 codes per image and whether it
+adds a "residual"), and "bound_with_epilogue_images_per_second": threads / (the sums at
+that peak + the epilogue), per image.
 
 PyTorch runs in a child interpreter that never imports minitorch_compress. Both sides are
 calibrated on the first `--calibration` CIFAR-10 training images (random images when
@@ -157,7 +161,67 @@ def layer_profile(batch: int, repeats: int, images: np.ndarray) -> list[dict]:
     return [{"layer": name, "weights": list(layer.weight.shape), "stride": layer.stride,
              "kind": int_model.weight_kinds[name],
              "macs": int(np.prod(layer.weight.shape)) * positions[name],
+             # the epilogue's work: 16 output channels of one position per vector
+             "vectors": -(-layer.weight.shape[0] // 16) * positions[name],
+             "residual": layer.residual_scale is not None, "mask": layer.mask is not None,
              "ms": 1e3 * statistics.median(seconds[name][1:])} for name, layer in layers]
+
+
+# ------------------------------------------------------------------ the epilogue's cost
+EPILOGUE_METHOD = ("int8_epilogue.finish (requantization of the sums, of the residual "
+                   "where there is one, clamp, 16 u8 codes stored) on 64 positions' int32 "
+                   "sums in L1, the int32 form every calibrated layer uses, one thread; "
+                   "median of the rounds")
+
+
+def _epilogue_loop():
+    """The compiled epilogue loop: the kernels' own `finish`, on data in L1."""
+    from numba import njit
+
+    from minitorch_compress.kernels.int8_epilogue import finish
+    from minitorch_compress.kernels.simd_int8 import (
+        ibroadcast,
+        iload,
+        iload_u8,
+        istore_u8,
+        izero,
+    )
+
+    @njit(nogil=True)
+    def loop(sums, residual, out, ep, steps, with_residual):
+        """steps x 64 positions: out[16 m ...] = finish(sums[16 m ...], residual codes)."""
+        constants = (iload(ep, 0), iload(ep, 16), iload(ep, 32), iload(ep, 48))
+        rescale = (with_residual, (ibroadcast(-100), ibroadcast(1 << 30), ibroadcast(1),
+                                   ibroadcast(3)))
+        epilogue = (constants, constants, False, rescale, 7, 7)
+        none = izero()
+        for _ in range(steps):
+            for m in range(64):
+                r = iload_u8(residual, 16 * m) if with_residual else none
+                istore_u8(out, 16 * m, finish(iload(sums, 16 * m), none, r, epilogue, True))
+
+    return loop
+
+
+def epilogue_cost(repeats: int, steps: int = 20_000) -> dict:
+    """{"plain", "residual": nanoseconds per 16 output codes on one core, "method"}."""
+    loop = _epilogue_loop()
+    rng = np.random.default_rng(0)
+    sums = rng.integers(-(2**20), 2**20, 64 * 16).astype(np.int32)
+    residual = rng.integers(0, 256, 64 * 16).astype(np.uint8)
+    out = np.zeros(64 * 16, np.uint8)
+    # offset, multiplier (about 0.5 x 2^-7), left shift 0, right shift 7
+    ep = np.concatenate([np.full(16, value, np.int32) for value in (-5000, 1 << 30, 0, 7)])
+    figures = {"method": EPILOGUE_METHOD}
+    for name, with_residual in (("plain", False), ("residual", True)):
+        loop(sums, residual, out, ep, 1, with_residual)
+        times = []
+        for _ in range(max(3, repeats)):
+            start = time.perf_counter()
+            loop(sums, residual, out, ep, steps, with_residual)
+            times.append(time.perf_counter() - start)
+        figures[name] = statistics.median(times) / (steps * 64) * 1e9
+    return figures
 
 
 # ------------------------------------------------------------------ the instruction's peak
@@ -447,13 +511,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {row['layer']:22s} {'x'.join(map(str, row['weights'])):>12s} "
               f"s{row['stride']} {row['kind']:6s} {row['ms']:8.2f} {share:5.1f} % "
               f"{rate:6.0f}")
+    epilogue = epilogue_cost(args.repeats)
+    seconds = sum(row["vectors"] * epilogue["residual" if row["residual"] else "plain"]
+                  for row in profile) * 1e-9
+    figures.update(epilogue=epilogue, epilogue_seconds_per_image=seconds,
+                   bound_with_epilogue_images_per_second=args.threads / (
+                       seconds + macs / (peak["per_core"] * 1e9)) if peak else None)
     for name, rate in peaks.items():
         print(f"\n{name} peak: {rate['per_core']:.0f} G multiply-adds/s on one thread, "
               f"{rate['together']:.0f} on {args.threads} together", end="")
+    print(f"\nepilogue: {epilogue['plain']:.2f} ns per 16 codes ({epilogue['residual']:.2f} "
+          f"with a residual), {seconds * 1e6:.1f} us per image on one core")
     if peak:
-        print(f"\n{macs / 1e6:.1f} M multiply-adds per image: at most "
+        print(f"{macs / 1e6:.1f} M multiply-adds per image: at most "
               f"{figures['bound_images_per_second']:,.0f} images/s on {args.threads} threads "
-              f"with {instruction}")
+              f"with {instruction}, "
+              f"{figures['bound_with_epilogue_images_per_second']:,.0f} with the epilogue")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

@@ -159,3 +159,21 @@ def test_the_bound_names_the_kernels_instruction_and_the_others():
     slow_amx = " ".join(report.bound_lines(RESULT, with_peak(400.0, amx=10.0)))
     assert "no kernel on this instruction can reach it here, whatever its blocking." in slow_amx
     assert "needs a wider one" not in slow_amx
+
+
+def test_the_epilogue_bound_adds_the_measured_epilogue_to_the_sums_at_their_peak():
+    macs = sum(row["macs"] for row in RESULT["layers"])
+    assert report.epilogue_bound(RESULT, with_peak(400.0)) is None  # not measured
+    bench = with_peak(400.0)
+    bench.update(epilogue={"plain": 3.0, "residual": 5.0, "method": "finish"},
+                 epilogue_seconds_per_image=200e-6)
+    most = report.epilogue_bound(RESULT, bench)
+    assert most == 2 / (200e-6 + macs / 400e9)  # 9,526 images/s
+    text = " ".join(report.bound_lines(RESULT, bench))
+    assert "3.0 ns per 16 codes on one core (5.0 with a residual)" in text
+    assert "200 us per image" in text and "at most 10,000 images/s on 2 threads" in text
+    assert "at most **9,526 images/s**" in text and "0.73x PyTorch's int8" in text
+    assert "the epilogue, not the multiply-adds, is what stands in the way" in text
+    bench["epilogue_seconds_per_image"] = 20e-6  # a tenth: the bound passes PyTorch's
+    text = " ".join(report.bound_lines(RESULT, bench))
+    assert "what stands in the way" not in text and "keep 19% of this bound" in text

@@ -257,6 +257,7 @@ def bound_lines(result: dict[str, Any], bench: dict[str, Any] | None) -> list[st
             layers = (f"; its conv layers alone run at {rate / threads / peak:.0%} of the "
                       "peak (per layer in the table below)")
         text.append(f"Ours runs at {ours / most:.0%} of that bound{layers}.")
+    text += epilogue_sentences(result, bench)
     for other, rate in (bench.get("peaks") or {}).items():
         if other == name or not rate.get("per_core"):
             continue
@@ -266,6 +267,46 @@ def bound_lines(result: dict[str, Any], bench: dict[str, Any] | None) -> list[st
                     + (f", {other_most / theirs:.2f}x PyTorch's int8 figure" if theirs else "")
                     + ".")
     return [" ".join(text)]
+
+
+def epilogue_bound(result: dict[str, Any], bench: dict[str, Any] | None) -> float | None:
+    """The most images/s with the sums at the instruction's peak and the measured epilogue
+    per image on top: threads / (MACs / peak + epilogue seconds), per image; None without
+    both measured."""
+    seconds = (bench or {}).get("epilogue_seconds_per_image")
+    peak = peak_per_thread(bench)
+    macs = sum(layer["macs"] for layer in result["layers"])
+    if not seconds or peak is None or not macs:
+        return None
+    return (bench.get("threads") or 1) / (seconds + macs / (peak * 1e9))
+
+
+def epilogue_sentences(result: dict[str, Any], bench: dict[str, Any]) -> list[str]:
+    """What the exact integer epilogue costs and the bound it sets with the sums at their
+    peak, beside PyTorch's int8 figure (empty when not measured)."""
+    most = epilogue_bound(result, bench)
+    if most is None:
+        return []
+    cost, threads = bench["epilogue"], bench.get("threads") or 1
+    seconds = bench["epilogue_seconds_per_image"]
+    text = [f"Every output also needs the exact integer epilogue (`int8_epilogue.finish`: "
+            f"requantization, residual, clamp), measured at {cost['plain']:.1f} ns per 16 "
+            f"codes on one core ({cost['residual']:.1f} with a residual): "
+            f"{seconds * 1e6:.0f} us per image on one core, which alone allows at most "
+            f"{threads / seconds:,.0f} images/s on {threads} threads; with the sums at the "
+            f"instruction's peak besides, at most **{most:,.0f} images/s**."]
+    theirs = (bench.get("batch_100") or {}).get("torch_int8")
+    if theirs:
+        if most < theirs:
+            text.append(f"That is {most / theirs:.2f}x PyTorch's int8 figure: with this "
+                        "epilogue on the vector units no kernel reaches it here, whatever does "
+                        "its multiply-adds; the epilogue, not the multiply-adds, is what "
+                        "stands in the way.")
+        else:
+            text.append(f"That is {most / theirs:.2f}x PyTorch's int8 figure: a kernel must "
+                        f"keep {theirs / most:.0%} of this bound over the whole forward to "
+                        "reach it.")
+    return text
 
 
 # ------------------------------------------------------------------ the answer
