@@ -5,14 +5,28 @@ speed drifts from minute to minute; the figures are the medians over rounds):
 
 * ours_float: our float32 model in eval mode (fused conv + batch norm kernels);
 * ours_int8: `models/int8_resnet.py` on the fast integer kernel (`kernels/int8_conv.py`);
-  JSON "isa" names its instructions (`int8_conv.int8_isa()`: "avx512_vnni", or on a CPU
-  without VNNI the portable kernel's widest of "avx512bw", "avx2", "sse2");
+  JSON "isa" names its instructions (`int8_conv.int8_isa()`: "amx" where this process may
+  use AMX tiles, else "avx512_vnni", or on a CPU without VNNI the portable kernel's widest
+  of "avx512bw", "avx2", "sse2");
 * torch_float: the same network in PyTorch (`bench_resnet20.torch_resnet20`), eval mode;
 * torch_int8: PyTorch's post-training static quantization of it (FX graph mode, x86
   backend, per-channel weights, calibrated on the same images), None without torch.
 
 Then, once, where our int8 forward's time goes at the largest batch: each integer layer's
-median milliseconds (JSON "layers_batch_<b>").
+median milliseconds and multiply-adds per image (JSON "layers_batch_<b>").
+
+And the bound of the design: the peak rate of each integer instruction our kernels can be
+built on, one thread and `--threads` threads at once, operands in L1 or in tiles (JSON "peaks":
+{"vpdpbusd": ..., "tdpbusd": ...}, each {"per_core", "together", "method"} in G
+multiply-adds/s; an instruction the CPU lacks is left out): ``vpdpbusd`` (AVX-512 VNNI,
+`vnni_peak`) and ``tdpbusd`` (AMX tiles, `amx_peak`). "peak_instruction" is the one the
+kernel in use is built on ("isa"), "peak_gmacs_per_core" its peak, and
+"bound_images_per_second" the model's multiply-adds per image / (that peak x threads): the
+most images/s any kernel built on that instruction could reach here. Beside it the cost of
+the exact integer epilogue every output needs (`epilogue_cost`: ns per 16 output codes on
+one core, JSON "epilogue"; each layer's "vectors" of 16 codes per image and whether it
+adds a "residual"), and "bound_with_epilogue_images_per_second": threads / (the sums at
+that peak + the epilogue), per image.
 
 PyTorch runs in a child interpreter that never imports minitorch_compress. Both sides are
 calibrated on the first `--calibration` CIFAR-10 training images (random images when
@@ -40,7 +54,8 @@ _threads = "2"
 for _i, _arg in enumerate(sys.argv):
     if _arg == "--threads" and _i + 1 < len(sys.argv):
         _threads = sys.argv[_i + 1]
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+             "MINITORCH_NUM_THREADS"):
     os.environ.setdefault(_var, _threads)
 
 import numpy as np  # noqa: E402
@@ -123,12 +138,15 @@ def layer_profile(batch: int, repeats: int, images: np.ndarray) -> list[dict]:
     layers = int_model.named_layers()
     names = {id(layer): name for name, layer in layers}
     seconds: dict[str, list[float]] = {name: [] for name, _ in layers}
+    positions: dict[str, int] = {}  # output positions per image
     fast = INT8_KERNELS["fast"]
 
     def timed(q, layer, residual=None):
         start = time.perf_counter()
         out = fast.conv(q, layer, residual)
         seconds[names[id(layer)]].append(time.perf_counter() - start)
+        _, hp, wp, _ = out.shape  # padded codes: a border of one pixel
+        positions[names[id(layer)]] = (hp - 2) * (wp - 2)
         return out
 
     x = normalize(images[np.arange(batch) % len(images)])
@@ -142,7 +160,231 @@ def layer_profile(batch: int, repeats: int, images: np.ndarray) -> list[dict]:
         del INT8_KERNELS["timed_fast"]
     return [{"layer": name, "weights": list(layer.weight.shape), "stride": layer.stride,
              "kind": int_model.weight_kinds[name],
+             "macs": int(np.prod(layer.weight.shape)) * positions[name],
+             # the epilogue's work: 16 output channels of one position per vector
+             "vectors": -(-layer.weight.shape[0] // 16) * positions[name],
+             "residual": layer.residual_scale is not None, "mask": layer.mask is not None,
              "ms": 1e3 * statistics.median(seconds[name][1:])} for name, layer in layers]
+
+
+# ------------------------------------------------------------------ the epilogue's cost
+EPILOGUE_METHOD = ("int8_epilogue.finish (requantization of the sums, of the residual "
+                   "where there is one, clamp, 16 u8 codes stored) on 64 positions' int32 "
+                   "sums in L1, the int32 form every calibrated layer uses, one thread; "
+                   "median of the rounds")
+
+
+def _epilogue_loop():
+    """The compiled epilogue loop: the kernels' own `finish`, on data in L1."""
+    from numba import njit
+
+    from minitorch_compress.kernels.int8_epilogue import finish
+    from minitorch_compress.kernels.simd_int8 import (
+        ibroadcast,
+        iload,
+        iload_u8,
+        istore_u8,
+        izero,
+    )
+
+    @njit(nogil=True)
+    def loop(sums, residual, out, ep, steps, with_residual):
+        """steps x 64 positions: out[16 m ...] = finish(sums[16 m ...], residual codes)."""
+        constants = (iload(ep, 0), iload(ep, 16), iload(ep, 32), iload(ep, 48))
+        rescale = (with_residual, (ibroadcast(-100), ibroadcast(1 << 30), ibroadcast(1),
+                                   ibroadcast(3)))
+        epilogue = (constants, constants, False, rescale, 7, 7)
+        none = izero()
+        for _ in range(steps):
+            for m in range(64):
+                r = iload_u8(residual, 16 * m) if with_residual else none
+                istore_u8(out, 16 * m, finish(iload(sums, 16 * m), none, r, epilogue, True))
+
+    return loop
+
+
+def epilogue_cost(repeats: int, steps: int = 20_000) -> dict:
+    """{"plain", "residual": nanoseconds per 16 output codes on one core, "method"}."""
+    loop = _epilogue_loop()
+    rng = np.random.default_rng(0)
+    sums = rng.integers(-(2**20), 2**20, 64 * 16).astype(np.int32)
+    residual = rng.integers(0, 256, 64 * 16).astype(np.uint8)
+    out = np.zeros(64 * 16, np.uint8)
+    # offset, multiplier (about 0.5 x 2^-7), left shift 0, right shift 7
+    ep = np.concatenate([np.full(16, value, np.int32) for value in (-5000, 1 << 30, 0, 7)])
+    figures = {"method": EPILOGUE_METHOD}
+    for name, with_residual in (("plain", False), ("residual", True)):
+        loop(sums, residual, out, ep, 1, with_residual)
+        times = []
+        for _ in range(max(3, repeats)):
+            start = time.perf_counter()
+            loop(sums, residual, out, ep, steps, with_residual)
+            times.append(time.perf_counter() - start)
+        figures[name] = statistics.median(times) / (steps * 64) * 1e9
+    return figures
+
+
+# ------------------------------------------------------------------ the instruction's peak
+#: multiply-adds of one step of `_vnni_peak_loop`: 16 vpdpbusd of 16 lanes x 4 bytes
+VNNI_STEP_MACS = 16 * 16 * 4
+VNNI_METHOD = ("vpdpbusd zmm (u8 x s8 -> s32), 16 independent accumulators = 8 broadcast "
+               "input words x 2 weight vectors per step, operands loaded from a 1 KiB "
+               "L1-resident array; median of the rounds")
+
+
+def _vnni_peak_loop():
+    """The compiled peak loop (built on first use: it needs AVX-512 VNNI)."""
+    from numba import njit
+
+    from minitorch_compress.kernels.simd_int8 import (
+        dpbusd,
+        iadd,
+        ibroadcast_at,
+        iload,
+        istore,
+        izero,
+    )
+
+    @njit(nogil=True)
+    def loop(inputs, weights, steps, out):
+        """steps x 16 vpdpbusd into 16 accumulators; out[:16] = their lane sum (so the
+        work is used). inputs: int32 (64,), weights: int32 (256,)."""
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = izero()
+        b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = izero()
+        for step in range(steps):
+            w = (step & 7) * 32  # 8 pairs of weight vectors, 1 KiB: stays in L1
+            x = (step & 7) * 8
+            v = iload(weights, w)
+            u = iload(weights, w + 16)
+            q = ibroadcast_at(inputs, x)
+            a0 = dpbusd(a0, q, v)
+            b0 = dpbusd(b0, q, u)
+            q = ibroadcast_at(inputs, x + 1)
+            a1 = dpbusd(a1, q, v)
+            b1 = dpbusd(b1, q, u)
+            q = ibroadcast_at(inputs, x + 2)
+            a2 = dpbusd(a2, q, v)
+            b2 = dpbusd(b2, q, u)
+            q = ibroadcast_at(inputs, x + 3)
+            a3 = dpbusd(a3, q, v)
+            b3 = dpbusd(b3, q, u)
+            q = ibroadcast_at(inputs, x + 4)
+            a4 = dpbusd(a4, q, v)
+            b4 = dpbusd(b4, q, u)
+            q = ibroadcast_at(inputs, x + 5)
+            a5 = dpbusd(a5, q, v)
+            b5 = dpbusd(b5, q, u)
+            q = ibroadcast_at(inputs, x + 6)
+            a6 = dpbusd(a6, q, v)
+            b6 = dpbusd(b6, q, u)
+            q = ibroadcast_at(inputs, x + 7)
+            a7 = dpbusd(a7, q, v)
+            b7 = dpbusd(b7, q, u)
+        total = iadd(iadd(iadd(a0, a1), iadd(a2, a3)), iadd(iadd(a4, a5), iadd(a6, a7)))
+        total = iadd(total, iadd(iadd(iadd(b0, b1), iadd(b2, b3)),
+                                 iadd(iadd(b4, b5), iadd(b6, b7))))
+        istore(out, 0, total)
+
+    return loop
+
+
+def _rate(loop: Callable[..., None], args: tuple, macs: int, threads: int, repeats: int
+          ) -> dict:
+    """{"per_core": G multiply-adds/s of `loop(*args)` (doing `macs`) on one thread,
+    "together": on `threads` threads at once (their sum)}, medians over the repeats."""
+    from minitorch_compress.kernels.parallel import run_parallel
+
+    def gmacs(parts: int) -> float:
+        times = []
+        for _ in range(max(3, repeats)):
+            start = time.perf_counter()
+            run_parallel([(loop, args(i)) for i in range(parts)])
+            times.append(time.perf_counter() - start)
+        return parts * macs / statistics.median(times) / 1e9
+
+    return {"per_core": gmacs(1), "together": gmacs(threads)}
+
+
+def vnni_peak(threads: int, repeats: int, steps: int = 2_000_000) -> dict | None:
+    """vpdpbusd's peak ({"per_core", "together", "method"}, G multiply-adds/s), or None on
+    a CPU without AVX-512 VNNI."""
+    from minitorch_compress.kernels.simd_int8 import has_avx512_vnni
+
+    if not has_avx512_vnni():
+        return None
+    loop = _vnni_peak_loop()
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(-2**31, 2**31, 64, dtype=np.int64).astype(np.int32)
+    weights = rng.integers(-2**31, 2**31, 256, dtype=np.int64).astype(np.int32)
+    outs = [np.zeros(16, np.int32) for _ in range(threads)]
+    loop(inputs, weights, 10, outs[0])  # compile
+    return {**_rate(loop, lambda i: (inputs, weights, steps, outs[i]), steps * VNNI_STEP_MACS,
+                    threads, repeats), "method": VNNI_METHOD}
+
+
+AMX_METHOD = ("tdpbusd (u8 x s8 -> s32 tiles of 16 x 64 bytes), 4 independent sum tiles "
+              "from 2 A and 2 B tiles loaded once: the tile unit's own rate, operands "
+              "already in tiles (a kernel also loads them from L1); median of the rounds")
+
+
+def _amx_peak_loop():
+    """The compiled AMX peak loop (built on first use: it needs the tiles)."""
+    from numba import njit
+
+    from minitorch_compress.kernels.amx import (
+        tile_config,
+        tile_dpbusd,
+        tile_load,
+        tile_release,
+        tile_store,
+        tile_zero,
+    )
+
+    @njit(nogil=True)
+    def loop(cfg, a, b, c, repeats):
+        """c (32 x 32 int32) = repeats x a (32 x 64 u8) times b (VNNI layout, 16 x 128)."""
+        tile_config(cfg)
+        tile_zero(0)
+        tile_zero(1)
+        tile_zero(2)
+        tile_zero(3)
+        tile_load(4, a, 0, 64)
+        tile_load(5, a, 16 * 64, 64)
+        tile_load(6, b, 0, 128)
+        tile_load(7, b, 64, 128)
+        for _ in range(repeats):
+            tile_dpbusd(0, 4, 6)
+            tile_dpbusd(1, 4, 7)
+            tile_dpbusd(2, 5, 6)
+            tile_dpbusd(3, 5, 7)
+        tile_store(0, c, 0, 128)
+        tile_store(1, c, 16, 128)
+        tile_store(2, c, 16 * 32, 128)
+        tile_store(3, c, 16 * 32 + 16, 128)
+        tile_release()
+
+    return loop
+
+
+def amx_peak(threads: int, repeats: int, steps: int = 1_000_000) -> dict | None:
+    """tdpbusd's peak ({"per_core", "together", "method"}, G multiply-adds/s), or None
+    where this process cannot use AMX tiles; the product is checked against NumPy once."""
+    from minitorch_compress.kernels.amx import amx_available, tile_config_bytes
+
+    if not amx_available():
+        return None
+    loop = _amx_peak_loop()
+    cfg = tile_config_bytes({t: (16, 64) for t in range(8)})
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (32, 64)).astype(np.uint8)
+    b = rng.integers(-128, 128, (64, 32)).astype(np.int8)
+    packed = np.ascontiguousarray(b.reshape(16, 4, 32).transpose(0, 2, 1))
+    outs = [np.zeros((32, 32), np.int32) for _ in range(threads)]
+    loop(cfg, a, packed, outs[0], 3)
+    if not np.array_equal(outs[0], 3 * (a.astype(np.int64) @ b.astype(np.int64))):
+        raise SystemExit("the AMX tile product differs from NumPy's")
+    return {**_rate(loop, lambda i: (cfg, a, packed, outs[i], steps),
+                    steps * 4 * 16 * 16 * 64, threads, repeats), "method": AMX_METHOD}
 
 
 def torch_side(batches: list[int], repeats: int, threads: int, calibration: str) -> dict | None:
@@ -248,12 +490,43 @@ def main(argv: list[str] | None = None) -> int:
     batch = max(batches)
     profile = layer_profile(batch, args.repeats, images)
     figures[f"layers_batch_{batch}"] = profile
+    peaks = {name: rate for name, rate in (("vpdpbusd", vnni_peak(args.threads, args.repeats)),
+                                           ("tdpbusd", amx_peak(args.threads, args.repeats)))
+             if rate is not None}
+    figures["peaks"] = peaks
+    instruction = {"amx": "tdpbusd", "avx512_vnni": "vpdpbusd"}.get(figures["isa"])
+    peak = peaks.get(instruction)
+    macs = sum(row["macs"] for row in profile)
+    figures.update(peak_instruction=instruction if peak else None,
+                   peak_gmacs_per_core=peak["per_core"] if peak else None,
+                   macs_per_image=macs,
+                   bound_images_per_second=peak["per_core"] * 1e9 * args.threads / macs
+                   if peak else None)
     total = sum(row["ms"] for row in profile)
-    print(f"\nour int8 layers at batch {batch} (fast kernel, median ms; {total:.1f} ms in all):")
+    print(f"\nour int8 layers at batch {batch} (fast kernel, median ms; {total:.1f} ms in all;"
+          " G multiply-adds/s per thread):")
     for row in profile:
         share = 100 * row["ms"] / total
+        rate = row["macs"] * batch / (row["ms"] * 1e-3) / args.threads / 1e9
         print(f"  {row['layer']:22s} {'x'.join(map(str, row['weights'])):>12s} "
-              f"s{row['stride']} {row['kind']:6s} {row['ms']:8.2f} {share:5.1f} %")
+              f"s{row['stride']} {row['kind']:6s} {row['ms']:8.2f} {share:5.1f} % "
+              f"{rate:6.0f}")
+    epilogue = epilogue_cost(args.repeats)
+    seconds = sum(row["vectors"] * epilogue["residual" if row["residual"] else "plain"]
+                  for row in profile) * 1e-9
+    figures.update(epilogue=epilogue, epilogue_seconds_per_image=seconds,
+                   bound_with_epilogue_images_per_second=args.threads / (
+                       seconds + macs / (peak["per_core"] * 1e9)) if peak else None)
+    for name, rate in peaks.items():
+        print(f"\n{name} peak: {rate['per_core']:.0f} G multiply-adds/s on one thread, "
+              f"{rate['together']:.0f} on {args.threads} together", end="")
+    print(f"\nepilogue: {epilogue['plain']:.2f} ns per 16 codes ({epilogue['residual']:.2f} "
+          f"with a residual), {seconds * 1e6:.1f} us per image on one core")
+    if peak:
+        print(f"{macs / 1e6:.1f} M multiply-adds per image: at most "
+              f"{figures['bound_images_per_second']:,.0f} images/s on {args.threads} threads "
+              f"with {instruction}, "
+              f"{figures['bound_with_epilogue_images_per_second']:,.0f} with the epilogue")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

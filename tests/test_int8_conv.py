@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 from numba import njit
 from strategies import seeds
 
-from minitorch_compress.kernels import int8_conv, simd_int8
+from minitorch_compress.kernels import amx, int8_conv, simd_int8
 from minitorch_compress.kernels import int8_reference as ir
 
-KERNELS = ["portable"] + (["avx512_vnni"] if simd_int8.has_avx512_vnni() else [])
+KERNELS = (["portable"] + (["avx512_vnni"] if simd_int8.has_avx512_vnni() else [])
+           + (["amx"] if amx.amx_available() else []))
 needs_vnni = pytest.mark.skipif(not simd_int8.has_avx512_vnni(), reason="no AVX-512 VNNI")
 
 
@@ -96,8 +97,9 @@ def test_fast_conv_layer_at_the_extremes(kernel):
 
 
 def test_isa_is_named():
-    assert int8_conv.int8_isa() in ("avx512_vnni", "avx512bw", "avx2", "sse2")
+    assert int8_conv.int8_isa() in ("amx", "avx512_vnni", "avx512bw", "avx2", "sse2")
     assert (int8_conv.default_kernel() == "avx512_vnni") == (int8_conv.int8_isa() == "avx512_vnni")
+    assert (int8_conv.default_kernel() == "amx") == (int8_conv.int8_isa() == "amx")
 
 
 @njit
@@ -126,7 +128,8 @@ def test_vpdpbusd_intrinsic_compiles_and_matches_its_python_twin(seed):
 
 
 def test_steppable_without_jit():
-    """Under NUMBA_DISABLE_JIT=1 both kernels run as plain Python and still match."""
+    """Under NUMBA_DISABLE_JIT=1 every kernel runs as plain Python and still matches (the AMX
+    one on its tiles' NumPy twins, where the CPU has AMX)."""
     script = textwrap.dedent("""
         import numpy as np
         from minitorch_compress.kernels import int8_conv, int8_reference as ir
@@ -143,7 +146,8 @@ def test_steppable_without_jit():
         q = rng.integers(0, 256, (1, c, 5, 5), dtype=np.uint8)
         residual = rng.integers(0, 256, (1, k, 3, 3), dtype=np.uint8)
         expected = ir.conv_layer(q, layer, residual)
-        for kernel in ("portable", "avx512_vnni"):
+        from minitorch_compress.kernels.amx import amx_available
+        for kernel in ("portable", "avx512_vnni") + (("amx",) if amx_available() else ()):
             got = int8_conv.conv_layer(q, layer, residual, kernel=kernel)
             assert (got == expected).all(), kernel
         x = rng.normal(0, 1, (1, 3, 4, 4))
@@ -204,7 +208,7 @@ def test_conv_padded_refuses_what_it_cannot_compute():
     with pytest.raises(ValueError, match="residual"):
         int8_conv.conv_padded(x, layer, np.zeros((1, 6, 6, 16), np.uint8))
     with pytest.raises(ValueError, match="kernel"):
-        int8_conv.conv_padded(x, layer, np.zeros((1, 7, 7, 16), np.uint8), kernel="amx")
+        int8_conv.conv_padded(x, layer, np.zeros((1, 7, 7, 16), np.uint8), kernel="mmx")
     wide = ir.IntConv(**{**layer.__dict__, "padding": 2})
     with pytest.raises(ValueError, match="border"):
         int8_conv.conv_padded(x, wide, np.zeros((1, 9, 9, 16), np.uint8))

@@ -107,3 +107,73 @@ def test_write_report_renders_from_the_folder_and_is_a_pure_function(tmp_path):
     page = report.write_report(tmp_path)
     assert page.read_text() == report.render(RESULT, BENCH)
     assert report.write_report(tmp_path).read_text() == page.read_text()
+
+
+def with_peak(peak: float, amx: float | None = None) -> dict:
+    """BENCH with a measured vpdpbusd peak (the kernel's instruction), or with an AMX one
+    (then the kernel's) beside it."""
+    bench = copy.deepcopy(BENCH)
+    bench["peaks"] = {"vpdpbusd": {"per_core": peak, "together": 2 * peak,
+                                   "method": "16 accumulators"}}
+    bench.update(peak_instruction="vpdpbusd", peak_gmacs_per_core=peak)
+    if amx is not None:
+        bench["peaks"]["tdpbusd"] = {"per_core": amx, "together": 2 * amx, "method": "tiles"}
+        bench.update(isa="amx", peak_instruction="tdpbusd", peak_gmacs_per_core=amx)
+    return bench
+
+
+def test_the_bound_is_the_model_macs_over_the_measured_peak_times_threads():
+    macs = sum(row["macs"] for row in RESULT["layers"])  # 3,981,312 per image
+    assert report.bound(RESULT, BENCH) is None  # no peak measured: no bound
+    assert report.bound(RESULT, with_peak(400.0)) == 400e9 * 2 / macs
+    high = " ".join(report.bound_lines(RESULT, with_peak(400.0)))
+    assert "at most **200,939 images/s**" in high and "15.46x PyTorch's int8" in high
+    assert "does not rule the goal out" in high and "keep 6% of its peak" in high
+    # ours: 2,100 images/s of 200,939; the layers: 7 ms for 3.98 M MACs x 100 images
+    assert "Ours runs at 1% of that bound" in high and "alone run at 7% of the peak" in high
+    # a slower instruction puts the bound below PyTorch's figure: the sentence turns
+    low = " ".join(report.bound_lines(RESULT, with_peak(10.0)))
+    assert "at most **5,023 images/s**" in low and "0.39x PyTorch's int8" in low
+    assert "no kernel on this instruction can reach it" in low
+    assert "does not rule the goal out" not in low
+
+
+def test_the_layer_table_shows_the_share_of_the_peak_only_when_measured():
+    page = report.render(RESULT, with_peak(400.0))
+    assert "of vpdpbusd peak" in page and "The bound of the design" in page
+    # head_conv: 0.44 M MACs x 100 in 3 ms = 14.7 G/s over 2 threads of a 400 G/s peak
+    assert "| head_conv | 16x3x3x3 | 16x32x32 | 0.44 | 3.00 | 43% | 29 | 2% |" in page
+    # body_op.6.conv1: 1.18 M x 100 in 1 ms = 118 G/s, 15% of 2 x 400
+    assert "| 1.18 | 1.00 | 14% | 236 | 15% |" in page
+    plain = report.render(RESULT, BENCH)
+    assert "of vpdpbusd peak" not in plain and "The bound of the design" not in plain
+
+
+def test_the_bound_names_the_kernels_instruction_and_the_others():
+    text = " ".join(report.bound_lines(RESULT, with_peak(10.0, amx=400.0)))
+    assert "built on, `tdpbusd` (AMX tiles" in text and "**200,939 images/s**" in text
+    assert "On `vpdpbusd` (10 G multiply-adds/s per core) the bound would be 5,023" in text
+    assert "0.39x PyTorch's int8 figure" in text
+    page = report.render(RESULT, with_peak(10.0, amx=400.0))
+    assert "of tdpbusd peak" in page and "**amx**" in page
+    slow_amx = " ".join(report.bound_lines(RESULT, with_peak(400.0, amx=10.0)))
+    assert "no kernel on this instruction can reach it here, whatever its blocking." in slow_amx
+    assert "needs a wider one" not in slow_amx
+
+
+def test_the_epilogue_bound_adds_the_measured_epilogue_to_the_sums_at_their_peak():
+    macs = sum(row["macs"] for row in RESULT["layers"])
+    assert report.epilogue_bound(RESULT, with_peak(400.0)) is None  # not measured
+    bench = with_peak(400.0)
+    bench.update(epilogue={"plain": 3.0, "residual": 5.0, "method": "finish"},
+                 epilogue_seconds_per_image=200e-6)
+    most = report.epilogue_bound(RESULT, bench)
+    assert most == 2 / (200e-6 + macs / 400e9)  # 9,526 images/s
+    text = " ".join(report.bound_lines(RESULT, bench))
+    assert "3.0 ns per 16 codes on one core (5.0 with a residual)" in text
+    assert "200 us per image" in text and "at most 10,000 images/s on 2 threads" in text
+    assert "at most **9,526 images/s**" in text and "0.73x PyTorch's int8" in text
+    assert "the epilogue, not the multiply-adds, is what stands in the way" in text
+    bench["epilogue_seconds_per_image"] = 20e-6  # a tenth: the bound passes PyTorch's
+    text = " ".join(report.bound_lines(RESULT, bench))
+    assert "what stands in the way" not in text and "keep 19% of this bound" in text

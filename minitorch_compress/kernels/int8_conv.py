@@ -22,7 +22,7 @@ One layer (`conv_padded`), for each block of 8 neighbouring output positions of 
    arithmetic in plain vector IR; LLVM emits ``vpmaddwd`` where it can).
    A grid layer's mask rides along as a second set of output channels (its B sum is the
    same dot product with 0/1 weights), computed in a second pass of the same loop.
-2. Epilogue, on the registers (`simd_int8.requantize`, `clamp_sum`): the zero point comes
+2. Epilogue, on the registers (`int8_epilogue.finish`): the zero point comes
    out as a per-channel offset (``sum (q - z) w = sum q w - z sum w``, exact because the
    border holds z too), the bias rides along in the same offset, then
    ``clip(z_out + rq(A + offset_A) + rq(B + offset_B) + rq(residual - z_res), low, 255)``
@@ -32,11 +32,16 @@ One layer (`conv_padded`), for each block of 8 neighbouring output positions of 
    the same arithmetic (`requantize_below_one`, `clamp_sum_bounded`); the others keep the
    saturating shifts and the 64-bit sum. Both give the reference's codes.
 
+Where the CPU has AMX's integer tiles and Linux lets this process use them
+(`amx.amx_available`), step 1 runs on tiles instead (`kernels/int8_amx.py`: ``tdpbusd``,
+16 positions x up to 64 channels per block, the same layout, packed weights and epilogue);
+`default_kernel` picks it, and the VNNI kernel stays the fallback.
+
 The batch is cut into one slice of images per core (`kernels/parallel.py`, like the float
 kernels); each thread runs the serial kernel on its slice.
 
-`int8_isa()` names the integer instructions used here (chosen once, from the CPU's
-features).
+`int8_isa()` names the integer instructions used here ("amx", "avx512_vnni", ...; chosen
+once, from the CPU's features).
 """
 
 from __future__ import annotations
@@ -48,42 +53,45 @@ import numpy as np
 from llvmlite import binding
 from numba import njit
 
-from minitorch_compress.kernels.int8_reference import INT32_MAX, INT32_MIN, U8_MAX, IntConv
+from minitorch_compress.kernels import int8_amx
+from minitorch_compress.kernels.amx import amx_available
+from minitorch_compress.kernels.int8_epilogue import finish
+from minitorch_compress.kernels.int8_reference import INT32_MAX, INT32_MIN, IntConv
 from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rules import conv2d_output_size
 from minitorch_compress.kernels.simd_int8 import (
     LANES,
-    clamp_sum,
-    clamp_sum_bounded,
     dpbusd,
     dpbusd_portable,
     has_avx512_vnni,
-    iadd,
     ibroadcast,
     ibroadcast_at,
     iload,
     iload_u8,
-    ishl,
     istore_u8,
     izero,
-    requantize,
-    requantize_below_one,
 )
 
 POSITIONS = 8  # output positions per register block
 BORDER = 1  # pixels of zero-point border around every padded activation
-KERNELS = ("avx512_vnni", "portable")
+KERNELS = ("amx", "avx512_vnni", "portable")
 
 
 def default_kernel() -> str:
-    """The sums kernel for this CPU: "avx512_vnni" where it has AVX-512 VNNI, else
-    "portable"."""
+    """The sums kernel for this CPU: "amx" where it has AMX's integer tiles and Linux lets
+    this process use them (`amx.amx_available`), else "avx512_vnni" where it has AVX-512
+    VNNI, else "portable"."""
+    if amx_available():
+        return "amx"
     return "avx512_vnni" if has_avx512_vnni() else "portable"
 
 
 def int8_isa() -> str:
-    """The integer instruction set the fast conv uses here: "avx512_vnni" (vpdpbusd), or for
-    the portable kernel the widest of "avx512bw", "avx2", "sse2" (vpmaddwd / pmaddwd)."""
+    """The integer instruction set the fast conv uses here: "amx" (tdpbusd on tiles),
+    "avx512_vnni" (vpdpbusd), or for the portable kernel the widest of "avx512bw", "avx2",
+    "sse2" (vpmaddwd / pmaddwd)."""
+    if amx_available():
+        return "amx"
     if has_avx512_vnni():
         return "avx512_vnni"
     features = binding.get_host_cpu_features()
@@ -144,7 +152,8 @@ class PackedConv:
 
     Attributes:
         w32: int32 (kh * kw * G * KP,) flat: [ky, kx, g, k] packs w[k, 4g..4g+3, ky, kx] as
-            4 s8 bytes; k < K the codes, KA <= k < KA + K the mask (grid layers), else 0.
+            4 s8 bytes; k < K the codes, KA <= k < KA + K the mask (grid layers), else 0;
+            64-byte aligned (`aligned`), like epilogue.
         epilogue: int32 (4, KP): per packed channel the offset (bias - z_x sum w for A,
             -z_x sum mask for B), the multiplier, and the left and right shifts.
         settings: int64 (12,): the layer's scalars as the kernel reads them (one array, so
@@ -166,6 +175,17 @@ class PackedConv:
     out_channels: int
     groups: int
     packed: int
+
+
+def aligned(a: np.ndarray, alignment: int = 64) -> np.ndarray:
+    """A C-contiguous copy of `a` whose data starts on a multiple of `alignment` bytes (a
+    cache line: a 64-byte vector or tile row of packed weights then never straddles two,
+    which costs the AMX kernel about a third of its time on the widest layers)."""
+    buffer = np.empty(a.nbytes + alignment, np.uint8)
+    start = -buffer.ctypes.data % alignment
+    out = buffer[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
 
 
 def _shifts(shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -236,7 +256,8 @@ def pack(layer: IntConv, groups: int) -> PackedConv:
         small += (255 * count * np.abs(layer.scale_b.real()) + 1).max()
     if residual is not None:
         small += 255 * abs(float(residual.real())) + 1
-    return PackedConv(w.view(np.int32).reshape(-1), epilogue.astype(np.int32), settings,
+    return PackedConv(aligned(w.view(np.int32).reshape(-1)), aligned(epilogue.astype(np.int32)),
+                      settings,
                       below_one and small < 2**28, k, ka, groups, kp)
 
 
@@ -262,45 +283,6 @@ def _forget(layer_id: int) -> None:
 
 
 # ------------------------------------------------------------------ the kernel
-@njit(nogil=True, cache=True, inline="always")
-def _term(total, constants, below_one):
-    """requantize(total + offset) with constants = (offset, multiplier, left, right);
-    below_one (a compile-time constant): every multiplier is below 1 (left = 0)."""
-    offset, multiplier, left, right = constants
-    if below_one:
-        return requantize_below_one(iadd(total, offset), multiplier, right)
-    return requantize(iadd(total, offset), multiplier, left, right)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _finish(sum_a, sum_b, residual_codes, epilogue, bounded):
-    """The 16 output codes of one position from its raw sums (A; B with a mask) and its
-    residual codes: clip(z_out + rq(A + offset_A) + rq(B + offset_B) + rq(residual - z_res),
-    low, 255). `epilogue` holds the constants as vectors (no arrays: an array argument
-    would cost a reference count update per call): ((offset, multiplier, left, right) of
-    A, the same of B, has_b, (has_residual, (-z_res, multiplier, left, right)), z_out, low).
-    bounded (a compile-time constant): the layer's A and B multipliers are below 1 and its
-    B and residual terms small (`PackedConv.bounded`), so the int32 operations suffice."""
-    constants_a, constants_b, has_b, rescale, z_out, low = epilogue
-    term_a = _term(sum_a, constants_a, bounded)
-    term_b = izero()
-    if has_b:
-        term_b = _term(sum_b, constants_b, bounded)
-    term_r = izero()
-    has_residual, constants_r = rescale
-    if has_residual and bounded:
-        # codes minus their zero point are at most 255 in size: the left shift of a
-        # residual multiplier above 1 cannot saturate (PackedConv.bounded)
-        minus_zero, multiplier, left, right = constants_r
-        term_r = requantize_below_one(ishl(iadd(residual_codes, minus_zero), left),
-                                      multiplier, right)
-    elif has_residual:
-        term_r = _term(residual_codes, constants_r, bounded)
-    if bounded:
-        return clamp_sum_bounded(term_a, term_b, term_r, z_out, low, U8_MAX)
-    return clamp_sum(term_a, term_b, term_r, z_out, low, U8_MAX)
-
-
 def _make_kernel(dot, bounded):
     """The conv kernel (module docstring) with `dot` as its multiply-add of 4 u8 x s8 into
     int32 lanes (`dpbusd` or `dpbusd_portable`), for layers whose `PackedConv.bounded` is
@@ -379,35 +361,35 @@ def _make_kernel(dot, bounded):
                         epilogue = (constants_a, constants_b, has_b != 0, rescale, z_out, low)
                         p = at + k
                         r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                        istore_u8(out8, p, _finish(a0, b0, r, epilogue, bounded))
+                        istore_u8(out8, p, finish(a0, b0, r, epilogue, bounded))
                         if j0 + 1 < wo:
                             p = at + c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a1, b1, r, epilogue, bounded))
+                            istore_u8(out8, p, finish(a1, b1, r, epilogue, bounded))
                         if j0 + 2 < wo:
                             p = at + 2 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a2, b2, r, epilogue, bounded))
+                            istore_u8(out8, p, finish(a2, b2, r, epilogue, bounded))
                         if j0 + 3 < wo:
                             p = at + 3 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a3, b3, r, epilogue, bounded))
+                            istore_u8(out8, p, finish(a3, b3, r, epilogue, bounded))
                         if j0 + 4 < wo:
                             p = at + 4 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a4, b4, r, epilogue, bounded))
+                            istore_u8(out8, p, finish(a4, b4, r, epilogue, bounded))
                         if j0 + 5 < wo:
                             p = at + 5 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a5, b5, r, epilogue, bounded))
+                            istore_u8(out8, p, finish(a5, b5, r, epilogue, bounded))
                         if j0 + 6 < wo:
                             p = at + 6 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a6, b6, r, epilogue, bounded))
+                            istore_u8(out8, p, finish(a6, b6, r, epilogue, bounded))
                         if j0 + 7 < wo:
                             p = at + 7 * c + k
                             r = iload_u8(residual, p) if has_residual != 0 else no_residual
-                            istore_u8(out8, p, _finish(a7, b7, r, epilogue, bounded))
+                            istore_u8(out8, p, finish(a7, b7, r, epilogue, bounded))
 
     return conv
 
@@ -432,7 +414,7 @@ def conv_padded(x: np.ndarray, layer: IntConv, residual: np.ndarray | None = Non
         layer: the integer layer (padding 0 or 1).
         residual: padded codes of the output's shape, exactly when the layer has a
             residual_scale.
-        kernel: "avx512_vnni" or "portable"; default `default_kernel()`.
+        kernel: one of `KERNELS`; default `default_kernel()`.
     """
     if (residual is None) != (layer.residual_scale is None):
         raise ValueError("a residual is needed exactly when the layer has a residual_scale")
@@ -447,10 +429,25 @@ def conv_padded(x: np.ndarray, layer: IntConv, residual: np.ndarray | None = Non
     out = np.empty((n, ho + 2 * BORDER, wo + 2 * BORDER, packed.out_channels), np.uint8)
     if residual is not None and residual.shape != out.shape:
         raise ValueError(f"residual {residual.shape} != output {out.shape}")
-    x32 = np.ascontiguousarray(x).view(np.int32)
+    x = np.ascontiguousarray(x)
+    residual = _NO_RESIDUAL if residual is None else residual
+    if kernel == "amx":
+        if not amx_available():
+            raise ValueError("kernel 'amx' needs AMX's integer tiles and Linux's permission "
+                             "to use them; this process has not got them")
+        positions = int8_amx.block_positions(layer.stride, ho, wo, wp)
+        chunk = int8_amx.chunk_bytes(kw * cp)
+        cfg = int8_amx.tile_setup(positions, chunk)
+        run = int8_amx.KERNELS[packed.bounded]
+        run_parallel([(run, (x[start:stop], packed.w32, packed.epilogue, packed.settings,
+                             residual if residual is _NO_RESIDUAL else residual[start:stop],
+                             out[start:stop], cfg, positions, chunk))
+                      for start, stop in split_range(n)])
+        return out
+    x32 = x.view(np.int32)
     run = _KERNELS[kernel, packed.bounded]
     run_parallel([(run, (x32[start:stop], packed.w32, packed.epilogue, packed.settings,
-                         _NO_RESIDUAL if residual is None else residual[start:stop],
+                         residual if residual is _NO_RESIDUAL else residual[start:stop],
                          out[start:stop]))
                   for start, stop in split_range(n)])
     return out
@@ -463,7 +460,7 @@ def conv_layer(q: np.ndarray, layer: IntConv, residual: np.ndarray | None = None
 
     Args:
         q, layer, residual: as in the reference.
-        kernel: "avx512_vnni" or "portable"; default `default_kernel()`.
+        kernel: one of `KERNELS`; default `default_kernel()`.
     """
     if residual is not None:
         residual = to_padded(residual, layer.residual_zero_point, LANES)

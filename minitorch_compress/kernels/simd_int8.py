@@ -61,6 +61,7 @@ _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _VECTOR = ir.VectorType(_I32, LANES)
 _WIDE = ir.VectorType(_I64, LANES)
+_PAIRS = ir.VectorType(_I64, LANES // 2)  # the 16 lanes as 8 pairs
 _BYTES = ir.VectorType(ir.IntType(8), LANES)
 
 
@@ -318,12 +319,22 @@ def _requantize_ir(builder, acc, multiplier, left, right):
         saturated = builder.select(builder.icmp_signed("<", acc, _splat(0, _VECTOR)),
                                    _splat(-(2**31), _VECTOR), _splat(2**31 - 1, _VECTOR))
         acc = builder.select(lost, saturated, shifted)
-    # SRDHM: the 64-bit product of two int32 (sign-extended: one vpmuldq per 8 lanes),
-    # nudged by 2^30 (1 - 2^30 below 0) and divided by 2^31 toward zero, which for
-    # every product equals floor((product + 2^30) / 2^31): one add and one shift
-    product = builder.mul(builder.sext(acc, _WIDE), builder.sext(multiplier, _WIDE))
-    high = builder.trunc(builder.ashr(builder.add(product, _splat(2**30, _WIDE)),
-                                      _splat(31, _WIDE)), _VECTOR)
+    # SRDHM: the 64-bit product of two int32, nudged by 2^30 (1 - 2^30 below 0) and
+    # divided by 2^31 toward zero, which for every product equals
+    # floor((product + 2^30) / 2^31): one add and one shift. The 16 products are made in
+    # place, as vpmuldq does them: the even lanes from the low halves of 8 64-bit lanes,
+    # the odd ones from the high halves; bits 31..62 of each sum are the result, moved
+    # into the even lane's low half (>> 31) or the odd lane's high half (<< 1)
+    thirty_two = _splat(32, _PAIRS)
+    acc_pairs, multiplier_pairs = (builder.bitcast(v, _PAIRS) for v in (acc, multiplier))
+    even = builder.mul(*(builder.ashr(builder.shl(v, thirty_two), thirty_two)
+                         for v in (acc_pairs, multiplier_pairs)))
+    odd = builder.mul(*(builder.ashr(v, thirty_two) for v in (acc_pairs, multiplier_pairs)))
+    nudge = _splat(2**30, _PAIRS)
+    even = builder.bitcast(builder.lshr(builder.add(even, nudge), _splat(31, _PAIRS)), _VECTOR)
+    odd = builder.bitcast(builder.shl(builder.add(odd, nudge), _splat(1, _PAIRS)), _VECTOR)
+    high = builder.select(ir.Constant(ir.VectorType(ir.IntType(1), LANES),
+                                      [lane % 2 == 1 for lane in range(LANES)]), odd, even)
     # RoundingDivideByPOT(high, right): ties away from zero
     mask = builder.sub(builder.shl(_splat(1, _VECTOR), right), _splat(1, _VECTOR))
     remainder = builder.and_(high, mask)

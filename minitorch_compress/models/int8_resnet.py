@@ -67,9 +67,9 @@ class IntKernel:
 #: The integer conv layer implementations, by name, all computing
 #: `int8_reference.conv_layer`'s codes bit for bit (tested): the int64 loop (slow, for
 #: reading), the same integers from a float64 BLAS GEMM (`conv2d_int_via_float64`), both on
-#: NCHW codes, and the numba kernel of `kernels/int8_conv.py` (AVX-512 VNNI where the CPU
-#: has it, `int8_isa()`) on channels-last codes with a zero-point border, quantized into
-#: that layout at the network's input and converted back once at its output.
+#: NCHW codes, and the numba kernel of `kernels/int8_conv.py` (AMX tiles or AVX-512 VNNI
+#: where the CPU has them, `int8_isa()`) on channels-last codes with a zero-point border,
+#: quantized into that layout at the network's input and converted back once at its output.
 INT8_KERNELS: dict[str, IntKernel] = {
     "reference": IntKernel(ir.conv_layer),
     "reference_blas": IntKernel(partial(ir.conv_layer, exact_gemm=ir.conv2d_int_via_float64)),

@@ -129,33 +129,62 @@ def _stage(layer: dict[str, Any]) -> str:
     return f"{layer['output'][1]}x{layer['output'][2]}"
 
 
+#: what each integer instruction the benchmark times does, for the page
+INSTRUCTIONS = {
+    "vpdpbusd": "512-bit AVX-512 VNNI: 64 u8 x s8 multiply-adds",
+    "tdpbusd": "AMX tiles: up to 16 x 16 x 64 u8 x s8 multiply-adds",
+}
+
+
+def peak_per_thread(bench: dict[str, Any] | None) -> float | None:
+    """The measured peak of the instruction our kernel is built on, G multiply-adds/s on
+    one core (None when not measured)."""
+    return (bench or {}).get("peak_gmacs_per_core") or None
+
+
+def peak_instruction(bench: dict[str, Any] | None) -> str:
+    """The instruction whose peak `peak_per_thread` is."""
+    return (bench or {}).get("peak_instruction") or "vpdpbusd"
+
+
 def profile_rows(result: dict[str, Any], bench: dict[str, Any] | None
                  ) -> list[dict[str, Any]]:
     """The integer layers of `result` joined with their measured milliseconds at batch 100
-    (None where not measured): each row has "ms", "share" (of the measured total) and
-    "gops" (G int-ops/s: 2 ops per multiply-add)."""
+    (None where not measured): each row has "ms", "share" (of the measured total), "gops"
+    (G int-ops/s: 2 ops per multiply-add) and "efficiency" (G multiply-adds/s per thread
+    over the instruction's measured peak per core; None without a peak)."""
     measured = {row["layer"]: row["ms"]
                 for row in (bench or {}).get("layers_batch_100", [])}
     total = sum(measured.values()) or None
+    peak, threads = peak_per_thread(bench), (bench or {}).get("threads") or 1
     rows = []
     for layer in result["layers"]:
         ms = measured.get(layer["layer"])
+        gmacs = None if not ms else layer["macs"] * 100 / (ms * 1e-3) / 1e9
         rows.append({**layer, "ms": ms,
                      "share": None if ms is None or total is None else ms / total,
-                     "gops": None if not ms else 2 * layer["macs"] * 100 / (ms * 1e-3) / 1e9})
+                     "gops": None if gmacs is None else 2 * gmacs,
+                     "efficiency": None if gmacs is None or peak is None
+                     else gmacs / threads / peak})
     return rows
 
 
-def profile_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Per layer: weights, output, multiply-adds, time at batch 100, share, int-ops/s."""
+def profile_table(rows: list[dict[str, Any]], instruction: str = "vpdpbusd") -> list[str]:
+    """Per layer: weights, output, multiply-adds, time at batch 100, share, int-ops/s, and
+    the share of `instruction`'s peak reached (when measured)."""
+    with_peak = any(row.get("efficiency") is not None for row in rows)
     return table(["layer", "weights", "output", "M MACs / image", "ms (batch 100)",
-                  "share of time", "G int-ops/s"], "llrrrrr",
+                  "share of time", "G int-ops/s"] + ([f"of {instruction} peak"] if with_peak
+                                                     else []),
+                 "llrrrrr" + ("r" if with_peak else ""),
                  ([row["layer"], "x".join(map(str, row["weights"]))
                    + ("" if row["stride"] == 1 else f" /{row['stride']}"),
                    "x".join(map(str, row["output"])), f"{row['macs'] / 1e6:.2f}",
                    "-" if row["ms"] is None else f"{row['ms']:.2f}",
                    "-" if row["share"] is None else f"{row['share']:.0%}",
-                   "-" if row["gops"] is None else f"{row['gops']:.0f}"] for row in rows))
+                   "-" if row["gops"] is None else f"{row['gops']:.0f}"]
+                  + (["-" if row["efficiency"] is None else f"{row['efficiency']:.0%}"]
+                     if with_peak else []) for row in rows))
 
 
 def stage_shares(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
@@ -169,6 +198,115 @@ def stage_shares(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
         t, m = shares.get(_stage(row), (0.0, 0.0))
         shares[_stage(row)] = (t + row["ms"] / time_total, m + row["macs"] / macs_total)
     return shares
+
+
+# ------------------------------------------------------------------ the bound
+def bound(result: dict[str, Any], bench: dict[str, Any] | None,
+          peak: float | None = None) -> float | None:
+    """The most images/s a kernel built on the benchmark's instruction (or one of `peak` G
+    multiply-adds/s per core) could reach on its machine: the model's multiply-adds per
+    image / (peak per core x threads); None without a peak."""
+    peak = peak or peak_per_thread(bench)
+    macs = sum(layer["macs"] for layer in result["layers"])
+    if peak is None or not macs:
+        return None
+    return peak * 1e9 * (bench.get("threads") or 1) / macs
+
+
+def bound_lines(result: dict[str, Any], bench: dict[str, Any] | None) -> list[str]:
+    """The paragraph on the design's bound: the measured peak of the instruction our kernel
+    is built on, the images/s it allows, set beside PyTorch's int8 figure and ours, and the
+    same bound for the other instructions measured; every clause chosen by the numbers
+    (empty without a measured peak)."""
+    most = bound(result, bench)
+    if most is None:
+        return []
+    peak, threads = bench["peak_gmacs_per_core"], bench.get("threads") or 1
+    name = peak_instruction(bench)
+    measured = (bench.get("peaks") or {}).get(name, {})
+    macs = sum(layer["macs"] for layer in result["layers"])
+    together = measured.get("together")
+    text = [f"The bound of the design: the instruction our kernel is built on, `{name}` "
+            f"({INSTRUCTIONS.get(name, 'integer multiply-adds')}), peaks at {peak:.0f} G "
+            f"multiply-adds/s on one core of this CPU ({measured.get('method', 'measured')}"
+            + (f"; {together:.0f} summed over {threads} threads at once" if together else "")
+            + f"). The integer model does {macs / 1e6:.1f} M multiply-adds per image, so even "
+            f"at that peak on all {threads} threads a kernel built on `{name}` could reach at "
+            f"most **{most:,.0f} images/s**."]
+    theirs = (bench.get("batch_100") or {}).get("torch_int8")
+    ours = (bench.get("batch_100") or {}).get("ours_int8")
+    if theirs:
+        if most < theirs:
+            text.append(f"That is {most / theirs:.2f}x PyTorch's int8 figure "
+                        f"({theirs:,.0f} images/s): no kernel on this instruction can reach "
+                        "it here, whatever its blocking"
+                        + ("; the goal needs a wider one (AMX tiles, where the CPU has them)."
+                           if name != "tdpbusd" else "."))
+        else:
+            text.append(f"That is {most / theirs:.2f}x PyTorch's int8 figure "
+                        f"({theirs:,.0f} images/s): the instruction does not rule the goal "
+                        f"out, but a kernel must keep {theirs / most:.0%} of its peak over "
+                        "the whole forward (requantization, borders and the work between "
+                        "layers included) to reach it.")
+    if ours:
+        rows = [row for row in profile_rows(result, bench) if row["ms"] is not None]
+        layers = ""
+        if rows:
+            rate = sum(row["macs"] for row in rows) * 100 / (
+                sum(row["ms"] for row in rows) * 1e-3) / 1e9
+            layers = (f"; its conv layers alone run at {rate / threads / peak:.0%} of the "
+                      "peak (per layer in the table below)")
+        text.append(f"Ours runs at {ours / most:.0%} of that bound{layers}.")
+    text += epilogue_sentences(result, bench)
+    for other, rate in (bench.get("peaks") or {}).items():
+        if other == name or not rate.get("per_core"):
+            continue
+        other_most = bound(result, bench, rate["per_core"])
+        text.append(f"On `{other}` ({rate['per_core']:.0f} G multiply-adds/s per core) the "
+                    f"bound would be {other_most:,.0f} images/s"
+                    + (f", {other_most / theirs:.2f}x PyTorch's int8 figure" if theirs else "")
+                    + ".")
+    return [" ".join(text)]
+
+
+def epilogue_bound(result: dict[str, Any], bench: dict[str, Any] | None) -> float | None:
+    """The most images/s with the sums at the instruction's peak and the measured epilogue
+    per image on top: threads / (MACs / peak + epilogue seconds), per image; None without
+    both measured."""
+    seconds = (bench or {}).get("epilogue_seconds_per_image")
+    peak = peak_per_thread(bench)
+    macs = sum(layer["macs"] for layer in result["layers"])
+    if not seconds or peak is None or not macs:
+        return None
+    return (bench.get("threads") or 1) / (seconds + macs / (peak * 1e9))
+
+
+def epilogue_sentences(result: dict[str, Any], bench: dict[str, Any]) -> list[str]:
+    """What the exact integer epilogue costs and the bound it sets with the sums at their
+    peak, beside PyTorch's int8 figure (empty when not measured)."""
+    most = epilogue_bound(result, bench)
+    if most is None:
+        return []
+    cost, threads = bench["epilogue"], bench.get("threads") or 1
+    seconds = bench["epilogue_seconds_per_image"]
+    text = [f"Every output also needs the exact integer epilogue (`int8_epilogue.finish`: "
+            f"requantization, residual, clamp), measured at {cost['plain']:.1f} ns per 16 "
+            f"codes on one core ({cost['residual']:.1f} with a residual): "
+            f"{seconds * 1e6:.0f} us per image on one core, which alone allows at most "
+            f"{threads / seconds:,.0f} images/s on {threads} threads; with the sums at the "
+            f"instruction's peak besides, at most **{most:,.0f} images/s**."]
+    theirs = (bench.get("batch_100") or {}).get("torch_int8")
+    if theirs:
+        if most < theirs:
+            text.append(f"That is {most / theirs:.2f}x PyTorch's int8 figure: with this "
+                        "epilogue on the vector units no kernel reaches it here, whatever does "
+                        "its multiply-adds; the epilogue, not the multiply-adds, is what "
+                        "stands in the way.")
+        else:
+            text.append(f"That is {most / theirs:.2f}x PyTorch's int8 figure: a kernel must "
+                        f"keep {theirs / most:.0%} of this bound over the whole forward to "
+                        "reach it.")
+    return text
 
 
 # ------------------------------------------------------------------ the answer
@@ -287,13 +425,15 @@ def render(result: dict[str, Any], bench: dict[str, Any] | None) -> str:
               + f" (x86 backend, static per-channel int8, calibrated on "
               f"{bench.get('calibration', '?')} images).", "",
               *speed_table(bench), "", "Targets (issue #35):", "", *target_lines(bench), ""]
+        bound_text = bound_lines(result, bench)
+        L += [*bound_text, ""] if bound_text else []
     rows = profile_rows(result, bench)
     L += ["## Where the integer model's time goes", "",
           "The pretrained model's integer layers; milliseconds from the benchmark's "
           "per-layer timing at batch 100 (each layer's fast kernel, requantization "
           "included)." if bench is not None and bench.get("layers_batch_100") else
           "The pretrained model's integer layers (no per-layer timing in this folder).", "",
-          *profile_table(rows), ""]
+          *profile_table(rows, peak_instruction(bench)), ""]
     shares = stage_shares(rows)
     if shares:
         L += ["By output size: " + "; ".join(
