@@ -1,11 +1,18 @@
-"""The direct sparse convolution (kernels/sparse_conv.py) against the dense reference."""
+"""The direct sparse convolution (kernels/sparse_conv.py) against the dense reference, on
+both of its tiles: 8-lane vectors and 16-lane ones (`dispatch.sparse_lanes`; the AVX-512
+choice is forced with `dispatch.WIDE_VECTORS`, so every x86-64 CPU runs both: without
+AVX-512 LLVM splits each 16-lane operation in two)."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from minitorch_compress.kernels import dispatch, sparse_conv
 from minitorch_compress.kernels import reference as ref
 from minitorch_compress.kernels.sparse_conv import SparseWeights, sparse_conv2d_forward
 
@@ -41,24 +48,36 @@ def _case(n, c, k, size, kernel, stride, padding, sparsity, seed=0):
     return x, w, stride, padding, rng
 
 
+def _wide(wide: bool):
+    """Within the block, the sparse conv takes 16-lane vectors where Wo allows (`wide`) or
+    never."""
+    return mock.patch.object(dispatch, "WIDE_VECTORS", wide)
+
+
 @settings(deadline=None, max_examples=150)
-@given(sparse_convs())
-@example(_case(2, 3, 4, 16, 3, 1, 1, 0.5))  # Wo = 16: written in place, two tiles a plane
-@example(_case(2, 3, 4, 16, 3, 2, 1, 0.5))  # stride 2, Wo = 8
-@example(_case(1, 2, 3, 9, 3, 1, 0, 0.0))  # Wo = 7: the scratch plane, cropped
-def test_sparse_conv_matches_the_dense_reference(case):
+@given(sparse_convs(), st.booleans())
+@example(_case(2, 3, 4, 16, 3, 1, 1, 0.5), False)  # Wo = 16: in place, two tiles a plane
+@example(_case(2, 3, 4, 16, 3, 1, 1, 0.5), True)  # 16 lanes: a vector a row, one tile a plane
+@example(_case(2, 3, 4, 32, 3, 1, 1, 0.8), True)  # 16 lanes, Wo = 32: two vectors a row
+@example(_case(2, 3, 4, 32, 3, 2, 1, 0.5), True)  # 16 lanes at stride 2 (Wo = 16)
+@example(_case(2, 3, 4, 16, 3, 2, 1, 0.5), False)  # stride 2, Wo = 8
+@example(_case(1, 2, 3, 9, 3, 1, 0, 0.0), False)  # Wo = 7: the scratch plane, cropped
+@example(_case(2, 2, 5, 20, 3, 1, 1, 0.5), True)  # Wo = 20, wide: 8 lanes (not 16's multiple)
+def test_sparse_conv_matches_the_dense_reference(case, wide):
     x, w, stride, padding, _ = case
     sw = SparseWeights.from_dense(w)
     np.testing.assert_array_equal(sw.to_dense(), w)
-    got = sparse_conv2d_forward(x, sw, stride, padding)
+    with _wide(wide):
+        got = sparse_conv2d_forward(x, sw, stride, padding)
     want = ref.conv2d_forward(x, w, stride, padding)
     assert got.shape == want.shape and got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @settings(deadline=None, max_examples=80)
-@given(sparse_convs(), st.booleans(), st.booleans())
-def test_the_fused_epilogue_matches_the_separate_steps(case, relu, with_residual):
+@given(sparse_convs(), st.booleans(), st.booleans(), st.booleans())
+@example(_case(2, 3, 4, 32, 3, 1, 1, 0.8), True, True, True)  # 16 lanes, in place
+def test_the_fused_epilogue_matches_the_separate_steps(case, relu, with_residual, wide):
     x, w, stride, padding, rng = case
     k = w.shape[0]
     coef = np.stack([rng.uniform(0.5, 1.5, k), rng.standard_normal(k)], 1).astype(np.float32)
@@ -69,13 +88,32 @@ def test_the_fused_epilogue_matches_the_separate_steps(case, relu, with_residual
         want = want + residual
     if relu:
         want = np.maximum(want, 0)
-    got = sparse_conv2d_forward(x, SparseWeights.from_dense(w), stride, padding, coef, relu,
-                                residual)
+    with _wide(wide):
+        got = sparse_conv2d_forward(x, SparseWeights.from_dense(w), stride, padding, coef,
+                                    relu, residual)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # the reference kernel set's sparse conv is the same function of the same inputs
     np.testing.assert_allclose(
         ref.sparse_conv2d_forward(x, SparseWeights.from_dense(w), stride, padding, coef, relu,
                                   residual), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("size, stride, lanes_if_wide", [(32, 1, 16), (32, 2, 16), (16, 1, 16),
+                                                          (16, 2, 8), (8, 1, 8), (40, 2, 8)])
+def test_the_kernel_runs_the_width_the_table_names(size, stride, lanes_if_wide, wide):
+    """16 lanes on AVX-512 where Wo is a multiple of 16 (ResNet-20's 32x32 and 16x16
+    outputs), else 8 (its 8x8 ones, and Wo = 20); the results stay the reference's."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * (rng.random((4, 3, 3, 3)) < 0.3)
+    spy = mock.patch.object(sparse_conv, "_sparse_tiled", wraps=sparse_conv._sparse_tiled)
+    with _wide(wide), spy as tiled:
+        got = sparse_conv2d_forward(x, SparseWeights.from_dense(w), stride, 1)
+        assert dispatch.sparse_lanes(got.shape[3]) == (lanes_if_wide if wide else 8)
+    lanes = {call.args[7] for call in tiled.call_args_list}
+    assert lanes == {lanes_if_wide if wide else 8}
+    np.testing.assert_allclose(got, ref.conv2d_forward(x, w, stride, 1), rtol=1e-5, atol=1e-5)
 
 
 def test_float64_inputs_give_float64_results():
@@ -115,18 +153,20 @@ def test_a_sparse_resnet20_predicts_what_the_dense_one_does():
 
 def test_the_kernel_steps_in_plain_python():
     """``NUMBA_DISABLE_JIT=1`` (stepping in a debugger) runs the same loops, vectors as
-    NumPy arrays, to the same result: at stride 1 (in place) and 2 (a cropped plane)."""
+    NumPy arrays, to the same result: at stride 1 (in place) and 2 (a cropped plane), on 8
+    lanes and on 16 (Wo = 16)."""
     import os
     import subprocess
     import sys
 
     script = (
         "import numpy as np\n"
-        "from minitorch_compress.kernels import reference as ref\n"
+        "from minitorch_compress.kernels import dispatch, reference as ref\n"
         "from minitorch_compress.kernels.sparse_conv import SparseWeights, "
         "sparse_conv2d_forward\n"
         "rng = np.random.default_rng(0)\n"
-        "for stride, size in ((1, 8), (2, 9)):\n"
+        "for stride, size, wide in ((1, 8, False), (2, 9, False), (1, 16, True)):\n"
+        "    dispatch.WIDE_VECTORS = wide\n"
         "    x = rng.standard_normal((2, 3, size, size)).astype(np.float32)\n"
         "    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)\n"
         "    w[rng.random(w.shape) < 0.6] = 0\n"

@@ -22,7 +22,8 @@ conv grad-weight
     `GEMM_GRAD_WEIGHT`    otherwise: cols @ grad_y.T, one GEMM per chunk of images.
 sparse conv (inference of pruned models, `models.resnet.to_sparse`)
     `SPARSE_TILED`        float32, any kernel size and stride: tiles of 8 position vectors
-                          of one output channel, the sums in registers across its non-zeros.
+                          of one output channel, the sums in registers across its non-zeros
+                          (vectors of `sparse_lanes` floats).
     `IM2COL_GEMM`         float64: the dense forward of the decoded weights.
     Which convs of a model take the sparse path at all is decided by the break-even
     sparsity measured on this CPU (`kernels/sparse_break_even.py`).
@@ -116,6 +117,18 @@ def grad_weight_kernel(kh: int, kw: int, stride: int, out_pixels: int) -> str:
 def sparse_forward_kernel(dtype: np.dtype) -> str:
     """The kernel of a sparse conv at inference (`sparse_conv.sparse_conv2d_forward`)."""
     return SPARSE_TILED if np.dtype(dtype) == np.float32 else IM2COL_GEMM
+
+
+def sparse_lanes(wo: int) -> int:
+    """Floats in one position vector of `SPARSE_TILED` for an output Wo wide: 16 where the
+    CPU has AVX-512 (`WIDE_VECTORS`) and Wo is a multiple of 16, else 8. Unlike
+    `forward_lanes`, an 8-wide plane stays on 8 lanes: 16-lane vectors spanning rows need
+    three shifted copies of the input, and the sparse tile, which reads the whole input
+    window once per output channel, then ran 2x slower (rocketlake, 64x8x8).
+
+    Measured per ResNet-20 shape at 80 % sparsity (rocketlake, 1 thread, 16 lanes against
+    8): about 1.2x at 32x32 and 16x16 outputs, stride 1 and 2 (results/benchmark.md)."""
+    return 16 if WIDE_VECTORS and wo % 16 == 0 else 8
 
 
 class ConvShape(NamedTuple):

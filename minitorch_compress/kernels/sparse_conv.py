@@ -11,19 +11,23 @@ non-zero adds a shifted window of one zero-padded input plane to the whole outpu
 so a weight that is zero costs nothing and no im2col buffer is ever written.
 
 Register tile (`kernels/simd.py`, as in the dense `direct_conv_tiled.py`). A *position
-vector* is 8 neighbouring outputs of one output row. A tile is 8 position vectors of one
+vector* is L neighbouring outputs of one output row (L = 8 lanes, or 16 on AVX-512 CPUs
+where Wo is a multiple of 16: `dispatch.sparse_lanes`). A tile is 8 position vectors of one
 output channel, whose 8 sums stay in vector registers across all the channel's non-zeros::
 
     for j in non-zeros of channel k:                 # nnz(k) steps
         b = broadcast(w_j)
-        for v in 0..7:  sum[v] += b * (the 8 inputs of vector v under tap j)   (8 FMAs)
+        for v in 0..7:  sum[v] += b * (the L inputs of vector v under tap j)   (8 FMAs)
 
-One weight load serves 64 multiply-adds, each input is one vector load fused into its FMA,
+One weight load serves 8L multiply-adds, each input is one vector load fused into its FMA,
 and nothing is stored until the tile is done. 8 sums and a weight fit the 16 vector
 registers of AVX2 CPUs, and 8 independent sums cover the FMA latency (4 cycles, 2 a cycle);
 the 8 vectors' addresses stay in 8 general registers. CPUs with 32 vector registers keep
 the same tile: the loop is bound by its input loads, not by the per-non-zero work that a
-16-vector tile would share out, and one measured no faster. For each tile position, every output
+16-vector tile would share out, and one measured no faster. On AVX-512 the 16-lane tile
+(`_tile8_wide`) does twice the multiply-adds per load; an 8-wide plane (ResNet-20's 8x8)
+stays on 8 lanes, since 16-lane vectors spanning rows need three shifted copies of the
+input, which no longer fit in L1 beside the tile. For each tile position, every output
 channel runs its tile in turn, so the few input rows the tile reads stay in L1 while all
 the channels read them. Once an image is done, the fused epilogue (batch norm, residual
 add, ReLU) runs over each of its planes as one row of Ho*Wo values (`rows.affine_row`, the
@@ -34,20 +38,20 @@ Layout. Each image is copied into zero-padded planes ``xpad[c]`` of ``Hp`` rows,
 split by column phase for stride s: padded column px lies at ``(px % s) * part + px // s``
 (s = 1: the padded row itself). Output column ox + lane reads padded column
 ``s*(ox + lane) + kx``, i.e. phase ``kx % s`` at ``ox + lane + kx // s``: so the inputs of a
-position vector under any tap are 8 contiguous values, at stride 2 as at stride 1, and one
+position vector under any tap are L contiguous values, at stride 2 as at stride 1, and one
 offset per non-zero (``c*plane + ky*rowlen + (kx % s)*part + kx // s``, `_tap_offsets`) plus
 one per position vector (``s*oy*rowlen + ox``) addresses every load. The same tiles serve
 every stride and kernel size.
 
-Any shape: a Wo that is not a multiple of 8 runs into a scratch image with Wo rounded up
-to whole vectors, cropped into y (the epilogue then runs on the copied rows). Lanes past Wo
-read whatever lies past the row (zeros or the next row) and are dropped. float64 inputs run
+Any shape: a Wo that is not a multiple of the lanes runs into a scratch image with Wo
+rounded up to whole vectors, cropped into y (the epilogue then runs on the copied rows).
+Lanes past Wo read whatever lies past the row (zeros or the next row) and are dropped. float64 inputs run
 the dense im2col path on the decoded weights (the SIMD vectors are float32). The sums run in
 another order than the reference's, so results agree to float rounding, not bit for bit
 (tests/test_sparse_conv.py).
 
 ``NUMBA_DISABLE_JIT=1`` runs the same loops in plain Python (`kernels/simd.py`'s vectors as
-8-value NumPy arrays); `kernels/reference.py`'s sparse conv is the readable twin (the same
+8- or 16-value NumPy arrays); `kernels/reference.py`'s sparse conv is the readable twin (the same
 formula, one NumPy window per non-zero).
 """
 
@@ -64,11 +68,21 @@ from minitorch_compress.kernels.common import epilogue_args as make_epilogue_arg
 from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rows import affine_row, epilogue_on_row
 from minitorch_compress.kernels.rules import conv2d_output_size
-from minitorch_compress.kernels.simd import LANES, vbroadcast, vfma, vload, vstore, vzero
+from minitorch_compress.kernels.simd import (
+    LANES16,
+    vbroadcast,
+    vbroadcast16,
+    vfma,
+    vload,
+    vload16,
+    vstore,
+    vzero,
+    vzero16,
+)
 
 #: Names the kernel's code: calibrated break-evens (`kernels/sparse_break_even.py`) are
 #: cached under it, so a changed kernel is measured again. Change it with the kernel.
-KERNEL_VERSION = "tiled-1"
+KERNEL_VERSION = "tiled-lanes8or16-1"
 
 
 @dataclass(frozen=True)
@@ -133,21 +147,27 @@ def _pack_phases(x, n, padding, stride, part, xpad):
         for iy in range(x.shape[2]):
             src = x[n, c, iy]
             dst = xpad[c, padding + iy]
+            # views indexed from 0: with `dst[padding + ix]` (padding not known to be >= 0)
+            # numba adds wrap-around code and LLVM no SIMD, and the copy cost more than the
+            # whole tile loop of an 80 %-sparse 16x32x32 conv
             if stride == 1:
+                row = dst[padding:]
                 for ix in range(x.shape[3]):
-                    dst[padding + ix] = src[ix]
+                    row[ix] = src[ix]
             elif stride == 2:  # a constant stride: LLVM vectorises the copy (vector gathers)
                 for phase in range(2):
                     ix0 = (phase + padding) % 2  # first ix with px % 2 == phase
                     out = dst[phase * part + (padding + ix0) // 2:]
+                    col = src[ix0:]
                     for i in range((x.shape[3] - ix0 + 1) // 2):
-                        out[i] = src[ix0 + 2 * i]
+                        out[i] = col[2 * i]
             else:  # phase by phase: no division in the inner loop
                 for phase in range(stride):
                     ix0 = (phase - padding) % stride  # first ix with px % s == phase
                     out = dst[phase * part + (padding + ix0) // stride:]
+                    col = src[ix0:]
                     for i in range((x.shape[3] - ix0 + stride - 1) // stride):
-                        out[i] = src[ix0 + i * stride]
+                        out[i] = col[i * stride]
 
 
 @njit(cache=True, nogil=True)
@@ -185,21 +205,50 @@ def _tile8(xflat, taps, values, j0, j1, ins, yplane, outs):
 
 
 @njit(cache=True, nogil=True)
-def _sparse_tiled(x, taps, values, indptr, padding, stride, part, xflat, direct, y, scratch,
-                  epilogue, coef, relu, res, add_res):
-    """y = epilogue(sparse conv of x), one image at a time, tiles of 8 position vectors.
+def _tile8_wide(xflat, taps, values, j0, j1, ins, yplane, outs):
+    """`_tile8` on 16-lane vectors (AVX-512): 8 vectors of 16 positions."""
+    i0, i1, i2, i3, i4, i5, i6, i7 = ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], ins[6], \
+        ins[7]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = vzero16()
+    tap_k, value_k = taps[j0:j1], values[j0:j1]
+    for j in range(j1 - j0):
+        b = vbroadcast16(value_k[j])
+        t = tap_k[j]
+        s0 = vfma(b, vload16(xflat, t + i0), s0)
+        s1 = vfma(b, vload16(xflat, t + i1), s1)
+        s2 = vfma(b, vload16(xflat, t + i2), s2)
+        s3 = vfma(b, vload16(xflat, t + i3), s3)
+        s4 = vfma(b, vload16(xflat, t + i4), s4)
+        s5 = vfma(b, vload16(xflat, t + i5), s5)
+        s6 = vfma(b, vload16(xflat, t + i6), s6)
+        s7 = vfma(b, vload16(xflat, t + i7), s7)
+    vstore(yplane, outs[0], s0)
+    vstore(yplane, outs[1], s1)
+    vstore(yplane, outs[2], s2)
+    vstore(yplane, outs[3], s3)
+    vstore(yplane, outs[4], s4)
+    vstore(yplane, outs[5], s5)
+    vstore(yplane, outs[6], s6)
+    vstore(yplane, outs[7], s7)
+
+
+@njit(cache=True, nogil=True)
+def _sparse_tiled(x, taps, values, indptr, padding, stride, part, lanes, xflat, direct, y,
+                  scratch, epilogue, coef, relu, res, add_res):
+    """y = epilogue(sparse conv of x), one image at a time, tiles of 8 position vectors of
+    `lanes` (8 or 16) outputs.
 
     x: (N, C, H, W) float32; taps, values, indptr: the weights (`_tap_offsets`); xflat:
     the packed image's buffer, zero from its allocation: C*Hp*s*part values, then slack
-    for the lanes past the last row (`sparse_conv2d_forward`); y:
-    (N, K, Ho, Wo); direct: y is C-contiguous with Wo a multiple of 8, so tiles write into
-    it; else scratch (K, Ho*Wo_t) receives each image, cropped into y."""
+    for the lanes past the last row (`sparse_conv2d_forward`); y: (N, K, Ho, Wo); direct: y
+    is C-contiguous with Wo a multiple of the lanes, so tiles write into it; else scratch
+    (K, Ho*Wo_t) receives each image, cropped into y."""
     n_img, c_in, h = x.shape[0], x.shape[1], x.shape[2]
     k_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
     hp, rowlen = h + 2 * padding, stride * part
     xpad = xflat[:c_in * hp * rowlen].reshape(c_in, hp, rowlen)
     wo_t = scratch.shape[1] // ho if not direct else wo
-    per_row = wo_t // LANES
+    per_row = wo_t // lanes
     vectors = ho * per_row
     # where each tile's vectors start, in a packed input plane and in an output plane (the
     # same for every image and channel)
@@ -209,7 +258,7 @@ def _sparse_tiled(x, taps, values, indptr, padding, stride, part, xflat, direct,
     for t in range(tiles):
         for i in range(8):
             v = min(8 * t + i, vectors - 1)  # past the last: the last again
-            oy, ox = v // per_row, (v % per_row) * LANES
+            oy, ox = v // per_row, (v % per_row) * lanes
             ins[t, i] = stride * oy * rowlen + ox
             outs[t, i] = oy * wo_t + ox
     for n in range(n_img):
@@ -219,8 +268,12 @@ def _sparse_tiled(x, taps, values, indptr, padding, stride, part, xflat, direct,
         # output channel reads it (the other order streamed the whole image once a channel)
         for t in range(tiles):
             for k in range(k_out):
-                _tile8(xflat, taps, values, indptr[k], indptr[k + 1], ins[t], yimg[k],
-                       outs[t])
+                if lanes == LANES16:
+                    _tile8_wide(xflat, taps, values, indptr[k], indptr[k + 1], ins[t], yimg[k],
+                                outs[t])
+                else:
+                    _tile8(xflat, taps, values, indptr[k], indptr[k + 1], ins[t], yimg[k],
+                           outs[t])
         for k in range(k_out):
             yplane = yimg[k]
             if direct:  # the whole plane, one contiguous row, while it is in L1
@@ -273,7 +326,8 @@ def sparse_conv2d_forward(x: np.ndarray, sw: SparseWeights, stride: int = 1, pad
     part = -(-wp // stride)  # a phase of a packed row
     rowlen = stride * part
     plane = hp * rowlen
-    wo_t = -(-wo // LANES) * LANES
+    lanes = dispatch.sparse_lanes(wo)
+    wo_t = -(-wo // lanes) * lanes
     taps = _tap_offsets(sw, stride, plane, rowlen, part)
     values = sw.values.astype(np.float32, copy=False)
     y = np.empty((n, k, ho, wo), dtype=np.float32)
@@ -281,10 +335,10 @@ def sparse_conv2d_forward(x: np.ndarray, sw: SparseWeights, stride: int = 1, pad
     tasks = []
     for n0, n1 in split_range(n):
         # the last vector's lanes read up to wo_t + kw past the last plane: zero slack
-        xflat = np.zeros(c * plane + wo_t + kw + LANES, np.float32)
+        xflat = np.zeros(c * plane + wo_t + kw + lanes, np.float32)
         scratch = np.empty((k, 1 if direct else ho * wo_t), np.float32)
         tasks.append((_sparse_tiled, (x[n0:n1], taps, values, sw.indptr, padding, stride,
-                                      part, xflat, direct, y[n0:n1], scratch,
+                                      part, lanes, xflat, direct, y[n0:n1], scratch,
                                       *make_epilogue_args(epilogue.part(n0, n1), 4,
                                                           np.dtype(np.float32)))))
     run_parallel(tasks)
