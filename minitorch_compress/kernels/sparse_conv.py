@@ -45,14 +45,14 @@ every stride and kernel size.
 
 Any shape: a Wo that is not a multiple of the lanes runs into a scratch image with Wo
 rounded up to whole vectors, cropped into y (the epilogue then runs on the copied rows).
-Lanes past Wo read whatever lies past the row (zeros or the next row) and are dropped. float64 inputs run
-the dense im2col path on the decoded weights (the SIMD vectors are float32). The sums run in
-another order than the reference's, so results agree to float rounding, not bit for bit
-(tests/test_sparse_conv.py).
+Lanes past Wo read whatever lies past the row (zeros or the next row) and are dropped.
+float64 inputs run the dense im2col path on the decoded weights (the SIMD vectors are
+float32). The sums run in another order than the reference's, so results agree to float
+rounding, not bit for bit (tests/test_sparse_conv.py).
 
 ``NUMBA_DISABLE_JIT=1`` runs the same loops in plain Python (`kernels/simd.py`'s vectors as
-8- or 16-value NumPy arrays); `kernels/reference.py`'s sparse conv is the readable twin (the same
-formula, one NumPy window per non-zero).
+8- or 16-value NumPy arrays); `kernels/reference.py`'s sparse conv is the readable twin (the
+same formula, one NumPy window per non-zero).
 """
 
 from __future__ import annotations
