@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from numba import njit
 
-from minitorch_compress.kernels import dispatch, sparse_conv
+from minitorch_compress.kernels import dispatch, simd, sparse_conv
 from minitorch_compress.kernels import reference as ref
 from minitorch_compress.kernels.sparse_conv import SparseWeights, sparse_conv2d_forward
 
@@ -153,8 +154,8 @@ def test_a_sparse_resnet20_predicts_what_the_dense_one_does():
 
 def test_the_kernel_steps_in_plain_python():
     """``NUMBA_DISABLE_JIT=1`` (stepping in a debugger) runs the same loops, vectors as
-    NumPy arrays, to the same result: at stride 1 (in place) and 2 (a cropped plane), on 8
-    lanes and on 16 (Wo = 16)."""
+    NumPy arrays, to the same result: at stride 1 (in place) and 2 (a cropped plane, its
+    rows packed 16 columns at a time and then one by one), on 8 lanes and on 16 (Wo = 16)."""
     import os
     import subprocess
     import sys
@@ -165,7 +166,7 @@ def test_the_kernel_steps_in_plain_python():
         "from minitorch_compress.kernels.sparse_conv import SparseWeights, "
         "sparse_conv2d_forward\n"
         "rng = np.random.default_rng(0)\n"
-        "for stride, size, wide in ((1, 8, False), (2, 9, False), (1, 16, True)):\n"
+        "for stride, size, wide in ((1, 8, False), (2, 17, False), (1, 16, True)):\n"
         "    dispatch.WIDE_VECTORS = wide\n"
         "    x = rng.standard_normal((2, 3, size, size)).astype(np.float32)\n"
         "    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)\n"
@@ -179,3 +180,26 @@ def test_the_kernel_steps_in_plain_python():
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+@njit(cache=True)
+def _deinterleave(a, even, odd):
+    """even = a[0::2], odd = a[1::2] for a of 32 values: 8-lane vectors on the first 16,
+    16-lane ones on all 32 (`simd.veven`, `simd.vodd`, the stride-2 packing's helpers)."""
+    x0, x1 = simd.vload(a, 0), simd.vload(a, 8)
+    simd.vstore(even, 0, simd.veven(x0, x1))
+    simd.vstore(odd, 0, simd.vodd(x0, x1))
+    y0, y1 = simd.vload16(a, 0), simd.vload16(a, 16)
+    simd.vstore(even, 8, simd.veven(y0, y1))
+    simd.vstore(odd, 8, simd.vodd(y0, y1))
+
+
+def test_the_deinterleave_vector_ops_pick_even_and_odd_lanes():
+    a = np.arange(32, dtype=np.float32) * 1.5 - 7
+    for run in (_deinterleave, _deinterleave.py_func):  # compiled, and plain Python
+        even, odd = np.full(24, np.nan, np.float32), np.full(24, np.nan, np.float32)
+        run(a, even, odd)
+        np.testing.assert_array_equal(even, np.concatenate([a[:16:2], a[0::2]]))
+        np.testing.assert_array_equal(odd, np.concatenate([a[1:16:2], a[1::2]]))
+    with pytest.raises(ValueError, match="8 and 16 lanes"):
+        simd.veven(simd.vzero(), simd.vzero16())

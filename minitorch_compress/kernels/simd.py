@@ -215,3 +215,42 @@ overload(vbroadcast16)(lambda s: lambda s: _vbroadcast16(s))
 overload(vzero)(lambda: lambda: _vzero())
 overload(vzero16)(lambda: lambda: _vzero16())
 overload(vfma)(lambda a, b, c: lambda a, b, c: _vfma(a, b, c))
+
+
+# ----------------------------------------------------------------------------- deinterleave
+# Even and odd lanes of two vectors: the stride-2 sparse conv packs each input row as its
+# even columns, then its odd ones (`sparse_conv._pack_phases`), where a strided copy took a
+# fifth of a 65 %-sparse 16->32 conv's time. One `vpermps`/`vpermt2ps` per result on AVX-512.
+def _pick(a: np.ndarray, b: np.ndarray, first: int) -> np.ndarray:
+    if a.size != b.size:
+        raise ValueError(f"veven/vodd: vectors of {a.size} and {b.size} lanes")
+    return np.concatenate((a, b))[first::2].astype(np.float32)
+
+
+def veven(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Lanes 0, 2, 4, ... of the 2L values a then b (a vector of L lanes, like a and b)."""
+    return _pick(a, b, 0)
+
+
+def vodd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Lanes 1, 3, 5, ... of the 2L values a then b (a vector of L lanes, like a and b)."""
+    return _pick(a, b, 1)
+
+
+def _make_pick(first: int):
+    @intrinsic
+    def pick(typingctx, a, b):
+        if not (isinstance(a, _F32Vector) and a == b):
+            return None
+
+        def codegen(context, builder, signature, args):
+            lanes = ir.Constant(ir.VectorType(ir.IntType(32), a.lanes),
+                                list(range(first, 2 * a.lanes, 2)))
+            return builder.shuffle_vector(args[0], args[1], lanes)
+        return a(a, b), codegen
+    return pick
+
+
+_veven, _vodd = _make_pick(0), _make_pick(1)
+overload(veven)(lambda a, b: lambda a, b: _veven(a, b))
+overload(vodd)(lambda a, b: lambda a, b: _vodd(a, b))

@@ -72,9 +72,11 @@ from minitorch_compress.kernels.simd import (
     LANES16,
     vbroadcast,
     vbroadcast16,
+    veven,
     vfma,
     vload,
     vload16,
+    vodd,
     vstore,
     vzero,
     vzero16,
@@ -154,13 +156,19 @@ def _pack_phases(x, n, padding, stride, part, xpad):
                 row = dst[padding:]
                 for ix in range(x.shape[3]):
                     row[ix] = src[ix]
-            elif stride == 2:  # a constant stride: LLVM vectorises the copy (vector gathers)
-                for phase in range(2):
-                    ix0 = (phase + padding) % 2  # first ix with px % 2 == phase
-                    out = dst[phase * part + (padding + ix0) // 2:]
-                    col = src[ix0:]
-                    for i in range((x.shape[3] - ix0 + 1) // 2):
-                        out[i] = col[2 * i]
+            elif stride == 2:
+                # 16 columns at a time: their even and odd ones picked out of two vectors
+                # (column ix = 2i goes to even + i, ix = 2i + 1 to odd + i)
+                even = (padding % 2) * part + padding // 2
+                odd = ((padding + 1) % 2) * part + (padding + 1) // 2
+                done = x.shape[3] // 16 * 16
+                for ix in range(0, done, 16):
+                    a, b = vload(src, ix), vload(src, ix + 8)
+                    vstore(dst, even + ix // 2, veven(a, b))
+                    vstore(dst, odd + ix // 2, vodd(a, b))
+                for ix in range(done, x.shape[3]):
+                    px = padding + ix
+                    dst[(px % 2) * part + px // 2] = src[ix]
             else:  # phase by phase: no division in the inner loop
                 for phase in range(stride):
                     ix0 = (phase - padding) % stride  # first ix with px % s == phase
