@@ -126,8 +126,9 @@ def sparse_lanes(wo: int) -> int:
     three shifted copies of the input, and the sparse tile, which reads the whole input
     window once per output channel, then ran 2x slower (rocketlake, 64x8x8).
 
-    Measured per ResNet-20 shape at 80 % sparsity (rocketlake, 1 thread, 16 lanes against
-    8): about 1.2x at 32x32 and 16x16 outputs, stride 1 and 2 (results/benchmark.md)."""
+    Measured per ResNet-20 shape at 65-95 % sparsity (rocketlake, 1 thread, 16 lanes
+    against 8): 1.07-1.16x at stride 1 into 32x32 and 16x16, 1.03-1.07x at stride 2 into
+    16x16 (results/benchmark.md)."""
     return 16 if WIDE_VECTORS and wo % 16 == 0 else 8
 
 

@@ -25,7 +25,8 @@ class _Kernel(NamedTuple):
 #: A JSON that names its ``sparse_kernel`` (`sparse_conv.KERNEL_VERSION`) measured the
 #: register-tiled kernel of issue 36; one that does not, the batched kernel of issue 18.
 TILED = _Kernel(0.60, True,
-                "a tile of 8 position vectors (8 neighbouring outputs each) of one output "
+                "a tile of 8 position vectors (8 neighbouring outputs each, 16 on AVX-512 "
+                "CPUs where the output width is a multiple of 16) of one output "
                 "channel keeps its sums in vector registers across all the channel's "
                 "non-zeros, one broadcast weight and 8 vector loads per non-zero; input rows "
                 "split by column phase make stride 2 the same loop, so every pruned 3x3 conv "
