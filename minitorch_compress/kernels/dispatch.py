@@ -123,8 +123,8 @@ def sparse_lanes(wo: int) -> int:
     """Floats in one position vector of `SPARSE_TILED` for an output Wo wide: 16 where the
     CPU has AVX-512 (`WIDE_VECTORS`) and Wo is a multiple of 16, else 8. Unlike
     `forward_lanes`, an 8-wide plane stays on 8 lanes: 16-lane vectors spanning rows need
-    three shifted copies of the input, and the sparse tile, which reads the whole input
-    window once per output channel, then ran 2x slower (rocketlake, 64x8x8).
+    three shifted copies of the input (the flat layout), and the sparse tile ran 2x slower
+    on them (rocketlake, 64x8x8 at 80 %).
 
     Measured per ResNet-20 shape at 65-95 % sparsity (rocketlake, 1 thread, 16 lanes
     against 8): 1.07-1.16x at stride 1 into 32x32 and 16x16, 1.03-1.07x at stride 2 into

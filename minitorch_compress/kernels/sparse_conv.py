@@ -25,11 +25,13 @@ registers of AVX2 CPUs, and 8 independent sums cover the FMA latency (4 cycles, 
 the 8 vectors' addresses stay in 8 general registers. CPUs with 32 vector registers keep
 the same tile: the loop is bound by its input loads, not by the per-non-zero work that a
 16-vector tile would share out, and one measured no faster. On AVX-512 the 16-lane tile
-(`_tile8_wide`) does twice the multiply-adds per load; an 8-wide plane (ResNet-20's 8x8)
-stays on 8 lanes, since 16-lane vectors spanning rows need three shifted copies of the
-input, which no longer fit in L1 beside the tile. For each tile position, every output
-channel runs its tile in turn, so the few input rows the tile reads stay in L1 while all
-the channels read them. Once an image is done, the fused epilogue (batch norm, residual
+(`_tile8_wide`) does twice the multiply-adds per load, but most of its loads straddle two
+cache lines (a tap's offset moves by one value with kx), and such a 16-lane load costs about
+two 8-lane ones, so it gains less than the dense tile, which feeds 4 channels from each
+load. An 8-wide plane (ResNet-20's 8x8) stays on 8 lanes: 16-lane vectors spanning rows
+need three shifted copies of the input (the dense kernel's flat layout), and the sparse
+tile ran 2x slower on them. For each tile position, every output channel runs its tile in
+turn, so the few input rows the tile reads stay in L1 while all the channels read them. Once an image is done, the fused epilogue (batch norm, residual
 add, ReLU) runs over each of its planes as one row of Ho*Wo values (`rows.affine_row`, the
 loop every other path uses). Images are shared out between the kernel threads. Which convs
 are worth running here rather than dense is measured per CPU (`kernels/sparse_break_even.py`).
