@@ -29,3 +29,12 @@ def test_an_older_run_keeps_its_own_issue_s_70_percent_target():
     assert ": met" in target_lines(_result(0.65, None))[0]
     assert "at or below 70 %" in target_lines(_result(0.65, None))[0]
     assert "least-squares" not in render(_result(0.65, None))
+
+
+def test_the_kernel_description_is_that_of_the_version_the_run_measured():
+    """A `tiled-1` run describes 8-lane tiles only; a later one the 16-lane tile too, so
+    regenerating an old page from its JSON changes nothing."""
+    wide = "16 on AVX-512 CPUs"
+    assert wide not in render(_result(0.55, "tiled-1"))
+    assert wide in render(_result(0.55, "tiled-lanes8or16-1"))
+    assert ": met" in target_lines(_result(0.55, "tiled-lanes8or16-1"))[0]

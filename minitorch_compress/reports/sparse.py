@@ -23,14 +23,20 @@ class _Kernel(NamedTuple):
 
 
 #: A JSON that names its ``sparse_kernel`` (`sparse_conv.KERNEL_VERSION`) measured the
-#: register-tiled kernel of issue 36; one that does not, the batched kernel of issue 18.
+#: register-tiled kernel of issue 36 (``tiled-1``: 8-lane vectors only; later versions: 16
+#: lanes on AVX-512, `TILED_WIDE`); one that does not, the batched kernel of issue 18.
 TILED = _Kernel(0.60, True,
-                "a tile of 8 position vectors (8 neighbouring outputs each, 16 on AVX-512 "
-                "CPUs where the output width is a multiple of 16) of one output "
+                "a tile of 8 position vectors (8 neighbouring outputs each) of one output "
                 "channel keeps its sums in vector registers across all the channel's "
                 "non-zeros, one broadcast weight and 8 vector loads per non-zero; input rows "
                 "split by column phase make stride 2 the same loop, so every pruned 3x3 conv "
                 "can run sparse; the 1x1 shortcuts stay dense.")
+TILED_WIDE = TILED._replace(
+    how="a tile of 8 position vectors (8 neighbouring outputs each, 16 on AVX-512 CPUs where "
+        "the output width is a multiple of 16) of one output channel keeps its sums in "
+        "vector registers across all the channel's non-zeros, one broadcast weight and 8 "
+        "vector loads per non-zero; input rows split by column phase make stride 2 the same "
+        "loop, so every pruned 3x3 conv can run sparse; the 1x1 shortcuts stay dense.")
 BATCHED = _Kernel(0.70, False,
                   "for stride 1 a block of images is laid out (C, Hp, nb, Wp) so that each "
                   "non-zero's window over the whole block is one contiguous run, and four "
@@ -40,7 +46,10 @@ BATCHED = _Kernel(0.70, False,
 
 
 def _kernel(result: dict) -> _Kernel:
-    return TILED if result.get("sparse_kernel") else BATCHED
+    version = result.get("sparse_kernel")
+    if not version:
+        return BATCHED
+    return TILED if version == "tiled-1" else TILED_WIDE
 
 
 def _speedup_table(result: dict, sparsities: list[float], speedup: str,
