@@ -15,6 +15,7 @@ can show that command beside every number.
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import time
@@ -117,6 +118,13 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
     ]
 
 
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of the finished child processes so far: with the wall time,
+    where each lab run's time goes (two cores: CPU above wall means it ran in parallel)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def reproduce(args: argparse.Namespace) -> int:
     """Run the labs of the chosen mode one after the other, then write the report."""
     out_dir, run_root = output_folders(args)
@@ -134,13 +142,17 @@ def reproduce(args: argparse.Namespace) -> int:
     for i, command in enumerate(commands, 1):
         shown = "python labs/" + " ".join(command)
         print(f"\n[{i}/{len(commands)}] {shown}", flush=True)
+        step_start, cpu_start = time.perf_counter(), _children_cpu_s()
         result = subprocess.run([sys.executable, str(LABS / command[0]), *command[1:]],
                                 cwd=REPO_ROOT)
+        print(f"[{i}/{len(commands)}] {time.perf_counter() - step_start:.1f} s "
+              f"(CPU {_children_cpu_s() - cpu_start:.1f} s)", flush=True)
         if result.returncode != 0:
             raise MinitorchError(
                 f"`{shown}` failed (exit {result.returncode}); fix what it printed above and "
                 "rerun (finished finetuning epochs are kept; --full resumes them)"
             )
     report = write_report(out_dir, smoke=not args.full)
-    print(f"\nreproduce: done in {time.perf_counter() - start:.0f} s; report: {report}")
+    print(f"\nreproduce: done in {time.perf_counter() - start:.0f} s (CPU of the lab runs "
+          f"{_children_cpu_s():.0f} s); report: {report}")
     return 0
