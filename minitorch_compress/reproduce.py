@@ -8,18 +8,22 @@ replaced each time). `--full` runs everything at full size into `results/local/`
 committed `results/`. Neither default folder is tracked by git, so running the command never
 modifies a committed file.
 
-Each lab runs as its own process with exactly the command a student would type, so the report
-can show that command beside every number.
+Each lab run is exactly a command a student could type, ``python labs/<script> <arguments>``:
+reproduce prints it, runs that script's ``main(<arguments>)`` and the script records the same
+command beside every number it writes. The runs share this one process (`run_lab`), so Python,
+NumPy and numba start once and every numba kernel is compiled (or read from numba's cache)
+once, not once per lab run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import resource
-import subprocess
-import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.options import ensure_writable_dir
@@ -33,7 +37,7 @@ from minitorch_compress.paths import (
 from minitorch_compress.reports.summary import write_report
 
 LABS = REPO_ROOT / "labs"
-QUICK_SUBSET = 1000
+QUICK_SUBSET = 500  # training images of each smoke finetune: it shows the pipeline runs
 QUICK_EPOCHS = 1
 QUICK_TEST_SUBSET = 1000  # smoke finetunes test on part of the test set; evaluations use all
 QUICK_INT8_TEST_SUBSET = 500  # the integer models' smoke run: seconds, not minutes
@@ -118,11 +122,49 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
     ]
 
 
-def _children_cpu_s() -> float:
-    """User + system CPU seconds of the finished child processes so far: with the wall time,
-    where each lab run's time goes (two cores: CPU above wall means it ran in parallel)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+INTERRUPTED = 130  # a lab's exit status after Ctrl-C (`cli.run_cli`)
+
+
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process (all its threads) and of its finished child
+    processes so far: beside the wall time, where each lab run's time goes (on two cores, CPU
+    above wall means the kernels ran in parallel)."""
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                         resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+_lab_scripts: dict[str, ModuleType] = {}
+
+
+def lab_script(name: str) -> ModuleType:
+    """The lab script ``labs/<name>`` loaded as a module (once per process), so that its
+    ``main(argv)`` can run here. The scripts are not a package (a student runs them by path),
+    hence the load by file name."""
+    if name not in _lab_scripts:
+        path = LABS / name
+        spec = importlib.util.spec_from_file_location(f"labs.{path.stem}", path)
+        if spec is None or spec.loader is None or not path.is_file():
+            raise MinitorchError(f"{path}: no such lab script in this checkout")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _lab_scripts[name] = module
+    return _lab_scripts[name]
+
+
+def run_lab(command: Sequence[str]) -> int:
+    """Run ``python labs/<command[0]> <command[1:]>`` in this process: the script's
+    ``main(command[1:])``, which parses those arguments, runs the lab through `cli.run_cli`
+    (one line and a status for a user error) and records those arguments as its command.
+
+    Returns:
+        The exit status the command would have had: 0, 2 for a user error (argparse's
+        usage errors included), `INTERRUPTED` after Ctrl-C.
+    """
+    try:
+        return lab_script(command[0]).main(list(command[1:]))
+    except SystemExit as stop:  # argparse: --help or a usage error
+        return stop.code if isinstance(stop.code, int) else 2
 
 
 def reproduce(args: argparse.Namespace) -> int:
@@ -138,21 +180,22 @@ def reproduce(args: argparse.Namespace) -> int:
     mode = "full-size" if args.full else "quick (smoke finetuning)"
     commands = lab_commands(args)
     print(f"reproduce: {mode} mode, {len(commands)} lab runs, results in {out_dir}", flush=True)
-    start = time.perf_counter()
+    start, cpu_before = time.perf_counter(), _cpu_s()
     for i, command in enumerate(commands, 1):
         shown = "python labs/" + " ".join(command)
         print(f"\n[{i}/{len(commands)}] {shown}", flush=True)
-        step_start, cpu_start = time.perf_counter(), _children_cpu_s()
-        result = subprocess.run([sys.executable, str(LABS / command[0]), *command[1:]],
-                                cwd=REPO_ROOT)
+        step_start, cpu_start = time.perf_counter(), _cpu_s()
+        status = run_lab(command)
         print(f"[{i}/{len(commands)}] {time.perf_counter() - step_start:.1f} s "
-              f"(CPU {_children_cpu_s() - cpu_start:.1f} s)", flush=True)
-        if result.returncode != 0:
+              f"(CPU {_cpu_s() - cpu_start:.1f} s)", flush=True)
+        if status == INTERRUPTED:  # the lab printed how to continue; stop here as it did
+            raise KeyboardInterrupt
+        if status != 0:
             raise MinitorchError(
-                f"`{shown}` failed (exit {result.returncode}); fix what it printed above and "
+                f"`{shown}` failed (exit {status}); fix what it printed above and "
                 "rerun (finished finetuning epochs are kept; --full resumes them)"
             )
     report = write_report(out_dir, smoke=not args.full)
-    print(f"\nreproduce: done in {time.perf_counter() - start:.0f} s (CPU of the lab runs "
-          f"{_children_cpu_s():.0f} s); report: {report}")
+    print(f"\nreproduce: done in {time.perf_counter() - start:.0f} s (CPU "
+          f"{_cpu_s() - cpu_before:.0f} s); report: {report}")
     return 0
