@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import resource
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from minitorch_compress.data.cifar10 import find_cifar10
 from minitorch_compress.errors import MinitorchError
+from minitorch_compress.models.pretrained import find_pretrained_checkpoint
 from minitorch_compress.options import ensure_writable_dir
 from minitorch_compress.paths import (
     LOCAL_RESULTS_DIR,
@@ -125,15 +126,6 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
 INTERRUPTED = 130  # a lab's exit status after Ctrl-C (`cli.run_cli`)
 
 
-def _cpu_s() -> float:
-    """User + system CPU seconds of this process (all its threads) and of its finished child
-    processes so far: beside the wall time, where each lab run's time goes (on two cores, CPU
-    above wall means the kernels ran in parallel)."""
-    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
-                                                         resource.RUSAGE_CHILDREN))
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 _lab_scripts: dict[str, ModuleType] = {}
 
 
@@ -177,17 +169,23 @@ def reproduce(args: argparse.Namespace) -> int:
             "(results/quick/)")
     ensure_writable_dir(out_dir, "--out-dir")
     ensure_writable_dir(run_root, "--run-root")
+    # the data and the pretrained model are looked for now, not after Lab 1 has run
+    if not args.download:
+        find_cifar10(args.data_dir)
+    find_pretrained_checkpoint(args.weights)
     mode = "full-size" if args.full else "quick (smoke finetuning)"
     commands = lab_commands(args)
     print(f"reproduce: {mode} mode, {len(commands)} lab runs, results in {out_dir}", flush=True)
-    start, cpu_before = time.perf_counter(), _cpu_s()
+    start, cpu_before = time.perf_counter(), time.process_time()
     for i, command in enumerate(commands, 1):
         shown = "python labs/" + " ".join(command)
         print(f"\n[{i}/{len(commands)}] {shown}", flush=True)
-        step_start, cpu_start = time.perf_counter(), _cpu_s()
+        step_start, cpu_start = time.perf_counter(), time.process_time()
         status = run_lab(command)
+        # the CPU seconds of all threads beside the wall time: where the minutes go (on two
+        # cores, CPU above wall means the kernels ran in parallel)
         print(f"[{i}/{len(commands)}] {time.perf_counter() - step_start:.1f} s "
-              f"(CPU {_cpu_s() - cpu_start:.1f} s)", flush=True)
+              f"(CPU {time.process_time() - cpu_start:.1f} s)", flush=True)
         if status == INTERRUPTED:  # the lab printed how to continue; stop here as it did
             raise KeyboardInterrupt
         if status != 0:
@@ -197,5 +195,5 @@ def reproduce(args: argparse.Namespace) -> int:
             )
     report = write_report(out_dir, smoke=not args.full)
     print(f"\nreproduce: done in {time.perf_counter() - start:.0f} s (CPU "
-          f"{_cpu_s() - cpu_before:.0f} s); report: {report}")
+          f"{time.process_time() - cpu_before:.0f} s); report: {report}")
     return 0

@@ -153,3 +153,21 @@ def test_lab3_b_takes_its_float_row_from_lab2_a_instead_of_evaluating_again(
     evaluated_here = lab3.part_b(lab3.Lab3Options(part="b", **{**common, "test_subset": 16}))
     assert evaluated_here["float_from"] is None
     assert (evaluated_here["accuracy"]["float"] * 16).is_integer()  # measured on 16 images
+
+
+def test_missing_data_or_weights_are_refused_before_any_lab_runs(tmp_path, capsys,
+                                                                 synthetic_cifar10_dir,
+                                                                 random_resnet20_weights):
+    """The README promises refusal before any work starts: a wrong --data-dir or --weights
+    was found by Lab 2 (a), after Lab 1 had run and written its results."""
+    out_dir = tmp_path / "results"
+    for wrong in (["--data-dir", str(tmp_path / "nowhere"), "--weights",
+                   str(random_resnet20_weights)],
+                  ["--data-dir", str(synthetic_cifar10_dir), "--weights",
+                   str(tmp_path / "none.pt")]):
+        argv = ["reproduce", *wrong, "--out-dir", str(out_dir), "--run-root",
+                str(tmp_path / "runs"), "--no-progress"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+        assert not list(out_dir.glob("*.json"))
