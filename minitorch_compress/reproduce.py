@@ -135,9 +135,10 @@ def lab_script(name: str) -> ModuleType:
     hence the load by file name."""
     if name not in _lab_scripts:
         path = LABS / name
-        spec = importlib.util.spec_from_file_location(f"labs.{path.stem}", path)
-        if spec is None or spec.loader is None or not path.is_file():
+        if not path.is_file():
             raise MinitorchError(f"{path}: no such lab script in this checkout")
+        spec = importlib.util.spec_from_file_location(f"labs.{path.stem}", path)
+        assert spec is not None and spec.loader is not None  # a .py file always has both
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         _lab_scripts[name] = module
@@ -186,8 +187,8 @@ def reproduce(args: argparse.Namespace) -> int:
         # cores, CPU above wall means the kernels ran in parallel)
         print(f"[{i}/{len(commands)}] {time.perf_counter() - step_start:.1f} s "
               f"(CPU {time.process_time() - cpu_start:.1f} s)", flush=True)
-        if status == INTERRUPTED:  # the lab printed how to continue; stop here as it did
-            raise KeyboardInterrupt
+        if status == INTERRUPTED:  # Ctrl-C: the lab has said how to continue; stop here too
+            return INTERRUPTED
         if status != 0:
             raise MinitorchError(
                 f"`{shown}` failed (exit {status}); fix what it printed above and "
