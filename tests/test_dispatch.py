@@ -26,10 +26,10 @@ T, G = dispatch.TILED_3X3, dispatch.IM2COL_GEMM
 EXPECTED = {
     "head_conv": (T, T, dispatch.DIRECT_GRAD_WEIGHT),
     "stage 1 conv": (T, T, dispatch.DIRECT_GRAD_WEIGHT),
-    "stage 2 first conv1": (T, dispatch.GEMM_COL2IM, dispatch.GEMM_GRAD_WEIGHT),
+    "stage 2 first conv1": (T, dispatch.GEMM_COL2IM, dispatch.DIRECT_GRAD_WEIGHT),
     "stage 2 shortcut": (G, dispatch.GEMM_COL2IM, dispatch.GEMM_GRAD_WEIGHT),
     "stage 2 conv": (T, T, dispatch.DIRECT_GRAD_WEIGHT),
-    "stage 3 first conv1": (T, dispatch.GEMM_COL2IM, dispatch.GEMM_GRAD_WEIGHT),
+    "stage 3 first conv1": (T, dispatch.GEMM_COL2IM, dispatch.DIRECT_GRAD_WEIGHT),
     "stage 3 shortcut": (G, dispatch.GEMM_COL2IM, dispatch.GEMM_GRAD_WEIGHT),
     "stage 3 conv": (T, T, dispatch.DIRECT_GRAD_WEIGHT),
 }

@@ -1,9 +1,9 @@
-"""Direct weight gradient of a 3x3 stride-1 convolution: no im2col buffer, a tile of sums
-in vector registers (`kernels/dispatch.py` says where it runs).
+"""Direct weight gradient of a 3x3 convolution (stride 1 or 2): no im2col buffer, a tile of
+sums in vector registers (`kernels/dispatch.py` says where it runs).
 
-The weight gradient is a reduction over every image and output pixel::
+The weight gradient is a reduction over every image and output pixel (s: the stride)::
 
-    gw[k, c, ky, kx] = sum_n sum_{oy,ox} gy[n, k, oy, ox] * xpad[n, c, oy + ky, ox + kx]
+    gw[k, c, ky, kx] = sum_n sum_{oy,ox} gy[n, k, oy, ox] * xpad[n, c, s*oy + ky, s*ox + kx]
 
 Why: an im2col + GEMM path writes nine copies of the input and reads them back; here each
 input value is read from cache by the 9 taps that use it.
@@ -12,7 +12,7 @@ Layout (channels last). A chunk of images is copied into zero-padded planes with
 channels innermost, ``xcl[b, py, px, c] = xpad[n0 + b, c, py, px]`` (C rounded up to whole
 vectors with zero channels). A vector is then 8 or 16 neighbouring *input channels* at one
 padded position, and tap (ky, kx) of output (oy, ox) reads the vector at position
-(oy + ky, ox + kx): one aligned load (a row of ``xcl`` is a whole number of vectors), where
+(s*oy + ky, s*ox + kx): one aligned load (a row of ``xcl`` is a whole number of vectors), where
 a vector along a row of positions would straddle two cache lines at 8 of the 9 taps.
 
 A tile is 2 output channels x the 9 taps, for one vector of input channels: 18 sums, each
@@ -22,7 +22,7 @@ its last::
     for b, oy, ox:                                   # every output of the chunk
         a, a' = gy[b, k0, oy, ox], gy[b, k0 + 1, oy, ox]          (2 broadcasts)
         for t = (ky, kx):                                          (9 loads)
-            x = xcl[b, oy + ky, ox + kx, c0 : c0 + lanes]
+            x = xcl[b, s*oy + ky, s*ox + kx, c0 : c0 + lanes]
             sum[k0][t] += a * x;  sum[k0 + 1][t] += a' * x         (18 FMAs)
 
 grad_y is read where it lies (its NCHW rows, one scalar per output), and only real outputs
@@ -91,9 +91,10 @@ def _add_taps(out, c0, s0, s1, s2, s3, s4, s5, s6, s7, s8, buf):
 
 
 @njit(cache=True, nogil=True)
-def _grad_weight_tile(xflat, gy, n0, count, k0, k1, c0, hp, wp, cpad, zero, gw9, buf):
-    """gw9[k, t, c0 + j] += sum_{b,oy,ox} gy[n0 + b, k, oy, ox] * xcl[b, oy + t//3,
-    ox + t%3, c0 + j] for k = k0 and k1 (k1 == k0: one channel, an odd K's last), the 9
+def _grad_weight_tile(xflat, gy, n0, count, k0, k1, c0, hp, wp, cpad, stride, zero, gw9,
+                      buf):
+    """gw9[k, t, c0 + j] += sum_{b,oy,ox} gy[n0 + b, k, oy, ox] * xcl[b, stride*oy + t//3,
+    stride*ox + t%3, c0 + j] for k = k0 and k1 (k1 == k0: one channel, an odd K's last), the 9
     taps t and the lanes j of one vector of input channels.
 
     xflat: the chunk's xcl (images, Hp, Wp, cpad) flat; gy: (N, K, Ho, Wo); zero: the zero
@@ -105,10 +106,10 @@ def _grad_weight_tile(xflat, gy, n0, count, k0, k1, c0, hp, wp, cpad, zero, gw9,
     for b in range(count):
         for oy in range(ho):
             g, h = gy[n0 + b, k0, oy], gy[n0 + b, k1, oy]
-            start = (b * hp + oy) * row + c0  # tap 0 of output (oy, 0)
+            start = (b * hp + stride * oy) * row + c0  # tap 0 of output (oy, 0)
             for ox in range(wo):
                 a, e = vbroadcast_like(zero, g[ox]), vbroadcast_like(zero, h[ox])
-                i = start + ox * pixel
+                i = start + stride * ox * pixel
                 u0, v0 = _tap2(zero, xflat, i, a, e, u0, v0)
                 u1, v1 = _tap2(zero, xflat, i + pixel, a, e, u1, v1)
                 u2, v2 = _tap2(zero, xflat, i + 2 * pixel, a, e, u2, v2)
@@ -126,8 +127,8 @@ def _grad_weight_tile(xflat, gy, n0, count, k0, k1, c0, hp, wp, cpad, zero, gw9,
 
 
 @njit(cache=True, nogil=True)
-def _direct3x3_grad_weight(x, gy, padding, xcl, gw9, buf):
-    """gw9 (K, 9, cpad) = the weight gradient of a stride-1 3x3 conv, chunk by chunk.
+def _direct3x3_grad_weight(x, gy, padding, stride, xcl, gw9, buf):
+    """gw9 (K, 9, cpad) = the weight gradient of a 3x3 conv at `stride`, chunk by chunk.
 
     x: (N, C, H, W) float32; gy: (N, K, Ho, Wo) float32; xcl: (images, Hp, Wp, cpad), zero
     from its allocation, cpad a multiple of the lanes; gw9 zeroed on entry; buf: (lanes,)
@@ -147,32 +148,35 @@ def _direct3x3_grad_weight(x, gy, padding, xcl, gw9, buf):
                 # the width comes from the zero vector the tile is given (`simd.vload_like`)
                 if lanes == LANES16:
                     _grad_weight_tile(xflat, gy, n0, count, k0, k1, c0, hp, wp, cpad,
-                                      vzero16(), gw9, buf)
+                                      stride, vzero16(), gw9, buf)
                 else:
                     _grad_weight_tile(xflat, gy, n0, count, k0, k1, c0, hp, wp, cpad,
-                                      vzero(), gw9, buf)
+                                      stride, vzero(), gw9, buf)
 
 
 def direct3x3_grad_weight_serial(grad_y: np.ndarray, x: np.ndarray, padding: int,
-                                 lanes: int) -> np.ndarray:
-    """Weight gradient of a stride-1 3x3 convolution on the calling thread, no im2col.
+                                 lanes: int, stride: int = 1) -> np.ndarray:
+    """Weight gradient of a 3x3 convolution on the calling thread, no im2col.
 
     Args:
         grad_y: (N, K, Ho, Wo) float32, C-contiguous.
-        x: (N, C, H, W) float32, C-contiguous; Ho = H + 2*padding - 2 (same for W).
+        x: (N, C, H, W) float32, C-contiguous; Ho = (H + 2*padding - 3) // stride + 1 (same
+            for W).
         padding: the forward's padding.
         lanes: input channels a vector, 8 or 16 (`dispatch.grad_weight_lanes`); C is
             rounded up to a multiple of it with zero channels.
+        stride: the forward's stride, 1 or 2.
 
     Returns:
         grad_w, (K, C, 3, 3) float32.
 
     Raises:
-        ValueError: a dtype or width this kernel does not take.
+        ValueError: a dtype, width or stride this kernel does not take.
     """
-    if x.dtype != np.float32 or grad_y.dtype != np.float32 or lanes not in (LANES, LANES16):
-        raise ValueError(f"direct3x3_grad_weight: needs float32 and 8 or 16 lanes; got "
-                         f"{x.dtype}/{grad_y.dtype}, {lanes} lanes")
+    if (x.dtype != np.float32 or grad_y.dtype != np.float32 or lanes not in (LANES, LANES16)
+            or stride not in (1, 2)):
+        raise ValueError(f"direct3x3_grad_weight: needs float32, 8 or 16 lanes and stride 1 "
+                         f"or 2; got {x.dtype}/{grad_y.dtype}, {lanes} lanes, stride {stride}")
     n, c, h, wd = x.shape
     k = grad_y.shape[1]
     hp, wp = h + 2 * padding, wd + 2 * padding
@@ -180,5 +184,5 @@ def direct3x3_grad_weight_serial(grad_y: np.ndarray, x: np.ndarray, padding: int
     images = max(1, min(n, _STACK_BYTES // (hp * wp * cpad * 4)))
     xcl = np.zeros((images, hp, wp, cpad), dtype=np.float32)
     gw9 = np.zeros((k, 9, cpad), dtype=np.float32)
-    _direct3x3_grad_weight(x, grad_y, padding, xcl, gw9, np.empty(lanes, np.float32))
+    _direct3x3_grad_weight(x, grad_y, padding, stride, xcl, gw9, np.empty(lanes, np.float32))
     return np.ascontiguousarray(gw9[:, :, :c].transpose(0, 2, 1)).reshape(k, c, 3, 3)

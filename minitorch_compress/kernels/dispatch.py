@@ -17,12 +17,12 @@ conv grad-input
     `GEMM_COL2IM`         otherwise (ResNet-20: stride 2): w2d.T @ grad_y, then a
                           scatter-add.
 conv grad-weight
-    `DIRECT_GRAD_WEIGHT`  float32, 3x3, stride 1, any C: no cols buffer; a tile of 2 output
-                          channels x 9 taps x one vector of input channels in registers
-                          (channels-last copy of the input); faster than im2col at every
-                          ResNet-20 size (results/benchmark.md).
-    `GEMM_GRAD_WEIGHT`    otherwise (float64, 1x1, stride 2): cols @ grad_y.T, one GEMM per
-                          chunk of images.
+    `DIRECT_GRAD_WEIGHT`  float32, 3x3, stride 1 or 2, any C: no cols buffer; a tile of 2
+                          output channels x 9 taps x one vector of input channels in
+                          registers (channels-last copy of the input); faster than im2col
+                          at every ResNet-20 size (results/benchmark.md).
+    `GEMM_GRAD_WEIGHT`    otherwise (float64, 1x1, other strides): cols @ grad_y.T, one GEMM
+                          per chunk of images.
 sparse conv (inference of pruned models, `models.resnet.to_sparse`)
     `SPARSE_TILED`        float32, any kernel size and stride: tiles of 8 position vectors
                           of one output channel, the sums in registers across its non-zeros.
@@ -41,9 +41,8 @@ AVX-512 where that pads C to no more channels than 8 would, else 8).
 So ResNet-20 in float32 (`RESNET20_CONVS` lists the shapes; tests/test_dispatch.py checks
 every row): every 3x3 forward and every stride-1 grad-input runs `TILED_3X3`; the two 1x1
 stride-2 shortcuts run `IM2COL_GEMM` forward; every stride-2 grad-input runs
-`GEMM_COL2IM`; every stride-1 3x3 grad-weight runs `DIRECT_GRAD_WEIGHT` (the head conv's
-3 input channels on 8-lane vectors, the rest on 16) and the stride-2 and 1x1 ones
-`GEMM_GRAD_WEIGHT`. At inference of a pruned model, every
+`GEMM_COL2IM`; every 3x3 grad-weight runs `DIRECT_GRAD_WEIGHT` (the head conv's 3 input
+channels on 8-lane vectors, the rest on 16) and the two 1x1 ones `GEMM_GRAD_WEIGHT`. At inference of a pruned model, every
 3x3 conv (stride 1 or 2) whose sparsity reaches its shape's measured break-even runs
 `SPARSE_TILED`. The kernels themselves are in `direct_conv_tiled.py`, `conv.py`,
 `direct_conv.py` and `sparse_conv.py`.
@@ -107,7 +106,7 @@ def grad_input_kernel(kh: int, kw: int, stride: int, padding: int, dtype: np.dty
 
 def grad_weight_kernel(kh: int, kw: int, stride: int, dtype: np.dtype) -> str:
     """The kernel of a conv's weight gradient."""
-    if np.dtype(dtype) == np.float32 and (kh, kw) == (3, 3) and stride == 1:
+    if np.dtype(dtype) == np.float32 and (kh, kw) == (3, 3) and stride in (1, 2):
         return DIRECT_GRAD_WEIGHT
     return GEMM_GRAD_WEIGHT
 
