@@ -20,18 +20,20 @@ from minitorch_compress.kernels.sparse_conv import SparseWeights, sparse_conv2d_
 ROOT = Path(__file__).resolve().parents[1]
 F32 = np.dtype(np.float32)
 T, G = dispatch.TILED_3X3, dispatch.IM2COL_GEMM
+# the 3x3 grad-weight: direct where its tile fits the CPU's vector registers
+D = dispatch.DIRECT_GRAD_WEIGHT if dispatch.DIRECT_GRAD_WEIGHT_FITS else dispatch.GEMM_GRAD_WEIGHT
 
 # (forward, grad-input, grad-weight) of each ResNet-20 conv in float32, in the order of
 # `dispatch.RESNET20_CONVS`
 EXPECTED = {
-    "head_conv": (T, T, dispatch.DIRECT_GRAD_WEIGHT),
-    "stage 1 conv": (T, T, dispatch.DIRECT_GRAD_WEIGHT),
-    "stage 2 first conv1": (T, dispatch.GEMM_COL2IM, dispatch.DIRECT_GRAD_WEIGHT),
+    "head_conv": (T, T, D),
+    "stage 1 conv": (T, T, D),
+    "stage 2 first conv1": (T, dispatch.GEMM_COL2IM, D),
     "stage 2 shortcut": (G, dispatch.GEMM_COL2IM, dispatch.GEMM_GRAD_WEIGHT),
-    "stage 2 conv": (T, T, dispatch.DIRECT_GRAD_WEIGHT),
-    "stage 3 first conv1": (T, dispatch.GEMM_COL2IM, dispatch.DIRECT_GRAD_WEIGHT),
+    "stage 2 conv": (T, T, D),
+    "stage 3 first conv1": (T, dispatch.GEMM_COL2IM, D),
     "stage 3 shortcut": (G, dispatch.GEMM_COL2IM, dispatch.GEMM_GRAD_WEIGHT),
-    "stage 3 conv": (T, T, dispatch.DIRECT_GRAD_WEIGHT),
+    "stage 3 conv": (T, T, D),
 }
 
 
@@ -58,7 +60,18 @@ def test_every_kernel_is_reached_by_a_default_case():
     kernel the table can name, so none is left behind a switch."""
     reached = {kernel for shape in dispatch.RESNET20_CONVS for kernel in _choices(shape)}
     reached.add(dispatch.sparse_forward_kernel(F32))
-    assert reached == set(dispatch.KERNELS)
+    # (but the direct grad-weight only where its tile fits the registers)
+    assert reached == set(dispatch.KERNELS) - (
+        set() if dispatch.DIRECT_GRAD_WEIGHT_FITS else {dispatch.DIRECT_GRAD_WEIGHT})
+
+
+def test_the_direct_grad_weight_runs_only_where_its_tile_fits_the_registers():
+    for fits, expected in ((True, dispatch.DIRECT_GRAD_WEIGHT),
+                           (False, dispatch.GEMM_GRAD_WEIGHT)):
+        with mock.patch.object(dispatch, "DIRECT_GRAD_WEIGHT_FITS", fits):
+            assert dispatch.grad_weight_kernel(3, 3, 1, F32) == expected
+            assert dispatch.grad_weight_kernel(3, 3, 2, F32) == expected
+            assert dispatch.grad_weight_kernel(1, 1, 2, F32) == dispatch.GEMM_GRAD_WEIGHT
 
 
 def test_the_choice_of_forward_does_not_depend_on_the_channel_count_or_width():

@@ -15,15 +15,19 @@ padded position, and tap (ky, kx) of output (oy, ox) reads the vector at positio
 (s*oy + ky, s*ox + kx): one aligned load (a row of ``xcl`` is a whole number of vectors), where
 a vector along a row of positions would straddle two cache lines at 8 of the 9 taps.
 
-A tile is 2 output channels x the 9 taps, for one vector of input channels: 18 sums, each
+A tile is 3 output channels x the 9 taps, for one vector of input channels: 27 sums, each
 the gradient of 16 (or 8) weights, in vector registers from the first image of a chunk to
-its last::
+its last (27 sums + 3 broadcasts + 1 input = 31 of AVX-512's 32 registers, which is why
+`kernels/dispatch.py` runs this kernel only on CPUs that have them)::
 
     for b, oy, ox:                                   # every output of the chunk
-        a, a' = gy[b, k0, oy, ox], gy[b, k0 + 1, oy, ox]          (2 broadcasts)
+        a_q = gy[b, k0 + q, oy, ox] for q = 0, 1, 2                (3 broadcasts)
         for t = (ky, kx):                                          (9 loads)
             x = xcl[b, s*oy + ky, s*ox + kx, c0 : c0 + lanes]
-            sum[k0][t] += a * x;  sum[k0 + 1][t] += a' * x         (18 FMAs)
+            sum[q][t] += a_q * x for q = 0, 1, 2                   (27 FMAs)
+
+A K that is not a multiple of 3 ends with a tile whose missing channels repeat its last one
+(computed, not stored).
 
 grad_y is read where it lies (its NCHW rows, one scalar per output), and only real outputs
 are visited. The sums are added to ``gw9[k, t, c]`` once per chunk; the tiles run in
@@ -72,11 +76,11 @@ def _pack_channels_last(x, n0, count, padding, xcl):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _tap2(zero, xflat, i, a, b, u, v):
-    """One tap of two output channels: the input vector at xflat[i] times grad_y's
-    broadcasts a, b, added into the tap's sums u, v (returned)."""
+def _tap3(zero, xflat, i, a, b, c, u, v, w):
+    """One tap of three output channels: the input vector at xflat[i] times grad_y's
+    broadcasts a, b, c, added into the tap's sums u, v, w (returned)."""
     x = vload_like(zero, xflat, i)
-    return vfma(a, x, u), vfma(b, x, v)
+    return vfma(a, x, u), vfma(b, x, v), vfma(c, x, w)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -91,39 +95,44 @@ def _add_taps(out, c0, s0, s1, s2, s3, s4, s5, s6, s7, s8, buf):
 
 
 @njit(cache=True, nogil=True)
-def _grad_weight_tile(xflat, gy, n0, count, k0, k1, c0, hp, wp, cpad, stride, zero, gw9,
-                      buf):
+def _grad_weight_tile(xflat, gy, n0, count, k0, k1, k2, c0, hp, wp, cpad, stride, zero,
+                      gw9, buf):
     """gw9[k, t, c0 + j] += sum_{b,oy,ox} gy[n0 + b, k, oy, ox] * xcl[b, stride*oy + t//3,
-    stride*ox + t%3, c0 + j] for k = k0 and k1 (k1 == k0: one channel, an odd K's last), the 9
-    taps t and the lanes j of one vector of input channels.
+    stride*ox + t%3, c0 + j] for k = k0, k1, k2 (a repeated one is stored once: the end of
+    a K that is not a multiple of 3), the 9 taps t and the lanes j of one vector of input
+    channels.
 
     xflat: the chunk's xcl (images, Hp, Wp, cpad) flat; gy: (N, K, Ho, Wo); zero: the zero
     vector of the width to compute in (8 or 16 lanes); gw9: (K, 9, cpad); buf: (lanes,)."""
     ho, wo = gy.shape[2], gy.shape[3]
     u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = u8 = zero  # channel k0, taps 0..8
     v0 = v1 = v2 = v3 = v4 = v5 = v6 = v7 = v8 = zero  # channel k1
+    w0 = w1 = w2 = w3 = w4 = w5 = w6 = w7 = w8 = zero  # channel k2
     pixel, row = cpad, wp * cpad  # flat steps of one position, one padded row
     for b in range(count):
         for oy in range(ho):
-            g, h = gy[n0 + b, k0, oy], gy[n0 + b, k1, oy]
+            f, g, h = gy[n0 + b, k0, oy], gy[n0 + b, k1, oy], gy[n0 + b, k2, oy]
             start = (b * hp + stride * oy) * row + c0  # tap 0 of output (oy, 0)
             for ox in range(wo):
-                a, e = vbroadcast_like(zero, g[ox]), vbroadcast_like(zero, h[ox])
+                a, e, q = (vbroadcast_like(zero, f[ox]), vbroadcast_like(zero, g[ox]),
+                           vbroadcast_like(zero, h[ox]))
                 i = start + stride * ox * pixel
-                u0, v0 = _tap2(zero, xflat, i, a, e, u0, v0)
-                u1, v1 = _tap2(zero, xflat, i + pixel, a, e, u1, v1)
-                u2, v2 = _tap2(zero, xflat, i + 2 * pixel, a, e, u2, v2)
+                u0, v0, w0 = _tap3(zero, xflat, i, a, e, q, u0, v0, w0)
+                u1, v1, w1 = _tap3(zero, xflat, i + pixel, a, e, q, u1, v1, w1)
+                u2, v2, w2 = _tap3(zero, xflat, i + 2 * pixel, a, e, q, u2, v2, w2)
                 i += row
-                u3, v3 = _tap2(zero, xflat, i, a, e, u3, v3)
-                u4, v4 = _tap2(zero, xflat, i + pixel, a, e, u4, v4)
-                u5, v5 = _tap2(zero, xflat, i + 2 * pixel, a, e, u5, v5)
+                u3, v3, w3 = _tap3(zero, xflat, i, a, e, q, u3, v3, w3)
+                u4, v4, w4 = _tap3(zero, xflat, i + pixel, a, e, q, u4, v4, w4)
+                u5, v5, w5 = _tap3(zero, xflat, i + 2 * pixel, a, e, q, u5, v5, w5)
                 i += row
-                u6, v6 = _tap2(zero, xflat, i, a, e, u6, v6)
-                u7, v7 = _tap2(zero, xflat, i + pixel, a, e, u7, v7)
-                u8, v8 = _tap2(zero, xflat, i + 2 * pixel, a, e, u8, v8)
+                u6, v6, w6 = _tap3(zero, xflat, i, a, e, q, u6, v6, w6)
+                u7, v7, w7 = _tap3(zero, xflat, i + pixel, a, e, q, u7, v7, w7)
+                u8, v8, w8 = _tap3(zero, xflat, i + 2 * pixel, a, e, q, u8, v8, w8)
     _add_taps(gw9[k0], c0, u0, u1, u2, u3, u4, u5, u6, u7, u8, buf)
     if k1 != k0:
         _add_taps(gw9[k1], c0, v0, v1, v2, v3, v4, v5, v6, v7, v8, buf)
+    if k2 != k1:
+        _add_taps(gw9[k2], c0, w0, w1, w2, w3, w4, w5, w6, w7, w8, buf)
 
 
 @njit(cache=True, nogil=True)
@@ -142,15 +151,15 @@ def _direct3x3_grad_weight(x, gy, padding, stride, xcl, gw9, buf):
         # (a shorter last chunk leaves the previous chunk's last images in xcl: unread)
         count = min(images, n_img - n0)
         _pack_channels_last(x, n0, count, padding, xcl)
-        for k0 in range(0, k_out, 2):
-            k1 = min(k0 + 1, k_out - 1)
+        for k0 in range(0, k_out, 3):
+            k1, k2 = min(k0 + 1, k_out - 1), min(k0 + 2, k_out - 1)
             for c0 in range(0, cpad, lanes):
                 # the width comes from the zero vector the tile is given (`simd.vload_like`)
                 if lanes == LANES16:
-                    _grad_weight_tile(xflat, gy, n0, count, k0, k1, c0, hp, wp, cpad,
+                    _grad_weight_tile(xflat, gy, n0, count, k0, k1, k2, c0, hp, wp, cpad,
                                       stride, vzero16(), gw9, buf)
                 else:
-                    _grad_weight_tile(xflat, gy, n0, count, k0, k1, c0, hp, wp, cpad,
+                    _grad_weight_tile(xflat, gy, n0, count, k0, k1, k2, c0, hp, wp, cpad,
                                       stride, vzero(), gw9, buf)
 
 

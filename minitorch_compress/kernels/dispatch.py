@@ -17,12 +17,13 @@ conv grad-input
     `GEMM_COL2IM`         otherwise (ResNet-20: stride 2): w2d.T @ grad_y, then a
                           scatter-add.
 conv grad-weight
-    `DIRECT_GRAD_WEIGHT`  float32, 3x3, stride 1 or 2, any C: no cols buffer; a tile of 2
-                          output channels x 9 taps x one vector of input channels in
-                          registers (channels-last copy of the input); faster than im2col
-                          at every ResNet-20 size (results/benchmark.md).
-    `GEMM_GRAD_WEIGHT`    otherwise (float64, 1x1, other strides): cols @ grad_y.T, one GEMM
-                          per chunk of images.
+    `DIRECT_GRAD_WEIGHT`  float32, 3x3, stride 1 or 2, any C, on CPUs with 32 vector
+                          registers: no cols buffer; a tile of 3 output channels x 9 taps
+                          x one vector of input channels in registers (channels-last copy
+                          of the input); faster than im2col at every ResNet-20 size
+                          (results/benchmark.md).
+    `GEMM_GRAD_WEIGHT`    otherwise (float64, 1x1, other strides, 16 vector registers):
+                          cols @ grad_y.T, one GEMM per chunk of images.
 sparse conv (inference of pruned models, `models.resnet.to_sparse`)
     `SPARSE_TILED`        float32, any kernel size and stride: tiles of 8 position vectors
                           of one output channel, the sums in registers across its non-zeros.
@@ -30,19 +31,21 @@ sparse conv (inference of pruned models, `models.resnet.to_sparse`)
     Which convs of a model take the sparse path at all is decided by the break-even
     sparsity measured on this CPU (`kernels/sparse_break_even.py`).
 
-Three choices depend on the CPU, all by whether it has AVX-512 (and so 32 vector
+Four choices depend on the CPU, all by whether it has AVX-512 (and so 32 vector
 registers, `common.has_32_vector_registers`): `TILE_VECTORS`, the register tile of
 `TILED_3X3` (4 output channels x 4 position vectors with 32 registers, x 3 with 16);
 `forward_lanes`, the width of its position vectors (16 floats, one 512-bit register, on
-AVX-512 for every output but a stride-2 one narrower than 16, else 8); and
-`grad_weight_lanes`, the width of `DIRECT_GRAD_WEIGHT`'s input-channel vectors (16 on
-AVX-512 where that pads C to no more channels than 8 would, else 8).
+AVX-512 for every output but a stride-2 one narrower than 16, else 8); whether
+`DIRECT_GRAD_WEIGHT` runs at all (`DIRECT_GRAD_WEIGHT_FITS`); and `grad_weight_lanes`, the
+width of its input-channel vectors (16 on AVX-512 where that pads C to no more channels
+than 8 would, else 8).
 
 So ResNet-20 in float32 (`RESNET20_CONVS` lists the shapes; tests/test_dispatch.py checks
 every row): every 3x3 forward and every stride-1 grad-input runs `TILED_3X3`; the two 1x1
 stride-2 shortcuts run `IM2COL_GEMM` forward; every stride-2 grad-input runs
-`GEMM_COL2IM`; every 3x3 grad-weight runs `DIRECT_GRAD_WEIGHT` (the head conv's 3 input
-channels on 8-lane vectors, the rest on 16) and the two 1x1 ones `GEMM_GRAD_WEIGHT`. At inference of a pruned model, every
+`GEMM_COL2IM`; with 32 vector registers every 3x3 grad-weight runs `DIRECT_GRAD_WEIGHT`
+(the head conv's 3 input channels on 8-lane vectors, the rest on 16) and the two 1x1 ones
+`GEMM_GRAD_WEIGHT` (with 16 registers, all of them). At inference of a pruned model, every
 3x3 conv (stride 1 or 2) whose sparsity reaches its shape's measured break-even runs
 `SPARSE_TILED`. The kernels themselves are in `direct_conv_tiled.py`, `conv.py`,
 `direct_conv.py` and `sparse_conv.py`.
@@ -73,6 +76,9 @@ TILE_VECTORS = 4 if has_32_vector_registers() else 3
 # 16-lane position vectors for `TILED_3X3` (`forward_lanes`): AVX-512 CPUs only; elsewhere
 # LLVM would split each 512-bit operation into two 256-bit ones.
 WIDE_VECTORS = has_32_vector_registers()
+# `DIRECT_GRAD_WEIGHT`'s tile holds 27 sums + 3 broadcasts + 1 input vector: 31 registers.
+# With 16 they would spill on every multiply-add, so such CPUs keep im2col + GEMM.
+DIRECT_GRAD_WEIGHT_FITS = has_32_vector_registers()
 
 
 def forward_kernel(kh: int, kw: int, stride: int, dtype: np.dtype) -> str:
@@ -106,7 +112,8 @@ def grad_input_kernel(kh: int, kw: int, stride: int, padding: int, dtype: np.dty
 
 def grad_weight_kernel(kh: int, kw: int, stride: int, dtype: np.dtype) -> str:
     """The kernel of a conv's weight gradient."""
-    if np.dtype(dtype) == np.float32 and (kh, kw) == (3, 3) and stride in (1, 2):
+    if (DIRECT_GRAD_WEIGHT_FITS and np.dtype(dtype) == np.float32 and (kh, kw) == (3, 3)
+            and stride in (1, 2)):
         return DIRECT_GRAD_WEIGHT
     return GEMM_GRAD_WEIGHT
 
