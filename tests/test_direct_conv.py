@@ -1,9 +1,9 @@
 """The direct 3x3 grad-weight (`kernels/direct_conv.py`) agrees with the NumPy reference.
 
 Drawn over shapes (batch, odd and even channel counts, below, at and above a vector's
-width, odd and even sizes down to 1x1), strides 1 and 2, paddings 0-3 (beyond 2 the output is larger than the
-input), chunk sizes and both vector widths (8 lanes, and 16: forced, so every x86-64 CPU
-runs both; on one without AVX-512 LLVM splits the 16-lane operations).
+width, odd and even sizes down to 1x1), strides 1 and 2, paddings 0-3 (beyond 2 the output
+is larger than the input), chunk sizes and both vector widths (8 lanes, and 16: forced, so
+every x86-64 CPU runs both; on one without AVX-512 LLVM splits the 16-lane operations).
 """
 
 from __future__ import annotations

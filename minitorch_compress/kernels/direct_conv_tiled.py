@@ -27,13 +27,13 @@ residual add, ReLU) runs over each of its planes as one row of Ho*Wo values
 bit those of the separate ops applied to this kernel's conv).
 
 Sixteen lanes (AVX-512 only: `dispatch.forward_lanes`): the same tile of 4 x 4 vectors
-(`_tile4x4` is one function for both widths), each a 512-bit register of 16 outputs, so every load and broadcast feeds
-twice the multiply-adds. On a plane whose Wo is a multiple of 16 the layouts below serve
-unchanged. On a narrower one at stride 1 (ResNet-20's 8x8) a 16-wide vector would be half
-padding, so the image is packed flat instead (`_pack_shifted`): three copies of each
-padded channel, copy kx shifted left by kx columns and cut to Wo columns, in which tap
-(ky, kx) of output position p = oy*Wo + ox sits at the same offset + p for every p, so a
-vector of 16 outputs may span rows.
+(`_tile4x4` is one function for both widths), each a 512-bit register of 16 outputs, so
+every load and broadcast feeds twice the multiply-adds. On a plane whose Wo is a multiple
+of 16 the layouts below serve unchanged. On a narrower one at stride 1 (ResNet-20's 8x8) a
+16-wide vector would be half padding, so the image is packed flat instead
+(`_pack_shifted`): three copies of each padded channel, copy kx shifted left by kx columns
+and cut to Wo columns, in which tap (ky, kx) of output position p = oy*Wo + ox sits at the
+same offset + p for every p, so a vector of 16 outputs may span rows.
 
 Stride 2 (`_pack_split`): each padded row is stored as its even columns, then its odd
 ones, so that the three taps of 8 neighbouring outputs are again 8 contiguous values each
