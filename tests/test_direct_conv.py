@@ -51,7 +51,7 @@ def _check(n, c, k, h, wd, padding, stride, seed, lanes):
 def test_direct3x3_grad_weight_matches_reference(setting, seed, stack_bytes, lanes):
     """Over chunk sizes too: the kernel's own, one image per chunk, a few (a shorter last
     chunk then leaves the previous chunk's images behind, unread)."""
-    with mock.patch.object(direct_conv, "_STACK_BYTES", stack_bytes or direct_conv._STACK_BYTES):
+    with mock.patch.object(direct_conv, "_CHUNK_BYTES", stack_bytes or direct_conv._CHUNK_BYTES):
         _check(*setting, seed, lanes)
 
 

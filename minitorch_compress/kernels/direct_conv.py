@@ -56,7 +56,7 @@ from minitorch_compress.kernels.simd import (
 
 # Bytes of one chunk's channels-last copy: small enough for L2 (1-2 MB per core), which
 # every tile of the chunk reads again.
-_STACK_BYTES = 512 * 1024
+_CHUNK_BYTES = 512 * 1024
 
 
 @njit(cache=True, nogil=True)
@@ -190,7 +190,7 @@ def direct3x3_grad_weight_serial(grad_y: np.ndarray, x: np.ndarray, padding: int
     k = grad_y.shape[1]
     hp, wp = h + 2 * padding, wd + 2 * padding
     cpad = -(-c // lanes) * lanes
-    images = max(1, min(n, _STACK_BYTES // (hp * wp * cpad * 4)))
+    images = max(1, min(n, _CHUNK_BYTES // (hp * wp * cpad * 4)))
     xcl = np.zeros((images, hp, wp, cpad), dtype=np.float32)
     gw9 = np.zeros((k, 9, cpad), dtype=np.float32)
     _direct3x3_grad_weight(x, grad_y, padding, stride, xcl, gw9, np.empty(lanes, np.float32))
