@@ -21,7 +21,7 @@ conv grad-weight
                           registers: no cols buffer; a tile of 3 output channels x 9 taps
                           x one vector of input channels in registers (channels-last copy
                           of the input); faster than im2col at every ResNet-20 size
-                          (results/benchmark.md).
+                          (`benchmarks/bench_direct_conv.py` times both per layer).
     `GEMM_GRAD_WEIGHT`    otherwise (float64, 1x1, other strides, 16 vector registers):
                           cols @ grad_y.T, one GEMM per chunk of images.
 sparse conv (inference of pruned models, `models.resnet.to_sparse`)
