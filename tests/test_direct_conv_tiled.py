@@ -246,6 +246,27 @@ def test_compiled_16_lane_ops_equal_the_python_ones(groups, seed):
     assert np.isnan(out[16:]).all()  # exactly 16 lanes stored
 
 
+@njit(cache=True)
+def _like_ops(s, a, out8, out16):
+    """out = s * a + a through `vload_like`/`vbroadcast_like`, at the width of each zero."""
+    zero8, zero16 = simd.vzero(), simd.vzero16()
+    simd.vstore(out8, 0, simd.vfma(simd.vbroadcast_like(zero8, s),
+                                   simd.vload_like(zero8, a, 1), simd.vload_like(zero8, a, 1)))
+    simd.vstore(out16, 0, simd.vfma(simd.vbroadcast_like(zero16, s),
+                                    simd.vload_like(zero16, a, 1), simd.vload_like(zero16, a, 1)))
+
+
+def test_width_generic_ops_take_the_width_of_the_given_vector():
+    """Compiled and plain Python: 8 lanes from `vzero()`, 16 from `vzero16()`, exactly."""
+    a = np.arange(20, dtype=np.float32)
+    for run in (_like_ops, _like_ops.py_func):
+        out8, out16 = np.full(20, np.nan, np.float32), np.full(20, np.nan, np.float32)
+        run(np.float32(2.0), a, out8, out16)
+        np.testing.assert_array_equal(out8[:8], 3 * a[1:9])
+        np.testing.assert_array_equal(out16[:16], 3 * a[1:17])
+        assert np.isnan(out8[8:]).all() and np.isnan(out16[16:]).all()
+
+
 def test_python_vector_ops_refuse_reads_and_writes_past_the_end():
     a = np.zeros(10, np.float32)
     with pytest.raises(IndexError):

@@ -26,14 +26,14 @@ residual add, ReLU) runs over each of its planes as one row of Ho*Wo values
 (`rows.affine_row`, the same loop as every other path, so the fused results stay bit for
 bit those of the separate ops applied to this kernel's conv).
 
-Sixteen lanes (`_tile4x4_wide`, AVX-512 only: `dispatch.forward_lanes`): the same tile of
-4 x 4 vectors, each a 512-bit register of 16 outputs, so every load and broadcast feeds
-twice the multiply-adds. On a plane whose Wo is a multiple of 16 the layouts below serve
-unchanged. On a narrower one at stride 1 (ResNet-20's 8x8) a 16-wide vector would be half
-padding, so the image is packed flat instead (`_pack_shifted`): three copies of each
-padded channel, copy kx shifted left by kx columns and cut to Wo columns, in which tap
-(ky, kx) of output position p = oy*Wo + ox sits at the same offset + p for every p, so a
-vector of 16 outputs may span rows.
+Sixteen lanes (AVX-512 only: `dispatch.forward_lanes`): the same tile of 4 x 4 vectors
+(`_tile4x4` is one function for both widths), each a 512-bit register of 16 outputs, so
+every load and broadcast feeds twice the multiply-adds. On a plane whose Wo is a multiple
+of 16 the layouts below serve unchanged. On a narrower one at stride 1 (ResNet-20's 8x8) a
+16-wide vector would be half padding, so the image is packed flat instead
+(`_pack_shifted`): three copies of each padded channel, copy kx shifted left by kx columns
+and cut to Wo columns, in which tap (ky, kx) of output position p = oy*Wo + ox sits at the
+same offset + p for every p, so a vector of 16 outputs may span rows.
 
 Stride 2 (`_pack_split`): each padded row is stored as its even columns, then its odd
 ones, so that the three taps of 8 neighbouring outputs are again 8 contiguous values each
@@ -62,10 +62,10 @@ from minitorch_compress.kernels.simd import (
     LANES,
     LANES16,
     vbroadcast,
-    vbroadcast16,
+    vbroadcast_like,
     vfma,
     vload,
-    vload16,
+    vload_like,
     vstore,
     vzero,
     vzero16,
@@ -129,7 +129,7 @@ def _pack_shifted(x, n, padding, xs):
 
 
 @njit(cache=True, nogil=True)
-def _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs):
+def _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs, zero):
     """One tile: output channels k0..k0+3 at 4 position vectors, whose first outputs are at
     flat offsets outs[0..3] of an output plane and whose taps start at ins[0..3] of a
     packed input plane.
@@ -137,66 +137,33 @@ def _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs):
     xflat: the packed image, (C*Hp*rowlen,) flat; w9: (K, C*9), w9[k, c*9 + ky*3 + kx];
     plane: Hp*rowlen; rowlen: a packed row's length; taps: (3,), where tap kx of a vector
     starts in a packed row, relative to its tap 0 (0, 1, 2 at stride 1; see `_pack_split`
-    for stride 2); yimg: (K, Ho*Wo), the image's output planes, flat."""
+    for stride 2); yimg: (K, Ho*Wo), the image's output planes, flat; zero: the zero vector
+    of the width to compute in, 8 or 16 lanes (`simd.vload_like`: numba compiles the tile
+    once per width)."""
     in0, in1, in2, in3 = ins[0], ins[1], ins[2], ins[3]
-    s00 = s01 = s02 = s03 = vzero()  # s<channel><vector>
-    s10 = s11 = s12 = s13 = vzero()
-    s20 = s21 = s22 = s23 = vzero()
-    s30 = s31 = s32 = s33 = vzero()
+    s00 = s01 = s02 = s03 = zero  # s<channel><vector>
+    s10 = s11 = s12 = s13 = zero
+    s20 = s21 = s22 = s23 = zero
+    s30 = s31 = s32 = s33 = zero
     for c in range(c_in):
         for ky in range(3):
             row = c * plane + ky * rowlen
             for kx in range(3):
-                x0 = vload(xflat, row + taps[kx] + in0)
-                x1 = vload(xflat, row + taps[kx] + in1)
-                x2 = vload(xflat, row + taps[kx] + in2)
-                x3 = vload(xflat, row + taps[kx] + in3)
+                x0 = vload_like(zero, xflat, row + taps[kx] + in0)
+                x1 = vload_like(zero, xflat, row + taps[kx] + in1)
+                x2 = vload_like(zero, xflat, row + taps[kx] + in2)
+                x3 = vload_like(zero, xflat, row + taps[kx] + in3)
                 t = c * 9 + ky * 3 + kx
-                b = vbroadcast(w9[k0, t])
+                b = vbroadcast_like(zero, w9[k0, t])
                 s00, s01, s02, s03 = (vfma(b, x0, s00), vfma(b, x1, s01), vfma(b, x2, s02),
                                       vfma(b, x3, s03))
-                b = vbroadcast(w9[k0 + 1, t])
+                b = vbroadcast_like(zero, w9[k0 + 1, t])
                 s10, s11, s12, s13 = (vfma(b, x0, s10), vfma(b, x1, s11), vfma(b, x2, s12),
                                       vfma(b, x3, s13))
-                b = vbroadcast(w9[k0 + 2, t])
+                b = vbroadcast_like(zero, w9[k0 + 2, t])
                 s20, s21, s22, s23 = (vfma(b, x0, s20), vfma(b, x1, s21), vfma(b, x2, s22),
                                       vfma(b, x3, s23))
-                b = vbroadcast(w9[k0 + 3, t])
-                s30, s31, s32, s33 = (vfma(b, x0, s30), vfma(b, x1, s31), vfma(b, x2, s32),
-                                      vfma(b, x3, s33))
-    _store4(yimg[k0], outs, s00, s01, s02, s03)
-    _store4(yimg[k0 + 1], outs, s10, s11, s12, s13)
-    _store4(yimg[k0 + 2], outs, s20, s21, s22, s23)
-    _store4(yimg[k0 + 3], outs, s30, s31, s32, s33)
-
-
-@njit(cache=True, nogil=True)
-def _tile4x4_wide(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs):
-    """`_tile4x4` on 16-lane vectors (AVX-512): 4 channels x 4 vectors of 16 positions."""
-    in0, in1, in2, in3 = ins[0], ins[1], ins[2], ins[3]
-    s00 = s01 = s02 = s03 = vzero16()  # s<channel><vector>
-    s10 = s11 = s12 = s13 = vzero16()
-    s20 = s21 = s22 = s23 = vzero16()
-    s30 = s31 = s32 = s33 = vzero16()
-    for c in range(c_in):
-        for ky in range(3):
-            row = c * plane + ky * rowlen
-            for kx in range(3):
-                x0 = vload16(xflat, row + taps[kx] + in0)
-                x1 = vload16(xflat, row + taps[kx] + in1)
-                x2 = vload16(xflat, row + taps[kx] + in2)
-                x3 = vload16(xflat, row + taps[kx] + in3)
-                t = c * 9 + ky * 3 + kx
-                b = vbroadcast16(w9[k0, t])
-                s00, s01, s02, s03 = (vfma(b, x0, s00), vfma(b, x1, s01), vfma(b, x2, s02),
-                                      vfma(b, x3, s03))
-                b = vbroadcast16(w9[k0 + 1, t])
-                s10, s11, s12, s13 = (vfma(b, x0, s10), vfma(b, x1, s11), vfma(b, x2, s12),
-                                      vfma(b, x3, s13))
-                b = vbroadcast16(w9[k0 + 2, t])
-                s20, s21, s22, s23 = (vfma(b, x0, s20), vfma(b, x1, s21), vfma(b, x2, s22),
-                                      vfma(b, x3, s23))
-                b = vbroadcast16(w9[k0 + 3, t])
+                b = vbroadcast_like(zero, w9[k0 + 3, t])
                 s30, s31, s32, s33 = (vfma(b, x0, s30), vfma(b, x1, s31), vfma(b, x2, s32),
                                       vfma(b, x3, s33))
     _store4(yimg[k0], outs, s00, s01, s02, s03)
@@ -302,9 +269,11 @@ def _tiled3x3(x, w9, padding, stride, xpad, y, four, wide, flat, epilogue, coef,
                         ins[j] = stride * oy * rowlen + ox
                         outs[j] = oy * wo + ox
                 if wide:
-                    _tile4x4_wide(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
+                    _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs,
+                             vzero16())
                 elif four:
-                    _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
+                    _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs,
+                             vzero())
                 else:
                     _tile4x3(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
         if epilogue:  # each output plane is one contiguous row of Ho*Wo values

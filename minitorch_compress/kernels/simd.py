@@ -215,3 +215,38 @@ overload(vbroadcast16)(lambda s: lambda s: _vbroadcast16(s))
 overload(vzero)(lambda: lambda: _vzero())
 overload(vzero16)(lambda: lambda: _vzero16())
 overload(vfma)(lambda a, b, c: lambda a, b, c: _vfma(a, b, c))
+
+
+# ----------------------------------------------------------------------------- any width
+# A kernel written with these takes its width from a vector it is given (`vzero()` or
+# `vzero16()`), so one function serves both widths: numba compiles it once per vector type.
+def vload_like(v: np.ndarray, a: np.ndarray, i: int) -> np.ndarray:
+    """The len(v) values a.flat[i : i + len(v)] as a vector of v's width."""
+    return _load(a, i, v.size)
+
+
+def vbroadcast_like(v: np.ndarray, s) -> np.ndarray:
+    """The vector of v's width whose lanes are the scalar s."""
+    return np.full(v.size, s, np.float32)
+
+
+def _make_like(load, broadcast):
+    """`vload_like` / `vbroadcast_like` in compiled code: the intrinsic of v's width."""
+    def load_like(v, a, i):
+        if isinstance(v, _F32Vector):
+            chosen = load[v.lanes]
+            return lambda v, a, i: chosen(a, i)
+        return None
+
+    def broadcast_like(v, s):
+        if isinstance(v, _F32Vector):
+            chosen = broadcast[v.lanes]
+            return lambda v, s: chosen(s)
+        return None
+    return load_like, broadcast_like
+
+
+_load_like, _broadcast_like = _make_like({LANES: _vload, LANES16: _vload16},
+                                         {LANES: _vbroadcast, LANES16: _vbroadcast16})
+overload(vload_like)(_load_like)
+overload(vbroadcast_like)(_broadcast_like)
