@@ -86,6 +86,15 @@ def test_lasso_and_threshold_and_speed_are_recorded_and_the_page_answers_each_cl
     full_s = 1 / d["full"]["img_s"]
     for m in d.values():  # time per MAC relative to the full model's
         assert m["time_per_mac"] == pytest.approx(1 / m["img_s"] / full_s / m["macs_ratio"])
+    # the convs alone: their share of each dense model's time and their own time per MAC
+    # (a model on the sparse kernel gets no split)
+    assert d["full"]["conv_time_per_mac"] == 1.0
+    for name, m in d.items():
+        split = {"conv_s", "conv_share", "conv_time_per_mac"} & set(m)
+        assert len(split) == (0 if name.endswith("_sparse_path") else 3), name
+        if split:
+            assert m["conv_s"] > 0 and m["conv_share"] == pytest.approx(
+                m["conv_s"] * m["img_s"] / 100)
     page = (out / "lab4.md").read_text()
     for claim in ("1.2", "1.3", "1.4", "1.6"):
         assert f"| {claim}: " in page
@@ -243,6 +252,7 @@ def test_the_methods_at_a_mac_budget_are_recorded_and_evaluate_from_their_files(
     assert row.count(" MACs, ") == 4 and "not run yet" not in row
     assert "time/MAC" in row  # (d) timed them
     assert "Time per MAC of the (e) models" in page
+    assert "the conv kernels alone" in page and "convs' time/MAC" in page
     assert (out / "lab4" / "methods_pareto.png").stat().st_size > 0
 
 
@@ -313,3 +323,27 @@ def test_a_method_left_out_of_a_smoke_run_is_not_called_pending():
     e = {"budgets": {"0.6": {}}, "_meta": {"smoke": True}}
     assert methods_cell({"e": e}, "0.6", "l1") == "not in this smoke run"
     assert methods_cell({"e": {**e, "_meta": {"smoke": False}}}, "0.6", "l1") == "not run yet"
+
+
+def test_the_time_per_mac_sentence_splits_the_conv_kernels_from_the_rest():
+    """The kernels' goal is judged on the convs' own time per MAC; the share outside them is
+    the run's, for the pruned models and the full one (and an older (d) without the split
+    still gets the whole-model sentence)."""
+    from minitorch_compress.reports.lab4 import time_per_mac_line
+
+    def d(models):
+        return {"d": {"models": models}}
+
+    full = {"time_per_mac": 1.0, "conv_time_per_mac": 1.0, "conv_share": 0.9}
+    e1 = {"time_per_mac": 1.18, "conv_time_per_mac": 1.04, "conv_share": 0.75}
+    e2 = {"time_per_mac": 1.20, "conv_time_per_mac": 1.10, "conv_share": 0.7}
+    line = time_per_mac_line(d({"full": full, "lab4_e_l1_m60": e1}))
+    assert "the conv kernels alone 1.04x, the whole model 1.18x" in line
+    assert "for the kernels is met" in line
+    assert "25% of a pruned model's time, against 10% of the full model's" in line
+    line = time_per_mac_line(d({"full": full, "lab4_e_l1_m60": e1, "lab4_e_lasso_m60": e2}))
+    assert "median 1.07x, from 1.04x to 1.10x" in line and "is not met" in line
+    assert "median 28%, from 25% to 30% of a pruned model's time" in line
+    old = {"time_per_mac": 1.18}
+    line = time_per_mac_line(d({"full": {"time_per_mac": 1.0}, "lab4_e_l1_m60": old}))
+    assert line.endswith("1.18x over 1 model; the goal of at most 1.05x is not met.")

@@ -89,6 +89,7 @@ from minitorch_compress.experiments.common import (
     weights_id,
     write_result,
 )
+from minitorch_compress.experiments.conv_time import conv_macs, record_convs, time_each
 from minitorch_compress.experiments.lab4_layout import (
     FINETUNE_PARTS,
     METHODS,
@@ -378,12 +379,22 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     The channel-pruned models are those of (a) and (b) at ``--strengths`` and every
     finetuned (e) model in ``<out-dir>/models``.
 
+    Each round also times every conv of each model alone, on the inputs it sees in the
+    model (`conv_time`: the conv kernel `kernels/dispatch.py` picks, without the batch norm,
+    residual add and ReLU it runs fused with), so that the conv kernels' time per MAC can be
+    told from the whole model's: the rest (those epilogues on the block outputs, which keep
+    their full width, pooling, the FC, each call's fixed costs) does not shrink with the
+    pruned widths. Models whose convs run on the sparse kernel get no such split.
+
     Returns:
         {"models": {name: {"img_s", "macs_ratio", "time_per_mac" (its time per MAC relative
-        to the full model's: 1.0 when time falls exactly with the MACs), "accuracy",
-        "weights_zero" (fraction of its prunable weights that are 0), "weights_kept" (its
-        prunable weights, as a fraction of the full model's), "file"}}, "batch", "rounds",
-        "threads"}.
+        to the full model's: 1.0 when time falls exactly with the MACs), "conv_s" (median
+        seconds of its convs alone, a batch), "conv_share" (conv_s over the median seconds of
+        the whole model), "conv_time_per_mac" (the convs' time per MAC relative to the full
+        model's convs'), "accuracy", "weights_zero" (fraction of its prunable weights that
+        are 0), "weights_kept" (its prunable weights, as a fraction of the full model's),
+        "file"}}, "batch", "rounds", "threads"}; the three conv keys only for models whose
+        convs all run dense.
     """
     data = lab_data(options, data, trains=False)
     candidates: dict[str, tuple[Any, str]] = {"full": (pretrained(options), "pretrained")}
@@ -409,16 +420,33 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     x = Tensor(np.random.default_rng(0).standard_normal(
         (SPEED_BATCH, 3, 32, 32)).astype(np.float32))
     times: dict[str, list[float]] = {name: [] for name in candidates}
+    conv_times: dict[str, list[float]] = {name: [] for name in candidates}
+    # each model's convs, recorded from one forward (which also compiles and warms)
+    convs = {name: record_convs(model, x) for name, (model, _) in candidates.items()}
     with no_grad():
-        for model, _ in candidates.values():
-            model(x)  # compile and warm
+        for calls in convs.values():
+            if calls is not None:
+                time_each(calls)  # warm the plain conv path too
         for _ in range(options.speed_rounds):
             for name, (model, _) in candidates.items():
                 start = time.perf_counter()
                 model(x)
                 times[name].append(time.perf_counter() - start)
+                if convs[name] is not None:
+                    conv_times[name].append(sum(time_each(convs[name])))
+
     def prunable_weights(model: Any) -> int:
         return sum(layer.weight.size for layer in prunable_layers(model).values())
+
+    def conv_split(name: str) -> dict[str, float]:
+        """Its convs' median seconds alone, their share of the model's, and their time per
+        MAC relative to the full model's convs' (nothing for a model with sparse convs)."""
+        if convs[name] is None or convs["full"] is None:
+            return {}
+        conv_s, full_conv_s = (statistics.median(conv_times[n]) for n in (name, "full"))
+        macs_ratio = conv_macs(convs[name]) / conv_macs(convs["full"])
+        return {"conv_s": conv_s, "conv_share": conv_s / statistics.median(times[name]),
+                "conv_time_per_mac": conv_s / full_conv_s / macs_ratio}
 
     full_weights = prunable_weights(candidates["full"][0])
     models = {}
@@ -429,6 +457,7 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
             "macs_ratio": macs_ratio,
             "time_per_mac": statistics.median(times[name]) / statistics.median(times["full"])
                             / macs_ratio,
+            **conv_split(name),
             "accuracy": accuracy_on_test_set(model, data, options, f"(d) {name}"),
             "weights_zero": sparsity_report(model)[1],
             "weights_kept": prunable_weights(model) / full_weights, "file": source}
