@@ -8,7 +8,12 @@ import pytest
 
 from minitorch_compress import Tensor, no_grad
 from minitorch_compress.compression.structured import resnet20_macs
-from minitorch_compress.experiments.conv_time import conv_macs, record_convs, time_each
+from minitorch_compress.experiments.conv_time import (
+    conv_macs,
+    narrowed,
+    record_convs,
+    time_each,
+)
 from minitorch_compress.kernels.sets import FAST, active_kernels
 from minitorch_compress.models.resnet import ResNet20, to_sparse
 
@@ -29,6 +34,12 @@ def test_a_forward_records_every_conv_in_order_with_the_models_macs():
     assert all(c.epilogue is not None for c in calls)  # eval, no grad: the fused path
     # 2 images; resnet20_macs also counts the FC's 64*10
     assert conv_macs(calls) == 2 * (resnet20_macs(MIDS) - 64 * 10)
+    # narrowed: conv1 and conv2 of every block but blocks 5 and 8 (32 and 64, full width);
+    # calls 0, 7 and 14 are the head and the two shortcuts
+    full_calls = record_convs(ResNet20().eval(), _images(2))
+    assert narrowed(calls, full_calls) == [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 15, 16, 17, 18]
+    assert narrowed(full_calls, full_calls) == []
+    assert narrowed(calls[:-1], full_calls) is None
 
 
 @pytest.mark.parametrize("fused", [False, True])

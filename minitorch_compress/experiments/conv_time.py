@@ -14,11 +14,14 @@ timed alone:
   set's plain `conv2d_forward` -- the kernel `kernels/dispatch.py` picks, as in the model,
   without the batch-norm/residual/ReLU epilogue -- or with ``fused=True`` the same call as
   the model made (conv and epilogue), and returns the seconds each took;
-* `conv_macs` counts the recorded convs' MACs, so that a pruned model's conv time per MAC
-  can be set beside the full model's.
+* `narrowed` says which of a pruned model's convs channel pruning made smaller (their weights'
+  shapes differ from the full model's convs at the same place), and `conv_macs` counts
+  MACs, so that the time per MAC of those convs can be set beside the same convs' in the
+  full model: that is how well the kernels keep up with narrower layers. Everything else a
+  pruned model runs -- the convs left whole (the head, the 1x1 shortcuts, a block kept at
+  full width) and all that is not a conv -- takes as long as in the full model.
 
-Comparing ``sum(time_each(convs))`` with the whole forward's time splits it into the conv
-kernels and the rest; `benchmarks/bench_structured.py --split` prints the split per layer.
+`benchmarks/bench_structured.py --split` prints the split per layer.
 """
 
 from __future__ import annotations
@@ -130,3 +133,13 @@ def time_each(convs: list[ConvCall], fused: bool = False,
 def conv_macs(convs: list[ConvCall]) -> int:
     """Multiply-accumulates of all the recorded convs."""
     return sum(call.macs for call in convs)
+
+
+def narrowed(convs: list[ConvCall], full_convs: list[ConvCall]) -> list[int] | None:
+    """Indexes of the convs whose weights are smaller than those of the full model's conv
+    at the same place (what channel pruning narrowed); None when the two models do not run
+    the same number of convs (then they are not one network pruned)."""
+    if len(convs) != len(full_convs):
+        return None
+    return [i for i, (call, full) in enumerate(zip(convs, full_convs, strict=True))
+            if call.w.shape != full.w.shape]

@@ -89,7 +89,12 @@ from minitorch_compress.experiments.common import (
     weights_id,
     write_result,
 )
-from minitorch_compress.experiments.conv_time import conv_macs, record_convs, time_each
+from minitorch_compress.experiments.conv_time import (
+    conv_macs,
+    narrowed,
+    record_convs,
+    time_each,
+)
 from minitorch_compress.experiments.lab4_layout import (
     FINETUNE_PARTS,
     METHODS,
@@ -381,20 +386,22 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
 
     Each round also times every conv of each model alone, on the inputs it sees in the
     model (`conv_time`: the conv kernel `kernels/dispatch.py` picks, without the batch norm,
-    residual add and ReLU it runs fused with), so that the conv kernels' time per MAC can be
-    told from the whole model's: the rest (those epilogues on the block outputs, which keep
-    their full width, pooling, the FC, each call's fixed costs) does not shrink with the
-    pruned widths. Models whose convs run on the sparse kernel get no such split.
+    residual add and ReLU it runs fused with). Of a channel-pruned model, the convs that
+    pruning narrowed (`conv_time.narrowed`) should take time in proportion to their MACs;
+    all else it runs -- the convs left whole, those epilogues on each block's full-width
+    output, pooling, the FC, each call's fixed costs -- does not shrink. Recording both
+    tells how well the kernels keep up with the narrower layers from how much of the model
+    never got smaller.
 
     Returns:
         {"models": {name: {"img_s", "macs_ratio", "time_per_mac" (its time per MAC relative
-        to the full model's: 1.0 when time falls exactly with the MACs), "conv_s" (median
-        seconds of its convs alone, a batch), "conv_share" (conv_s over the median seconds of
-        the whole model), "conv_time_per_mac" (the convs' time per MAC relative to the full
-        model's convs'), "accuracy", "weights_zero" (fraction of its prunable weights that
-        are 0), "weights_kept" (its prunable weights, as a fraction of the full model's),
-        "file"}}, "batch", "rounds", "threads"}; the three conv keys only for models whose
-        convs all run dense.
+        to the full model's: 1.0 when time falls exactly with the MACs), "accuracy",
+        "weights_zero" (fraction of its prunable weights that are 0), "weights_kept" (its
+        prunable weights, as a fraction of the full model's), "file"}}, "batch", "rounds",
+        "threads"}; a model with narrowed convs (all dense) also has "narrowed_convs" (how
+        many), "narrowed_time_per_mac" (their time per MAC relative to the same convs' in
+        the full model), "fixed_share" (the share of its time outside them) and
+        "fixed_share_in_full" (the share of the full model's time outside the same convs).
     """
     data = lab_data(options, data, trains=False)
     candidates: dict[str, tuple[Any, str]] = {"full": (pretrained(options), "pretrained")}
@@ -420,7 +427,7 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     x = Tensor(np.random.default_rng(0).standard_normal(
         (SPEED_BATCH, 3, 32, 32)).astype(np.float32))
     times: dict[str, list[float]] = {name: [] for name in candidates}
-    conv_times: dict[str, list[float]] = {name: [] for name in candidates}
+    conv_times: dict[str, list[list[float]]] = {name: [] for name in candidates}
     # each model's convs, recorded from one forward (which also compiles and warms)
     convs = {name: record_convs(model, x) for name, (model, _) in candidates.items()}
     with no_grad():
@@ -433,20 +440,28 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
                 model(x)
                 times[name].append(time.perf_counter() - start)
                 if convs[name] is not None:
-                    conv_times[name].append(sum(time_each(convs[name])))
+                    conv_times[name].append(time_each(convs[name]))
 
     def prunable_weights(model: Any) -> int:
         return sum(layer.weight.size for layer in prunable_layers(model).values())
 
-    def conv_split(name: str) -> dict[str, float]:
-        """Its convs' median seconds alone, their share of the model's, and their time per
-        MAC relative to the full model's convs' (nothing for a model with sparse convs)."""
+    def narrowed_split(name: str) -> dict[str, float]:
+        """Its narrowed convs' time per MAC against the same convs' in the full model, and
+        the share of each model's time outside those convs (nothing when none is narrowed
+        or a model runs sparse convs)."""
         if convs[name] is None or convs["full"] is None:
             return {}
-        conv_s, full_conv_s = (statistics.median(conv_times[n]) for n in (name, "full"))
-        macs_ratio = conv_macs(convs[name]) / conv_macs(convs["full"])
-        return {"conv_s": conv_s, "conv_share": conv_s / statistics.median(times[name]),
-                "conv_time_per_mac": conv_s / full_conv_s / macs_ratio}
+        which = narrowed(convs[name], convs["full"])
+        if not which:
+            return {}
+        seconds = {n: statistics.median(sum(t[i] for i in which) for t in conv_times[n])
+                   for n in (name, "full")}
+        macs = {n: conv_macs([convs[n][i] for i in which]) for n in (name, "full")}
+        return {"narrowed_convs": len(which),
+                "narrowed_time_per_mac": (seconds[name] / macs[name])
+                                         / (seconds["full"] / macs["full"]),
+                "fixed_share": 1 - seconds[name] / statistics.median(times[name]),
+                "fixed_share_in_full": 1 - seconds["full"] / statistics.median(times["full"])}
 
     full_weights = prunable_weights(candidates["full"][0])
     models = {}
@@ -457,7 +472,7 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
             "macs_ratio": macs_ratio,
             "time_per_mac": statistics.median(times[name]) / statistics.median(times["full"])
                             / macs_ratio,
-            **conv_split(name),
+            **narrowed_split(name),
             "accuracy": accuracy_on_test_set(model, data, options, f"(d) {name}"),
             "weights_zero": sparsity_report(model)[1],
             "weights_kept": prunable_weights(model) / full_weights, "file": source}
