@@ -380,15 +380,13 @@ def time_per_mac_line(results: dict[str, Any]) -> str:
     fixed = sorted(m["fixed_share"] for m in split)
     fixed_in_full = sorted(m["fixed_share_in_full"] for m in split)
     return (f"Time per MAC of the (e) models, relative to the full model (measured by (d), "
-            f"over {len(measured)} {models_word}): the convs that pruning narrowed "
-            f"{spread_text(kernels)} (each timed alone, against the same convs of the full "
-            f"model), the whole model {spread_text(whole)}; the goal of at most "
-            f"{TIME_PER_MAC_GOAL:g}x for the kernels is {verdict}. The rest of the time does "
-            f"not shrink with the widths -- the convs left whole (the head, the 1x1 "
-            f"shortcuts, any block kept at full width), batch norm, residual add and ReLU on "
-            f"each block's full-width output, pooling, the FC and each call's fixed costs: "
-            f"{spread_text(fixed, percent=True)} of a pruned model's time, against "
-            f"{spread_text(fixed_in_full, percent=True)} of the full model's.")
+            f"over {len(measured)} {models_word}): the convs that pruning narrowed, each "
+            f"timed alone, {spread_text(kernels)}; the whole model {spread_text(whole)}. The "
+            f"goal of at most {TIME_PER_MAC_GOAL:g}x for the kernels is {verdict}. What "
+            f"pruning does not shrink (the convs left whole, the batch norm, residual add and "
+            f"ReLU on each block's full-width output, pooling, the FC, each call's fixed "
+            f"costs) takes {spread_text(fixed, percent=True)} of a pruned model's time, "
+            f"against {spread_text(fixed_in_full, percent=True)} of the full model's.")
 
 
 def spread_text(values: list[float], percent: bool = False) -> str:
