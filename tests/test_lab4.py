@@ -221,6 +221,30 @@ def test_part_b_can_leave_the_l1_baseline_for_later(tmp_path, synthetic_cifar10_
     assert again["group_lasso"]["history"] == b["group_lasso"]["history"]
 
 
+def test_round_widths_keeps_whole_tiles_with_the_same_accuracy(tmp_path, synthetic_cifar10_dir,
+                                                               random_resnet20_weights):
+    """(a) with --round-widths: every width a multiple of the tile (or the block's full
+    width), and the model file evaluates to the accuracy of the run before the shrink (the
+    channels kept back are zero groups)."""
+    from minitorch_compress.compression.structured import CHANNEL_TILE, FULL_WIDTHS
+    from minitorch_compress.data.cifar10 import load_cifar10
+    from minitorch_compress.training.evaluate import evaluate
+
+    out = tmp_path / "results"
+    argv = ["--part", "a", "--round-widths", "--strengths", "5000", "--data-dir",
+            str(synthetic_cifar10_dir), "--weights", str(random_resnet20_weights), "--epochs",
+            "2", "--subset", "64", "--test-subset", "64", "--out-dir", str(out), "--run-root",
+            str(tmp_path / "runs"), "--no-progress"]
+    assert lab4_script.main(argv) == 0
+    a = _read(out, "lab4_a")["strengths"]["5000"]
+    assert all(w % CHANNEL_TILE == 0 or w == full
+               for w, full in zip(a["channels"], FULL_WIDTHS, strict=True))
+    assert sum(a["channels"]) < sum(FULL_WIDTHS)
+    model = load_pretrained(out / "models" / "lab4_a_5000.mtc")
+    data = load_cifar10(synthetic_cifar10_dir, subset=0, test_subset=64)
+    assert evaluate(model, data.x_test, data.y_test) == a["accuracy"]
+
+
 def test_the_methods_at_a_mac_budget_are_recorded_and_evaluate_from_their_files(smoke_run):
     from minitorch_compress.compression.structured import CHANNEL_TILE
     from minitorch_compress.data.cifar10 import load_cifar10

@@ -11,8 +11,9 @@ committed file, not from a run folder.
   pretrained model for the first half of the epoch budget with the group-Lasso prox after
   every step (`compression.structured.GroupLassoHook`); the last epoch is the result (where
   the penalty has acted longest). Its zero groups are removed (`shrink`: the same outputs up
-  to rounding), and the smaller model is written as ``lab4_a_<lambda>.mtc``. Payload per
-  strength: accuracy, surviving channels per block, MACs ratio, history.
+  to rounding; with ``--round-widths`` as many kept back as make each block's width a
+  multiple of the conv tile), and the smaller model is written as ``lab4_a_<lambda>.mtc``.
+  Payload per strength: accuracy, surviving channels per block, MACs ratio, history.
 * (b) **The smaller dense network, finetuned.** Each (a) model finetuned with the course
   recipe for the rest of the budget (``lab4_b_<lambda>.mtc``), and, as the baseline of Li et
   al. (ICLR 2017), the pretrained model cut to the *same* channel counts by conv1 filter L1
@@ -62,6 +63,7 @@ from minitorch_compress.compression.structured import (
     FULL_WIDTHS,
     GroupLassoHook,
     at_least_one,
+    fill_to_tile,
     group_norms,
     l1_filter_keep,
     l1_filter_norms,
@@ -131,6 +133,9 @@ class Lab4Options(LabOptions):
         l1_strengths: Lasso strengths of (c), as strings.
         no_l1_baseline: (b) finetunes only the group-Lasso models, not the L1-filter
             baseline.
+        round_widths: (a) makes each block's surviving channels up to a multiple of the conv
+            tile by keeping back zero groups (`fill_to_tile`: the same outputs), so (a)'s and
+            (b)'s models run every conv1 on whole tiles.
         speed_rounds: (d)'s timed rounds per model (their median is reported).
         budgets: (e)'s MAC budgets, fractions of the full model's MACs in whole percents, as
             strings ("0.6"; the JSON keys), run in this order.
@@ -148,6 +153,7 @@ class Lab4Options(LabOptions):
     strengths: tuple[str, ...] = STRENGTHS
     l1_strengths: tuple[str, ...] = L1_STRENGTHS
     no_l1_baseline: bool = False
+    round_widths: bool = False
     speed_rounds: int = 5
     budgets: tuple[str, ...] = BUDGETS
     methods: tuple[str, ...] = METHODS
@@ -284,7 +290,8 @@ def part_a(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
         model = pretrained(options)
         hooks = [GroupLassoHook(float(strength)), LastEpochOnly(lasso_epochs)]
         result = finetune(model, data, phase, f"lab4_a_{strength}", hooks, script=SCRIPT)
-        small = shrink(model, at_least_one(surviving_channels(model), model))
+        keep = at_least_one(surviving_channels(model), model)
+        small = shrink(model, fill_to_tile(keep, model) if options.round_widths else keep)
         saved = save_model_file(small, options, f"lab4_a_{strength}")
         channels = list(small.mid_channels)
         out[strength] = {
