@@ -196,6 +196,13 @@ def test_each_claims_verdict_follows_the_numbers():
     assert "not the kernels" in line
     # 0.8 of the MACs in the full model's time: the narrower layers run slower per MAC
     assert "kernels lose speed" in report.target_line(speed(100.0, 0.8, 0.91))
+    # ... unless (d)'s split says the narrowed convs keep up: then the rest is to blame
+    split = speed(100.0, 0.8, 0.91)
+    split["d"]["models"]["lab4_b_1"].update(narrowed_time_per_mac=1.04, fixed_share=0.35)
+    line = report.target_line(split)
+    assert "narrowed convs keep up (1.04x" in line and "takes 35% of its time" in line
+    split["d"]["models"]["lab4_b_1"]["narrowed_time_per_mac"] = 1.2
+    assert "kernels lose speed" in report.target_line(split)
     assert "no finetuned" in report.target_line(speed(125.0, 0.8, 0.80))
 
 

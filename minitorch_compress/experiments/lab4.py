@@ -435,8 +435,13 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
         (SPEED_BATCH, 3, 32, 32)).astype(np.float32))
     times: dict[str, list[float]] = {name: [] for name in candidates}
     conv_times: dict[str, list[list[float]]] = {name: [] for name in candidates}
-    # each model's convs, recorded from one forward (which also compiles and warms)
+    # each model's convs, recorded from one forward (which also compiles and warms); kept
+    # (with the activations they hold) for the full model and those pruning narrowed
     convs = {name: record_convs(model, x) for name, (model, _) in candidates.items()}
+    for name, calls in convs.items():
+        if name != "full" and (calls is None or convs["full"] is None
+                               or not narrowed(calls, convs["full"])):
+            convs[name] = None
     with no_grad():
         for calls in convs.values():
             if calls is not None:
@@ -456,11 +461,9 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
         """Its narrowed convs' time per MAC against the same convs' in the full model, and
         the share of each model's time outside those convs (nothing when none is narrowed
         or a model runs sparse convs)."""
-        if convs[name] is None or convs["full"] is None:
+        if name == "full" or convs[name] is None:
             return {}
         which = narrowed(convs[name], convs["full"])
-        if not which:
-            return {}
         seconds = {n: statistics.median(sum(t[i] for i in which) for t in conv_times[n])
                    for n in (name, "full")}
         macs = {n: conv_macs([convs[n][i] for i in which]) for n in (name, "full")}
