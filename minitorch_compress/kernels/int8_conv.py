@@ -55,7 +55,7 @@ from numba import njit
 
 from minitorch_compress.kernels import int8_amx
 from minitorch_compress.kernels.amx import amx_available
-from minitorch_compress.kernels.int8_epilogue import finish
+from minitorch_compress.kernels.int8_epilogue import channel_epilogue, finish
 from minitorch_compress.kernels.int8_reference import INT32_MAX, INT32_MIN, IntConv
 from minitorch_compress.kernels.parallel import run_parallel, split_range
 from minitorch_compress.kernels.rules import conv2d_output_size
@@ -351,14 +351,7 @@ def _make_kernel(dot, bounded):
                             else:
                                 b0, b1, b2, b3, b4, b5, b6, b7 = s0, s1, s2, s3, s4, s5, s6, s7
                         # 2. the epilogue of each position, stored as 16 u8 codes
-                        constants_a = (iload(ep, k), iload(ep, packed + k),
-                                       iload(ep, 2 * packed + k), iload(ep, 3 * packed + k))
-                        constants_b = constants_a
-                        if has_b != 0:
-                            kb = c + k
-                            constants_b = (iload(ep, kb), iload(ep, packed + kb),
-                                           iload(ep, 2 * packed + kb), iload(ep, 3 * packed + kb))
-                        epilogue = (constants_a, constants_b, has_b != 0, rescale, z_out, low)
+                        epilogue = channel_epilogue(ep, k, c, has_b != 0, rescale, z_out, low)
                         p = at + k
                         r = iload_u8(residual, p) if has_residual != 0 else no_residual
                         istore_u8(out8, p, finish(a0, b0, r, epilogue, bounded))

@@ -1,7 +1,8 @@
 """The epilogue of a fast integer conv, on registers: 16 output channels' raw int32 sums of
 one position -> their 16 u8 codes (`int8_reference.conv_layer`'s requantization, residual
 and clamp, bit for bit), shared by the VNNI kernel (`kernels/int8_conv.py`) and the AMX one
-(`kernels/int8_amx.py`)."""
+(`kernels/int8_amx.py`): `channel_epilogue` loads a block of channels' constants once, `finish`
+applies them to each position."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from minitorch_compress.kernels.simd_int8 import (
     clamp_sum,
     clamp_sum_bounded,
     iadd,
+    iload,
     ishl,
     izero,
     requantize,
@@ -27,6 +29,26 @@ def term(total, constants, below_one):
     if below_one:
         return requantize_below_one(iadd(total, offset), multiplier, right)
     return requantize(iadd(total, offset), multiplier, left, right)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def channel_constants(ep, k):
+    """(offset, multiplier, left, right) of the packed channels k..k + 15 as 4 vectors:
+    the 4 rows of ep = `PackedConv.epilogue` (4, KP)."""
+    packed = ep.shape[1]
+    return (iload(ep, k), iload(ep, packed + k), iload(ep, 2 * packed + k),
+            iload(ep, 3 * packed + k))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def channel_epilogue(ep, k, channels, has_b, rescale, z_out, low):
+    """`finish`'s epilogue for the output channels k..k + 15 of a layer with `channels`
+    (KA) padded output channels: the A constants of packed channels k.., the B ones of its
+    mask channels KA + k.. where has_b (else A's again, never read), and the layer's
+    residual constants `rescale`, output zero point and lower clip `low`."""
+    constants_a = channel_constants(ep, k)
+    constants_b = channel_constants(ep, channels + k) if has_b else constants_a
+    return (constants_a, constants_b, has_b, rescale, z_out, low)
 
 
 @njit(nogil=True, cache=True, inline="always")
