@@ -230,11 +230,15 @@ def check_sparse_start(options: Lab3Options) -> None:
     """Fail early, in one line, when part (d) has no model to start from.
 
     Raises:
-        CheckpointError: the --sparse-from file is missing, has folded batch norm or is not
-            80 % sparse, or Lab 2 (c)'s checkpoint is missing and neither --sparse-from nor
-            --sparse-from-pretrained is given.
+        CheckpointError: the --sparse-from file is missing (or a folder), has folded batch
+            norm or is not 80 % sparse, or Lab 2 (c)'s checkpoint is missing and neither
+            --sparse-from nor --sparse-from-pretrained is given.
     """
     if options.sparse_from is not None:
+        if options.sparse_from.is_dir():
+            raise CheckpointError(
+                f"--sparse-from {options.sparse_from} is a folder; pass a model file: the "
+                f"committed results/models/lab2_c.mtc or Lab 2 (c)'s {lab2_checkpoint(options)}")
         if not options.sparse_from.is_file():
             raise CheckpointError(f"--sparse-from {options.sparse_from}: no such file")
         model = load_pretrained(options.sparse_from)
