@@ -75,7 +75,7 @@ from minitorch_compress.kernels.simd import (
 OUTPUT_CHANNEL_TILE = 4
 #: names this kernel's code for caches of measurements made against it (the sparse break-even
 #: is where the sparse kernel overtakes this one): change it when the kernel's speed changes
-KERNEL_VERSION = "tiled-lanes8or16-1"
+KERNEL_VERSION = "tiled-lanes8or16-2"
 
 
 @njit(cache=True, nogil=True)
@@ -83,12 +83,15 @@ def _pack_image(x, n, padding, xpad):
     """xpad[c, padding + iy, padding + ix] = x[n, c, iy, ix]; the border keeps its zeros.
 
     x: (N, C, H, W); xpad: (C, H + 2*padding, W + 2*padding)."""
+    w = x.shape[3]
     for c in range(x.shape[1]):
         for iy in range(x.shape[2]):
+            # slice views indexed from 0: numba vectorises `dst[ix] = src[ix]`, not an
+            # offset index it must check for wrap-around
             src = x[n, c, iy]
-            dst = xpad[c, padding + iy]
-            for ix in range(x.shape[3]):
-                dst[padding + ix] = src[ix]
+            dst = xpad[c, padding + iy, padding:padding + w]
+            for ix in range(w):
+                dst[ix] = src[ix]
 
 
 @njit(cache=True, nogil=True)
@@ -100,13 +103,22 @@ def _pack_split(x, n, padding, half, xpad):
     even column ox, odd column ox, even column ox + 1: the taps of 8 neighbouring outputs
     are again 8 contiguous values, at offsets 0, half and 1 (`_tile4x4`'s taps).
     x: (N, C, H, W); xpad: (C, H + 2*padding, 2*half), half >= ceil((W + 2*padding) / 2)."""
+    wd = x.shape[3]
+    e0 = padding % 2  # the first input column at an even padded column; o0 at an odd one
+    o0 = 1 - e0
+    n_even, n_odd = (wd - e0 + 1) // 2, (wd - o0 + 1) // 2
+    # where they land: padded column px at px // 2, or half + px // 2 if px is odd
+    at_even, at_odd = (padding + e0) // 2, half + (padding + o0) // 2
     for c in range(x.shape[1]):
         for iy in range(x.shape[2]):
             src = x[n, c, iy]
-            dst = xpad[c, padding + iy]
-            for ix in range(x.shape[3]):
-                px = padding + ix
-                dst[px // 2 + (px % 2) * half] = src[ix]
+            row = xpad[c, padding + iy]
+            even = row[at_even:at_even + n_even]  # slice views: see `_pack_image`
+            odd = row[at_odd:at_odd + n_odd]
+            for j in range(n_even):
+                even[j] = src[e0 + 2 * j]
+            for j in range(n_odd):
+                odd[j] = src[o0 + 2 * j]
 
 
 @njit(cache=True, nogil=True)
@@ -120,12 +132,16 @@ def _pack_shifted(x, n, padding, xs):
     wd = x.shape[3]
     wo = xs.shape[2]
     for kx in range(3):
+        # columns lo..hi-1 of copy kx hold input columns first..first + (hi - lo) - 1
+        lo, hi = max(0, padding - kx), min(wo, wd + padding - kx)
+        count = max(0, hi - lo)
+        first = lo + kx - padding
         for c in range(x.shape[1]):
             for iy in range(x.shape[2]):
-                src = x[n, c, iy]
-                dst = xs[3 * c + kx, padding + iy]
-                for j in range(max(0, padding - kx), min(wo, wd + padding - kx)):
-                    dst[j] = src[j + kx - padding]
+                src = x[n, c, iy, first:first + count]  # slice views: see `_pack_image`
+                dst = xs[3 * c + kx, padding + iy, lo:lo + count]
+                for j in range(count):
+                    dst[j] = src[j]
 
 
 @njit(cache=True, nogil=True)
