@@ -42,10 +42,11 @@ The same tiles then run unchanged.
 
 Any shape: a K that is not a multiple of 4 (the pruned widths of Lab 4) is padded with zero
 filters and a Wo that is not a multiple of 8 with zero input columns; the conv then runs
-into a scratch output whose extra planes and columns are dropped when it is copied out (the
-epilogue runs on the copied rows). ResNet-20's widths (16, 32, 64; Wo 32, 16, 8) need no
-scratch. The sums run in another order than im2col's GEMM, so results agree to rounding
-(the tests compare against `kernels/reference.py`).
+into a scratch output whose extra planes and columns are dropped when it is copied out, the
+epilogue applied on the way (over whole planes where only K was padded,
+`_crop_planes_into`; row by row where columns were, `_crop_into`). ResNet-20's widths (16,
+32, 64; Wo 32, 16, 8) need no scratch. The sums run in another order than im2col's GEMM,
+so results agree to rounding (the tests compare against `kernels/reference.py`).
 
 ``NUMBA_DISABLE_JIT=1`` runs the same loops in plain Python (the vector operations as 8- or
 16-value NumPy arrays, `kernels/simd.py`).
@@ -315,6 +316,29 @@ def _crop_into(scratch, y, epilogue, coef, relu, res, add_res):
                 epilogue_on_row(dst, n, k, oy, epilogue, coef, relu, res, add_res)
 
 
+@njit(cache=True, nogil=True)
+def _crop_planes_into(scratch, y, epilogue, coef, relu, res, add_res):
+    """y[n, k] = scratch[n, k] for the K planes of y (the padded filters' planes dropped),
+    each plane as one row of Ho*Wo values, with the epilogue on it (`rows.affine_row`).
+
+    scratch: (N, >= K, Ho, Wo) and y: (N, K, Ho, Wo), both C-contiguous; res: like y, or
+    unread."""
+    n_img, k_out, ho, wo = y.shape
+    plane = ho * wo
+    for n in range(n_img):
+        src = scratch[n].reshape(scratch.shape[1], plane)
+        yimg = y[n].reshape(k_out, plane)
+        if epilogue:  # the epilogue reads the scratch plane and writes y's: one pass
+            resimg = res[n].reshape(k_out, plane) if add_res else yimg  # (unread if not)
+            for k in range(k_out):
+                affine_row(src[k], yimg[k], coef[k, 0], coef[k, 1], relu, resimg[k], add_res)
+        else:
+            for k in range(k_out):
+                src_plane, dst = src[k], yimg[k]
+                for p in range(plane):
+                    dst[p] = src_plane[p]
+
+
 def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,
                             epilogue_args: tuple, vectors: int, stride: int = 1,
                             lanes: int = LANES) -> None:
@@ -375,4 +399,9 @@ def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.nd
     scratch = np.empty((n, k_tiled, ho, wo_tiled), dtype=np.float32)
     _tiled3x3(x, w9, padding, stride, xpad, scratch, four, wide, flat,
               *make_epilogue_args(None, 4, np.dtype(np.float32)))
-    _crop_into(scratch, y, *epilogue_args)
+    res, add_res = epilogue_args[3], epilogue_args[4]
+    if (wo_tiled == wo and y.flags.c_contiguous
+            and (not add_res or res.flags.c_contiguous)):  # only K was padded
+        _crop_planes_into(scratch, y, *epilogue_args)
+    else:
+        _crop_into(scratch, y, *epilogue_args)
