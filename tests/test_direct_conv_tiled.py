@@ -125,6 +125,30 @@ def test_tiled_epilogue_is_the_row_epilogue_after_the_conv(setting, seed, tile):
 
 
 @pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("size, stride", [(16, 1), (8, 1), (32, 2)])
+@pytest.mark.parametrize("relu, residual", [(False, False), (True, False), (True, True),
+                                            (False, True)])
+def test_a_padded_channel_count_alone_is_cropped_plane_by_plane(tile, size, stride, relu,
+                                                                residual):
+    """K = 10 (padded to 12) on an output whose width needs no padding: the scratch is
+    copied out a whole plane at a time with the epilogue on it, giving the reference conv
+    and, fused, the row epilogue after the plain conv bit for bit."""
+    rng = np.random.default_rng(size + stride)
+    x = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+    w = rng.standard_normal((10, 3, 3, 3)).astype(np.float32)
+    coef = rng.standard_normal((10, 2)).astype(np.float32)
+    with mock.patch.object(tiled, "_crop_planes_into", wraps=tiled._crop_planes_into) as planes, \
+            mock.patch.object(tiled, "_crop_into", wraps=tiled._crop_into) as rows:
+        plain = _run(x, w, 1, tile=tile, stride=stride)
+        res = rng.standard_normal(plain.shape).astype(np.float32) if residual else None
+        fused = _run(x, w, 1, Epilogue(coef, relu, res), tile=tile, stride=stride)
+    assert planes.call_count == 2 and rows.call_count == 0
+    assert_close(plain, ref.conv2d_forward(x, w, stride, 1),
+                 ref.conv2d_forward(np.abs(x), np.abs(w), stride, 1))
+    np.testing.assert_array_equal(fused, with_row_epilogue(plain, coef, relu, res))
+
+
+@pytest.mark.parametrize("tile", TILES)
 def test_tiled_forward_writes_a_strided_output(tile):
     """An output that is not C-contiguous is written through the scratch, values as into a
     contiguous one."""
