@@ -134,9 +134,10 @@ def fill_to_tile(keep: Keep, model: ResNet20, multiple: int = CHANNEL_TILE) -> K
     to the earlier channel); sorted.
 
     A conv1 whose output count is not a multiple of the tile runs the tiled kernel into a
-    padded scratch output, computing the padding filters anyway, then copies and applies the
-    epilogue row by row (`kernels/direct_conv_tiled.py`): a whole tile costs the same
-    multiplies and skips that detour. After a group-Lasso run the channels added back are
+    padded scratch output, computing the padding filters anyway, then copies it into the
+    output with the epilogue (`kernels/direct_conv_tiled.py`: plane by plane, or row by row
+    where the output width was padded too): a whole tile costs the same multiplies and skips
+    that copy. After a group-Lasso run the channels added back are
     zero groups, so the model computes the same outputs (`shrink`)."""
     filled = []
     for block_keep, norms in zip(keep, group_norms(model), strict=True):
