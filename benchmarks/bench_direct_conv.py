@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import re
 import statistics
@@ -72,13 +73,14 @@ def paths(baseline: str | None = None):
 
     def gemm_grad_weight(gy, x):
         """grad_w (K, C*9) by im2col + GEMM: the table's direct grad-weight switched off."""
-        saved = dispatch.DIRECT_GRAD_WEIGHT_MIN_PIXELS
-        dispatch.DIRECT_GRAD_WEIGHT_MIN_PIXELS = 10**9  # (both threads set the same value)
+        saved = dispatch.grad_weight_kernel
+        # (both threads set the same value)
+        dispatch.grad_weight_kernel = lambda *_: dispatch.GEMM_GRAD_WEIGHT
         try:  # (the GEMM path returns grad_w transposed)
             return conv._backward_serial(gy, x, None, (gy.shape[1], x.shape[1], 3, 3), 1, 1,
                                          None, True).T
         finally:
-            dispatch.DIRECT_GRAD_WEIGHT_MIN_PIXELS = saved
+            dispatch.grad_weight_kernel = saved
 
     def on_threads(serial):
         def run(x, w, y):
@@ -96,9 +98,9 @@ def paths(baseline: str | None = None):
         return on_threads(lambda x, w, y: direct_conv_tiled.tiled3x3_forward_serial(
             x, w, 1, y, no_epilogue, vectors))
 
-    def direct_grad_weight(pairs):
+    def direct_grad_weight(lanes):
         return summed(lambda gy, x: direct_conv.direct3x3_grad_weight_serial(
-            gy, x, 1, pairs).reshape(gy.shape[1], -1))
+            gy, x, 1, lanes).reshape(gy.shape[1], -1))
 
     ops = {
         "forward": {
@@ -109,16 +111,20 @@ def paths(baseline: str | None = None):
         },
         "grad-weight": {
             "im2col": summed(gemm_grad_weight),
-            # both blocks, whichever this CPU takes by default (dispatch.PAIR_GRAD_WEIGHT)
-            "direct, 2 channels a pass": direct_grad_weight(True),
-            "direct, 1 channel a pass": direct_grad_weight(False),
+            # both widths, whichever this CPU takes (dispatch.grad_weight_lanes)
+            "direct, 16 lanes": direct_grad_weight(16),
+            "direct, 8 lanes": direct_grad_weight(8),
         },
     }
     if baseline is not None:
         old = module_at(baseline)
+        # its last argument: the vector width (`lanes`), or, before the channels-last
+        # kernel, whether to take two output channels a pass (`pairs`; True on AVX-512)
+        takes_lanes = "lanes" in inspect.signature(old.direct3x3_grad_weight_serial).parameters
         ops["grad-weight"][f"direct @ {baseline}"] = summed(
             lambda gy, x: old.direct3x3_grad_weight_serial(
-                gy, x, 1, dispatch.PAIR_GRAD_WEIGHT).reshape(gy.shape[1], -1))
+                gy, x, 1, dispatch.grad_weight_lanes(x.shape[1]) if takes_lanes
+                else dispatch.WIDE_VECTORS).reshape(gy.shape[1], -1))
     return ops
 
 

@@ -63,16 +63,21 @@ import numpy as np  # noqa: E402
 ENGINES = ("ours_float", "ours_int8", "torch_float", "torch_int8")
 
 
-def images_per_second(fn: Callable[[], None], batch: int, repeats: int) -> float:
-    """batch / the median wall time of `fn()` over `repeats` runs, after 2 warm-up runs."""
-    for _ in range(2):
-        fn()
+def median_seconds(fn: Callable[[], None], repeats: int) -> float:
+    """The median wall time of `fn()` over `repeats` runs (every figure here is one)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+    return statistics.median(times)
+
+
+def images_per_second(fn: Callable[[], None], batch: int, repeats: int) -> float:
+    """batch / the median wall time of `fn()` over `repeats` runs, after 2 warm-up runs."""
+    for _ in range(2):
+        fn()
+    return batch / median_seconds(fn, repeats)
 
 
 def calibration_images(count: int, data_dir: str | None) -> tuple[np.ndarray, str]:
@@ -215,12 +220,9 @@ def epilogue_cost(repeats: int, steps: int = 20_000) -> dict:
     figures = {"method": EPILOGUE_METHOD}
     for name, with_residual in (("plain", False), ("residual", True)):
         loop(sums, residual, out, ep, 1, with_residual)
-        times = []
-        for _ in range(max(3, repeats)):
-            start = time.perf_counter()
-            loop(sums, residual, out, ep, steps, with_residual)
-            times.append(time.perf_counter() - start)
-        figures[name] = statistics.median(times) / (steps * 64) * 1e9
+        seconds = median_seconds(lambda w=with_residual: loop(sums, residual, out, ep, steps, w),
+                                 max(3, repeats))
+        figures[name] = seconds / (steps * 64) * 1e9
     return figures
 
 
@@ -245,10 +247,18 @@ def _vnni_peak_loop():
         izero,
     )
 
+    @njit(nogil=True, inline="always")
+    def two_dots(a, b, inputs, at, v, u):
+        """(a, b) + the dot products of the input word inputs[at] with v and with u."""
+        q = ibroadcast_at(inputs, at)
+        return dpbusd(a, q, v), dpbusd(b, q, u)
+
     @njit(nogil=True)
     def loop(inputs, weights, steps, out):
         """steps x 16 vpdpbusd into 16 accumulators; out[:16] = their lane sum (so the
         work is used). inputs: int32 (64,), weights: int32 (256,)."""
+        # 16 accumulators written out, each in its own register: the 16 vpdpbusd of a step
+        # are independent, as many as the instruction's latency x throughput asks
         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = izero()
         b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = izero()
         for step in range(steps):
@@ -256,30 +266,14 @@ def _vnni_peak_loop():
             x = (step & 7) * 8
             v = iload(weights, w)
             u = iload(weights, w + 16)
-            q = ibroadcast_at(inputs, x)
-            a0 = dpbusd(a0, q, v)
-            b0 = dpbusd(b0, q, u)
-            q = ibroadcast_at(inputs, x + 1)
-            a1 = dpbusd(a1, q, v)
-            b1 = dpbusd(b1, q, u)
-            q = ibroadcast_at(inputs, x + 2)
-            a2 = dpbusd(a2, q, v)
-            b2 = dpbusd(b2, q, u)
-            q = ibroadcast_at(inputs, x + 3)
-            a3 = dpbusd(a3, q, v)
-            b3 = dpbusd(b3, q, u)
-            q = ibroadcast_at(inputs, x + 4)
-            a4 = dpbusd(a4, q, v)
-            b4 = dpbusd(b4, q, u)
-            q = ibroadcast_at(inputs, x + 5)
-            a5 = dpbusd(a5, q, v)
-            b5 = dpbusd(b5, q, u)
-            q = ibroadcast_at(inputs, x + 6)
-            a6 = dpbusd(a6, q, v)
-            b6 = dpbusd(b6, q, u)
-            q = ibroadcast_at(inputs, x + 7)
-            a7 = dpbusd(a7, q, v)
-            b7 = dpbusd(b7, q, u)
+            a0, b0 = two_dots(a0, b0, inputs, x, v, u)
+            a1, b1 = two_dots(a1, b1, inputs, x + 1, v, u)
+            a2, b2 = two_dots(a2, b2, inputs, x + 2, v, u)
+            a3, b3 = two_dots(a3, b3, inputs, x + 3, v, u)
+            a4, b4 = two_dots(a4, b4, inputs, x + 4, v, u)
+            a5, b5 = two_dots(a5, b5, inputs, x + 5, v, u)
+            a6, b6 = two_dots(a6, b6, inputs, x + 6, v, u)
+            a7, b7 = two_dots(a7, b7, inputs, x + 7, v, u)
         total = iadd(iadd(iadd(a0, a1), iadd(a2, a3)), iadd(iadd(a4, a5), iadd(a6, a7)))
         total = iadd(total, iadd(iadd(iadd(b0, b1), iadd(b2, b3)),
                                  iadd(iadd(b4, b5), iadd(b6, b7))))
@@ -288,19 +282,17 @@ def _vnni_peak_loop():
     return loop
 
 
-def _rate(loop: Callable[..., None], args: tuple, macs: int, threads: int, repeats: int
-          ) -> dict:
-    """{"per_core": G multiply-adds/s of `loop(*args)` (doing `macs`) on one thread,
-    "together": on `threads` threads at once (their sum)}, medians over the repeats."""
+def _rate(loop: Callable[..., None], args: Callable[[int], tuple], macs: int, threads: int,
+          repeats: int) -> dict:
+    """{"per_core": G multiply-adds/s of `loop(*args(0))` (doing `macs`) on one thread,
+    "together": of `loop(*args(i))` on `threads` threads i at once (their sum)}, medians
+    over the repeats."""
     from minitorch_compress.kernels.parallel import run_parallel
 
     def gmacs(parts: int) -> float:
-        times = []
-        for _ in range(max(3, repeats)):
-            start = time.perf_counter()
-            run_parallel([(loop, args(i)) for i in range(parts)])
-            times.append(time.perf_counter() - start)
-        return parts * macs / statistics.median(times) / 1e9
+        seconds = median_seconds(lambda: run_parallel([(loop, args(i)) for i in range(parts)]),
+                                 max(3, repeats))
+        return parts * macs / seconds / 1e9
 
     return {"per_core": gmacs(1), "together": gmacs(threads)}
 

@@ -307,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
     parser.add_argument("--conv-lanes", type=int, choices=(8,), default=None,
-                        help="8: keep the tiled conv on 8-lane vectors on an AVX-512 CPU too "
-                             "(to measure what its 16-lane vectors give)")
+                        help="8: keep the tiled conv and the direct grad-weight on 8-lane "
+                             "vectors on an AVX-512 CPU too (to measure what 16-lane vectors "
+                             "give)")
     args = parser.parse_args(argv)
     if args.conv_lanes == 8:
         from minitorch_compress.kernels import dispatch

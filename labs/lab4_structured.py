@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="(b): finetune only the group-Lasso models, not the L1-filter "
                              "baseline (its 20 epochs double the part's time; a later run "
                              "without this option adds it, --resume keeps the rest)")
+    parser.add_argument("--round-widths", action="store_true",
+                        help="(a): keep back zero channels up to a multiple of the conv tile "
+                             "in every block (same outputs; whole tiles for the kernel)")
     parser.add_argument("--speed-rounds", type=positive_int, default=5,
                         help="(d): timed rounds per model (median)")
     parser.add_argument("--budgets", nargs="+", default=list(lab4.BUDGETS), metavar="FRACTION",

@@ -290,6 +290,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not out_dir.is_dir():  # a report is made from the result files there
         raise MinitorchError(f"--out-dir {out_dir} is not a folder (a results folder, such as "
                              "results/, results/local/ or results/quick/)")
+    if not any(out_dir.glob("*.json")):  # then every page would only say "not run yet"
+        raise MinitorchError(f"--out-dir {out_dir} holds no result files (*.json): run a lab "
+                             f"with --out-dir {out_dir} first (e.g. `python "
+                             "labs/lab1_sparse_linear.py`), or `python -m minitorch_compress "
+                             "reproduce`, which writes results/quick/")
     if args.all:
         for page in (lab1, lab2, lab3, compression, lab4, sparse, lab5, int8):
             if (written := page.write_report(out_dir)) is not None:

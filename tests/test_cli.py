@@ -302,6 +302,11 @@ def test_a_new_users_bad_inputs_are_one_line(tmp_path, capsys):
     code, err = run(["report", "--out-dir", str(tmp_path / "missing")], capsys)
     assert_one_line(code, err, "is not a folder")
     assert not (tmp_path / "missing").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = run(["report", "--all", "--out-dir", str(empty)], capsys)
+    assert_one_line(code, err, "holds no result files", "reproduce")
+    assert list(empty.iterdir()) == []  # no lab3.md, no REPORT.md of blanks
     model = tmp_path / "m.mtc"
     write_model_file(resnet20(), model)
     code, err = run(["export", "--weights", str(model), "--out", str(tmp_path / "m.txt")],

@@ -125,6 +125,30 @@ def test_tiled_epilogue_is_the_row_epilogue_after_the_conv(setting, seed, tile):
 
 
 @pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("size, stride", [(16, 1), (8, 1), (32, 2)])
+@pytest.mark.parametrize("relu, residual", [(False, False), (True, False), (True, True),
+                                            (False, True)])
+def test_a_padded_channel_count_alone_is_cropped_plane_by_plane(tile, size, stride, relu,
+                                                                residual):
+    """K = 10 (padded to 12) on an output whose width needs no padding: the scratch is
+    copied out a whole plane at a time with the epilogue on it, giving the reference conv
+    and, fused, the row epilogue after the plain conv bit for bit."""
+    rng = np.random.default_rng(size + stride)
+    x = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+    w = rng.standard_normal((10, 3, 3, 3)).astype(np.float32)
+    coef = rng.standard_normal((10, 2)).astype(np.float32)
+    with mock.patch.object(tiled, "_crop_planes_into", wraps=tiled._crop_planes_into) as planes, \
+            mock.patch.object(tiled, "_crop_into", wraps=tiled._crop_into) as rows:
+        plain = _run(x, w, 1, tile=tile, stride=stride)
+        res = rng.standard_normal(plain.shape).astype(np.float32) if residual else None
+        fused = _run(x, w, 1, Epilogue(coef, relu, res), tile=tile, stride=stride)
+    assert planes.call_count == 2 and rows.call_count == 0
+    assert_close(plain, ref.conv2d_forward(x, w, stride, 1),
+                 ref.conv2d_forward(np.abs(x), np.abs(w), stride, 1))
+    np.testing.assert_array_equal(fused, with_row_epilogue(plain, coef, relu, res))
+
+
+@pytest.mark.parametrize("tile", TILES)
 def test_tiled_forward_writes_a_strided_output(tile):
     """An output that is not C-contiguous is written through the scratch, values as into a
     contiguous one."""
@@ -244,6 +268,27 @@ def test_compiled_16_lane_ops_equal_the_python_ones(groups, seed):
     _broadcast_fma16(s, a[:16], out)
     np.testing.assert_array_equal(out[:16], s * a[:16])
     assert np.isnan(out[16:]).all()  # exactly 16 lanes stored
+
+
+@njit(cache=True)
+def _like_ops(s, a, out8, out16):
+    """out = s * a + a through `vload_like`/`vbroadcast_like`, at the width of each zero."""
+    zero8, zero16 = simd.vzero(), simd.vzero16()
+    simd.vstore(out8, 0, simd.vfma(simd.vbroadcast_like(zero8, s),
+                                   simd.vload_like(zero8, a, 1), simd.vload_like(zero8, a, 1)))
+    simd.vstore(out16, 0, simd.vfma(simd.vbroadcast_like(zero16, s),
+                                    simd.vload_like(zero16, a, 1), simd.vload_like(zero16, a, 1)))
+
+
+def test_width_generic_ops_take_the_width_of_the_given_vector():
+    """Compiled and plain Python: 8 lanes from `vzero()`, 16 from `vzero16()`, exactly."""
+    a = np.arange(20, dtype=np.float32)
+    for run in (_like_ops, _like_ops.py_func):
+        out8, out16 = np.full(20, np.nan, np.float32), np.full(20, np.nan, np.float32)
+        run(np.float32(2.0), a, out8, out16)
+        np.testing.assert_array_equal(out8[:8], 3 * a[1:9])
+        np.testing.assert_array_equal(out16[:16], 3 * a[1:17])
+        assert np.isnan(out8[8:]).all() and np.isnan(out16[16:]).all()
 
 
 def test_python_vector_ops_refuse_reads_and_writes_past_the_end():

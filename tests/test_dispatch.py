@@ -20,38 +20,39 @@ from minitorch_compress.kernels.sparse_conv import SparseWeights, sparse_conv2d_
 ROOT = Path(__file__).resolve().parents[1]
 F32 = np.dtype(np.float32)
 T, G = dispatch.TILED_3X3, dispatch.IM2COL_GEMM
+# the 3x3 grad-weight: direct where its tile fits the CPU's vector registers
+D = dispatch.DIRECT_GRAD_WEIGHT if dispatch.DIRECT_GRAD_WEIGHT_FITS else dispatch.GEMM_GRAD_WEIGHT
 
 # (forward, grad-input, grad-weight) of each ResNet-20 conv in float32, in the order of
 # `dispatch.RESNET20_CONVS`
 EXPECTED = {
-    "head_conv": (T, T, dispatch.DIRECT_GRAD_WEIGHT),
-    "stage 1 conv": (T, T, dispatch.DIRECT_GRAD_WEIGHT),
-    "stage 2 first conv1": (T, dispatch.GEMM_COL2IM, dispatch.GEMM_GRAD_WEIGHT),
+    "head_conv": (T, T, D),
+    "stage 1 conv": (T, T, D),
+    "stage 2 first conv1": (T, dispatch.GEMM_COL2IM, D),
     "stage 2 shortcut": (G, dispatch.GEMM_COL2IM, dispatch.GEMM_GRAD_WEIGHT),
-    "stage 2 conv": (T, T, dispatch.DIRECT_GRAD_WEIGHT),
-    "stage 3 first conv1": (T, dispatch.GEMM_COL2IM, dispatch.GEMM_GRAD_WEIGHT),
+    "stage 2 conv": (T, T, D),
+    "stage 3 first conv1": (T, dispatch.GEMM_COL2IM, D),
     "stage 3 shortcut": (G, dispatch.GEMM_COL2IM, dispatch.GEMM_GRAD_WEIGHT),
-    "stage 3 conv": (T, T, dispatch.GEMM_GRAD_WEIGHT),
+    "stage 3 conv": (T, T, D),
 }
 
 
 def _choices(shape: dispatch.ConvShape, dtype=F32) -> tuple[str, str, str]:
     """(forward, grad-input, grad-weight) kernels the table names for this conv."""
-    _, _, _, size, kernel, stride, padding = shape
-    out = (size + 2 * padding - kernel) // stride + 1
+    _, _, _, _, kernel, stride, padding = shape
     return (dispatch.forward_kernel(kernel, kernel, stride, dtype),
             dispatch.grad_input_kernel(kernel, kernel, stride, padding, dtype),
-            dispatch.grad_weight_kernel(kernel, kernel, stride, out * out))
+            dispatch.grad_weight_kernel(kernel, kernel, stride, dtype))
 
 
 @pytest.mark.parametrize("shape", dispatch.RESNET20_CONVS, ids=lambda s: s.name)
 def test_the_table_names_each_resnet20_conv_kernel(shape: dispatch.ConvShape):
     assert _choices(shape) == EXPECTED[shape.name]
     # the fused inference forward is the forward's kernel with an epilogue; grad checks in
-    # float64 run the GEMM kernels, except the direct grad-weight (any float dtype)
+    # float64 run the GEMM kernels
     forward, grad_input, grad_weight = _choices(shape, np.dtype(np.float64))
     assert forward == G and grad_input in (G, dispatch.GEMM_COL2IM)
-    assert grad_weight == EXPECTED[shape.name][2]
+    assert grad_weight == dispatch.GEMM_GRAD_WEIGHT
 
 
 def test_every_kernel_is_reached_by_a_default_case():
@@ -59,7 +60,18 @@ def test_every_kernel_is_reached_by_a_default_case():
     kernel the table can name, so none is left behind a switch."""
     reached = {kernel for shape in dispatch.RESNET20_CONVS for kernel in _choices(shape)}
     reached.add(dispatch.sparse_forward_kernel(F32))
-    assert reached == set(dispatch.KERNELS)
+    # (but the direct grad-weight only where its tile fits the registers)
+    assert reached == set(dispatch.KERNELS) - (
+        set() if dispatch.DIRECT_GRAD_WEIGHT_FITS else {dispatch.DIRECT_GRAD_WEIGHT})
+
+
+def test_the_direct_grad_weight_runs_only_where_its_tile_fits_the_registers():
+    for fits, expected in ((True, dispatch.DIRECT_GRAD_WEIGHT),
+                           (False, dispatch.GEMM_GRAD_WEIGHT)):
+        with mock.patch.object(dispatch, "DIRECT_GRAD_WEIGHT_FITS", fits):
+            assert dispatch.grad_weight_kernel(3, 3, 1, F32) == expected
+            assert dispatch.grad_weight_kernel(3, 3, 2, F32) == expected
+            assert dispatch.grad_weight_kernel(1, 1, 2, F32) == dispatch.GEMM_GRAD_WEIGHT
 
 
 def test_the_choice_of_forward_does_not_depend_on_the_channel_count_or_width():

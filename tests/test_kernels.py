@@ -40,10 +40,9 @@ RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
 chunk_bytes = st.sampled_from([None, 1, 4000])
 
 # which kernels the conv entry points take: the dispatch table's choice
-# (`kernels/dispatch.py`: float32 3x3 convs on the register-tiled kernel); im2col + GEMM
-# for every forward, grad-input and grad-weight; or the direct grad-weight at every size of
-# a stride-1 3x3 conv (the table takes it only from 16x16 on)
-kernel_paths = st.sampled_from(["auto", "im2col", "direct"])
+# (`kernels/dispatch.py`: float32 3x3 convs on the register-tiled forward and the direct
+# grad-weight); or im2col + GEMM for every forward, grad-input and grad-weight
+kernel_paths = st.sampled_from(["auto", "im2col"])
 
 
 def assert_close(actual: np.ndarray, expected: np.ndarray, magnitude: np.ndarray) -> None:
@@ -69,10 +68,8 @@ def _conv_config(chunk: int | None, path: str = "auto"):
         if path == "im2col":
             stack.enter_context(mock.patch.object(dispatch, "forward_kernel",
                                                   lambda *_: dispatch.IM2COL_GEMM))
-            stack.enter_context(mock.patch.object(dispatch, "DIRECT_GRAD_WEIGHT_MIN_PIXELS",
-                                                  10**9))
-        if path == "direct":
-            stack.enter_context(mock.patch.object(dispatch, "DIRECT_GRAD_WEIGHT_MIN_PIXELS", 0))
+            stack.enter_context(mock.patch.object(dispatch, "grad_weight_kernel",
+                                                  lambda *_: dispatch.GEMM_GRAD_WEIGHT))
         yield
 
 
@@ -183,7 +180,7 @@ def test_conv_backward_matches_reference(s: ConvSetting, dtype, seed: int, chunk
         (4, 4, 2, 3),
     ],
 )
-@pytest.mark.parametrize("path", ["auto", "im2col", "direct"])
+@pytest.mark.parametrize("path", ["auto", "im2col"])
 def test_conv_general_geometry_matches_reference(
     kh: int, kw: int, stride: int, padding: int, path: str
 ):
@@ -202,7 +199,7 @@ def test_conv_general_geometry_matches_reference(
     )
 
 
-@pytest.mark.parametrize("path", ["auto", "im2col", "direct"])
+@pytest.mark.parametrize("path", ["auto", "im2col"])
 @pytest.mark.parametrize("shape", dispatch.RESNET20_CONVS, ids=lambda s: s.name)
 def test_conv_resnet20_shapes_match_reference(shape: dispatch.ConvShape, path: str):
     # the real shapes (2 images), on the kernels the table picks for them, and forced

@@ -213,6 +213,14 @@ def test_a_missing_sparse_from_file_is_one_clear_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "--sparse-from" in err and "no such file" in err
 
 
+def test_a_sparse_from_folder_is_one_line_that_names_the_file_to_pass(tmp_path, capsys):
+    assert lab3_script.main(["--part", "d", "--sparse-from", str(tmp_path),
+                             "--out-dir", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a folder" in err
+    assert "results/models/lab2_c.mtc" in err and "no such file" not in err
+
+
 def test_incompatible_options_are_refused(capsys):
     with pytest.raises(SystemExit) as exit_info:
         lab3_script.main(["--part", "d", "--naive-quantizer", "--symmetric"])

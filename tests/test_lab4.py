@@ -86,6 +86,15 @@ def test_lasso_and_threshold_and_speed_are_recorded_and_the_page_answers_each_cl
     full_s = 1 / d["full"]["img_s"]
     for m in d.values():  # time per MAC relative to the full model's
         assert m["time_per_mac"] == pytest.approx(1 / m["img_s"] / full_s / m["macs_ratio"])
+    # the convs pruning narrowed, timed alone against the same convs of the full model, and
+    # the share of the time outside them (the full model and the 80 % unstructured one
+    # narrow nothing; a channel-pruned model narrows conv1 and conv2 of its pruned blocks)
+    split = ("narrowed_convs", "narrowed_time_per_mac", "fixed_share", "fixed_share_in_full")
+    for name, m in d.items():
+        assert (set(split) <= set(m)) == name.startswith("lab4_"), name
+    widths = _read(out, "lab4_a")["strengths"]["5000"]["channels"]
+    assert d["lab4_a_5000"]["narrowed_convs"] == 2 * sum(
+        1 for w, full in zip(widths, [16] * 3 + [32] * 3 + [64] * 3, strict=True) if w < full)
     page = (out / "lab4.md").read_text()
     for claim in ("1.2", "1.3", "1.4", "1.6"):
         assert f"| {claim}: " in page
@@ -187,6 +196,13 @@ def test_each_claims_verdict_follows_the_numbers():
     assert "not the kernels" in line
     # 0.8 of the MACs in the full model's time: the narrower layers run slower per MAC
     assert "kernels lose speed" in report.target_line(speed(100.0, 0.8, 0.91))
+    # ... unless (d)'s split says the narrowed convs keep up: then the rest is to blame
+    split = speed(100.0, 0.8, 0.91)
+    split["d"]["models"]["lab4_b_1"].update(narrowed_time_per_mac=1.04, fixed_share=0.35)
+    line = report.target_line(split)
+    assert "narrowed convs keep up (1.04x" in line and "takes 35% of its time" in line
+    split["d"]["models"]["lab4_b_1"]["narrowed_time_per_mac"] = 1.2
+    assert "kernels lose speed" in report.target_line(split)
     assert "no finetuned" in report.target_line(speed(125.0, 0.8, 0.80))
 
 
@@ -210,6 +226,30 @@ def test_part_b_can_leave_the_l1_baseline_for_later(tmp_path, synthetic_cifar10_
     again = _read(out, "lab4_b")["strengths"]["5000"]
     assert again["l1_filter"] is not None
     assert again["group_lasso"]["history"] == b["group_lasso"]["history"]
+
+
+def test_round_widths_keeps_whole_tiles_with_the_same_accuracy(tmp_path, synthetic_cifar10_dir,
+                                                               random_resnet20_weights):
+    """(a) with --round-widths: every width a multiple of the tile (or the block's full
+    width), and the model file evaluates to the accuracy of the run before the shrink (the
+    channels kept back are zero groups)."""
+    from minitorch_compress.compression.structured import CHANNEL_TILE, FULL_WIDTHS
+    from minitorch_compress.data.cifar10 import load_cifar10
+    from minitorch_compress.training.evaluate import evaluate
+
+    out = tmp_path / "results"
+    argv = ["--part", "a", "--round-widths", "--strengths", "5000", "--data-dir",
+            str(synthetic_cifar10_dir), "--weights", str(random_resnet20_weights), "--epochs",
+            "2", "--subset", "64", "--test-subset", "64", "--out-dir", str(out), "--run-root",
+            str(tmp_path / "runs"), "--no-progress"]
+    assert lab4_script.main(argv) == 0
+    a = _read(out, "lab4_a")["strengths"]["5000"]
+    assert all(w % CHANNEL_TILE == 0 or w == full
+               for w, full in zip(a["channels"], FULL_WIDTHS, strict=True))
+    assert sum(a["channels"]) < sum(FULL_WIDTHS)
+    model = load_pretrained(out / "models" / "lab4_a_5000.mtc")
+    data = load_cifar10(synthetic_cifar10_dir, subset=0, test_subset=64)
+    assert evaluate(model, data.x_test, data.y_test) == a["accuracy"]
 
 
 def test_the_methods_at_a_mac_budget_are_recorded_and_evaluate_from_their_files(smoke_run):
@@ -243,6 +283,7 @@ def test_the_methods_at_a_mac_budget_are_recorded_and_evaluate_from_their_files(
     assert row.count(" MACs, ") == 4 and "not run yet" not in row
     assert "time/MAC" in row  # (d) timed them
     assert "Time per MAC of the (e) models" in page
+    assert "the convs that pruning narrowed" in page and "narrowed convs' time/MAC" in page
     assert (out / "lab4" / "methods_pareto.png").stat().st_size > 0
 
 
@@ -313,3 +354,27 @@ def test_a_method_left_out_of_a_smoke_run_is_not_called_pending():
     e = {"budgets": {"0.6": {}}, "_meta": {"smoke": True}}
     assert methods_cell({"e": e}, "0.6", "l1") == "not in this smoke run"
     assert methods_cell({"e": {**e, "_meta": {"smoke": False}}}, "0.6", "l1") == "not run yet"
+
+
+def test_the_time_per_mac_sentence_splits_the_narrowed_convs_from_the_rest():
+    """The kernels' goal is judged on the narrowed convs' own time per MAC; the shares that
+    do not shrink are the run's, for the pruned models and the full one (and an older (d)
+    without the split still gets the whole-model sentence)."""
+    from minitorch_compress.reports.lab4 import time_per_mac_line
+
+    def d(models):
+        return {"d": {"models": {"full": {"time_per_mac": 1.0}, **models}}}
+
+    e1 = {"time_per_mac": 1.18, "narrowed_time_per_mac": 1.04, "fixed_share": 0.25,
+          "fixed_share_in_full": 0.15}
+    e2 = {"time_per_mac": 1.20, "narrowed_time_per_mac": 1.10, "fixed_share": 0.3,
+          "fixed_share_in_full": 0.2}
+    line = time_per_mac_line(d({"lab4_e_l1_m60": e1}))
+    assert "narrowed, each timed alone, 1.04x; the whole model 1.18x" in line
+    assert "for the kernels is met" in line
+    assert "takes 25% of a pruned model's time, against 15% of the full model's" in line
+    line = time_per_mac_line(d({"lab4_e_l1_m60": e1, "lab4_e_lasso_m60": e2}))
+    assert "median 1.07x, from 1.04x to 1.10x" in line and "is not met" in line
+    assert "median 28%, from 25% to 30% of a pruned model's time" in line
+    line = time_per_mac_line(d({"lab4_e_l1_m60": {"time_per_mac": 1.18}}))
+    assert line.endswith("1.18x over 1 model; the goal of at most 1.05x is not met.")

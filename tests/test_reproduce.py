@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from minitorch_compress.cli import build_parser, main
-from minitorch_compress.reproduce import lab_commands
+from minitorch_compress.reproduce import lab_commands, run_lab
 
 
 def test_quick_mode_runs_every_lab_and_writes_the_report(tmp_path, synthetic_cifar10_dir,
@@ -116,3 +116,58 @@ def test_each_bit_width_row_shows_its_own_run(tmp_path):
                                          "(20 ep)"]
     assert "--part d` @ `?`" in rows["| Lab 3 (d) 80 %-sparse + 2 bits, after finetune (20 ep)"]
     assert "7000 s" not in summary_table(tmp_path)
+
+
+def test_a_lab_run_in_process_ends_as_its_command_would(capsys):
+    """reproduce runs each lab's main(argv) in its own process: a usage error is still the
+    script's one line and exit status 2, not a SystemExit that ends reproduce."""
+    assert run_lab(["lab2_pruning.py", "--part", "z"]) == 2
+    assert "invalid choice: 'z'" in capsys.readouterr().err
+
+
+def test_lab3_b_takes_its_float_row_from_lab2_a_instead_of_evaluating_again(
+        tmp_path, synthetic_cifar10_dir, random_resnet20_weights):
+    """Issue #34, part 5 (nothing evaluated twice): Lab 3 (b)'s float row is the pretrained
+    model on the same test images, which Lab 2 (a) has just measured; it is read from
+    lab2_a.json when that file measured the same weights on the same images, and evaluated
+    when it did not."""
+    from minitorch_compress.experiments import lab2, lab3
+
+    common = {"data_dir": synthetic_cifar10_dir, "weights": random_resnet20_weights,
+              "test_subset": 32, "out_dir": tmp_path, "run_root": tmp_path / "runs",
+              "no_progress": True}
+    lab2.run(lab2.Lab2Options(part="a", **common))
+    path = tmp_path / "lab2_a.json"
+    measured = json.loads(path.read_text())
+    evaluated = measured["accuracy"]
+    measured["accuracy"] = 0.123456  # no accuracy on 32 images: it can only come from the file
+    path.write_text(json.dumps(measured))
+    reused = lab3.part_b(lab3.Lab3Options(part="b", **common))
+    assert reused["accuracy"]["float"] == 0.123456 and reused["float_from"] == "lab2_a.json"
+    measured["accuracy"] = evaluated
+    path.write_text(json.dumps(measured))
+    for other in ({"test_subset": 16}, {"weights": None}):
+        options = lab3.Lab3Options(part="b", **{**common, **other})
+        assert lab3.lab2_float_accuracy(options, 16 if other.get("test_subset") else 32) \
+            is None
+    evaluated_here = lab3.part_b(lab3.Lab3Options(part="b", **{**common, "test_subset": 16}))
+    assert evaluated_here["float_from"] is None
+    assert (evaluated_here["accuracy"]["float"] * 16).is_integer()  # measured on 16 images
+
+
+def test_missing_data_or_weights_are_refused_before_any_lab_runs(tmp_path, capsys,
+                                                                 synthetic_cifar10_dir,
+                                                                 random_resnet20_weights):
+    """The README promises refusal before any work starts: a wrong --data-dir or --weights
+    was found by Lab 2 (a), after Lab 1 had run and written its results."""
+    out_dir = tmp_path / "results"
+    for wrong in (["--data-dir", str(tmp_path / "nowhere"), "--weights",
+                   str(random_resnet20_weights)],
+                  ["--data-dir", str(synthetic_cifar10_dir), "--weights",
+                   str(tmp_path / "none.pt")]):
+        argv = ["reproduce", *wrong, "--out-dir", str(out_dir), "--run-root",
+                str(tmp_path / "runs"), "--no-progress"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+        assert not list(out_dir.glob("*.json"))

@@ -64,6 +64,7 @@ def unpinned(monkeypatch, tmp_path):
     path = tmp_path / "cache" / "sparse_break_even.json"
     monkeypatch.setattr(sbe, "_pinned", None)
     monkeypatch.setattr(sbe, "_known", {})
+    monkeypatch.setattr(sbe, "_announced", False)
     monkeypatch.setattr(sbe, "measure", fake_measure)
     monkeypatch.setattr(sbe, "CACHE_FILE", path)  # never this checkout's cache
     return path, calls
@@ -141,3 +142,31 @@ def test_measure_times_the_dense_path_and_every_sparsity():
     dense_s, sparse_s = sbe.measure(ConvGeometry(2, 3, 8, 3, 2, 1), (0.5, 0.9), batch=2,
                                     rounds=1)
     assert dense_s > 0 and list(sparse_s) == [0.5, 0.9] and min(sparse_s.values()) > 0
+
+
+def test_calibrating_says_so_once_on_stderr(unpinned, capsys):
+    path, calls = unpinned
+    sbe.break_even(SHAPE, path)
+    sbe.break_even(SHAPE._replace(size=16), path)
+    assert len(calls) == 2
+    err = capsys.readouterr().err
+    assert err.count("calibrating the sparse/dense break-even") == 1
+    assert len(err.splitlines()) == 1
+
+
+def test_calibrate_keeps_the_entries_another_process_wrote_meanwhile(unpinned, monkeypatch):
+    """Another process writes its shape while this one measures: both entries stay."""
+    path, _ = unpinned
+    other = SHAPE._replace(size=16)
+
+    def measure_while_another_process_writes(shape, *args, **kwargs):
+        sbe._write_cache(path, {sbe.cache_key(): {"16,16,16,3,1,1": {"break_even": 0.4}}})
+        return 1.0, _linear(0.1, 1.8)
+
+    monkeypatch.setattr(sbe, "measure", measure_while_another_process_writes)
+    sbe.calibrate(SHAPE, path)
+    entries = json.loads(path.read_text())[sbe.cache_key()]
+    assert set(entries) == {"16,16,32,3,1,1", "16,16,16,3,1,1"}
+    monkeypatch.setattr(sbe, "_known", {})
+    assert sbe.break_even(other, path) == 0.4
+    assert not list(path.parent.glob("*.tmp"))  # the temporary file was renamed

@@ -16,6 +16,7 @@ from minitorch_compress.compression.structured import (
     GroupLassoHook,
     at_least_one,
     block_group_norms,
+    fill_to_tile,
     group_norms,
     group_soft_threshold,
     group_soft_threshold_factors,
@@ -94,6 +95,35 @@ def test_removing_zero_groups_changes_no_output_and_makes_the_model_smaller():
     x = np.random.default_rng(1).normal(size=(4, 3, 32, 32)).astype(np.float32)
     np.testing.assert_allclose(_logits(small, x), _logits(model, x), rtol=1e-4, atol=1e-4)
     assert resnet20_macs(small.mid_channels) < resnet20_macs()
+
+
+def test_filling_to_the_tile_adds_back_zero_groups_and_changes_no_output():
+    model = _trained_like()
+    norms = [block_group_norms(b) for b in model.body_op]
+    group_soft_threshold(model, float(np.quantile(np.concatenate(norms), 0.6)))
+    keep = at_least_one(surviving_channels(model), model)
+    assert any(len(k) % CHANNEL_TILE for k in keep)  # the premise: some widths off the tile
+    filled = fill_to_tile(keep, model)
+    for block, (before, after) in enumerate(zip(keep, filled, strict=True)):
+        width = model.mid_channels[block]
+        assert set(before) <= set(after) and after == sorted(after)
+        assert len(after) == min(width, -(-len(before) // CHANNEL_TILE) * CHANNEL_TILE)
+        # what is added back are the removed groups: all zero after the threshold
+        assert not np.any(group_norms(model)[block][sorted(set(after) - set(before))])
+    x = np.random.default_rng(1).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(_logits(shrink(model, filled), x), _logits(model, x),
+                               rtol=1e-4, atol=1e-4)
+    assert fill_to_tile(filled, model) == filled
+
+
+def test_filling_to_the_tile_adds_the_largest_removed_channels_first():
+    model = _trained_like()
+    keep = [[0] for _ in model.mid_channels]
+    filled = fill_to_tile(keep, model, multiple=3)
+    for block, channels in enumerate(filled):
+        others = np.delete(group_norms(model)[block], 0)
+        largest = np.argsort(-others, kind="stable")[:2] + 1  # indexes in the block again
+        assert channels == sorted([0, *(int(k) for k in largest)])
 
 
 def test_a_shrunk_model_round_trips_through_the_model_file(tmp_path):

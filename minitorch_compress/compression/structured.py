@@ -128,6 +128,26 @@ def at_least_one(keep: Keep, model: ResNet20) -> Keep:
     return [k if k else [int(np.argmax(norms[i]))] for i, k in enumerate(keep)]
 
 
+def fill_to_tile(keep: Keep, model: ResNet20, multiple: int = CHANNEL_TILE) -> Keep:
+    """`keep` with each block's channels made up to a multiple of `multiple` (at most the
+    block's width) by adding back removed channels, those of largest group norm first (ties
+    to the earlier channel); sorted.
+
+    A conv1 whose output count is not a multiple of the tile runs the tiled kernel into a
+    padded scratch output, computing the padding filters anyway, then copies it into the
+    output with the epilogue (`kernels/direct_conv_tiled.py`: plane by plane, or row by row
+    where the output width was padded too): a whole tile costs the same multiplies and skips
+    that copy. After a group-Lasso run the channels added back are
+    zero groups, so the model computes the same outputs (`shrink`)."""
+    filled = []
+    for block_keep, norms in zip(keep, group_norms(model), strict=True):
+        width = min(len(norms), -(-len(block_keep) // multiple) * multiple)
+        kept = set(block_keep)
+        extra = [int(k) for k in np.argsort(-norms, kind="stable") if int(k) not in kept]
+        filled.append(sorted([*block_keep, *extra[:width - len(block_keep)]]))
+    return filled
+
+
 def l1_filter_norms(model: ResNet20) -> list[np.ndarray]:
     """Per block, (mid,) the L1 norm of each conv1 filter (float64): Li et al.'s score."""
     return [np.abs(group_tensors(block)[0].astype(np.float64)).sum(axis=(1, 2, 3))

@@ -8,7 +8,8 @@ provenance). "The body" is every Conv2d under ``body_op.`` (the 9 residual block
 shortcut convs included: 20 layers); the head conv and the final FC stay float.
 
 * (b) ``{"accuracy": {"float", "6", "5", "4", "3", "2"}}``: the pretrained model with its body
-  quantized to b bits, test accuracy only (no training).
+  quantized to b bits, test accuracy only (no training); the float row is Lab 2 (a)'s
+  (``float_from``) when ``lab2_a.json`` in the same folder measured it on the same images.
 * (c) ``{"best_accuracy": {"4", "3", "2"}, "history": {"4": [per-epoch test accuracy], ...}}``:
   quantization-aware finetuning (QAT) with the course recipe. The forward uses the STE
   quantizer, so every test accuracy is that of the quantized weights.
@@ -229,11 +230,15 @@ def check_sparse_start(options: Lab3Options) -> None:
     """Fail early, in one line, when part (d) has no model to start from.
 
     Raises:
-        CheckpointError: the --sparse-from file is missing, has folded batch norm or is not
-            80 % sparse, or Lab 2 (c)'s checkpoint is missing and neither --sparse-from nor
-            --sparse-from-pretrained is given.
+        CheckpointError: the --sparse-from file is missing (or a folder), has folded batch
+            norm or is not 80 % sparse, or Lab 2 (c)'s checkpoint is missing and neither
+            --sparse-from nor --sparse-from-pretrained is given.
     """
     if options.sparse_from is not None:
+        if options.sparse_from.is_dir():
+            raise CheckpointError(
+                f"--sparse-from {options.sparse_from} is a folder; pass a model file: the "
+                f"committed results/models/lab2_c.mtc or Lab 2 (c)'s {lab2_checkpoint(options)}")
         if not options.sparse_from.is_file():
             raise CheckpointError(f"--sparse-from {options.sparse_from}: no such file")
         model = load_pretrained(options.sparse_from)
@@ -298,13 +303,17 @@ def part_b(options: Lab3Options, data: Cifar10 | None = None) -> dict[str, Any]:
     Returns:
         {"accuracy": {"float": float, "6": float, ..., "2": float}, "mode",
         "quantized_layers" (the 20 names), "max_nonzero_levels": {bits: int},
-        "test_images"}.
+        "test_images", "float_from" ("lab2_a.json" when the float row is Lab 2 (a)'s
+        evaluation, `lab2_float_accuracy`, else None)}.
     """
     data = lab_data(options, data, trains=False)
     mode = quantizer_mode("b", options)
     model = pretrained(options)
-    accuracy = {"float": accuracy_on_test_set(model, data, options, "(b) float")}
-    print(f"  (b) float: {accuracy['float']:.4f}", flush=True)
+    measured = lab2_float_accuracy(options, len(data.y_test))
+    accuracy = {"float": measured if measured is not None
+                else accuracy_on_test_set(model, data, options, "(b) float")}
+    print(f"  (b) float: {accuracy['float']:.4f}"
+          + (" (Lab 2 (a)'s, lab2_a.json)" if measured is not None else ""), flush=True)
     levels: dict[str, int] = {}
     layers: list[str] = []
     for bits in BITS_B:
@@ -314,7 +323,22 @@ def part_b(options: Lab3Options, data: Cifar10 | None = None) -> dict[str, Any]:
         levels[bits] = max(nonzero_levels(model).values())
         print(f"  (b) {bits} bits ({mode}): {accuracy[bits]:.4f}", flush=True)
     return {"accuracy": accuracy, "mode": mode, "quantized_layers": layers,
-            "max_nonzero_levels": levels, "test_images": len(data.y_test)}
+            "max_nonzero_levels": levels, "test_images": len(data.y_test),
+            "float_from": None if measured is None else "lab2_a.json"}
+
+
+def lab2_float_accuracy(options: Lab3Options, test_images: int) -> float | None:
+    """The pretrained float model's test accuracy as Lab 2 (a) measured it into
+    ``<out-dir>/lab2_a.json``, if it measured the same model (the same --weights) on the same
+    test images: (b)'s float row is that very evaluation, so it is not run twice. None when
+    there is no such result (then (b) evaluates the float model itself)."""
+    result = read_result(options.out_dir, "lab2_a")
+    if result is None or not isinstance(result.get("accuracy"), float):
+        return None
+    same = (result.get("weights") == weights_id(options)
+            and result.get("test_images") == test_images
+            and result.get("_meta", {}).get("test_subset") == options.test_subset)
+    return result["accuracy"] if same else None
 
 
 def part_c(options: Lab3Options, data: Cifar10 | None = None) -> dict[str, Any]:

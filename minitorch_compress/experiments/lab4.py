@@ -11,8 +11,9 @@ committed file, not from a run folder.
   pretrained model for the first half of the epoch budget with the group-Lasso prox after
   every step (`compression.structured.GroupLassoHook`); the last epoch is the result (where
   the penalty has acted longest). Its zero groups are removed (`shrink`: the same outputs up
-  to rounding), and the smaller model is written as ``lab4_a_<lambda>.mtc``. Payload per
-  strength: accuracy, surviving channels per block, MACs ratio, history.
+  to rounding; with ``--round-widths`` as many kept back as make each block's width a
+  multiple of the conv tile), and the smaller model is written as ``lab4_a_<lambda>.mtc``.
+  Payload per strength: accuracy, surviving channels per block, MACs ratio, history.
 * (b) **The smaller dense network, finetuned.** Each (a) model finetuned with the course
   recipe for the rest of the budget (``lab4_b_<lambda>.mtc``), and, as the baseline of Li et
   al. (ICLR 2017), the pretrained model cut to the *same* channel counts by conv1 filter L1
@@ -62,6 +63,7 @@ from minitorch_compress.compression.structured import (
     FULL_WIDTHS,
     GroupLassoHook,
     at_least_one,
+    fill_to_tile,
     group_norms,
     l1_filter_keep,
     l1_filter_norms,
@@ -88,6 +90,12 @@ from minitorch_compress.experiments.common import (
     save_model_file,
     weights_id,
     write_result,
+)
+from minitorch_compress.experiments.conv_time import (
+    conv_macs,
+    narrowed,
+    record_convs,
+    time_each,
 )
 from minitorch_compress.experiments.lab4_layout import (
     FINETUNE_PARTS,
@@ -125,6 +133,9 @@ class Lab4Options(LabOptions):
         l1_strengths: Lasso strengths of (c), as strings.
         no_l1_baseline: (b) finetunes only the group-Lasso models, not the L1-filter
             baseline.
+        round_widths: (a) makes each block's surviving channels up to a multiple of the conv
+            tile by keeping back zero groups (`fill_to_tile`: the same outputs), so (a)'s and
+            (b)'s models run every conv1 on whole tiles.
         speed_rounds: (d)'s timed rounds per model (their median is reported).
         budgets: (e)'s MAC budgets, fractions of the full model's MACs in whole percents, as
             strings ("0.6"; the JSON keys), run in this order.
@@ -142,6 +153,7 @@ class Lab4Options(LabOptions):
     strengths: tuple[str, ...] = STRENGTHS
     l1_strengths: tuple[str, ...] = L1_STRENGTHS
     no_l1_baseline: bool = False
+    round_widths: bool = False
     speed_rounds: int = 5
     budgets: tuple[str, ...] = BUDGETS
     methods: tuple[str, ...] = METHODS
@@ -278,7 +290,8 @@ def part_a(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
         model = pretrained(options)
         hooks = [GroupLassoHook(float(strength)), LastEpochOnly(lasso_epochs)]
         result = finetune(model, data, phase, f"lab4_a_{strength}", hooks, script=SCRIPT)
-        small = shrink(model, at_least_one(surviving_channels(model), model))
+        keep = at_least_one(surviving_channels(model), model)
+        small = shrink(model, fill_to_tile(keep, model) if options.round_widths else keep)
         saved = save_model_file(small, options, f"lab4_a_{strength}")
         channels = list(small.mid_channels)
         out[strength] = {
@@ -378,12 +391,24 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     The channel-pruned models are those of (a) and (b) at ``--strengths`` and every
     finetuned (e) model in ``<out-dir>/models``.
 
+    Each round also times every conv of each model alone, on the inputs it sees in the
+    model (`conv_time`: the conv kernel `kernels/dispatch.py` picks, without the batch norm,
+    residual add and ReLU it runs fused with). Of a channel-pruned model, the convs that
+    pruning narrowed (`conv_time.narrowed`) should take time in proportion to their MACs;
+    all else it runs -- the convs left whole, those epilogues on each block's full-width
+    output, pooling, the FC, each call's fixed costs -- does not shrink. Recording both
+    tells how well the kernels keep up with the narrower layers from how much of the model
+    never got smaller.
+
     Returns:
         {"models": {name: {"img_s", "macs_ratio", "time_per_mac" (its time per MAC relative
         to the full model's: 1.0 when time falls exactly with the MACs), "accuracy",
         "weights_zero" (fraction of its prunable weights that are 0), "weights_kept" (its
         prunable weights, as a fraction of the full model's), "file"}}, "batch", "rounds",
-        "threads"}.
+        "threads"}; a model with narrowed convs (all dense) also has "narrowed_convs" (how
+        many), "narrowed_time_per_mac" (their time per MAC relative to the same convs' in
+        the full model), "fixed_share" (the share of its time outside them) and
+        "fixed_share_in_full" (the share of the full model's time outside the same convs).
     """
     data = lab_data(options, data, trains=False)
     candidates: dict[str, tuple[Any, str]] = {"full": (pretrained(options), "pretrained")}
@@ -409,16 +434,44 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     x = Tensor(np.random.default_rng(0).standard_normal(
         (SPEED_BATCH, 3, 32, 32)).astype(np.float32))
     times: dict[str, list[float]] = {name: [] for name in candidates}
+    conv_times: dict[str, list[list[float]]] = {name: [] for name in candidates}
+    # each model's convs, recorded from one forward (which also compiles and warms); kept
+    # (with the activations they hold) for the full model and those pruning narrowed
+    convs = {name: record_convs(model, x) for name, (model, _) in candidates.items()}
+    for name, calls in convs.items():
+        if name != "full" and (calls is None or convs["full"] is None
+                               or not narrowed(calls, convs["full"])):
+            convs[name] = None
     with no_grad():
-        for model, _ in candidates.values():
-            model(x)  # compile and warm
+        for calls in convs.values():
+            if calls is not None:
+                time_each(calls)  # warm the plain conv path too
         for _ in range(options.speed_rounds):
             for name, (model, _) in candidates.items():
                 start = time.perf_counter()
                 model(x)
                 times[name].append(time.perf_counter() - start)
+                if convs[name] is not None:
+                    conv_times[name].append(time_each(convs[name]))
+
     def prunable_weights(model: Any) -> int:
         return sum(layer.weight.size for layer in prunable_layers(model).values())
+
+    def narrowed_split(name: str) -> dict[str, float]:
+        """Its narrowed convs' time per MAC against the same convs' in the full model, and
+        the share of each model's time outside those convs (nothing when none is narrowed
+        or a model runs sparse convs)."""
+        if name == "full" or convs[name] is None:
+            return {}
+        which = narrowed(convs[name], convs["full"])
+        seconds = {n: statistics.median(sum(t[i] for i in which) for t in conv_times[n])
+                   for n in (name, "full")}
+        macs = {n: conv_macs([convs[n][i] for i in which]) for n in (name, "full")}
+        return {"narrowed_convs": len(which),
+                "narrowed_time_per_mac": (seconds[name] / macs[name])
+                                         / (seconds["full"] / macs["full"]),
+                "fixed_share": 1 - seconds[name] / statistics.median(times[name]),
+                "fixed_share_in_full": 1 - seconds["full"] / statistics.median(times["full"])}
 
     full_weights = prunable_weights(candidates["full"][0])
     models = {}
@@ -429,6 +482,7 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
             "macs_ratio": macs_ratio,
             "time_per_mac": statistics.median(times[name]) / statistics.median(times["full"])
                             / macs_ratio,
+            **narrowed_split(name),
             "accuracy": accuracy_on_test_set(model, data, options, f"(d) {name}"),
             "weights_zero": sparsity_report(model)[1],
             "weights_kept": prunable_weights(model) / full_weights, "file": source}

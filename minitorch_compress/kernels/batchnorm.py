@@ -4,7 +4,7 @@ Layout NCHW; batch-norm statistics are per channel over (N, H, W). Inside the ke
 (N, C, H, W) array is viewed as (N, C, P) with P = H*W, so each (n, c) plane is one
 contiguous run of P numbers that the compiler turns into SIMD code.
 
-Training forward = two passes over each channel: shifted sums for the mean and variance,
+Training forward = two passes over the channels: shifted sums for the mean and variance,
 then ``y = relu?(x * a + b)`` with ``a = gamma*invstd`` and ``b = beta - mean*a``. Training
 backward = two passes too: ``sum(g)`` and ``sum(g * (x - mean))``, then the closed-form
 input gradient. Sums are accumulated in float64 whatever the data type, so a channel of
@@ -36,9 +36,10 @@ _MIN_ELEMENTS = 1 << 15
 
 
 # ---------------------------------------------------------------------- numba kernels
-# The per-channel kernels make both of their passes over one channel back to back, so the
-# second pass finds the channel's data still in cache (a
-# channel of a (256, 16, 32, 32) float32 batch is 1 MB; the whole array is 16 MB).
+# The per-channel kernels walk their channels image by image: the rows of one image's
+# channels lie one after another in memory, whereas one channel's rows are P values every
+# C*P (16 KB apart at 64 channels of 8x8), which map to the same few cache sets and evict
+# each other. So each pass streams through memory, its sums kept per channel.
 # Per-channel coefficients are stored in a small array of the data's dtype before the
 # elementwise pass, so that pass runs in float32 SIMD for float32 data.
 
@@ -53,29 +54,32 @@ def _bn_train_forward(x3, gamma, beta, eps, relu, y3, mean, var, invstd, coef, c
     """
     n_img, _, p_len = x3.shape
     count = n_img * p_len
-    for c in range(c0, c1):
-        # pass 1: shifted sums. Sums of (x - x0) with x0 one sample of the channel do not
-        # cancel catastrophically when |mean| >> std, unlike the raw sum of squares
-        x0 = np.float64(x3[0, c, 0])
-        s = 0.0
-        ss = 0.0
-        for n in range(n_img):
+    # pass 1: shifted sums. Sums of (x - x0) with x0 one sample of the channel do not
+    # cancel catastrophically when |mean| >> std, unlike the raw sum of squares
+    sums = np.zeros((c1 - c0, 2))
+    for n in range(n_img):  # image by image: the channels' rows of one image are contiguous
+        for c in range(c0, c1):
             row = x3[n, c]
+            x0 = np.float64(x3[0, c, 0])
+            s = 0.0
+            ss = 0.0
             for p in range(p_len):
                 d = np.float64(row[p]) - x0
                 s += d
                 ss += d * d
-        mu = s / count
-        mean[c] = x0 + mu
-        var[c] = max(ss / count - mu * mu, 0.0)
+            sums[c - c0, 0] += s
+            sums[c - c0, 1] += ss
+    for c in range(c0, c1):
+        mu = sums[c - c0, 0] / count
+        mean[c] = np.float64(x3[0, c, 0]) + mu
+        var[c] = max(sums[c - c0, 1] / count - mu * mu, 0.0)
         invstd[c] = 1.0 / np.sqrt(var[c] + eps)
         coef[c, 0] = gamma[c] * invstd[c]
         coef[c, 1] = beta[c] - mean[c] * gamma[c] * invstd[c]
-        # pass 2: y = relu?(x*a + b)
-        a = coef[c, 0]
-        b = coef[c, 1]
-        for n in range(n_img):
-            affine_row(x3[n, c], y3[n, c], a, b, relu, x3[n, c], False)
+    # pass 2: y = relu?(x*a + b)
+    for n in range(n_img):
+        for c in range(c0, c1):
+            affine_row(x3[n, c], y3[n, c], coef[c, 0], coef[c, 1], relu, x3[n, c], False)
 
 
 @njit(cache=True, nogil=True)
@@ -105,34 +109,41 @@ def _bn_backward(g3, x3, y3, gamma, mean, invstd, relu, batch_stats, dx3, dgamma
     n_img, _, p_len = x3.shape
     count = n_img * p_len
     zero = x3.dtype.type(0)
-    for c in range(c0, c1):
-        # pass 1: sum(g) and sum(g*(x - mean)) in float64
-        mc = mean[c]
-        s = 0.0
-        sx = 0.0
-        for n in range(n_img):
+    # pass 1: sum(g) and sum(g*(x - mean)) in float64, image by image (the channels' rows
+    # of one image are contiguous)
+    sums = np.zeros((c1 - c0, 2))
+    for n in range(n_img):
+        for c in range(c0, c1):
+            mc = mean[c]
             g_row = g3[n, c]
             x_row = x3[n, c]
             y_row = y3[n, c]
+            s = 0.0
+            sx = 0.0
             for p in range(p_len):
                 g = np.float64(g_row[p])
                 if relu and not y_row[p] > 0:
                     g = 0.0
                 s += g
                 sx += g * (np.float64(x_row[p]) - mc)
+            sums[c - c0, 0] += s
+            sums[c - c0, 1] += sx
+    for c in range(c0, c1):
+        s = sums[c - c0, 0]
         dbeta[c] = s
-        dgamma[c] = sx * invstd[c]
+        dgamma[c] = sums[c - c0, 1] * invstd[c]
         a64 = gamma[c] * invstd[c]
         coef[c, 0] = a64
         coef[c, 1] = a64 * invstd[c] * dgamma[c] / count if batch_stats else 0.0
         coef[c, 2] = -a64 * s / count if batch_stats else 0.0
-        coef[c, 3] = mc
-        # pass 2: dx = a*g - k*(x - mean) + d, in the data's dtype
-        a = coef[c, 0]
-        k = coef[c, 1]
-        d = coef[c, 2]
-        m = coef[c, 3]
-        for n in range(n_img):
+        coef[c, 3] = mean[c]
+    # pass 2: dx = a*g - k*(x - mean) + d, in the data's dtype
+    for n in range(n_img):
+        for c in range(c0, c1):
+            a = coef[c, 0]
+            k = coef[c, 1]
+            d = coef[c, 2]
+            m = coef[c, 3]
             g_row = g3[n, c]
             x_row = x3[n, c]
             y_row = y3[n, c]

@@ -478,10 +478,11 @@ def _backward_serial(grad_y, x, w, w_shape, stride, padding, gx, need_gw):
         else:
             w2d = w.reshape(k, rows)
             scatter_gx = True
-    if (need_gw and dispatch.grad_weight_kernel(kh, kw, stride, ho * wo)
+    if (need_gw and dispatch.grad_weight_kernel(kh, kw, stride, dtype)
             == dispatch.DIRECT_GRAD_WEIGHT):
         gw = direct_conv.direct3x3_grad_weight_serial(grad_y, x, padding,
-                                                      pairs=dispatch.PAIR_GRAD_WEIGHT)
+                                                      lanes=dispatch.grad_weight_lanes(c),
+                                                      stride=stride)
         gw_t = np.ascontiguousarray(gw.reshape(k, rows).T)
         need_gw = False  # done: the chunk loop below has at most grad_x to scatter
     if need_gw:

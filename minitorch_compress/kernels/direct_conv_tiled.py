@@ -26,14 +26,14 @@ residual add, ReLU) runs over each of its planes as one row of Ho*Wo values
 (`rows.affine_row`, the same loop as every other path, so the fused results stay bit for
 bit those of the separate ops applied to this kernel's conv).
 
-Sixteen lanes (`_tile4x4_wide`, AVX-512 only: `dispatch.forward_lanes`): the same tile of
-4 x 4 vectors, each a 512-bit register of 16 outputs, so every load and broadcast feeds
-twice the multiply-adds. On a plane whose Wo is a multiple of 16 the layouts below serve
-unchanged. On a narrower one at stride 1 (ResNet-20's 8x8) a 16-wide vector would be half
-padding, so the image is packed flat instead (`_pack_shifted`): three copies of each
-padded channel, copy kx shifted left by kx columns and cut to Wo columns, in which tap
-(ky, kx) of output position p = oy*Wo + ox sits at the same offset + p for every p, so a
-vector of 16 outputs may span rows.
+Sixteen lanes (AVX-512 only: `dispatch.forward_lanes`): the same tile of 4 x 4 vectors
+(`_tile4x4` is one function for both widths), each a 512-bit register of 16 outputs, so
+every load and broadcast feeds twice the multiply-adds. On a plane whose Wo is a multiple
+of 16 the layouts below serve unchanged. On a narrower one at stride 1 (ResNet-20's 8x8) a
+16-wide vector would be half padding, so the image is packed flat instead
+(`_pack_shifted`): three copies of each padded channel, copy kx shifted left by kx columns
+and cut to Wo columns, in which tap (ky, kx) of output position p = oy*Wo + ox sits at the
+same offset + p for every p, so a vector of 16 outputs may span rows.
 
 Stride 2 (`_pack_split`): each padded row is stored as its even columns, then its odd
 ones, so that the three taps of 8 neighbouring outputs are again 8 contiguous values each
@@ -42,10 +42,11 @@ The same tiles then run unchanged.
 
 Any shape: a K that is not a multiple of 4 (the pruned widths of Lab 4) is padded with zero
 filters and a Wo that is not a multiple of 8 with zero input columns; the conv then runs
-into a scratch output whose extra planes and columns are dropped when it is copied out (the
-epilogue runs on the copied rows). ResNet-20's widths (16, 32, 64; Wo 32, 16, 8) need no
-scratch. The sums run in another order than im2col's GEMM, so results agree to rounding
-(the tests compare against `kernels/reference.py`).
+into a scratch output whose extra planes and columns are dropped when it is copied out, the
+epilogue applied on the way (over whole planes where only K was padded,
+`_crop_planes_into`; row by row where columns were, `_crop_into`). ResNet-20's widths (16,
+32, 64; Wo 32, 16, 8) need no scratch. The sums run in another order than im2col's GEMM,
+so results agree to rounding (the tests compare against `kernels/reference.py`).
 
 ``NUMBA_DISABLE_JIT=1`` runs the same loops in plain Python (the vector operations as 8- or
 16-value NumPy arrays, `kernels/simd.py`).
@@ -62,10 +63,10 @@ from minitorch_compress.kernels.simd import (
     LANES,
     LANES16,
     vbroadcast,
-    vbroadcast16,
+    vbroadcast_like,
     vfma,
     vload,
-    vload16,
+    vload_like,
     vstore,
     vzero,
     vzero16,
@@ -75,7 +76,7 @@ from minitorch_compress.kernels.simd import (
 OUTPUT_CHANNEL_TILE = 4
 #: names this kernel's code for caches of measurements made against it (the sparse break-even
 #: is where the sparse kernel overtakes this one): change it when the kernel's speed changes
-KERNEL_VERSION = "tiled-lanes8or16-1"
+KERNEL_VERSION = "tiled-lanes8or16-2"
 
 
 @njit(cache=True, nogil=True)
@@ -83,12 +84,15 @@ def _pack_image(x, n, padding, xpad):
     """xpad[c, padding + iy, padding + ix] = x[n, c, iy, ix]; the border keeps its zeros.
 
     x: (N, C, H, W); xpad: (C, H + 2*padding, W + 2*padding)."""
+    w = x.shape[3]
     for c in range(x.shape[1]):
         for iy in range(x.shape[2]):
+            # slice views indexed from 0: numba vectorises `dst[ix] = src[ix]`, not an
+            # offset index it must check for wrap-around
             src = x[n, c, iy]
-            dst = xpad[c, padding + iy]
-            for ix in range(x.shape[3]):
-                dst[padding + ix] = src[ix]
+            dst = xpad[c, padding + iy, padding:padding + w]
+            for ix in range(w):
+                dst[ix] = src[ix]
 
 
 @njit(cache=True, nogil=True)
@@ -100,13 +104,22 @@ def _pack_split(x, n, padding, half, xpad):
     even column ox, odd column ox, even column ox + 1: the taps of 8 neighbouring outputs
     are again 8 contiguous values, at offsets 0, half and 1 (`_tile4x4`'s taps).
     x: (N, C, H, W); xpad: (C, H + 2*padding, 2*half), half >= ceil((W + 2*padding) / 2)."""
+    wd = x.shape[3]
+    e0 = padding % 2  # the first input column at an even padded column; o0 at an odd one
+    o0 = 1 - e0
+    n_even, n_odd = (wd - e0 + 1) // 2, (wd - o0 + 1) // 2
+    # where they land: padded column px at px // 2, or half + px // 2 if px is odd
+    at_even, at_odd = (padding + e0) // 2, half + (padding + o0) // 2
     for c in range(x.shape[1]):
         for iy in range(x.shape[2]):
             src = x[n, c, iy]
-            dst = xpad[c, padding + iy]
-            for ix in range(x.shape[3]):
-                px = padding + ix
-                dst[px // 2 + (px % 2) * half] = src[ix]
+            row = xpad[c, padding + iy]
+            even = row[at_even:at_even + n_even]  # slice views: see `_pack_image`
+            odd = row[at_odd:at_odd + n_odd]
+            for j in range(n_even):
+                even[j] = src[e0 + 2 * j]
+            for j in range(n_odd):
+                odd[j] = src[o0 + 2 * j]
 
 
 @njit(cache=True, nogil=True)
@@ -120,16 +133,20 @@ def _pack_shifted(x, n, padding, xs):
     wd = x.shape[3]
     wo = xs.shape[2]
     for kx in range(3):
+        # columns lo..hi-1 of copy kx hold input columns first..first + (hi - lo) - 1
+        lo, hi = max(0, padding - kx), min(wo, wd + padding - kx)
+        count = max(0, hi - lo)
+        first = lo + kx - padding
         for c in range(x.shape[1]):
             for iy in range(x.shape[2]):
-                src = x[n, c, iy]
-                dst = xs[3 * c + kx, padding + iy]
-                for j in range(max(0, padding - kx), min(wo, wd + padding - kx)):
-                    dst[j] = src[j + kx - padding]
+                src = x[n, c, iy, first:first + count]  # slice views: see `_pack_image`
+                dst = xs[3 * c + kx, padding + iy, lo:lo + count]
+                for j in range(count):
+                    dst[j] = src[j]
 
 
 @njit(cache=True, nogil=True)
-def _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs):
+def _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs, zero):
     """One tile: output channels k0..k0+3 at 4 position vectors, whose first outputs are at
     flat offsets outs[0..3] of an output plane and whose taps start at ins[0..3] of a
     packed input plane.
@@ -137,66 +154,33 @@ def _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs):
     xflat: the packed image, (C*Hp*rowlen,) flat; w9: (K, C*9), w9[k, c*9 + ky*3 + kx];
     plane: Hp*rowlen; rowlen: a packed row's length; taps: (3,), where tap kx of a vector
     starts in a packed row, relative to its tap 0 (0, 1, 2 at stride 1; see `_pack_split`
-    for stride 2); yimg: (K, Ho*Wo), the image's output planes, flat."""
+    for stride 2); yimg: (K, Ho*Wo), the image's output planes, flat; zero: the zero vector
+    of the width to compute in, 8 or 16 lanes (`simd.vload_like`: numba compiles the tile
+    once per width)."""
     in0, in1, in2, in3 = ins[0], ins[1], ins[2], ins[3]
-    s00 = s01 = s02 = s03 = vzero()  # s<channel><vector>
-    s10 = s11 = s12 = s13 = vzero()
-    s20 = s21 = s22 = s23 = vzero()
-    s30 = s31 = s32 = s33 = vzero()
+    s00 = s01 = s02 = s03 = zero  # s<channel><vector>
+    s10 = s11 = s12 = s13 = zero
+    s20 = s21 = s22 = s23 = zero
+    s30 = s31 = s32 = s33 = zero
     for c in range(c_in):
         for ky in range(3):
             row = c * plane + ky * rowlen
             for kx in range(3):
-                x0 = vload(xflat, row + taps[kx] + in0)
-                x1 = vload(xflat, row + taps[kx] + in1)
-                x2 = vload(xflat, row + taps[kx] + in2)
-                x3 = vload(xflat, row + taps[kx] + in3)
+                x0 = vload_like(zero, xflat, row + taps[kx] + in0)
+                x1 = vload_like(zero, xflat, row + taps[kx] + in1)
+                x2 = vload_like(zero, xflat, row + taps[kx] + in2)
+                x3 = vload_like(zero, xflat, row + taps[kx] + in3)
                 t = c * 9 + ky * 3 + kx
-                b = vbroadcast(w9[k0, t])
+                b = vbroadcast_like(zero, w9[k0, t])
                 s00, s01, s02, s03 = (vfma(b, x0, s00), vfma(b, x1, s01), vfma(b, x2, s02),
                                       vfma(b, x3, s03))
-                b = vbroadcast(w9[k0 + 1, t])
+                b = vbroadcast_like(zero, w9[k0 + 1, t])
                 s10, s11, s12, s13 = (vfma(b, x0, s10), vfma(b, x1, s11), vfma(b, x2, s12),
                                       vfma(b, x3, s13))
-                b = vbroadcast(w9[k0 + 2, t])
+                b = vbroadcast_like(zero, w9[k0 + 2, t])
                 s20, s21, s22, s23 = (vfma(b, x0, s20), vfma(b, x1, s21), vfma(b, x2, s22),
                                       vfma(b, x3, s23))
-                b = vbroadcast(w9[k0 + 3, t])
-                s30, s31, s32, s33 = (vfma(b, x0, s30), vfma(b, x1, s31), vfma(b, x2, s32),
-                                      vfma(b, x3, s33))
-    _store4(yimg[k0], outs, s00, s01, s02, s03)
-    _store4(yimg[k0 + 1], outs, s10, s11, s12, s13)
-    _store4(yimg[k0 + 2], outs, s20, s21, s22, s23)
-    _store4(yimg[k0 + 3], outs, s30, s31, s32, s33)
-
-
-@njit(cache=True, nogil=True)
-def _tile4x4_wide(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs):
-    """`_tile4x4` on 16-lane vectors (AVX-512): 4 channels x 4 vectors of 16 positions."""
-    in0, in1, in2, in3 = ins[0], ins[1], ins[2], ins[3]
-    s00 = s01 = s02 = s03 = vzero16()  # s<channel><vector>
-    s10 = s11 = s12 = s13 = vzero16()
-    s20 = s21 = s22 = s23 = vzero16()
-    s30 = s31 = s32 = s33 = vzero16()
-    for c in range(c_in):
-        for ky in range(3):
-            row = c * plane + ky * rowlen
-            for kx in range(3):
-                x0 = vload16(xflat, row + taps[kx] + in0)
-                x1 = vload16(xflat, row + taps[kx] + in1)
-                x2 = vload16(xflat, row + taps[kx] + in2)
-                x3 = vload16(xflat, row + taps[kx] + in3)
-                t = c * 9 + ky * 3 + kx
-                b = vbroadcast16(w9[k0, t])
-                s00, s01, s02, s03 = (vfma(b, x0, s00), vfma(b, x1, s01), vfma(b, x2, s02),
-                                      vfma(b, x3, s03))
-                b = vbroadcast16(w9[k0 + 1, t])
-                s10, s11, s12, s13 = (vfma(b, x0, s10), vfma(b, x1, s11), vfma(b, x2, s12),
-                                      vfma(b, x3, s13))
-                b = vbroadcast16(w9[k0 + 2, t])
-                s20, s21, s22, s23 = (vfma(b, x0, s20), vfma(b, x1, s21), vfma(b, x2, s22),
-                                      vfma(b, x3, s23))
-                b = vbroadcast16(w9[k0 + 3, t])
+                b = vbroadcast_like(zero, w9[k0 + 3, t])
                 s30, s31, s32, s33 = (vfma(b, x0, s30), vfma(b, x1, s31), vfma(b, x2, s32),
                                       vfma(b, x3, s33))
     _store4(yimg[k0], outs, s00, s01, s02, s03)
@@ -302,9 +286,11 @@ def _tiled3x3(x, w9, padding, stride, xpad, y, four, wide, flat, epilogue, coef,
                         ins[j] = stride * oy * rowlen + ox
                         outs[j] = oy * wo + ox
                 if wide:
-                    _tile4x4_wide(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
+                    _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs,
+                             vzero16())
                 elif four:
-                    _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
+                    _tile4x4(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs,
+                             vzero())
                 else:
                     _tile4x3(xflat, w9, k0, c_in, plane, rowlen, taps, ins, yimg, outs)
         if epilogue:  # each output plane is one contiguous row of Ho*Wo values
@@ -328,6 +314,29 @@ def _crop_into(scratch, y, epilogue, coef, relu, res, add_res):
                 for ox in range(wo):
                     dst[ox] = src[ox]
                 epilogue_on_row(dst, n, k, oy, epilogue, coef, relu, res, add_res)
+
+
+@njit(cache=True, nogil=True)
+def _crop_planes_into(scratch, y, epilogue, coef, relu, res, add_res):
+    """y[n, k] = scratch[n, k] for the K planes of y (the padded filters' planes dropped),
+    each plane as one row of Ho*Wo values, with the epilogue on it (`rows.affine_row`).
+
+    scratch: (N, >= K, Ho, Wo) and y: (N, K, Ho, Wo), both C-contiguous; res: like y, or
+    unread."""
+    n_img, k_out, ho, wo = y.shape
+    plane = ho * wo
+    for n in range(n_img):
+        src = scratch[n].reshape(scratch.shape[1], plane)
+        yimg = y[n].reshape(k_out, plane)
+        if epilogue:  # the epilogue reads the scratch plane and writes y's: one pass
+            resimg = res[n].reshape(k_out, plane) if add_res else yimg  # (unread if not)
+            for k in range(k_out):
+                affine_row(src[k], yimg[k], coef[k, 0], coef[k, 1], relu, resimg[k], add_res)
+        else:
+            for k in range(k_out):
+                src_plane, dst = src[k], yimg[k]
+                for p in range(plane):
+                    dst[p] = src_plane[p]
 
 
 def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.ndarray,
@@ -390,4 +399,9 @@ def tiled3x3_forward_serial(x: np.ndarray, w: np.ndarray, padding: int, y: np.nd
     scratch = np.empty((n, k_tiled, ho, wo_tiled), dtype=np.float32)
     _tiled3x3(x, w9, padding, stride, xpad, scratch, four, wide, flat,
               *make_epilogue_args(None, 4, np.dtype(np.float32)))
-    _crop_into(scratch, y, *epilogue_args)
+    res, add_res = epilogue_args[3], epilogue_args[4]
+    if (wo_tiled == wo and y.flags.c_contiguous
+            and (not add_res or res.flags.c_contiguous)):  # only K was padded
+        _crop_planes_into(scratch, y, *epilogue_args)
+    else:
+        _crop_into(scratch, y, *epilogue_args)

@@ -17,9 +17,13 @@ conv grad-input
     `GEMM_COL2IM`         otherwise (ResNet-20: stride 2): w2d.T @ grad_y, then a
                           scatter-add.
 conv grad-weight
-    `DIRECT_GRAD_WEIGHT`  3x3, stride 1, Ho*Wo >= `DIRECT_GRAD_WEIGHT_MIN_PIXELS`: no cols
-                          buffer; 1.7-1.9x im2col at 32x32, 1.2x at 16x16, 0.85x at 8x8.
-    `GEMM_GRAD_WEIGHT`    otherwise: cols @ grad_y.T, one GEMM per chunk of images.
+    `DIRECT_GRAD_WEIGHT`  float32, 3x3, stride 1 or 2, any C, on CPUs with 32 vector
+                          registers: no cols buffer; a tile of 3 output channels x 9 taps
+                          x one vector of input channels in registers (channels-last copy
+                          of the input); faster than im2col at every ResNet-20 size
+                          (`benchmarks/bench_direct_conv.py` times both per layer).
+    `GEMM_GRAD_WEIGHT`    otherwise (float64, 1x1, other strides, 16 vector registers):
+                          cols @ grad_y.T, one GEMM per chunk of images.
 sparse conv (inference of pruned models, `models.resnet.to_sparse`)
     `SPARSE_TILED`        float32, any kernel size and stride: tiles of 8 position vectors
                           of one output channel, the sums in registers across its non-zeros
@@ -28,18 +32,21 @@ sparse conv (inference of pruned models, `models.resnet.to_sparse`)
     Which convs of a model take the sparse path at all is decided by the break-even
     sparsity measured on this CPU (`kernels/sparse_break_even.py`).
 
-Three choices depend on the CPU, all by whether it has AVX-512 (and so 32 vector
+Four choices depend on the CPU, all by whether it has AVX-512 (and so 32 vector
 registers, `common.has_32_vector_registers`): `TILE_VECTORS`, the register tile of
 `TILED_3X3` (4 output channels x 4 position vectors with 32 registers, x 3 with 16);
 `forward_lanes`, the width of its position vectors (16 floats, one 512-bit register, on
-AVX-512 for every output but a stride-2 one narrower than 16, else 8); and `PAIR_GRAD_WEIGHT` (two
-output channels a `DIRECT_GRAD_WEIGHT` pass with 32, one with 16).
+AVX-512 for every output but a stride-2 one narrower than 16, else 8); whether
+`DIRECT_GRAD_WEIGHT` runs at all (`DIRECT_GRAD_WEIGHT_FITS`); and `grad_weight_lanes`, the
+width of its input-channel vectors (16 on AVX-512 where that pads C to no more channels
+than 8 would, else 8).
 
 So ResNet-20 in float32 (`RESNET20_CONVS` lists the shapes; tests/test_dispatch.py checks
 every row): every 3x3 forward and every stride-1 grad-input runs `TILED_3X3`; the two 1x1
 stride-2 shortcuts run `IM2COL_GEMM` forward; every stride-2 grad-input runs
-`GEMM_COL2IM`; the grad-weight is `DIRECT_GRAD_WEIGHT` at 32x32 and 16x16 at stride 1 and
-`GEMM_GRAD_WEIGHT` elsewhere (8x8, stride 2, 1x1). At inference of a pruned model, every
+`GEMM_COL2IM`; with 32 vector registers every 3x3 grad-weight runs `DIRECT_GRAD_WEIGHT`
+(the head conv's 3 input channels on 8-lane vectors, the rest on 16) and the two 1x1 ones
+`GEMM_GRAD_WEIGHT` (with 16 registers, all of them). At inference of a pruned model, every
 3x3 conv (stride 1 or 2) whose sparsity reaches its shape's measured break-even runs
 `SPARSE_TILED`. The kernels themselves are in `direct_conv_tiled.py`, `conv.py`,
 `direct_conv.py` and `sparse_conv.py`.
@@ -70,12 +77,9 @@ TILE_VECTORS = 4 if has_32_vector_registers() else 3
 # 16-lane position vectors for `TILED_3X3` (`forward_lanes`): AVX-512 CPUs only; elsewhere
 # LLVM would split each 512-bit operation into two 256-bit ones.
 WIDE_VECTORS = has_32_vector_registers()
-# Two output channels a `DIRECT_GRAD_WEIGHT` pass need 18 vector accumulators: they fit in
-# 32 registers, not in 16 (where the spills made it slower than im2col).
-PAIR_GRAD_WEIGHT = has_32_vector_registers()
-# From this output size (Ho*Wo) on the direct grad-weight beats im2col + GEMM: 16x16 and
-# 32x32, not 8x8 (measured per layer, results/benchmark.md).
-DIRECT_GRAD_WEIGHT_MIN_PIXELS = 256
+# `DIRECT_GRAD_WEIGHT`'s tile holds 27 sums + 3 broadcasts + 1 input vector: 31 registers.
+# With 16 they would spill on every multiply-add, so such CPUs keep im2col + GEMM.
+DIRECT_GRAD_WEIGHT_FITS = has_32_vector_registers()
 
 
 def forward_kernel(kh: int, kw: int, stride: int, dtype: np.dtype) -> str:
@@ -107,11 +111,24 @@ def grad_input_kernel(kh: int, kw: int, stride: int, padding: int, dtype: np.dty
     return GEMM_COL2IM
 
 
-def grad_weight_kernel(kh: int, kw: int, stride: int, out_pixels: int) -> str:
-    """The kernel of a conv's weight gradient (any float dtype); out_pixels = Ho*Wo."""
-    if (kh, kw) == (3, 3) and stride == 1 and out_pixels >= DIRECT_GRAD_WEIGHT_MIN_PIXELS:
+def grad_weight_kernel(kh: int, kw: int, stride: int, dtype: np.dtype) -> str:
+    """The kernel of a conv's weight gradient."""
+    if (DIRECT_GRAD_WEIGHT_FITS and np.dtype(dtype) == np.float32 and (kh, kw) == (3, 3)
+            and stride in (1, 2)):
         return DIRECT_GRAD_WEIGHT
     return GEMM_GRAD_WEIGHT
+
+
+def grad_weight_lanes(in_channels: int) -> int:
+    """Input channels in one vector of `DIRECT_GRAD_WEIGHT` (C is padded to a multiple of
+    it with zero channels): 16 where the CPU has AVX-512 (`WIDE_VECTORS`) and 16 lanes pad C
+    to no more channels than 8 would (C = 16, 32, 64, 12; not 3 or 20), else 8.
+
+    Measured (rocketlake, 1 thread, batch 128, against the 8-lane kernel): 1.3-1.4x at
+    ResNet-20's 16, 32 and 64 channels; 0.6x at 3 channels (padded to 16 instead of 8)."""
+    if not WIDE_VECTORS:
+        return 8
+    return 16 if -(-in_channels // 16) * 16 <= -(-in_channels // 8) * 8 else 8
 
 
 def sparse_forward_kernel(dtype: np.dtype) -> str:

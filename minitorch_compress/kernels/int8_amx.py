@@ -47,7 +47,7 @@ from minitorch_compress.kernels.amx import (
     tile_store,
     tile_zero,
 )
-from minitorch_compress.kernels.int8_epilogue import finish
+from minitorch_compress.kernels.int8_epilogue import channel_epilogue, finish
 from minitorch_compress.kernels.simd_int8 import (
     LANES,
     ibroadcast,
@@ -180,14 +180,7 @@ def _make_kernel(bounded):
                         if column == line:
                             row, column = row + 1, 0
                     for k in range(0, c, LANES):
-                        constants_a = (iload(ep, k), iload(ep, packed + k),
-                                       iload(ep, 2 * packed + k), iload(ep, 3 * packed + k))
-                        constants_b = constants_a
-                        if has_b != 0:
-                            kb = c + k
-                            constants_b = (iload(ep, kb), iload(ep, packed + kb),
-                                           iload(ep, 2 * packed + kb), iload(ep, 3 * packed + kb))
-                        epilogue = (constants_a, constants_b, has_b != 0, rescale, z_out, low)
+                        epilogue = channel_epilogue(ep, k, c, has_b != 0, rescale, z_out, low)
                         for m in range(positions):
                             at = where[m]
                             if at < 0:

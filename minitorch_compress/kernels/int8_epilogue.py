@@ -1,7 +1,8 @@
 """The epilogue of a fast integer conv, on registers: 16 output channels' raw int32 sums of
 one position -> their 16 u8 codes (`int8_reference.conv_layer`'s requantization, residual
 and clamp, bit for bit), shared by the VNNI kernel (`kernels/int8_conv.py`) and the AMX one
-(`kernels/int8_amx.py`)."""
+(`kernels/int8_amx.py`): `channel_epilogue` loads 16 channels' constants once, `finish`
+applies them to the sums of one position (`store`: and stores its codes)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from minitorch_compress.kernels.simd_int8 import (
     clamp_sum,
     clamp_sum_bounded,
     iadd,
+    iload,
+    iload_u8,
     ishl,
+    istore_u8,
     izero,
     requantize,
     requantize_below_one,
@@ -27,6 +31,26 @@ def term(total, constants, below_one):
     if below_one:
         return requantize_below_one(iadd(total, offset), multiplier, right)
     return requantize(iadd(total, offset), multiplier, left, right)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def channel_constants(ep, k):
+    """(offset, multiplier, left, right) of the packed channels k..k + 15 as 4 vectors:
+    the 4 rows of ep = `PackedConv.epilogue` (4, KP)."""
+    packed = ep.shape[1]
+    return (iload(ep, k), iload(ep, packed + k), iload(ep, 2 * packed + k),
+            iload(ep, 3 * packed + k))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def channel_epilogue(ep, k, channels, has_b, rescale, z_out, low):
+    """`finish`'s epilogue for the output channels k..k + 15 of a layer with `channels`
+    (KA) padded output channels: the A constants of packed channels k.., the B ones of its
+    mask channels KA + k.. where has_b (else A's again, never read), and the layer's
+    residual constants `rescale`, output zero point and lower clip `low`."""
+    constants_a = channel_constants(ep, k)
+    constants_b = channel_constants(ep, channels + k) if has_b else constants_a
+    return (constants_a, constants_b, has_b, rescale, z_out, low)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -56,3 +80,13 @@ def finish(sum_a, sum_b, residual_codes, epilogue, bounded):
     if bounded:
         return clamp_sum_bounded(term_a, term_b, term_r, z_out, low, U8_MAX)
     return clamp_sum(term_a, term_b, term_r, z_out, low, U8_MAX)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def store(out8, at, sum_a, sum_b, residual, epilogue, bounded):
+    """out8.flat[at : at + 16] = `finish` of one position's sums, with the residual's codes
+    at the same place (residual: padded codes of out8's shape, read only where the
+    epilogue has a residual term; else a placeholder)."""
+    _, _, _, (has_residual, _), _, _ = epilogue
+    residual_codes = iload_u8(residual, at) if has_residual else izero()
+    istore_u8(out8, at, finish(sum_a, sum_b, residual_codes, epilogue, bounded))

@@ -124,28 +124,76 @@ def vfma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- compiled
-def _address(context, builder, array_type, array, index, lanes):
-    """Pointer to element `index` of the array's data, as a pointer to a vector."""
+# IR helpers for any element type (`kernels/simd_int8.py` builds its integer vectors with
+# them too)
+def vector_pointer(context, builder, array_type, array, index, vector_type: ir.VectorType):
+    """Pointer to element `index` of the array's data, as a pointer to `vector_type`."""
     data = context.make_array(array_type)(context, builder, array).data
-    return builder.bitcast(builder.gep(data, [index]), _ir_vector(lanes).as_pointer())
+    return builder.bitcast(builder.gep(data, [index]), vector_type.as_pointer())
 
 
-def _is_float32_array(a) -> bool:
-    return isinstance(a, types.Array) and a.dtype == types.float32 and a.layout == "C"
+def broadcast_value(builder, value, vector_type: ir.VectorType) -> ir.Value:
+    """The vector of `vector_type` whose lanes all hold the IR scalar `value` (of its
+    element type): one insert and one shuffle, which LLVM emits as one broadcast."""
+    one = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value,
+                                 ir.Constant(ir.IntType(32), 0))
+    lanes = ir.Constant(ir.VectorType(ir.IntType(32), vector_type.count),
+                        [0] * vector_type.count)
+    return builder.shuffle_vector(one, ir.Constant(vector_type, ir.Undefined), lanes)
 
 
-def _make_load(vector):
+def is_c_array(a, dtype) -> bool:
+    """Whether the numba type `a` is a C-contiguous array of `dtype`."""
+    return isinstance(a, types.Array) and a.dtype == dtype and a.layout == "C"
+
+
+def make_load(vector, dtype):
+    """An intrinsic load(a, i): the numba vector type `vector` read from a.flat[i:] of a
+    C-contiguous `dtype` array (no bounds check)."""
     @intrinsic
     def load(typingctx, a, i):
-        if not (_is_float32_array(a) and isinstance(i, types.Integer)):
+        if not (is_c_array(a, dtype) and isinstance(i, types.Integer)):
             return None
 
         def codegen(context, builder, signature, args):
             index = context.cast(builder, args[1], signature.args[1], types.intp)
-            return builder.load(_address(context, builder, signature.args[0], args[0], index,
-                                         vector.lanes), align=4)
+            pointer = vector_pointer(context, builder, signature.args[0], args[0], index,
+                                     context.get_value_type(vector))
+            return builder.load(pointer, align=4)
         return vector(a, i), codegen
     return load
+
+
+def make_store(dtype, vectors):
+    """An intrinsic store(a, i, v): a.flat[i : i + lanes] = v for a C-contiguous `dtype`
+    array and v of one of the numba vector types `vectors` (no bounds check)."""
+    @intrinsic
+    def store(typingctx, a, i, v):
+        if not (is_c_array(a, dtype) and isinstance(i, types.Integer) and v in vectors):
+            return None
+
+        def codegen(context, builder, signature, args):
+            index = context.cast(builder, args[1], signature.args[1], types.intp)
+            pointer = vector_pointer(context, builder, signature.args[0], args[0], index,
+                                     context.get_value_type(signature.args[2]))
+            builder.store(args[2], pointer, align=4)
+            return context.get_dummy_value()
+        return types.none(a, i, v), codegen
+    return store
+
+
+# float32 shorthands of the helpers above
+def _address(context, builder, array_type, array, index, lanes):
+    """Pointer to element `index` of the array's data, as a pointer to a vector."""
+    return vector_pointer(context, builder, array_type, array, index, _ir_vector(lanes))
+
+
+def _is_float32_array(a) -> bool:
+    return is_c_array(a, types.float32)
+
+
+def _make_load(vector):
+    return make_load(vector, types.float32)
 
 
 def _make_broadcast(vector):
@@ -156,11 +204,7 @@ def _make_broadcast(vector):
 
         def codegen(context, builder, signature, args):
             value = context.cast(builder, args[0], signature.args[0], types.float32)
-            ir_vector = _ir_vector(vector.lanes)
-            one = builder.insert_element(ir.Constant(ir_vector, ir.Undefined), value,
-                                         ir.Constant(ir.IntType(32), 0))
-            lanes = ir.Constant(ir.VectorType(ir.IntType(32), vector.lanes), [0] * vector.lanes)
-            return builder.shuffle_vector(one, ir.Constant(ir_vector, ir.Undefined), lanes)
+            return broadcast_value(builder, value, _ir_vector(vector.lanes))
         return vector(s), codegen
     return broadcast
 
@@ -174,18 +218,7 @@ def _make_zero(vector):
     return zero
 
 
-@intrinsic
-def _vstore(typingctx, a, i, v):
-    if not (_is_float32_array(a) and isinstance(i, types.Integer)
-            and isinstance(v, _F32Vector)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        builder.store(args[2], _address(context, builder, signature.args[0], args[0], index,
-                                        v.lanes), align=4)
-        return context.get_dummy_value()
-    return types.none(a, i, v), codegen
+_vstore = make_store(types.float32, (f32x8, f32x16))
 
 
 @intrinsic
@@ -215,6 +248,41 @@ overload(vbroadcast16)(lambda s: lambda s: _vbroadcast16(s))
 overload(vzero)(lambda: lambda: _vzero())
 overload(vzero16)(lambda: lambda: _vzero16())
 overload(vfma)(lambda a, b, c: lambda a, b, c: _vfma(a, b, c))
+
+
+# ----------------------------------------------------------------------------- any width
+# A kernel written with these takes its width from a vector it is given (`vzero()` or
+# `vzero16()`), so one function serves both widths: numba compiles it once per vector type.
+def vload_like(v: np.ndarray, a: np.ndarray, i: int) -> np.ndarray:
+    """The len(v) values a.flat[i : i + len(v)] as a vector of v's width."""
+    return _load(a, i, v.size)
+
+
+def vbroadcast_like(v: np.ndarray, s) -> np.ndarray:
+    """The vector of v's width whose lanes are the scalar s."""
+    return np.full(v.size, s, np.float32)
+
+
+def _make_like(load, broadcast):
+    """`vload_like` / `vbroadcast_like` in compiled code: the intrinsic of v's width."""
+    def load_like(v, a, i):
+        if isinstance(v, _F32Vector):
+            chosen = load[v.lanes]
+            return lambda v, a, i: chosen(a, i)
+        return None
+
+    def broadcast_like(v, s):
+        if isinstance(v, _F32Vector):
+            chosen = broadcast[v.lanes]
+            return lambda v, s: chosen(s)
+        return None
+    return load_like, broadcast_like
+
+
+_load_like, _broadcast_like = _make_like({LANES: _vload, LANES16: _vload16},
+                                         {LANES: _vbroadcast, LANES16: _vbroadcast16})
+overload(vload_like)(_load_like)
+overload(vbroadcast_like)(_broadcast_like)
 
 
 # ----------------------------------------------------------------------------- deinterleave

@@ -55,6 +55,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
 from minitorch_compress.kernels import int8_reference
+from minitorch_compress.kernels.simd import (
+    broadcast_value,
+    is_c_array,
+    make_load,
+    make_store,
+    vector_pointer,
+)
 
 LANES = 16
 _I32 = ir.IntType(32)
@@ -196,28 +203,16 @@ def istore_u8(a: np.ndarray, i: int, v: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------------------- compiled
-def _address(context, builder, array_type, array, index):
-    data = context.make_array(array_type)(context, builder, array).data
-    return builder.bitcast(builder.gep(data, [index]), _VECTOR.as_pointer())
-
-
 def _is_int32_array(a) -> bool:
-    return isinstance(a, types.Array) and a.dtype == types.int32 and a.layout == "C"
+    return is_c_array(a, types.int32)
 
 
 def _is_uint8_array(a) -> bool:
-    return isinstance(a, types.Array) and a.dtype == types.uint8 and a.layout == "C"
+    return is_c_array(a, types.uint8)
 
 
 def _splat(value: int, vector_type: ir.VectorType) -> ir.Constant:
     return ir.Constant(vector_type, [value] * vector_type.count)
-
-
-def _broadcast_scalar(builder, value) -> ir.Value:
-    one = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value,
-                                 ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, ir.Constant(_VECTOR, ir.Undefined),
-                                  ir.Constant(_VECTOR, [0] * LANES))
 
 
 def _select_min(builder, a, b):
@@ -228,29 +223,8 @@ def _select_max(builder, a, b):
     return builder.select(builder.icmp_signed(">", a, b), a, b)
 
 
-@intrinsic
-def _iload(typingctx, a, i):
-    if not (_is_int32_array(a) and isinstance(i, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        return builder.load(_address(context, builder, signature.args[0], args[0], index),
-                            align=4)
-    return i32x16(a, i), codegen
-
-
-@intrinsic
-def _istore(typingctx, a, i, v):
-    if not (_is_int32_array(a) and isinstance(i, types.Integer) and v == i32x16):
-        return None
-
-    def codegen(context, builder, signature, args):
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        builder.store(args[2], _address(context, builder, signature.args[0], args[0], index),
-                      align=4)
-        return context.get_dummy_value()
-    return types.none(a, i, v), codegen
+_iload = make_load(i32x16, types.int32)
+_istore = make_store(types.int32, (i32x16,))
 
 
 @intrinsic
@@ -260,10 +234,7 @@ def _ibroadcast(typingctx, s):
 
     def codegen(context, builder, signature, args):
         value = context.cast(builder, args[0], signature.args[0], types.int32)
-        one = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value,
-                                     ir.Constant(ir.IntType(32), 0))
-        lanes = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        return builder.shuffle_vector(one, ir.Constant(_VECTOR, ir.Undefined), lanes)
+        return broadcast_value(builder, value, _VECTOR)
     return i32x16(s), codegen
 
 
@@ -275,7 +246,8 @@ def _ibroadcast_at(typingctx, a, i):
     def codegen(context, builder, signature, args):
         index = context.cast(builder, args[1], signature.args[1], types.intp)
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        return _broadcast_scalar(builder, builder.load(builder.gep(data, [index]), align=4))
+        return broadcast_value(builder, builder.load(builder.gep(data, [index]), align=4),
+                               _VECTOR)
     return i32x16(a, i), codegen
 
 
@@ -383,7 +355,7 @@ def _clamp_sum_bounded(typingctx, a, b, c, base, low, high):
 
     def codegen(context, builder, signature, args):
         base, low, high = (
-            _broadcast_scalar(builder, context.cast(builder, value, kind, types.int32))
+            broadcast_value(builder, context.cast(builder, value, kind, types.int32), _VECTOR)
             for value, kind in zip(args[3:], signature.args[3:], strict=True))
         a = _select_min(builder, _select_max(builder, args[0], _splat(-(2**29), _VECTOR)),
                         _splat(2**29, _VECTOR))
@@ -400,8 +372,8 @@ def _clamp_sum(typingctx, a, b, c, base, low, high):
 
     def codegen(context, builder, signature, args):
         base, low, high = (
-            builder.sext(_broadcast_scalar(builder, context.cast(builder, value, kind,
-                                                                 types.int32)), _WIDE)
+            builder.sext(broadcast_value(builder, context.cast(builder, value, kind, types.int32),
+                                         _VECTOR), _WIDE)
             for value, kind in zip(args[3:], signature.args[3:], strict=True))
         total = base
         for term in args[:3]:
@@ -434,8 +406,8 @@ def _dpbusd_portable(typingctx, acc, a, b):
 
 
 def _byte_address(context, builder, array_type, array, index):
-    data = context.make_array(array_type)(context, builder, array).data
-    return builder.bitcast(builder.gep(data, [index]), _BYTES.as_pointer())
+    """Pointer to element `index` of a uint8 array's data, as a pointer to 16 bytes."""
+    return vector_pointer(context, builder, array_type, array, index, _BYTES)
 
 
 @intrinsic

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -151,6 +152,8 @@ def _write_cache(path: Path, data: dict) -> None:
 # In-memory answers of this process, and the pinned ones (`pinned`).
 _known: dict[ConvGeometry, float] = {}
 _pinned: float | dict[ConvGeometry, float] | None = None
+# Whether this process has said that it calibrates (a pause of seconds needs a reason).
+_announced = False
 
 
 def calibrate(shape: ConvGeometry, path: Path | None = None) -> float:
@@ -179,6 +182,11 @@ def break_even(shape: ConvGeometry, path: Path | None = None) -> float:
     if isinstance(entry, dict) and isinstance(entry.get("break_even"), int | float):
         _known[shape] = float(entry["break_even"])
         return _known[shape]
+    global _announced
+    if not _announced:
+        print("calibrating the sparse/dense break-even for this CPU (once) ...",
+              file=sys.stderr, flush=True)
+        _announced = True
     return calibrate(shape, path)
 
 

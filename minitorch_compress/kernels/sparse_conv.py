@@ -31,9 +31,9 @@ two 8-lane ones, so it gains less than the dense tile, which feeds 4 channels fr
 load. An 8-wide plane (ResNet-20's 8x8) stays on 8 lanes: 16-lane vectors spanning rows
 need three shifted copies of the input (the dense kernel's flat layout), and the sparse
 tile ran 2x slower on them. For each tile position, every output channel runs its tile in
-turn, so the few input rows the tile reads stay in L1 while all the channels read them. Once an image is done, the fused epilogue (batch norm, residual
-add, ReLU) runs over each of its planes as one row of Ho*Wo values (`rows.affine_row`, the
-loop every other path uses). Images are shared out between the kernel threads. Which convs
+turn, so the few input rows the tile reads stay in L1 while all the channels read them.
+Once an image is done, the fused epilogue (batch norm, residual add, ReLU) runs over each of
+its planes as one row of Ho*Wo values (`rows.affine_row`, the loop every other path uses). Images are shared out between the kernel threads. Which convs
 are worth running here rather than dense is measured per CPU (`kernels/sparse_break_even.py`).
 
 Layout. Each image is copied into zero-padded planes ``xpad[c]`` of ``Hp`` rows, each row
