@@ -33,8 +33,9 @@ need three shifted copies of the input (the dense kernel's flat layout), and the
 tile ran 2x slower on them. For each tile position, every output channel runs its tile in
 turn, so the few input rows the tile reads stay in L1 while all the channels read them.
 Once an image is done, the fused epilogue (batch norm, residual add, ReLU) runs over each of
-its planes as one row of Ho*Wo values (`rows.affine_row`, the loop every other path uses). Images are shared out between the kernel threads. Which convs
-are worth running here rather than dense is measured per CPU (`kernels/sparse_break_even.py`).
+its planes as one row of Ho*Wo values (`rows.affine_row`, the loop every other path uses).
+Images are shared out between the kernel threads. Which convs are worth running here rather
+than dense is measured per CPU (`kernels/sparse_break_even.py`).
 
 Layout. Each image is copied into zero-padded planes ``xpad[c]`` of ``Hp`` rows, each row
 split by column phase for stride s: padded column px lies at ``(px % s) * part + px // s``
