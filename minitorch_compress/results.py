@@ -1,8 +1,8 @@
 """Result files as the experiments write them and the reports read them: reading one, looking
 a number up in it, and the commit a result was made at.
 
-It imports nothing of the package but `paths`, so a report that reads results loads no
-kernel and no training code.
+It imports nothing of the package but `paths` and `errors`, so a report that reads results
+loads no kernel and no training code.
 """
 
 from __future__ import annotations
@@ -13,14 +13,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from minitorch_compress.errors import MinitorchError
 from minitorch_compress.paths import REPO_ROOT
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; a file that is not one (truncated, not UTF-8, nested too
+    deeply, a list) is a one-line MinitorchError naming it, not a traceback."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise MinitorchError(f"{path} is not a readable result file ({type(exc).__name__}); "
+                             "delete it, or rerun the lab that writes it") from None
+    if not isinstance(document, dict):
+        raise MinitorchError(f"{path} is not a result file (it holds a "
+                             f"{type(document).__name__}, not a JSON object); delete it, or "
+                             "rerun the lab that writes it")
+    return document
 
 
 def read_result(out_dir: Path, name: str) -> dict[str, Any] | None:
     """The JSON ``out_dir/name.json`` (as `experiments.common.write_result` writes it), or
     None when that part has not been run."""
     path = Path(out_dir) / f"{name}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def lookup(document: dict[str, Any] | None, path: Sequence[str]) -> float | None:

@@ -14,7 +14,6 @@ matplotlib is imported inside it only, so importing this module stays cheap.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from minitorch_compress.experiments.lab1 import (
 )
 from minitorch_compress.linear import SCHEDULES, History
 from minitorch_compress.reports.format import listing, pyplot, table, write_markdown
+from minitorch_compress.results import read_json
 
 FIGURE_DIR = "lab1"  # the figures' folder, next to lab1.md (so links are relative to it)
 CONVERGED = 1e-8  # a last-step change below this counts as converged
@@ -706,7 +706,7 @@ def write_report(out_dir: str | Path) -> Path | None:
     """Re-render ``out_dir/lab1.md`` from ``out_dir/lab1.json``; None when there is none or it
     predates the evidence it needs (rerun the lab then)."""
     path = Path(out_dir) / "lab1.json"
-    document = json.loads(path.read_text()) if path.is_file() else {}
+    document = read_json(path) if path.is_file() else {}
     if "evidence" not in document:
         return None
     return write_markdown(Path(out_dir) / "lab1.md", [render_lab1(document)])

@@ -17,12 +17,11 @@ from typing import Any
 from minitorch_compress.errors import MinitorchError
 from minitorch_compress.published import SUMMARY as PUBLISHED
 from minitorch_compress.reports.format import table
-from minitorch_compress.results import lookup
+from minitorch_compress.results import lookup, read_result
 
 
 def _load(out_dir: Path, name: str) -> dict[str, Any] | None:
-    path = out_dir / f"{name}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_result(out_dir, name)
 
 
 def summary_table(out_dir: Path) -> str:
