@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -211,6 +212,15 @@ def test_a_missing_sparse_from_file_is_one_clear_line(tmp_path, capsys):
                              "--out-dir", str(tmp_path / "results")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--sparse-from" in err and "no such file" in err
+
+
+def test_a_sparse_from_device_or_fifo_says_it_is_not_a_file(tmp_path, capsys):
+    fifo = tmp_path / "model.mtc"
+    os.mkfifo(fifo)  # exists, is no regular file: reading it would hang
+    assert lab3_script.main(["--part", "d", "--sparse-from", str(fifo),
+                             "--out-dir", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a file" in err and "no such file" not in err
 
 
 def test_a_sparse_from_folder_is_one_line_that_names_the_file_to_pass(tmp_path, capsys):

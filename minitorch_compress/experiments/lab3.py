@@ -239,8 +239,9 @@ def check_sparse_start(options: Lab3Options) -> None:
             raise CheckpointError(
                 f"--sparse-from {options.sparse_from} is a folder; pass a model file: the "
                 f"committed results/models/lab2_c.mtc or Lab 2 (c)'s {lab2_checkpoint(options)}")
-        if not options.sparse_from.is_file():
-            raise CheckpointError(f"--sparse-from {options.sparse_from}: no such file")
+        if not options.sparse_from.is_file():  # /dev/zero, a FIFO: there but not a file
+            missing = "no such file" if not options.sparse_from.exists() else "not a file"
+            raise CheckpointError(f"--sparse-from {options.sparse_from}: {missing}")
         model = load_pretrained(options.sparse_from)
         if getattr(model, "batch_norm_folded", False):
             raise CheckpointError(
