@@ -24,6 +24,14 @@ def test_the_folder_digest_follows_every_python_file(tmp_path):
     assert numba_cache.folder_digest(str(tmp_path)) != before
 
 
+def test_an_editors_lock_file_beside_the_kernels_is_ignored(tmp_path):
+    (tmp_path / "simd.py").write_text("x = 1\n")
+    before = numba_cache.folder_digest(str(tmp_path))
+    # Emacs's lock file while simd.py is edited: a symlink to nowhere with a .py name
+    os.symlink("user@host.1234:1700000000", tmp_path / ".#simd.py")
+    assert numba_cache.folder_digest(str(tmp_path)) == before
+
+
 def test_the_kernels_cache_stamp_covers_the_whole_kernels_folder():
     compiled = int8_conv._quantize_into  # any cache=True function of kernels/
     locator = compiled._cache._impl.locator

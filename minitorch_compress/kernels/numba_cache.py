@@ -38,12 +38,17 @@ _FOLDERS: set[str] = set()
 
 
 def folder_digest(folder: str) -> str:
-    """The sha256 hex digest of the names and contents of the ``.py`` files in `folder`
+    """The sha256 hex digest of the names and contents of the modules (``.py`` files) in `folder`
     (re-read only when a file's size or modification time changes)."""
     stats = []
     for name in sorted(os.listdir(folder)):
-        if name.endswith(".py"):
-            st = os.stat(os.path.join(folder, name))
+        # only importable module names: an editor's lock file, such as Emacs's `.#simd.py`
+        # (a symlink to nowhere while simd.py is being edited), is neither code nor readable
+        if name.endswith(".py") and name[:-3].isidentifier():
+            try:
+                st = os.stat(os.path.join(folder, name))
+            except FileNotFoundError:  # removed since the listing
+                continue
             stats.append((name, st.st_mtime_ns, st.st_size))
     return _digest(folder, tuple(stats))
 
