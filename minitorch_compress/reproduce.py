@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from minitorch_compress.data.cifar10 import find_cifar10
+from minitorch_compress.data.cifar10 import load_cifar10
 from minitorch_compress.errors import MinitorchError
-from minitorch_compress.models.pretrained import find_pretrained_checkpoint
+from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.options import ensure_writable_dir
 from minitorch_compress.paths import (
     LOCAL_RESULTS_DIR,
@@ -170,10 +171,11 @@ def reproduce(args: argparse.Namespace) -> int:
             "(results/quick/)")
     ensure_writable_dir(out_dir, "--out-dir")
     ensure_writable_dir(run_root, "--run-root")
-    # the data and the pretrained model are looked for now, not after Lab 1 has run
+    # the data and the pretrained model are read now (one test batch, the weights), not
+    # after Lab 1 has run: a file that is there but not CIFAR-10 or not a model is refused too
     if not args.download:
-        find_cifar10(args.data_dir)
-    find_pretrained_checkpoint(args.weights)
+        load_cifar10(args.data_dir, subset=0, test_subset=1)
+    load_pretrained(args.weights)
     mode = "full-size" if args.full else "quick (smoke finetuning)"
     commands = lab_commands(args)
     print(f"reproduce: {mode} mode, {len(commands)} lab runs, results in {out_dir}", flush=True)
@@ -187,7 +189,9 @@ def reproduce(args: argparse.Namespace) -> int:
         # cores, CPU above wall means the kernels ran in parallel)
         print(f"[{i}/{len(commands)}] {time.perf_counter() - step_start:.1f} s "
               f"(CPU {time.process_time() - cpu_start:.1f} s)", flush=True)
-        if status == INTERRUPTED:  # Ctrl-C: the lab has said how to continue; stop here too
+        if status == INTERRUPTED:  # Ctrl-C; reproduce itself takes no --resume
+            print("reproduce: to continue, run the same reproduce command again (quick mode "
+                  "starts over; --full resumes the finished epochs)", file=sys.stderr)
             return INTERRUPTED
         if status != 0:
             raise MinitorchError(

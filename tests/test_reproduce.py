@@ -171,3 +171,37 @@ def test_missing_data_or_weights_are_refused_before_any_lab_runs(tmp_path, capsy
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err
         assert not list(out_dir.glob("*.json"))
+
+
+def test_data_or_weights_that_are_there_but_unreadable_are_refused_before_any_lab_runs(
+        tmp_path, capsys, synthetic_cifar10_dir, random_resnet20_weights):
+    """A --data-dir that is an empty file and a --weights that is not a model passed the
+    existence check, so Lab 1 ran and wrote its results before Lab 2 (a) refused them."""
+    out_dir = tmp_path / "results"
+    (tmp_path / "empty.tar.gz").write_bytes(b"")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file" * 50)
+    for wrong in (["--data-dir", str(tmp_path / "empty.tar.gz"), "--weights",
+                   str(random_resnet20_weights)],
+                  ["--data-dir", str(synthetic_cifar10_dir), "--weights",
+                   str(tmp_path / "junk.npz")]):
+        argv = ["reproduce", *wrong, "--out-dir", str(out_dir), "--run-root",
+                str(tmp_path / "runs"), "--no-progress"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+        assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_ctrl_c_in_a_lab_says_how_to_continue_reproduce(tmp_path, monkeypatch, capsys,
+                                                       synthetic_cifar10_dir,
+                                                       random_resnet20_weights):
+    """The lab's Ctrl-C line names --resume, which reproduce does not take."""
+    from minitorch_compress import reproduce
+
+    monkeypatch.setattr(reproduce, "run_lab", lambda command: reproduce.INTERRUPTED)
+    args = build_parser().parse_args([
+        "reproduce", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+        str(random_resnet20_weights), "--out-dir", str(tmp_path / "results"), "--run-root",
+        str(tmp_path / "runs"), "--no-progress"])
+    assert reproduce.reproduce(args) == reproduce.INTERRUPTED
+    assert "run the same reproduce command again" in capsys.readouterr().err
