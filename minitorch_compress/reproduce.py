@@ -175,7 +175,9 @@ def reproduce(args: argparse.Namespace) -> int:
     # after Lab 1 has run: a file that is there but not CIFAR-10 or not a model is refused too
     if not args.download:
         load_cifar10(args.data_dir, subset=0, test_subset=1)
-    load_pretrained(args.weights)
+    if getattr(load_pretrained(args.weights), "batch_norm_folded", False):
+        raise MinitorchError(f"--weights {args.weights} has folded batch norm (inference "
+                             "only), and the labs finetune it; give the unfolded file")
     mode = "full-size" if args.full else "quick (smoke finetuning)"
     commands = lab_commands(args)
     print(f"reproduce: {mode} mode, {len(commands)} lab runs, results in {out_dir}", flush=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 
 from minitorch_compress.cli import build_parser, main
+from minitorch_compress.io import mtc
+from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.reproduce import lab_commands, run_lab
 
 
@@ -180,10 +182,13 @@ def test_data_or_weights_that_are_there_but_unreadable_are_refused_before_any_la
     out_dir = tmp_path / "results"
     (tmp_path / "empty.tar.gz").write_bytes(b"")
     (tmp_path / "junk.npz").write_bytes(b"not a zip file" * 50)
+    folded = tmp_path / "folded.mtc"  # evaluates, but the labs' finetunes refuse it
+    mtc.save(folded, load_pretrained(random_resnet20_weights), fold_batch_norm=True)
     for wrong in (["--data-dir", str(tmp_path / "empty.tar.gz"), "--weights",
                    str(random_resnet20_weights)],
                   ["--data-dir", str(synthetic_cifar10_dir), "--weights",
-                   str(tmp_path / "junk.npz")]):
+                   str(tmp_path / "junk.npz")],
+                  ["--data-dir", str(synthetic_cifar10_dir), "--weights", str(folded)]):
         argv = ["reproduce", *wrong, "--out-dir", str(out_dir), "--run-root",
                 str(tmp_path / "runs"), "--no-progress"]
         assert main(argv) == 2
