@@ -378,3 +378,13 @@ def test_the_time_per_mac_sentence_splits_the_narrowed_convs_from_the_rest():
     assert "median 28%, from 25% to 30% of a pruned model's time" in line
     line = time_per_mac_line(d({"lab4_e_l1_m60": {"time_per_mac": 1.18}}))
     assert line.endswith("1.18x over 1 model; the goal of at most 1.05x is not met.")
+
+
+@pytest.mark.parametrize("option", ["--strengths", "--l1-strengths"])
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "1e999", "x"])
+def test_a_strength_that_is_not_a_finite_number_at_least_0_is_one_line(capsys, option, value):
+    with pytest.raises(SystemExit) as stop:  # argparse's usage error: one line, exit 2
+        lab4_script.main(["--part", "a", option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "finite numbers >= 0" in err and value in err

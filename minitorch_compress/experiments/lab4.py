@@ -166,12 +166,12 @@ class Lab4Options(LabOptions):
             values = tuple(str(v) for v in getattr(self, name))
             object.__setattr__(self, name, values)
             for value in values:
-                try:
-                    ok = float(value) >= 0
+                try:  # inf, too, is no strength: it zeroes every channel group at once
+                    ok = 0 <= float(value) < float("inf")
                 except ValueError:
                     ok = False
                 if not ok:
-                    raise MinitorchError(f"{option} takes numbers >= 0, got {value!r}")
+                    raise MinitorchError(f"{option} takes finite numbers >= 0, got {value!r}")
         if not isinstance(self.speed_rounds, int) or self.speed_rounds < 1:
             raise MinitorchError(f"--speed-rounds must be >= 1, got {self.speed_rounds!r}")
         object.__setattr__(self, "budgets", tuple(dict.fromkeys(
