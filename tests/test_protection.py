@@ -136,6 +136,24 @@ def test_the_weights_cache_is_keyed_by_content_and_written_only_when_valid(tmp_p
     assert len(list(cache_dir.iterdir())) == 2
 
 
+def test_a_damaged_weights_cache_entry_is_converted_again_not_a_dead_end(tmp_path, cache_dir,
+                                                                         capsys):
+    """The cache is the tool's own file: a truncated one used to make every command that names
+    the .pt fail until the user found and deleted it."""
+    state = resnet20(rng=np.random.default_rng(0)).state_dict()
+    pt = _resnet20_pt(tmp_path / "pretrained_model.pt", state)
+    pretrained.pretrained_state_dict(pt)
+    (entry,) = cache_dir.iterdir()
+    entry.write_bytes(entry.read_bytes()[:3000])
+    got = pretrained.pretrained_state_dict(pt)
+    assert "damaged" in capsys.readouterr().out
+    np.testing.assert_array_equal(got["final_fc.linear.weight"], state["final_fc.linear.weight"])
+    np.testing.assert_array_equal(  # and the entry is whole again
+        pretrained.pretrained_state_dict(pt)["final_fc.linear.weight"],
+        state["final_fc.linear.weight"])
+    assert "damaged" not in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------ 4. interrupted writes
 def test_resume_cleans_stale_temporaries_and_rewrites_the_log(tmp_path, tiny_cifar):
     class StopBeforeEpoch3:

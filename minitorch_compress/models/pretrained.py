@@ -158,8 +158,11 @@ def pretrained_state_dict(weights: str | os.PathLike[str] | None = None) -> dict
         return validated(arrays, path)
     cached = cache_path(path)
     if cached.is_file():
-        arrays, _ = load_checkpoint(cached)
-        return validated(arrays, path)
+        try:
+            arrays, _ = load_checkpoint(cached)
+            return validated(arrays, path)
+        except CheckpointError:  # our own conversion, damaged: made again from the .pt below
+            print(f"note: {shown(cached)} is damaged; converting {path} again")
     # read first, then check the shapes against the widths the file holds (a channel-pruned
     # export is a ResNet-20 too); the reader's size bound keeps a hostile file from costing
     # more than a model's memory before that check
