@@ -55,3 +55,22 @@ def is_tracked(path: Path) -> bool:
     except OSError:
         return False
     return found.returncode == 0
+
+
+def is_in_working_tree(folder: Path) -> bool:
+    """Whether files written into `folder` would show in `git status`: it lies inside this
+    checkout and git does not ignore it (False outside a checkout, or without git). Quick
+    runs write only into ignored folders (`results/quick/`, `results/local/`, `runs/`)."""
+    try:
+        resolved = Path(folder).resolve()
+        resolved.relative_to(REPO_ROOT.resolve())
+    except (OSError, ValueError):
+        return False  # outside the checkout
+    # a probe name inside the folder: ignored exactly when the folder (or a parent) is
+    probe = resolved / ".minitorch-probe"
+    try:
+        found = subprocess.run(["git", "check-ignore", "-q", "--", str(probe)],
+                               cwd=REPO_ROOT, capture_output=True, text=True)
+    except OSError:
+        return False
+    return found.returncode == 1  # 0: ignored, 128: not a git checkout

@@ -34,6 +34,7 @@ from minitorch_compress.paths import (
     QUICK_RESULTS_DIR,
     REPO_ROOT,
     RUNS_DIR,
+    is_in_working_tree,
     is_published_dir,
 )
 from minitorch_compress.reports.summary import write_report
@@ -169,6 +170,13 @@ def reproduce(args: argparse.Namespace) -> int:
             f"--out-dir {out_dir}: quick mode's smoke finetunes never replace the published "
             "results; add --full to publish full-size runs there, or leave --out-dir out "
             "(results/quick/)")
+    for folder, option in ((out_dir, "--out-dir"), (run_root, "--run-root")):
+        # publishing into results/ with --full is the one write into the tracked tree
+        if is_in_working_tree(folder) and not (args.full and is_published_dir(folder)):
+            raise MinitorchError(
+                f"{option} {folder} lies inside the repository where git would list every "
+                "file written there; leave it out (results/quick/, runs/quick/), or give "
+                "a folder git ignores (results/local/, runs/) or one outside the checkout")
     ensure_writable_dir(out_dir, "--out-dir")
     ensure_writable_dir(run_root, "--run-root")
     # the data and the pretrained model are read now (one test batch, the weights), not

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from minitorch_compress.cli import build_parser, main
 from minitorch_compress.io import mtc
 from minitorch_compress.models.pretrained import load_pretrained
@@ -210,3 +212,26 @@ def test_ctrl_c_in_a_lab_says_how_to_continue_reproduce(tmp_path, monkeypatch, c
         str(tmp_path / "runs"), "--no-progress"])
     assert reproduce.reproduce(args) == reproduce.INTERRUPTED
     assert "run the same reproduce command again" in capsys.readouterr().err
+
+
+def test_folders_inside_the_checkout_that_git_would_list_are_refused(
+        tmp_path, capsys, synthetic_cifar10_dir, random_resnet20_weights):
+    """`reproduce --out-dir .` or `--out-dir results/lab2` wrote untracked files into the
+    tracked tree (git status no longer clean); ignored folders stay allowed."""
+    from minitorch_compress.paths import REPO_ROOT, is_in_working_tree
+    if not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    assert is_in_working_tree(REPO_ROOT) and is_in_working_tree(REPO_ROOT / "results" / "x")
+    assert not is_in_working_tree(REPO_ROOT / "results" / "quick")
+    assert not is_in_working_tree(REPO_ROOT / "runs" / "quick")
+    assert not is_in_working_tree(tmp_path)
+    for option, folder in (("--out-dir", REPO_ROOT / "results" / "lab2_probe"),
+                           ("--run-root", REPO_ROOT / "labs" / "runs_probe")):
+        other = "--run-root" if option == "--out-dir" else "--out-dir"
+        argv = ["reproduce", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+                str(random_resnet20_weights), option, str(folder), other,
+                str(tmp_path / "other"), "--no-progress"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and option in err
+        assert not folder.exists()
