@@ -44,33 +44,25 @@ def shown(path: str | Path) -> str:
 def is_tracked(path: Path) -> bool:
     """Whether `path` is a file git tracks in this checkout (False outside one, or without
     git): commands that write a file the user names never replace one of these."""
-    try:
-        resolved = Path(path).resolve()
-        resolved.relative_to(REPO_ROOT.resolve())
-    except (OSError, ValueError):
-        return False  # outside the checkout
-    try:
-        found = subprocess.run(["git", "ls-files", "--error-unmatch", "--", str(resolved)],
-                               cwd=REPO_ROOT, capture_output=True, text=True)
-    except OSError:
-        return False
-    return found.returncode == 0
+    return _git_in_checkout(["ls-files", "--error-unmatch"], path) == 0
 
 
 def is_in_working_tree(folder: Path) -> bool:
     """Whether files written into `folder` would show in `git status`: it lies inside this
     checkout and git does not ignore it (False outside a checkout, or without git). Quick
     runs write only into ignored folders (`results/quick/`, `results/local/`, `runs/`)."""
-    try:
-        resolved = Path(folder).resolve()
-        resolved.relative_to(REPO_ROOT.resolve())
-    except (OSError, ValueError):
-        return False  # outside the checkout
     # a probe name inside the folder: ignored exactly when the folder (or a parent) is
-    probe = resolved / ".minitorch-probe"
+    status = _git_in_checkout(["check-ignore", "-q"], Path(folder) / ".minitorch-probe")
+    return status == 1  # 0: ignored, 128: not a git checkout
+
+
+def _git_in_checkout(command: list[str], path: str | Path) -> int | None:
+    """Exit status of `git COMMAND -- PATH` run in the checkout; None when `path` lies outside
+    it or git cannot run."""
     try:
-        found = subprocess.run(["git", "check-ignore", "-q", "--", str(probe)],
-                               cwd=REPO_ROOT, capture_output=True, text=True)
-    except OSError:
-        return False
-    return found.returncode == 1  # 0: ignored, 128: not a git checkout
+        resolved = Path(path).resolve()
+        resolved.relative_to(REPO_ROOT.resolve())
+        return subprocess.run(["git", *command, "--", str(resolved)], cwd=REPO_ROOT,
+                              capture_output=True, text=True).returncode
+    except (OSError, ValueError):
+        return None

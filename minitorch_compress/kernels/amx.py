@@ -129,13 +129,20 @@ def _bytes(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1).view(np.uint8)
 
 
-def tile_load(t: int, a: np.ndarray, i: int, stride: int) -> None:
-    """Tile t's row r = the bytes of a from a.flat[i] on, plus r * stride bytes."""
+def _rows_span(name: str, t: int, a: np.ndarray, i: int,
+               stride: int) -> tuple[int, int, np.ndarray, int]:
+    """(rows, bytes a row, a's bytes, first byte) of tile t's rows in a, checked in bounds."""
     rows, row_bytes = _shape(t)
     flat, start = _bytes(a), i * a.itemsize
     if i < 0 or start + (rows - 1) * stride + row_bytes > flat.size:
-        raise IndexError(f"tile_load: {rows} rows of {row_bytes} bytes every {stride} from "
+        raise IndexError(f"{name}: {rows} rows of {row_bytes} bytes every {stride} from "
                          f"byte {start} leave an array of {flat.size} bytes")
+    return rows, row_bytes, flat, start
+
+
+def tile_load(t: int, a: np.ndarray, i: int, stride: int) -> None:
+    """Tile t's row r = the bytes of a from a.flat[i] on, plus r * stride bytes."""
+    rows, row_bytes, flat, start = _rows_span("tile_load", t, a, i, stride)
     _python.data[t] = 0
     for r in range(rows):
         _python.data[t, r, :row_bytes] = flat[start + r * stride:start + r * stride + row_bytes]
@@ -143,11 +150,7 @@ def tile_load(t: int, a: np.ndarray, i: int, stride: int) -> None:
 
 def tile_store(t: int, a: np.ndarray, i: int, stride: int) -> None:
     """The bytes of a from a.flat[i] on, plus r * stride bytes = tile t's row r."""
-    rows, row_bytes = _shape(t)
-    flat, start = _bytes(a), i * a.itemsize
-    if i < 0 or start + (rows - 1) * stride + row_bytes > flat.size:
-        raise IndexError(f"tile_store: {rows} rows of {row_bytes} bytes every {stride} from "
-                         f"byte {start} leave an array of {flat.size} bytes")
+    rows, row_bytes, flat, start = _rows_span("tile_store", t, a, i, stride)
     for r in range(rows):
         flat[start + r * stride:start + r * stride + row_bytes] = _python.data[t, r, :row_bytes]
 
