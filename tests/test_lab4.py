@@ -388,3 +388,42 @@ def test_a_strength_that_is_not_a_finite_number_at_least_0_is_one_line(capsys, o
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "finite numbers >= 0" in err and value in err
+
+
+def test_the_methods_verdicts_and_the_front_follow_the_numbers():
+    """(e)'s sentences are computed: the best method per budget and its margin, the mean
+    gain of distillation and of L1 over group Lasso where both ran, and the front against
+    the target box (the most accurate model at >= 1.5x, the fastest at the floor)."""
+    from minitorch_compress.reports.lab4 import comparison_lines, front_line
+
+    def run(accuracy):
+        return {"best_accuracy": accuracy}
+
+    e = {"budgets": {"0.6": {"l1": run(0.89), "l1_kd": run(0.90), "lasso_kd": run(0.895)},
+                     "0.5": {"l1": run(0.88), "l1_kd": run(0.885)},
+                     "0.4": {"lasso": run(0.87)}}}
+    text = comparison_lines({"e": e})[0]
+    assert ("At 60% of the MACs the best of 3 methods is L1 filters + finetune + KD (0.9000), "
+            "0.50 points above group Lasso + finetune + KD.") in text
+    assert "At 50% of the MACs the best of 2 methods" in text and "At 40%" not in text
+    assert "Distillation adds to L1 filters +0.75 points (mean over 2 budgets)." in text
+    assert "Distillation adds to group Lasso" not in text  # no budget ran both
+    assert "both with distillation, +0.50 points (mean over 1 budget)" in text
+
+    def d(models):
+        return {"d": {"models": {"full": {"img_s": 100.0, "accuracy": 0.915}, **models}}}
+
+    models = {"lab4_e_l1_kd_m60": {"img_s": 150.0, "accuracy": 0.900},
+              "lab4_e_l1_kd_m50": {"img_s": 170.0, "accuracy": 0.895},
+              "lab4_e_lasso_kd_m60": {"img_s": 148.0, "accuracy": 0.896},
+              "lab4_b_0.6": {"img_s": 115.0, "accuracy": 0.9099}}
+    line = front_line(d(models))
+    assert ("front (no finetuned channel-pruned model both faster and more accurate): "
+            "lab4_b_0.6 0.9099 at 1.15x, lab4_e_l1_kd_m60 0.9000 at 1.50x, "
+            "lab4_e_l1_kd_m50 0.8950 at 1.70x.") in line  # lasso_kd_m60 is dominated
+    assert "At >= 1.5x the most accurate is lab4_e_l1_kd_m60, 0.9000: 0.50 points short" in line
+    assert "At or above 0.9050 the fastest is lab4_b_0.6, 1.15x." in line
+    models["lab4_b_0.6"]["accuracy"] = 0.90
+    assert "None is at or above 0.9050: the most accurate reaches 0.9000." in \
+        front_line(d(models))
+    assert front_line({"d": {"models": {}}}) == ""

@@ -46,6 +46,9 @@ KERNELS_KEEP_UP = 1.15
 #: the issue's goal for the kernels: a pruned model's time per MAC at most this much above the
 #: full model's
 TIME_PER_MAC_GOAL = 1.05
+#: the Pareto figure leaves out (names below its axis) a model this far below the target's
+#: accuracy: a network the penalty collapsed
+COLLAPSED = 0.1
 #: the finetuned channel-pruned models, by name: (b)'s and (e)'s ((a)'s are not finetuned)
 FINETUNED = ("lab4_b_", "lab4_e_")
 
@@ -214,12 +217,10 @@ def what_stands_in_the_way(models: dict[str, Any], floor: float) -> str:
     pruned = {n: m for n, m in models.items() if n.startswith("lab4_") and m["macs_ratio"] < 1}
     if not pruned:
         return "No channel-pruned model has fewer MACs than the full one yet."
-    # measured time per unit of MACs, relative to the full model (1: time scales with MACs)
-    cost = sorted((full["img_s"] / m["img_s"]) / m["macs_ratio"] for m in pruned.values())
-    per_mac = cost[len(cost) // 2]
+    per_mac = _measured_time_per_mac(models)
     need = 1 / (TARGET_SPEEDUP * per_mac)
     text = (f"Measured, a channel-pruned model takes {per_mac:.2f}x the time its MACs would "
-            f"predict (median of {len(cost)}), so {TARGET_SPEEDUP:g}x needs at most "
+            f"predict (median of {len(pruned)}), so {TARGET_SPEEDUP:g}x needs at most "
             f"{need:.1%} of the MACs")
     accurate = {n: m for n, m in pruned.items()
                 if n.startswith(FINETUNED) and m["accuracy"] >= floor}
@@ -237,6 +238,17 @@ def what_stands_in_the_way(models: dict[str, Any], floor: float) -> str:
     return text + (f"; the leanest model at or above {floor:.4f}, {name}, keeps "
                    f"{m['macs_ratio']:.1%} and runs {m['img_s'] / full['img_s']:.2f}x: "
                    f"{reason}.")
+
+
+def _measured_time_per_mac(models: dict[str, Any]) -> float | None:
+    """The channel-pruned models' median time per MAC relative to the full model's (1: time
+    scales with MACs), from (d)'s speeds; None without the full model or a pruned one."""
+    full = models.get("full")
+    pruned = [m for n, m in models.items() if n.startswith("lab4_") and m["macs_ratio"] < 1]
+    if full is None or not pruned:
+        return None
+    cost = sorted((full["img_s"] / m["img_s"]) / m["macs_ratio"] for m in pruned)
+    return cost[len(cost) // 2]
 
 
 def _two_panels() -> Any:
@@ -440,10 +452,85 @@ def methods_section(results: dict[str, Any]) -> list[str]:
                            sum(p["predicted_channels"]), sum(p["actual_channels"]),
                            fmt(p["accuracy"]), p["widths"], f"{p['macs_ratio']:.1%}"]
                           for b, p in phases)), ""]
-    L += [time_per_mac_line(results), ""]
+    L += [*comparison_lines(results), time_per_mac_line(results), ""]
     if (target := target_line(results)):
         L += [target, ""]
+    if (front := front_line(results)):
+        L += [front, ""]
     return L
+
+
+def _mean_gain(e: dict[str, Any], better: str, worse: str) -> tuple[float, int] | None:
+    """Mean best-accuracy difference `better` - `worse` over the budgets where both ran, and
+    how many budgets that is; None where no budget ran both."""
+    gains = [r[better]["best_accuracy"] - r[worse]["best_accuracy"]
+             for r in e["budgets"].values() if better in r and worse in r]
+    return (statistics.mean(gains), len(gains)) if gains else None
+
+
+def comparison_lines(results: dict[str, Any]) -> list[str]:
+    """(e)'s verdicts, computed from its cells: the best method at each budget where two or
+    more ran, what distillation adds to each ranking, and L1 filters against group Lasso
+    (mean best-accuracy differences over the budgets where both ran)."""
+    e = results["e"]
+    lines = []
+    for budget in sorted(e["budgets"], key=float, reverse=True):
+        runs = {m: e["budgets"][budget][m] for m in METHODS if m in e["budgets"][budget]}
+        if len(runs) < 2:
+            continue
+        ranked = sorted(runs, key=lambda m: -runs[m]["best_accuracy"])
+        margin = runs[ranked[0]]["best_accuracy"] - runs[ranked[1]]["best_accuracy"]
+        lines.append(f"At {float(budget):.0%} of the MACs the best of {len(runs)} methods is "
+                     f"{METHOD_LABELS[ranked[0]]} ({fmt(runs[ranked[0]]['best_accuracy'])}), "
+                     f"{100 * margin:.2f} points above {METHOD_LABELS[ranked[1]]}.")
+    for better, worse, what in (("l1_kd", "l1", "Distillation adds to L1 filters"),
+                                ("lasso_kd", "lasso", "Distillation adds to group Lasso"),
+                                ("l1", "lasso", "L1 filters against group Lasso, both "
+                                 "without distillation,"),
+                                ("l1_kd", "lasso_kd", "L1 filters against group Lasso, both "
+                                 "with distillation,")):
+        if (gain := _mean_gain(e, better, worse)) is not None:
+            mean, n = gain
+            lines.append(f"{what} {100 * mean:+.2f} points (mean over {n} "
+                         f"budget{'' if n == 1 else 's'}).")
+    return [" ".join(lines), ""] if lines else []
+
+
+def front_line(results: dict[str, Any]) -> str:
+    """The measured front of the finetuned channel-pruned models against the target box:
+    the most accurate model at >= 1.5x and its shortfall, the fastest model at the accuracy
+    floor and its shortfall ("" when (d) has not timed the full model)."""
+    models = _speed(results)
+    full = models.get("full")
+    if full is None:
+        return ""
+    floor = full["accuracy"] - TARGET_LOSS
+    pruned = {n: (m["img_s"] / full["img_s"], m["accuracy"]) for n, m in models.items()
+              if n.startswith(FINETUNED)}
+    if not pruned:
+        return ""
+    # the front: no other model both faster and more accurate
+    front = sorted((n for n, (s, a) in pruned.items()
+                    if not any(s2 >= s and a2 >= a and (s2, a2) != (s, a)
+                               for s2, a2 in pruned.values())), key=lambda n: pruned[n][0])
+    text = ("The measured front (no finetuned channel-pruned model both faster and more "
+            "accurate): " + ", ".join(f"{n} {pruned[n][1]:.4f} at {pruned[n][0]:.2f}x"
+                                      for n in front) + ".")
+    fast = {n: v for n, v in pruned.items() if v[0] >= TARGET_SPEEDUP}
+    if fast:
+        name, (speed, acc) = max(fast.items(), key=lambda item: item[1][1])
+        text += (f" At >= {TARGET_SPEEDUP:g}x the most accurate is {name}, "
+                 + (f"{acc:.4f}: {100 * (floor - acc):.2f} points short of {floor:.4f}."
+                    if acc < floor else f"{acc:.4f}, at or above {floor:.4f}."))
+    accurate = {n: v for n, v in pruned.items() if v[1] >= floor}
+    if accurate:
+        name, (speed, acc) = max(accurate.items(), key=lambda item: item[1][0])
+        text += f" At or above {floor:.4f} the fastest is {name}, {speed:.2f}x."
+    else:
+        best = max(pruned.values(), key=lambda v: v[1])[1]
+        text += (f" None is at or above {floor:.4f}: the most accurate reaches "
+                 f"{best:.4f}.")
+    return text
 
 
 def write_pareto_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
@@ -462,14 +549,24 @@ def write_pareto_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
         runs = [(b, r[method]) for b, r in e["budgets"].items() if method in r]
         if not runs:
             continue
-        ax_m.scatter([r["macs_ratio"] for _, r in runs], [r["best_accuracy"] for _, r in runs],
-                     marker=markers[method], label=METHOD_LABELS[method])
+        runs.sort(key=lambda run: run[1]["macs_ratio"])  # joined by MACs: one line a method
+        ax_m.plot([r["macs_ratio"] for _, r in runs], [r["best_accuracy"] for _, r in runs],
+                  marker=markers[method], label=METHOD_LABELS[method])
         timed = [(b, r) for b, r in runs if full and method_run(method, b) in models]
         if timed:
-            ax_s.scatter([models[method_run(method, b)]["img_s"] / full["img_s"]
-                          for b, _ in timed], [r["best_accuracy"] for _, r in timed],
-                         marker=markers[method], label=METHOD_LABELS[method])
+            ax_s.plot([models[method_run(method, b)]["img_s"] / full["img_s"]
+                       for b, _ in timed], [r["best_accuracy"] for _, r in timed],
+                      marker=markers[method], label=METHOD_LABELS[method])
     others = {n: m for n, m in models.items() if not n.startswith("lab4_e_")}
+    # the y-axis spans the models within COLLAPSED of the target; one further below (a
+    # strength that collapsed the network) is named at the axis' foot instead of squashing
+    # the others into a line
+    bottom = min([floor - 0.015, *(r["best_accuracy"] for runs in e["budgets"].values()
+                                   for m, r in runs.items() if m in METHODS),
+                  *(a for m in models.values() if (a := m["accuracy"]) >= floor - COLLAPSED)
+                  ]) - 0.005
+    below = sorted(n for n, m in others.items() if m["accuracy"] < bottom)
+    others = {n: m for n, m in others.items() if n not in below}
     by_speed, by_macs = [], []
     for name, m in others.items():
         ax_s.scatter(m["img_s"] / full["img_s"], m["accuracy"], marker="x", color="gray")
@@ -477,17 +574,31 @@ def write_pareto_figure(out_dir: Path, results: dict[str, Any]) -> list[Path]:
         if name.startswith("lab4_b_") or name == "full":
             ax_m.scatter(m["macs_ratio"], m["accuracy"], marker="x", color="gray")
             by_macs.append((name, m["macs_ratio"], m["accuracy"]))
-    for i, (name, point) in enumerate(pub.PUBLISHED_CHANNEL_PRUNING.items()):
+    # the published points sit close together: the most accurate named above, the rest below
+    published = sorted(pub.PUBLISHED_CHANNEL_PRUNING.items(), key=lambda p: -p[1]["accuracy"])
+    for i, (name, point) in enumerate(published):
         ax_m.scatter(point["flops_kept"], point["accuracy"], marker="*", s=90, color="black")
         ax_m.annotate(f"{name} (published, other baseline: {point['baseline']:.2%})",
                       (point["flops_kept"], point["accuracy"]), fontsize=6,
-                      xytext=(6, -10 - 9 * i), textcoords="offset points")
-    top = max([floor + 0.02, *[a.get_ylim()[1] for a in (ax_s, ax_m)]])
+                      xytext=(7, 3 if i == 0 else -3 - 8 * (i - 1)), textcoords="offset points")
+    top = max([floor + 0.01, *[a.get_ylim()[1] for a in (ax_s, ax_m)]])
     ax_s.fill_between([TARGET_SPEEDUP, max(TARGET_SPEEDUP + 0.5, ax_s.get_xlim()[1])],
                       floor, top, alpha=0.12, color="green",
                       label=f"target: >= {TARGET_SPEEDUP:g}x, >= {floor:.4f}")
     ax_m.axhline(floor, color="green", linestyle="--", label=f"{TARGET_LOSS:g} below the "
                  "pretrained model")
+    if (per_mac := _measured_time_per_mac(models)) is not None:
+        # the MACs a 1.5x model may keep if its time per MAC is the measured median
+        need = 1 / (TARGET_SPEEDUP * per_mac)
+        ax_m.fill_between([ax_m.get_xlim()[0], need], floor, top, alpha=0.12, color="green",
+                          label=f"target at the measured {per_mac:.2f}x time/MAC: <= "
+                                f"{need:.0%} MACs")
+    for ax in (ax_s, ax_m):
+        ax.set_ylim(bottom, top)
+    if below:
+        ax_s.annotate("below the axis:\n" + "\n".join(
+            f"{n} ({models[n]['accuracy']:.2f})" for n in below), (0.01, 0.01),
+            xycoords="axes fraction", fontsize=6, color="gray")
     ax_s.set(xlabel="speed vs the full model (batch 100, measured by (d))",
              ylabel="test accuracy (best epoch)", title="accuracy vs measured speed")
     ax_m.set(xlabel="MACs, fraction of the full model", ylabel="test accuracy (best epoch)",
@@ -544,7 +655,9 @@ def _tables(results: dict[str, Any]) -> list[str]:
                     f"{m['weights_kept']:.1%}",
                     f"{m['weights_zero']:.1%}", fmt(m["accuracy"]), m["file"]]
                    for n, m in d["models"].items())),
-              "", target_line(results), ""]
+              ""]
+        if "e" not in results:  # else (e) states the target, beside the methods
+            L += [target_line(results), ""]
     return L + methods_section(results)
 
 
