@@ -24,14 +24,15 @@ and nothing is stored until the tile is done. 8 sums and a weight fit the 16 vec
 registers of AVX2 CPUs, and 8 independent sums cover the FMA latency (4 cycles, 2 a cycle);
 the 8 vectors' addresses stay in 8 general registers. CPUs with 32 vector registers keep
 the same tile: the loop is bound by its input loads, not by the per-non-zero work that a
-16-vector tile would share out, and one measured no faster. On AVX-512 the 16-lane tile
-(`_tile8_wide`) does twice the multiply-adds per load, but most of its loads straddle two
-cache lines (a tap's offset moves by one value with kx), and such a 16-lane load costs about
-two 8-lane ones, so it gains less than the dense tile, which feeds 4 channels from each
-load. An 8-wide plane (ResNet-20's 8x8) stays on 8 lanes: 16-lane vectors spanning rows
-need three shifted copies of the input (the dense kernel's flat layout), and the sparse
-tile ran 2x slower on them. For each tile position, every output channel runs its tile in
-turn, so the few input rows the tile reads stay in L1 while all the channels read them.
+16-vector tile would share out, and one measured no faster. On AVX-512 the same tile on
+16-lane vectors (`_tile8` is one function for both widths) does twice the multiply-adds per
+load, but most of its loads straddle two cache lines (a tap's offset moves by one value
+with kx), and such a 16-lane load costs about two 8-lane ones, so it gains less than the
+dense tile, which feeds 4 channels from each load. An 8-wide plane (ResNet-20's 8x8)
+stays on 8 lanes: 16-lane vectors spanning rows need three shifted copies of the input (the
+dense kernel's flat layout), and the sparse tile ran 2x slower on them. For each
+tile position, every output channel runs its tile in turn, so the few input rows the tile
+reads stay in L1 while all the channels read them.
 Once an image is done, the fused epilogue (batch norm, residual add, ReLU) runs over each of
 its planes as one row of Ho*Wo values (`rows.affine_row`, the loop every other path uses).
 Images are shared out between the kernel threads. Which convs are worth running here rather
@@ -73,12 +74,11 @@ from minitorch_compress.kernels.rows import affine_row, epilogue_on_row
 from minitorch_compress.kernels.rules import conv2d_output_size
 from minitorch_compress.kernels.simd import (
     LANES16,
-    vbroadcast,
-    vbroadcast16,
+    vbroadcast_like,
     veven,
     vfma,
     vload,
-    vload16,
+    vload_like,
     vodd,
     vstore,
     vzero,
@@ -189,57 +189,31 @@ def _pack_phases(x, n, padding, stride, part, xpad):
 
 
 @njit(cache=True, nogil=True)
-def _tile8(xflat, taps, values, j0, j1, ins, yplane, outs):
+def _tile8(xflat, taps, values, j0, j1, ins, yplane, outs, zero):
     """One tile: 8 position vectors of one output channel, summed over its non-zeros
     j0..j1-1 in registers, then stored.
 
     xflat: the packed image, flat; taps: (nnz,) `_tap_offsets`; values: (nnz,) float32;
     ins: (8,) each vector's offset in the packed image; yplane: (Ho*Wo_t,) the channel's
-    output plane; outs: (8,) each vector's offset in it."""
+    output plane; outs: (8,) each vector's offset in it; zero: the zero vector of the width
+    to compute in, 8 or 16 lanes (`simd.vload_like`: numba compiles the tile once per
+    width, as the dense `_tile4x4`)."""
     i0, i1, i2, i3, i4, i5, i6, i7 = ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], ins[6], \
         ins[7]
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = vzero()
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
     # slice views indexed from 0: numba adds no negative-index wrap-around code
     tap_k, value_k = taps[j0:j1], values[j0:j1]
     for j in range(j1 - j0):
-        b = vbroadcast(value_k[j])
+        b = vbroadcast_like(zero, value_k[j])
         t = tap_k[j]
-        s0 = vfma(b, vload(xflat, t + i0), s0)
-        s1 = vfma(b, vload(xflat, t + i1), s1)
-        s2 = vfma(b, vload(xflat, t + i2), s2)
-        s3 = vfma(b, vload(xflat, t + i3), s3)
-        s4 = vfma(b, vload(xflat, t + i4), s4)
-        s5 = vfma(b, vload(xflat, t + i5), s5)
-        s6 = vfma(b, vload(xflat, t + i6), s6)
-        s7 = vfma(b, vload(xflat, t + i7), s7)
-    vstore(yplane, outs[0], s0)
-    vstore(yplane, outs[1], s1)
-    vstore(yplane, outs[2], s2)
-    vstore(yplane, outs[3], s3)
-    vstore(yplane, outs[4], s4)
-    vstore(yplane, outs[5], s5)
-    vstore(yplane, outs[6], s6)
-    vstore(yplane, outs[7], s7)
-
-
-@njit(cache=True, nogil=True)
-def _tile8_wide(xflat, taps, values, j0, j1, ins, yplane, outs):
-    """`_tile8` on 16-lane vectors (AVX-512): 8 vectors of 16 positions."""
-    i0, i1, i2, i3, i4, i5, i6, i7 = ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], ins[6], \
-        ins[7]
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = vzero16()
-    tap_k, value_k = taps[j0:j1], values[j0:j1]
-    for j in range(j1 - j0):
-        b = vbroadcast16(value_k[j])
-        t = tap_k[j]
-        s0 = vfma(b, vload16(xflat, t + i0), s0)
-        s1 = vfma(b, vload16(xflat, t + i1), s1)
-        s2 = vfma(b, vload16(xflat, t + i2), s2)
-        s3 = vfma(b, vload16(xflat, t + i3), s3)
-        s4 = vfma(b, vload16(xflat, t + i4), s4)
-        s5 = vfma(b, vload16(xflat, t + i5), s5)
-        s6 = vfma(b, vload16(xflat, t + i6), s6)
-        s7 = vfma(b, vload16(xflat, t + i7), s7)
+        s0 = vfma(b, vload_like(zero, xflat, t + i0), s0)
+        s1 = vfma(b, vload_like(zero, xflat, t + i1), s1)
+        s2 = vfma(b, vload_like(zero, xflat, t + i2), s2)
+        s3 = vfma(b, vload_like(zero, xflat, t + i3), s3)
+        s4 = vfma(b, vload_like(zero, xflat, t + i4), s4)
+        s5 = vfma(b, vload_like(zero, xflat, t + i5), s5)
+        s6 = vfma(b, vload_like(zero, xflat, t + i6), s6)
+        s7 = vfma(b, vload_like(zero, xflat, t + i7), s7)
     vstore(yplane, outs[0], s0)
     vstore(yplane, outs[1], s1)
     vstore(yplane, outs[2], s2)
@@ -287,11 +261,11 @@ def _sparse_tiled(x, taps, values, indptr, padding, stride, part, lanes, xflat, 
         for t in range(tiles):
             for k in range(k_out):
                 if lanes == LANES16:
-                    _tile8_wide(xflat, taps, values, indptr[k], indptr[k + 1], ins[t], yimg[k],
-                                outs[t])
+                    _tile8(xflat, taps, values, indptr[k], indptr[k + 1], ins[t], yimg[k],
+                           outs[t], vzero16())
                 else:
                     _tile8(xflat, taps, values, indptr[k], indptr[k + 1], ins[t], yimg[k],
-                           outs[t])
+                           outs[t], vzero())
         for k in range(k_out):
             yplane = yimg[k]
             if direct:  # the whole plane, one contiguous row, while it is in L1
