@@ -42,31 +42,20 @@ def vnni_layout(b: np.ndarray) -> np.ndarray:
 problems = st.tuples(st.integers(1, 16), st.integers(1, 16), st.integers(1, 16), seeds)
 
 
+@pytest.mark.parametrize("product", [
+    pytest.param(tile_product, id="python"),
+    # compiled: pins the tile intrinsics this llvmlite accepts (llvm.x86.tileloadd64, ...)
+    pytest.param(compiled_tile_product, id="compiled", marks=needs_amx)])
 @settings(deadline=None, max_examples=30)
 @given(problems)
-def test_the_tile_product_is_numpys_integer_matmul_in_python(problem):
+def test_the_tile_product_is_numpys_integer_matmul(product, problem):
     m, n, groups, seed = problem
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 256, (m, 4 * groups)).astype(np.uint8)
     b = rng.integers(-128, 128, (4 * groups, n)).astype(np.int8)
     cfg = amx.tile_config_bytes({0: (m, 4 * n), 1: (m, 4 * groups), 2: (groups, 4 * n)})
     c = np.zeros((m, n), np.int32)
-    tile_product(cfg, a, vnni_layout(b), c, 4 * groups)
-    np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
-
-
-@needs_amx
-@settings(deadline=None, max_examples=30)
-@given(problems)
-def test_the_compiled_tile_product_is_numpys_integer_matmul(problem):
-    """Pins the tile intrinsics this llvmlite accepts (llvm.x86.tileloadd64, tdpbusd, ...)."""
-    m, n, groups, seed = problem
-    rng = np.random.default_rng(seed)
-    a = rng.integers(0, 256, (m, 4 * groups)).astype(np.uint8)
-    b = rng.integers(-128, 128, (4 * groups, n)).astype(np.int8)
-    cfg = amx.tile_config_bytes({0: (m, 4 * n), 1: (m, 4 * groups), 2: (groups, 4 * n)})
-    c = np.zeros((m, n), np.int32)
-    compiled_tile_product(cfg, a, vnni_layout(b), c, 4 * groups)
+    product(cfg, a, vnni_layout(b), c, 4 * groups)
     np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
 
 
