@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 from strategies import seeds
-from test_int8_conv import random_layer
+from test_int8_conv import inputs, random_layer
 
 from minitorch_compress.kernels import amx, int8_amx, int8_conv
 from minitorch_compress.kernels import int8_reference as ir
@@ -106,14 +106,7 @@ wide_problems = st.tuples(
 @settings(deadline=None, max_examples=60)
 @given(wide_problems)
 def test_the_amx_conv_equals_the_reference_on_wide_layers(problem):
-    n, c, k, h, w, ksize, stride, padding, with_mask, with_res, relu, mrange, seed = problem
-    rng = np.random.default_rng(seed)
-    layer = random_layer(rng, c, k, ksize, stride, padding, with_mask, with_res, relu, mrange)
-    q = rng.integers(0, 256, (n, c, h, w), dtype=np.uint8)
-    residual = None
-    if with_res:
-        ho, wo = (h + 2 * padding - ksize) // stride + 1, (w + 2 * padding - ksize) // stride + 1
-        residual = rng.integers(0, 256, (n, k, ho, wo), dtype=np.uint8)
+    q, layer, residual = inputs(problem)
     np.testing.assert_array_equal(int8_conv.conv_layer(q, layer, residual, kernel="amx"),
                                   ir.conv_layer(q, layer, residual))
 
