@@ -220,24 +220,6 @@ def _broadcast_fma(s, a, out):
     simd.vstore(out, 0, simd.vfma(simd.vbroadcast(s), simd.vload(a, 0), simd.vzero()))
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(1, 4), seeds)
-def test_compiled_vector_ops_equal_the_python_ones(groups, seed):
-    rng = np.random.default_rng(seed)
-    a, b, c = (rng.standard_normal(8 * groups).astype(np.float32) for _ in range(3))
-    compiled = np.empty_like(a)
-    _fma_rows(a, b, c, compiled)
-    expected = np.empty_like(a)
-    getattr(_fma_rows, "py_func", _fma_rows)(a, b, c, expected)  # plain Python
-    np.testing.assert_array_equal(compiled, expected)
-    # rounded once: float64 products of float32 values are exact
-    np.testing.assert_array_equal(compiled, (a.astype(np.float64) * b + c).astype(np.float32))
-    s = np.float32(rng.standard_normal())
-    out = np.empty(8, np.float32)
-    _broadcast_fma(s, a[:8], out)
-    np.testing.assert_array_equal(out, s * a[:8])
-
-
 @njit(cache=True)
 def _fma_rows16(a, b, c, out):
     """`_fma_rows` with 16-lane vectors (groups of 16)."""
@@ -252,22 +234,26 @@ def _broadcast_fma16(s, a, out):
     simd.vstore(out, 0, simd.vfma(simd.vbroadcast16(s), simd.vload16(a, 0), simd.vzero16()))
 
 
+@pytest.mark.parametrize("lanes, fma_rows, broadcast_fma", [
+    (simd.LANES, _fma_rows, _broadcast_fma), (simd.LANES16, _fma_rows16, _broadcast_fma16)])
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 4), seeds)
-def test_compiled_16_lane_ops_equal_the_python_ones(groups, seed):
+def test_compiled_vector_ops_equal_the_python_ones(lanes, fma_rows, broadcast_fma, groups,
+                                                   seed):
     rng = np.random.default_rng(seed)
-    a, b, c = (rng.standard_normal(16 * groups).astype(np.float32) for _ in range(3))
+    a, b, c = (rng.standard_normal(lanes * groups).astype(np.float32) for _ in range(3))
     compiled = np.empty_like(a)
-    _fma_rows16(a, b, c, compiled)
+    fma_rows(a, b, c, compiled)
     expected = np.empty_like(a)
-    getattr(_fma_rows16, "py_func", _fma_rows16)(a, b, c, expected)  # plain Python
+    getattr(fma_rows, "py_func", fma_rows)(a, b, c, expected)  # plain Python
     np.testing.assert_array_equal(compiled, expected)
+    # rounded once: float64 products of float32 values are exact
     np.testing.assert_array_equal(compiled, (a.astype(np.float64) * b + c).astype(np.float32))
     s = np.float32(rng.standard_normal())
-    out = np.full(24, np.nan, np.float32)
-    _broadcast_fma16(s, a[:16], out)
-    np.testing.assert_array_equal(out[:16], s * a[:16])
-    assert np.isnan(out[16:]).all()  # exactly 16 lanes stored
+    out = np.full(lanes + 8, np.nan, np.float32)
+    broadcast_fma(s, a[:lanes], out)
+    np.testing.assert_array_equal(out[:lanes], s * a[:lanes])
+    assert np.isnan(out[lanes:]).all()  # exactly `lanes` lanes stored
 
 
 @njit(cache=True)
