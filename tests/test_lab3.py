@@ -7,7 +7,6 @@ weights), the shapes, the sparsity and the quantization levels are not.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from dataclasses import replace
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lab_scripts import load_lab_script
 
 from minitorch_compress.compression import (
     prunable_layers,
@@ -27,21 +27,12 @@ from minitorch_compress.experiments import lab3
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models import resnet20
 from minitorch_compress.models.pretrained import load_pretrained
-from minitorch_compress.paths import REPO_ROOT
 from minitorch_compress.reports import lab3 as lab3_report
 
 BITS = ("4", "3", "2")
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "lab3_quantization", REPO_ROOT / "labs" / "lab3_quantization.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lab3_script = _load_script()
+lab3_script = load_lab_script("lab3_quantization")
 
 
 def _smoke_args(cifar: Path, weights: Path, out: Path, runs: Path) -> list[str]:

@@ -7,25 +7,15 @@ channels, the model files and the page are not.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
+from lab_scripts import load_lab_script
 
 from minitorch_compress.compression import sparsity_report
 from minitorch_compress.models.pretrained import load_pretrained
-from minitorch_compress.paths import REPO_ROOT
 
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "lab4_structured", REPO_ROOT / "labs" / "lab4_structured.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lab4_script = _load_script()
+lab4_script = load_lab_script("lab4_structured")
 
 
 @pytest.fixture(scope="module")

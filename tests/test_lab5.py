@@ -4,12 +4,12 @@ drops exited images), the claims table, and the lab script."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import re
 
 import numpy as np
 import pytest
+from lab_scripts import load_lab_script
 
 from minitorch_compress import published as pub
 from minitorch_compress.compression.structured import resnet20_macs
@@ -21,16 +21,7 @@ from minitorch_compress.paths import REPO_ROOT
 from minitorch_compress.reports import claims
 from minitorch_compress.reports import lab5 as report
 
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "lab5_claims", REPO_ROOT / "labs" / "lab5_claims.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lab5_script = _load_script()
+lab5_script = load_lab_script("lab5_claims")
 
 
 # --------------------------------------------------------------------------------------------
