@@ -130,6 +130,18 @@ def test_bad_strengths_are_refused(capsys):
     assert exit_info.value.code == 2 and "--strengths" in capsys.readouterr().err
 
 
+def lab4_d_result(sparse_img_s: float, pruned_img_s: float) -> dict:
+    """A Lab 4 (d) result of four models: the full one at 100 img/s, the 80 %-sparse one at
+    80 img/s on the dense path and `sparse_img_s` on the sparse path, and a channel-pruned one
+    (60 % of the weights and MACs, accuracy 0.9) at `pruned_img_s`."""
+    return {"d": {"models": {
+        "full": {"img_s": 100.0},
+        "unstructured_80_dense_path": {"img_s": 80.0},
+        "unstructured_80_sparse_path": {"img_s": sparse_img_s, "weights_zero": 0.8},
+        "lab4_b_1": {"img_s": pruned_img_s, "weights_kept": 0.6, "macs_ratio": 0.6,
+                     "accuracy": 0.9}}}}
+
+
 def test_each_claims_verdict_follows_the_numbers():
     from minitorch_compress.reports import lab4 as report
 
@@ -142,14 +154,6 @@ def test_each_claims_verdict_follows_the_numbers():
     assert "agrees with the course's answer (False)" in report.claim_1_4(c(0.85, 0.865))
     assert "only more than" in report.claim_1_4(c(0.85, 0.50))
     assert "falls short" in report.claim_1_4(c(0.60, 0.90))
-
-    def d(sparse_img_s, pruned_img_s):
-        return {"d": {"models": {
-            "full": {"img_s": 100.0},
-            "unstructured_80_dense_path": {"img_s": 80.0},
-            "unstructured_80_sparse_path": {"img_s": sparse_img_s, "weights_zero": 0.8},
-            "lab4_b_1": {"img_s": pruned_img_s, "weights_kept": 0.6, "macs_ratio": 0.6,
-                         "accuracy": 0.9}}}}
 
     # claim 1.6 judges the fastest group-Lasso model within a point of the full model, if any
     within = {"d": {"models": {
@@ -166,10 +170,11 @@ def test_each_claims_verdict_follows_the_numbers():
     within["d"]["models"]["lab4_e_lasso_kd_m60"]["accuracy"] = 0.80
     assert "The fastest group-Lasso model (lab4_e_lasso_m40" in report.claim_1_6(within)
 
-    assert "agrees with the course: not much speedup" in report.claim_1_2(d(110.0, 150.0))
-    assert "does not hold here" in report.claim_1_2(d(200.0, 150.0))
-    assert "Less sparsity, more speedup" in report.claim_1_6(d(110.0, 150.0))
-    assert "Less sparsity, but not more speedup" in report.claim_1_6(d(200.0, 150.0))
+    assert "agrees with the course: not much speedup" in report.claim_1_2(
+        lab4_d_result(110.0, 150.0))
+    assert "does not hold here" in report.claim_1_2(lab4_d_result(200.0, 150.0))
+    assert "Less sparsity, more speedup" in report.claim_1_6(lab4_d_result(110.0, 150.0))
+    assert "Less sparsity, but not more speedup" in report.claim_1_6(lab4_d_result(200.0, 150.0))
 
     def speed(img_s, macs, accuracy):
         return {"d": {"models": {"full": {"img_s": 100.0, "accuracy": 0.915, "macs_ratio": 1.0},

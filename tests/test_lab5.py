@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 from lab_scripts import load_lab_script
+from test_lab4 import lab4_d_result
 
 from minitorch_compress import published as pub
 from minitorch_compress.compression.structured import resnet20_macs
@@ -247,19 +248,11 @@ def test_claims_without_their_result_files_are_not_measured(tmp_path):
 def test_every_lab4_sentence_maps_to_a_reading_of_the_claim():
     from minitorch_compress.reports import lab4
 
-    def d(sparse_img_s, pruned_img_s):
-        return {"d": {"models": {
-            "full": {"img_s": 100.0},
-            "unstructured_80_dense_path": {"img_s": 80.0},
-            "unstructured_80_sparse_path": {"img_s": sparse_img_s, "weights_zero": 0.8},
-            "lab4_b_1": {"img_s": pruned_img_s, "weights_kept": 0.6, "macs_ratio": 0.6,
-                         "accuracy": 0.9}}}}
-
-    assert claims.lab4_holds("1.2", lab4.claim_1_2(d(110.0, 150.0))) is True
-    assert claims.lab4_holds("1.2", lab4.claim_1_2(d(200.0, 150.0))) == "in part"
-    assert claims.lab4_holds("1.6", lab4.claim_1_6(d(110.0, 150.0))) is True
-    assert claims.lab4_holds("1.6", lab4.claim_1_6(d(200.0, 150.0))) == "in part"
-    assert claims.lab4_holds("1.6", lab4.claim_1_6(d(200.0, 50.0))) == "in part"
+    assert claims.lab4_holds("1.2", lab4.claim_1_2(lab4_d_result(110.0, 150.0))) is True
+    assert claims.lab4_holds("1.2", lab4.claim_1_2(lab4_d_result(200.0, 150.0))) == "in part"
+    assert claims.lab4_holds("1.6", lab4.claim_1_6(lab4_d_result(110.0, 150.0))) is True
+    assert claims.lab4_holds("1.6", lab4.claim_1_6(lab4_d_result(200.0, 150.0))) == "in part"
+    assert claims.lab4_holds("1.6", lab4.claim_1_6(lab4_d_result(200.0, 50.0))) == "in part"
     iterative = {"best_accuracy": 0.87, "total_sparsity": 0.8, "source": "lab2_d.json"}
 
     def c(sparsity, accuracy):
@@ -279,7 +272,7 @@ def test_every_lab4_sentence_maps_to_a_reading_of_the_claim():
     assert claims.lab4_holds("1.2", lab4.claim_1_2({})) is None
     alone = {"c": {**c(0.85, 0.865)["c"], "iterative": None}}  # Lab 2 (d) absent
     assert claims.lab4_holds("1.4", lab4.claim_1_4(alone)) is None
-    unstructured_absent = d(110.0, 150.0)
+    unstructured_absent = lab4_d_result(110.0, 150.0)
     del unstructured_absent["d"]["models"]["unstructured_80_dense_path"]
     del unstructured_absent["d"]["models"]["unstructured_80_sparse_path"]
     assert claims.lab4_holds("1.6", lab4.claim_1_6(unstructured_absent)) is None
