@@ -57,7 +57,7 @@ from minitorch_compress.reports import (
     sparse,
     summary,
 )
-from minitorch_compress.reproduce import reproduce
+from minitorch_compress.reproduce import HOW_TO_CONTINUE, reproduce
 from minitorch_compress.results import git_commit
 from minitorch_compress.training.evaluate import evaluate
 from minitorch_compress.training.run_folder import RecordProvenance
@@ -423,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce_parser.add_argument("--run-root", type=Path, default=None,
                                   help="run checkpoints (default: runs/quick, or runs/ with "
                                        "--full)")
-    reproduce_parser.set_defaults(func=cmd_reproduce)
+    reproduce_parser.set_defaults(func=cmd_reproduce, how_to_continue=HOW_TO_CONTINUE)
     report_parser = sub.add_parser("report", help="rebuild results/REPORT.md from result files")
     report_parser.add_argument("--out-dir", type=Path, default=None,
                                help="results folder (default: results/)")
@@ -456,9 +456,20 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def run_cli(main: Callable[[], int]) -> int:
+RESUME_HINT = "finished epochs are checkpointed; rerun with --resume to continue"
+_active_runs = 0  # run_cli calls under way: reproduce runs each lab script's main inside its own
+
+
+def run_cli(main: Callable[[], int], how_to_continue: str = RESUME_HINT) -> int:
     """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status,
-    and each warning into one "warning: ..." line."""
+    and each warning into one "warning: ..." line.
+
+    After Ctrl-C the outermost run prints the one "interrupted: <how_to_continue>" line: a
+    lab run by `reproduce` passes the interrupt on, since its "--resume" is not what the user
+    typed.
+    """
+    global _active_runs
+    _active_runs += 1
     try:
         threads_from_environment()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
         kernels_from_environment()  # the same for MINITORCH_KERNELS
@@ -478,9 +489,12 @@ def run_cli(main: Callable[[], int]) -> int:
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished epochs are checkpointed; rerun with --resume to continue",
-              file=sys.stderr)
+        if _active_runs > 1:
+            raise
+        print(f"\ninterrupted: {how_to_continue}", file=sys.stderr)
         return 130
+    finally:
+        _active_runs -= 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -488,4 +502,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(given)
     args.argv = given[1:]  # the command's own arguments, for provenance
-    return run_cli(lambda: args.func(args))
+    return run_cli(lambda: args.func(args), getattr(args, "how_to_continue", RESUME_HINT))
