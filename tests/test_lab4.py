@@ -324,6 +324,23 @@ def test_bad_budgets_methods_and_distillation_settings_are_one_line(argv, words,
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and words in err
 
 
+@pytest.mark.parametrize("argv, used_by", [
+    (["--part", "b", "--round-widths"], "part a"),
+    (["--part", "e", "--round-widths"], "part a"),
+    (["--part", "c", "--no-l1-baseline"], "part b"),
+])
+def test_a_switch_of_a_part_that_is_not_run_is_one_line(argv, used_by, capsys):
+    """--round-widths outside (a) (or --no-l1-baseline outside (b)) was ignored silently."""
+    with pytest.raises(SystemExit) as exit_info:
+        lab4_script.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert argv[-1] in err and f"applies to {used_by} only" in err
+    for part in ("all", used_by[-1]):  # with its part, the switch is taken
+        assert getattr(lab4_script.parse_options(["--part", part, argv[-1]]),
+                       argv[-1].lstrip("-").replace("-", "_"))
+
+
 def test_point_labels_never_overlap():
     """Issue #34, part 6: the names of nearby models in Lab 4's figures were drawn on top of
     each other; `label_points_apart` moves a label below any it would overlap."""

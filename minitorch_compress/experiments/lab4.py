@@ -143,9 +143,10 @@ class Lab4Options(LabOptions):
         kd_temperature, kd_alpha: (e)'s distillation settings (`DistillConfig`'s defaults).
 
     Raises:
-        MinitorchError: (when built) a strength that is not a number >= 0, fewer than one
-            speed round, a budget outside (0, 1], not a whole percent or below the smallest
-            tiled model, an unknown method, or distillation settings `DistillConfig` refuses.
+        MinitorchError: (when built) a strength that is not a number >= 0, --round-widths
+            without part (a) or --no-l1-baseline without (b), fewer than one speed round, a
+            budget outside (0, 1], not a whole percent or below the smallest tiled model, an
+            unknown method, or distillation settings `DistillConfig` refuses.
     """
 
     PARTS = PARTS
@@ -172,6 +173,12 @@ class Lab4Options(LabOptions):
                     ok = False
                 if not ok:
                     raise MinitorchError(f"{option} takes finite numbers >= 0, got {value!r}")
+        # a switch of one part, given without that part, would be ignored silently
+        for name, option, used_by in (("round_widths", "--round-widths", "a"),
+                                      ("no_l1_baseline", "--no-l1-baseline", "b")):
+            if getattr(self, name) and used_by not in self.parts():
+                raise MinitorchError(f"{option} applies to part {used_by} only (got --part "
+                                     f"{self.part}); leave it out or add --part {used_by}")
         if not isinstance(self.speed_rounds, int) or self.speed_rounds < 1:
             raise MinitorchError(f"--speed-rounds must be >= 1, got {self.speed_rounds!r}")
         object.__setattr__(self, "budgets", tuple(dict.fromkeys(
