@@ -391,6 +391,8 @@ def test_options_round_trip_through_the_command_line():
         lab3.Lab3Options(naive_quantizer=True, symmetric=True)
     with pytest.raises(MinitorchError, match="--bits"):
         lab3.Lab3Options(bits=("5",))
+    with pytest.raises(MinitorchError, match="--bits names 4 twice"):
+        lab3.Lab3Options(bits=("4", "2", "4"))
     with pytest.raises(MinitorchError, match="part d only"):
         lab3.check_parts(lab3.Lab3Options(part="c", sparse_from_pretrained=True))
 

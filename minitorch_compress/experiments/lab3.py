@@ -81,7 +81,7 @@ from minitorch_compress.experiments.lab3_layout import (
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import ResNet20
-from minitorch_compress.options import LabOptions
+from minitorch_compress.options import LabOptions, refuse_repeats
 from minitorch_compress.paths import shown
 from minitorch_compress.results import read_result
 
@@ -138,6 +138,7 @@ class Lab3Options(LabOptions):
             if not self.bits or set(self.bits) - set(BITS_QAT):
                 raise MinitorchError(f"--bits takes some of {' '.join(BITS_QAT)}, got "
                                      f"{' '.join(self.bits) or 'none'}")
+            refuse_repeats("--bits", self.bits)
         if self.naive_quantizer and self.symmetric:
             raise MinitorchError("--naive-quantizer is the plain asymmetric quantizer; drop "
                                  "--symmetric")
