@@ -29,7 +29,8 @@ from minitorch_compress.experiments.common import load_data
 from minitorch_compress.io import mtc
 from minitorch_compress.io.torch_export import write_torch_state_dict
 from minitorch_compress.kernels.memory import keep_freed_memory
-from minitorch_compress.kernels.parallel import threads_from_environment
+from minitorch_compress.kernels.parallel import ENV_VAR as THREADS_ENV_VAR
+from minitorch_compress.kernels.parallel import available_cores, threads_from_environment
 from minitorch_compress.kernels.select import kernels_from_environment
 from minitorch_compress.models.int8_resnet import predict_int8
 from minitorch_compress.models.pretrained import load_pretrained
@@ -57,7 +58,7 @@ from minitorch_compress.reports import (
     sparse,
     summary,
 )
-from minitorch_compress.reproduce import reproduce
+from minitorch_compress.reproduce import HOW_TO_CONTINUE, reproduce
 from minitorch_compress.results import git_commit
 from minitorch_compress.training.evaluate import evaluate
 from minitorch_compress.training.run_folder import RecordProvenance
@@ -423,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce_parser.add_argument("--run-root", type=Path, default=None,
                                   help="run checkpoints (default: runs/quick, or runs/ with "
                                        "--full)")
-    reproduce_parser.set_defaults(func=cmd_reproduce)
+    reproduce_parser.set_defaults(func=cmd_reproduce, how_to_continue=HOW_TO_CONTINUE)
     report_parser = sub.add_parser("report", help="rebuild results/REPORT.md from result files")
     report_parser.add_argument("--out-dir", type=Path, default=None,
                                help="results folder (default: results/)")
@@ -456,11 +457,42 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def run_cli(main: Callable[[], int]) -> int:
-    """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status,
-    and each warning into one "warning: ..." line."""
+RESUME_HINT = "finished epochs are checkpointed; rerun with --resume to continue"
+_active_runs = 0  # run_cli calls under way: reproduce runs each lab script's main inside its own
+
+
+def check_thread_count() -> None:
+    """Refuse a ``MINITORCH_NUM_THREADS`` outside 1 to the cores this process may run on
+    (the default): more threads than cores only take turns on them, and a typo such as
+    99999 would cut every batch into a slice per image.
+
+    Raises:
+        MinitorchError: the variable is set to anything else (0, 99999, 'many').
+    """
+    cores = available_cores()
     try:
-        threads_from_environment()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
+        threads = threads_from_environment()  # the cores when unset
+    except MinitorchError:  # not a whole number >= 1
+        threads = 0
+    if not 1 <= threads <= cores:
+        raise MinitorchError(
+            f"{THREADS_ENV_VAR}={os.environ[THREADS_ENV_VAR].strip()!r}: give a whole number "
+            f"of threads from 1 to {cores} (the cores this process may run on), or unset it "
+            f"to use all {cores}")
+
+
+def run_cli(main: Callable[[], int], how_to_continue: str = RESUME_HINT) -> int:
+    """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status,
+    and each warning into one "warning: ..." line.
+
+    After Ctrl-C the outermost run prints the one "interrupted: <how_to_continue>" line: a
+    lab run by `reproduce` passes the interrupt on, since its "--resume" is not what the user
+    typed.
+    """
+    global _active_runs
+    _active_runs += 1
+    try:
+        check_thread_count()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
         kernels_from_environment()  # the same for MINITORCH_KERNELS
         keep_freed_memory()  # the allocator setting of the hot path (kernels/memory.py)
         with warnings.catch_warnings():
@@ -478,9 +510,12 @@ def run_cli(main: Callable[[], int]) -> int:
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished epochs are checkpointed; rerun with --resume to continue",
-              file=sys.stderr)
+        if _active_runs > 1:
+            raise
+        print(f"\ninterrupted: {how_to_continue}", file=sys.stderr)
         return 130
+    finally:
+        _active_runs -= 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -488,4 +523,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(given)
     args.argv = given[1:]  # the command's own arguments, for provenance
-    return run_cli(lambda: args.func(args))
+    return run_cli(lambda: args.func(args), getattr(args, "how_to_continue", RESUME_HINT))

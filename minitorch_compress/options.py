@@ -19,7 +19,7 @@ import argparse
 import math
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, TypeVar
@@ -218,6 +218,24 @@ def lab_parser(description: str, parts: Sequence[str]) -> argparse.ArgumentParse
 
 
 # ------------------------------------------------------------------------------ option classes
+def refuse_repeats(option: str, values: Sequence[Any],
+                   same: Callable[[Any], Any] = lambda value: value) -> None:
+    """Refuse a list option that names one value twice (``--strengths 0 0`` would run the
+    same thing twice); values with equal ``same(value)`` are the same (0 and 0.0).
+
+    Raises:
+        MinitorchError: naming the repeated value.
+    """
+    first: dict[Any, Any] = {}  # same(value) -> the value that gave it first
+    for value in values:
+        key = same(value)
+        if key in first:
+            also = "" if str(first[key]) == str(value) else f" (as {value})"
+            raise MinitorchError(f"{option} names {first[key]} twice{also}; give each value "
+                                 "once")
+        first[key] = value
+
+
 @dataclass(frozen=True)
 class Options:
     """Base of the option dataclasses: built from parsed arguments (`from_args`) and turned

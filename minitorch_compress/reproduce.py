@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,7 +124,9 @@ def lab_commands(args: argparse.Namespace) -> list[list[str]]:
     ]
 
 
-INTERRUPTED = 130  # a lab's exit status after Ctrl-C (`cli.run_cli`)
+# the one line after Ctrl-C (printed by `cli.run_cli`): reproduce itself takes no --resume
+HOW_TO_CONTINUE = ("to continue, run the same reproduce command again (quick mode starts "
+                   "over; --full resumes the finished epochs)")
 
 
 _lab_scripts: dict[str, ModuleType] = {}
@@ -153,8 +154,9 @@ def run_lab(command: Sequence[str]) -> int:
     (one line and a status for a user error) and records those arguments as its command.
 
     Returns:
-        The exit status the command would have had: 0, 2 for a user error (argparse's
-        usage errors included), `INTERRUPTED` after Ctrl-C.
+        The exit status the command would have had: 0, or 2 for a user error (argparse's
+        usage errors included). Ctrl-C is passed on as ``KeyboardInterrupt``, so that
+        reproduce's own `cli.run_cli` prints the one line on how to continue.
     """
     try:
         return lab_script(command[0]).main(list(command[1:]))
@@ -199,10 +201,6 @@ def reproduce(args: argparse.Namespace) -> int:
         # cores, CPU above wall means the kernels ran in parallel)
         print(f"[{i}/{len(commands)}] {time.perf_counter() - step_start:.1f} s "
               f"(CPU {time.process_time() - cpu_start:.1f} s)", flush=True)
-        if status == INTERRUPTED:  # Ctrl-C; reproduce itself takes no --resume
-            print("reproduce: to continue, run the same reproduce command again (quick mode "
-                  "starts over; --full resumes the finished epochs)", file=sys.stderr)
-            return INTERRUPTED
         if status != 0:
             raise MinitorchError(
                 f"`{shown}` failed (exit {status}); fix what it printed above and "

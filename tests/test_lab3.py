@@ -176,9 +176,10 @@ def test_missing_lab2_checkpoint_is_one_clear_line(tmp_path, capsys, synthetic_c
 
 
 def test_part_d_starts_from_a_sparse_model_file_masked_by_its_zeros(
-        tmp_path, synthetic_cifar10_dir, random_resnet20_weights):
+        tmp_path, capsys, synthetic_cifar10_dir, random_resnet20_weights):
     """--sparse-from a .mtc (e.g. the committed Lab 2 (c) model): the start is that file's
-    weights, its zeros are the mask, and finetuning keeps them at 0 (mask-aware quantizer)."""
+    weights, its zeros are the mask, and finetuning keeps them at 0 (mask-aware quantizer).
+    The console heading names that file, not Lab 2 (c)."""
     from minitorch_compress.compression import prunable_layers, prune_model_by_percentage
     from minitorch_compress.io import mtc
     from minitorch_compress.models.pretrained import load_pretrained
@@ -190,6 +191,9 @@ def test_part_d_starts_from_a_sparse_model_file_masked_by_its_zeros(
     argv = ["--part", "d", "--sparse-from", str(tmp_path / "sparse.mtc"),
             *_smoke_args(synthetic_cifar10_dir, random_resnet20_weights, out, runs)]
     assert lab3_script.main(argv) == 0
+    heading = next(line for line in capsys.readouterr().out.splitlines()
+                   if line.startswith("(d) "))
+    assert "sparse.mtc" in heading and "Lab 2 (c)" not in heading
     result = _read(out, "lab3_d")
     assert "--sparse-from" in result["start"]["source"]
     assert result["start"]["sparsity"] == pytest.approx(lab3.sparsity_of_masks(masks))
@@ -378,6 +382,8 @@ def test_options_round_trip_through_the_command_line():
         lab3.Lab3Options(naive_quantizer=True, symmetric=True)
     with pytest.raises(MinitorchError, match="--bits"):
         lab3.Lab3Options(bits=("5",))
+    with pytest.raises(MinitorchError, match="--bits names 4 twice"):
+        lab3.Lab3Options(bits=("4", "2", "4"))
     with pytest.raises(MinitorchError, match="part d only"):
         lab3.check_parts(lab3.Lab3Options(part="c", sparse_from_pretrained=True))
 

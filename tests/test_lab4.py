@@ -319,6 +319,39 @@ def test_bad_budgets_methods_and_distillation_settings_are_one_line(argv, words,
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and words in err
 
 
+@pytest.mark.parametrize("argv, used_by", [
+    (["--part", "b", "--round-widths"], "part a"),
+    (["--part", "e", "--round-widths"], "part a"),
+    (["--part", "c", "--no-l1-baseline"], "part b"),
+])
+def test_a_switch_of_a_part_that_is_not_run_is_one_line(argv, used_by, capsys):
+    """--round-widths outside (a) (or --no-l1-baseline outside (b)) was ignored silently."""
+    with pytest.raises(SystemExit) as exit_info:
+        lab4_script.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert argv[-1] in err and f"applies to {used_by} only" in err
+    for part in ("all", used_by[-1]):  # with its part, the switch is taken
+        assert getattr(lab4_script.parse_options(["--part", part, argv[-1]]),
+                       argv[-1].lstrip("-").replace("-", "_"))
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--part", "a", "--strengths", "0", "0"], "--strengths names 0 twice"),
+    (["--part", "a", "--strengths", "0.6", "2", "0.60"], "--strengths names 0.6 twice (as 0.60)"),
+    (["--part", "c", "--l1-strengths", "1e-4", "0.0001"], "--l1-strengths names 1e-4 twice"),
+    (["--part", "e", "--budgets", "0.6", "0.60"], "--budgets names 0.6 twice (as 0.60)"),
+    (["--part", "e", "--methods", "l1", "lasso", "l1"], "--methods names l1 twice"),
+])
+def test_a_value_given_twice_is_one_line(argv, words, capsys):
+    """`--strengths 0 0` ran the same finetune twice; every list option names each value
+    once, and the same number written twice another way (0.6 and 0.60) counts as a repeat."""
+    with pytest.raises(SystemExit) as exit_info:
+        lab4_script.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and words in err
+
+
 def test_point_labels_never_overlap():
     """Issue #34, part 6: the names of nearby models in Lab 4's figures were drawn on top of
     each other; `label_points_apart` moves a label below any it would overlap."""

@@ -309,6 +309,14 @@ def test_an_unknown_part_a_target_is_one_line(capsys):
     assert exit_info.value.code == 2 and "--targets" in err and "\n" not in err
 
 
+def test_a_target_given_twice_is_refused():
+    """`--targets c3 c3` finetuned c3 twice."""
+    from minitorch_compress.errors import MinitorchError
+
+    with pytest.raises(MinitorchError, match="--targets names c3 twice"):
+        lab5.Lab5Options(part="a", targets=("c3", "d2", "c3"))
+
+
 def test_bad_options_are_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         lab5_script.main(["--speed-rounds", "-1"])

@@ -562,6 +562,33 @@ def test_models_rebuilds_lab4s_channel_pruned_runs(tmp_path, capsys, synthetic_c
     capsys.readouterr()
 
 
+def test_models_rebuilds_lab5s_mixed_precision_runs(tmp_path, capsys, synthetic_cifar10_dir):
+    """Lab 5 (a)'s models, from lab5_a.json's targets: each layer quantized to the width
+    recorded there (not one width for the body), evaluated from its file beside (a)'s table."""
+    import json
+
+    from minitorch_compress.compression import weight_layers
+    from minitorch_compress.io.checkpoint import save_checkpoint
+
+    model = _model(prune=None, bits=None)  # the run's float weights
+    body = [name for name in weight_layers(model) if name.startswith("body_op.")]
+    widths = {name: 2 if i % 2 else 4 for i, name in enumerate(body)}
+    runs, out = tmp_path / "runs", tmp_path / "results"
+    (runs / "lab5_a_c2").mkdir(parents=True)
+    save_checkpoint(runs / "lab5_a_c2" / "best.npz",
+                    {f"model.{k}": v for k, v in model.state_dict().items()}, {})
+    out.mkdir()
+    (out / "lab5_a.json").write_text(json.dumps(
+        {"targets": {"c2": {"mode": "asymmetric", "bits": widths, "best_accuracy": 0.125}}}))
+    assert cli.main(["models", "--run-root", str(runs), "--out-dir", str(out), "--data-dir",
+                     str(synthetic_cifar10_dir), "--no-progress", "--only", "lab5_a_c2"]) == 0
+    entry = json.loads((out / "compression.json").read_text())["models"]["lab5_a_c2"]
+    assert entry["table_accuracy"] == 0.125 and entry["quantizer"] == "asymmetric"
+    tensors = mtc.load(out / "models" / "lab5_a_c2.mtc").header["tensors"]
+    assert {name: mtc.stored_bits(tensors[f"{name}.weight"]) for name in body} == widths
+    assert "lab5_a_c2: " in capsys.readouterr().out
+
+
 def _logits(model, x):
     with no_grad():
         return model.eval()(Tensor(x)).data

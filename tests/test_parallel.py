@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -103,9 +104,26 @@ def test_set_num_threads_changes_the_split_and_rejects_nonsense():
         parallel.set_num_threads(before)
 
 
-def test_a_bad_thread_count_in_the_environment_is_one_line():
-    env = dict(os.environ, MINITORCH_NUM_THREADS="many")
+@pytest.mark.parametrize("value", ["many", "0", "-1", "2.5", "more than the cores"])
+def test_a_bad_thread_count_in_the_environment_is_one_line(value):
+    """Anything but a whole number from 1 to the available cores: one line, exit 2, naming
+    the allowed range (99999 threads was accepted and cut each batch into a slice per image)."""
+    cores = parallel.available_cores()
+    if value == "more than the cores":
+        value = str(cores + 1)
+    env = dict(os.environ, MINITORCH_NUM_THREADS=value)
     out = subprocess.run([sys.executable, "-m", "minitorch_compress", "report", "--out-dir",
                           os.devnull + "_nothing"], env=env, capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1
-    assert "MINITORCH_NUM_THREADS='many'" in out.stderr
+    assert f"MINITORCH_NUM_THREADS={value!r}" in out.stderr
+    assert f"from 1 to {cores}" in out.stderr
+
+
+def test_a_thread_count_within_the_cores_is_accepted(monkeypatch):
+    from minitorch_compress.cli import check_thread_count
+
+    for value in ("1", str(parallel.available_cores()), " 1 "):
+        monkeypatch.setenv("MINITORCH_NUM_THREADS", value)
+        check_thread_count()  # no error
+    monkeypatch.delenv("MINITORCH_NUM_THREADS")
+    check_thread_count()

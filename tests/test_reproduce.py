@@ -199,19 +199,31 @@ def test_data_or_weights_that_are_there_but_unreadable_are_refused_before_any_la
         assert not out_dir.exists() or not any(out_dir.iterdir())
 
 
-def test_ctrl_c_in_a_lab_says_how_to_continue_reproduce(tmp_path, monkeypatch, capsys,
-                                                       synthetic_cifar10_dir,
-                                                       random_resnet20_weights):
-    """The lab's Ctrl-C line names --resume, which reproduce does not take."""
+def test_ctrl_c_in_a_lab_says_once_how_to_continue_reproduce(tmp_path, monkeypatch, capsys,
+                                                             synthetic_cifar10_dir,
+                                                             random_resnet20_weights):
+    """Ctrl-C inside a lab run by reproduce: one line, naming reproduce (which takes no
+    --resume), not the lab's "--resume" line as well; exit status 130 as after any Ctrl-C."""
     from minitorch_compress import reproduce
+    from minitorch_compress.cli import RESUME_HINT, run_cli
 
-    monkeypatch.setattr(reproduce, "run_lab", lambda command: reproduce.INTERRUPTED)
-    args = build_parser().parse_args([
-        "reproduce", "--data-dir", str(synthetic_cifar10_dir), "--weights",
-        str(random_resnet20_weights), "--out-dir", str(tmp_path / "results"), "--run-root",
-        str(tmp_path / "runs"), "--no-progress"])
-    assert reproduce.reproduce(args) == reproduce.INTERRUPTED
-    assert "run the same reproduce command again" in capsys.readouterr().err
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    class InterruptedLab:  # a lab script's main: its arguments, then run_cli around the lab
+        @staticmethod
+        def main(argv):
+            return run_cli(interrupted)
+
+    monkeypatch.setattr(reproduce, "lab_script", lambda name: InterruptedLab)
+    assert main(["reproduce", "--data-dir", str(synthetic_cifar10_dir), "--weights",
+                 str(random_resnet20_weights), "--out-dir", str(tmp_path / "results"),
+                 "--run-root", str(tmp_path / "runs"), "--no-progress"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == f"interrupted: {reproduce.HOW_TO_CONTINUE}"
+    assert run_cli(interrupted) == 130  # a lab script run by itself names --resume
+    assert capsys.readouterr().err.strip() == f"interrupted: {RESUME_HINT}"
+    assert "--resume" in RESUME_HINT
 
 
 def test_folders_inside_the_checkout_that_git_would_list_are_refused(

@@ -81,7 +81,7 @@ from minitorch_compress.experiments.lab3_layout import (
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import ResNet20
-from minitorch_compress.options import LabOptions
+from minitorch_compress.options import LabOptions, refuse_repeats
 from minitorch_compress.paths import shown
 from minitorch_compress.results import read_result
 
@@ -93,7 +93,7 @@ QUANTIZED_LAYERS = "body"  # set_weight_quantization's selection: body_op.*, sho
 TITLES = {
     "b": "(b) body quantized to b bits, no finetuning",
     "c": "(c) quantization-aware finetuning (QAT)",
-    "d": "(d) Lab 2 (c)'s 80 %-sparse model + QAT with the mask fixed",
+    "d": "(d) {start} + QAT with the mask fixed",  # the start: `sparse_start_name`
     "d_naive": "(d) the sparse model under the plain asymmetric quantizer, + QAT",
     "e": "(e) global iterative pruning to 80 % + 4-bit QAT",
     "e_naive": "(e) global iterative pruning to 80 % + 4-bit QAT, plain asymmetric quantizer",
@@ -138,6 +138,7 @@ class Lab3Options(LabOptions):
             if not self.bits or set(self.bits) - set(BITS_QAT):
                 raise MinitorchError(f"--bits takes some of {' '.join(BITS_QAT)}, got "
                                      f"{' '.join(self.bits) or 'none'}")
+            refuse_repeats("--bits", self.bits)
         if self.naive_quantizer and self.symmetric:
             raise MinitorchError("--naive-quantizer is the plain asymmetric quantizer; drop "
                                  "--symmetric")
@@ -500,6 +501,16 @@ def sparse_start(options: Lab3Options, data: Cifar10
     return model.state_dict(), masks, info
 
 
+def sparse_start_name(options: Lab3Options) -> str:
+    """(d)'s start as the console heading names it: Lab 2 (c)'s model unless --sparse-from
+    or --sparse-from-pretrained chose another."""
+    if options.sparse_from_pretrained:
+        return "the pretrained model pruned to 80 %"
+    if options.sparse_from is not None:
+        return f"the sparse model {shown(options.sparse_from)}"
+    return "Lab 2 (c)'s 80 %-sparse model"
+
+
 def lab2_source(path: Path, meta: dict[str, Any]) -> str:
     """How (d)'s start is described on its page: Lab 2 (c)'s checkpoint `path`, its best
     epoch and accuracy (from its metadata `meta`), the accuracy to 4 decimals (a smoke run's
@@ -627,7 +638,8 @@ def run_part(part: str, options: Lab3Options, data: Cifar10) -> dict[str, Any]:
         raise MinitorchError(f"part ({part}) finetunes: it needs training images (--subset > 0)")
     name = result_name(part, options)
     # every Lab 3 result records the weights it started from (Lab 2's evaluations only)
-    title = TITLES.get(name.removeprefix("lab3_"), TITLES[part])
+    title = TITLES.get(name.removeprefix("lab3_"), TITLES[part]).format(
+        start=sparse_start_name(options))
     return run_and_write(options, name, part, title,
                          lambda: {**PART_FUNCTIONS[part](options, data),
                                   "weights": weights_id(options)},

@@ -109,7 +109,7 @@ from minitorch_compress.experiments.lab4_layout import (
 from minitorch_compress.kernels.parallel import get_num_threads
 from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import to_sparse
-from minitorch_compress.options import LabOptions
+from minitorch_compress.options import LabOptions, refuse_repeats
 from minitorch_compress.paths import RESULTS_DIR, shown
 from minitorch_compress.recipe import FinetuneConfig
 from minitorch_compress.results import read_result
@@ -143,9 +143,11 @@ class Lab4Options(LabOptions):
         kd_temperature, kd_alpha: (e)'s distillation settings (`DistillConfig`'s defaults).
 
     Raises:
-        MinitorchError: (when built) a strength that is not a number >= 0, fewer than one
-            speed round, a budget outside (0, 1], not a whole percent or below the smallest
-            tiled model, an unknown method, or distillation settings `DistillConfig` refuses.
+        MinitorchError: (when built) a strength that is not a number >= 0, --round-widths
+            without part (a) or --no-l1-baseline without (b), fewer than one speed round, a
+            budget outside (0, 1], not a whole percent or below the smallest tiled model, an
+            unknown method, a value given twice in a list (`refuse_repeats`), or
+            distillation settings `DistillConfig` refuses.
     """
 
     PARTS = PARTS
@@ -172,15 +174,24 @@ class Lab4Options(LabOptions):
                     ok = False
                 if not ok:
                     raise MinitorchError(f"{option} takes finite numbers >= 0, got {value!r}")
+            refuse_repeats(option, values, same=float)  # 0 and 0.0: one strength
+        # a switch of one part, given without that part, would be ignored silently
+        for name, option, used_by in (("round_widths", "--round-widths", "a"),
+                                      ("no_l1_baseline", "--no-l1-baseline", "b")):
+            if getattr(self, name) and used_by not in self.parts():
+                raise MinitorchError(f"{option} applies to part {used_by} only (got --part "
+                                     f"{self.part}); leave it out or add --part {used_by}")
         if not isinstance(self.speed_rounds, int) or self.speed_rounds < 1:
             raise MinitorchError(f"--speed-rounds must be >= 1, got {self.speed_rounds!r}")
-        object.__setattr__(self, "budgets", tuple(dict.fromkeys(
-            budget_key(b) for b in self.budgets)))
+        budgets = tuple(budget_key(b) for b in self.budgets)
+        refuse_repeats("--budgets", self.budgets, same=budget_key)  # 0.6 and 0.60: one budget
+        object.__setattr__(self, "budgets", budgets)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise MinitorchError(f"--methods takes some of {' '.join(METHODS)}, got "
                                  f"{' '.join(map(str, self.methods)) or 'none'}")
-        object.__setattr__(self, "methods", tuple(dict.fromkeys(self.methods)))
+        refuse_repeats("--methods", self.methods)
+        object.__setattr__(self, "methods", tuple(self.methods))
         self.distill_config()  # its MinitorchError names the bad setting
 
     def distill_config(self) -> DistillConfig:

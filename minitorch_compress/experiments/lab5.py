@@ -83,7 +83,7 @@ from minitorch_compress.models.pretrained import load_pretrained
 from minitorch_compress.models.resnet import ResNet20
 from minitorch_compress.ops.losses import log_softmax_array
 from minitorch_compress.optim.sgd import SGD
-from minitorch_compress.options import LabOptions
+from minitorch_compress.options import LabOptions, refuse_repeats
 from minitorch_compress.paths import REPO_ROOT, shown
 from minitorch_compress.recipe import RECIPE_EPOCHS
 from minitorch_compress.results import read_result
@@ -151,6 +151,7 @@ class Lab5Options(LabOptions):
         if unknown or not self.targets:
             raise MinitorchError(f"targets take some of {' '.join(TARGETS)}, got "
                                  f"{' '.join(self.targets) or 'none'}")
+        refuse_repeats("--targets", self.targets)  # c3 c3 would finetune c3 twice
         if not isinstance(self.sensitivity_images, int) or self.sensitivity_images < 1:
             raise MinitorchError("sensitivity_images must be a whole number >= 1, got "
                                  f"{self.sensitivity_images!r}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from minitorch_compress.experiments.common import (
     write_result,
 )
 from minitorch_compress.experiments.lab4_layout import method_run
+from minitorch_compress.experiments.lab5_layout import mixed_model_name
 from minitorch_compress.io import mtc
 from minitorch_compress.io.checkpoint import load_checkpoint
 from minitorch_compress.models.pretrained import load_pretrained
@@ -79,6 +81,7 @@ class LabModel:
     bits: int | None = None  # the body's bit width (None: float)
     mode: str = "masked"  # the quantizer
     threshold: float | None = None  # |w| below it pruned before compressing (Lab 4 (c))
+    bits_per_layer: Mapping[str, int] | None = None  # mixed precision (Lab 5 (a)): {layer: bits}
 
 
 def lab_models(out_dir: Any = None) -> list[LabModel]:
@@ -86,7 +89,8 @@ def lab_models(out_dir: Any = None) -> list[LabModel]:
     channel-pruned models and (c)'s Lasso-then-threshold ones, for the strengths and budgets
     their result files in `out_dir` list ((b)'s and (e)'s runs save the smaller model itself,
     so they are rebuilt like the others; (c)'s models are their run's last weights with the
-    one pruning step applied)."""
+    one pruning step applied), then Lab 5 (a)'s mixed-precision models, for the targets
+    lab5_a.json lists (each with the per-layer widths and quantizer recorded there)."""
     models = [LabModel(f"lab2_{p}", f"lab2_{p}", f"lab2_{p}", ("best_accuracy",))
               for p in "cde"]
     for b in ("4", "3", "2"):
@@ -122,6 +126,11 @@ def lab_models(out_dir: Any = None) -> list[LabModel]:
         models.append(LabModel(f"lab4_c_{strength}", f"lab4_c_{strength}", "lab4_c",
                                ("strengths", strength, "accuracy"),
                                threshold=lab4_c["threshold"]))
+    lab5_a = read_result(out_dir, "lab5_a") if out_dir is not None else None
+    for target, entry in (lab5_a or {}).get("targets", {}).items():
+        name = mixed_model_name(target)
+        models.append(LabModel(name, name, "lab5_a", ("targets", target, "best_accuracy"),
+                               mode=entry["mode"], bits_per_layer=entry["bits"]))
     return models
 
 
@@ -134,7 +143,8 @@ def compress_lab_model(spec: LabModel, options: ModelFilesOptions, data: Cifar10
     model = load_pretrained(checkpoint)
     if spec.threshold is not None:
         prune_below(model, spec.threshold)
-    model = compress_model(model, bits=spec.bits, mode=spec.mode)  # type: ignore[arg-type]
+    model = compress_model(model, bits=spec.bits, mode=spec.mode,  # type: ignore[arg-type]
+                           bits_per_layer=spec.bits_per_layer)
     path = options.out_dir / "models" / f"{spec.name}.mtc"
     sizes = write_model_file(model, path)
     return {**evaluate_file(spec, path, options, data, progress), **sizes}
@@ -233,7 +243,8 @@ def evaluate_file(spec: LabModel, path: Any, options: ModelFilesOptions, data: C
                  if spec.name in INFERENCE_FILES else None)
     return {"file": shown(path), "accuracy": accuracy, "table_accuracy": table, **compared,
             **({"inference_file": inference} if inference else {}),
-            "bits": spec.bits, "quantizer": spec.mode if spec.bits else None,
+            "bits": spec.bits, "quantizer": spec.mode if spec.bits or spec.bits_per_layer
+            else None,
             "what_if": what_if,
             "sparse_path": {"convs": len(sparse_layers),
                             "accuracy": float((sparse == data.y_test).mean()),

@@ -31,7 +31,8 @@ def _kb(n: int) -> str:
 
 # Which lab a model comes from, by name prefix (first match), for the figure's colours.
 FAMILIES = (("lab2_", "pruned, float32 (Lab 2)"), ("lab3_c_", "quantized, dense (Lab 3 c)"),
-            ("lab3_", "pruned + quantized (Lab 3 d, e)"), ("lab4_", "L1 / group Lasso (Lab 4)"))
+            ("lab3_", "pruned + quantized (Lab 3 d, e)"), ("lab4_", "L1 / group Lasso (Lab 4)"),
+            ("lab5_", "mixed precision (Lab 5 a)"))
 # A model this far below the median accuracy is drawn on the axis floor with its value
 # written beside it, instead of stretching the axis until the usable models overlap.
 OUTLIER_DROP = 0.2
