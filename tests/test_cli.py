@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from lab_scripts import load_lab_script
 
 from minitorch_compress.cli import main
 from minitorch_compress.io.checkpoint import save_checkpoint
@@ -316,14 +317,7 @@ def test_a_new_users_bad_inputs_are_one_line(tmp_path, capsys):
 
 
 def test_lab1_refuses_more_steps_than_memory_and_time_allow(tmp_path, capsys):
-    import importlib.util
-
-    from minitorch_compress.paths import REPO_ROOT
-
-    spec = importlib.util.spec_from_file_location("lab1_script",
-                                                  REPO_ROOT / "labs" / "lab1_sparse_linear.py")
-    lab1_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lab1_script)
+    lab1_script = load_lab_script("lab1_sparse_linear")
     code = lab1_script.main(["--steps", str(10**14), "--out-dir", str(tmp_path)])
     assert_one_line(code, capsys.readouterr().err.strip(), "steps must be a whole number from 1")
     assert not list(tmp_path.iterdir())

@@ -8,13 +8,12 @@ check shapes, sparsity, files, resume and the "best only with the final mask" ru
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
+from lab_scripts import load_lab_script
 
 from minitorch_compress.compression import IterativePruningHook, prunable_layers, sparsity_report
 from minitorch_compress.errors import MinitorchError
@@ -31,15 +30,6 @@ EPOCHS = 2
 FINETUNED = ("c", "d", "e")
 
 
-def load_lab2_script():
-    """Import labs/lab2_pruning.py as a module (labs/ is not a package, no sys.path edit)."""
-    path = Path(__file__).resolve().parent.parent / "labs" / "lab2_pruning.py"
-    spec = importlib.util.spec_from_file_location("lab2_pruning", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, synthetic_cifar10_dir, random_resnet20_weights):
     """One `--part all` smoke run; returns its folders, options and a snapshot of its outputs."""
@@ -48,7 +38,7 @@ def smoke(tmp_path_factory, synthetic_cifar10_dir, random_resnet20_weights):
     argv = ["--data-dir", str(synthetic_cifar10_dir), "--weights", str(random_resnet20_weights),
             "--subset", "64", "--test-subset", "64", "--epochs", str(EPOCHS),
             "--out-dir", str(out_dir), "--run-root", str(run_root), "--no-progress"]
-    script = load_lab2_script()
+    script = load_lab_script("lab2_pruning")
     assert script.main(["--part", "all", *argv]) == 0
     snapshot = {p: (out_dir / f"lab2_{p}.json").read_text() for p in lab2.PARTS}
     checkpoints = {p: {f: (run_root / f"lab2_{p}" / f).read_bytes()
@@ -147,7 +137,7 @@ def test_resume_with_other_data_is_refused(smoke, capsys):
 
 
 def test_missing_data_is_one_line(tmp_path, capsys):
-    script = load_lab2_script()
+    script = load_lab_script("lab2_pruning")
     assert script.main(["--part", "a", "--data-dir", str(tmp_path / "nowhere"),
                         "--out-dir", str(tmp_path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

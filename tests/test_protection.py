@@ -3,13 +3,13 @@ and nothing non-finite is ever loaded or saved (README, "What is protected")."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import warnings
 
 import numpy as np
 import pytest
+from lab_scripts import load_lab_script
 from test_torch_checkpoint import FakeStorage, FakeTensor, write_zip_pt
 
 from minitorch_compress import cli, paths
@@ -21,15 +21,7 @@ from minitorch_compress.models import pretrained, resnet20
 from minitorch_compress.training import FinetuneConfig, Trainer
 from minitorch_compress.training.trainer import RunExistsError, TrainingDivergedError
 
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, paths.REPO_ROOT / "labs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lab1_script, lab2_script = _script("lab1_sparse_linear"), _script("lab2_pruning")
+lab1_script, lab2_script = load_lab_script("lab1_sparse_linear"), load_lab_script("lab2_pruning")
 
 
 def one_line_exit_2(capsys, call, *fragments):
