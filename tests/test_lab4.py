@@ -455,3 +455,22 @@ def test_the_methods_verdicts_and_the_front_follow_the_numbers():
     assert "None is at or above 0.9050: the most accurate reaches 0.9000." in \
         front_line(d(models))
     assert front_line({"d": {"models": {}}}) == ""
+
+
+def test_claim_1_3_counts_a_mixed_width_model_as_quantized():
+    """A Lab 5 (a) model has a quantizer but no single width ("bits" None): it is pruning with
+    quantization, never 'pruning alone', whatever its ratio."""
+    from minitorch_compress.reports.lab4 import claim_1_3
+
+    def model(bits, quantizer, ratio, coded):
+        return {"bits": bits, "quantizer": quantizer, "ratio": ratio,
+                "stages": {"sparse+quantized": 100, "sparse+quantized+huffman": coded}}
+
+    text = claim_1_3({"models": {"pruned": model(None, None, 5.0, 90),
+                                 "mixed": model(None, "masked", 24.0, 80),
+                                 "q2": model(2, "masked", 35.0, 30)}})
+    assert "pruning alone (pruned) gives 5.0x" in text
+    assert "2-bit quantization (q2) gives 35.0x" in text
+    text = claim_1_3({"models": {"pruned": model(None, None, 5.0, 90),
+                                 "mixed": model(None, "masked", 24.0, 80)}})
+    assert "mixed-width quantization (mixed) gives 24.0x" in text
