@@ -404,6 +404,8 @@ def test_the_time_per_mac_sentence_splits_the_narrowed_convs_from_the_rest():
     line = time_per_mac_line(d({"lab4_e_l1_m60": e1, "lab4_e_lasso_m60": e2}))
     assert "median 1.07x, from 1.04x to 1.10x" in line and "is not met" in line
     assert "median 28%, from 25% to 30% of a pruned model's time" in line
+    assert line.endswith("L1 filters' models 1.18x, group Lasso's 1.20x (whole model).")
+    assert "By how the widths" not in time_per_mac_line(d({"lab4_e_l1_m60": e1}))
     line = time_per_mac_line(d({"lab4_e_l1_m60": {"time_per_mac": 1.18}}))
     assert line.endswith("1.18x over 1 model; the goal of at most 1.05x is not met.")
 

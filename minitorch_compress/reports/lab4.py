@@ -400,6 +400,16 @@ def time_per_mac_line(results: dict[str, Any]) -> str:
                 f"at most {TIME_PER_MAC_GOAL:g}x is {verdict}.")
     kernels = sorted(m["narrowed_time_per_mac"] for m in split)
     verdict = "met" if statistics.median(kernels) <= TIME_PER_MAC_GOAL else "not met"
+    # the two ways of choosing widths, side by side: L1 keeps about the same fraction in
+    # every block, group Lasso whatever its penalty left (as narrow as one tile)
+    by_family = {family: sorted(m["time_per_mac"] for n, m in measured.items()
+                                if n.startswith(f"lab4_e_{family}_"))
+                 for family in ("l1", "lasso")}
+    families = ""
+    if all(by_family.values()):
+        families = (f" By how the widths were chosen: L1 filters' models "
+                    f"{spread_text(by_family['l1'])}, group Lasso's "
+                    f"{spread_text(by_family['lasso'])} (whole model).")
     fixed = sorted(m["fixed_share"] for m in split)
     fixed_in_full = sorted(m["fixed_share_in_full"] for m in split)
     return (f"Time per MAC of the (e) models, relative to the full model (measured by (d), "
@@ -409,7 +419,8 @@ def time_per_mac_line(results: dict[str, Any]) -> str:
             f"pruning does not shrink (the convs left whole, the batch norm, residual add and "
             f"ReLU on each block's full-width output, pooling, the FC, each call's fixed "
             f"costs) takes {spread_text(fixed, percent=True)} of a pruned model's time, "
-            f"against {spread_text(fixed_in_full, percent=True)} of the full model's.")
+            f"against {spread_text(fixed_in_full, percent=True)} of the full model's."
+            + families)
 
 
 def spread_text(values: list[float], percent: bool = False) -> str:
