@@ -382,6 +382,13 @@ def test_a_method_left_out_of_a_smoke_run_is_not_called_pending():
     e = {"budgets": {"0.6": {}}, "_meta": {"smoke": True}}
     assert methods_cell({"e": e}, "0.6", "l1") == "not in this smoke run"
     assert methods_cell({"e": {**e, "_meta": {"smoke": False}}}, "0.6", "l1") == "not run yet"
+    # run, but (d) timed the models before it was there
+    run = {"best_accuracy": 0.9, "final_accuracy": 0.89, "macs_ratio": 0.6}
+    e = {"budgets": {"0.6": {"l1": run}}, "_meta": {}}
+    assert methods_cell({"e": e}, "0.6", "l1") == "0.9000 (last 0.8900), 60.0% MACs"
+    d = {"models": {"full": {"img_s": 100.0}}}
+    assert methods_cell({"e": e, "d": d}, "0.6", "l1").endswith(
+        ", speed not measured yet (`--part d`)")
 
 
 def test_the_time_per_mac_sentence_splits_the_narrowed_convs_from_the_rest():

@@ -377,6 +377,8 @@ def methods_cell(results: dict[str, Any], budget: str, method: str) -> str:
         text += f", {measured['img_s'] / full['img_s']:.2f}x"
         if "time_per_mac" in measured:
             text += f" ({measured['time_per_mac']:.2f}x time/MAC)"
+    elif full:  # (d) ran before this model was there
+        text += ", speed not measured yet (`--part d`)"
     return text
 
 
