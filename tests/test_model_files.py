@@ -372,13 +372,10 @@ def test_models_writes_every_lab_model_on_disk_and_its_page(tmp_path, capsys,
     compression.md; the 20x sentence follows the measured ratio."""
     import json
 
-    from minitorch_compress.io.checkpoint import save_checkpoint
     from minitorch_compress.reports import compression
 
     model = _model(bits=None)
-    (tmp_path / "runs" / "lab2_c").mkdir(parents=True)
-    save_checkpoint(tmp_path / "runs" / "lab2_c" / "best.npz",
-                    {f"model.{k}": v for k, v in model.state_dict().items()}, {})
+    _save_run(tmp_path / "runs", "lab2_c", model)
     out = tmp_path / "results"
     assert cli.main(["models", "--run-root", str(tmp_path / "runs"), "--out-dir", str(out),
                      "--data-dir", str(synthetic_cifar10_dir), "--no-progress"]) == 0
@@ -465,13 +462,10 @@ def test_models_evaluates_a_committed_file_again_when_its_run_is_gone(tmp_path, 
     import json
     import shutil
 
-    from minitorch_compress.io.checkpoint import save_checkpoint
 
     model = _model(bits=None)
     runs, out = tmp_path / "runs", tmp_path / "results"
-    (runs / "lab2_c").mkdir(parents=True)
-    save_checkpoint(runs / "lab2_c" / "best.npz",
-                    {f"model.{k}": v for k, v in model.state_dict().items()}, {})
+    _save_run(runs, "lab2_c", model)
     argv = ["models", "--run-root", str(runs), "--out-dir", str(out),
             "--data-dir", str(synthetic_cifar10_dir), "--no-progress"]
     assert cli.main(argv) == 0
@@ -499,14 +493,11 @@ def test_the_target_model_also_gets_an_inference_file_with_folded_batch_norm(
     prediction for every test image, and the target sentence reports both files."""
     import json
 
-    from minitorch_compress.io.checkpoint import save_checkpoint
     from minitorch_compress.reports import compression
 
     model = _model(bits=None)  # 80 % pruned float weights: `models` quantizes like (d)
     runs, out = tmp_path / "runs", tmp_path / "results"
-    (runs / "lab3_d_4bit").mkdir(parents=True)
-    save_checkpoint(runs / "lab3_d_4bit" / "best.npz",
-                    {f"model.{k}": v for k, v in model.state_dict().items()}, {})
+    _save_run(runs, "lab3_d_4bit", model)
     assert cli.main(["models", "--run-root", str(runs), "--out-dir", str(out), "--only",
                      "lab3_d_4bit", "--data-dir", str(synthetic_cifar10_dir),
                      "--no-progress"]) == 0
@@ -522,19 +513,25 @@ def test_the_target_model_also_gets_an_inference_file_with_folded_batch_norm(
     assert "lab3_d_4bit_folded (inference only)" in capsys.readouterr().out
 
 
+def _save_run(run_root, name, model):
+    """A finished run folder as the trainer leaves it: ``<run_root>/<name>/best.npz``."""
+    from minitorch_compress.io.checkpoint import save_checkpoint
+
+    (run_root / name).mkdir(parents=True)
+    save_checkpoint(run_root / name / "best.npz",
+                    {f"model.{k}": v for k, v in model.state_dict().items()}, {})
+
+
 def test_models_rebuilds_lab4s_channel_pruned_runs(tmp_path, capsys, synthetic_cifar10_dir):
     """Lab 4 (b)'s runs hold the smaller model; `models` finds them from lab4_b.json's
     strengths and evaluates each from its file, architecture and all."""
     import json
 
-    from minitorch_compress.io.checkpoint import save_checkpoint
 
     mids = [8, 16, 16, 16, 32, 32, 32, 64, 40]
     small = _model(prune=None, bits=None, mid_channels=mids)
     runs, out = tmp_path / "runs", tmp_path / "results"
-    (runs / "lab4_b_1").mkdir(parents=True)
-    save_checkpoint(runs / "lab4_b_1" / "best.npz",
-                    {f"model.{k}": v for k, v in small.state_dict().items()}, {})
+    _save_run(runs, "lab4_b_1", small)
     out.mkdir()
     (out / "lab4_b.json").write_text(json.dumps(
         {"strengths": {"1": {"group_lasso": {"best_accuracy": 0.25},
@@ -547,9 +544,7 @@ def test_models_rebuilds_lab4s_channel_pruned_runs(tmp_path, capsys, synthetic_c
     assert "lab4_b_l1_1" in result["missing"]
     assert mtc.load_model(out / "models" / "lab4_b_1.mtc").mid_channels == tuple(mids)
     # Lab 4 (e)'s models, from lab4_e.json's budgets (the shared lasso phase is no model)
-    (runs / "lab4_e_l1_kd_m60").mkdir(parents=True)
-    save_checkpoint(runs / "lab4_e_l1_kd_m60" / "best.npz",
-                    {f"model.{k}": v for k, v in small.state_dict().items()}, {})
+    _save_run(runs, "lab4_e_l1_kd_m60", small)
     (out / "lab4_e.json").write_text(json.dumps(
         {"budgets": {"0.6": {"l1_kd": {"best_accuracy": 0.125},
                              "lasso_phase": {"accuracy": 0.5}}}}))
@@ -568,15 +563,12 @@ def test_models_rebuilds_lab5s_mixed_precision_runs(tmp_path, capsys, synthetic_
     import json
 
     from minitorch_compress.compression import weight_layers
-    from minitorch_compress.io.checkpoint import save_checkpoint
 
     model = _model(prune=None, bits=None)  # the run's float weights
     body = [name for name in weight_layers(model) if name.startswith("body_op.")]
     widths = {name: 2 if i % 2 else 4 for i, name in enumerate(body)}
     runs, out = tmp_path / "runs", tmp_path / "results"
-    (runs / "lab5_a_c2").mkdir(parents=True)
-    save_checkpoint(runs / "lab5_a_c2" / "best.npz",
-                    {f"model.{k}": v for k, v in model.state_dict().items()}, {})
+    _save_run(runs, "lab5_a_c2", model)
     out.mkdir()
     (out / "lab5_a.json").write_text(json.dumps(
         {"targets": {"c2": {"mode": "asymmetric", "bits": widths, "best_accuracy": 0.125}}}))
