@@ -231,7 +231,8 @@ def what_stands_in_the_way(models: dict[str, Any], floor: float) -> str:
     accurate = {n: m for n, m in pruned.items()
                 if n.startswith(FINETUNED) and m["accuracy"] >= floor}
     if not accurate:
-        return text + f"; no finetuned channel-pruned model is at or above {floor:.4f} yet."
+        return (text + f"; no finetuned channel-pruned model is at or above {floor:.4f} yet."
+                + _shortfall_at_mac_bounds(pruned, floor, per_mac))
     name, m = min(accurate.items(), key=lambda item: item[1]["macs_ratio"])
     if per_mac <= KERNELS_KEEP_UP:
         reason = "the gap is accuracy at fewer channels within the epoch budget, not the kernels"
@@ -244,6 +245,37 @@ def what_stands_in_the_way(models: dict[str, Any], floor: float) -> str:
     return text + (f"; the leanest model at or above {floor:.4f}, {name}, keeps "
                    f"{m['macs_ratio']:.1%} and runs {m['img_s'] / full['img_s']:.2f}x: "
                    f"{reason}.")
+
+
+def _shortfall_at_mac_bounds(pruned: dict[str, Any], floor: float, per_mac: float) -> str:
+    """Which obstacle is which (called when no finetuned model reaches the floor): the
+    accuracy missing within the MACs 1.5x allows at the measured time per MAC, and within
+    those it would allow were the kernels at the goal."""
+    finetuned = {n: m for n, m in pruned.items() if n.startswith(FINETUNED)}
+    bounds = [("At the measured time per MAC", per_mac)]
+    if per_mac > TIME_PER_MAC_GOAL:
+        bounds.append((f"were the kernels at {TIME_PER_MAC_GOAL:.2f}x time per MAC",
+                       TIME_PER_MAC_GOAL))
+    parts, shortfalls = [], []
+    for label, time_per_mac in bounds:
+        bound = 1 / (TARGET_SPEEDUP * time_per_mac)
+        within = {n: m for n, m in finetuned.items() if m["macs_ratio"] <= bound}
+        if not within:
+            parts.append(f"{label} ({bound:.1%} of the MACs) no finetuned model is that lean")
+            continue
+        name, m = max(within.items(), key=lambda item: item[1]["accuracy"])
+        shortfalls.append(floor - m["accuracy"])
+        parts.append(f"{label} ({bound:.1%} of the MACs) the most accurate is {name} "
+                     f"({m['macs_ratio']:.1%}, {m['accuracy']:.4f}, "
+                     f"{100 * shortfalls[-1]:.2f} points short)")
+    text = " " + "; ".join(parts)
+    if len(shortfalls) == 2 and shortfalls[1] < shortfalls[0]:
+        return text + (f": faster kernels would narrow the gap by "
+                       f"{100 * (shortfalls[0] - shortfalls[1]):.2f} points, the accuracy of "
+                       "the pruned models has to close the rest.")
+    if not shortfalls:
+        return text + "."
+    return text + ": the accuracy of the pruned models has to close the gap."
 
 
 def _measured_time_per_mac(models: dict[str, Any]) -> float | None:
