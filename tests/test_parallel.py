@@ -127,3 +127,14 @@ def test_a_thread_count_within_the_cores_is_accepted(monkeypatch):
         check_thread_count()  # no error
     monkeypatch.delenv("MINITORCH_NUM_THREADS")
     check_thread_count()
+
+
+def test_importing_with_too_many_threads_in_the_environment_uses_the_cores():
+    """The rule lives in the kernels' module, so a script that never goes through the command
+    line does not cut its batches into more slices than cores either."""
+    cores = parallel.available_cores()
+    env = dict(os.environ, MINITORCH_NUM_THREADS=str(cores + 1))
+    out = subprocess.run([sys.executable, "-c", "from minitorch_compress.kernels.parallel "
+                          "import get_num_threads; print(get_num_threads())"],
+                         env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == cores

@@ -43,18 +43,22 @@ def available_cores() -> int:
 
 
 def threads_from_environment() -> int:
-    """``MINITORCH_NUM_THREADS`` (a whole number >= 1) if set, else `available_cores`.
+    """``MINITORCH_NUM_THREADS`` (a whole number from 1 to `available_cores`) if set, else
+    `available_cores`: more threads than cores only take turns on them, and a typo such as
+    99999 would cut every batch into a slice per image.
 
     Raises:
-        MinitorchError: the variable is set to something else (the command line reports
-            it in one line; importing the package falls back to `available_cores`).
+        MinitorchError: the variable is set to anything else (the command line reports it in
+            one line; importing the package falls back to `available_cores`).
     """
+    cores = available_cores()
     text = os.environ.get(ENV_VAR, "").strip()
     if not text:
-        return available_cores()
-    if not text.isdigit() or int(text) < 1:
-        raise MinitorchError(f"{ENV_VAR}={text!r}: give a whole number of threads >= 1, "
-                             f"or unset it to use the {available_cores()} available cores")
+        return cores
+    if not text.isdigit() or not 1 <= int(text) <= cores:
+        raise MinitorchError(f"{ENV_VAR}={text!r}: give a whole number of threads from 1 to "
+                             f"{cores} (the cores this process may run on), or unset it to "
+                             f"use all {cores}")
     return int(text)
 
 
