@@ -7,17 +7,16 @@ trimmed prox, and entries near zero where the subgradient and the prox legitimat
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from lab_scripts import load_lab_script
 
 from minitorch_compress.linear import (
     MU_LAB1,
@@ -375,23 +374,9 @@ def test_lasso_kkt_violation_detects_a_non_minimiser():
 # ---------------------------------------------------------------------------------------------
 
 
-def load_lab1(monkeypatch):
-    """Import labs/lab1_sparse_linear.py as a module (labs/ is not a package, no sys.path edit).
-
-    The experiment itself lives in minitorch_compress.experiments.lab1; the script is only its
-    command line. The module is registered in sys.modules for the duration of the test, as
-    importlib expects of a module being executed.
-    """
-    path = Path(__file__).resolve().parent.parent / "labs" / "lab1_sparse_linear.py"
-    spec = importlib.util.spec_from_file_location("lab1_sparse_linear", path)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_lab_script_writes_json_table_and_figures(tmp_path, monkeypatch):
-    lab1 = load_lab1(monkeypatch)
+    # the experiment lives in minitorch_compress.experiments.lab1; the script is its CLI
+    lab1 = load_lab_script("lab1_sparse_linear", monkeypatch)
     assert lab1.main(["--out-dir", str(tmp_path), "--steps", "40", "--subset", "5"]) == 0
 
     data = json.loads((tmp_path / "lab1.json").read_text())
