@@ -412,7 +412,9 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     never got smaller.
 
     Returns:
-        {"models": {name: {"img_s", "macs_ratio", "time_per_mac" (its time per MAC relative
+        {"models": {name: {"img_s", "speedup_range" ([lowest, highest] over the rounds of
+        the full model's time / its own in the same round), "macs_ratio", "time_per_mac" (its
+        time per MAC relative
         to the full model's: 1.0 when time falls exactly with the MACs), "accuracy",
         "weights_zero" (fraction of its prunable weights that are 0), "weights_kept" (its
         prunable weights, as a fraction of the full model's), "file"}}, "batch", "rounds",
@@ -488,8 +490,12 @@ def part_d(options: Lab4Options, data: Cifar10 | None = None) -> dict[str, Any]:
     models = {}
     for name, (model, source) in candidates.items():
         macs_ratio = resnet20_macs(model.mid_channels) / resnet20_macs()
+        # the model against the full one in the same round, lowest and highest: how far the
+        # median's ratio could move between quiet windows
+        per_round = [f / t for f, t in zip(times["full"], times[name], strict=True)]
         models[name] = {
             "img_s": SPEED_BATCH / statistics.median(times[name]),
+            "speedup_range": [min(per_round), max(per_round)],
             "macs_ratio": macs_ratio,
             "time_per_mac": statistics.median(times[name]) / statistics.median(times["full"])
                             / macs_ratio,

@@ -689,7 +689,9 @@ def _tables(results: dict[str, Any]) -> list[str]:
         full = d["models"].get("full", {}).get("img_s")
         L += [f"## {TITLES['d']}", "",
               f"Batch {d['batch']}, median of {d['rounds']} alternating rounds, {d['threads']} "
-              "kernel threads. Time per MAC is relative to the full model's: the whole "
+              "kernel threads; vs full: the ratio of the medians (in brackets the lowest and "
+              "highest of the rounds' own ratios, each round timing every model). Time per "
+              "MAC is relative to the full model's: the whole "
               "model's, and that of the convs pruning narrowed (each conv timed alone on its "
               "own inputs, without the batch norm, residual add and ReLU it runs fused with, "
               "against the same convs of the full model); not shrunk: the share of the "
@@ -697,7 +699,7 @@ def _tables(results: dict[str, Any]) -> list[str]:
                   ["model", "images/s", "vs full", "MACs", "time/MAC",
                    "narrowed convs' time/MAC", "not shrunk", "weights kept", "of them zero",
                    "accuracy", "file"], "lrrrrrrrrrl",
-                  ([n, f"{m['img_s']:.0f}", f"{m['img_s'] / full:.2f}x" if full else "—",
+                  ([n, f"{m['img_s']:.0f}", speedup_cell(m, full),
                     f"{m['macs_ratio']:.1%}",
                     f"{m['time_per_mac']:.2f}x" if "time_per_mac" in m else "—",
                     f"{m['narrowed_time_per_mac']:.2f}x" if "narrowed_time_per_mac" in m
@@ -710,6 +712,18 @@ def _tables(results: dict[str, Any]) -> list[str]:
         if "e" not in results:  # else (e) states the target, beside the methods
             L += [target_line(results), ""]
     return L + methods_section(results)
+
+
+def speedup_cell(m: dict[str, Any], full_img_s: float | None) -> str:
+    """(d)'s "vs full" cell: the ratio of the medians, with the range of the rounds' own
+    ratios where (d) recorded it, e.g. "1.59x (1.52-1.63)"."""
+    if not full_img_s:
+        return "—"
+    text = f"{m['img_s'] / full_img_s:.2f}x"
+    if "speedup_range" in m:
+        low, high = m["speedup_range"]
+        text += f" ({low:.2f}-{high:.2f})"
+    return text
 
 
 def write_report(out_dir: str | Path) -> Path | None:
