@@ -59,7 +59,7 @@ def unpinned(monkeypatch, tmp_path):
 
     def fake_measure(shape, *args, **kwargs):
         calls.append(shape)
-        return 1.0, _linear(0.1, 1.8)
+        return 1.0, _linear(0.1, 1.8), 1.02  # a quiet machine's spread
 
     path = tmp_path / "cache" / "sparse_break_even.json"
     monkeypatch.setattr(sbe, "_pinned", None)
@@ -77,6 +77,7 @@ def test_a_shape_is_measured_once_then_read_from_the_cache(unpinned, monkeypatch
     assert calls == [SHAPE]
     entry = json.loads(path.read_text())[sbe.cache_key()]["16,16,32,3,1,1"]
     assert entry["break_even"] == pytest.approx(0.5) and entry["dense_s"] == 1.0
+    assert entry["dense_spread"] == 1.02
     monkeypatch.setattr(sbe, "_known", {})  # a new process: reads the file, measures nothing
     assert sbe.break_even(SHAPE, path) == pytest.approx(0.5)
     assert calls == [SHAPE]
@@ -139,9 +140,10 @@ def test_to_sparse_asks_for_each_conv_at_its_own_input_size():
 
 def test_measure_times_the_dense_path_and_every_sparsity():
     """The calibration's timing runs both kernels on a shape (what it finds is not tested)."""
-    dense_s, sparse_s = sbe.measure(ConvGeometry(2, 3, 8, 3, 2, 1), (0.5, 0.9), batch=2,
-                                    rounds=1)
+    dense_s, sparse_s, spread = sbe.measure(ConvGeometry(2, 3, 8, 3, 2, 1), (0.5, 0.9),
+                                            batch=2, rounds=3)
     assert dense_s > 0 and list(sparse_s) == [0.5, 0.9] and min(sparse_s.values()) > 0
+    assert spread >= 1.0  # the dense runs' median over their fastest
 
 
 def test_calibrating_says_so_once_on_stderr(unpinned, capsys):
@@ -161,7 +163,7 @@ def test_calibrate_keeps_the_entries_another_process_wrote_meanwhile(unpinned, m
 
     def measure_while_another_process_writes(shape, *args, **kwargs):
         sbe._write_cache(path, {sbe.cache_key(): {"16,16,16,3,1,1": {"break_even": 0.4}}})
-        return 1.0, _linear(0.1, 1.8)
+        return 1.0, _linear(0.1, 1.8), 1.0
 
     monkeypatch.setattr(sbe, "measure", measure_while_another_process_writes)
     sbe.calibrate(SHAPE, path)
@@ -170,3 +172,16 @@ def test_calibrate_keeps_the_entries_another_process_wrote_meanwhile(unpinned, m
     monkeypatch.setattr(sbe, "_known", {})
     assert sbe.break_even(other, path) == 0.4
     assert not list(path.parent.glob("*.tmp"))  # the temporary file was renamed
+
+
+def test_a_calibration_on_a_busy_machine_is_used_but_not_cached(unpinned, monkeypatch, capsys):
+    path, calls = unpinned
+    monkeypatch.setattr(sbe, "measure",
+                        lambda shape, *a, **k: calls.append(shape) or (1.0, _linear(0.1, 1.8), 1.6))
+    assert sbe.break_even(SHAPE, path) == pytest.approx(0.5)
+    assert sbe.break_even(SHAPE, path) == pytest.approx(0.5)  # known to this process
+    assert calls == [SHAPE] and not path.exists()
+    assert "busy" in capsys.readouterr().err
+    monkeypatch.setattr(sbe, "_known", {})  # the next process measures again
+    sbe.break_even(SHAPE, path)
+    assert calls == [SHAPE, SHAPE]

@@ -8,7 +8,8 @@ another: the first time a model asks about a conv shape (`break_even`), a short 
 data, in alternating rounds, and `break_even_from_timings` turns the times into the sparsity
 from which sparse is faster. The answers are cached in ``weights/cache/sparse_break_even.json``
 (git-ignored) under the CPU's name, the sparse and dense kernels' `KERNEL_VERSION` and the thread
-count, so a machine measures each shape once per kernel version;
+count, so a machine measures each shape once per kernel version (not when the machine was
+busy while measuring, `BUSY_SPREAD`: that answer serves its process only, with a warning);
 ``python benchmarks/bench_sparse.py --calibrate`` measures every ResNet-20 shape again and
 overwrites its entries.
 
@@ -50,6 +51,9 @@ MIN_SPARSITY = 0.3
 SPARSITIES = (0.3, 0.5, 0.7, 0.9)
 BATCH = 16
 ROUNDS = 5
+#: A calibration whose dense runs' median took more than this times their fastest ran on a busy
+#: machine: its answer serves this process but is not cached (the next one measures again).
+BUSY_SPREAD = 1.25
 
 
 class ConvGeometry(NamedTuple):
@@ -93,12 +97,15 @@ def break_even_from_timings(dense_s: float, sparse_s: dict[float, float]) -> flo
 
 
 def measure(shape: ConvGeometry, sparsities: tuple[float, ...] = SPARSITIES, batch: int = BATCH,
-            rounds: int = ROUNDS, seed: int = 0) -> tuple[float, dict[float, float]]:
-    """(dense seconds, {sparsity: sparse seconds}) for one conv shape on random float32 data.
+            rounds: int = ROUNDS, seed: int = 0) -> tuple[float, dict[float, float], float]:
+    """(dense seconds, {sparsity: sparse seconds}, spread) for one conv shape on random
+    float32 data.
 
-    Each is the fastest of `rounds` runs taken in alternating rounds (dense, each sparsity,
-    dense, ...): other work on the machine only ever adds time, and alternating spreads its
-    drift over all of them alike. Both run the fused epilogue (batch norm and ReLU)."""
+    Each time is the fastest of `rounds` runs taken in alternating rounds (dense, each
+    sparsity, dense, ...): other work on the machine only ever adds time, and alternating
+    spreads its drift over all of them alike. Both run the fused epilogue (batch norm and
+    ReLU). The spread is the dense runs' median over their fastest: about 1 on a quiet
+    machine, more when other work took the cores now and then."""
     rng = np.random.default_rng(seed)
     c, k, size, kernel, stride, padding = shape
     x = rng.standard_normal((batch, c, size, size)).astype(np.float32)
@@ -108,15 +115,17 @@ def measure(shape: ConvGeometry, sparsities: tuple[float, ...] = SPARSITIES, bat
     for s in sparsities:
         sw = SparseWeights.from_dense(np.where(rng.random(w.shape) < s, 0, w).astype(np.float32))
         runs.append(lambda sw=sw: sparse_conv2d_forward(x, sw, stride, padding, coef, True))
-    best = [float("inf")] * len(runs)
+    seconds: list[list[float]] = [[] for _ in runs]
     for run in runs:
         run()  # compile, warm the caches
     for _ in range(rounds):
         for i, run in enumerate(runs):
             start = time.perf_counter()
             run()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best[0], dict(zip(sparsities, best[1:], strict=True))
+            seconds[i].append(time.perf_counter() - start)
+    best = [min(t) for t in seconds]
+    spread = float(np.median(seconds[0])) / best[0]
+    return best[0], dict(zip(sparsities, best[1:], strict=True)), spread
 
 
 def cache_key() -> str:
@@ -157,14 +166,24 @@ _announced = False
 
 
 def calibrate(shape: ConvGeometry, path: Path | None = None) -> float:
-    """Measure `shape`'s break-even now and store it in the cache (replacing an old entry)."""
+    """Measure `shape`'s break-even now and store it in the cache (replacing an old entry),
+    unless the machine was busy (`BUSY_SPREAD`): then it serves this process only, with a
+    one-line warning."""
     path = CACHE_FILE if path is None else path
-    dense_s, sparse_s = measure(shape)
+    dense_s, sparse_s, spread = measure(shape)
     value = break_even_from_timings(dense_s, sparse_s)
+    if spread > BUSY_SPREAD:
+        print(f"warning: the machine was busy while calibrating the sparse break-even of "
+              f"{_shape_key(shape)} (dense runs {spread:.2f}x their fastest): used now, not "
+              "cached; `python benchmarks/bench_sparse.py --calibrate` on a quiet machine "
+              "stores it", file=sys.stderr, flush=True)
+        _known[shape] = value
+        return value
     data = _read_cache(path)
     data.setdefault(cache_key(), {})[_shape_key(shape)] = {
         "break_even": value, "dense_s": dense_s,
-        "sparse_s": {str(s): t for s, t in sparse_s.items()}, "batch": BATCH}
+        "sparse_s": {str(s): t for s, t in sparse_s.items()}, "dense_spread": spread,
+        "batch": BATCH}
     _write_cache(path, data)
     _known[shape] = value
     return value
