@@ -61,12 +61,6 @@ def pytorch(threads: int):
     return conv
 
 
-def _threads() -> int:
-    from minitorch_compress.kernels.parallel import get_num_threads
-
-    return get_num_threads()
-
-
 def fit(widths: list[int], ms: list[float]) -> tuple[float, float]:
     """(fixed ms, ms per output channel) of the least-squares line through (K, ms)."""
     per_channel, fixed = np.polyfit(np.asarray(widths, float), np.asarray(ms, float), 1)
@@ -135,13 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from minitorch_compress.kernels.common import cpu_name
     from minitorch_compress.kernels.memory import keep_freed_memory
+    from minitorch_compress.kernels.parallel import get_num_threads
 
     keep_freed_memory()  # the allocator setting the command line applies (kernels/memory.py)
     figures = {"ours": measure(ours(), args.batch, args.rounds)}
-    if (theirs := pytorch_in_child(args.batch, args.rounds, _threads())) is not None:
+    if (theirs := pytorch_in_child(args.batch, args.rounds, get_num_threads())) is not None:
         figures["pytorch"] = theirs
     print(f"batch {args.batch}, median of {args.rounds} rounds (the widths alternating), "
-          f"{_threads()} threads, CPU {cpu_name()}; PyTorch in a child process")
+          f"{get_num_threads()} threads, CPU {cpu_name()}; PyTorch in a child process")
     print(f"{'input':<16}{'impl':<9}" + "".join(f"{'K=' + str(k):>8}" for k in WIDTHS)
           + f"{'fixed ms':>10}{'ms per K':>10}{'fixed @C/2':>12}{'fixed @C':>10}")
     for name, *_ in SHAPES:
@@ -152,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{f['fixed_share_half']:12.0%}{f['fixed_share_full']:10.0%}")
     if args.json:
         args.json.write_text(json.dumps({"batch": args.batch, "rounds": args.rounds,
-                                         "threads": _threads(), "cpu": cpu_name(),
+                                         "threads": get_num_threads(), "cpu": cpu_name(),
                                          "figures": figures}, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0

@@ -460,16 +460,6 @@ RESUME_HINT = "finished epochs are checkpointed; rerun with --resume to continue
 _active_runs = 0  # run_cli calls under way: reproduce runs each lab script's main inside its own
 
 
-def check_thread_count() -> None:
-    """Refuse a ``MINITORCH_NUM_THREADS`` outside 1 to the cores this process may run on
-    (`kernels.parallel.threads_from_environment` holds the rule).
-
-    Raises:
-        MinitorchError: the variable is set to anything else (0, 99999, 'many').
-    """
-    threads_from_environment()
-
-
 def run_cli(main: Callable[[], int], how_to_continue: str = RESUME_HINT) -> int:
     """Run `main`, turning user-facing errors and Ctrl-C into one line and an exit status,
     and each warning into one "warning: ..." line.
@@ -481,7 +471,7 @@ def run_cli(main: Callable[[], int], how_to_continue: str = RESUME_HINT) -> int:
     global _active_runs
     _active_runs += 1
     try:
-        check_thread_count()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
+        threads_from_environment()  # a bad MINITORCH_NUM_THREADS is one line, not a guess
         kernels_from_environment()  # the same for MINITORCH_KERNELS
         keep_freed_memory()  # the allocator setting of the hot path (kernels/memory.py)
         with warnings.catch_warnings():

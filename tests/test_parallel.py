@@ -120,13 +120,11 @@ def test_a_bad_thread_count_in_the_environment_is_one_line(value):
 
 
 def test_a_thread_count_within_the_cores_is_accepted(monkeypatch):
-    from minitorch_compress.cli import check_thread_count
-
     for value in ("1", str(parallel.available_cores()), " 1 "):
         monkeypatch.setenv("MINITORCH_NUM_THREADS", value)
-        check_thread_count()  # no error
+        assert parallel.threads_from_environment() == int(value)
     monkeypatch.delenv("MINITORCH_NUM_THREADS")
-    check_thread_count()
+    assert parallel.threads_from_environment() == parallel.available_cores()
 
 
 def test_importing_with_too_many_threads_in_the_environment_uses_the_cores():

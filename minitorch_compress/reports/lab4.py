@@ -446,15 +446,13 @@ def time_per_mac_line(results: dict[str, Any]) -> str:
                     f"{spread_text(by_family['lasso'])} (whole model).")
     fixed = sorted(m["fixed_share"] for m in split)
     fixed_in_full = sorted(m["fixed_share_in_full"] for m in split)
+    why = ("" if verdict == "met" else
+           " (why, conv by conv: `benchmarks/bench_conv_width.py` in results/benchmark.md: a "
+           "conv copies its input planes into its padded layout whatever its output width)")
     return (f"Time per MAC of the (e) models, relative to the full model (measured by (d), "
             f"over {len(measured)} {models_word}): the convs that pruning narrowed, each "
             f"timed alone, {spread_text(kernels)}; the whole model {spread_text(whole)}. The "
-            f"goal of at most {TIME_PER_MAC_GOAL:g}x for the kernels is {verdict}"
-            + ("" if verdict == "met" else
-               " (why, conv by conv: `benchmarks/bench_conv_width.py` in "
-               "results/benchmark.md: a conv copies its input planes into its padded layout "
-               "whatever its output width)")
-            + f". What "
+            f"goal of at most {TIME_PER_MAC_GOAL:g}x for the kernels is {verdict}{why}. What "
             f"pruning does not shrink (the convs left whole, the batch norm, residual add and "
             f"ReLU on each block's full-width output, pooling, the FC, each call's fixed "
             f"costs) takes {spread_text(fixed, percent=True)} of a pruned model's time, "
